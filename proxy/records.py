@@ -1,0 +1,265 @@
+"""Decision records: what was blocked (and a sample of what was allowed), why.
+
+How this works: 47 CFR 64.1200(k)(4) and the traceback duty (answer within
+24 hours, notify the FCC before blocking a provider's whole traffic) mean
+every blocking decision must be kept with the facts it was based on and be
+searchable later (shared/DOMAIN.md "Records").
+
+* `RecordWriter.append(record)` is called on the hot path: it only appends
+  the dict to a bounded in-memory deque (no await, no I/O). When the deque is
+  full the oldest record is dropped and `dropped` counts it.
+* `RecordWriter.run()` is a background task: it drains the deque in batches
+  into the Redis stream `<prefix>records` with one pipelined round trip per
+  batch (`XADD ... MAXLEN ~ max_len * field value ...`) and trims by age
+  (`XTRIM ... MINID ~ <now - max_age_s in ms>`). The stream ID is the Redis
+  server time in ms, so a time range is an `XRANGE` between two IDs. If Redis
+  is down, records wait in the deque and the flush is retried with backoff.
+* `export()` streams a time range as CSV (with a header) or JSON lines, with
+  optional caller/provider/rule filters, reading `XRANGE` in pages.
+* `summary()` counts the records of one provider by day, rule and action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+__all__ = ["FIELDS", "RecordWriter", "export", "iso_ms", "summary"]
+
+log = logging.getLogger("sipscreen.records")
+
+# The columns of a record, in export order (DOMAIN.md "Records").
+FIELDS = (
+    "ts",
+    "call_id",
+    "source",
+    "provider",
+    "ocn",
+    "caller",
+    "callee",
+    "rule",
+    "citation",
+    "reason",
+    "action",
+    "monitor",
+    "snapshot_version",
+)
+STREAM = "records"
+PAGE = 5000
+
+
+def iso_ms(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds: `2026-11-29T12:00:00.123Z`."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class RecordWriter:
+    """Bounded, non-blocking queue of records flushed to a Redis stream."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        max_len: int,
+        max_age_s: float,
+        *,
+        queue_max: int = 100_000,
+        batch: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.key = prefix + STREAM
+        self.max_len = max_len
+        self.max_age_s = max_age_s
+        self.batch = batch
+        self.clock = clock
+        self.dropped = 0
+        self.written = 0
+        self._queue: collections.deque[dict[str, str]] = collections.deque()
+        self._queue_max = queue_max
+        self._wake = asyncio.Event()
+        self._failing = False
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def append(self, record: dict[str, str]) -> None:
+        """Queue one record (hot path: no await, no I/O)."""
+        q = self._queue
+        if len(q) >= self._queue_max:
+            q.popleft()  # the oldest goes first: the newest are worth more
+            self.dropped += 1
+        q.append(record)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def flush(self) -> int:
+        """Write everything queued now; returns how many were written."""
+        total = 0
+        while self._queue:
+            n = min(self.batch, len(self._queue))
+            chunk = [self._queue.popleft() for _ in range(n)]
+            try:
+                await self._write(chunk)
+            except BaseException:
+                # Put them back in order, still bounded.
+                for rec in reversed(chunk):
+                    if len(self._queue) >= self._queue_max:
+                        self.dropped += 1
+                        continue
+                    self._queue.appendleft(rec)
+                raise
+            total += n
+            self.written += n
+        return total
+
+    async def _write(self, chunk: list[dict[str, str]]) -> None:
+        async with self.redis.pipeline(transaction=False) as p:
+            for rec in chunk:
+                fields = {k: rec.get(k, "") for k in FIELDS}
+                for k, v in rec.items():
+                    if k not in fields:
+                        fields[k] = v
+                if self.max_len > 0:
+                    p.xadd(self.key, cast(Any, fields), maxlen=self.max_len, approximate=True)
+                else:
+                    p.xadd(self.key, cast(Any, fields))
+            if self.max_age_s > 0:
+                min_id = int((self.clock() - self.max_age_s) * 1000)
+                p.xtrim(self.key, minid=max(min_id, 0), approximate=True)
+            await p.execute()
+
+    async def run(self) -> None:
+        """Flush forever (cancel to stop; a last flush is attempted)."""
+        delay = 0.1
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                try:
+                    await self.flush()
+                except (RedisError, OSError, TimeoutError) as exc:
+                    if not self._failing:
+                        log.warning(
+                            "records: Redis write failed (%s); %d records queued, retrying",
+                            exc,
+                            len(self._queue),
+                        )
+                        self._failing = True
+                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                    delay = min(delay * 2, 5.0)
+                    self._wake.set()
+                    continue
+                if self._failing:
+                    log.info("records: Redis writes back; %d dropped meanwhile", self.dropped)
+                    self._failing = False
+                delay = 0.1
+        except asyncio.CancelledError:
+            if self._queue:
+                try:
+                    await asyncio.wait_for(self.flush(), 2.0)
+                except (RedisError, OSError, TimeoutError, asyncio.CancelledError):
+                    pass
+            raise
+
+
+def _stream_id(ts: float | None, default: str) -> str:
+    return default if ts is None else str(max(int(ts * 1000), 0))
+
+
+async def _records(
+    redis: aioredis.Redis,
+    prefix: str,
+    since: float | None,
+    until: float | None,
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    key = prefix + STREAM
+    lo = _stream_id(since, "-")
+    hi = _stream_id(until, "+")
+    while True:
+        page = await redis.xrange(key, min=lo, max=hi, count=PAGE)
+        if not page:
+            return
+        for sid, fields in page:
+            sid_s = sid.decode() if isinstance(sid, bytes) else str(sid)
+            rec = {
+                (k.decode() if isinstance(k, bytes) else str(k)): (
+                    v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                )
+                for k, v in (fields or {}).items()
+            }
+            yield sid_s, rec
+        if len(page) < PAGE:
+            return
+        last = page[-1][0]
+        last_s = last.decode() if isinstance(last, bytes) else str(last)
+        lo = "(" + last_s  # exclusive start (Redis >= 6.2)
+
+
+def _match(rec: dict[str, str], caller: str | None, provider: str | None, rule: str | None) -> bool:
+    return (
+        (caller is None or rec.get("caller") == caller)
+        and (provider is None or rec.get("provider") == provider)
+        and (rule is None or rec.get("rule") == rule)
+    )
+
+
+async def export(
+    redis: aioredis.Redis,
+    prefix: str,
+    since: float | None = None,
+    until: float | None = None,
+    caller: str | None = None,
+    provider: str | None = None,
+    rule: str | None = None,
+    fmt: str = "csv",
+) -> AsyncIterator[str]:
+    """Yield the matching records as CSV lines (header first) or JSON lines."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"format must be csv or json, got {fmt!r}")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(("id", *FIELDS))
+        yield buf.getvalue()
+    async for sid, rec in _records(redis, prefix, since, until):
+        if not _match(rec, caller, provider, rule):
+            continue
+        if fmt == "json":
+            yield json.dumps({"id": sid, **rec}, separators=(",", ":")) + "\n"
+        else:
+            buf.seek(0)
+            buf.truncate()
+            writer.writerow((sid, *(rec.get(f, "") for f in FIELDS)))
+            yield buf.getvalue()
+
+
+async def summary(
+    redis: aioredis.Redis,
+    prefix: str,
+    provider: str,
+    since: float | None = None,
+    until: float | None = None,
+) -> dict[tuple[str, str, str], int]:
+    """Counts of one provider's records by (day, rule, action)."""
+    out: dict[tuple[str, str, str], int] = {}
+    async for sid, rec in _records(redis, prefix, since, until):
+        if rec.get("provider") != provider:
+            continue
+        ms = int(sid.split("-", 1)[0])
+        day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+        k = (day, rec.get("rule", ""), rec.get("action", ""))
+        out[k] = out.get(k, 0) + 1
+    return out

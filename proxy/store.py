@@ -1,0 +1,1258 @@
+"""Redis is the source of truth; this module keeps `rules.Snapshot` in step.
+
+How this works:
+
+* `SnapshotStore.snapshot` is the in-memory `rules.snapshot.Snapshot` that
+  the screening glue reads on every INVITE without an `await`. Until a first
+  full load succeeds it is `Snapshot.empty()` and `loaded` is False (the glue
+  then applies `no_snapshot_policy`).
+* `load_full()` reads every key of the schema (docs/DESIGN.md, docs/REDIS.md)
+  with SSCAN/HSCAN/ZSCAN in batches, validates each value (a bad one is
+  skipped with one WARNING naming the key and the value, never raised),
+  builds a *new* Snapshot aside and swaps `self.snapshot` in one assignment.
+* `run()` is the long-running task. Per connection ("session") it: enables
+  keyspace notifications (adding flags, never removing any), opens a MONITOR
+  connection, does a full load, then follows every write live:
+  - MONITOR (primary feed) shows each executed command with its arguments,
+    including those inside MULTI/EXEC and Lua scripts, so an operator's
+    `SADD sipscreen:block:caller +12025550123` is applied as exactly that one
+    member in O(1)/O(log n) between two INVITEs. Commands on our keys that we
+    do not model member by member (SMOVE, SINTERSTORE, RENAME, SPOP, HSET on
+    a provider hash, ...) make the store re-read just that key aside and swap
+    that one attribute in; edits that arrive while a re-read (or a full
+    reload) is in flight are buffered and replayed on the fresh copy, which
+    is correct because set/zset/hash member edits are last-writer-wins per
+    member and MONITOR delivers them in execution order.
+  - Keyspace notifications (`__keyspace@<db>__:<prefix>*`): when MONITOR is
+    refused (ACL, managed Redis) every event re-reads the touched key, which
+    costs O(size of that key) per edit; with MONITOR they are only used for
+    `expired`/`evicted`, which no command shows.
+* Redis down at any moment: screening keeps the last snapshot; the session
+  ends, `connected` turns False (one WARNING line, `on_state(False)`), and
+  `run()` reconnects with jittered exponential backoff (0.1 s doubling to
+  5 s). Back up: one INFO line, `on_state(True)`, and a full reload built
+  aside, because edits made meanwhile were not seen.
+* Writer helpers (`block_caller`, `allow_caller`, `set_provider`, ...) are
+  what the CLI and tests use: they validate, normalise, write the key and its
+  optional `meta:<key>` companion (who/why/when) in one MULTI/EXEC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from rules.notices import notice_from_record
+from rules.numbers import normalise
+from rules.snapshot import RMD_STATUSES as SNAP_RMD_STATUSES
+from rules.snapshot import Notice, NumberSet, PrefixSet, Provider, Snapshot, parse_campaigns
+
+__all__ = [
+    "KEY_KINDS",
+    "RMD_STATUSES",
+    "SnapshotStore",
+    "StoreError",
+    "needed_notify_flags",
+    "parse_date",
+    "parse_monitor_line",
+    "valid_prefix",
+]
+
+log = logging.getLogger("sipscreen.store")
+
+# ---------------------------------------------------------------------------
+# Key schema (relative to the prefix; docs/DESIGN.md "Redis key schema")
+# ---------------------------------------------------------------------------
+
+K_BLOCK_CALLER = "block:caller"
+K_ALLOW_CALLER = "allow:caller"
+K_ALLOW_EXPIRY = "allow:caller:expiry"
+K_BLOCK_PREFIX = "block:prefix"
+K_BLOCK_PROVIDER = "block:provider"
+K_DNO_CALLER = "dno:caller"
+K_NANPA_NPA = "nanpa:npa"
+K_NANPA_NXX = "nanpa:nxx"
+K_RMD_CURRENT = "rmd:current"
+P_PROVIDER = "provider:"
+P_NOTICE = "notice:"
+P_META = "meta:"
+
+# Members edited in place, by SADD/SREM: relative key -> kind.
+NUMBER_SETS = {
+    K_BLOCK_CALLER: "block_caller",
+    K_ALLOW_CALLER: "allow_caller",
+    K_DNO_CALLER: "dno_caller",
+}
+KEY_KINDS: dict[str, str] = {
+    **{k: "numbers" for k in NUMBER_SETS},
+    K_ALLOW_EXPIRY: "expiry",
+    K_BLOCK_PREFIX: "prefix",
+    K_BLOCK_PROVIDER: "provider_set",
+    K_NANPA_NPA: "npa",
+    K_NANPA_NXX: "nxx",
+    K_RMD_CURRENT: "rmd_current",
+}
+
+# 47 CFR 64.6305(g): providers not in the RMD (removed, or never filed).
+RMD_STATUSES = frozenset(SNAP_RMD_STATUSES)
+NOTICE_KINDS = frozenset({"k4", "n2"})  # 47 CFR 64.1200(k)(4), (n)(2)
+
+SCAN_COUNT = 20_000
+PROGRESS_EVERY = 1_000_000
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+PING_INTERVAL = 1.0
+PING_TIMEOUT = 2.0
+
+# Flags the store needs in notify-keyspace-events: K keyspace channel, g
+# generic (del, rename, expire), s set, h hash, z zset, $ string, x expired,
+# e evicted. "A" is the alias of "g$lshzxet".
+_NEEDED_FLAGS = "Kgs$hzxe"
+_ALIAS_A = "g$lshzxet"
+
+# Commands that change no member of an existing key (expiry arrives later as
+# an `expired` keyspace event).
+_NO_CONTENT_CHANGE = frozenset(
+    {"expire", "pexpire", "expireat", "pexpireat", "persist", "touch", "object", "watch"}
+)
+# Used when COMMAND is refused: the write commands that may touch our keys.
+_STATIC_WRITE_COMMANDS = frozenset(
+    """sadd srem smove spop sinterstore sunionstore sdiffstore del unlink rename renamenx
+    hset hmset hsetnx hdel hincrby hincrbyfloat hexpire hpexpire hgetdel hsetex hgetex
+    zadd zrem zincrby zpopmin zpopmax bzpopmin bzpopmax zmpop bzmpop zremrangebyscore
+    zremrangebyrank zremrangebylex zunionstore zinterstore zdiffstore zrangestore set setex
+    psetex setnx getset getdel getex append incr decr incrby decrby incrbyfloat setrange
+    mset msetnx copy move restore sort sort_ro flushdb flushall swapdb xadd xtrim xdel""".split()
+)
+
+
+class StoreError(ValueError):
+    """A value given to a writer helper is invalid; the message names it."""
+
+
+# ---------------------------------------------------------------------------
+# Validation (pure)
+# ---------------------------------------------------------------------------
+
+
+def _number(raw: str) -> str | None:
+    """E.164 (or short code) form of a stored member, None if malformed."""
+    # Fast path: the canonical form every writer of ours stores.
+    # NumberSet holds E.164 numbers only (no short codes, no leading 0).
+    if raw[:1] == "+" and 2 <= len(raw) <= 16 and raw[1:].isdigit() and raw.isascii():
+        return raw if raw[1] != "0" else None
+    n = normalise(raw) if raw else None
+    return n if n is not None and n[:1] == "+" and n[1:2] != "0" else None
+
+
+def valid_prefix(raw: str) -> str | None:
+    """A blocked E.164 prefix (`+1202555`), None if malformed."""
+    s = raw.strip()
+    body = s[1:]
+    if s[:1] == "+" and 1 <= len(body) <= 15 and body.isdigit() and body.isascii():
+        return s
+    return None
+
+
+def parse_date(raw: str) -> float | None:
+    """Epoch seconds from an epoch number, an ISO date or an ISO datetime.
+
+    A date alone is midnight UTC; a naive datetime is taken as UTC.
+    """
+    s = raw.strip()
+    if not s:
+        return None
+    try:
+        v = float(s)
+    except ValueError:
+        pass
+    else:
+        return v if v == v and 0 <= v < 4e10 else None
+    try:
+        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.timestamp()
+
+
+def needed_notify_flags(current: str) -> str:
+    """`current` notify-keyspace-events plus what the store needs (never less)."""
+    have = set(current)
+    if "A" in have:
+        have |= set(_ALIAS_A)
+    missing = "".join(c for c in _NEEDED_FLAGS if c not in have)
+    return current + missing
+
+
+# ---------------------------------------------------------------------------
+# MONITOR line parsing
+# ---------------------------------------------------------------------------
+
+_ESCAPES = {
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+    ord("a"): b"\a",
+    ord("b"): b"\b",
+    ord("\\"): b"\\",
+    ord('"'): b'"',
+}
+
+
+def _unrepr(tok: bytes) -> bytes:
+    """Undo Redis's sdscatrepr escaping of one MONITOR argument."""
+    out = bytearray()
+    i, n = 0, len(tok)
+    while i < n:
+        c = tok[i]
+        if c == 0x5C and i + 1 < n:  # backslash
+            nxt = tok[i + 1]
+            if nxt == ord("x") and i + 3 < n:
+                out.append(int(tok[i + 2 : i + 4], 16))
+                i += 4
+                continue
+            out += _ESCAPES.get(nxt, bytes((nxt,)))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return bytes(out)
+
+
+def _split_args(body: bytes) -> list[bytes]:
+    """`"a" "b\\"c"` -> [b"a", b'b"c'] (MONITOR argument list)."""
+    if b"\\" not in body:
+        # No escape means no quote inside any argument: split exactly.
+        inner = body.strip()
+        if len(inner) < 2:
+            return []
+        return inner[1:-1].split(b'" "')
+    args: list[bytes] = []
+    i, n = 0, len(body)
+    while i < n:
+        if body[i] != 0x22:  # '"'
+            i += 1
+            continue
+        j = i + 1
+        while j < n and body[j] != 0x22:
+            j += 2 if body[j] == 0x5C else 1
+        args.append(_unrepr(body[i + 1 : j]))
+        i = j + 1
+    return args
+
+
+def parse_monitor_line(line: bytes) -> tuple[int, list[bytes]] | None:
+    """`1339518083.107412 [0 127.0.0.1:60866] "sadd" "k" "m"` -> (0, argv)."""
+    lb = line.find(b" [")
+    rb = line.find(b"] ", lb)
+    if lb < 0 or rb < 0:
+        return None
+    sp = line.find(b" ", lb + 2)
+    try:
+        db = int(line[lb + 2 : sp])
+    except ValueError:
+        return None
+    argv = _split_args(line[rb + 2 :])
+    return (db, argv) if argv else None
+
+
+# ---------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Part:
+    """One key's content read aside, ready to be installed in a snapshot."""
+
+    rel: str
+    value: Any
+
+
+class SnapshotStore:
+    """Keeps `self.snapshot` equal to what Redis holds under `prefix`."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str,
+        *,
+        emergency: frozenset[str],
+        k4_deadline: str,
+        on_change: Callable[[Snapshot], None] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.emergency = emergency
+        self.k4_deadline = k4_deadline
+        self.on_change = on_change
+        self.on_state = on_state
+        self.clock = clock
+        self.snapshot: Snapshot = self._empty()
+        self.loaded = False
+        self.connected = False
+        self.mode = "none"  # "monitor" | "keyspace" | "poll"
+        self.edits_applied = 0
+        self.rereads = 0
+        self._db = _db_of(redis_url)
+        self._pfx_b = prefix.encode()
+        self._pfx_q = b'"' + _repr_bytes(self._pfx_b)
+        self._load_epoch = 0
+        self._counter = 0
+        self._rmd_version = ""
+        self._replay: list[list[str]] | None = None
+        self._reread_buf: dict[str, list[list[str]]] = {}
+        self._reread_dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._write_commands: frozenset[str] = _STATIC_WRITE_COMMANDS
+        self._data: aioredis.Redis | None = None
+        self._ever_connected = False
+        self._down_logged = False
+        self._warned: set[tuple[str, str]] = set()
+        self.synced = asyncio.Event()
+
+    # -- snapshot helpers --------------------------------------------------
+
+    def _empty(self) -> Snapshot:
+        snap = Snapshot.empty()
+        snap.emergency = self.emergency
+        snap.k4_deadline = self.k4_deadline
+        return snap
+
+    def _warn(self, key: str, value: object, why: str) -> None:
+        # One WARNING per (key, value): a 10 M set with many bad entries must
+        # not flood the log on every reload.
+        tag = (key, repr(value)[:200])
+        if tag in self._warned:
+            return
+        if len(self._warned) < 100_000:
+            self._warned.add(tag)
+        log.warning("skipping invalid value in %s: %r (%s)", key, value, why)
+
+    def _bump(self) -> None:
+        self._counter += 1
+        v = f"{self._load_epoch}-{self._counter}"
+        if self._rmd_version:
+            v += f"+rmd:{self._rmd_version}"
+        self.snapshot.version = v
+
+    def key(self, rel: str) -> str:
+        return self.prefix + rel
+
+    # -- reading keys aside ------------------------------------------------
+
+    async def _scan_set(self, r: aioredis.Redis, key: str) -> list[str]:
+        out: list[str] = []
+        cursor = 0
+        nxt = PROGRESS_EVERY
+        while True:
+            cursor, batch = await r.sscan(key, cursor, count=SCAN_COUNT)
+            out.extend(cast(list[str], batch))
+            if len(out) >= nxt:
+                log.info("loading %s: %d entries read", key, len(out))
+                nxt += PROGRESS_EVERY
+            if cursor == 0:
+                return out
+
+    async def _read_numbers(self, r: aioredis.Redis, key: str) -> NumberSet:
+        raw = await self._scan_set(r, key)
+        good: list[str] = []
+        append = good.append
+        for m in raw:
+            n = _number(m)
+            if n is None:
+                self._warn(key, m, "not a phone number")
+            else:
+                append(n)
+        del raw
+        return NumberSet.from_iterable(good)
+
+    async def _read_prefixes(self, r: aioredis.Redis, key: str) -> PrefixSet:
+        good: list[str] = []
+        for m in await self._scan_set(r, key):
+            p = valid_prefix(m)
+            if p is None:
+                self._warn(key, m, "not an E.164 prefix such as +1202555")
+            else:
+                good.append(p)
+        return PrefixSet(good)
+
+    async def _read_plain_set(self, r: aioredis.Redis, key: str, what: str) -> set[str]:
+        out: set[str] = set()
+        for m in await self._scan_set(r, key):
+            if _valid_plain(what, m):
+                out.add(m)
+            else:
+                self._warn(key, m, f"not a valid {what}")
+        return out
+
+    async def _read_expiry(self, r: aioredis.Redis, key: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        cursor = 0
+        while True:
+            cursor, batch = await r.zscan(key, cursor, count=SCAN_COUNT)
+            for member, score in batch:
+                n = _number(str(member))
+                if n is None:
+                    self._warn(key, member, "not a phone number")
+                else:
+                    out[n] = float(score)
+            if cursor == 0:
+                return out
+
+    def _provider_from(self, key: str, pid: str, h: Mapping[str, str]) -> Provider | None:
+        status = h.get("rmd_status", "unknown") or "unknown"
+        if status not in RMD_STATUSES:
+            self._warn(key, status, "rmd_status must be listed, removed, not_listed or unknown")
+            return None
+        mo = h.get("monitor_only", "0") or "0"
+        if mo not in ("0", "1"):
+            self._warn(key, mo, "monitor_only must be 0 or 1")
+            return None
+        return Provider(
+            id=pid,
+            name=h.get("name", ""),
+            rmd_status=status,
+            frn=h.get("frn", ""),
+            rmd_number=h.get("rmd_number", ""),
+            ocn=h.get("ocn", ""),
+            monitor_only=mo == "1",
+        )
+
+    def _notice_from(self, key: str, nid: str, h: Mapping[str, str]) -> Notice | None:
+        # Deadlines missing from the hash are computed by rules.notices
+        # (47 CFR 64.1200(k)(4): 48 hours to mitigate, 14 days to report,
+        # counted per 47 CFR 1.4).
+        if not h.get("provider", "").strip():
+            self._warn(key, dict(h), "notice without provider")
+            return None
+        try:
+            f = notice_from_record(h, nid)
+            campaigns = parse_campaigns(",".join(f.campaigns))
+        except ValueError as exc:
+            self._warn(key, dict(h), str(exc))
+            return None
+        return Notice(
+            id=nid,
+            provider=f.provider,
+            kind=f.kind,
+            issued=f.issued,
+            mitigation_due=f.mitigation_due,
+            report_due=f.report_due,
+            mitigated=f.mitigated,
+            reported=f.reported,
+            fcc_notified=f.fcc_notified,
+            campaigns=campaigns,
+        )
+
+    async def _scan_keys(self, r: aioredis.Redis, match: str) -> list[str]:
+        out: list[str] = []
+        async for k in r.scan_iter(match=_glob_escape(match) + "*", count=1000):
+            out.append(k)
+        return out
+
+    async def _hgetall_many(
+        self, r: aioredis.Redis, keys: list[str]
+    ) -> list[tuple[str, dict[str, str], str]]:
+        out: list[tuple[str, dict[str, str], str]] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with r.pipeline(transaction=False) as p:
+                for k in chunk:
+                    p.type(k)
+                    p.hgetall(k)
+                res = await p.execute(raise_on_error=False)
+            for j, k in enumerate(chunk):
+                typ, h = res[2 * j], res[2 * j + 1]
+                out.append((k, h if isinstance(h, dict) else {}, str(typ)))
+        return out
+
+    async def _read_part(self, r: aioredis.Redis, rel: str) -> _Part | None:
+        """Read one key of the schema aside (None: not one of ours)."""
+        key = self.key(rel)
+        kind = KEY_KINDS.get(rel)
+        if kind is not None:
+            typ = await r.type(key)
+            want = {"expiry": "zset", "rmd_current": "string"}.get(kind, "set")
+            if typ not in ("none", want):
+                self._warn(key, typ, f"wrong type, expected a {want}")
+                typ = "none"
+            exists = typ != "none"
+            if kind == "numbers":
+                return _Part(rel, await self._read_numbers(r, key) if exists else NumberSet())
+            if kind == "prefix":
+                return _Part(rel, await self._read_prefixes(r, key) if exists else PrefixSet())
+            if kind == "provider_set":
+                return _Part(
+                    rel, await self._read_plain_set(r, key, "provider id") if exists else set()
+                )
+            if kind in ("npa", "nxx"):
+                s = await self._read_plain_set(r, key, kind) if exists else set()
+                return _Part(rel, s or None)
+            if kind == "expiry":
+                return _Part(rel, await self._read_expiry(r, key) if exists else {})
+            if kind == "rmd_current":
+                return _Part(rel, (await r.get(key) or "") if exists else "")
+        if rel.startswith(P_PROVIDER) and rel.count(":") == 1:
+            pid = rel[len(P_PROVIDER) :]
+            h = await self._hgetall_typed(r, key)
+            return _Part(rel, self._provider_from(key, pid, h) if h else None)
+        if rel.startswith(P_NOTICE) and rel.count(":") == 1:
+            nid = rel[len(P_NOTICE) :]
+            h = await self._hgetall_typed(r, key)
+            return _Part(rel, self._notice_from(key, nid, h) if h else None)
+        return None
+
+    async def _hgetall_typed(self, r: aioredis.Redis, key: str) -> dict[str, str]:
+        typ = await r.type(key)
+        if typ == "none":
+            return {}
+        if typ != "hash":
+            self._warn(key, typ, "wrong type, expected a hash")
+            return {}
+        h = cast(dict[str, str], await r.hgetall(key))
+        return h
+
+    def _install(self, snap: Snapshot, part: _Part) -> None:
+        """Swap one key's content into `snap` (one assignment per attribute)."""
+        rel, v = part.rel, part.value
+        kind = KEY_KINDS.get(rel)
+        if kind == "numbers":
+            setattr(snap, NUMBER_SETS[rel], v)
+        elif kind == "prefix":
+            snap.block_prefix = v
+        elif kind == "provider_set":
+            snap.block_provider = v
+        elif kind == "npa":
+            snap.nanpa_npa = v
+        elif kind == "nxx":
+            snap.nanpa_nxx = v
+        elif kind == "expiry":
+            snap.allow_expiry = v
+        elif kind == "rmd_current":
+            self._rmd_version = v
+        elif rel.startswith(P_PROVIDER):
+            pid = rel[len(P_PROVIDER) :]
+            if v is None:
+                snap.providers.pop(pid, None)
+            else:
+                snap.providers[pid] = v
+        elif rel.startswith(P_NOTICE):
+            nid = rel[len(P_NOTICE) :]
+            _drop_notice(snap, nid)
+            if v is not None:
+                snap.notices.setdefault(v.provider, []).append(v)
+
+    async def load_full(self) -> Snapshot:
+        """Read every key of the schema, build a Snapshot aside, swap it in."""
+        own = self._data is None
+        r = self._data or _client(self.redis_url)
+        try:
+            return await self._load_with(r)
+        finally:
+            if own:
+                await r.aclose()
+
+    async def _load_with(self, r: aioredis.Redis) -> Snapshot:
+        t0 = time.perf_counter()
+        snap = self._empty()
+        for rel in KEY_KINDS:
+            part = await self._read_part(r, rel)
+            if part is not None:
+                self._install(snap, part)
+        nprov = 0
+        for key, h, typ in await self._hgetall_many(
+            r, await self._scan_keys(r, self.key(P_PROVIDER))
+        ):
+            pid = key[len(self.prefix) + len(P_PROVIDER) :]
+            if ":" in pid:
+                continue  # provider:<id>:<something> is not a provider hash
+            if typ != "hash":
+                self._warn(key, typ, "wrong type, expected a hash")
+                continue
+            p = self._provider_from(key, pid, h)
+            if p is not None:
+                snap.providers[pid] = p
+                nprov += 1
+        nnot = 0
+        for key, h, typ in await self._hgetall_many(
+            r, await self._scan_keys(r, self.key(P_NOTICE))
+        ):
+            nid = key[len(self.prefix) + len(P_NOTICE) :]
+            if ":" in nid:
+                continue
+            if typ != "hash":
+                self._warn(key, typ, "wrong type, expected a hash")
+                continue
+            n = self._notice_from(key, nid, h)
+            if n is not None:
+                snap.notices.setdefault(n.provider, []).append(n)
+                nnot += 1
+        now = self.clock()
+        snap.loaded_at = now
+        self._load_epoch = int(now)
+        self.snapshot = snap  # the swap: one reference assignment
+        self._bump()
+        self.loaded = True
+        log.info(
+            "snapshot %s loaded in %.2fs: block_caller=%d allow_caller=%d dno_caller=%d "
+            "block_prefix=%d block_provider=%d providers=%d notices=%d",
+            snap.version,
+            time.perf_counter() - t0,
+            len(snap.block_caller),
+            len(snap.allow_caller),
+            len(snap.dno_caller),
+            len(snap.block_prefix),
+            len(snap.block_provider),
+            nprov,
+            nnot,
+        )
+        if self.on_change is not None:
+            self.on_change(snap)
+        return snap
+
+    # -- live edits ----------------------------------------------------------
+
+    def apply_argv(self, argv: list[str]) -> None:
+        """Apply one executed Redis command (as MONITOR shows it) to the snapshot."""
+        if not argv:
+            return
+        cmd = argv[0].lower()
+        if cmd in ("flushdb", "flushall", "swapdb"):
+            self._schedule_full()
+            return
+        if cmd not in self._write_commands or cmd in _NO_CONTENT_CHANGE:
+            return
+        if self._replay is not None:
+            self._replay.append(argv)
+        pfx = self.prefix
+        key = argv[1] if len(argv) > 1 else ""
+        rel = key[len(pfx) :] if key.startswith(pfx) else None
+        kind = KEY_KINDS.get(rel) if rel is not None else None
+        if rel is not None and key in self._reread_buf:
+            self._reread_buf[key].append(argv)
+        if kind is not None and self._apply_in_place(cmd, kind, rel or "", argv):
+            self._bump()
+            return
+        # Anything else: every argument that names one of our keys is re-read.
+        for a in argv[1:]:
+            if a.startswith(pfx):
+                r = a[len(pfx) :]
+                if r in KEY_KINDS or (r.startswith((P_PROVIDER, P_NOTICE)) and r.count(":") == 1):
+                    self._schedule_reread(a)
+
+    def _apply_in_place(self, cmd: str, kind: str, rel: str, argv: list[str]) -> bool:
+        snap = self.snapshot
+        key = argv[1]
+        members = argv[2:]
+        if cmd in ("del", "unlink"):
+            for k in argv[1:]:
+                if k.startswith(self.prefix):
+                    r = k[len(self.prefix) :]
+                    if r in KEY_KINDS:
+                        self._install(snap, _Part(r, _empty_value(KEY_KINDS[r])))
+                    elif r.startswith((P_PROVIDER, P_NOTICE)) and r.count(":") == 1:
+                        self._install(snap, _Part(r, None))
+            self.edits_applied += 1
+            return True
+        if kind == "numbers" and cmd in ("sadd", "srem"):
+            ns: NumberSet = getattr(snap, NUMBER_SETS[rel])
+            op = ns.add if cmd == "sadd" else ns.discard
+            for m in members:
+                n = _number(m)
+                if n is None:
+                    self._warn(key, m, "not a phone number")
+                else:
+                    op(n)
+            self.edits_applied += 1
+            return True
+        if kind == "prefix" and cmd in ("sadd", "srem"):
+            ps = snap.block_prefix
+            for m in members:
+                p = valid_prefix(m)
+                if p is None:
+                    self._warn(key, m, "not an E.164 prefix such as +1202555")
+                elif cmd == "sadd":
+                    ps.add(p)
+                else:
+                    ps.discard(p)
+            self.edits_applied += 1
+            return True
+        if kind in ("provider_set", "npa", "nxx") and cmd in ("sadd", "srem"):
+            what = {"provider_set": "provider id", "npa": "npa", "nxx": "nxx"}[kind]
+            attr = {"provider_set": "block_provider", "npa": "nanpa_npa", "nxx": "nanpa_nxx"}[kind]
+            cur: set[str] | None = getattr(snap, attr)
+            s = set() if cur is None else cur
+            for m in members:
+                if not _valid_plain(what, m):
+                    self._warn(key, m, f"not a valid {what}")
+                elif cmd == "sadd":
+                    s.add(m)
+                else:
+                    s.discard(m)
+            # NANPA sets: empty means "not loaded, rule off" (None).
+            setattr(snap, attr, s if (s or kind == "provider_set") else None)
+            self.edits_applied += 1
+            return True
+        if kind == "expiry" and cmd == "zrem":
+            for m in members:
+                n = _number(m)
+                if n is not None:
+                    snap.allow_expiry.pop(n, None)
+            self.edits_applied += 1
+            return True
+        if kind == "expiry" and cmd == "zadd":
+            # Plain `ZADD key score member ...` only; NX/XX/GT/LT/INCR/CH are
+            # conditional, so the key is re-read instead.
+            if len(members) % 2 or not members:
+                return False
+            pairs: list[tuple[str, float]] = []
+            for i in range(0, len(members), 2):
+                try:
+                    score = float(members[i])
+                except ValueError:
+                    return False
+                n = _number(members[i + 1])
+                if n is None:
+                    self._warn(key, members[i + 1], "not a phone number")
+                    continue
+                pairs.append((n, score))
+            for n, score in pairs:
+                snap.allow_expiry[n] = score
+            self.edits_applied += 1
+            return True
+        return False
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("store background task failed: %s", exc)
+
+    def _schedule_reread(self, key: str) -> None:
+        if key in self._reread_buf:
+            self._reread_dirty.add(key)
+            return
+        if self._data is None:
+            return  # not connected: the full reload after reconnecting covers it
+        self._reread_buf[key] = []
+        self._spawn(self._reread(key, self._data))
+
+    async def _reread(self, key: str, r: aioredis.Redis) -> None:
+        rel = key[len(self.prefix) :]
+        try:
+            while True:
+                self._reread_dirty.discard(key)
+                self._reread_buf[key] = []
+                part = await self._read_part(r, rel)
+                if part is None:
+                    return
+                buffered = self._reread_buf.get(key, [])
+                self._install(self.snapshot, part)
+                self.rereads += 1
+                self._reread_buf.pop(key, None)
+                for argv in buffered:
+                    self.apply_argv(argv)
+                self._bump()
+                if key not in self._reread_dirty:
+                    return
+                self._reread_buf[key] = []
+        finally:
+            self._reread_buf.pop(key, None)
+
+    def _schedule_full(self) -> None:
+        if self._data is None:
+            return
+        self._spawn(self._reload_aside(self._data))
+
+    async def _reload_aside(self, r: aioredis.Redis) -> None:
+        """Full reload while following: edits seen meanwhile are replayed."""
+        self._replay = []
+        try:
+            await self._load_with(r)
+            replay, self._replay = self._replay, None
+            for argv in replay or ():
+                self.apply_argv(argv)
+        finally:
+            self._replay = None
+
+    # -- the long-running task ----------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, load, follow; reconnect with backoff forever (cancel to stop)."""
+        delay = BACKOFF_MIN
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                if self.connected:
+                    self.connected = False
+                    log.info("store stopped")
+                    if self.on_state is not None:
+                        self.on_state(False)
+                raise
+            except (RedisError, OSError, TimeoutError, ExceptionGroup) as exc:
+                self._set_state(False, exc)
+            finally:
+                for t in list(self._tasks):
+                    t.cancel()
+                self._reread_buf.clear()
+                self._reread_dirty.clear()
+                self._replay = None
+                if self._data is not None:
+                    data, self._data = self._data, None
+                    with contextlib.suppress(Exception):
+                        await data.aclose()
+            if time.monotonic() - started > 10 * BACKOFF_MAX:
+                delay = BACKOFF_MIN
+            # Jitter: 50-100 % of the current step, so many proxies restarting
+            # together do not hammer Redis in lock step.
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    def _set_state(self, up: bool, exc: BaseException | None) -> None:
+        if up == self.connected:
+            if not up and exc is not None and not self._down_logged and not self._ever_connected:
+                self._down_logged = True
+                log.warning(
+                    "redis at %s unreachable (%s); %s, retrying",
+                    _safe_url(self.redis_url),
+                    _exc_text(exc),
+                    "screening on the last snapshot" if self.loaded else "no snapshot yet",
+                )
+            return
+        self.connected = up
+        if up:
+            self._ever_connected = True
+            self._down_logged = False
+            log.info("redis at %s connected (%s feed)", _safe_url(self.redis_url), self.mode)
+        else:
+            self._down_logged = True
+            log.warning(
+                "redis at %s connection lost (%s); screening on the last snapshot %s",
+                _safe_url(self.redis_url),
+                _exc_text(exc) if exc else "stopped",
+                self.snapshot.version or "(none)",
+            )
+        if self.on_state is not None:
+            self.on_state(up)
+
+    async def _session(self) -> None:
+        data = _client(self.redis_url)
+        self._data = data
+        await asyncio.wait_for(data.ping(), PING_TIMEOUT)
+        await self._learn_write_commands(data)
+        notify_ok = await self._enable_notifications(data)
+        mon = _client(self.redis_url, decode=False, timeout=None)
+        pubsub = None
+        try:
+            mon_conn = await self._start_monitor(mon)
+            self.mode = "monitor" if mon_conn is not None else ("keyspace" if notify_ok else "poll")
+            if notify_ok:
+                pubsub = data.pubsub()
+                pat = f"__keyspace@{self._db}__:{_glob_escape(self.prefix)}*"
+                await pubsub.psubscribe(pat)
+            self._replay = []
+            async with asyncio.TaskGroup() as tg:
+                if mon_conn is not None:
+                    tg.create_task(self._follow_monitor(mon_conn))
+                if pubsub is not None:
+                    tg.create_task(self._follow_keyspace(pubsub, everything=mon_conn is None))
+                if self.mode == "poll":
+                    log.error(
+                        "neither MONITOR nor keyspace notifications are available: "
+                        "live edits are picked up by a full reload every 30 s; set "
+                        "notify-keyspace-events to include %r",
+                        _NEEDED_FLAGS,
+                    )
+                    tg.create_task(self._poll_reload(data))
+                self._set_state(True, None)
+                await self._load_with(data)
+                replay, self._replay = self._replay, None
+                for argv in replay or ():
+                    self.apply_argv(argv)
+                self.synced.set()
+                tg.create_task(self._watchdog(data))
+        finally:
+            self.synced.clear()
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await mon.aclose()
+
+    async def _learn_write_commands(self, r: aioredis.Redis) -> None:
+        # COMMAND lists each command's flags; only "write" ones can change a key.
+        try:
+            info = await r.execute_command("COMMAND")  # type: ignore[no-untyped-call]
+        except ResponseError:
+            return
+        names: set[str] = set()
+        for entry in info if isinstance(info, list) else ():
+            if isinstance(entry, list) and len(entry) > 2 and isinstance(entry[2], list):
+                if "write" in entry[2] or "write" in [str(f) for f in entry[2]]:
+                    names.add(str(entry[0]).lower())
+        if names:
+            self._write_commands = frozenset(names | {"flushdb", "flushall", "swapdb"})
+
+    async def _enable_notifications(self, r: aioredis.Redis) -> bool:
+        try:
+            cur = (await r.config_get("notify-keyspace-events")).get("notify-keyspace-events", "")
+        except ResponseError as exc:
+            log.warning(
+                "CONFIG GET refused (%s): make sure the operator sets "
+                "notify-keyspace-events to include %r (expiries and the MONITOR fallback "
+                "rely on it)",
+                exc,
+                _NEEDED_FLAGS,
+            )
+            return False
+        want = needed_notify_flags(str(cur or ""))
+        if want == cur:
+            return True
+        try:
+            await r.config_set("notify-keyspace-events", want)
+        except ResponseError as exc:
+            log.warning(
+                "CONFIG SET notify-keyspace-events %r refused (%s): the operator must set "
+                "it (managed Redis: parameter group); until then expiries are not followed",
+                want,
+                exc,
+            )
+            return False
+        log.info("notify-keyspace-events: %r -> %r", cur, want)
+        return True
+
+    async def _start_monitor(self, mon: aioredis.Redis) -> Any:
+        conn = await mon.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_command("MONITOR")
+            resp = await conn.read_response()
+        except ResponseError as exc:
+            log.warning(
+                "MONITOR refused (%s): following edits by keyspace notifications, "
+                "which re-read the whole touched key on each edit",
+                exc,
+            )
+            await mon.connection_pool.release(conn)
+            return None
+        if resp not in (b"OK", "OK"):
+            await mon.connection_pool.release(conn)
+            return None
+        return conn
+
+    async def _follow_monitor(self, conn: Any) -> None:
+        pfx_q = self._pfx_q
+        db = self._db
+        while True:
+            line = await conn.read_response(disconnect_on_error=True)
+            if isinstance(line, str):
+                line = line.encode("utf-8", "surrogateescape")
+            if not isinstance(line, bytes):
+                continue
+            if pfx_q not in line:
+                # FLUSHDB/FLUSHALL/SWAPDB name no key; everything else that
+                # names none of ours is someone else's traffic.
+                low = line[line.find(b'] "') + 3 :][:8].lower()
+                if not low.startswith((b"flush", b"swapdb")):
+                    continue
+            parsed = parse_monitor_line(line)
+            if parsed is None:
+                continue
+            ldb, argv = parsed
+            if ldb != db and argv[0].lower() != b"flushall":
+                continue
+            self.apply_argv([a.decode("utf-8", "replace") for a in argv])
+
+    async def _follow_keyspace(self, pubsub: Any, *, everything: bool) -> None:
+        chan_pfx = f"__keyspace@{self._db}__:"
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is None or msg.get("type") != "pmessage":
+                continue
+            event = msg.get("data")
+            chan = msg.get("channel", "")
+            if not chan.startswith(chan_pfx):
+                continue
+            key = chan[len(chan_pfx) :]
+            if everything or event in ("expired", "evicted"):
+                if event in ("expired", "evicted") or everything:
+                    self._schedule_reread(key)
+
+    async def _poll_reload(self, r: aioredis.Redis) -> None:
+        while True:
+            await asyncio.sleep(30.0)
+            await self._reload_aside(r)
+
+    async def _watchdog(self, r: aioredis.Redis) -> None:
+        # A dead peer behind a silent network never closes the MONITOR socket;
+        # a PING per second notices within PING_INTERVAL + PING_TIMEOUT.
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            await asyncio.wait_for(r.ping(), PING_TIMEOUT)
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Wait until a session has loaded and is following edits."""
+        await asyncio.wait_for(self.synced.wait(), timeout)
+
+    def compact(self) -> None:
+        """Fold NumberSet deltas into their base arrays (off the hot path)."""
+        snap = self.snapshot
+        for attr in NUMBER_SETS.values():
+            ns = getattr(snap, attr)
+            fn = getattr(ns, "compact", None)
+            if callable(fn):
+                fn()
+
+    # -- writer helpers (CLI, tests) -----------------------------------------
+
+    async def _write(
+        self,
+        ops: Callable[[Any], None],
+        meta_keys: Iterable[str] = (),
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        r = self._data or _client(self.redis_url)
+        try:
+            async with r.pipeline(transaction=True) as p:
+                ops(p)
+                if meta:
+                    fields = {**meta, "when": meta.get("when") or _iso(self.clock())}
+                    for mk in meta_keys:
+                        p.hset(self.key(P_META + mk), mapping=cast(Any, fields))
+                await p.execute()
+        finally:
+            if r is not self._data:
+                await r.aclose()
+
+    async def block_caller(
+        self, numbers: Iterable[str], meta: Mapping[str, str] | None = None
+    ) -> list[str]:
+        """SADD block:caller (normalised); returns the numbers written."""
+        nums = _numbers_or_raise(numbers)
+        await self._write(
+            lambda p: p.sadd(self.key(K_BLOCK_CALLER), *nums),
+            [f"{K_BLOCK_CALLER}:{n}" for n in nums],
+            meta,
+        )
+        return nums
+
+    async def unblock_caller(self, numbers: Iterable[str]) -> list[str]:
+        nums = _numbers_or_raise(numbers)
+
+        def ops(p: Any) -> None:
+            p.srem(self.key(K_BLOCK_CALLER), *nums)
+            p.delete(*[self.key(f"{P_META}{K_BLOCK_CALLER}:{n}") for n in nums])
+
+        await self._write(ops)
+        return nums
+
+    async def allow_caller(
+        self, number: str, until: float | None = None, meta: Mapping[str, str] | None = None
+    ) -> str:
+        """SADD allow:caller; with `until`, ZADD allow:caller:expiry too."""
+        n = _numbers_or_raise([number])[0]
+
+        def ops(p: Any) -> None:
+            p.sadd(self.key(K_ALLOW_CALLER), n)
+            if until is not None:
+                p.zadd(self.key(K_ALLOW_EXPIRY), {n: until})
+            else:
+                p.zrem(self.key(K_ALLOW_EXPIRY), n)
+
+        await self._write(ops, [f"{K_ALLOW_CALLER}:{n}"], meta)
+        return n
+
+    async def disallow_caller(self, numbers: Iterable[str]) -> list[str]:
+        nums = _numbers_or_raise(numbers)
+
+        def ops(p: Any) -> None:
+            p.srem(self.key(K_ALLOW_CALLER), *nums)
+            p.zrem(self.key(K_ALLOW_EXPIRY), *nums)
+
+        await self._write(ops)
+        return nums
+
+    async def block_prefix(
+        self,
+        prefixes: Iterable[str],
+        meta: Mapping[str, str] | None = None,
+        *,
+        remove: bool = False,
+    ) -> list[str]:
+        good: list[str] = []
+        for raw in prefixes:
+            p = valid_prefix(raw)
+            if p is None:
+                raise StoreError(f"prefix {raw!r}: expected '+' and 1-15 digits, e.g. +1202555")
+            good.append(p)
+        key = self.key(K_BLOCK_PREFIX)
+        await self._write(
+            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            [] if remove else [f"{K_BLOCK_PREFIX}:{g}" for g in good],
+            meta,
+        )
+        return good
+
+    async def block_provider(
+        self, ids: Iterable[str], meta: Mapping[str, str] | None = None, *, remove: bool = False
+    ) -> list[str]:
+        good = list(ids)
+        for pid in good:
+            if not _valid_plain("provider id", pid):
+                raise StoreError(f"provider id {pid!r}: letters, digits, '_', '-', '.' only")
+        key = self.key(K_BLOCK_PROVIDER)
+        await self._write(
+            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            [] if remove else [f"{K_BLOCK_PROVIDER}:{g}" for g in good],
+            meta,
+        )
+        return good
+
+    async def set_provider(self, pid: str, **fields: str) -> dict[str, str]:
+        """HSET provider:<id> with validated fields; returns what was written."""
+        if not _valid_plain("provider id", pid):
+            raise StoreError(f"provider id {pid!r}: letters, digits, '_', '-', '.' only")
+        allowed = {"name", "rmd_status", "frn", "rmd_number", "ocn", "monitor_only", "trunks"}
+        out: dict[str, str] = {}
+        for k, v in fields.items():
+            if k not in allowed:
+                raise StoreError(f"provider field {k!r}: not one of {', '.join(sorted(allowed))}")
+            if k == "rmd_status" and v not in RMD_STATUSES:
+                raise StoreError(
+                    f"rmd_status {v!r}: must be one of {', '.join(sorted(RMD_STATUSES))}"
+                )
+            if k == "monitor_only" and v not in ("0", "1"):
+                raise StoreError(f"monitor_only {v!r}: must be 0 or 1")
+            out[k] = v
+        if out:
+            await self._write(lambda p: p.hset(self.key(P_PROVIDER + pid), mapping=cast(Any, out)))
+        return out
+
+
+# ---------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------
+
+
+def _client(url: str, *, decode: bool = True, timeout: float | None = 10.0) -> aioredis.Redis:
+    c: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        decode_responses=decode,
+        encoding_errors="replace",
+        socket_connect_timeout=2.0,
+        socket_timeout=timeout,
+        socket_keepalive=True,
+    )
+    return c
+
+
+def _db_of(url: str) -> int:
+    from urllib.parse import parse_qs, urlparse
+
+    u = urlparse(url)
+    q = parse_qs(u.query).get("db")
+    if q:
+        return int(q[0])
+    path = (u.path or "").strip("/")
+    return int(path) if u.scheme != "unix" and path.isdigit() else 0
+
+
+def _safe_url(url: str) -> str:
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    if u.password:
+        return url.replace(u.password, "***")
+    return url
+
+
+def _exc_text(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_exc_text(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _repr_bytes(b: bytes) -> bytes:
+    """Redis's sdscatrepr of a key prefix, as MONITOR prints it."""
+    out = bytearray()
+    for c in b:
+        if c in (0x5C, 0x22):
+            out += b"\\" + bytes((c,))
+        elif 0x20 <= c < 0x7F:
+            out.append(c)
+        else:
+            out += b"\\x%02x" % c
+    return bytes(out)
+
+
+def _glob_escape(s: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
+def _valid_plain(what: str, m: str) -> bool:
+    if what == "npa":
+        return len(m) == 3 and m.isdigit() and m[0] not in "01"
+    if what == "nxx":
+        return len(m) == 6 and m.isdigit() and m[0] not in "01" and m[3] not in "01"
+    # provider id: a short printable token.
+    return 0 < len(m) <= 64 and all(c.isalnum() or c in "_-." for c in m) and m.isascii()
+
+
+def _empty_value(kind: str) -> Any:
+    return {
+        "numbers": NumberSet(),
+        "prefix": PrefixSet(),
+        "provider_set": set(),
+        "npa": None,
+        "nxx": None,
+        "expiry": {},
+        "rmd_current": "",
+    }[kind]
+
+
+def _drop_notice(snap: Snapshot, nid: str) -> None:
+    for prov, lst in list(snap.notices.items()):
+        kept = [n for n in lst if n.id != nid]
+        if len(kept) != len(lst):
+            if kept:
+                snap.notices[prov] = kept
+            else:
+                del snap.notices[prov]
+
+
+def _numbers_or_raise(numbers: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for raw in numbers:
+        n = _number(raw.strip())
+        if n is None:
+            raise StoreError(f"number {raw!r}: not an E.164 phone number")
+        out.append(n)
+    if not out:
+        raise StoreError("no number given")
+    return out
+
+
+def _iso(ts: float) -> str:
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )

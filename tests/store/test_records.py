@@ -1,0 +1,119 @@
+"""Decision records in a Redis stream: queue, flush, trim, export, summary."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.records import FIELDS, RecordWriter, export, iso_ms, summary
+from tests.store.conftest import free_port
+
+
+def rec(caller: str, provider: str, rule: str, action: str = "blocked") -> dict[str, str]:
+    return {
+        "ts": iso_ms(time.time()),
+        "call_id": f"c-{caller}",
+        "source": "192.0.2.1",
+        "provider": provider,
+        "ocn": "AB12",
+        "caller": caller,
+        "callee": "+13035550100",
+        "rule": rule,
+        "citation": "47 CFR 64.6305(g)",
+        "reason": 'has, "quotes" and commas',
+        "action": action,
+        "monitor": "0",
+        "snapshot_version": "1-1",
+    }
+
+
+async def collect(it: object) -> str:
+    out = []
+    async for line in it:  # type: ignore[attr-defined]
+        out.append(line)
+    return "".join(out)
+
+
+async def test_write_export_csv_json_with_filters(prefix: str, operator: aioredis.Redis) -> None:
+    w = RecordWriter(operator, prefix, max_len=1000, max_age_s=3600)
+    w.append(rec("+12025550001", "acme", "rmd_gate"))
+    w.append(rec("+12025550002", "acme", "caller_block"))
+    w.append(rec("+12025550003", "other", "rmd_gate", "would_block"))
+    assert len(w) == 3
+    assert await w.flush() == 3 and len(w) == 0
+    assert await operator.xlen(prefix + "records") == 3
+
+    text = await collect(export(operator, prefix, fmt="csv"))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["caller"] for r in rows] == ["+12025550001", "+12025550002", "+12025550003"]
+    assert rows[0]["reason"] == 'has, "quotes" and commas'
+    assert list(rows[0]) == ["id", *FIELDS]
+
+    js = await collect(export(operator, prefix, provider="acme", rule="rmd_gate", fmt="json"))
+    lines = [json.loads(x) for x in js.splitlines()]
+    assert len(lines) == 1 and lines[0]["caller"] == "+12025550001"
+    js = await collect(export(operator, prefix, caller="+12025550003", fmt="json"))
+    assert json.loads(js)["action"] == "would_block"
+    # Time filter by stream ID: nothing in the future.
+    future = await collect(export(operator, prefix, since=time.time() + 3600, fmt="json"))
+    assert future == ""
+
+    counts = await summary(operator, prefix, "acme")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    assert counts == {(day, "rmd_gate", "blocked"): 1, (day, "caller_block", "blocked"): 1}
+
+
+async def test_trim_by_length_and_age(prefix: str, operator: aioredis.Redis) -> None:
+    w = RecordWriter(operator, prefix, max_len=100, max_age_s=0, batch=200)
+    for i in range(2000):
+        w.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
+    await w.flush()
+    n = await operator.xlen(prefix + "records")
+    assert 100 <= n < 2000  # MAXLEN ~ trims whole nodes, approximately
+    # Age: a writer whose clock is an hour ahead finds every record older
+    # than max_age_s and trims them (MINID ~ keeps at most the last node).
+    await operator.delete(prefix + "records")
+    fill = RecordWriter(operator, prefix, max_len=0, max_age_s=0, batch=500)
+    for i in range(2000):
+        fill.append(rec(f"+1303555{i:04d}", "acme", "caller_block"))
+    await fill.flush()
+    assert await operator.xlen(prefix + "records") == 2000
+    old = RecordWriter(operator, prefix, max_len=0, max_age_s=1, clock=lambda: time.time() + 3600)
+    old.append(rec("+12025550000", "acme", "caller_block"))
+    await old.flush()
+    assert await operator.xlen(prefix + "records") <= 200
+
+
+async def test_queue_bounded_when_redis_down() -> None:
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    w = RecordWriter(dead, "sipscreen-test-dead:", 100, 60, queue_max=10)
+    for i in range(25):
+        w.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
+    assert len(w) == 10 and w.dropped == 15
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0.3)
+    assert len(w) == 10  # kept, waiting for Redis
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await dead.aclose()
+
+
+async def test_run_flushes_in_background(prefix: str, operator: aioredis.Redis) -> None:
+    w = RecordWriter(operator, prefix, 1000, 3600)
+    task = asyncio.create_task(w.run())
+    w.append(rec("+12025550009", "acme", "notice_k4"))
+    for _ in range(100):
+        if await operator.xlen(prefix + "records") == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await operator.xlen(prefix + "records") == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,0 +1,356 @@
+"""SnapshotStore against the real Redis: full load, validation, live edits
+from a separate client, reload built aside, and Redis going down and up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from proxy.store import SnapshotStore, needed_notify_flags, parse_date, parse_monitor_line
+from tests.store.conftest import REDIS_URL, free_port
+
+EMERG = frozenset({"911", "933"})
+
+
+def make_store(prefix: str, url: str = REDIS_URL, **kw: object) -> SnapshotStore:
+    return SnapshotStore(url, prefix, emergency=EMERG, k4_deadline="report", **kw)  # type: ignore[arg-type]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 0.1) -> float:
+    """Wait until cond() holds; return the seconds it took (fail after timeout)."""
+    t0 = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t0 > timeout:
+            raise AssertionError(f"condition not met within {timeout * 1000:.0f} ms")
+        await asyncio.sleep(0.0005)
+    return time.perf_counter() - t0
+
+
+@pytest.fixture
+async def running(prefix: str) -> AsyncIterator[SnapshotStore]:
+    store = make_store(prefix)
+    task = asyncio.create_task(store.run())
+    await store.wait_synced(10)
+    yield store
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+# -- pure helpers ------------------------------------------------------------
+
+
+def test_parse_monitor_line_plain_and_escaped() -> None:
+    line = b'1339518083.107412 [0 127.0.0.1:60866] "SADD" "sipscreen:block:caller" "+1202"'
+    assert parse_monitor_line(line) == (0, [b"SADD", b"sipscreen:block:caller", b"+1202"])
+    esc = b'1.0 [3 lua] "hset" "k" "f" "a\\"b\\\\c\\x01 d"'
+    assert parse_monitor_line(esc) == (3, [b"hset", b"k", b"f", b'a"b\\c\x01 d'])
+    assert parse_monitor_line(b"OK") is None
+
+
+def test_notify_flags_only_added() -> None:
+    assert needed_notify_flags("") == "Kgs$hzxe"
+    assert needed_notify_flags("Ex") == "ExKgs$hze"
+    assert needed_notify_flags("KA") == "KA"
+
+
+def test_parse_date_forms() -> None:
+    assert parse_date("2021-10-21") == 1634774400.0
+    assert parse_date("2021-10-21T12:00:00Z") == 1634774400.0 + 43200
+    assert parse_date("1634774400") == 1634774400.0
+    assert parse_date("21/10/2021") is None
+
+
+# -- full load ---------------------------------------------------------------
+
+
+async def test_full_load_every_key_kind(prefix: str, operator: aioredis.Redis) -> None:
+    p = prefix
+    await operator.sadd(p + "block:caller", "+12025550123", "+13035550100")
+    await operator.sadd(p + "allow:caller", "+14155550100")
+    await operator.zadd(p + "allow:caller:expiry", {"+14155550100": 1900000000})
+    await operator.sadd(p + "block:prefix", "+1202555", "+44")
+    await operator.sadd(p + "block:provider", "badco")
+    await operator.sadd(p + "dno:caller", "+18005551212")
+    await operator.sadd(p + "nanpa:npa", "202", "303")
+    await operator.sadd(p + "nanpa:nxx", "202555")
+    await operator.hset(
+        p + "provider:acme",
+        mapping={
+            "name": "Acme",
+            "rmd_status": "removed",
+            "frn": "0012345678",
+            "rmd_number": "RMD0001410",
+            "ocn": "AB12",
+            "monitor_only": "1",
+        },
+    )
+    await operator.hset(
+        p + "notice:n1",
+        mapping={
+            "provider": "acme",
+            "kind": "n2",
+            "issued": "2021-10-21",
+            "campaigns": "+1202555,2025550199",
+        },
+    )
+    await operator.set(p + "rmd:current", "v7")
+    store = make_store(p)
+    old = store.snapshot
+    snap = await store.load_full()
+    assert store.snapshot is snap and snap is not old
+    assert store.loaded
+    assert set(snap.block_caller) == {"+12025550123", "+13035550100"}
+    assert "+14155550100" in snap.allow_caller
+    assert snap.allow_expiry == {"+14155550100": 1900000000.0}
+    assert snap.block_prefix.longest_match("+12025550123") == "+1202555"
+    assert snap.block_provider == {"badco"}
+    assert "+18005551212" in snap.dno_caller
+    assert snap.nanpa_npa == {"202", "303"} and snap.nanpa_nxx == {"202555"}
+    prov = snap.providers["acme"]
+    assert (prov.name, prov.rmd_status, prov.ocn, prov.monitor_only) == (
+        "Acme",
+        "removed",
+        "AB12",
+        True,
+    )
+    (notice,) = snap.notices["acme"]
+    # A letter dated 2021-10-21 (Eastern): report due November 5, 2021 as the
+    # seed letter states (47 CFR 64.1200(k)(4), counted per 47 CFR 1.4).
+    assert notice.kind == "n2" and notice.issued == 1634788800.0
+    assert notice.report_due == 1636084800.0
+    assert notice.campaigns == ("+1202555", "+12025550199")
+    assert snap.emergency == EMERG
+    assert snap.version.endswith("+rmd:v7")
+
+
+async def test_invalid_values_skipped_with_warning(
+    prefix: str, operator: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = prefix
+    await operator.sadd(p + "block:caller", "+12025550123", "not-a-number", "+0123")
+    await operator.sadd(p + "block:prefix", "1202", "+1303")
+    await operator.hset(p + "provider:bad", mapping={"name": "B", "rmd_status": "gone"})
+    await operator.hset(p + "provider:good", mapping={"name": "G", "rmd_status": "listed"})
+    await operator.hset(
+        p + "notice:x", mapping={"provider": "good", "kind": "k4", "issued": "soon"}
+    )
+    await operator.set(p + "dno:caller", "a string, not a set")
+    store = make_store(p)
+    with caplog.at_level(logging.WARNING, logger="sipscreen.store"):
+        snap = await store.load_full()
+    assert set(snap.block_caller) == {"+12025550123"}
+    assert set(snap.block_prefix) == {"+1303"}
+    assert set(snap.providers) == {"good"}
+    assert snap.notices == {}
+    assert len(snap.dno_caller) == 0
+    text = caplog.text
+    for needle in ("not-a-number", "'1202'", "'gone'", "'soon'", p + "dno:caller"):
+        assert needle in text, needle
+
+
+# -- live follow ---------------------------------------------------------------
+
+
+async def test_live_set_edits_within_100ms(
+    running: SnapshotStore, operator: aioredis.Redis
+) -> None:
+    p = running.prefix
+    assert running.mode == "monitor"
+    await operator.sadd(p + "block:caller", "+12025550123")
+    await until(lambda: "+12025550123" in running.snapshot.block_caller)
+    await operator.srem(p + "block:caller", "+12025550123")
+    await until(lambda: "+12025550123" not in running.snapshot.block_caller)
+    await operator.sadd(p + "block:prefix", "+1303555")
+    await until(lambda: running.snapshot.block_prefix.longest_match("+13035550100") == "+1303555")
+    await operator.sadd(p + "block:provider", "evil")
+    await until(lambda: "evil" in running.snapshot.block_provider)
+    await operator.sadd(p + "allow:caller", "+14155550100", "+14155550101")
+    await operator.zadd(p + "allow:caller:expiry", {"+14155550100": 2e9})
+    await until(lambda: running.snapshot.allow_expiry.get("+14155550100") == 2e9)
+    await operator.delete(p + "allow:caller")
+    await until(lambda: len(running.snapshot.allow_caller) == 0)
+
+
+async def test_live_hash_and_transaction_edits(
+    running: SnapshotStore, operator: aioredis.Redis
+) -> None:
+    p = running.prefix
+    await operator.hset(p + "provider:acme", mapping={"name": "Acme", "rmd_status": "listed"})
+    await until(lambda: "acme" in running.snapshot.providers)
+    await operator.hset(p + "provider:acme", "rmd_status", "removed")
+    await until(lambda: running.snapshot.providers["acme"].rmd_status == "removed")
+    await operator.hset(
+        p + "notice:n9", mapping={"provider": "acme", "kind": "k4", "issued": "2026-11-01"}
+    )
+    await until(lambda: "acme" in running.snapshot.notices)
+    await operator.delete(p + "notice:n9", p + "provider:acme")
+    await until(lambda: not running.snapshot.providers and not running.snapshot.notices)
+    # Commands inside MULTI/EXEC and Lua appear in MONITOR too.
+    async with operator.pipeline(transaction=True) as tx:
+        tx.sadd(p + "block:caller", "+15555550100")
+        tx.sadd(p + "dno:caller", "+18005550100")
+        await tx.execute()
+    await until(lambda: "+15555550100" in running.snapshot.block_caller)
+    await until(lambda: "+18005550100" in running.snapshot.dno_caller)
+    await operator.eval(  # type: ignore[misc]
+        "return redis.call('SADD', KEYS[1], ARGV[1])", 1, p + "block:caller", "+16665550100"
+    )
+    await until(lambda: "+16665550100" in running.snapshot.block_caller)
+
+
+async def test_unmodelled_commands_reread_the_key(
+    running: SnapshotStore, operator: aioredis.Redis
+) -> None:
+    p = running.prefix
+    await operator.sadd(p + "staging", "+12025550001", "+12025550002")
+    await operator.sunionstore(p + "block:caller", [p + "staging"])
+    await until(lambda: len(running.snapshot.block_caller) == 2)
+    await operator.smove(p + "block:caller", p + "staging", "+12025550001")
+    await until(lambda: set(running.snapshot.block_caller) == {"+12025550002"})
+    await operator.sadd(p + "tmp", "202", "303")
+    await operator.rename(p + "tmp", p + "nanpa:npa")
+    await until(lambda: running.snapshot.nanpa_npa == {"202", "303"})
+    await operator.sadd(p + "block:provider", "short")
+    await operator.pexpire(p + "block:provider", 50)
+    await until(lambda: "short" in running.snapshot.block_provider)
+    await until(lambda: not running.snapshot.block_provider, timeout=2.0)
+
+
+async def test_reload_builds_aside(running: SnapshotStore, operator: aioredis.Redis) -> None:
+    p = running.prefix
+    await operator.sadd(p + "block:caller", "+12025550123")
+    await until(lambda: "+12025550123" in running.snapshot.block_caller)
+    old = running.snapshot
+    old_members = set(old.block_caller)
+    await operator.sadd(p + "block:caller", "+13035550100")
+    await until(lambda: "+13035550100" in running.snapshot.block_caller)
+    old_members = set(old.block_caller)
+    new = await running.load_full()
+    assert new is running.snapshot and new is not old
+    await operator.sadd(p + "block:caller", "+14045550100")
+    await until(lambda: "+14045550100" in running.snapshot.block_caller)
+    # Edits after the swap went to the new snapshot only.
+    assert set(old.block_caller) == old_members
+    assert "+14045550100" not in old.block_caller
+
+
+async def test_writer_helpers_normalise_and_meta(
+    running: SnapshotStore, operator: aioredis.Redis
+) -> None:
+    p = running.prefix
+    nums = await running.block_caller(
+        ["(202) 555-0123", "1-303-555-0100"], {"why": "spam", "by": "noc"}
+    )
+    assert nums == ["+12025550123", "+13035550100"]
+    assert await operator.smembers(p + "block:caller") == set(nums)
+    meta = await operator.hgetall(p + "meta:block:caller:+12025550123")
+    assert meta["why"] == "spam" and meta["by"] == "noc" and meta["when"]
+    await until(lambda: "+13035550100" in running.snapshot.block_caller)
+    await running.allow_caller("4155550100", until=2e9)
+    await until(lambda: running.snapshot.allow_expiry.get("+14155550100") == 2e9)
+    await running.set_provider("acme", name="Acme", rmd_status="not_listed")
+    await until(lambda: running.snapshot.providers.get("acme") is not None)
+    from proxy.store import StoreError
+
+    with pytest.raises(StoreError, match="not-a-number"):
+        await running.block_caller(["not-a-number"])
+    with pytest.raises(StoreError, match="rmd_status"):
+        await running.set_provider("acme", rmd_status="gone")
+
+
+# -- Redis down ------------------------------------------------------------------
+
+
+def _start_redis(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    return subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _wait_ping(url: str) -> None:
+    r = aioredis.Redis.from_url(url)
+    try:
+        for _ in range(200):
+            try:
+                if await r.ping():
+                    return
+            except (OSError, aioredis.ConnectionError):
+                pass
+            await asyncio.sleep(0.025)
+        raise AssertionError("redis-server did not start")
+    finally:
+        await r.aclose()
+
+
+async def test_redis_down_keeps_snapshot_and_reconnects(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _start_redis(port)
+    states: list[bool] = []
+    task: asyncio.Task[None] | None = None
+    try:
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.sadd("sipscreen:block:caller", "+12025550123")
+        await r.aclose()
+        store = make_store("sipscreen:", url, on_state=states.append)
+        task = asyncio.create_task(store.run())
+        await store.wait_synced(5)
+        assert store.connected and states == [True]
+        snap = store.snapshot
+        with caplog.at_level(logging.INFO, logger="sipscreen.store"):
+            proc.terminate()
+            proc.wait(5)
+            await until(lambda: not store.connected, timeout=5)
+            assert states == [True, False]
+            assert store.snapshot is snap and "+12025550123" in snap.block_caller
+            await asyncio.sleep(0.5)  # several failed attempts: still one WARNING
+            proc = _start_redis(port)
+            await _wait_ping(url)
+            r = aioredis.Redis.from_url(url, decode_responses=True)
+            await r.sadd("sipscreen:block:caller", "+13035550100")  # made while we were away
+            await r.aclose()
+            await until(lambda: store.connected, timeout=10)
+            await store.wait_synced(5)
+        assert states == [True, False, True]
+        assert store.snapshot is not snap
+        assert "+13035550100" in store.snapshot.block_caller
+        lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
+        back = [
+            r for r in caplog.records if "connected" in r.getMessage() and r.levelno == logging.INFO
+        ]
+        assert len(lost) == 1 and lost[0].levelno == logging.WARNING
+        assert len(back) == 1
+    finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_never_loaded_when_redis_absent() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    store = make_store("sipscreen:", url)
+    task = asyncio.create_task(store.run())
+    await asyncio.sleep(0.3)
+    assert not store.loaded and not store.connected
+    assert len(store.snapshot.block_caller) == 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
