@@ -1,0 +1,137 @@
+"""Micro-benchmark of the sans-I/O SIP hot path: parse, and the core's forward path.
+
+Times, for a realistic ~1.5 kB INVITE (SIPp uac style, with PAI, Identity and
+SDP) and the softswitch's 200 OK: ``parse`` alone, the core forwarding the
+INVITE (parse + screen stub + Via/Max-Forwards/Record-Route rewrite), and the
+core relaying the 200 OK (parse + pop our Via). Prints median and p99 in µs
+per operation over bounded batches. Not a test: it never gates CI.
+
+    python3 benchmarks/bench_parse.py [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxy.sip.core import Answer, CoreConfig, ProxyCore  # noqa: E402
+from proxy.sip.message import Request, parse  # noqa: E402
+
+SDP = (
+    b"v=0\r\no=user1 53655765 2353687637 IN IP4 10.20.30.40\r\ns=-\r\n"
+    b"c=IN IP4 10.20.30.40\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 8 18 101\r\n"
+    b"a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:18 G729/8000\r\n"
+    b"a=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    b"a=ptime:20\r\na=sendrecv\r\n"
+)
+INVITE = (
+    b"INVITE sip:+12025550123@10.0.0.2:5060;user=phone SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 10.20.30.40:5060;branch=z9hG4bK-12345-1-0;rport\r\n"
+    b'From: "Caller Name" <sip:+13035551111@10.20.30.40:5060;user=phone>;tag=12345SIPpTag001\r\n'
+    b"To: <sip:+12025550123@10.0.0.2:5060;user=phone>\r\n"
+    b"Call-ID: 1-12345@10.20.30.40\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Contact: <sip:+13035551111@10.20.30.40:5060;transport=udp>\r\n"
+    b"Max-Forwards: 70\r\n"
+    b'P-Asserted-Identity: "Caller Name" <sip:+13035551111@carrier.example.net;user=phone>\r\n'
+    b"Privacy: none\r\n"
+    b"Identity: eyJhbGciOiJFUzI1NiIsInBwdCI6InNoYWtlbiIsInR5cCI6InBhc3Nwb3J0IiwieDV1Ijoi"
+    b"aHR0cHM6Ly9jZXJ0LmV4YW1wbGUuY29tL2NlcnQucGVtIn0.eyJhdHRlc3QiOiJBIiwiZGVzdCI6eyJ0b"
+    b"iI6WyIxMjAyNTU1MDEyMyJdfSwiaWF0IjoxNzAwMDAwMDAwLCJvcmlnIjp7InRuIjoiMTMwMzU1NTExMTE"
+    b"ifSwib3JpZ2lkIjoiMTIzZTQ1NjctZTg5Yi0xMmQzLWE0NTYtNDI2NjE0MTc0MDAwIn0.MEUCIQDdGVzd"
+    b"HNpZ25hdHVyZWJ5dGVzZm9yYmVuY2htYXJraW5nb25seQ;info=<https://cert.example.com/cert.pem>"
+    b";alg=ES256;ppt=shaken\r\n"
+    b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY\r\n"
+    b"Supported: 100rel, timer, replaces\r\n"
+    b"Session-Expires: 1800;refresher=uac\r\n"
+    b"Min-SE: 90\r\n"
+    b"User-Agent: SIPp/3.7.2 benchmark\r\n"
+    b"X-Carrier-Trunk: trunk-17;region=us-east\r\n"
+    b"Subject: Performance Test\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"Content-Length: %d\r\n\r\n%s"
+) % (len(SDP), SDP)
+
+SS = ("10.0.0.2", 5060)
+SRC = ("10.20.30.40", 5060)
+
+
+def _screen(req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+    return None
+
+
+def _bench(fn: Callable[[], object], seconds: float, batch: int = 200) -> list[float]:
+    """µs per call for each batch, bounded by ``seconds`` and 2,000 batches."""
+    for _ in range(batch):  # warm up
+        fn()
+    samples: list[float] = []
+    stop = time.perf_counter() + seconds
+    while time.perf_counter() < stop and len(samples) < 2000:
+        t0 = time.perf_counter_ns()
+        for _ in range(batch):
+            fn()
+        samples.append((time.perf_counter_ns() - t0) / batch / 1000)
+    return samples
+
+
+def _report(name: str, samples: list[float]) -> None:
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    print(f"{name:<34} median {statistics.median(samples):6.2f} µs   p99 {p99:6.2f} µs")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args()
+
+    core = ProxyCore(CoreConfig("10.0.0.1", 5060, SS), _screen)
+    core.datagram_received(INVITE, SRC, "udp", 0.0)
+    [(fwd, _, _)] = core.datagrams_to_send()
+    req = parse(fwd)
+    assert isinstance(req, Request)
+    vias = b"".join(b"Via: " + fwd[v.span[0] : v.span[1]] + b"\r\n" for v in req.vias)
+    ok = (
+        b"SIP/2.0 200 OK\r\n"
+        + vias
+        + b"From: "
+        + req.from_.raw
+        + b"\r\nTo: "
+        + req.to.raw
+        + b";tag=ss-4711\r\nCall-ID: "
+        + req.call_id
+        + b"\r\nCSeq: 1 INVITE\r\n"
+        + b"Contact: <sip:+12025550123@10.0.0.2:5060>\r\n"
+        + b"Record-Route: <sip:10.0.0.1:5060;lr>\r\n"
+        + b"Content-Type: application/sdp\r\n"
+        + b"Content-Length: %d\r\n\r\n%s" % (len(SDP), SDP)
+    )
+    print(f"INVITE {len(INVITE)} bytes, 200 OK {len(ok)} bytes, Python {sys.version.split()[0]}")
+
+    _report("parse INVITE", _bench(lambda: parse(INVITE), args.seconds))
+    _report(
+        "parse INVITE + From/PAI/Identity",
+        _bench(lambda: (lambda m: (m.from_.user, m.pai, m.identity))(parse(INVITE)), args.seconds),
+    )
+    _report("parse 200 OK", _bench(lambda: parse(ok), args.seconds))
+
+    def forward() -> None:
+        core.datagram_received(INVITE, SRC, "udp", 0.0)
+        core._out.clear()
+
+    def relay() -> None:
+        core.datagram_received(ok, SS, "udp", 0.0)
+        core._out.clear()
+
+    _report("core: forward INVITE", _bench(forward, args.seconds))
+    _report("core: relay 200 OK", _bench(relay, args.seconds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,726 @@
+"""The sans-I/O SIP proxy core: one softswitch behind, the world in front.
+
+How this works (aioquic style, no I/O, no clock):
+
+- The adapter calls ``datagram_received(data, src, transport, now)`` for every
+  UDP datagram or framed TCP message, then drains ``datagrams_to_send()``
+  (``(data, dest, transport)`` tuples) and re-arms its one timer from
+  ``get_timer()``; when that fires it calls ``handle_timer(now)``.
+- Mostly stateless proxy (RFC 3261 §16.11). Requests from anyone but the
+  softswitch go to the softswitch; requests from the softswitch are routed by
+  their next Route, else their Request-URI (loose routing, §16.4, §16.12),
+  after our own Route entry is removed. We add our Via on top with a
+  deterministic branch (``z9hG4bKsc`` + keyed BLAKE2s of the incoming top Via
+  branch, sent-by, Call-ID and CSeq number, so the CANCEL and non-2xx ACK of an
+  INVITE get the INVITE's branch), ``received``/``rport`` on the incoming top
+  Via (§18.2.1, RFC 3581), decrement Max-Forwards (§16.6 step 3) and
+  Record-Route dialog-creating requests (§16.6 step 4). Forwarding splices
+  the raw bytes at the offsets the parser recorded; nothing is re-serialised.
+- Responses (§16.7): the top Via must be ours, we pop it and send to the next
+  Via's ``received``/``rport``/sent-by (RFC 3581 §4, §18.2.2). No DNS: a
+  hostname without ``received`` is dropped as "unroutable"; broadcast,
+  multicast and unspecified addresses are never sent to.
+- Locally answered: parse errors (400/505 ...), 416 unsupported URI scheme,
+  483 Max-Forwards exhausted, 420 with ``Unsupported`` for any Proxy-Require,
+  ``200 OK`` to OPTIONS addressed to the proxy. Initial INVITEs go to
+  ``screen(req, src, transport)``; an ``Answer`` starts an INVITE server
+  transaction (transaction.py) that retransmits the final response on timer
+  G, absorbs the ACK and answers a CANCEL with 200.
+- If ``screen`` raises, the call is forwarded (fail open) and counted: a
+  screening fault must not drop lawful traffic.
+- Multi-worker handoff (``workers > 1``): any worker may receive any
+  datagram, so the requests that touch transaction state go to the *owner*
+  worker, ``crc32(transaction key) % workers``: initial INVITEs (before
+  screening, so a call is screened exactly once), CANCELs without a To tag,
+  and ACKs whose To tag is ours (the tag carries the owner index). A
+  non-owner emits ``(wrap_handoff(raw, src, transport), ("worker", owner),
+  "handoff")``; the adapter delivers those bytes to worker ``owner``, which
+  calls ``datagram_received_handoff(data, now)``. Framing, one ASCII line:
+  ``SIPSCREEN-HANDOFF <transport> <ip> <port>\\n`` then the original message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .message import (
+    Request,
+    Response,
+    SIPError,
+    Via,
+    build_error_response,
+    build_response,
+    parse,
+    reason_phrase,
+    split_commas,
+)
+from .transaction import MAGIC_COOKIE, Out, TransactionTable, TxEvent, transaction_key
+
+__all__ = [
+    "Answer",
+    "CoreConfig",
+    "CoreStats",
+    "ProxyCore",
+    "Screen",
+    "Out",
+    "BRANCH_PREFIX",
+    "HANDOFF_MAGIC",
+    "wrap_handoff",
+    "unwrap_handoff",
+]
+
+BRANCH_PREFIX = MAGIC_COOKIE + b"sc"  # RFC 3261 §8.1.1.7 magic cookie + our mark
+HANDOFF_MAGIC = b"SIPSCREEN-HANDOFF "
+ERROR_TO_TAG = b"sc-err"  # To tag of answers to unparseable requests
+_CLASS_LABELS = ("", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
+_SCHEMES = frozenset((b"sip", b"sips", b"tel"))
+_DIALOG_CREATING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
+_METHOD_LABELS = {
+    m: m.decode()
+    for m in (
+        b"INVITE",
+        b"ACK",
+        b"BYE",
+        b"CANCEL",
+        b"OPTIONS",
+        b"REGISTER",
+        b"PRACK",
+        b"UPDATE",
+        b"INFO",
+        b"SUBSCRIBE",
+        b"NOTIFY",
+        b"REFER",
+        b"MESSAGE",
+    )
+}
+_ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY\r\n"
+_OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
+_DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How the screen wants an INVITE answered (e.g. 603 Decline + Reason)."""
+
+    status: int
+    reason: bytes
+    extra_headers: bytes = b""  # complete header lines, each ending in CRLF
+
+
+Screen = Callable[[Request, tuple[str, int], str], Answer | None]
+
+
+@dataclass
+class CoreConfig:
+    listen_host: str
+    listen_port: int
+    softswitch: tuple[str, int]
+    record_route: bool = True
+    advertised_host: str | None = None
+    worker_index: int = 0
+    workers: int = 1
+    secret: bytes = _DEFAULT_SECRET
+    proxy_aliases: frozenset[str] = field(default_factory=frozenset)
+
+
+class CoreStats:
+    """Plain counters the adapter exports as metrics (fixed label sets)."""
+
+    __slots__ = (
+        "received",
+        "sent",
+        "requests_in",
+        "responses_in",
+        "forwarded_requests",
+        "forwarded_responses",
+        "local_responses",
+        "parse_errors",
+        "dropped",
+        "screened",
+        "rejected",
+        "screen_errors",
+        "handoffs_out",
+        "handoffs_in",
+    )
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+        self.requests_in: dict[str, int] = dict.fromkeys([*_METHOD_LABELS.values(), "other"], 0)
+        self.responses_in: dict[str, int] = dict.fromkeys(
+            ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx"), 0
+        )
+        self.forwarded_requests = 0
+        self.forwarded_responses = 0
+        self.local_responses: dict[int, int] = {}
+        self.parse_errors: dict[str, int] = {}
+        self.dropped: dict[str, int] = dict.fromkeys(
+            (
+                "keepalive",
+                "bad_response",
+                "bad_ack",
+                "foreign_via",
+                "no_next_via",
+                "unroutable",
+                "broadcast",
+                "loop",
+                "no_via",
+                "ack_absorbed",
+                "unsupported_transport",
+                "bad_handoff",
+            ),
+            0,
+        )
+        self.screened = 0
+        self.rejected = 0
+        self.screen_errors = 0
+        self.handoffs_out = 0
+        self.handoffs_in = 0
+
+
+def wrap_handoff(data: bytes, src: tuple[str, int], transport: str) -> bytes:
+    """Frame ``data`` for another worker: one header line, then the message."""
+    return b"%s%s %s %d\n%s" % (HANDOFF_MAGIC, transport.encode(), src[0].encode(), src[1], data)
+
+
+def unwrap_handoff(data: bytes) -> tuple[bytes, tuple[str, int], str]:
+    """Inverse of ``wrap_handoff``; raises ValueError on a bad frame."""
+    if not data.startswith(HANDOFF_MAGIC):
+        raise ValueError("not a handoff frame")
+    nl = data.find(b"\n")
+    if nl < 0:
+        raise ValueError("no header line")
+    parts = data[len(HANDOFF_MAGIC) : nl].split(b" ")
+    if len(parts) != 3:
+        raise ValueError("bad header line")
+    return data[nl + 1 :], (parts[1].decode(), int(parts[2])), parts[0].decode()
+
+
+# --- addresses --------------------------------------------------------------
+
+_HOST_CACHE: dict[bytes, tuple[str | None, bool]] = {}
+
+
+def _classify_host(host: bytes) -> tuple[str | None, bool]:
+    """(normalised IP text or None for a hostname, forbidden destination?)."""
+    got = _HOST_CACHE.get(host)
+    if got is not None:
+        return got
+    try:
+        ip = ipaddress.ip_address(host.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        res: tuple[str | None, bool] = (None, False)
+    else:
+        # never send to limited broadcast, multicast (224.0.0.0/4, ff00::/8) or unspecified
+        bad = ip.is_multicast or ip.is_unspecified
+        if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
+            bad = True
+        res = (str(ip), bad)
+    if len(_HOST_CACHE) > 4096:
+        _HOST_CACHE.clear()
+    _HOST_CACHE[host] = res
+    return res
+
+
+def _uri_hostport(uri: bytes) -> tuple[bytes, int | None, bytes | None]:
+    """(lower-case host, port, transport param) of a sip:/sips: URI (RFC 3261 §19.1.1)."""
+    colon = uri.find(b":")
+    rest = uri[colon + 1 :]
+    q = rest.find(b"?")
+    if q >= 0:
+        rest = rest[:q]
+    at = rest.rfind(b"@")
+    if at >= 0:
+        rest = rest[at + 1 :]
+    semi = rest.find(b";")
+    hostport = rest if semi < 0 else rest[:semi]
+    transport: bytes | None = None
+    if semi >= 0:
+        lp = rest[semi:].lower()
+        t = lp.find(b";transport=")
+        if t >= 0:
+            tv = lp[t + 11 :]
+            e = tv.find(b";")
+            transport = tv if e < 0 else tv[:e]
+    port: int | None = None
+    if hostport[:1] == b"[":
+        rb = hostport.find(b"]")
+        host = hostport[1:rb] if rb > 0 else hostport
+        ps = hostport[rb + 2 :] if rb > 0 and hostport[rb + 1 : rb + 2] == b":" else b""
+    else:
+        c = hostport.find(b":")
+        host = hostport if c < 0 else hostport[:c]
+        ps = b"" if c < 0 else hostport[c + 1 :]
+    if ps.isdigit() and len(ps) <= 5:
+        port = int(ps)
+    return host.lower(), port, transport
+
+
+def _route_uri(entry: bytes) -> bytes:
+    lt = entry.find(b"<")
+    if lt < 0:
+        return entry
+    gt = entry.find(b">", lt)
+    return entry[lt + 1 : gt if gt > 0 else len(entry)]
+
+
+class ProxyCore:
+    """RFC 3261 proxy core in front of one softswitch (see module docstring)."""
+
+    def __init__(self, config: CoreConfig, screen: Screen) -> None:
+        self.config = config
+        self.screen = screen
+        self.stats = CoreStats()
+        self._out: list[Out] = []
+        self._tx = TransactionTable()
+        secret = config.secret
+        self._secret = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
+        self._index = config.worker_index
+        self._workers = max(1, config.workers)
+        adv = config.advertised_host or config.listen_host
+        host_b = adv.encode()
+        uri_host = b"[" + host_b + b"]" if b":" in host_b else host_b
+        self._sent_by = b"%s:%d" % (uri_host, config.listen_port)
+        self._sent_by_l = self._sent_by.lower()
+        self._via = {
+            t: b"Via: SIP/2.0/%s %s;branch=%s" % (t.upper().encode(), self._sent_by, BRANCH_PREFIX)
+            for t in ("udp", "tcp")
+        }
+        self._rr = {
+            "udp": b"Record-Route: <sip:%s;lr>\r\n" % self._sent_by,
+            "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % self._sent_by,
+        }
+        selves: set[tuple[bytes, int]] = set()
+        for name in (config.listen_host, adv, *config.proxy_aliases):
+            h, _, p = name.rpartition(":") if name.count(":") == 1 else ("", "", "")
+            if h and p.isdigit():
+                selves.add((h.lower().encode(), int(p)))
+            else:
+                selves.add((name.strip("[]").lower().encode(), config.listen_port))
+        self._selves = frozenset(selves)
+        self._ss = (config.softswitch[0], int(config.softswitch[1]))
+
+    # --- adapter API -------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Out]:
+        out = self._out
+        self._out = []
+        self.stats.sent += len(out)
+        return out
+
+    def get_timer(self) -> float | None:
+        return self._tx.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        self._out.extend(self._tx.fire(now))
+
+    @property
+    def transactions(self) -> TransactionTable:
+        return self._tx
+
+    def datagram_received(
+        self, data: bytes, src: tuple[str, int], transport: str, now: float
+    ) -> None:
+        self.stats.received += 1
+        self._receive(data, src, transport, now, False)
+
+    def datagram_received_handoff(self, data: bytes, now: float) -> None:
+        """A message another worker handed to us (we are its owner)."""
+        try:
+            msg, src, transport = unwrap_handoff(data)
+        except (ValueError, UnicodeDecodeError):
+            self._drop("bad_handoff")
+            return
+        self.stats.handoffs_in += 1
+        self._receive(msg, src, transport, now, True)
+
+    # --- internals ---------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        d = self.stats.dropped
+        d[reason] = d.get(reason, 0) + 1
+
+    def _receive(
+        self, data: bytes, src: tuple[str, int], transport: str, now: float, handed: bool
+    ) -> None:
+        try:
+            msg = parse(data)
+        except SIPError as exc:
+            self._parse_error(data, exc, src, transport)
+            return
+        if isinstance(msg, Response):
+            self._response(msg)
+        else:
+            self._request(msg, src, transport, now, handed)
+
+    def _parse_error(
+        self, data: bytes, exc: SIPError, src: tuple[str, int], transport: str
+    ) -> None:
+        if exc.kind == "keepalive":
+            self._drop("keepalive")
+            return
+        pe = self.stats.parse_errors
+        pe[exc.kind] = pe.get(exc.kind, 0) + 1
+        if exc.status == 0:
+            self._drop("bad_response" if data.lstrip(b"\r\n")[:4] == b"SIP/" else "no_via")
+            return
+        if data.lstrip(b"\r\n")[:4] == b"ACK ":
+            self._drop("bad_ack")  # RFC 3261 §17: an ACK is never answered
+            return
+        resp = build_error_response(data, exc, ERROR_TO_TAG)
+        if resp is None:
+            self._drop("no_via")
+            return
+        # No usable parsed Via: answer the source address (RFC 3581 §4 behaviour).
+        self._emit_local(resp, src, transport, exc.status)
+
+    def _emit_local(self, data: bytes, dest: tuple[str, int], transport: str, status: int) -> None:
+        ip, bad = _classify_host(dest[0].encode())
+        if bad:
+            self._drop("broadcast")
+            return
+        lr = self.stats.local_responses
+        lr[status] = lr.get(status, 0) + 1
+        self._out.append((data, dest, transport))
+
+    def _owner(self, key: bytes) -> int:
+        return zlib.crc32(key) % self._workers
+
+    def _to_tag(self, req: Request, key: bytes) -> bytes:
+        """Deterministic To tag: owner index + short keyed hash (any worker agrees)."""
+        owner = self._owner(key)
+        mac = hashlib.blake2s(req.call_id + b"|" + key, digest_size=5, key=self._secret)
+        return b"sc%d.%s" % (owner, mac.hexdigest().encode())
+
+    def _our_tag_owner(self, req: Request) -> int | None:
+        """Owner index if the To tag is one we minted for this transaction."""
+        tag = req.to.tag
+        if tag is None:
+            return None
+        if tag == ERROR_TO_TAG:
+            return self._index
+        if not tag.startswith(b"sc"):
+            return None
+        key = transaction_key(req)
+        if tag != self._to_tag(req, key):
+            return None
+        return self._owner(key)
+
+    def _local_dest(self, via: Via, src: tuple[str, int], transport: str) -> tuple[str, int]:
+        """Where a locally generated response goes (RFC 3261 §18.2.2, RFC 3581 §4)."""
+        if transport != "udp" or via.rport is not None:
+            return src  # the connection, or the rport'ed source
+        return (src[0], via.port or 5060)
+
+    def _reply(
+        self,
+        req: Request,
+        status: int,
+        reason: bytes,
+        src: tuple[str, int],
+        transport: str,
+        extra: bytes = b"",
+    ) -> None:
+        if req.method == b"ACK":
+            self._drop("ack_absorbed")  # never answer an ACK
+            return
+        key = transaction_key(req)
+        data = build_response(req, status, reason, self._to_tag(req, key), extra)
+        self._emit_local(data, self._local_dest(req.vias[0], src, transport), transport, status)
+
+    def _is_self(self, host: bytes, port: int | None) -> bool:
+        return (host, port or 5060) in self._selves
+
+    def _request(
+        self, req: Request, src: tuple[str, int], transport: str, now: float, handed: bool
+    ) -> None:
+        method = req.method
+        st = self.stats
+        label = _METHOD_LABELS.get(method, "other")
+        st.requests_in[label] += 1
+        initial = req.to.tag is None
+
+        # Multi-worker: stateful requests are handled by their owner worker.
+        if self._workers > 1 and not handed:
+            owner: int | None = None
+            if initial and (method == b"INVITE" or method == b"CANCEL"):
+                owner = self._owner(transaction_key(req))
+            elif method == b"ACK":
+                owner = self._our_tag_owner(req)
+            if owner is not None and owner != self._index:
+                st.handoffs_out += 1
+                self._out.append(
+                    (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
+                )
+                return
+
+        if method == b"ACK" and req.to.tag is not None and req.to.tag.startswith(b"sc"):
+            if self._our_tag_owner(req) is not None:
+                # RFC 3261 §17.2.1: the ACK to our final response is absorbed, never forwarded
+                tx = self._tx.get(transaction_key(req))
+                if tx is not None:
+                    self._tx.dispatch(tx, TxEvent.ACK, now)
+                self._drop("ack_absorbed")
+                return
+
+        if initial and len(self._tx) and (method == b"INVITE" or method == b"CANCEL"):
+            tx = self._tx.get(transaction_key(req))
+            if tx is not None:
+                if method == b"INVITE":
+                    self._out.extend(self._tx.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
+                else:
+                    # RFC 3261 §9.2: 200 to the CANCEL; the INVITE is already answered
+                    self._reply(req, 200, b"OK", src, transport)
+                return
+
+        # RFC 3261 §16.3 step 2: URI scheme
+        ruri = req.ruri
+        if ruri[:4] != b"sip:" and ruri[: ruri.find(b":")].lower() not in _SCHEMES:
+            self._reply(req, 416, reason_phrase(416), src, transport)
+            return
+
+        # Route entries (RFC 3261 §16.4): remove the top ones that name us
+        routes: list[bytes] = []
+        route_spans = req.header_spans(b"route")
+        if route_spans:
+            for v in req.header(b"route"):
+                routes.extend(split_commas(v))
+        n_ours = 0
+        while n_ours < len(routes):
+            h, p, _ = _uri_hostport(_route_uri(routes[n_ours]))
+            if not self._is_self(h, p):
+                break
+            n_ours += 1
+        rhost, rport, rtransport = (
+            _uri_hostport(ruri) if ruri[:1] in (b"s", b"S") else (b"", None, None)
+        )
+        to_self = n_ours == len(routes) and self._is_self(rhost, rport)
+
+        # RFC 3261 §11 / §16.3 step 3: OPTIONS to the proxy itself is answered here
+        if method == b"OPTIONS" and to_self:
+            self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
+            return
+
+        mf = req.max_forwards
+        if mf == 0:  # RFC 3261 §16.3 step 3
+            self._reply(req, 483, reason_phrase(483), src, transport)
+            return
+
+        # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
+        if method != b"ACK" and method != b"CANCEL" and req.has_header(b"proxy-require"):
+            opts: list[bytes] = []
+            for v in req.header(b"proxy-require"):
+                opts.extend(split_commas(v))
+            if opts:
+                self._reply(
+                    req,
+                    420,
+                    reason_phrase(420),
+                    src,
+                    transport,
+                    b"Unsupported: " + b", ".join(opts) + b"\r\n",
+                )
+                return
+
+        # Where does it go?
+        from_ss = src[0] == self._ss[0] and (transport != "udp" or src[1] == self._ss[1])
+        out_transport = transport
+        if not from_ss:
+            dest: tuple[str, int] = self._ss
+        else:
+            if n_ours < len(routes):
+                nh, np_, nt = _uri_hostport(_route_uri(routes[n_ours]))
+            else:
+                nh, np_, nt = rhost, rport, rtransport
+            ip, bad = _classify_host(nh)
+            if ip is None:
+                self._drop("unroutable")  # no DNS here
+                return
+            if bad:
+                self._drop("broadcast")
+                return
+            dest = (ip, np_ or 5060)
+            if nt is not None:
+                if nt not in (b"udp", b"tcp"):
+                    self._drop("unsupported_transport")
+                    return
+                out_transport = nt.decode()
+            if self._is_self(nh, np_):
+                self._drop("loop")
+                return
+
+        # Screening (initial INVITEs only; in-dialog requests are never screened)
+        if initial and method == b"INVITE":
+            st.screened += 1
+            try:
+                answer = self.screen(req, src, transport)
+            except Exception:  # fail open: a screening fault must not drop lawful calls
+                st.screen_errors += 1
+                answer = None
+            if answer is not None:
+                st.rejected += 1
+                key = transaction_key(req)
+                final = build_response(
+                    req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
+                )
+                rdest = self._local_dest(req.vias[0], src, transport)
+                _, bad = _classify_host(rdest[0].encode())
+                if bad:
+                    self._drop("broadcast")
+                    return
+                lr = st.local_responses
+                lr[answer.status] = lr.get(answer.status, 0) + 1
+                self._out.extend(self._tx.start(key, final, rdest, transport, now))
+                return
+
+        self._out.append(
+            (
+                self._forward_bytes(req, src, transport, out_transport, routes, n_ours),
+                dest,
+                out_transport,
+            )
+        )
+        st.forwarded_requests += 1
+
+    def _branch(self, req: Request) -> bytes:
+        """RFC 3261 §16.11 stateless branch: same input -> same branch on any worker."""
+        top = req.vias[0]
+        b = top.branch
+        if b is not None and b.startswith(MAGIC_COOKIE):
+            material = b"%s|%s|%s|%d" % (b, top.sent_by, req.call_id, req.cseq[0])
+        else:
+            # RFC 2543 peers: the §17.2.3 fields (To tag left out so ACK/CANCEL match)
+            material = b"%s|%s|%s|%s|%d|%s" % (
+                req.ruri,
+                req.from_.tag or b"",
+                req.call_id,
+                top.sent_by,
+                req.cseq[0],
+                b or b"",
+            )
+        return hashlib.blake2s(material, digest_size=8, key=self._secret).hexdigest().encode()
+
+    def _forward_bytes(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        out_transport: str,
+        routes: list[bytes],
+        n_ours: int,
+    ) -> bytes:
+        raw = req.raw
+        eol = raw.find(b"\r\n") + 2
+        edits: list[tuple[int, int, bytes]] = []
+
+        # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
+        top = req.vias[0]
+        src_ip = src[0]
+        need_received = top.host.decode("latin-1").lower() != src_ip.lower()
+        if top.rport is not None or top.received is not None or transport != "udp":
+            params = dict(top.params)
+            params.pop(b"received", None)
+            params.pop(b"rport", None)
+            tail = b"".join(
+                b";" + k if v is None else b";%s=%s" % (k, v) for k, v in params.items()
+            )
+            if need_received or transport != "udp":
+                tail += b";received=" + src_ip.encode()
+            if top.rport is not None or transport != "udp":
+                tail += b";rport=%d" % src[1]
+            value = b"SIP/2.0/%s %s%s" % (top.transport, top.sent_by, tail)
+            edits.append((top.span[0], top.span[1], value))
+        elif need_received:
+            edits.append((top.span[1], top.span[1], b";received=" + src_ip.encode()))
+
+        # RFC 3261 §16.6 step 3: Max-Forwards
+        added = self._via[out_transport] + self._branch(req) + b"\r\n"
+        mf = req.max_forwards
+        if mf is None:
+            added += b"Max-Forwards: 70\r\n"
+        else:
+            s, e = req.header_spans(b"max-forwards")[0]
+            edits.append((s, e, b" %d" % (mf - 1)))
+
+        # RFC 3261 §16.4: remove our own Route entries
+        if n_ours:
+            removed = 0
+            for s, e in req.header_spans(b"route"):
+                if removed == n_ours:
+                    break
+                entries = split_commas(raw[s:e])
+                if len(entries) + removed <= n_ours:
+                    edits.append((req.header_line_start(s), e + 2, b""))
+                    removed += len(entries)
+                else:
+                    # remove only the first entries of this line: up to the k-th comma
+                    k = n_ours - removed
+                    pos = s
+                    for _ in range(k):
+                        gt = raw.find(b">", pos, e)
+                        pos = raw.find(b",", gt if gt >= 0 else pos, e) + 1
+                    edits.append((s, pos, b" "))
+                    removed = n_ours
+
+        # RFC 3261 §16.6 step 4: Record-Route dialog-creating requests
+        if self.config.record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
+            added += self._rr[out_transport]
+
+        # RFC 3261 §16.6 step 8: our Via on top (first header line)
+        parts = [raw[:eol], added]
+        pos = eol
+        for s, e, rep in sorted(edits, key=lambda x: x[0]):
+            parts.append(raw[pos:s])
+            parts.append(rep)
+            pos = e
+        parts.append(raw[pos:])
+        return b"".join(parts)
+
+    def _response(self, resp: Response) -> None:
+        st = self.stats
+        cls = resp.status // 100
+        st.responses_in[_CLASS_LABELS[cls]] += 1
+        vias = resp.vias
+        top = vias[0]
+        # RFC 3261 §16.7 step 1: the top Via must be ours
+        if top.sent_by.lower() != self._sent_by_l or not (
+            top.branch is not None and top.branch.startswith(BRANCH_PREFIX)
+        ):
+            self._drop("foreign_via")
+            return
+        if len(vias) < 2:
+            self._drop("no_next_via")
+            return
+        nxt = vias[1]
+        # RFC 3581 §4 / RFC 3261 §18.2.2: received, rport, else sent-by
+        host = nxt.received or nxt.host
+        ip, bad = _classify_host(host)
+        if ip is None:
+            self._drop("unroutable")
+            return
+        if bad:
+            self._drop("broadcast")  # RFC 4475 §3.3.15 bcast
+            return
+        if nxt.rport:
+            port = int(nxt.rport) if nxt.rport.isdigit() else (nxt.port or 5060)
+        else:
+            port = nxt.port or 5060
+        t = nxt.transport
+        if t == b"UDP":
+            transport = "udp"
+        elif t == b"TCP":
+            transport = "tcp"
+        else:
+            self._drop("unsupported_transport")
+            return
+        raw = resp.raw
+        if nxt.line == top.line:
+            cut = (top.span[0], nxt.span[0])
+        else:
+            cut = top.line
+        st.forwarded_responses += 1
+        self._out.append((raw[: cut[0]] + raw[cut[1] :], (ip, port), transport))

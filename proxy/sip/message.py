@@ -1,0 +1,902 @@
+"""SIP message parsing and response building (sans-I/O).
+
+How this works:
+
+- ``parse(data)`` takes one SIP message (a UDP datagram, or one message framed
+  by ``frame_stream`` on TCP) and returns a ``Request`` or a ``Response``.
+  The start line is split with ``bytes.find``; the header block is scanned
+  once, line by line, and only the *offsets* of each header value are kept in
+  a small dict keyed by the lower-case full header name (compact forms are
+  mapped to their full names, RFC 3261 §7.3.3).  Line folding (RFC 3261
+  §7.3.1) is undone by replacing ``CRLF SP`` with three spaces, which keeps
+  every offset identical to the raw bytes: the core can then rewrite the
+  message (add ``received``/``rport``, drop our Via) by splicing the raw
+  bytes at those offsets without re-serialising anything.
+- The fields a proxy needs on every message (Via list, From, To, Call-ID,
+  CSeq, Max-Forwards, Content-Length) are decoded and validated up front;
+  P-Asserted-Identity, Identity, Privacy and any other header are decoded on
+  first access (``msg.header(b"route")``).
+- Every error is a ``SIPError`` carrying the status to answer with (400, 505
+  ...) and a short ``kind`` for metrics; ``status == 0`` means "do not
+  answer, drop and count" (keep-alives, anything wrong with a response).
+- ``build_response`` copies Via/From/To/Call-ID/CSeq per RFC 3261 §8.2.6.2;
+  ``build_error_response`` does the same from raw bytes that failed to parse.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SIPError",
+    "Via",
+    "NameAddr",
+    "Request",
+    "Response",
+    "parse",
+    "frame_stream",
+    "build_response",
+    "build_error_response",
+    "split_commas",
+    "reason_phrase",
+    "status_line",
+    "MAX_MESSAGE",
+]
+
+MAX_MESSAGE = 65535  # largest message we accept on a stream (RFC 3261 §18.1.1 UDP bound)
+
+# RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_TOKEN = _ALNUM + b"-.!%*_+`'~"
+_TOKEN_LWS = _TOKEN + b" \t"
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME = _ALNUM + b"+-."
+_DIGITS = b"0123456789"
+_WS = b" \t"
+# octets never allowed unescaped in a Request-URI (RFC 3261 §25.1: no LWS, no CTLs)
+_URI_FORBIDDEN = bytes(range(0, 33)) + b'\x7f<>"'
+
+# RFC 3261 §7.3.3 and the IANA header registry: compact forms.
+_COMPACT: dict[bytes, bytes] = {
+    b"v": b"via",
+    b"i": b"call-id",
+    b"f": b"from",
+    b"t": b"to",
+    b"l": b"content-length",
+    b"m": b"contact",
+    b"c": b"content-type",
+    b"e": b"content-encoding",
+    b"k": b"supported",
+    b"s": b"subject",
+    b"r": b"refer-to",
+    b"o": b"event",
+    b"u": b"allow-events",
+    b"x": b"session-expires",
+    b"a": b"accept-contact",
+    b"j": b"reject-contact",
+    b"d": b"request-disposition",
+    b"b": b"referred-by",
+    b"y": b"identity",  # RFC 8224 §4
+}
+
+# Header fields that may appear at most once (RFC 3261 §7.3.1, table in §20).
+_SINGLE = (b"from", b"to", b"call-id", b"cseq", b"max-forwards", b"content-length")
+_MANDATORY_REQ = (b"via", b"from", b"to", b"call-id", b"cseq")  # RFC 3261 §8.1.1
+_MANDATORY_RESP = (b"via", b"from", b"to", b"call-id", b"cseq")
+
+_CSEQ_MAX = 2**31 - 1  # RFC 3261 §8.1.1.5: "MUST be ... less than 2**31"
+_MF_MAX = 255  # RFC 3261 §20.22 (RFC 4475 §3.1.2.4 scalar02)
+_CL_MAX = MAX_MESSAGE
+
+_REASONS: dict[int, bytes] = {
+    100: b"Trying",
+    180: b"Ringing",
+    183: b"Session Progress",
+    200: b"OK",
+    400: b"Bad Request",
+    403: b"Forbidden",
+    404: b"Not Found",
+    408: b"Request Timeout",
+    413: b"Request Entity Too Large",
+    416: b"Unsupported URI Scheme",
+    420: b"Bad Extension",
+    480: b"Temporarily Unavailable",
+    481: b"Call/Transaction Does Not Exist",
+    483: b"Too Many Hops",
+    486: b"Busy Here",
+    487: b"Request Terminated",
+    488: b"Not Acceptable Here",
+    500: b"Server Internal Error",
+    503: b"Service Unavailable",
+    505: b"Version Not Supported",
+    513: b"Message Too Large",
+    600: b"Busy Everywhere",
+    603: b"Decline",
+    604: b"Does Not Exist Anywhere",
+    606: b"Not Acceptable",
+    607: b"Unwanted",
+    608: b"Rejected",
+}
+# Status lines precomputed once (uvicorn style).
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {
+    (code, reason): b"SIP/2.0 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
+}
+
+
+def reason_phrase(status: int) -> bytes:
+    """The default reason phrase of ``status`` (RFC 3261 §21)."""
+    return _REASONS.get(status, b"Unknown")
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    """``SIP/2.0 <status> <reason>CRLF``, precomputed for the common codes."""
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"SIP/2.0 %d %s\r\n" % (status, reason)
+    return line
+
+
+class SIPError(Exception):
+    """A message we cannot process: ``status`` is the answer (0 = drop)."""
+
+    def __init__(self, status: int, kind: str, detail: str = "", reason: str = "") -> None:
+        self.status = status
+        self.kind = kind
+        self.reason = reason or (reason_phrase(status).decode() if status else "")
+        self.detail = detail
+        super().__init__(f"{status} {kind}: {detail}" if detail else f"{status} {kind}")
+
+
+def _bad(kind: str, detail: str = "") -> SIPError:
+    return SIPError(400, kind, detail)
+
+
+class Via:
+    """One Via value (RFC 3261 §20.42) with its offsets in the raw message."""
+
+    __slots__ = (
+        "transport",
+        "host",
+        "port",
+        "branch",
+        "received",
+        "rport",
+        "params",
+        "span",
+        "line",
+        "sent_by",
+    )
+
+    def __init__(
+        self,
+        transport: bytes,
+        host: bytes,
+        port: int | None,
+        sent_by: bytes,
+        params: dict[bytes, bytes | None],
+        span: tuple[int, int],
+        line: tuple[int, int],
+    ) -> None:
+        self.transport = transport  # upper case: b"UDP", b"TCP", b"TLS" ...
+        self.host = host  # IPv6 without brackets
+        self.port = port
+        self.sent_by = sent_by  # as on the wire: host[:port]
+        self.params = params
+        self.branch = params.get(b"branch")
+        self.received = params.get(b"received")
+        # RFC 3581 §3: rport present (b"" when bare, the value when filled) or None
+        if b"rport" in params:
+            rp = params[b"rport"]
+            self.rport: bytes | None = b"" if rp is None else rp
+        else:
+            self.rport = None
+        self.span = span  # [start, end) of this value in raw
+        self.line = line  # [start, end) of the whole header line incl. CRLF
+
+    def __repr__(self) -> str:
+        return f"Via({self.transport!r}, {self.sent_by!r}, branch={self.branch!r})"
+
+
+class NameAddr:
+    """From/To/P-Asserted-Identity value: ``[display] <uri>;params`` (RFC 3261 §20.20)."""
+
+    __slots__ = ("display", "uri", "user", "scheme", "params", "tag", "raw")
+
+    def __init__(
+        self,
+        display: bytes,
+        uri: bytes,
+        params: dict[bytes, bytes | None],
+        raw: bytes,
+    ) -> None:
+        self.display = display
+        self.uri = uri
+        self.params = params
+        self.tag = params.get(b"tag")
+        self.raw = raw
+        self.scheme, self.user = _uri_user(uri)
+
+    def __repr__(self) -> str:
+        return f"NameAddr({self.uri!r}, tag={self.tag!r})"
+
+
+def _uri_user(uri: bytes) -> tuple[bytes, bytes]:
+    """(lower-case scheme, user part) of a sip:/sips:/tel: URI (RFC 3261 §19.1.1, RFC 3966)."""
+    colon = uri.find(b":")
+    if colon <= 0:
+        return b"", b""
+    scheme = uri[:colon].lower()
+    rest = uri[colon + 1 :]
+    if scheme == b"sip" or scheme == b"sips":
+        at = rest.find(b"@")
+        if at < 0:
+            return scheme, b""
+        user = rest[:at]
+        pw = user.find(b":")  # userinfo = user [":" password]
+        return scheme, user if pw < 0 else user[:pw]
+    if scheme == b"tel":
+        semi = rest.find(b";")
+        return scheme, rest if semi < 0 else rest[:semi]
+    return scheme, b""
+
+
+def split_commas(value: bytes) -> list[bytes]:
+    """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1)."""
+    if b'"' not in value and b"<" not in value:
+        return [p.strip() for p in value.split(b",") if p.strip()]
+    out: list[bytes] = []
+    start = 0
+    i = 0
+    n = len(value)
+    inq = False
+    inangle = False
+    while i < n:
+        c = value[i]
+        if inq:
+            if c == 0x5C:  # backslash: quoted-pair
+                i += 1
+            elif c == 0x22:
+                inq = False
+        elif c == 0x22:
+            inq = True
+        elif c == 0x3C:
+            inangle = True
+        elif c == 0x3E:
+            inangle = False
+        elif c == 0x2C and not inangle:
+            part = value[start:i].strip()
+            if part:
+                out.append(part)
+            start = i + 1
+        i += 1
+    part = value[start:].strip()
+    if part:
+        out.append(part)
+    return out
+
+
+def _params(text: bytes, kind: str) -> dict[bytes, bytes | None]:
+    """``*( SEMI generic-param )`` -> dict (RFC 3261 §25.1); empty params are errors."""
+    out: dict[bytes, bytes | None] = {}
+    if not text:
+        return out
+    for p in text.split(b";"):
+        eq = p.find(b"=")
+        if eq < 0:
+            name = p.strip()
+            if not name:
+                raise _bad(kind, "empty parameter")
+            out[name.lower()] = None
+        else:
+            name = p[:eq].strip()
+            if not name:
+                raise _bad(kind, "empty parameter name")
+            out[name.lower()] = p[eq + 1 :].strip()
+    return out
+
+
+def _close_quote(v: bytes, start: int) -> int:
+    """Index of the quote closing the quoted-string opened at ``start`` (RFC 3261 §25.1)."""
+    i = start + 1
+    n = len(v)
+    while i < n:
+        q = v.find(b'"', i)
+        if q < 0:
+            return -1
+        bs = v.find(b"\\", i, q)
+        if bs < 0:
+            return q
+        i = bs + 2  # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+    return -1
+
+
+def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
+    """Parse ``name-addr / addr-spec *( SEMI param )`` (RFC 3261 §20.10, §20.20)."""
+    v = v.strip()
+    display = b""
+    pos = 0
+    if v[:1] == b'"':
+        q = _close_quote(v, 0)
+        if q < 0:
+            raise _bad(kind, "unbalanced quotes")  # RFC 4475 §3.1.2.6 quotbal
+        display = v[: q + 1]
+        pos = q + 1
+    lt = v.find(b"<", pos)
+    if lt >= 0:
+        if not display:
+            display = v[:lt].strip()
+            # RFC 3261 §25.1: display-name = *(token LWS) / quoted-string (baddn)
+            if display and display.translate(None, _TOKEN_LWS):
+                raise _bad(kind, "display name must be tokens or quoted")
+        elif v[pos:lt].strip():
+            raise _bad(kind, "junk after display name")
+        gt = v.find(b">", lt)
+        if gt < 0:
+            raise _bad(kind, "unterminated <")
+        uri = v[lt + 1 : gt]
+        # RFC 4475 §3.1.2.13 badaspec: no LWS inside the addr-spec
+        if not uri or b" " in uri or b"\t" in uri:
+            raise _bad(kind, "whitespace in addr-spec")
+        rest = v[gt + 1 :].strip()
+    else:
+        if display:
+            raise _bad(kind, "quoted display name without <uri>")
+        semi = v.find(b";")
+        uri = v if semi < 0 else v[:semi]
+        uri = uri.strip()
+        rest = b"" if semi < 0 else v[semi:]
+        if not uri or b" " in uri or b"\t" in uri:
+            raise _bad(kind, "whitespace in addr-spec")
+        # RFC 3261 §20.10: a URI with ',', '?' or ';' must be enclosed in <>
+        if b"?" in uri or b"," in uri:
+            raise _bad(kind, "addr-spec with '?' or ',' outside <>")
+    if b":" not in uri:
+        raise _bad(kind, "URI without scheme")
+    if rest:
+        if rest[:1] != b";":
+            raise _bad(kind, "junk after URI")
+        params = _params(rest[1:], kind)
+    else:
+        params = {}
+    return NameAddr(display, uri, params, v)
+
+
+def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:
+    if sb[:1] == b"[":  # RFC 3261 §25.1 IPv6reference
+        rb = sb.find(b"]")
+        if rb < 0:
+            raise _bad("bad_via", "bad IPv6 reference")
+        host = sb[1:rb]
+        tail = sb[rb + 1 :]
+        if not tail:
+            return host, None
+        if tail[:1] != b":":
+            raise _bad("bad_via", "junk after IPv6 reference")
+        ps = tail[1:].strip()
+    else:
+        colon = sb.find(b":")
+        if colon < 0:
+            host = sb
+            if not host:
+                raise _bad("bad_via", "empty host")
+            return host, None
+        host = sb[:colon].strip()
+        ps = sb[colon + 1 :].strip()
+    if not host:
+        raise _bad("bad_via", "empty host")
+    if not ps or len(ps) > 5 or ps.translate(None, _DIGITS):
+        raise _bad("bad_via", "bad port")
+    port = int(ps)
+    if port == 0 or port > 65535:
+        raise _bad("bad_via", "bad port")
+    return host, port
+
+
+def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
+    """One via-parm (RFC 3261 §20.42): sent-protocol LWS sent-by *( SEMI via-params )."""
+    # trim to exact value offsets
+    while s < e and buf[s] in b" \t":
+        s += 1
+    while e > s and buf[e - 1] in b" \t":
+        e -= 1
+    v = buf[s:e]
+    if not v:
+        raise _bad("bad_via", "empty Via value")  # RFC 4475 §3.1.2.1 badinv01
+    semi = v.find(b";")
+    head = v if semi < 0 else v[:semi]
+    if head[:8] == b"SIP/2.0/":
+        rest = head[8:]
+    else:
+        parts = head.split(b"/")
+        if len(parts) != 3:
+            raise _bad("bad_via", "bad sent-protocol")
+        if parts[0].strip().upper() != b"SIP" or parts[1].strip() != b"2.0":
+            raise _bad("bad_via", "bad sent-protocol")
+        rest = parts[2].strip()
+    # transport LWS sent-by
+    sp = rest.find(b" ")
+    tab = rest.find(b"\t")
+    if tab >= 0 and (sp < 0 or tab < sp):
+        sp = tab
+    if sp <= 0:
+        raise _bad("bad_via", "missing sent-by")
+    transport = rest[:sp].upper()
+    sent_by = rest[sp:].strip()
+    if not sent_by or b" " in sent_by or b"\t" in sent_by or transport.translate(None, _TOKEN):
+        raise _bad("bad_via", "bad sent-by")
+    host, port = _parse_sent_by(sent_by)
+    params = _params(v[semi + 1 :], "bad_via") if semi >= 0 else {}
+    if semi >= 0 and not params:
+        raise _bad("bad_via", "empty parameter")
+    return Via(transport, host, port, sent_by, params, (s, e), line)
+
+
+def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
+    """Offsets of each comma-separated value in buf[s:e] (quotes respected)."""
+    comma = buf.find(b",", s, e)
+    if comma < 0:
+        return [(s, e)]
+    out: list[tuple[int, int]] = []
+    if buf.find(b'"', s, e) < 0:
+        start = s
+        while comma >= 0:
+            out.append((start, comma))
+            start = comma + 1
+            comma = buf.find(b",", start, e)
+        out.append((start, e))
+        return out
+    start = s
+    inq = False
+    i = s
+    while i < e:
+        c = buf[i]
+        if inq:
+            if c == 0x5C:
+                i += 1
+            elif c == 0x22:
+                inq = False
+        elif c == 0x22:
+            inq = True
+        elif c == 0x2C:
+            out.append((start, i))
+            start = i + 1
+        i += 1
+    out.append((start, e))
+    return out
+
+
+def _digits(v: bytes, kind: str, limit: int) -> int:
+    if not v or len(v) > 12 or v.translate(None, _DIGITS):
+        raise _bad(kind, "not a number")
+    n = int(v)
+    if n > limit:
+        raise _bad(kind, "number out of range")
+    return n
+
+
+class _Message:
+    """Fields shared by requests and responses."""
+
+    __slots__ = (
+        "raw",
+        "vias",
+        "call_id",
+        "cseq",
+        "from_",
+        "to",
+        "max_forwards",
+        "content_length",
+        "body",
+        "headers_end",
+        "_buf",
+        "_hdrs",
+        "_cache",
+    )
+
+    raw: bytes
+    vias: list[Via]
+    call_id: bytes
+    cseq: tuple[int, bytes]
+    from_: NameAddr
+    to: NameAddr
+    max_forwards: int | None
+    content_length: int | None
+    body: bytes
+    headers_end: int  # offset of the CRLF CRLF ending the header block
+    _buf: bytes  # raw header block with folding replaced by spaces (same offsets)
+    _hdrs: dict[bytes, list[tuple[int, int]]]
+    _cache: dict[bytes, list[bytes]]
+
+    def header(self, name: bytes) -> list[bytes]:
+        """All values of header ``name`` (case-insensitive, compact forms), one per line."""
+        key = name.lower()
+        key = _COMPACT.get(key, key)
+        got = self._cache.get(key)
+        if got is None:
+            buf = self._buf
+            got = [buf[s:e].strip() for s, e in self._hdrs.get(key, ())]
+            self._cache[key] = got
+        return got
+
+    def header_spans(self, name: bytes) -> list[tuple[int, int]]:
+        """[start, end) of each line value of header ``name`` in ``raw`` (untrimmed)."""
+        key = name.lower()
+        return list(self._hdrs.get(_COMPACT.get(key, key), ()))
+
+    def has_header(self, name: bytes) -> bool:
+        key = name.lower()
+        return _COMPACT.get(key, key) in self._hdrs
+
+    def header_line_start(self, value_start: int) -> int:
+        """Offset of the first octet of the header line holding ``value_start``."""
+        return self._buf.rfind(b"\r\n", 0, value_start) + 2
+
+    def _one(self, key: bytes) -> bytes:
+        spans = self._hdrs[key]
+        s, e = spans[0]
+        return self._buf[s:e].strip()
+
+    @property
+    def pai(self) -> list[bytes]:
+        """P-Asserted-Identity values (RFC 3325 §9.1), one per comma-separated entry."""
+        out: list[bytes] = []
+        for v in self.header(b"p-asserted-identity"):
+            out.extend(split_commas(v))
+        return out
+
+    @property
+    def identity(self) -> bytes | None:
+        """The first Identity header value (RFC 8224 §4), or None."""
+        vals = self.header(b"identity")
+        return vals[0] if vals else None
+
+    @property
+    def privacy(self) -> bytes | None:
+        """The Privacy header value (RFC 3323 §4.2), or None."""
+        vals = self.header(b"privacy")
+        return b";".join(vals) if vals else None
+
+
+class Request(_Message):
+    """A parsed SIP request; all fields are bytes slices of ``raw``."""
+
+    __slots__ = ("method", "ruri", "version")
+
+    method: bytes
+    ruri: bytes
+    version: bytes
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method!r} {self.ruri!r}>"
+
+
+class Response(_Message):
+    """A parsed SIP response."""
+
+    __slots__ = ("status", "reason")
+
+    status: int
+    reason: bytes
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason!r}>"
+
+
+def _strip_leading_crlf(data: bytes) -> bytes:
+    # RFC 5626 §3.5.1 keep-alives, RFC 3261 §7.5: ignore CRLFs before the start line
+    i = 0
+    n = len(data)
+    while i < n and data[i] in b"\r\n":
+        i += 1
+    if i == n:
+        raise SIPError(0, "keepalive", "only CRLF")
+    return data[i:]
+
+
+def parse(data: bytes) -> Request | Response:
+    """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
+    if data[:1] in (b"\r", b"\n") or not data:
+        if not data:
+            raise SIPError(0, "empty", "empty datagram")
+        data = _strip_leading_crlf(data)
+    if data[:4] == b"SIP/":
+        try:
+            return _parse(data, False)
+        except SIPError as exc:
+            # RFC 3261 §16.7 / §18.1.2: a broken response is discarded, never answered
+            exc.status = 0
+            raise
+    return _parse(data, True)
+
+
+def _parse(data: bytes, is_request: bool) -> Request | Response:
+    eol = data.find(b"\r\n")
+    if eol <= 0:
+        raise SIPError(0, "bad_request_line", "no CRLF after start line")
+    hend = data.find(b"\r\n\r\n", eol)
+    if hend < 0:
+        # lenient: a datagram ending right after the last header line
+        hend = len(data) - 2 if data.endswith(b"\r\n") else len(data)
+        body_start = len(data)
+    else:
+        body_start = hend + 4
+    line = data[:eol]
+    msg: Request | Response
+    method: bytes | None = None
+    if is_request:
+        req = Request()
+        sp1 = line.find(b" ")
+        sp2 = line.find(b" ", sp1 + 1)
+        if sp1 <= 0 or sp2 < 0:
+            raise _bad("bad_request_line", "need Method SP Request-URI SP SIP-Version")
+        method = line[:sp1]
+        ruri = line[sp1 + 1 : sp2]
+        version = line[sp2 + 1 :]
+        if method.translate(None, _TOKEN):
+            raise _bad("bad_request_line", "method is not a token")
+        if version != b"SIP/2.0":
+            # RFC 3261 §8.2.2... badvers: a well-formed other version is 505
+            if (
+                version[:4].upper() == b"SIP/"
+                and not version.translate(None, _DIGITS + b"SIPsip/.")
+                and version.upper() != b"SIP/2.0"
+            ):
+                raise SIPError(505, "version", version.decode("latin-1"))
+            raise _bad("bad_request_line", "bad SIP-Version (LWS in Request-URI?)")
+        # RFC 3261 §25.1: Request-URI has no LWS, scheme ":" ... (ltgtruri, lwsruri)
+        colon = ruri.find(b":")
+        if (
+            colon <= 0
+            or ruri[:1].translate(None, _ALNUM[:52])
+            or ruri[:colon].translate(None, _SCHEME)
+            or ruri.translate(None, _URI_FORBIDDEN) != ruri
+        ):
+            raise _bad("bad_request_line", "bad Request-URI")
+        scheme = ruri[:colon].lower()
+        if scheme == b"sip" or scheme == b"sips":
+            # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (escruri)
+            at = ruri.rfind(b"@")
+            if ruri.find(b"?", at + 1 if at >= 0 else colon) >= 0:
+                raise _bad("bad_request_line", "headers in Request-URI")
+        req.method = method
+        req.ruri = ruri
+        req.version = version
+        msg = req
+    else:
+        resp = Response()
+        if line[:8] != b"SIP/2.0 ":
+            raise SIPError(0, "version", "response version")
+        code = line[8:11]
+        if len(code) != 3 or code.translate(None, _DIGITS) or line[11:12] not in (b" ", b""):
+            raise SIPError(0, "bad_status_line", "status code is not 3 digits")  # bigcode
+        status = int(code)
+        if status < 100 or status > 699:
+            raise SIPError(0, "bad_status_line", "status code out of range")
+        resp.status = status
+        resp.reason = line[12:]
+        msg = resp
+
+    buf = data[:hend]
+    if b"\r\n " in buf or b"\r\n\t" in buf:
+        # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
+        buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+    hdrs: dict[bytes, list[tuple[int, int]]] = {}
+    compact = _COMPACT
+    pos = eol + 2
+    if pos < hend:
+        for hline in buf[pos:hend].split(b"\r\n"):
+            colon = hline.find(b":")
+            if colon <= 0:
+                raise _bad("bad_header", "header line without name or colon")
+            name = hline[:colon]
+            if name[-1] in _WS:
+                name = name.rstrip(b" \t")
+                if not name or b" " in name:
+                    raise _bad("bad_header", "bad header name")
+            name = name.lower()
+            name = compact.get(name, name)
+            end = pos + len(hline)
+            if name in hdrs:
+                hdrs[name].append((pos + colon + 1, end))
+            else:
+                hdrs[name] = [(pos + colon + 1, end)]
+            pos = end + 2
+
+    for key in _MANDATORY_REQ if is_request else _MANDATORY_RESP:
+        if key not in hdrs:
+            raise _bad("missing_header", key.decode())
+    for key in _SINGLE:
+        got = hdrs.get(key)
+        if got is not None and len(got) > 1:
+            raise _bad("duplicate_header", key.decode())  # RFC 4475 §3.3.7 multi01, mcl01
+
+    msg.raw = data
+    msg._buf = buf
+    msg._hdrs = hdrs
+    msg._cache = {}
+    msg.headers_end = hend
+
+    # Via: all values in order, several per line allowed (RFC 3261 §7.3.1)
+    vias: list[Via] = []
+    for s, e in hdrs[b"via"]:
+        ls = buf.rfind(b"\r\n", 0, s) + 2
+        lend = e + 2  # the line's own CRLF (the blank line follows at hend + 2)
+        for vs, ve in _split_via_values(buf, s, e):
+            vias.append(_parse_via(buf, vs, ve, (ls, lend)))
+    msg.vias = vias
+
+    call_id = msg._one(b"call-id")
+    if not call_id or b" " in call_id:
+        raise _bad("bad_header", "bad Call-ID")
+    msg.call_id = call_id
+
+    # CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16)
+    cparts = msg._one(b"cseq").split()
+    if len(cparts) != 2:
+        raise _bad("bad_cseq", "CSeq needs number and method")
+    msg.cseq = (_digits(cparts[0], "bad_cseq", _CSEQ_MAX), cparts[1])
+    if method is not None and cparts[1] != method:
+        raise _bad("cseq_mismatch", "CSeq method differs from request method")
+
+    msg.from_ = parse_name_addr(msg._one(b"from"))
+    msg.to = parse_name_addr(msg._one(b"to"))
+
+    mf = hdrs.get(b"max-forwards")
+    msg.max_forwards = (
+        None if mf is None else _digits(msg._one(b"max-forwards"), "bad_max_forwards", _MF_MAX)
+    )
+
+    cl = hdrs.get(b"content-length")
+    avail = len(data) - body_start
+    if cl is None:
+        msg.content_length = None
+        msg.body = data[body_start:] if avail > 0 else b""
+    else:
+        n = _digits(msg._one(b"content-length"), "content_length", _CL_MAX)
+        msg.content_length = n
+        if n > avail:
+            # RFC 4475 §3.1.2.2 clerr: Content-Length larger than the datagram
+            raise _bad("content_length", "Content-Length larger than the body")
+        msg.body = data[body_start : body_start + n]
+        if n < avail:
+            # RFC 3261 §18.3: octets past Content-Length are discarded (dblreq)
+            msg.raw = data[: body_start + n]
+
+    if is_request:
+        # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
+        if b"date" in hdrs:
+            for d in msg.header(b"date"):
+                if not d.endswith(b"GMT"):
+                    raise _bad("bad_header", "Date not in GMT")
+        # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
+        if b"contact" in hdrs:
+            for c in msg.header(b"contact"):
+                if b"<" not in c and b"?" in c:
+                    raise _bad("bad_header", "Contact URI with headers outside <>")
+    return msg
+
+
+def frame_stream(buf: bytes | bytearray) -> tuple[bytes | None, int]:
+    """Frame one message from a stream (RFC 3261 §18.3).
+
+    Returns (message, consumed). ``message`` is None when more octets are
+    needed; ``consumed`` may still be > 0 (leading CRLF keep-alives skipped,
+    RFC 5626 §3.5.1). Raises SIPError(400) without Content-Length, SIPError(0)
+    when the header block exceeds ``MAX_MESSAGE``.
+    """
+    n = len(buf)
+    i = 0
+    while i < n and buf[i] in b"\r\n":
+        i += 1
+    if i == n:
+        return None, i
+    hend = buf.find(b"\r\n\r\n", i)
+    if hend < 0:
+        if n - i > MAX_MESSAGE:
+            raise SIPError(0, "too_large", "header block too large")
+        return None, i
+    cl: int | None = None
+    pos = buf.find(b"\r\n", i) + 2
+    while pos < hend:
+        nl = buf.find(b"\r\n", pos, hend)
+        if nl < 0:
+            nl = hend
+        colon = buf.find(b":", pos, nl)
+        if colon > pos:
+            name = bytes(buf[pos:colon]).rstrip(b" \t").lower()
+            if name == b"content-length" or name == b"l":
+                v = bytes(buf[colon + 1 : nl]).strip()
+                # folded continuation lines hold no digits we care about
+                cl = _digits(v, "content_length", _CL_MAX)
+        pos = nl + 2
+    if cl is None:
+        raise _bad("content_length", "no Content-Length on a stream")  # RFC 3261 §18.3
+    total = hend + 4 + cl
+    if total - i > MAX_MESSAGE:
+        raise SIPError(0, "too_large", "message too large")
+    if n < total:
+        return None, i
+    return bytes(buf[i:total]), total
+
+
+def build_response(
+    req: Request,
+    status: int,
+    reason: bytes,
+    to_tag: bytes | None,
+    extra_headers: bytes = b"",
+) -> bytes:
+    """A response to ``req`` per RFC 3261 §8.2.6.2 (Via, From, To, Call-ID, CSeq copied).
+
+    ``extra_headers`` are complete header lines, each ending in CRLF.
+    """
+    raw = req.raw
+    parts = [status_line(status, reason)]
+    for via in req.vias:
+        s, e = via.span
+        parts.append(b"Via: " + raw[s:e] + b"\r\n")
+    to = req.to
+    parts.append(b"From: " + req.from_.raw + b"\r\n")
+    if to.tag is None and to_tag is not None and status > 100:
+        parts.append(b"To: " + to.raw + b";tag=" + to_tag + b"\r\n")
+    else:
+        parts.append(b"To: " + to.raw + b"\r\n")
+    parts.append(b"Call-ID: " + req.call_id + b"\r\n")
+    parts.append(b"CSeq: %d %s\r\n" % req.cseq)
+    if extra_headers:
+        parts.append(extra_headers)
+    parts.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(parts)
+
+
+_ERR_COPY = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
+
+
+def build_error_response(data: bytes, err: SIPError, to_tag: bytes | None = None) -> bytes | None:
+    """Answer a request that failed to parse, copying its header lines verbatim.
+
+    RFC 3261 §8.2.6.2 asks for Via/From/To/Call-ID/CSeq copied; for a broken
+    message we copy those lines as they are. Returns None when there is no
+    Via line at all (nothing to route the answer by: drop and count).
+    """
+    if err.status == 0:
+        return None
+    try:
+        data = _strip_leading_crlf(data)
+    except SIPError:
+        return None
+    hend = data.find(b"\r\n\r\n")
+    if hend < 0:
+        hend = len(data)
+    block = data[:hend].replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+    lines = block.split(b"\r\n")[1:]
+    out = [status_line(err.status, err.reason.encode("latin-1", "replace"))]
+    have_via = False
+    seen: set[bytes] = set()
+    for ln in lines:
+        colon = ln.find(b":")
+        if colon <= 0:
+            continue
+        name = ln[:colon].rstrip(b" \t").lower()
+        if name not in _ERR_COPY:
+            continue
+        value = ln[colon + 1 :].strip()
+        canon = _COMPACT.get(name, name)
+        if canon == b"via":
+            have_via = True
+            out.append(b"Via: " + value + b"\r\n")
+        elif canon in seen:
+            continue  # a duplicated single-value header (multi01): copy the first
+        elif canon == b"to":
+            seen.add(canon)
+            if to_tag is not None and b";tag=" not in value.replace(b" ", b"").lower():
+                value = value + b";tag=" + to_tag
+            out.append(b"To: " + value + b"\r\n")
+        else:
+            seen.add(canon)
+            title = {b"from": b"From", b"call-id": b"Call-ID", b"cseq": b"CSeq"}[canon]
+            out.append(title + b": " + value + b"\r\n")
+    if not have_via:
+        return None
+    if err.status == 420 and err.detail:
+        out.append(b"Unsupported: " + err.detail.encode("latin-1") + b"\r\n")
+    out.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(out)

@@ -1,0 +1,242 @@
+"""INVITE server transactions for the INVITEs the proxy rejects itself (sans-I/O).
+
+How this works:
+
+- The proxy is stateless (RFC 3261 §16.11) for everything it forwards. Only
+  when the screen rejects an initial INVITE does it act as a UAS for that
+  transaction, and RFC 3261 §17.2.1 then asks for an INVITE server
+  transaction: the final response is retransmitted over UDP on timer G until
+  the ACK arrives, timer H bounds the wait for the ACK, timer I absorbs ACK
+  retransmissions after it.
+- The state machine is data: ``TABLE[(state, event)] -> (actions, next)``.
+  ``TransactionTable.dispatch`` looks the pair up and runs the actions; a pair
+  not in the table is ignored (a stale timer, an ACK after Terminated ...).
+- All timers of all transactions live in one heap of ``(deadline, seq, key,
+  event)``. Entries are never removed: a popped entry whose transaction has
+  gone or whose deadline was re-armed is skipped (lazy deletion), so the core
+  exposes one timer for everything (``next_deadline``/``fire``).
+- Transactions are keyed per RFC 3261 §17.2.3 by the top Via branch and
+  sent-by (method INVITE implied; the ACK to a non-2xx and the CANCEL carry
+  the same branch). RFC 2543 requests without the magic cookie are keyed by
+  Call-ID, From tag, CSeq number and top Via sent-by.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from dataclasses import dataclass
+
+from .message import Request
+
+__all__ = [
+    "T1",
+    "T2",
+    "T4",
+    "TIMER_H",
+    "TxState",
+    "TxEvent",
+    "TxAction",
+    "TABLE",
+    "InviteServerTransaction",
+    "TransactionTable",
+    "transaction_key",
+    "Out",
+]
+
+# RFC 3261 §17.1.1.1 / Table 4
+T1 = 0.5
+T2 = 4.0
+T4 = 5.0
+TIMER_H = 64 * T1  # wait time for ACK receipt
+TIMER_I_UDP = T4  # wait time for ACK retransmits
+TIMER_I_RELIABLE = 0.0
+
+MAGIC_COOKIE = b"z9hG4bK"  # RFC 3261 §8.1.1.7
+
+Out = tuple[bytes, tuple[str, int], str]
+
+
+class TxState(enum.Enum):
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class TxEvent(enum.Enum):
+    FINAL_RESPONSE = "final_response"  # the TU (the screen) answered
+    INVITE_RETRANSMISSION = "invite_retransmission"
+    ACK = "ack"
+    TIMER_G = "timer_g"
+    TIMER_H = "timer_h"
+    TIMER_I = "timer_i"
+
+
+class TxAction(enum.Enum):
+    SEND_FINAL = "send_final"  # (re)send the final response
+    START_G = "start_g"  # arm timer G at T1 (unreliable transports only)
+    DOUBLE_G = "double_g"  # re-arm G at min(2*G, T2)
+    START_H = "start_h"  # arm timer H at 64*T1
+    START_I = "start_i"  # arm timer I at T4 (0 for reliable)
+    COUNT_ACK_TIMEOUT = "count_ack_timeout"
+    ABSORB = "absorb"  # swallow the message, nothing to send
+
+
+S = TxState
+E = TxEvent
+A = TxAction
+
+# RFC 3261 §17.2.1, Figure 7. (state, event) -> (actions, next state)
+TABLE: dict[tuple[TxState, TxEvent], tuple[tuple[TxAction, ...], TxState]] = {
+    # "the TU passes a final response ... the state machine MUST enter Completed"
+    (S.PROCEEDING, E.FINAL_RESPONSE): ((A.SEND_FINAL, A.START_G, A.START_H), S.COMPLETED),
+    # a retransmission in Proceeding: we have no provisional to resend; absorb
+    (S.PROCEEDING, E.INVITE_RETRANSMISSION): ((A.ABSORB,), S.PROCEEDING),
+    # "any retransmissions of the INVITE received while in Completed ... the
+    #  most recent response MUST be passed to the transport layer"
+    (S.COMPLETED, E.INVITE_RETRANSMISSION): ((A.SEND_FINAL,), S.COMPLETED),
+    (S.COMPLETED, E.TIMER_G): ((A.SEND_FINAL, A.DOUBLE_G), S.COMPLETED),
+    # "If an ACK is received while in Completed, the machine MUST go to Confirmed"
+    (S.COMPLETED, E.ACK): ((A.ABSORB, A.START_I), S.CONFIRMED),
+    # "If timer H fires while in Completed ... the transaction has failed"
+    (S.COMPLETED, E.TIMER_H): ((A.COUNT_ACK_TIMEOUT,), S.TERMINATED),
+    # "Confirmed ... absorb any additional ACK messages"
+    (S.CONFIRMED, E.ACK): ((A.ABSORB,), S.CONFIRMED),
+    (S.CONFIRMED, E.INVITE_RETRANSMISSION): ((A.ABSORB,), S.CONFIRMED),
+    (S.CONFIRMED, E.TIMER_I): ((), S.TERMINATED),
+}
+
+
+def transaction_key(req: Request) -> bytes:
+    """RFC 3261 §17.2.3 server transaction key of an INVITE, its ACK or its CANCEL."""
+    top = req.vias[0]
+    branch = top.branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        return branch + b"|" + top.sent_by.lower()
+    # RFC 2543 style (inv2543): no usable branch
+    ftag = req.from_.tag or b""
+    return b"2543|%s|%s|%d|%s" % (req.call_id, ftag, req.cseq[0], top.sent_by.lower())
+
+
+@dataclass(slots=True)
+class InviteServerTransaction:
+    key: bytes
+    final: bytes  # the final response, sent as is on every (re)transmission
+    dest: tuple[str, int]
+    transport: str
+    reliable: bool
+    state: TxState = TxState.PROCEEDING
+    g_interval: float = T1
+    g_at: float | None = None
+    h_at: float | None = None
+    i_at: float | None = None
+    sent: int = 0  # number of times ``final`` went out
+
+
+class TransactionTable:
+    """All rejected-INVITE server transactions of one core, one heap of timers."""
+
+    __slots__ = ("_tx", "_heap", "_seq", "ack_timeouts", "created", "terminated")
+
+    def __init__(self) -> None:
+        self._tx: dict[bytes, InviteServerTransaction] = {}
+        self._heap: list[tuple[float, int, bytes, TxEvent]] = []
+        self._seq = 0
+        self.ack_timeouts = 0
+        self.created = 0
+        self.terminated = 0
+
+    def __len__(self) -> int:
+        return len(self._tx)
+
+    def get(self, key: bytes) -> InviteServerTransaction | None:
+        return self._tx.get(key)
+
+    def start(
+        self,
+        key: bytes,
+        final: bytes,
+        dest: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> list[Out]:
+        """Create a transaction for a rejected INVITE and send its final response."""
+        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
+        self._tx[key] = tx
+        self.created += 1
+        return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
+
+    def dispatch(self, tx: InviteServerTransaction, event: TxEvent, now: float) -> list[Out]:
+        """Run ``TABLE[(tx.state, event)]``; unknown pairs are ignored."""
+        entry = TABLE.get((tx.state, event))
+        if entry is None:
+            return []
+        actions, nxt = entry
+        out: list[Out] = []
+        for act in actions:
+            if act is A.SEND_FINAL:
+                out.append((tx.final, tx.dest, tx.transport))
+                tx.sent += 1
+            elif act is A.START_G:
+                if not tx.reliable:  # RFC 3261 §17.2.1: G only for unreliable transports
+                    tx.g_interval = T1
+                    tx.g_at = now + T1
+                    self._push(tx.g_at, tx.key, E.TIMER_G)
+            elif act is A.DOUBLE_G:
+                tx.g_interval = min(2 * tx.g_interval, T2)
+                tx.g_at = now + tx.g_interval
+                self._push(tx.g_at, tx.key, E.TIMER_G)
+            elif act is A.START_H:
+                tx.h_at = now + TIMER_H
+                self._push(tx.h_at, tx.key, E.TIMER_H)
+            elif act is A.START_I:
+                tx.g_at = None  # "timer G is ignored" once Confirmed
+                tx.i_at = now + (TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP)
+                self._push(tx.i_at, tx.key, E.TIMER_I)
+            elif act is A.COUNT_ACK_TIMEOUT:
+                self.ack_timeouts += 1
+        tx.state = nxt
+        if nxt is S.TERMINATED:
+            del self._tx[tx.key]
+            self.terminated += 1
+        return out
+
+    def _push(self, when: float, key: bytes, event: TxEvent) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, key, event))
+
+    def _live(self, when: float, key: bytes, event: TxEvent) -> InviteServerTransaction | None:
+        tx = self._tx.get(key)
+        if tx is None:
+            return None
+        armed = tx.g_at if event is E.TIMER_G else tx.h_at if event is E.TIMER_H else tx.i_at
+        return tx if armed == when else None
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            when, _, key, event = heap[0]
+            if self._live(when, key, event) is not None:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def fire(self, now: float) -> list[Out]:
+        """Run every timer due at ``now``."""
+        out: list[Out] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, key, event = heapq.heappop(heap)
+            tx = self._live(when, key, event)
+            if tx is None:
+                continue
+            if event is E.TIMER_G:
+                tx.g_at = None
+            elif event is E.TIMER_H:
+                tx.h_at = None
+            else:
+                tx.i_at = None
+            # timers fire at their deadline: re-arm relative to it, not to a late ``now``
+            out.extend(self.dispatch(tx, event, when))
+        return out

@@ -1,0 +1,503 @@
+"""ProxyCore scenarios driven through datagram_received with fake clocks (no event loop)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.sip.core import (
+    BRANCH_PREFIX,
+    Answer,
+    CoreConfig,
+    ProxyCore,
+    unwrap_handoff,
+    wrap_handoff,
+)
+from proxy.sip.message import Request, Response, parse
+
+PROXY = ("127.0.0.1", 5060)
+SS = ("127.0.0.2", 5070)
+CALLER = ("127.0.0.3", 5061)
+SECRET = b"test-secret"
+
+
+def invite(
+    *,
+    branch: bytes = b"z9hG4bK-caller-1",
+    via_host: bytes = b"127.0.0.3:5061",
+    via_params: bytes = b"",
+    via_transport: bytes = b"UDP",
+    method: bytes = b"INVITE",
+    cseq: int = 1,
+    to_tag: bytes | None = None,
+    max_forwards: bytes | None = b"70",
+    extra: bytes = b"",
+    ruri: bytes = b"sip:+12025550123@127.0.0.2:5070",
+    body: bytes = b"v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\n",
+) -> bytes:
+    to = b"<sip:+12025550123@example.com>" + (b";tag=" + to_tag if to_tag else b"")
+    lines = [
+        b"%s %s SIP/2.0" % (method, ruri),
+        b"Via: SIP/2.0/%s %s;branch=%s%s" % (via_transport, via_host, branch, via_params),
+        b'From: "Alice" <sip:+13035551111@example.net>;tag=from1',
+        b"To: " + to,
+        b"Call-ID: call-1@127.0.0.3",
+        b"CSeq: %d %s" % (cseq, method),
+        b"Contact: <sip:alice@127.0.0.3:5061>",
+    ]
+    if max_forwards is not None:
+        lines.append(b"Max-Forwards: " + max_forwards)
+    if extra:
+        lines.append(extra.rstrip(b"\r\n"))
+    lines.append(b"Content-Type: application/sdp")
+    lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def response_to(fwd: bytes, status: int, reason: bytes, extra: bytes = b"") -> bytes:
+    """What the softswitch would answer to the request ``fwd`` (all its Vias copied)."""
+    req = parse(fwd)
+    assert isinstance(req, Request)
+    vias = b"".join(b"Via: " + req.raw[v.span[0] : v.span[1]] + b"\r\n" for v in req.vias)
+    return (
+        b"SIP/2.0 %d %s\r\n" % (status, reason)
+        + vias
+        + b"From: "
+        + req.from_.raw
+        + b"\r\nTo: "
+        + req.to.raw
+        + b";tag=ss1\r\nCall-ID: "
+        + req.call_id
+        + b"\r\nCSeq: %d %s\r\n" % req.cseq
+        + extra
+        + b"Content-Length: 0\r\n\r\n"
+    )
+
+
+class Screen:
+    def __init__(self, answer: Answer | None = None) -> None:
+        self.answer = answer
+        self.calls: list[tuple[bytes, tuple[str, int], str]] = []
+
+    def __call__(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+        self.calls.append((req.call_id, src, transport))
+        return self.answer
+
+
+def make(answer: Answer | None = None, **kw: object) -> tuple[ProxyCore, Screen]:
+    screen = Screen(answer)
+    cfg = CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET, **kw)  # type: ignore[arg-type]
+    return ProxyCore(cfg, screen), screen
+
+
+def one(core: ProxyCore) -> tuple[bytes, tuple[str, int], str]:
+    out = core.datagrams_to_send()
+    assert len(out) == 1, out
+    return out[0]
+
+
+def test_forward_initial_invite() -> None:
+    core, screen = make()
+    core.datagram_received(invite(via_params=b";rport"), ("127.0.0.9", 5099), "udp", 1.0)
+    data, dest, transport = one(core)
+    assert dest == SS and transport == "udp"
+    assert len(screen.calls) == 1
+    msg = parse(data)
+    assert isinstance(msg, Request)
+    ours, theirs = msg.vias
+    assert ours.sent_by == b"127.0.0.1:5060" and ours.transport == b"UDP"
+    assert ours.branch is not None and ours.branch.startswith(BRANCH_PREFIX)
+    # RFC 3261 §18.2.1 received (sent-by differs), RFC 3581 rport filled
+    assert theirs.received == b"127.0.0.9"
+    assert theirs.rport == b"5099"
+    assert theirs.branch == b"z9hG4bK-caller-1"
+    assert msg.max_forwards == 69
+    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    assert msg.body == b"v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\n"
+    assert msg.content_length == len(msg.body)
+    assert core.stats.forwarded_requests == 1
+
+
+def test_branch_is_deterministic_and_shared_with_cancel_and_ack() -> None:
+    core, _ = make()
+    other, _ = make()  # another worker/process with the same secret
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    b_inv = parse(one(core)[0]).vias[0].branch
+    other.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert parse(one(other)[0]).vias[0].branch == b_inv
+    core.datagram_received(invite(method=b"CANCEL", body=b""), CALLER, "udp", 0.0)
+    cancel, dest, _ = one(core)
+    assert dest == SS and parse(cancel).vias[0].branch == b_inv
+    # ACK to a non-2xx final response carries the INVITE's branch and CSeq number
+    core.datagram_received(invite(method=b"ACK", to_tag=b"ss1", body=b""), CALLER, "udp", 0.0)
+    ack, dest, _ = one(core)
+    assert dest == SS and parse(ack).vias[0].branch == b_inv
+    # a new transaction gets a new branch
+    core.datagram_received(invite(branch=b"z9hG4bK-other", cseq=2), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).vias[0].branch != b_inv
+
+
+def test_no_received_when_sent_by_matches_source() -> None:
+    core, _ = make()
+    raw = invite()
+    core.datagram_received(raw, CALLER, "udp", 0.0)
+    data, _, _ = one(core)
+    theirs = parse(data).vias[1]
+    assert theirs.received is None and theirs.rport is None
+    # apart from the added lines and Max-Forwards the bytes are untouched
+    assert data.endswith(
+        raw[raw.find(b"\r\nVia:") :].replace(b"Max-Forwards: 70", b"Max-Forwards: 69")
+    )
+
+
+def test_max_forwards_added_when_absent() -> None:
+    core, _ = make()
+    core.datagram_received(invite(max_forwards=None), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).max_forwards == 70
+
+
+def test_483_at_zero() -> None:
+    core, screen = make()
+    core.datagram_received(invite(max_forwards=b"0"), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    resp = parse(data)
+    assert isinstance(resp, Response) and resp.status == 483
+    assert dest == CALLER and screen.calls == []
+    assert resp.to.tag is not None
+
+
+def test_416_and_420() -> None:
+    core, _ = make()
+    core.datagram_received(invite(ruri=b"http://example.com/"), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).status == 416  # type: ignore[union-attr]
+    core.datagram_received(invite(extra=b"Proxy-Require: foo, bar"), CALLER, "udp", 0.0)
+    resp = parse(one(core)[0])
+    assert isinstance(resp, Response) and resp.status == 420
+    assert resp.header(b"unsupported") == [b"foo, bar"]
+
+
+def test_response_routing_pops_our_via() -> None:
+    core, _ = make()
+    core.datagram_received(invite(via_params=b";rport"), ("127.0.0.9", 5099), "udp", 0.0)
+    fwd, _, _ = one(core)
+    ringing = response_to(fwd, 180, b"Ringing")
+    core.datagram_received(ringing, SS, "udp", 0.1)
+    data, dest, transport = one(core)
+    assert dest == ("127.0.0.9", 5099) and transport == "udp"
+    resp = parse(data)
+    assert isinstance(resp, Response) and resp.status == 180
+    assert len(resp.vias) == 1 and resp.vias[0].branch == b"z9hG4bK-caller-1"
+    top_line = ringing[
+        ringing.find(b"\r\n") + 2 : ringing.find(b"\r\n", ringing.find(b"\r\n") + 2) + 2
+    ]
+    assert data == ringing.replace(top_line, b"")
+    assert core.stats.forwarded_responses == 1
+
+
+def test_response_without_rport_goes_to_sent_by_port() -> None:
+    core, _ = make()
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    fwd, _, _ = one(core)
+    core.datagram_received(response_to(fwd, 200, b"OK"), SS, "udp", 0.1)
+    assert one(core)[1] == CALLER
+
+
+def test_six_xx_relayed_byte_identical_except_our_via() -> None:
+    core, _ = make()
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    fwd, _, _ = one(core)
+    extra = (
+        b'Reason: SIP;cause=603;text="Blocked per 47 CFR 64.1200(k)"\r\n'
+        b"Call-Info: <https://example.com/jcard>;purpose=jwscard\r\n"
+    )
+    decline = response_to(fwd, 608, b"Rejected", extra)
+    core.datagram_received(decline, SS, "udp", 0.1)
+    data, dest, _ = one(core)
+    assert dest == CALLER
+    ours = parse(fwd).vias[0]
+    our_line = b"Via: " + fwd[ours.span[0] : ours.span[1]] + b"\r\n"
+    assert our_line in decline
+    assert data == decline.replace(our_line, b"")
+    assert data.startswith(b"SIP/2.0 608 Rejected\r\n") and extra in data
+
+
+def test_response_with_foreign_top_via_dropped() -> None:
+    core, _ = make()
+    resp = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bKsc00\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.3:5061;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    core.datagram_received(resp, SS, "udp", 0.0)
+    assert core.datagrams_to_send() == []
+    assert core.stats.dropped["foreign_via"] == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        (b"255.255.255.255", "broadcast"),
+        (b"224.0.0.1", "broadcast"),
+        (b"0.0.0.0", "broadcast"),
+        (b"[ff02::1]", "broadcast"),
+        (b"caller.example.com", "unroutable"),
+    ],
+)
+def test_response_to_forbidden_or_unresolvable_next_hop_dropped(host: bytes, reason: str) -> None:
+    core, _ = make()
+    resp = (
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsc00\r\n"
+        b"Via: SIP/2.0/UDP " + host + b";branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    core.datagram_received(resp, SS, "udp", 0.0)
+    assert core.datagrams_to_send() == []
+    assert core.stats.dropped[reason] == 1
+
+
+def test_options_to_self_answered() -> None:
+    core, _ = make()
+    opts = invite(
+        method=b"OPTIONS", ruri=b"sip:127.0.0.1:5060", via_host=b"127.0.0.2:5070", body=b""
+    )
+    core.datagram_received(opts, SS, "udp", 0.0)
+    data, dest, _ = one(core)
+    resp = parse(data)
+    assert isinstance(resp, Response) and resp.status == 200
+    assert dest == SS
+    assert resp.header(b"allow") and resp.header(b"accept") == [b"application/sdp"]
+    # Max-Forwards 0 does not matter for OPTIONS addressed to us
+    core.datagram_received(
+        invite(
+            method=b"OPTIONS",
+            ruri=b"sip:127.0.0.1",
+            via_host=b"127.0.0.2:5070",
+            max_forwards=b"0",
+            body=b"",
+        ),
+        SS,
+        "udp",
+        0.0,
+    )
+    assert parse(one(core)[0]).status == 200  # type: ignore[union-attr]
+
+
+def test_options_elsewhere_is_forwarded() -> None:
+    core, _ = make()
+    core.datagram_received(invite(method=b"OPTIONS", body=b""), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS
+
+
+REJECT = Answer(603, b"Decline", b'Reason: SIP;cause=603;text="blocked"\r\n')
+
+
+def test_rejected_invite_transaction_timers_and_ack() -> None:
+    core, screen = make(REJECT)
+    core.datagram_received(invite(), CALLER, "udp", 100.0)
+    final, dest, _ = one(core)
+    assert dest == CALLER
+    resp = parse(final)
+    assert isinstance(resp, Response) and resp.status == 603
+    assert resp.header(b"reason") == [b'SIP;cause=603;text="blocked"']
+    tag = resp.to.tag
+    assert tag is not None and tag.startswith(b"sc0.")
+    assert core.stats.rejected == 1 and core.stats.local_responses[603] == 1
+
+    # retransmitted INVITE: same final response again, not screened again
+    core.datagram_received(invite(), CALLER, "udp", 100.2)
+    assert one(core)[0] == final
+    assert len(screen.calls) == 1
+
+    # timer G: 0.5, 1, 2, 4, 4 s between retransmissions (RFC 3261 §17.2.1)
+    fired = []
+    t = core.get_timer()
+    while t is not None and len(fired) < 5:
+        core.handle_timer(t)
+        assert one(core)[0] == final
+        fired.append(t)
+        t = core.get_timer()
+    gaps = [round(b - a, 6) for a, b in zip([100.0, *fired], fired, strict=False)]
+    assert gaps == [0.5, 1.0, 2.0, 4.0, 4.0]
+
+    # the ACK is absorbed, never forwarded; the transaction goes Confirmed
+    ack = invite(method=b"ACK", to_tag=tag, body=b"")
+    core.datagram_received(ack, CALLER, "udp", 112.0)
+    assert core.datagrams_to_send() == []
+    tx = next(iter(core.transactions._tx.values()))
+    assert tx.state.value == "confirmed"
+    core.datagram_received(ack, CALLER, "udp", 112.1)  # ACK retransmission absorbed
+    assert core.datagrams_to_send() == []
+    # timer I (T4 = 5 s) ends it; no more retransmissions
+    t = core.get_timer()
+    assert t == pytest.approx(117.0)
+    core.handle_timer(t)
+    assert core.datagrams_to_send() == [] and len(core.transactions) == 0
+    assert core.get_timer() is None
+    assert core.stats.dropped["ack_absorbed"] == 2
+
+
+def test_timer_h_without_ack() -> None:
+    core, _ = make(REJECT)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    one(core)
+    sent = 0
+    t = core.get_timer()
+    while t is not None:
+        assert t <= 32.0 + 1e-9
+        core.handle_timer(t)
+        sent += len(core.datagrams_to_send())
+        t = core.get_timer()
+    # G at 0.5, 1.5, 3.5, 7.5, 11.5, ... 31.5 -> 10 retransmissions before H at 32 s
+    assert sent == 10
+    assert core.transactions.ack_timeouts == 1 and len(core.transactions) == 0
+
+
+def test_tcp_rejection_has_no_retransmissions() -> None:
+    core, _ = make(REJECT)
+    core.datagram_received(invite(), ("127.0.0.3", 40000), "tcp", 0.0)
+    final, dest, transport = one(core)
+    assert dest == ("127.0.0.3", 40000) and transport == "tcp"
+    assert core.get_timer() == pytest.approx(32.0)  # only timer H
+
+
+def test_cancel_of_rejected_invite_gets_200() -> None:
+    core, _ = make(REJECT)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    one(core)
+    core.datagram_received(invite(method=b"CANCEL", body=b""), CALLER, "udp", 0.1)
+    data, dest, _ = one(core)
+    resp = parse(data)
+    assert isinstance(resp, Response) and resp.status == 200 and resp.cseq[1] == b"CANCEL"
+    assert dest == CALLER
+
+
+def test_in_dialog_requests_not_screened_and_route_removed() -> None:
+    core, screen = make(REJECT)
+    bye = invite(
+        method=b"BYE",
+        to_tag=b"ss1",
+        cseq=2,
+        ruri=b"sip:ss@127.0.0.2:5070",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>",
+        body=b"",
+    )
+    core.datagram_received(bye, CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert dest == SS and screen.calls == []
+    msg = parse(data)
+    assert msg.header(b"route") == [] and msg.header(b"record-route") == []
+    # a re-INVITE is not screened either
+    core.datagram_received(invite(to_tag=b"ss1", cseq=3), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS and screen.calls == []
+
+
+def test_request_from_softswitch_routed_by_ruri_and_route() -> None:
+    core, _ = make()
+    bye = invite(
+        method=b"BYE",
+        to_tag=b"t1",
+        ruri=b"sip:alice@127.0.0.3:5061",
+        via_host=b"127.0.0.2:5070",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>",
+        body=b"",
+    )
+    core.datagram_received(bye, SS, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert dest == CALLER
+    assert parse(data).header(b"route") == []
+    # two entries on one line: ours removed, the next one is followed (loose routing)
+    bye2 = bye.replace(
+        b"Route: <sip:127.0.0.1:5060;lr>",
+        b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.8:5080;lr>",
+    )
+    core.datagram_received(bye2, SS, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert dest == ("127.0.0.8", 5080)
+    assert parse(data).header(b"route") == [b"<sip:127.0.0.8:5080;lr>"]
+    # hostname Request-URI: we do no DNS
+    core.datagram_received(
+        bye.replace(b"sip:alice@127.0.0.3:5061 SIP", b"sip:alice@host.example SIP"),
+        SS,
+        "udp",
+        0.0,
+    )
+    assert core.datagrams_to_send() == [] and core.stats.dropped["unroutable"] == 1
+
+
+def test_tcp_forward_records_connection_in_via() -> None:
+    core, _ = make()
+    raw = invite(via_transport=b"TCP", via_host=b"127.0.0.3:5061")
+    core.datagram_received(raw, ("127.0.0.3", 40001), "tcp", 0.0)
+    data, dest, transport = one(core)
+    assert transport == "tcp" and dest == SS
+    msg = parse(data)
+    assert msg.vias[0].transport == b"TCP"
+    assert msg.vias[1].rport == b"40001" and msg.vias[1].received == b"127.0.0.3"
+    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;transport=tcp;lr>"]
+    core.datagram_received(response_to(data, 180, b"Ringing"), SS, "tcp", 0.1)
+    assert one(core)[1:] == (("127.0.0.3", 40001), "tcp")
+
+
+def test_parse_errors_answered_or_dropped() -> None:
+    core, _ = make()
+    core.datagram_received(b"\r\n\r\n", CALLER, "udp", 0.0)
+    assert core.datagrams_to_send() == [] and core.stats.dropped["keepalive"] == 1
+    bad = invite().replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE")
+    core.datagram_received(bad, CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert data.startswith(b"SIP/2.0 400 Bad Request\r\n") and dest == CALLER
+    assert core.stats.parse_errors["cseq_mismatch"] == 1
+    core.datagram_received(bad.replace(b"INVITE", b"ACK"), CALLER, "udp", 0.0)
+    assert core.datagrams_to_send() == [] and core.stats.dropped["bad_ack"] == 1
+    core.datagram_received(b"garbage\r\n\r\n", CALLER, "udp", 0.0)
+    assert core.datagrams_to_send() == []
+
+
+def test_screen_failure_fails_open() -> None:
+    def boom(req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+        raise RuntimeError("rules broke")
+
+    core = ProxyCore(CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET), boom)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS and core.stats.screen_errors == 1
+
+
+def test_handoff_framing_round_trip() -> None:
+    framed = wrap_handoff(b"INVITE x", ("::1", 5060), "tcp")
+    assert unwrap_handoff(framed) == (b"INVITE x", ("::1", 5060), "tcp")
+
+
+def test_multi_worker_handoff() -> None:
+    workers = [make(REJECT, worker_index=i, workers=3)[0] for i in range(3)]
+    raw = invite()
+    for w in workers:
+        w.datagram_received(raw, CALLER, "udp", 0.0)
+    outs = [w.datagrams_to_send() for w in workers]
+    owners = [i for i, o in enumerate(outs) if o and o[0][2] != "handoff"]
+    assert len(owners) == 1
+    owner = owners[0]
+    final = outs[owner][0][0]
+    for i, o in enumerate(outs):
+        if i != owner:
+            [(data, dest, transport)] = o
+            assert dest == ("worker", owner) and transport == "handoff"
+            # the owner treats the handed-off copy as a retransmission: same bytes
+            workers[owner].datagram_received_handoff(data, 0.1)
+            assert one(workers[owner])[0] == final
+    # any worker agrees on the To tag; the ACK goes to the owner and is absorbed there
+    tag = parse(final).to.tag
+    assert tag is not None and tag.startswith(b"sc%d." % owner)
+    ack = invite(method=b"ACK", to_tag=tag, body=b"")
+    other = (owner + 1) % 3
+    workers[other].datagram_received(ack, CALLER, "udp", 0.2)
+    [(data, dest, _)] = workers[other].datagrams_to_send()
+    assert dest == ("worker", owner)
+    workers[owner].datagram_received_handoff(data, 0.2)
+    assert workers[owner].datagrams_to_send() == []
+    tx = next(iter(workers[owner].transactions._tx.values()))
+    assert tx.state.value == "confirmed"
+
+
+def test_single_worker_never_hands_off() -> None:
+    core, _ = make(REJECT)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert one(core)[2] == "udp" and core.stats.handoffs_out == 0
