@@ -1,0 +1,36 @@
+"""The facts one decision is based on.
+
+How this works: ``proxy/screen.py`` builds a :class:`CallFacts` from an
+INVITE (P-Asserted-Identity else From, RFC 3325 §9.1; Privacy, RFC 3323;
+the trunk the call came in on → provider id) with the numbers already
+normalised by :func:`rules.numbers.normalise`, and hands it to
+:func:`rules.engine.decide`. The engine only reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CallFacts"]
+
+
+@dataclass(slots=True)
+class CallFacts:
+    """One call as the engine sees it.
+
+    ``caller``/``callee`` are E.164 (``+12025550123``) or short-code digits
+    (``911``), None when no usable number was found. ``provider`` is the id of
+    the upstream provider the call was received from directly (the one the
+    RMD gate of 47 CFR 64.6305(g) is about). ``ocn`` is the SHAKEN signer's
+    OCN when known. ``caller_private`` records a Privacy request (RFC 3323):
+    it hides the identity from the callee, not from the carrier, so the
+    caller is still screened by number.
+    """
+
+    caller: str | None
+    callee: str | None
+    provider: str | None
+    source_ip: str = ""
+    call_id: str = ""
+    ocn: str | None = None
+    caller_private: bool = False

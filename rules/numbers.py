@@ -1,0 +1,159 @@
+"""Telephone numbers as carriers send them, turned into E.164.
+
+How this works: :func:`normalise` takes the user part of a SIP URI, a whole
+``sip:``/``sips:``/``tel:`` URI or a bare number. It drops the scheme, the
+host (``@...``) and the URI parameters (``;npdi``, ``;rn=``, ``;isub=``,
+``;phone-context=``, ``;user=phone``; RFC 3966 §5.1, RFC 4694), deletes the
+RFC 3966 visual separators ``- . ( )`` and spaces with one
+``str.translate``, and then classifies the digits:
+
+* ``+`` and 7-15 digits, the first not 0: already E.164 (ITU-T E.164 §6: at
+  most 15 digits; country codes start 1-9), kept as-is, NANP or not
+  (``+442071234567``);
+* 10 digits: a NANP national number, ``+1`` is prepended;
+* 11 digits starting with ``1``: NANP with the trunk prefix, ``+`` prepended;
+* ``011`` then digits: the NANP international access prefix, replaced by ``+``;
+* 3-6 digits: a short code (``911``, ``933``, ``988``, ``112``), returned as
+  its digits without ``+``;
+* anything else (letters, no digits, 7-digit local numbers): None.
+
+The already-clean forms (``+12025550123``, ``12025550123``) take a fast path
+of two ``str`` method calls and no translation.
+
+:func:`nanp_invalid_reason` applies the structural rules of the NANP
+numbering plan (NPA and NXX are ``[2-9]XX``; N11 codes are service codes;
+reserved area-code blocks; the 555-01XX fiction range) to a ``+1`` number.
+These are written as explicit rules on purpose: a general phone-number
+library's metadata lags live area codes, and calls must never be blocked on
+stale metadata (see shared/DOMAIN.md). Which codes are actually *assigned*
+comes from NANPA data (``rules/nanpa.py``), not from here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EMERGENCY_DEFAULT", "nanp_invalid_reason", "normalise"]
+
+# 47 CFR 64.1200(k): calls to emergency numbers are never blocked. 911 and
+# 933 (the 911 test number, 47 CFR 9.11 / 9.16 dispatchable-location test).
+EMERGENCY_DEFAULT: frozenset[str] = frozenset({"911", "933"})
+
+# RFC 3966 §5.1.1 visual-separator = "-" / "." / "(" / ")"; plus spaces that
+# carriers and humans add around area codes.
+_DROP_SEPARATORS = str.maketrans("", "", "-.() \t")
+
+_MAX_E164_DIGITS = 15  # ITU-T E.164 §6.1
+# The shortest international numbers in service have 7 digits (e.g. Niue
+# +683 XXXX, Tokelau +690 XXXX); "+1" or "+44" alone is not a number.
+_MIN_E164_DIGITS = 7
+
+
+def _strip_uri(raw: str) -> str:
+    """Drop a sip:/sips:/tel: scheme, the host part and URI parameters."""
+    head = raw[:5].lower()
+    if head.startswith("sip:") or head.startswith("tel:"):
+        raw = raw[4:]
+    elif head == "sips:":
+        raw = raw[5:]
+    # RFC 3261 §19.1.1: user part ends at '@'; RFC 3966 §3: parameters at ';'.
+    at = raw.find("@")
+    if at >= 0:
+        raw = raw[:at]
+    semi = raw.find(";")
+    if semi >= 0:
+        raw = raw[:semi]
+    return raw
+
+
+def normalise(raw: str) -> str | None:
+    """Return the E.164 form of ``raw`` (or the digits of a short code), or None."""
+    # Fast path: the forms a clean trunk sends.
+    if raw[:1] == "+":
+        body = raw[1:]
+        if body.isdigit() and body.isascii() and _MIN_E164_DIGITS <= len(body) <= _MAX_E164_DIGITS:
+            return raw if body[0] != "0" else None
+    elif raw.isdigit() and raw.isascii():
+        return _classify_digits(raw)
+
+    s = _strip_uri(raw.strip()).translate(_DROP_SEPARATORS)
+    if s[:1] == "+":
+        body = s[1:]
+        if body.isdigit() and body.isascii() and _MIN_E164_DIGITS <= len(body) <= _MAX_E164_DIGITS:
+            return s if body[0] != "0" else None  # E.164 country codes start 1-9
+        return None
+    if s.isdigit() and s.isascii():
+        return _classify_digits(s)
+    return None
+
+
+def _classify_digits(d: str) -> str | None:
+    n = len(d)
+    if n == 10:
+        return "+1" + d  # NANP national significant number
+    if n == 11 and d[0] == "1":
+        return "+" + d  # NANP trunk prefix 1
+    if 3 <= n <= 6:
+        return d  # short code: 911, 933, 988, 112, carrier codes
+    if d.startswith("011") and 3 + _MIN_E164_DIGITS <= n <= 3 + _MAX_E164_DIGITS:
+        return "+" + d[3:]  # NANP international access prefix
+    return None
+
+
+def _npa_reasons() -> dict[str, str]:
+    """Structurally impossible or reserved area codes → reason."""
+    out: dict[str, str] = {}
+    for code in range(1000):
+        npa = f"{code:03d}"
+        # NANP numbering plan: NPA is [2-9][0-9][0-9] (ATIS-0300055 NPA
+        # Allocation Plan and Assignment Guidelines).
+        if npa[0] in "01":
+            out[npa] = "area code starts with 0 or 1"
+        # N11 codes are service codes (211, 311, ... 911), never area codes.
+        elif npa[1:] == "11":
+            out[npa] = "N11 area code"
+        # ATIS-0300055: N9X codes are reserved for NANP expansion; 37X and 96X
+        # are reserved blocks for unanticipated purposes. None is assigned.
+        elif npa[1] == "9":
+            out[npa] = "reserved area code (N9X, held for NANP expansion)"
+        elif npa[:2] in ("37", "96"):
+            out[npa] = "reserved area code (37X/96X block)"
+    return out
+
+
+def _nxx_reasons() -> dict[str, str]:
+    """Structurally impossible central office codes → reason."""
+    out: dict[str, str] = {}
+    for code in range(1000):
+        nxx = f"{code:03d}"
+        # NANP numbering plan: the central office code NXX is [2-9][0-9][0-9]
+        # (ATIS-0300051 Central Office Code Assignment Guidelines).
+        if nxx[0] in "01":
+            out[nxx] = "exchange starts with 0 or 1"
+        # N11 codes are service codes, not assignable as central office codes.
+        elif nxx[1:] == "11":
+            out[nxx] = "N11 exchange"
+    return out
+
+
+_BAD_NPA = _npa_reasons()
+_BAD_NXX = _nxx_reasons()
+
+
+def nanp_invalid_reason(e164: str) -> str | None:
+    """The structural NANP rule a ``+1`` number breaks, or None.
+
+    Numbers outside country code 1 (and short codes) are not judged: None.
+    The rules are tables built at import, so a check is three slices and
+    two dict lookups.
+    """
+    if e164[:2] != "+1":
+        return None
+    d = e164[2:]
+    if len(d) != 10 or not (d.isdigit() and d.isascii()):
+        return "wrong length for NANP"
+    why = _BAD_NPA.get(d[:3]) or _BAD_NXX.get(d[3:6])
+    if why is not None:
+        return why
+    # NANPA: 555-0100 through 555-0199 are reserved for fictitious use.
+    if d[3:8] == "55501":
+        return "555-01XX fiction range"
+    return None

@@ -1,0 +1,149 @@
+"""rules.numbers: E.164 normalisation of carrier forms and the NANP rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason, normalise
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+12025550123",
+        "12025550123",
+        "2025550123",
+        "1-202-555-0123",
+        "(202) 555-0123",
+        "+1 (202) 555-0123",
+        "+1.202.555.0123",
+        "1.202.555.0123",
+        " +12025550123 ",
+        "sip:+12025550123@host;user=phone",
+        "sip:12025550123@10.0.0.1:5060",
+        "sip:+12025550123;npdi;rn=+12025551000@host;user=phone",
+        "SIP:+12025550123@host",
+        "sips:+12025550123@host",
+        "tel:+1-202-555-0123",
+        "tel:+1-202-555-0123;npdi;rn=+12025551000",
+        "tel:+12025550123;isub=123",
+        "tel:2025550123;phone-context=+1",
+        "TEL:+1-202-555-0123",
+    ],
+)
+def test_nanp_carrier_forms(raw: str) -> None:
+    assert normalise(raw) == "+12025550123"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("+442071234567", "+442071234567"),
+        ("+44 20 7123 4567", "+442071234567"),
+        ("011442071234567", "+442071234567"),
+        ("tel:+33-1-23-45-67-89", "+33123456789"),
+        ("+999999999999999", "+999999999999999"),  # 15 digits, E.164 maximum
+    ],
+)
+def test_international_kept(raw: str, want: str) -> None:
+    assert normalise(raw) == want
+
+
+@pytest.mark.parametrize("raw", ["911", "933", "988", "112", "611", "sip:911@psap", "tel:933"])
+def test_short_codes_keep_digits(raw: str) -> None:
+    got = normalise(raw)
+    assert got is not None and got.isdigit() and not got.startswith("+")
+    assert got == raw.split(":")[-1].split("@")[0]
+
+
+def test_emergency_default() -> None:
+    assert frozenset({"911", "933"}) == EMERGENCY_DEFAULT
+    assert normalise("sip:911@psap.example") in EMERGENCY_DEFAULT
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "+",
+        "anonymous",
+        "sip:anonymous@anonymous.invalid",
+        "sip:alice@example.com",
+        "202555012a",
+        "+1202555O123",  # letter O
+        "12",  # too short for a short code
+        "5550123",  # 7-digit local number: no area code
+        "22025550123",  # 11 digits not starting with 1
+        "+1234567890123456",  # 16 digits: longer than E.164 allows
+        "+0123456789",  # country codes never start with 0
+        "tel:;npdi",
+        "+-",
+        "١٢٠٢٥٥٥٠١٢٣",  # Arabic-Indic digits are not on the wire
+        "+١٢٠٢٥٥٥٠١٢٣",
+        "++12025550123",
+        "+1",  # a country code alone
+        "+44123",
+        "0114412",  # international access prefix with too few digits
+    ],
+)
+def test_garbage_is_none(raw: str) -> None:
+    assert normalise(raw) is None
+
+
+@given(st.text())
+def test_normalise_never_raises(raw: str) -> None:
+    got = normalise(raw)
+    if got is not None:
+        body = got[1:] if got.startswith("+") else got
+        assert body.isascii() and body.isdigit()
+        assert (3 <= len(body) <= 6) if body == got else (7 <= len(body) <= 15)
+
+
+@given(st.integers(min_value=2_000_000_000, max_value=9_999_999_999))
+def test_ten_digit_forms_agree(n: int) -> None:
+    d = str(n)
+    want = "+1" + d
+    assert normalise(d) == want
+    assert normalise("1" + d) == want
+    assert normalise(f"({d[:3]}) {d[3:6]}-{d[6:]}") == want
+    assert normalise(f"tel:+1-{d[:3]}-{d[3:6]}-{d[6:]};npdi") == want
+    assert normalise(f"sip:+1{d}@h;user=phone") == want
+
+
+@pytest.mark.parametrize(
+    ("e164", "why"),
+    [
+        ("+12025551234", None),
+        ("+13015551234", None),
+        ("+18005551212", None),
+        ("+12025550199", "555-01XX fiction range"),
+        ("+12025550100", "555-01XX fiction range"),
+        ("+12025550200", None),  # 555-0200 is outside the fiction range
+        ("+10025551234", "area code starts with 0 or 1"),
+        ("+11025551234", "area code starts with 0 or 1"),
+        ("+12115551234", "N11 area code"),
+        ("+19115551234", "N11 area code"),
+        ("+12905551234", "reserved area code (N9X, held for NANP expansion)"),
+        ("+19995551234", "reserved area code (N9X, held for NANP expansion)"),
+        ("+13705551234", "reserved area code (37X/96X block)"),
+        ("+19605551234", "reserved area code (37X/96X block)"),
+        ("+12020551234", "exchange starts with 0 or 1"),
+        ("+12021551234", "exchange starts with 0 or 1"),
+        ("+12024111234", "N11 exchange"),
+        ("+12029111234", "N11 exchange"),
+        ("+1202555012", "wrong length for NANP"),
+        ("+120255501234", "wrong length for NANP"),
+        ("+442071234567", None),  # not NANP: not judged
+        ("911", None),
+    ],
+)
+def test_nanp_invalid_reason(e164: str, why: str | None) -> None:
+    assert nanp_invalid_reason(e164) == why
+
+
+def test_real_area_codes_pass() -> None:
+    # A sample of assigned NPAs across the US, Canada and the Caribbean.
+    for npa in ("201", "212", "310", "416", "604", "787", "809", "876", "939", "989"):
+        assert nanp_invalid_reason(f"+1{npa}2345678") is None, npa
