@@ -1,0 +1,122 @@
+"""Command line: `sipscreen run` and the data subcommands.
+
+How this works: `main()` builds one argparse parser. `run` starts the proxy
+(proxy.server.run) on a `Config` from the TOML file (`--config`, default
+the packaged proxy/defaults/sipscreen.toml) overridden by the flags given.
+The data subcommands (`check`, `rmd`, `notice`, `traceback`, `dno`, `nanpa`,
+`records`, `report`, ...) are registered by proxy/admin.py through
+`admin.add_subcommands(sub)`; each sets `args.handler(args, redis_url,
+prefix, clock) -> int`. admin is imported lazily and a broken admin never
+stops `run`. The global `--config` and `--redis` apply to every subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from proxy.config import ConfigError, load_config
+
+__all__ = ["build_parser", "main", "run_overrides"]
+
+
+def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
+    # Given before or after the subcommand: SUPPRESS keeps the top-level value
+    # when the subcommand parser did not see the flag.
+    default = None if top else argparse.SUPPRESS
+    p.add_argument("--config", metavar="FILE", default=default, help="TOML config file")
+    p.add_argument("--redis", metavar="URL", default=default, help="Redis URL (overrides config)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sipscreen", description="Real-time SIP call-screening proxy (FCC robocall rules)"
+    )
+    _add_global(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the screening proxy")
+    _add_global(run, top=False)
+    run.add_argument(
+        "--listen",
+        action="append",
+        metavar="udp|tcp:HOST:PORT",
+        help="listen address (repeatable; replaces the config's list)",
+    )
+    run.add_argument("--softswitch", metavar="udp:HOST:PORT", help="softswitch to forward to")
+    run.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint ('off': none)")
+    run.add_argument("--workers", type=int, metavar="N", help="worker processes")
+    run.add_argument(
+        "--monitor",
+        action="store_true",
+        default=None,
+        help="never block: count and log what would be blocked",
+    )
+    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), help="event loop")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
+    run.add_argument("--key-prefix", metavar="PREFIX", help="Redis key prefix")
+    run.add_argument(
+        "--no-embedded-redis",
+        action="store_true",
+        help="never start the embedded redis-server",
+    )
+    run.set_defaults(handler=None)
+
+    try:
+        admin = importlib.import_module("proxy.admin")
+    except Exception as exc:  # a broken admin module must not stop `run`
+        logging.getLogger("sipscreen").debug("data subcommands unavailable: %s", exc)
+    else:
+        before = set(sub.choices)
+        admin.add_subcommands(sub)
+        for name in set(sub.choices) - before:
+            _add_global(sub.choices[name], top=False)
+    return parser
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags of `run` -> load_config overrides (None = not given)."""
+    return {
+        "listen": args.listen,
+        "softswitch": args.softswitch,
+        "redis_url": args.redis,
+        "metrics": args.metrics,
+        "workers": args.workers,
+        "monitor": args.monitor,
+        "loop": args.loop,
+        "log_level": args.log_level,
+        "key_prefix": args.key_prefix,
+        "redis_embedded": False if args.no_embedded_redis else None,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            config = load_config(args.config, run_overrides(args))
+        else:
+            config = load_config(args.config, {"redis_url": args.redis})
+    except ConfigError as exc:
+        print(f"sipscreen: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "run":
+        from proxy.server import run
+
+        return run(config)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.error(f"{args.command}: no handler")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return int(handler(args, config.redis_url, config.key_prefix, time.time))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

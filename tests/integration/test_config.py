@@ -1,0 +1,161 @@
+"""proxy/config.py: TOML + CLI overrides, validation naming the key, the
+trunk map's longest-prefix match, and the precomputed block answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.config import (
+    ConfigError,
+    TrunkMap,
+    build_answer,
+    default_config_path,
+    load_config,
+)
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_packaged_default_config_loads() -> None:
+    cfg = load_config(None, {})
+    assert cfg.source_path == default_config_path()
+    assert ("udp", "127.0.0.1", 5060) in cfg.listen
+    assert cfg.softswitch == ("127.0.0.1", 5080)
+    assert cfg.redis_url == "redis://127.0.0.1:6379/0"
+    assert cfg.key_prefix == "sipscreen:"
+    assert cfg.metrics == ("127.0.0.1", 9060)
+    assert cfg.sample_data is not None and Path(cfg.sample_data).is_file()
+    assert {"911", "933"} <= cfg.emergency_numbers
+    assert cfg.block_example() == "redis-cli SADD sipscreen:block:caller +12025550123"
+
+
+def test_cli_overrides_win(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[proxy]\nworkers = 1\nlisten = ["udp:127.0.0.1:5999"]\n')
+    cfg = load_config(
+        path,
+        {
+            "listen": ["udp:127.0.0.1:6000", "tcp:127.0.0.1:6000"],
+            "softswitch": "udp:127.0.0.1:6080",
+            "redis_url": "redis://127.0.0.1:6390/2",
+            "metrics": "127.0.0.1:9999",
+            "workers": 3,
+            "monitor": True,
+            "loop": "asyncio",
+            "log_level": "debug",
+            "key_prefix": None,  # not given: the file's value stays
+        },
+    )
+    assert cfg.listen == (("udp", "127.0.0.1", 6000), ("tcp", "127.0.0.1", 6000))
+    assert cfg.softswitch == ("127.0.0.1", 6080)
+    assert cfg.metrics == ("127.0.0.1", 9999)
+    assert cfg.workers == 3 and cfg.monitor and cfg.loop == "asyncio"
+    assert cfg.log_level == "DEBUG"
+    assert cfg.key_prefix == "sipscreen:"
+    assert cfg.block_example() == "redis-cli -p 6390 -n 2 SADD sipscreen:block:caller +12025550123"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[proxy]\nworkers = 0\n", "proxy.workers"),
+        ('[proxy]\nworkers = "two"\n', "proxy.workers"),
+        ('[proxy]\nno_snapshot_policy = "maybe"\n', "proxy.no_snapshot_policy"),
+        ('[proxy]\nlisten = ["udp:127.0.0.1:notaport"]\n', "proxy.listen[0]"),
+        ('[proxy]\nsoftswitch = "tcp:127.0.0.1:5080"\n', "proxy.softswitch"),
+        ('[proxy]\nemergency_numbers = ["91x"]\n', "proxy.emergency_numbers[0]"),
+        ('[redis]\nurl = "http://x"\n', "redis.url"),
+        ('[answer.analytics]\nkind = "486"\n', "answer.analytics.kind"),
+        ('[answer.deterministic]\nkind = "608"\n', "answer.deterministic.jcard_url"),
+        ('[answer.analytics]\nreason_text = "a\\"b"\n', "answer.analytics.reason_text"),
+        ('[answer.spam]\nkind = "603"\n', "answer.spam"),
+        ('[notices]\nk4_deadline = "never"\n', "notices.k4_deadline"),
+        ("[records]\nsample_allowed = 1.5\n", "records.sample_allowed"),
+        ('[[trunk]]\ncidr = "10.0.0.0/33"\nprovider = "x"\n', "trunk[0].cidr"),
+        ('[[trunk]]\ncidr = "10.0.0.0/8"\n', "trunk[0]"),
+        ("[bogus]\nx = 1\n", "bogus"),
+        ("[proxy\n", "invalid TOML"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_config(_write(tmp_path, text), {})
+
+
+def test_bad_override_names_the_flag(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--workers"):
+        load_config(_write(tmp_path, ""), {"workers": "many"})
+    with pytest.raises(ConfigError, match="--listen"):
+        load_config(_write(tmp_path, ""), {"listen": ["udp:127.0.0.1:x"]})
+
+
+def test_trunk_map_longest_prefix_wins() -> None:
+    tm = TrunkMap(
+        [
+            ("10.0.0.0/8", "wide"),
+            ("10.1.0.0/16", "narrow"),
+            ("10.1.2.3/32", "exact"),
+            ("2001:db8::/32", "v6"),
+        ]
+    )
+    assert tm.lookup("10.1.2.3") == "exact"
+    assert tm.lookup("10.1.9.9") == "narrow"
+    assert tm.lookup("10.200.0.1") == "wide"
+    assert tm.lookup("2001:db8::5") == "v6"
+    assert tm.lookup("192.0.2.1") is None
+    assert tm.lookup("not-an-ip") is None
+    # Second lookups come from the per-IP cache and agree.
+    assert tm.lookup("10.1.9.9") == "narrow"
+    assert len(tm) == 4
+
+
+def test_trunk_cache_is_bounded() -> None:
+    tm = TrunkMap([("10.0.0.0/8", "wide")], cache_max=4)
+    for i in range(20):
+        assert tm.lookup(f"10.0.0.{i}") == "wide"
+    assert len(tm._cache) <= 4
+
+
+def test_answers_are_precomputed() -> None:
+    plus = build_answer("603+", redress_url="https://redress.example/")
+    assert (plus.status, plus.reason) == (603, b"Network Blocked")
+    assert plus.extra_headers == (
+        b'Reason: SIP;cause=603;text="v=analytics1;url=https://redress.example/"\r\n'
+    )
+    assert build_answer("607").extra_headers == b""
+    assert build_answer("607").status == 607
+    r608 = build_answer("608", jcard_url="https://example.com/jcard.json")
+    assert r608.reason == b"Rejected"
+    assert r608.extra_headers == b"Call-Info: <https://example.com/jcard.json>;purpose=jwscard\r\n"
+    assert build_answer("603").reason == b"Decline"
+
+
+def test_answer_classes_from_toml(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[answer.analytics]\nkind = "607"\n'
+        '[answer.deterministic]\nkind = "608"\njcard_url = "https://op.example/jc"\n',
+    )
+    cfg = load_config(path, {})
+    assert cfg.answer_for("analytics").status == 607
+    assert cfg.answer_for("deterministic").status == 608
+    assert cfg.answer_for("none").status == 608  # unknown class -> deterministic
+
+
+def test_trusted_sources_and_emergency(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.9.0.0/16"]\n'
+        '[proxy]\nemergency_numbers = ["2025550100", "+13125550111"]\n',
+    )
+    cfg = load_config(path, {})
+    assert cfg.trusted_provider_header == "X-Upstream"
+    assert cfg.is_trusted_source("10.9.3.4")
+    assert not cfg.is_trusted_source("10.8.3.4")
+    # 911 and 933 are always there (47 CFR 64.1200(k)); 10-digit -> E.164.
+    assert cfg.emergency_numbers == {"911", "933", "+12025550100", "+13125550111"}

@@ -1,0 +1,194 @@
+"""The running proxy against live data and failures: edits made with a
+separate Redis client apply to the next call; a Redis restart during SIPp
+traffic fails no call and lets no blocked caller through; two workers on one
+UDP port both get traffic from a single SIPp source; /metrics exposes the
+documented metric names; the stdlib loop and uvloop behave the same."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sipscreen_testlib import count_received, run_sipp, write_callers
+
+pytestmark = [pytest.mark.sipp]
+
+CALLEE = "+13125557000"
+CALLER = "+12127368000"
+
+
+def _one_call(scenario: str, proxy: Any, tmp_path: Path, caller: str) -> Any:
+    inf = write_callers(tmp_path / f"one-{time.monotonic_ns()}.csv", [(caller, CALLEE)])
+    return run_sipp(scenario, f"127.0.0.1:{proxy.port}", tmp_path, calls=1, rate=1, inf=inf)
+
+
+def _wait_for(pred: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_live_block_and_unblock(
+    tmp_path: Path,
+    loop_name: str,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    start_proxy: Any,
+    sipp_uas: Any,
+) -> None:
+    uas = sipp_uas("uas_rr.xml")
+    proxy = start_proxy(uas.port, redis_url, key_prefix, loop=loop_name)
+    assert _one_call("uac_screen.xml", proxy, tmp_path, CALLER).successful == 1
+    assert uas.received("INVITE") == 1
+
+    # An operator blocks the number with redis-cli; the next call is refused.
+    redis_client.sadd(key_prefix + "block:caller", CALLER)
+    time.sleep(0.5)  # the store follows MONITOR; give it a moment
+    res = _one_call("uac_block_603.xml", proxy, tmp_path, CALLER)
+    assert res.successful == 1, res.stderr + res.messages[-2000:]
+    assert uas.received("INVITE") == 1
+
+    # Unblocked again: the next call passes.
+    redis_client.srem(key_prefix + "block:caller", CALLER)
+    time.sleep(0.5)
+    res = _one_call("uac_screen.xml", proxy, tmp_path, CALLER)
+    assert res.successful == 1, res.stderr + res.messages[-2000:]
+    assert uas.received("INVITE") == 2
+
+
+def test_metrics_endpoint_names(
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    start_proxy: Any,
+    sipp_uas: Any,
+) -> None:
+    redis_client.sadd(key_prefix + "block:caller", "+12127369999")
+    uas = sipp_uas("uas_rr.xml")
+    proxy = start_proxy(uas.port, redis_url, key_prefix)
+    assert _one_call("uac_screen.xml", proxy, tmp_path, CALLER).successful == 1
+    assert _one_call("uac_block_603.xml", proxy, tmp_path, "+12127369999").successful == 1
+    # Core counters are exported twice a second.
+    assert _wait_for(
+        lambda: proxy.metric("sipscreen_sip_messages_total", direction="in", kind="INVITE") >= 2
+    )
+    text = proxy.metrics_text()
+    for name in (
+        "sipscreen_invites_total",
+        "sipscreen_sip_messages_total",
+        "sipscreen_decision_seconds_bucket",
+        "sipscreen_snapshot_entries",
+        "sipscreen_snapshot_age_seconds",
+        "sipscreen_redis_up",
+        "sipscreen_parse_errors_total",
+        "sipscreen_dropped_total",
+        "sipscreen_records_dropped_total",
+    ):
+        assert name in text, name
+    assert proxy.metric("sipscreen_invites_total", verdict="allowed", rule="default") == 1
+    assert proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 1
+    assert proxy.metric("sipscreen_sip_messages_total", direction="in", kind="INVITE") >= 2
+    assert proxy.metric("sipscreen_sip_messages_total", direction="out", kind="6xx") >= 1
+    assert proxy.metric("sipscreen_decision_seconds_count") == 2
+    assert proxy.metric("sipscreen_redis_up") == 1
+    assert proxy.metric("sipscreen_snapshot_entries") >= 1
+    assert proxy.metric("sipscreen_snapshot_age_seconds") >= 0
+
+
+def test_redis_restart_during_traffic(
+    tmp_path: Path, loop_name: str, private_redis: Any, start_proxy: Any, sipp_uas: Any
+) -> None:
+    """Redis goes away mid-run and comes back: screening continues on the
+    last snapshot, no call fails, no blocked caller gets through."""
+    import redis
+
+    prefix = "sipscreen-test-restart:"
+    r = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    blocked = [f"+1212736{9000 + i:04d}" for i in range(5)]
+    r.sadd(prefix + "block:caller", *blocked)
+    r.close()
+    uas = sipp_uas("uas_rr.xml")
+    proxy = start_proxy(uas.port, private_redis.url, prefix, loop=loop_name)
+    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1)
+
+    allowed = [f"+1212736{5000 + i:04d}" for i in range(60)]
+    rows = [(a, CALLEE) for a in allowed]
+    inf = write_callers(tmp_path / "mix.csv", rows)
+    binf = write_callers(tmp_path / "blk.csv", [(b, CALLEE) for b in blocked] * 4)
+
+    import threading
+
+    results: dict[str, Any] = {}
+
+    def traffic() -> None:
+        results["allowed"] = run_sipp(
+            "uac_screen.xml", f"127.0.0.1:{proxy.port}", tmp_path, calls=60, rate=10, inf=inf
+        )
+
+    def blocked_traffic() -> None:
+        results["blocked"] = run_sipp(
+            "uac_block_603.xml", f"127.0.0.1:{proxy.port}", tmp_path, calls=20, rate=4, inf=binf
+        )
+
+    t1 = threading.Thread(target=traffic)
+    t2 = threading.Thread(target=blocked_traffic)
+    t1.start()
+    t2.start()
+    time.sleep(1.5)
+    private_redis.stop()
+    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 0)
+    time.sleep(1.5)
+    private_redis.start()
+    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1, timeout=20)
+    t1.join(120)
+    t2.join(120)
+    a, b = results["allowed"], results["blocked"]
+    assert a.failed == 0 and a.successful == 60, a.stderr[-2000:]
+    assert b.failed == 0 and b.successful == 20, b.stderr[-2000:]
+    # The softswitch saw every allowed call and none of the blocked ones.
+    assert uas.received("INVITE") == 60
+    assert all(b not in uas.messages() for b in blocked)
+
+
+def test_two_workers_share_one_port(
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    start_proxy: Any,
+    sipp_uas: Any,
+) -> None:
+    """SIPp sends from ONE address:port; the CBPF program spreads its
+    datagrams over both workers' SO_REUSEPORT sockets."""
+    redis_client.sadd(key_prefix + "block:caller", "+12127369999")
+    uas = sipp_uas("uas_rr.xml")
+    proxy = start_proxy(uas.port, redis_url, key_prefix, workers=2)
+    calls = 40
+    inf = write_callers(
+        tmp_path / "w.csv", [(f"+1212736{6000 + i:04d}", CALLEE) for i in range(calls)]
+    )
+    res = run_sipp(
+        "uac_screen.xml", f"127.0.0.1:{proxy.port}", tmp_path, calls=calls, rate=20, inf=inf
+    )
+    assert res.failed == 0, res.stderr[-3000:]
+    assert res.successful == calls
+    binf = write_callers(tmp_path / "wb.csv", [("+12127369999", CALLEE)] * 10)
+    res2 = run_sipp(
+        "uac_block_603.xml", f"127.0.0.1:{proxy.port}", tmp_path, calls=10, rate=10, inf=binf
+    )
+    assert res2.failed == 0 and res2.successful == 10, res2.stderr[-3000:]
+    assert count_received(res2.messages, "SIP/2.0 603 Decline") >= 10
+    assert uas.received("INVITE") == calls
+    assert _wait_for(lambda: proxy.metric("sipscreen_invites_total", verdict="allowed") == calls)
+    # Both workers received datagrams (one scrape target, per-worker series).
+    w0 = proxy.metric("sipscreen_worker_datagrams_total", worker="0")
+    w1 = proxy.metric("sipscreen_worker_datagrams_total", worker="1")
+    assert w0 > 0 and w1 > 0, (w0, w1)
+    assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 10
