@@ -138,35 +138,47 @@ class NumberSet:
     @classmethod
     def from_iterable(cls, numbers: Iterable[str | int]) -> NumberSet:
         """Build a set from E.164 strings; ValueError on a non-E.164 entry."""
-        out = cls()
-        out._build({_e164_int(x) for x in numbers})
-        return out
+        return cls.from_ints(array("q", map(_e164_int, numbers)))
 
-    def _build(self, vals: set[int]) -> None:
-        if len(vals) <= self.SET_MAX:
-            self._table = array("q")
-            self._cap = 0
-            self._base_len = 0
-            self._added = vals
-            self._removed = set()
-            return
-        cap = _table_size(len(vals))
-        table = array("q", bytes(8 * (cap + 1)))
+    @classmethod
+    def from_ints(cls, values: array[int]) -> NumberSet:
+        """Build a set from E.164 numbers as ints (``12025550123``).
+
+        Duplicates are allowed (SSCAN may return a member twice) and are
+        skipped while probing, so a 10 M-entry load needs no temporary
+        Python set of every member (~80 bytes an entry). The caller has
+        validated the values (see :func:`_e164_int`).
+        """
+        out = cls()
+        if len(values) <= cls.SET_MAX:
+            out._added = set(values)
+            return out
+        cap = _table_size(len(values))
+        table: array[int] = array("q", bytes(8 * (cap + 1)))
+        size = len(table)
         mult = _HASH_MULT
-        for n in vals:
+        count = 0
+        for n in values:
             h = (n * mult) % cap
-            while table[h]:
+            v = table[h]
+            while v:
+                if v == n:
+                    break  # duplicate
                 h += 1
-                if h == len(table):
+                if h == size:
                     table.append(0)
-            table[h] = n
+                    size += 1
+                v = table[h]
+            else:
+                table[h] = n
+                count += 1
+        if count <= cls.SET_MAX:  # mostly duplicates: the set form
+            out._added = {n for n in table if n}
+            return out
         if table[-1]:
-            table.append(0)
-        self._table = table
-        self._cap = cap
-        self._base_len = len(vals)
-        self._added = set()
-        self._removed = set()
+            table.append(0)  # a probe always ends on an empty slot
+        out._table, out._cap, out._base_len = table, cap, count
+        return out
 
     def _in_table(self, n: int) -> bool:
         cap = self._cap
@@ -251,7 +263,9 @@ class NumberSet:
 
     def compact(self) -> None:
         """Merge the edits into a new table (O(n); never on the hot path)."""
-        self._build(set(self._ints()))
+        built = NumberSet.from_ints(array("q", self._ints()))
+        self._table, self._cap, self._base_len = built._table, built._cap, built._base_len
+        self._added, self._removed = built._added, built._removed
 
     def nbytes(self) -> int:
         """Approximate memory held: the table plus the Python sets."""

@@ -354,3 +354,38 @@ async def test_never_loaded_when_redis_absent() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_nanpa_sets_drive_the_unallocated_rule_at_load_and_live(
+    prefix: str, operator: aioredis.Redis
+) -> None:
+    """47 CFR 64.1200(o): an NPA-NXX missing from the NANPA data is blocked,
+    but only inside the NPAs that data covers (loaded and edited live)."""
+    from rules.engine import decide
+    from rules.facts import CallFacts
+    from rules.verdict import Rule
+
+    await operator.sadd(prefix + "nanpa:npa", "202", "303")
+    await operator.sadd(prefix + "nanpa:nxx", "202555")
+    store = make_store(prefix)
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+
+        def rule(caller: str) -> Rule:
+            return decide(
+                store.snapshot, CallFacts(caller=caller, callee="+13105550100", provider=None), 0.0
+            ).rule
+
+        assert rule("+12025551234") is Rule.DEFAULT  # assigned NPA-NXX
+        assert rule("+12025560123") is Rule.DNO_UNALLOCATED  # 202-556 not assigned
+        assert rule("+13035560123") is Rule.DEFAULT  # 303 not covered by the NXX data
+        assert rule("+14155551234") is Rule.DNO_UNALLOCATED  # NPA 415 not assigned
+        await operator.sadd(prefix + "nanpa:nxx", "202556")
+        await until(lambda: rule("+12025560123") is Rule.DEFAULT)
+        await operator.sadd(prefix + "nanpa:nxx", "303556")
+        await until(lambda: rule("+13035570123") is Rule.DNO_UNALLOCATED)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
