@@ -1,0 +1,804 @@
+"""SIPp / proxy process helpers shared by run_compare.py and bench_calls.py.
+
+How this works: one benchmark step is SIPp UAC -> system under test -> SIPp
+UAS on 127.0.0.1. The UAS (benchmarks/sipp/uas_rr.xml) starts first, then the
+proxy (started fresh for every step so no transaction left over from the
+previous step weighs on the next), which must answer a SIP probe before the
+step starts: an OPTIONS with Max-Forwards 0 (any answer means it listens,
+RFC 3261 §16.3 item 2) and an INVITE from a blocked caller, whose answer
+must be 603 (the same final answer from both proxies). Then the UAC
+(benchmarks/sipp/uac_screen.xml) sends rate x duration calls bounded by
+``-m`` and a wall-clock timeout. CPU of the proxy is utime+stime from
+/proc/<pid>/stat summed over the process and all its descendants, read
+before and after. SIPp's ``-trace_stat`` CSV gives successful/failed calls
+and retransmissions, ``-trace_rtt`` the INVITE -> final response times
+(whole milliseconds: SIPp's clock ticks in ms, so ``0`` means under 1 ms).
+
+Every process binds 127.0.0.1, runs in its own session and is killed (its
+whole process group) when the step ends or the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import csv
+import importlib.util
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SIPP_DIR = HERE / "sipp"
+KAMAILIO_CFG = HERE / "kamailio" / "kamailio.cfg"
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# --------------------------------------------------------------------------
+# process bookkeeping: everything we start is killed on exit
+
+
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _kill_group(p: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, sig)
+
+
+def kill_all() -> None:
+    """Kill the process group of every process this module started."""
+    for p in list(_LIVE.values()):
+        _kill_group(p)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5)
+        _LIVE.pop(p.pid, None)
+
+
+atexit.register(kill_all)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    kill_all()
+    sys.exit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    """Kill our children on SIGTERM/SIGINT too (scripts call this, not tests)."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def spawn(
+    cmd: Sequence[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start cmd in its own session (own process group), output to log."""
+    with open(log, "wb") as out:
+        p = subprocess.Popen(
+            list(cmd),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    _LIVE[p.pid] = p
+    return p
+
+
+def wait_reap(p: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to timeout for p to exit; reap it with wait4 to keep its rusage."""
+    deadline = time.monotonic() + timeout
+    while p.returncode is None:
+        try:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        except ChildProcessError:
+            p.poll()
+            break
+        if pid == p.pid:
+            _RUSAGE[p.pid] = ru.ru_utime + ru.ru_stime
+            p.returncode = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def stop(p: subprocess.Popen[bytes] | None, grace: float = 2.0) -> None:
+    """SIGTERM the process group, SIGKILL it after grace seconds."""
+    if p is None:
+        return
+    if not wait_reap(p, 0):
+        _kill_group(p, signal.SIGTERM)
+        wait_reap(p, grace)
+    _kill_group(p, signal.SIGKILL)  # leftover children of a dead leader
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        p.wait(timeout=5)
+    _LIVE.pop(p.pid, None)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime+stime (s) of root and every live descendant, from /proc/<pid>/stat."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        # fields after the ")" that closes comm: state ppid ... utime(14) stime(15)
+        rest = raw[raw.rindex(")") + 2 :].split()
+        parent[int(d)] = int(rest[1])
+        ticks[int(d)] = int(rest[11]) + int(rest[12])
+    total, todo = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, pp in parent.items():
+        children.setdefault(pp, []).append(pid)
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total / CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine since boot (/proc/stat)."""
+    f = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    v = [int(x) for x in f]
+    idle = v[3] + v[4]  # idle + iowait
+    return (sum(v[:8]) - idle) / CLK_TCK
+
+
+_RUSAGE: dict[int, float] = {}
+
+
+def _children_cpu(p: subprocess.Popen[bytes]) -> float:
+    """CPU seconds of a process we reaped with wait4 (see stop())."""
+    return _RUSAGE.get(p.pid, 0.0)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    proxy: int = 5070
+    uas: int = 5080
+    uac: int = 5090
+
+    @classmethod
+    def ephemeral(cls) -> Ports:
+        return cls(free_udp_port(), free_udp_port(), free_udp_port())
+
+    def check_free(self) -> None:
+        busy = [p for p in (self.proxy, self.uas, self.uac) if not udp_port_free(p)]
+        if busy:
+            raise RuntimeError(f"UDP port(s) {busy} on {HOST} already in use")
+
+
+# --------------------------------------------------------------------------
+# dependencies and machine description
+
+
+def which_kamailio() -> str | None:
+    return shutil.which("kamailio") or (
+        "/usr/sbin/kamailio" if os.access("/usr/sbin/kamailio", os.X_OK) else None
+    )
+
+
+def ensure_deps(install: bool = True) -> list[str]:
+    """Check sipp and kamailio; apt-get install them if missing and allowed.
+
+    Returns the human-readable problems left (empty when all is there).
+    """
+    missing = {"sipp": "sip-tester", "kamailio": "kamailio"}
+    have = {"sipp": shutil.which("sipp"), "kamailio": which_kamailio()}
+    need = [pkg for name, pkg in missing.items() if not have[name]]
+    if need and install:
+        apt = shutil.which("apt-get")
+        if apt and os.geteuid() == 0:
+            print(f"installing {' '.join(need)} with apt-get", flush=True)
+            subprocess.run([apt, "update"], check=False)
+            subprocess.run(
+                [apt, "install", "-y", *need],
+                check=False,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
+        have = {"sipp": shutil.which("sipp"), "kamailio": which_kamailio()}
+    problems = []
+    for name, pkg in missing.items():
+        if not have[name]:
+            problems.append(
+                f"{name} not found (Debian/Ubuntu: apt-get install -y {pkg}; "
+                "apt-get unavailable or not root here)"
+            )
+    return problems
+
+
+def sipscreen_available() -> str | None:
+    """None when `python -m proxy run` can be started, else why not."""
+    sys.path.insert(0, str(REPO))
+    try:
+        if importlib.util.find_spec("proxy.__main__") is None:
+            return "proxy/__main__.py does not exist yet (python -m proxy run)"
+    finally:
+        sys.path.remove(str(REPO))
+    r = subprocess.run(
+        [sys.executable, "-m", "proxy", "run", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+    )
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).decode(errors="replace").strip().splitlines()[-1:]
+        return f"`python -m proxy run --help` failed: {' '.join(tail)}"
+    return None
+
+
+def _first_line(cmd: Sequence[str]) -> str:
+    try:
+        r = subprocess.run(list(cmd), capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+    for line in (r.stdout + r.stderr).decode(errors="replace").splitlines():
+        if line.strip():
+            return line.strip()
+    return "n/a"
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "n/a"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = "n/a"
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    rmem = "n/a"
+    with contextlib.suppress(OSError):
+        rmem = Path("/proc/sys/net/core/rmem_max").read_text().strip()
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uv = str(getattr(uvloop, "__version__", "?"))
+    except ImportError:
+        uv = "not installed"
+    kam = which_kamailio()
+    return {
+        "kamailio": _first_line([kam, "-v"]).removeprefix("version: ") if kam else "absent",
+        "sipp": _first_line(["sipp", "-v"]) if shutil.which("sipp") else "absent",
+        "python": platform.python_version(),
+        "uvloop": uv,
+        "kernel": platform.release(),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "net.core.rmem_max": rmem,
+    }
+
+
+# --------------------------------------------------------------------------
+# SIP probes (readiness and "is the blocklist loaded, answered 603?")
+
+
+def _sip_exchange(port: int, msg: bytes, timeout: float) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        s.settimeout(timeout)
+        s.sendto(msg.replace(b"@LPORT@", str(s.getsockname()[1]).encode()), (HOST, port))
+        try:
+            while True:
+                data, _ = s.recvfrom(65535)
+                status = data.split(b" ", 2)[1] if data.startswith(b"SIP/2.0 ") else b""
+                if not status.startswith(b"1"):  # skip provisionals
+                    return data
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+
+
+def wait_ready(port: int, timeout: float, proc: subprocess.Popen[bytes] | None) -> bool:
+    """Poll with OPTIONS Max-Forwards 0 until any final answer (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        tag = uuid.uuid4().hex[:12]
+        msg = (
+            f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {HOST}:@LPORT@;branch=z9hG4bK{tag}\r\n"
+            f"From: <sip:probe@{HOST}:@LPORT@>;tag={tag}\r\n"
+            f"To: <sip:{HOST}:{port}>\r\n"
+            f"Call-ID: ready-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        if _sip_exchange(port, msg, 0.3) is not None:
+            return True
+    return False
+
+
+def probe_blocked(port: int, caller: str) -> int:
+    """INVITE from a blocked caller; returns the final status (0 = none)."""
+    tag = uuid.uuid4().hex[:12]
+    ruri = f"sip:+12025550199@{HOST}:{port}"
+    common = (
+        f"Via: SIP/2.0/UDP {HOST}:@LPORT@;branch=z9hG4bK{tag}\r\n"
+        f"From: <sip:{caller}@{HOST}:@LPORT@>;tag={tag}\r\n"
+        f"Call-ID: probe-{tag}\r\nMax-Forwards: 70\r\n"
+    )
+    invite = (
+        f"INVITE {ruri} SIP/2.0\r\n{common}To: <{ruri}>\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:{caller}@{HOST}:@LPORT@>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    status = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((HOST, 0))
+        lport = str(s.getsockname()[1]).encode()
+        s.settimeout(2.0)
+        s.sendto(invite.replace(b"@LPORT@", lport), (HOST, port))
+        with contextlib.suppress(TimeoutError, ConnectionRefusedError, ValueError, IndexError):
+            while status == 0:
+                data, _ = s.recvfrom(65535)
+                code = int(data.split(b" ", 2)[1])
+                if code < 200:
+                    continue
+                status = code
+                to = next(ln for ln in data.split(b"\r\n") if ln.lower().startswith(b"to:"))
+                # RFC 3261 §17.1.1.3: ACK for a non-2xx final answer, same branch,
+                # To with the tag of the answer
+                ack = (
+                    f"ACK {ruri} SIP/2.0\r\n{common}".encode()
+                    + to
+                    + b"\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+                )
+                s.sendto(ack.replace(b"@LPORT@", lport), (HOST, port))
+    return status
+
+
+# --------------------------------------------------------------------------
+# systems under test
+
+
+@dataclass
+class Env:
+    """Where one benchmark run keeps its data, logs and generated configs."""
+
+    work: Path  # temp dir: data/, logs, rendered configs
+    data: Path  # gen_data output
+    ports: Ports
+    workers: int
+    redis_url: str
+    key_prefix: str
+    blocked_sample: str  # one blocked caller, for the probe
+    blocked_size: int
+
+
+class System:
+    name = "?"
+    needs_proxy = True
+
+    def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
+        raise NotImplementedError
+
+    def target_port(self, env: Env) -> int:
+        return env.ports.proxy if self.needs_proxy else env.ports.uas
+
+
+class Direct(System):
+    """SIPp UAC straight to the SIPp UAS: the ceiling of the load generator."""
+
+    name = "direct"
+    needs_proxy = False
+
+    def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
+        return None
+
+
+class Kamailio(System):
+    """Kamailio 5.6, tm + Record-Route + htable blocklist (kamailio/kamailio.cfg)."""
+
+    name = "kamailio"
+
+    def render(self, env: Env) -> Path:
+        run = env.work / "kamailio-run"
+        run.mkdir(exist_ok=True)
+        text = KAMAILIO_CFG.read_text()
+        for k, v in {
+            "@DBTEXT_DIR@": str(env.data / "dbtext"),
+            "@RUN_DIR@": str(run),
+            "@PROXY_PORT@": str(env.ports.proxy),
+            "@UAS_PORT@": str(env.ports.uas),
+        }.items():
+            text = text.replace(k, v)
+        cfg = env.work / "kamailio.cfg"
+        cfg.write_text(text)
+        return cfg
+
+    def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
+        kam = which_kamailio()
+        assert kam is not None
+        cfg = self.render(env)
+        # shared memory: finished transactions linger 5 s (anchor: 512 MiB ran
+        # out at 4,000 calls/s), plus the htable (~200 B a key). The Debian
+        # build's default allocator is q_malloc (debug, first-fit: 63% of a
+        # child's CPU in qm_malloc at 1,000 calls/s); production setups use
+        # TLSF or f_malloc, so the fair peer runs with -x tlsf -X tlsf.
+        shm = 4096 + env.blocked_size * 400 // (1 << 20)
+        return spawn(
+            [kam, "-f", str(cfg), "-DD", "-E", "-m", str(shm), "-M", "16",
+             "-x", "tlsf", "-X", "tlsf",
+             "-A", f"CHILDREN={env.workers}"],
+            env.work / f"kamailio-{tag}.log",
+        )  # fmt: skip
+
+
+SIPSCREEN_TOML = """\
+# sipscreen benchmark configuration (written by benchmarks/harness.py).
+# Same job as benchmarks/kamailio/kamailio.cfg: caller blocklist from Redis
+# (loaded into memory at start), Record-Route, every block answered with a
+# plain 603 Decline, no per-call logging (log level WARNING), no trunk map
+# (no provider, so the RMD gate and provider rules have nothing to match).
+[proxy]
+listen = ["udp:{host}:{proxy}"]
+softswitch = "udp:{host}:{uas}"
+workers = {workers}
+record_route = true
+loop = "uvloop"
+log_level = "WARNING"
+no_snapshot_policy = "closed"
+sample_data = ""
+
+[redis]
+url = "{redis_url}"
+key_prefix = "{prefix}"
+embedded = false
+
+[metrics]
+listen = "{host}:{metrics}"
+
+[answer.deterministic]
+kind = "603"
+
+[answer.analytics]
+kind = "603"
+"""
+
+
+class Sipscreen(System):
+    """`python -m proxy run` with the benchmark TOML above."""
+
+    name = "sipscreen"
+
+    def render(self, env: Env) -> Path:
+        cfg = env.work / "sipscreen.toml"
+        cfg.write_text(
+            SIPSCREEN_TOML.format(
+                host=HOST,
+                proxy=env.ports.proxy,
+                uas=env.ports.uas,
+                redis_url=env.redis_url,
+                prefix=env.key_prefix,
+                workers=env.workers,
+                metrics=free_tcp_port(),
+            )
+        )
+        return cfg
+
+    def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
+        cfg = self.render(env)
+        cmd = [
+            sys.executable, "-m", "proxy", "run", "--config", str(cfg),
+            "--listen", f"udp:{HOST}:{env.ports.proxy}",
+            "--softswitch", f"udp:{HOST}:{env.ports.uas}",
+            "--redis", env.redis_url, "--key-prefix", env.key_prefix,
+            "--workers", str(env.workers), "--no-embedded-redis",
+        ]  # fmt: skip
+        return spawn(cmd, env.work / f"sipscreen-{tag}.log", cwd=REPO)
+
+
+SYSTEMS: dict[str, type[System]] = {"sipscreen": Sipscreen, "kamailio": Kamailio, "direct": Direct}
+
+
+# --------------------------------------------------------------------------
+# Redis for sipscreen: our own throw-away server unless a URL is given
+
+
+@contextlib.contextmanager
+def redis_with_blocklist(work: Path, data: Path, url: str | None, prefix: str) -> Iterator[str]:
+    """Yield a Redis URL whose ``<prefix>block:caller`` holds the blocklist."""
+    proc = None
+    if url is None:
+        port = free_tcp_port()
+        proc = spawn(
+            ["redis-server", "--bind", HOST, "--port", str(port), "--save", "",
+             "--appendonly", "no"],
+            work / "redis.log",
+        )  # fmt: skip
+        url = f"redis://{HOST}:{port}/0"
+        for _ in range(100):
+            r = subprocess.run(["redis-cli", "-u", url, "ping"], capture_output=True)
+            if r.stdout.strip() == b"PONG":
+                break
+            time.sleep(0.05)
+    sys.path.insert(0, str(HERE))
+    try:
+        import gen_data  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(HERE))
+    resp = work / "redis_blocklist.resp"
+    with open(data / "blocklist.txt") as bl:
+        gen_data.write_resp(str(resp), (ln.strip() for ln in bl), prefix)
+    with open(resp, "rb") as f:
+        subprocess.run(["redis-cli", "-u", url, "--pipe"], stdin=f, capture_output=True, check=True)
+    try:
+        yield url
+    finally:
+        subprocess.run(
+            ["redis-cli", "-u", url, "UNLINK", f"{prefix}block:caller"], capture_output=True
+        )
+        stop(proc)
+
+
+# --------------------------------------------------------------------------
+# one step: results
+
+
+@dataclass
+class StepResult:
+    system: str
+    rate: int
+    duration: float
+    attempted: int = 0  # -m
+    successful: int = 0
+    failed: int = 0
+    retrans: int = 0  # UAC + UAS retransmissions
+    achieved: float = 0.0  # successful calls / elapsed s
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    under_1ms_pct: float | None = None
+    cpu_s: float | None = None  # proxy processes, all workers and children
+    probe: int | None = None  # final status answered to the blocked probe
+    declined: int = 0  # 603 answers received by the UAC (blocked callers)
+    answered_200: int = 0  # 200 answers to INVITEs (calls put through)
+    machine_cpu_s: float | None = None  # all non-idle CPU of the machine in the step
+    sipp_cpu_s: float | None = None  # SIPp UAC + UAS
+    note: str = ""
+
+    @property
+    def incomplete(self) -> int:
+        return max(self.attempted - self.successful - self.failed, 0)
+
+    @property
+    def clean(self) -> bool:
+        """All -m calls succeeded, none failed, and the rate was carried (>= 90%)."""
+        return (
+            self.failed == 0
+            and self.successful == self.attempted > 0
+            and self.achieved >= 0.9 * self.rate
+        )
+
+    @property
+    def other_cpu_s(self) -> float | None:
+        """Machine CPU not spent by the proxy or SIPp: other work on the box."""
+        if self.machine_cpu_s is None:
+            return None
+        return max(self.machine_cpu_s - (self.cpu_s or 0.0) - (self.sipp_cpu_s or 0.0), 0.0)
+
+    @property
+    def cpu_us_per_call(self) -> float | None:
+        if self.cpu_s is None or not self.successful:
+            return None
+        return self.cpu_s * 1e6 / self.successful
+
+
+def _hms_us(v: str) -> float:
+    """SIPp duration 'hh:mm:ss' or 'hh:mm:ss:usec' -> seconds."""
+    parts = [int(x) for x in v.split(":")]
+    s = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return s + (parts[3] / 1e6 if len(parts) > 3 else 0.0)
+
+
+def read_stat(path: Path) -> dict[str, str]:
+    """Last row of a SIPp -trace_stat CSV as {column: value}."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f, delimiter=";"))
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+_ROW = re.compile(rb"^\s+(\d{3}) <-+\s+(?:[BE]-RTD1\s+)?(\d+)", re.M)
+
+
+def read_answers(log: Path) -> dict[int, int]:
+    """Responses received per status, from the last SIPp scenario screen in log.
+
+    The first row of a status in the screen is the one of the INVITE
+    transaction (a later 200 row is the BYE's)."""
+    try:
+        text = log.read_bytes()
+    except OSError:
+        return {}
+    start = text.rfind(b"Scenario Screen")
+    out: dict[int, int] = {}
+    for m in _ROW.finditer(text, max(start, 0)):
+        out.setdefault(int(m.group(1)), int(m.group(2)))
+    return out
+
+
+def read_rtt(path: Path) -> list[float]:
+    """RTD 1 samples (ms) of a SIPp -trace_rtt file."""
+    out: list[float] = []
+    with contextlib.suppress(OSError), open(path) as fh:
+        for line in fh:
+            f = line.strip().split(";")
+            if len(f) >= 3 and f[2] == "1":
+                with contextlib.suppress(ValueError):
+                    out.append(float(f[1]))
+    return out
+
+
+def percentile(sorted_vals: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(q / 100.0 * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+def run_step(
+    system: System, env: Env, rate: int, duration: float, tag: str, ready_timeout: float = 60.0
+) -> StepResult:
+    """Start UAS, the system, check it, load it with the UAC, collect results."""
+    res = StepResult(system.name, rate, duration, attempted=max(1, int(rate * duration)))
+    step = env.work / tag
+    shutil.rmtree(step, ignore_errors=True)
+    step.mkdir(parents=True)
+    uas = proxy = None
+    try:
+        uas = spawn(
+            ["sipp", "-sf", str(SIPP_DIR / "uas_rr.xml"), "-i", HOST, "-p", str(env.ports.uas),
+             "-nostdin", "-trace_stat", "-stf", str(step / "uas_stat.csv"), "-fd", "1",
+             "-buff_size", "4194304"],
+            step / "uas.log", cwd=step,
+        )  # fmt: skip
+        proxy = system.start(env, tag)
+        if proxy is not None:
+            if not wait_ready(env.ports.proxy, ready_timeout, proxy):
+                res.note = f"{system.name} did not answer an OPTIONS probe"
+                if proxy.poll() is not None:
+                    res.note += f" (exited {proxy.returncode}, see {system.name}-{tag}.log)"
+                return res
+            # listening is not enough: the blocklist must be loaded (a proxy
+            # without its snapshot may answer 503 or forward); wait for a 603
+            deadline = time.monotonic() + ready_timeout
+            while True:
+                res.probe = probe_blocked(env.ports.proxy, env.blocked_sample)
+                if res.probe == 603 or time.monotonic() > deadline or proxy.poll() is not None:
+                    break
+                time.sleep(0.2)
+            if res.probe != 603:
+                res.note = f"blocked probe answered {res.probe or 'nothing'} (want 603)"
+        time.sleep(0.3)
+        cpu0 = tree_cpu_seconds(proxy.pid) if proxy is not None else None
+        busy0 = machine_busy_seconds()
+        wall = duration * 2 + 40  # calls can take 32 s (Timer B) past the last INVITE
+        uac_cmd = [
+            "sipp", "-sf", str(SIPP_DIR / "uac_screen.xml"), "-inf", str(env.data / "callers.csv"),
+            f"{HOST}:{system.target_port(env)}", "-i", HOST, "-p", str(env.ports.uac),
+            "-r", str(rate), "-rp", "1000", "-m", str(res.attempted),
+            "-l", str(max(1000, rate * 40)), "-pause_msg_ign", "-nostdin",
+            "-recv_timeout", "10000", "-timeout", f"{int(wall)}s",
+            "-buff_size", "4194304",
+            "-trace_stat", "-stf", str(step / "uac_stat.csv"), "-fd", "1",
+            "-trace_rtt", "-rtt_freq", "1",
+        ]  # fmt: skip
+        uac = spawn(uac_cmd, step / "uac.log", cwd=step)
+        if not wait_reap(uac, wall + 15):
+            res.note = (res.note + "; " if res.note else "") + "UAC killed at wall-clock bound"
+        stop(uac)
+        if proxy is not None and cpu0 is not None:
+            res.cpu_s = tree_cpu_seconds(proxy.pid) - cpu0
+        res.machine_cpu_s = machine_busy_seconds() - busy0
+        res.sipp_cpu_s = _children_cpu(uac) + tree_cpu_seconds(uas.pid)
+        time.sleep(1.2)  # UAS writes its stat line every second
+        answers = read_answers(step / "uac.log")
+        res.declined, res.answered_200 = answers.get(603, 0), answers.get(200, 0)
+        st, ust = read_stat(step / "uac_stat.csv"), read_stat(step / "uas_stat.csv")
+        if st:
+            res.successful = int(st.get("SuccessfulCall(C)", 0))
+            res.failed = int(st.get("FailedCall(C)", 0))
+            res.retrans = int(st.get("Retransmissions(C)", 0)) + int(
+                ust.get("Retransmissions(C)", 0) or 0
+            )
+            elapsed = _hms_us(st.get("ElapsedTime(C)", "0:0:0"))
+            res.achieved = res.successful / elapsed if elapsed > 0 else 0.0
+            total = int(st.get("ResponseTimeRepartition1_<1", 0) or 0)
+            allrt = sum(
+                int(v or 0) for k, v in st.items() if k.startswith("ResponseTimeRepartition1_")
+            )
+            if allrt:
+                res.under_1ms_pct = 100.0 * total / allrt
+        else:
+            res.note = (res.note + "; " if res.note else "") + "no SIPp statistics"
+        rtts = sorted(v for f in step.glob("uac_screen_*_rtt.csv") for v in read_rtt(f))
+        if rtts:
+            res.p50_ms, res.p99_ms = percentile(rtts, 50), percentile(rtts, 99)
+        return res
+    finally:
+        stop(uas)
+        stop(proxy, grace=5.0)
+
+
+# --------------------------------------------------------------------------
+# reporting
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+TABLE_HEAD = (
+    "| system | rate (calls/s) | achieved calls/s | successful | 603 | failed | not completed "
+    "| retrans | INVITE→final p50 / p99 (ms) | <1 ms | proxy CPU s | CPU µs/call "
+    "| SIPp CPU s | other CPU s | clean |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+    "| ---: | ---: | --- |\n"
+)
+
+
+def table(results: Sequence[StepResult]) -> str:
+    rows = []
+    for r in results:
+        lat = "n/a" if r.p50_ms is None else f"{r.p50_ms:g} / {_fmt(r.p99_ms, 'g')}"
+        rows.append(
+            f"| {r.system} | {r.rate} | {r.achieved:.0f} | {r.successful} | {r.declined} "
+            f"| {r.failed} "
+            f"| {r.incomplete} | {r.retrans} | {lat} | {_fmt(r.under_1ms_pct, '.1f')}% "
+            f"| {_fmt(r.cpu_s, '.2f')} | {_fmt(r.cpu_us_per_call, '.0f')} "
+            f"| {_fmt(r.sipp_cpu_s, '.2f')} | {_fmt(r.other_cpu_s, '.2f')} "
+            f"| {'yes' if r.clean else 'no'}{' — ' + r.note if r.note else ''} |"
+        )
+    return TABLE_HEAD + "\n".join(rows) + "\n"
+
+
+def max_clean(results: Sequence[StepResult], system: str) -> int:
+    """Highest rate step of system with every call completed and none failed."""
+    return max((r.rate for r in results if r.system == system and r.clean), default=0)

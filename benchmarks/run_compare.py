@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""sipscreen vs Kamailio vs SIPp direct, side by side, in one command.
+
+How this works: check (and on Debian/Ubuntu install) sipp and kamailio,
+generate the seeded data (benchmarks/gen_data.py: valid NANP numbers, E.164
+From users, ~5% blocked), load the blocklist into a throw-away Redis for
+sipscreen, then climb the rate ladder. At EACH rate the three systems run in
+turn (alternating, so drift of the machine hits all of them alike):
+SIPp UAC -> sipscreen -> SIPp UAS, SIPp UAC -> Kamailio -> SIPp UAS, and
+SIPp UAC -> SIPp UAS directly (the ceiling of the load generator). A
+system's ladder stops after two failing (not clean) steps. Results go to a
+Markdown table (benchmarks/RESULTS.md by default) and the line
+``sipscreen/kamailio max clean CPS ratio: X.XX`` is printed.
+
+    python3 benchmarks/run_compare.py                 # the full comparison
+    python3 benchmarks/run_compare.py --rates 500,1000 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gen_data  # noqa: E402
+import harness  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="sipscreen vs Kamailio vs SIPp direct")
+    ap.add_argument("--rates", default="500,1000,2000,4000,6000,8000", help="calls/s steps")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per step")
+    ap.add_argument("--workers", type=int, default=2, help="sipscreen workers = Kamailio children")
+    ap.add_argument("--blocked", type=int, default=100_000, help="blocklist size")
+    ap.add_argument("--blocked-pct", type=float, default=5.0, help="%% of calls from blocked")
+    ap.add_argument("--systems", default="sipscreen,kamailio,direct")
+    ap.add_argument("--out", default=str(harness.HERE / "RESULTS.md"), help="Markdown report")
+    ap.add_argument("--workdir", default=None, help="keep logs/data here (default: temp dir)")
+    ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
+    ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
+    ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
+    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
+    ap.add_argument("--seed", type=int, default=20240601)
+    return ap.parse_args(argv)
+
+
+def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, str], str]:
+    """Run the ladder; returns results, skipped systems with reasons, the report."""
+    rates = [int(x) for x in a.rates.split(",") if x.strip()]
+    wanted = [s.strip() for s in a.systems.split(",") if s.strip()]
+    skipped: dict[str, str] = {}
+    problems = harness.ensure_deps(install=not a.no_install)
+    if any(p.startswith("sipp") for p in problems):
+        raise SystemExit("cannot benchmark: " + "; ".join(problems))
+    if "kamailio" in wanted and harness.which_kamailio() is None:
+        skipped["kamailio"] = "; ".join(problems)
+    if "sipscreen" in wanted:
+        why = harness.sipscreen_available()
+        if why:
+            skipped["sipscreen"] = why
+    systems = [harness.SYSTEMS[n]() for n in wanted if n not in skipped]
+
+    ports = (
+        harness.Ports.ephemeral()
+        if a.ports == "auto"
+        else harness.Ports(*[int(p) for p in a.ports.split(",")])
+    )
+    ports.check_free()
+
+    tmp = None
+    if a.workdir:
+        work = Path(a.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="sipscreen-bench-")
+        work = Path(tmp.name)
+    data = work / "data"
+    calls = max(a.csv_lines, 100)
+    counts = gen_data.generate(str(data), a.blocked, calls, a.blocked_pct, a.seed)
+    sample = next(iter(gen_data.blocked_numbers(1, a.seed)))
+    prefix = f"sipscreen-bench-{uuid.uuid4().hex[:8]}:"
+    started = dt.datetime.now(dt.UTC)
+    results: list[harness.StepResult] = []
+    try:
+        with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
+            env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
+            failing = {s.name: 0 for s in systems}
+            for i, rate in enumerate(rates):
+                active = [s for s in systems if failing[s.name] < a.max_failing]
+                if not active:
+                    break
+                # alternate the order per step so no system always runs first
+                active = active[i % len(active) :] + active[: i % len(active)]
+                for s in active:
+                    print(f"[{rate} calls/s] {s.name} ...", end=" ", flush=True)
+                    r = harness.run_step(s, env, rate, a.duration, f"{s.name}-{rate}")
+                    results.append(r)
+                    failing[s.name] = 0 if r.clean else failing[s.name] + 1
+                    print(
+                        f"achieved {r.achieved:.0f}/s ok={r.successful} failed={r.failed} "
+                        f"retrans={r.retrans} p50/p99={r.p50_ms}/{r.p99_ms} ms "
+                        f"cpu={r.cpu_s} {'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
+                        flush=True,
+                    )
+    finally:
+        harness.kill_all()
+        if tmp is not None:
+            tmp.cleanup()
+    report = render_report(a, results, skipped, counts, started, ports)
+    Path(a.out).write_text(report)
+    return results, skipped, report
+
+
+def ratio_line(results: Sequence[harness.StepResult]) -> str:
+    s, k = harness.max_clean(results, "sipscreen"), harness.max_clean(results, "kamailio")
+    measured = {r.system for r in results}
+    ratio = f"{s / k:.2f}" if k and {"sipscreen", "kamailio"} <= measured else "n/a"
+    return f"sipscreen/kamailio max clean CPS ratio: {ratio}"
+
+
+def render_report(
+    a: argparse.Namespace,
+    results: Sequence[harness.StepResult],
+    skipped: dict[str, str],
+    counts: dict[str, int],
+    started: dt.datetime,
+    ports: harness.Ports,
+) -> str:
+    info = harness.machine_info()
+    names = list(dict.fromkeys(r.system for r in results))
+    lines = [
+        "# Benchmark results: sipscreen vs Kamailio vs SIPp direct",
+        "",
+        f"Written by `benchmarks/run_compare.py` on {started:%Y-%m-%d %H:%M} UTC "
+        "(this file is overwritten by every run).",
+        "",
+        "## Machine and versions",
+        "",
+        *[f"- {k}: {v}" for k, v in info.items()],
+        "",
+        "## Setup",
+        "",
+        f"- rates: {a.rates} calls/s, {a.duration:g} s per step, systems alternating per step; "
+        f"a ladder stops after {a.max_failing} failing steps",
+        f"- workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
+        f"- blocklist: {counts['blocked']:,} E.164 numbers; SIPp caller file {counts['calls']:,} "
+        f"lines, {counts['blocked_calls']:,} ({100 * counts['blocked_calls'] / counts['calls']:.1f}"
+        "%) blocked callers; blocked calls answered 603 Decline by both proxies",
+        f"- ports: proxy udp:127.0.0.1:{ports.proxy}, UAS :{ports.uas}, UAC :{ports.uac}; "
+        "SIPp UAC and UAS share the machine's cores with the proxy",
+        "",
+        "## Results",
+        "",
+        harness.table(results),
+        "Summary (max clean rate = highest step with every call completed, 0 failed, "
+        "and ≥ 90% of the rate carried):",
+        "",
+        *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
+        f"- {ratio_line(results)}",
+        "",
+    ]
+    lines += ["## Not measured in this run", ""]
+    lines += [f"- {n}: skipped: {why}" for n, why in skipped.items()]
+    if a.blocked < 1_000_000:
+        lines.append(
+            "- blocklist scaling (1 M and 10 M entries): rerun with `--blocked 1000000` / "
+            "`--blocked 10000000`"
+        )
+    lines += [
+        "- latency below SIPp's 1 ms tick (needs a packet capture or the proxy's histogram)",
+        "- TCP, and traffic from many source addresses: SIPp sends every call from one "
+        "address and port, so a proxy spreading datagrams over workers by source (plain "
+        "SO_REUSEPORT) may put them all on one worker; Kamailio's children share one socket",
+        "- the machine is shared: see the other CPU s column; steps with a high value are "
+        "noise, not the proxy",
+        "",
+    ]
+    lines += [
+        "## How to read it",
+        "",
+        "- INVITE→final is SIPp's RTD 1 (INVITE sent → 603 or 200 received), in whole "
+        "milliseconds: SIPp's clock ticks in ms, so `0` means under 1 ms and `<1 ms` is the "
+        "share of calls below 1 ms (SIPp's response-time repartition). Sub-millisecond "
+        "latency needs a packet capture or the proxy's own histogram.",
+        "- proxy CPU s: utime+stime of the proxy process and all its children "
+        "(/proc/<pid>/stat) over the step; SIPp's own CPU is not included.",
+        "- retrans: SIPp UAC + UAS retransmissions (INVITE/BYE and 200 OK).",
+        "- not completed: calls of `-m` neither successful nor failed when SIPp stopped.",
+        "- 603: INVITEs answered 603 Decline (blocked callers, ~5% expected); the other "
+        "successful calls were put through to the UAS (200, ACK, BYE, 200).",
+        "- SIPp CPU s: UAC + UAS; other CPU s: the rest of the machine's busy CPU during the "
+        "step (other work on a shared machine: the higher, the less the step can be trusted).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    harness.install_signal_handlers()
+    a = parse_args(argv)
+    results, skipped, _ = compare(a)
+    for n, why in skipped.items():
+        print(f"skipped {n}: {why}")
+    print(f"wrote {a.out}")
+    print(ratio_line(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
