@@ -2,7 +2,9 @@
 
 How this works: `main()` builds one argparse parser. `run` starts the proxy
 (proxy.server.run) on a `Config` from the TOML file (`--config`, default
-the packaged proxy/defaults/sipscreen.toml) overridden by the flags given.
+the packaged proxy/defaults/sipscreen.toml) overridden by the flags given
+(`--clock ISO-DATETIME` sets a replay clock for the decisions, see
+proxy/config.py).
 The data subcommands (`check`, `rmd`, `notice`, `traceback`, `dno`, `nanpa`,
 `records`, `report`, ...) are registered by proxy/admin.py through
 `admin.add_subcommands(sub)`; each sets `args.handler(args, redis_url,
@@ -62,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     run.add_argument("--key-prefix", metavar="PREFIX", help="Redis key prefix")
     run.add_argument(
+        "--clock",
+        metavar="ISO-DATETIME",
+        help="replay clock: decisions start at this instant (e.g. 2021-11-10T12:00:00Z) "
+        "and advance in real time (default: real time)",
+    )
+    run.add_argument(
         "--no-embedded-redis",
         action="store_true",
         help="never start the embedded redis-server",
@@ -93,6 +101,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "key_prefix": args.key_prefix,
         "redis_embedded": False if args.no_embedded_redis else None,
+        "clock": args.clock,
     }
 
 

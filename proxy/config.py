@@ -14,6 +14,11 @@ Everything the hot path needs is precomputed here, once:
 - `AnswerSpec` per answer class (`analytics`, `deterministic`): status, reason
   phrase and the extra header bytes of the SIP answer to a blocked call.
 
+Replay clock: `[proxy] clock = "2021-11-10T12:00:00Z"` (or `run --clock`)
+makes the screening decision's clock start at that instant and advance in
+real time (`Config.clock_start`, UNIX epoch seconds; None = real time), so a
+test or a walk-through can replay an FCC letter's dates. Naive = UTC.
+
 A bad value raises `ConfigError` naming the key (`proxy.workers: must be an
 integer >= 1, got 0`).
 
@@ -21,7 +26,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
     [proxy]    listen, softswitch, workers, monitor, record_route,
                advertised_host, loop, log_level, no_snapshot_policy,
-               emergency_numbers, sample_data
+               emergency_numbers, sample_data, clock
     [redis]    url, key_prefix, embedded
     [metrics]  listen
     [[trunk]]  cidr, provider
@@ -34,6 +39,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -50,6 +56,7 @@ __all__ = [
     "build_answer",
     "default_config_path",
     "load_config",
+    "parse_clock",
     "parse_hostport",
     "parse_listen",
 ]
@@ -251,6 +258,9 @@ class Config:
     # Sample data file (redis commands, one per line, keys without prefix)
     # seeded into Redis when none of its keys exist; None = never seed.
     sample_data: str | None = None
+    # Replay clock: the decision clock starts at this instant (UNIX epoch
+    # seconds) and advances in real time; None = real time.
+    clock_start: float | None = None
     source_path: str | None = None
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
@@ -322,6 +332,28 @@ def parse_listen(value: Any, key: str) -> Listen:
         transport, rest = "udp", value
     host, port = parse_hostport(rest, key, default_port=5060)
     return transport.lower(), host, port
+
+
+def parse_clock(value: Any, key: str) -> float:
+    """An ISO-8601 instant (`2021-11-10T12:00:00Z`, `2021-11-10` = midnight UTC,
+    naive = UTC) or a TOML date-time -> UNIX epoch seconds."""
+    when: dt.datetime
+    if isinstance(value, dt.datetime):
+        when = value
+    elif isinstance(value, dt.date):
+        when = dt.datetime.combine(value, dt.time(0))
+    elif isinstance(value, str) and value.strip():
+        try:
+            when = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ConfigError(
+                f"{key}: not an ISO-8601 date-time (e.g. 2021-11-10T12:00:00Z): {value!r}"
+            ) from None
+    else:
+        raise ConfigError(f"{key}: must be an ISO-8601 date-time string, got {value!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
 
 
 def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -439,6 +471,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["emergency_numbers"] = _emergency(v, "proxy.emergency_numbers")
     if (v := _get(p, "sample_data", "proxy.sample_data", str)) is not None:
         kw["sample_data"] = v or None
+    if (v := p.get("clock")) is not None:
+        kw["clock_start"] = parse_clock(v, "proxy.clock")
 
     r = _table(doc, "redis")
     if (v := _get(r, "url", "redis.url", str)) is not None:
@@ -507,6 +541,7 @@ _OVERRIDE_KEYS = {
     "k4_deadline",
     "sample_data",
     "redis_embedded",
+    "clock",
 }
 
 
@@ -534,6 +569,8 @@ def _apply_overrides(kw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
                 kw["metrics"] = None if v in ("", "off") else parse_hostport(v, flag)
             else:
                 kw["metrics"] = (str(v[0]), int(v[1]))
+        elif k == "clock":
+            kw["clock_start"] = parse_clock(v, flag)
         elif k == "workers":
             try:
                 kw["workers"] = int(v)

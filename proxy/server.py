@@ -27,6 +27,10 @@ How this works (aioquic style, see shared/STYLE.md):
   proxy/metrics.py).
 * Any exception in a callback is logged and counted
   (`sipscreen_callback_errors_total`), never fatal.
+* Replay clock (`run --clock` / `[proxy] clock`): the Screener's decision
+  clock is `config.clock_start` plus the real time elapsed since the proxy
+  started (`replay_clock`), anchored once in the parent so every worker (and
+  a restarted one) agrees; SIP timers keep running on the loop's clock.
 * uvloop when importable (`--loop auto|uvloop|asyncio`); on the stdlib loop
   `transport.max_size = 65536` (its 256 KiB per-datagram receive buffer is
   its main cost, shared/PERFORMANCE.md).
@@ -61,7 +65,9 @@ __all__ = [
     "WorkerSockets",
     "attach_random_cbpf",
     "bind_sockets",
+    "decision_clock",
     "loop_factory",
+    "replay_clock",
     "run",
     "seed_sample_data",
     "setup_logging",
@@ -75,6 +81,29 @@ _SKF_AD_RANDOM = 56
 _TCP_RELAY = b"\x00TCP "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
+
+
+# ---------------------------------------------------------------------------
+# Decision clock
+# ---------------------------------------------------------------------------
+
+
+def replay_clock(start: float, anchor: float | None = None) -> Callable[[], float]:
+    """A clock that reads `start` at real time `anchor` (default: now) and
+    advances in real time from there."""
+    offset = start - (time.time() if anchor is None else anchor)
+
+    def clock() -> float:
+        return time.time() + offset
+
+    return clock
+
+
+def decision_clock(config: Config) -> Callable[[], float]:
+    """The Screener's clock: real time, or the replay clock of `config`."""
+    if config.clock_start is None:
+        return time.time
+    return replay_clock(config.clock_start)
 
 
 # ---------------------------------------------------------------------------
@@ -291,8 +320,11 @@ class Worker:
         index: int = 0,
         metrics: Metrics | None = None,
         secret: bytes | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
+        # The decision clock (time.time unless a replay clock is configured).
+        self.clock = clock if clock is not None else decision_clock(config)
         # Shared by all workers: the core's branch and To-tag MACs must agree.
         self.secret = secret if secret is not None else os.urandom(16)
         self.sockets = sockets
@@ -332,7 +364,7 @@ class Worker:
         cfg = self.config
         self.store = _make_store(SnapshotStore, cfg, self.metrics)
         self.records = _make_records(RecordWriter, cfg, self.metrics)
-        self.screener = Screener(cfg, self.store, self.metrics, self.records)
+        self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
         self.core = ProxyCore(self._core_config(), self.screener)
 
     # -- clock -------------------------------------------------------------------
@@ -736,12 +768,26 @@ def _banner(config: Config, per: list[WorkerSockets]) -> str:
     lines.append(f"sipscreen: block a number with: {config.block_example()}")
     if config.monitor:
         lines.append("sipscreen: MONITOR mode: nothing is blocked, would-blocks are counted")
+    if config.clock_start is not None:
+        lines.append(f"sipscreen: REPLAY CLOCK from {_iso_utc(config.clock_start)}")
     return "\n".join(lines)
+
+
+def _iso_utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def run(config: Config) -> int:
     """Run the proxy until SIGTERM/SIGINT. Returns the exit status."""
     setup_logging(config.log_level)
+    clock = decision_clock(config)  # anchored here, once, before any fork
+    if config.clock_start is not None:
+        log.warning(
+            "replay clock in force: screening decisions see %s advancing in real time "
+            "(real time now %s); notice deadlines are judged at the replayed time",
+            _iso_utc(config.clock_start),
+            _iso_utc(time.time()),
+        )
     config, embedded = _prepare_redis(config)
     try:
         try:
@@ -752,8 +798,8 @@ def run(config: Config) -> int:
             log.warning("sample data not seeded: %s", exc)
         per = bind_sockets(config)
         if config.workers == 1:
-            return _run_single(config, per[0])
-        return _run_parent(config, per)
+            return _run_single(config, per[0], clock)
+        return _run_parent(config, per, clock)
     finally:
         if embedded is not None:
             with contextlib.suppress(Exception):
@@ -770,13 +816,16 @@ def _start_metrics_http(config: Config, registry: Any) -> Any:
     return server
 
 
-def _run_single(config: Config, sockets: WorkerSockets) -> int:
+def _run_single(
+    config: Config, sockets: WorkerSockets, clock: Callable[[], float] | None = None
+) -> int:
     holder: dict[str, Worker] = {}
     worker = Worker(
         config,
         sockets,
         index=0,
         metrics=Metrics(worker=0, snapshot_loaded_at=lambda: _loaded_at_of(holder)),
+        clock=clock,
     )
     holder["w"] = worker
     http = _start_metrics_http(config, worker.metrics.registry)
@@ -807,7 +856,12 @@ def _loaded_at_of(holder: dict[str, Worker]) -> float | None:
 
 
 def _worker_main(
-    config: Config, sockets: WorkerSockets, index: int, mpdir: str, secret: bytes
+    config: Config,
+    sockets: WorkerSockets,
+    index: int,
+    mpdir: str,
+    secret: bytes,
+    clock: Callable[[], float] | None = None,
 ) -> int:
     """Body of a forked worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
@@ -819,6 +873,7 @@ def _worker_main(
         index=index,
         metrics=Metrics(worker=index, multiprocess=True),
         secret=secret,
+        clock=clock,
     )
 
     async def main() -> None:
@@ -831,7 +886,9 @@ def _worker_main(
     return 0
 
 
-def _run_parent(config: Config, per: list[WorkerSockets]) -> int:
+def _run_parent(
+    config: Config, per: list[WorkerSockets], clock: Callable[[], float] | None = None
+) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
     mpdir = tempfile.mkdtemp(prefix="sipscreen-metrics-")
@@ -859,7 +916,7 @@ def _run_parent(config: Config, per: list[WorkerSockets]) -> int:
                             s.close()
                         if other.handoff is not None:
                             other.handoff.close()
-                status = _worker_main(config, per[k], k, mpdir, secret)
+                status = _worker_main(config, per[k], k, mpdir, secret, clock)
             except BaseException:
                 log.exception("worker %d crashed", k)
             finally:
