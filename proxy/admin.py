@@ -644,9 +644,10 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
             camp: dict[str, int] = {}
             for row in rows:
                 camp[row["campaign"]] = camp.get(row["campaign"], 0) + 1
+            named = {x["customer"] for x in rows} - {rtraceback.NO_RESPONSE}
             traces[owner] = {
                 "rows": len(rows),
-                "customers": len({x["customer"] for x in rows}),
+                "customers": len(named),
                 "campaigns": camp,
                 "first": min(x["call_time"] for x in rows),
                 "last": max(x["call_time"] for x in rows),

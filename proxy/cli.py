@@ -33,6 +33,9 @@ def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     p.add_argument("--config", metavar="FILE", default=default, help="TOML config file")
     p.add_argument("--redis", metavar="URL", default=default, help="Redis URL (overrides config)")
+    p.add_argument(
+        "--key-prefix", metavar="PREFIX", default=default, help="Redis key prefix (default: config)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), help="event loop")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
-    run.add_argument("--key-prefix", metavar="PREFIX", help="Redis key prefix")
     run.add_argument(
         "--clock",
         metavar="ISO-DATETIME",
@@ -112,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             config = load_config(args.config, run_overrides(args))
         else:
-            config = load_config(args.config, {"redis_url": args.redis})
+            config = load_config(
+                args.config, {"redis_url": args.redis, "key_prefix": args.key_prefix}
+            )
     except ConfigError as exc:
         print(f"sipscreen: config error: {exc}", file=sys.stderr)
         return 2
@@ -124,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.error(f"{args.command}: no handler")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "trunks", False) is None:  # `check --source IP`: the config's trunk map
+        args.trunks = config.trunks
     return int(handler(args, config.redis_url, config.key_prefix, time.time))
 
 

@@ -258,8 +258,12 @@ async def summary(
     async for sid, rec in _records(redis, prefix, since, until):
         if rec.get("provider") != provider:
             continue
-        ms = int(sid.split("-", 1)[0])
-        day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+        # The decision's own time (a replay clock may differ from the
+        # stream id, which is when the record was written).
+        day = rec.get("ts", "")[:10]
+        if len(day) != 10:
+            ms = int(sid.split("-", 1)[0])
+            day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
         k = (day, rec.get("rule", ""), rec.get("action", ""))
         out[k] = out.get(k, 0) + 1
     return out

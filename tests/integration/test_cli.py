@@ -115,3 +115,21 @@ def test_cbpf_program_attaches() -> None:
     finally:
         for s in socks:
             s.close()
+
+
+def test_check_maps_source_ip_through_the_trunk_map(
+    tmp_path: Path, redis_url: str, key_prefix: str, redis_client: Any
+) -> None:
+    """`sipscreen check --source IP` names the provider the config's trunk map
+    gives that IP, so the RMD gate (47 CFR 64.6305(g)) is explained for it."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[redis]\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\nembedded = false\n'
+        '[[trunk]]\ncidr = "127.0.0.2/32"\nprovider = "gone-co"\n'
+    )
+    redis_client.hset(key_prefix + "provider:gone-co", mapping={"rmd_status": "removed"})
+    res = _run("--config", str(cfg), "check", "--caller", "+13105551234", "--source", "127.0.0.2")
+    assert res.returncode == 0, res.stderr
+    assert b"verdict: BLOCKED by rmd_gate (47 CFR 64.6305(g))" in res.stdout
+    res = _run("--config", str(cfg), "check", "--caller", "+13105551234", "--source", "127.0.0.3")
+    assert b"verdict: ALLOWED by default" in res.stdout  # 127.0.0.3 is on no trunk

@@ -99,13 +99,21 @@ async def test_notice_from_letter_deadlines_and_report(
     assert "78 traced calls" in out
     await operator.xadd(
         prefix + "records",
-        {"provider": "pz", "rule": "notice_k4", "action": "blocked", "caller": "+12025550123"},
+        {
+            "ts": "2021-11-10T12:00:00.000Z",  # decided on a replay clock
+            "provider": "pz",
+            "rule": "notice_k4",
+            "action": "blocked",
+            "caller": "+12025550123",
+        },
     )
     assert await run(prefix, "report", "provider", "pz", "--format", "json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["notices"][0]["id"] == nid
     assert doc["traceback"][nid]["rows"] == 78
+    assert doc["traceback"][nid]["customers"] == 14  # "No Response" is not a customer
     assert doc["blocked_by_day_rule"][0]["rule"] == "notice_k4"
+    assert "2021-11-10" in json.dumps(doc["blocked_by_day_rule"][0])  # the decision's day
     assert any("64.1200(k)(4)" in b for b in doc["basis"])
     assert await run(prefix, "notice", "respond", nid, "--reported", "2021-11-01") == 0
     assert await operator.hget(prefix + f"notice:{nid}", "reported") == "2021-11-01T00:00:00Z"
