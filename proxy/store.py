@@ -584,18 +584,8 @@ class SnapshotStore:
         except ValueError as exc:
             self._warn(key, dict(h), str(exc))
             return None
-        return Notice(
-            id=nid,
-            provider=f.provider,
-            kind=f.kind,
-            issued=f.issued,
-            mitigation_due=f.mitigation_due,
-            report_due=f.report_due,
-            mitigated=f.mitigated,
-            reported=f.reported,
-            fcc_notified=f.fcc_notified,
-            campaigns=campaigns,
-        )
+        f.id, f.campaigns = nid, campaigns
+        return f
 
     async def _scan_keys(self, r: aioredis.Redis, match: str) -> list[str]:
         out: list[str] = []

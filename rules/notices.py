@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
+from rules.snapshot import Notice
+
 __all__ = [
     "KINDS",
     "KIND_K4",
     "KIND_N2",
     "Deadlines",
     "LetterFacts",
-    "NoticeFields",
     "NoticeLike",
     "compute_deadlines",
     "eastern_midnight",
@@ -173,7 +174,7 @@ def compute_deadlines(issued: datetime | date) -> Deadlines:
 
 
 # --- dates in letters and on the command line ----------------------------------
-_MONTHS = {
+MONTHS = {
     "jan": 1,
     "feb": 2,
     "mar": 3,
@@ -199,7 +200,7 @@ def _named_date(text: str) -> date | None:
     for rx in (_MDY_RE, _DMY_RE):
         m = rx.fullmatch(text)
         if m is not None:
-            return date(int(m["year"]), _MONTHS[m["mon"][:3].lower()], int(m["day"]))
+            return date(int(m["year"]), MONTHS[m["mon"][:3].lower()], int(m["day"]))
     return None
 
 
@@ -324,28 +325,6 @@ class NoticeLike(Protocol):
     def campaigns(self) -> Sequence[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NoticeFields:
-    """A notice as read from its record; times are epoch seconds (UTC).
-
-    ``mitigated``/``reported``/``fcc_notified`` are when the provider's
-    mitigation, its report and our notice to the FCC were recorded (None: not
-    yet). Same fields as ``rules.snapshot.Notice`` plus ``letter``.
-    """
-
-    id: str
-    provider: str
-    kind: str
-    issued: float
-    mitigation_due: float
-    report_due: float
-    mitigated: float | None = None
-    reported: float | None = None
-    fcc_notified: float | None = None
-    campaigns: tuple[str, ...] = ()
-    letter: str = ""
-
-
 def new_notice(
     id: str,
     provider: str,
@@ -353,7 +332,7 @@ def new_notice(
     issued: datetime | date,
     campaigns: Sequence[str] = (),
     letter: str = "",
-) -> NoticeFields:
+) -> Notice:
     """A fresh notice with its deadlines computed from ``issued``."""
     if kind not in KINDS:
         raise ValueError(f"notice kind must be one of {sorted(KINDS)}, not {kind!r}")
@@ -362,7 +341,7 @@ def new_notice(
         start = (issued if issued.tzinfo else issued.replace(tzinfo=UTC)).timestamp()
     else:
         start = eastern_midnight(issued).timestamp()
-    return NoticeFields(
+    return Notice(
         id=id,
         provider=provider,
         kind=kind,
@@ -414,7 +393,7 @@ def notice_to_record(n: NoticeLike) -> dict[str, str]:
     }
 
 
-def notice_from_record(d: Mapping[str, str], id: str | None = None) -> NoticeFields:
+def notice_from_record(d: Mapping[str, str], id: str | None = None) -> Notice:
     """Read a ``notice:<id>`` HASH. Missing deadlines are computed from
     ``issued``; a recorded flag may be a time or a bare ``yes`` (then the issue
     time stands in). Raises ValueError on a bad kind or time."""
@@ -444,7 +423,7 @@ def notice_from_record(d: Mapping[str, str], id: str | None = None) -> NoticeFie
             return issued
         return iso_to_epoch(raw)
 
-    return NoticeFields(
+    return Notice(
         id=id if id is not None else d.get("id", ""),
         provider=d.get("provider", "").strip(),
         kind=kind,

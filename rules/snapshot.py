@@ -361,7 +361,9 @@ class Notice:
     mitigate, 14 days to report) or ``"n2"`` (notify-and-direct, 47 CFR
     64.1200(n)(2): block the identified campaigns). Times are UNIX epoch
     seconds, UTC. ``campaigns`` are E.164 numbers or prefixes (``"+1202555"``);
-    see :func:`parse_campaigns`.
+    see :func:`parse_campaigns`. ``mitigated``/``reported``/``fcc_notified``
+    are when the provider's mitigation, its report and our notice to the FCC
+    were recorded (None: not yet); ``letter`` names the letter's file.
     """
 
     id: str
@@ -374,6 +376,7 @@ class Notice:
     reported: float | None = None
     fcc_notified: float | None = None
     campaigns: tuple[str, ...] = ()
+    letter: str = ""
 
 
 def parse_campaigns(raw: str) -> tuple[str, ...]:

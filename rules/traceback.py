@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from rules.errors import RowError
+from rules.notices import MONTHS
 
 __all__ = [
     "CAMPAIGN_CORRECTIONS",
@@ -46,20 +47,6 @@ CAMPAIGN_CORRECTIONS: dict[str, str] = {
     "arrest warrant": "Arrest Warrant Scam",
 }
 
-_MONTHS = {
-    "jan": 1,
-    "feb": 2,
-    "mar": 3,
-    "apr": 4,
-    "may": 5,
-    "jun": 6,
-    "jul": 7,
-    "aug": 8,
-    "sep": 9,
-    "oct": 10,
-    "nov": 11,
-    "dec": 12,
-}
 # "Aug 27, 2021 14:20", "Sept 30, 2021 19:25", "Oct 12, 2021 19:57 UTC".
 _STAMP_RE = re.compile(
     r"(?P<mon>[A-Za-z]{3})[A-Za-z]*\.?\s+(?P<day>\d{1,2}),?\s+(?P<year>\d{4})"
@@ -125,7 +112,7 @@ class TracebackSummary:
 
 
 def _month(name: str) -> int | None:
-    return _MONTHS.get(name[:3].lower())
+    return MONTHS.get(name[:3].lower())
 
 
 def parse_timestamps(cell: str) -> list[datetime]:
