@@ -114,8 +114,26 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
         if tmp is not None:
             tmp.cleanup()
     report = render_report(a, results, skipped, counts, started, ports)
-    Path(a.out).write_text(report)
+    write_section(Path(a.out), report)
     return results, skipped, report
+
+
+BEGIN, END = "<!-- run_compare:begin -->", "<!-- run_compare:end -->"
+
+
+def write_section(path: Path, report: str) -> None:
+    """Overwrite this run's section of the report; keep what surrounds it.
+
+    RESULTS.md also holds the micro-benchmarks and the before/after rows of
+    the optimisation work: only the part between the markers is replaced
+    (a file without them is written whole).
+    """
+    old = path.read_text() if path.exists() else ""
+    i, j = old.find(BEGIN), old.find(END)
+    if i < 0 or j < i:
+        path.write_text(report)
+        return
+    path.write_text(old[: i + len(BEGIN)] + "\n" + report.rstrip("\n") + "\n" + old[j:])
 
 
 def ratio_line(results: Sequence[harness.StepResult]) -> str:
@@ -136,16 +154,16 @@ def render_report(
     info = harness.machine_info()
     names = list(dict.fromkeys(r.system for r in results))
     lines = [
-        "# Benchmark results: sipscreen vs Kamailio vs SIPp direct",
+        "## Side by side: sipscreen vs Kamailio vs SIPp direct (run_compare.py)",
         "",
         f"Written by `benchmarks/run_compare.py` on {started:%Y-%m-%d %H:%M} UTC "
         "(this file is overwritten by every run).",
         "",
-        "## Machine and versions",
+        "### Machine and versions",
         "",
         *[f"- {k}: {v}" for k, v in info.items()],
         "",
-        "## Setup",
+        "### Setup",
         "",
         f"- rates: {a.rates} calls/s, {a.duration:g} s per step, systems alternating per step; "
         f"a ladder stops after {a.max_failing} failing steps",
@@ -156,7 +174,7 @@ def render_report(
         f"- ports: proxy udp:127.0.0.1:{ports.proxy}, UAS :{ports.uas}, UAC :{ports.uac}; "
         "SIPp UAC and UAS share the machine's cores with the proxy",
         "",
-        "## Results",
+        "### Results",
         "",
         harness.table(results),
         "Summary (max clean rate = highest step with every call completed, 0 failed, "
@@ -166,7 +184,7 @@ def render_report(
         f"- {ratio_line(results)}",
         "",
     ]
-    lines += ["## Not measured in this run", ""]
+    lines += ["### Not measured in this run", ""]
     lines += [f"- {n}: skipped: {why}" for n, why in skipped.items()]
     if a.blocked < 1_000_000:
         lines.append(
@@ -183,7 +201,7 @@ def render_report(
         "",
     ]
     lines += [
-        "## How to read it",
+        "### How to read it",
         "",
         "- INVITE→final is SIPp's RTD 1 (INVITE sent → 603 or 200 received), in whole "
         "milliseconds: SIPp's clock ticks in ms, so `0` means under 1 ms and `<1 ms` is the "
