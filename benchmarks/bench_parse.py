@@ -2,11 +2,18 @@
 
 Times, for a realistic ~1.5 kB INVITE (SIPp uac style, with PAI, Identity and
 SDP) and the softswitch's 200 OK: ``parse`` alone, the core forwarding the
-INVITE (parse + screen stub + Via/Max-Forwards/Record-Route rewrite), and the
-core relaying the 200 OK (parse + pop our Via). Prints median and p99 in µs
-per operation over bounded batches. Not a test: it never gates CI.
+INVITE (parse + screen stub returning None + Via/Max-Forwards/Record-Route
+rewrite), the core relaying the 200 OK (parse + pop our Via) and relaying the
+caller's in-dialog ACK and BYE (parse + remove our Route + add our Via).
 
-    python3 benchmarks/bench_parse.py [--seconds 2]
+Each line gives the median and p99 of the wall-clock µs per operation over
+bounded batches, and the median of the thread-CPU µs per operation (less
+sensitive to other processes on a shared machine). The first line times an
+empty loop of the same batch size, so a noisy run can be judged. With
+``--runs N`` the whole set is run N times and the median of the per-run
+medians is printed at the end. Not a test: it never gates CI.
+
+    python3 benchmarks/bench_parse.py [--seconds 1] [--runs 3]
 """
 
 from __future__ import annotations
@@ -66,30 +73,59 @@ def _screen(req: Request, src: tuple[str, int], transport: str) -> Answer | None
     return None
 
 
-def _bench(fn: Callable[[], object], seconds: float, batch: int = 200) -> list[float]:
-    """µs per call for each batch, bounded by ``seconds`` and 2,000 batches."""
+def _bench(
+    fn: Callable[[], object], seconds: float, batch: int = 200
+) -> tuple[float, float, float]:
+    """(wall median, wall p99, CPU median) µs per call, bounded by ``seconds`` and 2,000 batches."""
     for _ in range(batch):  # warm up
         fn()
-    samples: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
+    clock = time.perf_counter_ns
+    tclock = time.thread_time_ns
     stop = time.perf_counter() + seconds
-    while time.perf_counter() < stop and len(samples) < 2000:
-        t0 = time.perf_counter_ns()
+    while time.perf_counter() < stop and len(wall) < 2000:
+        c0 = tclock()
+        t0 = clock()
         for _ in range(batch):
             fn()
-        samples.append((time.perf_counter_ns() - t0) / batch / 1000)
-    return samples
+        t1 = clock()
+        c1 = tclock()
+        wall.append((t1 - t0) / batch / 1000)
+        cpu.append((c1 - c0) / batch / 1000)
+    wall.sort()
+    p99 = wall[min(len(wall) - 1, int(len(wall) * 0.99))]
+    return statistics.median(wall), p99, statistics.median(cpu)
 
 
-def _report(name: str, samples: list[float]) -> None:
-    samples.sort()
-    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    print(f"{name:<34} median {statistics.median(samples):6.2f} µs   p99 {p99:6.2f} µs")
+def _empty() -> None:
+    return None
+
+
+def _in_dialog(method: bytes, cseq: int) -> bytes:
+    """The caller's in-dialog request after the 200 OK: our Record-Route as Route."""
+    return (
+        b"%s sip:+12025550123@10.0.0.2:5060 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.20.30.40:5060;branch=z9hG4bK-12345-%d-%s;rport\r\n"
+        b"Route: <sip:10.0.0.1:5060;lr>\r\n"
+        b'From: "Caller Name" <sip:+13035551111@10.20.30.40:5060;user=phone>'
+        b";tag=12345SIPpTag001\r\n"
+        b"To: <sip:+12025550123@10.0.0.2:5060;user=phone>;tag=ss-4711\r\n"
+        b"Call-ID: 1-12345@10.20.30.40\r\n"
+        b"CSeq: %d %s\r\n"
+        b"Contact: <sip:+13035551111@10.20.30.40:5060;transport=udp>\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"User-Agent: SIPp/3.7.2 benchmark\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    ) % (method, cseq, method, cseq, method)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--seconds", type=float, default=1.0, help="per line (bounded)")
+    ap.add_argument("--runs", type=int, default=1, help="repeat the set, report medians")
     args = ap.parse_args()
+    runs = max(1, min(args.runs, 20))
 
     core = ProxyCore(CoreConfig("10.0.0.1", 5060, SS), _screen)
     core.datagram_received(INVITE, SRC, "udp", 0.0)
@@ -112,25 +148,53 @@ def main() -> None:
         + b"Content-Type: application/sdp\r\n"
         + b"Content-Length: %d\r\n\r\n%s" % (len(SDP), SDP)
     )
-    print(f"INVITE {len(INVITE)} bytes, 200 OK {len(ok)} bytes, Python {sys.version.split()[0]}")
-
-    _report("parse INVITE", _bench(lambda: parse(INVITE), args.seconds))
-    _report(
-        "parse INVITE + From/PAI/Identity",
-        _bench(lambda: (lambda m: (m.from_.user, m.pai, m.identity))(parse(INVITE)), args.seconds),
+    ack = _in_dialog(b"ACK", 1)
+    bye = _in_dialog(b"BYE", 2)
+    # sanity: every scenario produces exactly one datagram
+    for data, src in ((ok, SS), (ack, SRC), (bye, SRC)):
+        core.datagram_received(data, src, "udp", 0.0)
+        assert len(core.datagrams_to_send()) == 1, data[:20]
+    print(
+        f"INVITE {len(INVITE)} bytes, 200 OK {len(ok)} bytes, ACK {len(ack)} bytes, "
+        f"BYE {len(bye)} bytes, Python {sys.version.split()[0]}"
     )
-    _report("parse 200 OK", _bench(lambda: parse(ok), args.seconds))
 
-    def forward() -> None:
-        core.datagram_received(INVITE, SRC, "udp", 0.0)
-        core._out.clear()
+    def relay(data: bytes, src: tuple[str, int]) -> Callable[[], None]:
+        def run() -> None:
+            core.datagram_received(data, src, "udp", 0.0)
+            core._out.clear()
 
-    def relay() -> None:
-        core.datagram_received(ok, SS, "udp", 0.0)
-        core._out.clear()
+        return run
 
-    _report("core: forward INVITE", _bench(forward, args.seconds))
-    _report("core: relay 200 OK", _bench(relay, args.seconds))
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("empty loop (baseline)", _empty),
+        ("parse INVITE", lambda: parse(INVITE)),
+        (
+            "parse INVITE + From/PAI/Identity",
+            lambda: (lambda m: (m.from_.user, m.pai, m.identity))(parse(INVITE)),
+        ),
+        ("parse 200 OK", lambda: parse(ok)),
+        ("core: forward INVITE", relay(INVITE, SRC)),
+        ("core: relay 200 OK", relay(ok, SS)),
+        ("core: relay ACK (in-dialog)", relay(ack, SRC)),
+        ("core: relay BYE (in-dialog)", relay(bye, SRC)),
+    ]
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in cases}
+    for r in range(runs):
+        if runs > 1:
+            print(f"-- run {r + 1}/{runs}")
+        for name, fn in cases:
+            med, p99, cpu = _bench(fn, args.seconds)
+            results[name].append((med, p99, cpu))
+            print(f"{name:<34} median {med:7.2f} µs   p99 {p99:7.2f} µs   cpu {cpu:7.2f} µs")
+    if runs > 1:
+        print(f"-- median of {runs} runs")
+        for name, _ in cases:
+            rs = results[name]
+            med = statistics.median(x[0] for x in rs)
+            p99 = statistics.median(x[1] for x in rs)
+            cpu = statistics.median(x[2] for x in rs)
+            print(f"{name:<34} median {med:7.2f} µs   p99 {p99:7.2f} µs   cpu {cpu:7.2f} µs")
 
 
 if __name__ == "__main__":

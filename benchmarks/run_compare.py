@@ -157,7 +157,7 @@ def render_report(
         "## Side by side: sipscreen vs Kamailio vs SIPp direct (run_compare.py)",
         "",
         f"Written by `benchmarks/run_compare.py` on {started:%Y-%m-%d %H:%M} UTC "
-        "(this file is overwritten by every run).",
+        "(this section is overwritten by every run).",
         "",
         "### Machine and versions",
         "",

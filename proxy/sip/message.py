@@ -25,6 +25,8 @@ How this works:
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "SIPError",
     "Via",
@@ -81,6 +83,119 @@ _COMPACT: dict[bytes, bytes] = {
 _SINGLE = (b"from", b"to", b"call-id", b"cseq", b"max-forwards", b"content-length")
 _MANDATORY_REQ = (b"via", b"from", b"to", b"call-id", b"cseq")  # RFC 3261 §8.1.1
 _MANDATORY_RESP = (b"via", b"from", b"to", b"call-id", b"cseq")
+
+# Headers whose offsets the one pass over the header block records (what the
+# proxy core and the screen read on every message); any other header is
+# indexed on first access by ``header()`` with a second pass.
+_EAGER = frozenset(
+    (
+        b"via",
+        b"from",
+        b"to",
+        b"call-id",
+        b"cseq",
+        b"max-forwards",
+        b"content-length",
+        b"route",
+        b"proxy-require",
+        b"contact",
+        b"date",
+        b"p-asserted-identity",
+        b"identity",
+        b"privacy",
+    )
+)
+
+
+def _canonical_name(name: bytes) -> bytes:
+    """Lower-case full header name of ``name`` as found before the colon (RFC 3261 §7.3.1).
+
+    Raises SIPError(400) for an empty or space-holding name followed by LWS.
+    """
+    if name[-1] in _WS:
+        name = name.rstrip(b" \t")
+        if not name or b" " in name:
+            raise _bad("bad_header", "bad header name")
+    name = name.lower()
+    return _COMPACT.get(name, name)
+
+
+# The exact spellings seen on the wire, mapped once to their canonical name:
+# the per-line work of the parser is then one dict lookup (a miss falls back to
+# ``_canonical_name`` and is remembered, up to _NAMES_MAX spellings).
+# ``_FAST`` maps to the canonical name for the _EAGER headers and to b"" for
+# the others; ``_CANON`` maps every spelling to its canonical name.
+_NAMES_MAX = 4096
+_COMMON_NAMES = (
+    b"Via",
+    b"From",
+    b"To",
+    b"Call-ID",
+    b"CSeq",
+    b"Max-Forwards",
+    b"Content-Length",
+    b"Route",
+    b"Record-Route",
+    b"Proxy-Require",
+    b"Contact",
+    b"Date",
+    b"P-Asserted-Identity",
+    b"P-Preferred-Identity",
+    b"Identity",
+    b"Identity-Info",
+    b"Privacy",
+    b"Content-Type",
+    b"Content-Encoding",
+    b"Content-Disposition",
+    b"Allow",
+    b"Allow-Events",
+    b"Supported",
+    b"Require",
+    b"Unsupported",
+    b"User-Agent",
+    b"Server",
+    b"Subject",
+    b"Session-Expires",
+    b"Min-SE",
+    b"Expires",
+    b"Event",
+    b"Accept",
+    b"Accept-Encoding",
+    b"Accept-Language",
+    b"Authorization",
+    b"Proxy-Authorization",
+    b"WWW-Authenticate",
+    b"Proxy-Authenticate",
+    b"Reason",
+    b"Call-Info",
+    b"Diversion",
+    b"History-Info",
+    b"Remote-Party-ID",
+    b"P-Charging-Vector",
+    b"Refer-To",
+    b"Referred-By",
+    b"RSeq",
+    b"RAck",
+    b"Timestamp",
+    b"Warning",
+    b"Organization",
+    b"Priority",
+    b"Retry-After",
+)
+_CANON: dict[bytes, bytes] = {}
+_FAST: dict[bytes, bytes] = {}
+
+
+def _remember(spelling: bytes, canon: bytes) -> None:
+    if len(_CANON) < _NAMES_MAX:
+        _CANON[spelling] = canon
+        _FAST[spelling] = canon if canon in _EAGER else b""
+
+
+for _n in (*_COMMON_NAMES, *_COMPACT):
+    for _sp in (_n, _n.lower(), _n.upper(), _n.title()):
+        _remember(_sp, _canonical_name(_sp))
+del _n, _sp
 
 _CSEQ_MAX = 2**31 - 1  # RFC 3261 §8.1.1.5: "MUST be ... less than 2**31"
 _MF_MAX = 255  # RFC 3261 §20.22 (RFC 4475 §3.1.2.4 scalar02)
@@ -198,7 +313,7 @@ class Via:
 class NameAddr:
     """From/To/P-Asserted-Identity value: ``[display] <uri>;params`` (RFC 3261 §20.20)."""
 
-    __slots__ = ("display", "uri", "user", "scheme", "params", "tag", "raw")
+    __slots__ = ("display", "uri", "params", "tag", "raw", "_su")
 
     def __init__(
         self,
@@ -212,7 +327,23 @@ class NameAddr:
         self.params = params
         self.tag = params.get(b"tag")
         self.raw = raw
-        self.scheme, self.user = _uri_user(uri)
+        self._su: tuple[bytes, bytes] | None = None  # (scheme, user), decoded on first use
+
+    @property
+    def scheme(self) -> bytes:
+        """Lower-case URI scheme (``sip``, ``sips``, ``tel`` ...)."""
+        su = self._su
+        if su is None:
+            su = self._su = _uri_user(self.uri)
+        return su[0]
+
+    @property
+    def user(self) -> bytes:
+        """User part of a sip:/sips: URI, number of a tel: URI, else b""."""
+        su = self._su
+        if su is None:
+            su = self._su = _uri_user(self.uri)
+        return su[1]
 
     def __repr__(self) -> str:
         return f"NameAddr({self.uri!r}, tag={self.tag!r})"
@@ -279,17 +410,11 @@ def _params(text: bytes, kind: str) -> dict[bytes, bytes | None]:
     if not text:
         return out
     for p in text.split(b";"):
-        eq = p.find(b"=")
-        if eq < 0:
-            name = p.strip()
-            if not name:
-                raise _bad(kind, "empty parameter")
-            out[name.lower()] = None
-        else:
-            name = p[:eq].strip()
-            if not name:
-                raise _bad(kind, "empty parameter name")
-            out[name.lower()] = p[eq + 1 :].strip()
+        name, eq, value = p.partition(b"=")
+        name = name.strip()
+        if not name:
+            raise _bad(kind, "empty parameter name" if eq else "empty parameter")
+        out[name.lower()] = value.strip() if eq else None
     return out
 
 
@@ -308,13 +433,34 @@ def _close_quote(v: bytes, start: int) -> int:
     return -1
 
 
+# The common shapes of a From/To value in one regex: an optional quoted display
+# name (no quoted-pair) or token display name, <URI> without LWS, at most a
+# ";tag=" parameter. A match gives exactly what the general code below would
+# (same display, uri, params); anything else takes the general code.
+_NAME_ADDR_RE = re.compile(
+    rb'(?:("[^"\\]*")[ \t]*|([-A-Za-z0-9.!%*_+`\'~ \t]*))'
+    rb'<([^<>" \t:]*:[^<>" \t]*)>(?:;tag=([^;= \t\r\n\x0b\x0c]*))?\Z'
+)
+
+
 def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
     """Parse ``name-addr / addr-spec *( SEMI param )`` (RFC 3261 §20.10, §20.20)."""
     v = v.strip()
+    m = _NAME_ADDR_RE.match(v)
+    if m is not None:
+        quoted, token, uri, tag = m.groups()
+        return NameAddr(
+            token.strip() if quoted is None else quoted,
+            uri,
+            {} if tag is None else {b"tag": tag},
+            v,
+        )
     display = b""
     pos = 0
     if v[:1] == b'"':
-        q = _close_quote(v, 0)
+        q = v.find(b'"', 1)
+        if q < 0 or v.find(b"\\", 1, q) >= 0:
+            q = _close_quote(v, 0)  # quoted-pairs inside: the slow walk
         if q < 0:
             raise _bad(kind, "unbalanced quotes")  # RFC 4475 §3.1.2.6 quotbal
         display = v[: q + 1]
@@ -351,9 +497,12 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
     if b":" not in uri:
         raise _bad(kind, "URI without scheme")
     if rest:
-        if rest[:1] != b";":
+        if rest[:5] == b";tag=" and rest.find(b";", 5) < 0:
+            params: dict[bytes, bytes | None] = {b"tag": rest[5:].strip()}  # the common case
+        elif rest[:1] != b";":
             raise _bad(kind, "junk after URI")
-        params = _params(rest[1:], kind)
+        else:
+            params = _params(rest[1:], kind)
     else:
         params = {}
     return NameAddr(display, uri, params, v)
@@ -382,7 +531,7 @@ def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:
         ps = sb[colon + 1 :].strip()
     if not host:
         raise _bad("bad_via", "empty host")
-    if not ps or len(ps) > 5 or ps.translate(None, _DIGITS):
+    if len(ps) > 5 or not ps.isdigit():  # bytes.isdigit: ASCII digits, non-empty
         raise _bad("bad_via", "bad port")
     port = int(ps)
     if port == 0 or port > 65535:
@@ -390,18 +539,41 @@ def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:
     return host, port
 
 
+_TRANSPORTS = frozenset((b"UDP", b"TCP", b"TLS", b"SCTP", b"WS", b"WSS"))
+
+
+# The common shape of a via-parm: upper-case transport, one SP, a host name or
+# IPv4 address, an optional port, then parameters. A match gives exactly what
+# the general code in _parse_via would; anything else takes the general code.
+_VIA_RE = re.compile(
+    rb"SIP/2\.0/(UDP|TCP|TLS|SCTP|WS|WSS) (([-A-Za-z0-9.]+)(?::([0-9]{1,5}))?)(?:;(.*))?\Z",
+    re.S,
+)
+
+
 def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
     """One via-parm (RFC 3261 §20.42): sent-protocol LWS sent-by *( SEMI via-params )."""
-    # trim to exact value offsets
-    while s < e and buf[s] in b" \t":
-        s += 1
-    while e > s and buf[e - 1] in b" \t":
-        e -= 1
+    # trim to exact value offsets (SP / HTAB only)
     v = buf[s:e]
+    lv = v.lstrip(b" \t")
+    if len(lv) != len(v):
+        s = e - len(lv)
+    v = lv.rstrip(b" \t")
+    e = s + len(v)
+    m = _VIA_RE.match(v)
+    if m is not None:
+        transport, sent_by, host, ps, ptext = m.groups()
+        port = None if ps is None else int(ps)
+        if port != 0 and (port is None or port <= 65535):
+            if ptext is None:
+                return Via(transport, host, port, sent_by, {}, (s, e), line)
+            params = _params(ptext, "bad_via")
+            if params:
+                return Via(transport, host, port, sent_by, params, (s, e), line)
+        # else: the general code below raises the right error
     if not v:
         raise _bad("bad_via", "empty Via value")  # RFC 4475 §3.1.2.1 badinv01
-    semi = v.find(b";")
-    head = v if semi < 0 else v[:semi]
+    head, semi, ptext = v.partition(b";")
     if head[:8] == b"SIP/2.0/":
         rest = head[8:]
     else:
@@ -412,20 +584,51 @@ def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
             raise _bad("bad_via", "bad sent-protocol")
         rest = parts[2].strip()
     # transport LWS sent-by
-    sp = rest.find(b" ")
-    tab = rest.find(b"\t")
-    if tab >= 0 and (sp < 0 or tab < sp):
-        sp = tab
-    if sp <= 0:
-        raise _bad("bad_via", "missing sent-by")
-    transport = rest[:sp].upper()
-    sent_by = rest[sp:].strip()
-    if not sent_by or b" " in sent_by or b"\t" in sent_by or transport.translate(None, _TOKEN):
+    if b"\t" in rest:
+        sp = rest.find(b" ")
+        tab = rest.find(b"\t")
+        if tab >= 0 and (sp < 0 or tab < sp):
+            sp = tab
+        if sp <= 0:
+            raise _bad("bad_via", "missing sent-by")
+        transport = rest[:sp].upper()
+        sent_by = rest[sp:].strip()
+    else:
+        t, sep, sb = rest.partition(b" ")
+        if not sep or not t:
+            raise _bad("bad_via", "missing sent-by")
+        transport = t.upper()
+        sent_by = sb.strip()
+    if (
+        not sent_by
+        or b" " in sent_by
+        or b"\t" in sent_by
+        or (transport not in _TRANSPORTS and transport.translate(None, _TOKEN))
+    ):
         raise _bad("bad_via", "bad sent-by")
-    host, port = _parse_sent_by(sent_by)
-    params = _params(v[semi + 1 :], "bad_via") if semi >= 0 else {}
-    if semi >= 0 and not params:
-        raise _bad("bad_via", "empty parameter")
+    if sent_by[:1] == b"[":
+        host, port = _parse_sent_by(sent_by)
+    else:
+        # RFC 3261 §20.42 sent-by = host [ COLON port ]
+        host, colon, ps = sent_by.partition(b":")
+        if colon:
+            host = host.strip()
+            ps = ps.strip()
+            if not host:
+                raise _bad("bad_via", "empty host")
+            if len(ps) > 5 or not ps.isdigit():
+                raise _bad("bad_via", "bad port")
+            port: int | None = int(ps)
+            if port == 0 or port > 65535:
+                raise _bad("bad_via", "bad port")
+        else:
+            port = None
+    if semi:
+        params = _params(ptext, "bad_via")
+        if not params:
+            raise _bad("bad_via", "empty parameter")
+    else:
+        params = {}
     return Via(transport, host, port, sent_by, params, (s, e), line)
 
 
@@ -464,7 +667,7 @@ def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
 
 
 def _digits(v: bytes, kind: str, limit: int) -> int:
-    if not v or len(v) > 12 or v.translate(None, _DIGITS):
+    if len(v) > 12 or not v.isdigit():  # bytes.isdigit: ASCII digits only, non-empty
         raise _bad(kind, "not a number")
     n = int(v)
     if n > limit:
@@ -488,6 +691,8 @@ class _Message:
         "headers_end",
         "_buf",
         "_hdrs",
+        "_all",
+        "_hstart",
         "_cache",
     )
 
@@ -502,28 +707,65 @@ class _Message:
     body: bytes
     headers_end: int  # offset of the CRLF CRLF ending the header block
     _buf: bytes  # raw header block with folding replaced by spaces (same offsets)
-    _hdrs: dict[bytes, list[tuple[int, int]]]
-    _cache: dict[bytes, list[bytes]]
+    _hdrs: dict[bytes, list[tuple[int, int]]]  # the _EAGER headers only
+    _all: dict[bytes, list[tuple[int, int]]] | None  # every header, built on demand
+    _hstart: int  # offset of the first header line
+    _cache: dict[bytes, list[bytes]] | None
+
+    def _spans(self, key: bytes) -> list[tuple[int, int]] | None:
+        """Spans of canonical header ``key``: eager index, else the lazily built full one."""
+        if key in _EAGER:
+            return self._hdrs.get(key)
+        idx = self._all
+        if idx is None:
+            idx = self._all = self._index_all()
+        return idx.get(key)
+
+    def _index_all(self) -> dict[bytes, list[tuple[int, int]]]:
+        # second pass over the (already validated) header block, RFC 3261 §7.3
+        idx: dict[bytes, list[tuple[int, int]]] = {}
+        pos = self._hstart
+        hend = self.headers_end
+        if pos >= hend:
+            return idx
+        canon_of = _CANON
+        for hline in self._buf[pos:hend].split(b"\r\n"):
+            colon = hline.find(b":")
+            spelling = hline[:colon]
+            name = canon_of.get(spelling)
+            if name is None:
+                name = _canonical_name(spelling)
+            end = pos + len(hline)
+            got = idx.get(name)
+            if got is None:
+                idx[name] = [(pos + colon + 1, end)]
+            else:
+                got.append((pos + colon + 1, end))
+            pos = end + 2
+        return idx
 
     def header(self, name: bytes) -> list[bytes]:
         """All values of header ``name`` (case-insensitive, compact forms), one per line."""
         key = name.lower()
         key = _COMPACT.get(key, key)
-        got = self._cache.get(key)
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        got = cache.get(key)
         if got is None:
             buf = self._buf
-            got = [buf[s:e].strip() for s, e in self._hdrs.get(key, ())]
-            self._cache[key] = got
+            got = [buf[s:e].strip() for s, e in self._spans(key) or ()]
+            cache[key] = got
         return got
 
     def header_spans(self, name: bytes) -> list[tuple[int, int]]:
         """[start, end) of each line value of header ``name`` in ``raw`` (untrimmed)."""
         key = name.lower()
-        return list(self._hdrs.get(_COMPACT.get(key, key), ()))
+        return list(self._spans(_COMPACT.get(key, key)) or ())
 
     def has_header(self, name: bytes) -> bool:
         key = name.lower()
-        return _COMPACT.get(key, key) in self._hdrs
+        return self._spans(_COMPACT.get(key, key)) is not None
 
     def header_line_start(self, value_start: int) -> int:
         """Offset of the first octet of the header line holding ``value_start``."""
@@ -607,6 +849,138 @@ def parse(data: bytes) -> Request | Response:
     return _parse(data, True)
 
 
+_METHODS = frozenset(
+    (
+        b"INVITE",
+        b"ACK",
+        b"BYE",
+        b"CANCEL",
+        b"OPTIONS",
+        b"REGISTER",
+        b"PRACK",
+        b"UPDATE",
+        b"INFO",
+        b"SUBSCRIBE",
+        b"NOTIFY",
+        b"REFER",
+        b"MESSAGE",
+        b"PUBLISH",
+    )
+)
+
+
+def _request_line(line: bytes) -> Request:
+    """Method SP Request-URI SP SIP-Version (RFC 3261 §7.1, §25.1)."""
+    parts = line.split(b" ")
+    if len(parts) == 3 and parts[0]:
+        method, ruri, version = parts
+    else:
+        sp1 = line.find(b" ")
+        sp2 = line.find(b" ", sp1 + 1)
+        if sp1 <= 0 or sp2 < 0:
+            raise _bad("bad_request_line", "need Method SP Request-URI SP SIP-Version")
+        method = line[:sp1]
+        ruri = line[sp1 + 1 : sp2]
+        version = line[sp2 + 1 :]
+    if method not in _METHODS and method.translate(None, _TOKEN):
+        raise _bad("bad_request_line", "method is not a token")
+    if version != b"SIP/2.0":
+        # RFC 3261 §8.2.2... badvers: a well-formed other version is 505
+        if (
+            version[:4].upper() == b"SIP/"
+            and not version.translate(None, _DIGITS + b"SIPsip/.")
+            and version.upper() != b"SIP/2.0"
+        ):
+            raise SIPError(505, "version", version.decode("latin-1"))
+        raise _bad("bad_request_line", "bad SIP-Version (LWS in Request-URI?)")
+    # RFC 3261 §25.1: Request-URI has no LWS, scheme ":" ... (ltgtruri, lwsruri)
+    if ruri[:4] == b"sip:":
+        colon = 3
+        sip = True
+    else:
+        colon = ruri.find(b":")
+        if colon <= 0 or ruri[:1].translate(None, _ALNUM[:52]) or ruri[:colon].translate(
+            None, _SCHEME
+        ):
+            raise _bad("bad_request_line", "bad Request-URI")
+        scheme = ruri[:colon].lower()
+        sip = scheme == b"sip" or scheme == b"sips"
+    if ruri.translate(None, _URI_FORBIDDEN) != ruri:
+        raise _bad("bad_request_line", "bad Request-URI")
+    if sip and b"?" in ruri:
+        # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (escruri)
+        at = ruri.rfind(b"@")
+        if ruri.find(b"?", at + 1 if at >= 0 else colon) >= 0:
+            raise _bad("bad_request_line", "headers in Request-URI")
+    req = Request()
+    req.method = method
+    req.ruri = ruri
+    req.version = version
+    return req
+
+
+def _status_line(line: bytes) -> Response:
+    """SIP-Version SP Status-Code SP Reason-Phrase (RFC 3261 §7.2)."""
+    if line[:8] != b"SIP/2.0 ":
+        raise SIPError(0, "version", "response version")
+    code = line[8:11]
+    if len(code) != 3 or not code.isdigit() or line[11:12] not in (b" ", b""):
+        raise SIPError(0, "bad_status_line", "status code is not 3 digits")  # bigcode
+    status = int(code)
+    if status < 100 or status > 699:
+        raise SIPError(0, "bad_status_line", "status code out of range")
+    resp = Response()
+    resp.status = status
+    resp.reason = line[12:]
+    return resp
+
+
+class _Folded(Exception):
+    """Raised by ``_scan_headers`` when the header block uses line folding."""
+
+
+def _odd_line(hline: bytes, colon: int, buf: bytes, detect: bool) -> bytes:
+    """A header line whose name is not a remembered spelling (or that has no colon).
+
+    A continuation line (RFC 3261 §7.3.1 folding: CRLF followed by SP/HTAB)
+    always lands here, as no remembered spelling starts with SP/HTAB: with
+    ``detect`` set, any folding in the block restarts the scan on the unfolded
+    block, exactly as if it had been unfolded up front.
+    """
+    if detect and (buf.find(b"\r\n ") >= 0 or buf.find(b"\r\n\t") >= 0):
+        raise _Folded
+    if colon <= 0:
+        raise _bad("bad_header", "header line without name or colon")
+    spelling = hline[:colon]
+    canon = _canonical_name(spelling)
+    if spelling[:1] != b" " and spelling[:1] != b"\t":
+        _remember(spelling, canon)
+    return canon if canon in _EAGER else b""
+
+
+def _scan_headers(
+    buf: bytes, pos: int, hend: int, detect: bool
+) -> dict[bytes, list[tuple[int, int]]]:
+    """One pass over the header lines: every name is validated (RFC 3261 §7.3.1),
+    the offsets of the _EAGER headers' values are recorded."""
+    hdrs: dict[bytes, list[tuple[int, int]]] = {}
+    fast = _FAST
+    for hline in buf[pos:hend].split(b"\r\n"):
+        colon = hline.find(b":")
+        name = fast.get(hline[:colon]) if colon > 0 else None
+        if name is None:
+            name = _odd_line(hline, colon, buf, detect)
+        end = pos + len(hline)
+        if name:
+            got = hdrs.get(name)
+            if got is None:
+                hdrs[name] = [(pos + colon + 1, end)]
+            else:
+                got.append((pos + colon + 1, end))
+        pos = end + 2
+    return hdrs
+
+
 def _parse(data: bytes, is_request: bool) -> Request | Response:
     eol = data.find(b"\r\n")
     if eol <= 0:
@@ -618,157 +992,132 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
         body_start = len(data)
     else:
         body_start = hend + 4
-    line = data[:eol]
     msg: Request | Response
-    method: bytes | None = None
     if is_request:
-        req = Request()
-        sp1 = line.find(b" ")
-        sp2 = line.find(b" ", sp1 + 1)
-        if sp1 <= 0 or sp2 < 0:
-            raise _bad("bad_request_line", "need Method SP Request-URI SP SIP-Version")
-        method = line[:sp1]
-        ruri = line[sp1 + 1 : sp2]
-        version = line[sp2 + 1 :]
-        if method.translate(None, _TOKEN):
-            raise _bad("bad_request_line", "method is not a token")
-        if version != b"SIP/2.0":
-            # RFC 3261 §8.2.2... badvers: a well-formed other version is 505
-            if (
-                version[:4].upper() == b"SIP/"
-                and not version.translate(None, _DIGITS + b"SIPsip/.")
-                and version.upper() != b"SIP/2.0"
-            ):
-                raise SIPError(505, "version", version.decode("latin-1"))
-            raise _bad("bad_request_line", "bad SIP-Version (LWS in Request-URI?)")
-        # RFC 3261 §25.1: Request-URI has no LWS, scheme ":" ... (ltgtruri, lwsruri)
-        colon = ruri.find(b":")
-        if (
-            colon <= 0
-            or ruri[:1].translate(None, _ALNUM[:52])
-            or ruri[:colon].translate(None, _SCHEME)
-            or ruri.translate(None, _URI_FORBIDDEN) != ruri
-        ):
-            raise _bad("bad_request_line", "bad Request-URI")
-        scheme = ruri[:colon].lower()
-        if scheme == b"sip" or scheme == b"sips":
-            # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (escruri)
-            at = ruri.rfind(b"@")
-            if ruri.find(b"?", at + 1 if at >= 0 else colon) >= 0:
-                raise _bad("bad_request_line", "headers in Request-URI")
-        req.method = method
-        req.ruri = ruri
-        req.version = version
-        msg = req
+        msg = _request_line(data[:eol])
+        method: bytes | None = msg.method
     else:
-        resp = Response()
-        if line[:8] != b"SIP/2.0 ":
-            raise SIPError(0, "version", "response version")
-        code = line[8:11]
-        if len(code) != 3 or code.translate(None, _DIGITS) or line[11:12] not in (b" ", b""):
-            raise SIPError(0, "bad_status_line", "status code is not 3 digits")  # bigcode
-        status = int(code)
-        if status < 100 or status > 699:
-            raise SIPError(0, "bad_status_line", "status code out of range")
-        resp.status = status
-        resp.reason = line[12:]
-        msg = resp
+        msg = _status_line(data[:eol])
+        method = None
 
     buf = data[:hend]
-    if b"\r\n " in buf or b"\r\n\t" in buf:
-        # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
-        buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
-    hdrs: dict[bytes, list[tuple[int, int]]] = {}
-    compact = _COMPACT
-    pos = eol + 2
-    if pos < hend:
-        for hline in buf[pos:hend].split(b"\r\n"):
-            colon = hline.find(b":")
-            if colon <= 0:
-                raise _bad("bad_header", "header line without name or colon")
-            name = hline[:colon]
-            if name[-1] in _WS:
-                name = name.rstrip(b" \t")
-                if not name or b" " in name:
-                    raise _bad("bad_header", "bad header name")
-            name = name.lower()
-            name = compact.get(name, name)
-            end = pos + len(hline)
-            if name in hdrs:
-                hdrs[name].append((pos + colon + 1, end))
-            else:
-                hdrs[name] = [(pos + colon + 1, end)]
-            pos = end + 2
+    hstart = eol + 2
+    if hstart < hend:
+        try:
+            hdrs = _scan_headers(buf, hstart, hend, True)
+        except _Folded:
+            # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
+            buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+            hdrs = _scan_headers(buf, hstart, hend, False)
+    else:
+        hdrs = {}
 
-    for key in _MANDATORY_REQ if is_request else _MANDATORY_RESP:
-        if key not in hdrs:
-            raise _bad("missing_header", key.decode())
-    for key in _SINGLE:
-        got = hdrs.get(key)
-        if got is not None and len(got) > 1:
-            raise _bad("duplicate_header", key.decode())  # RFC 4475 §3.3.7 multi01, mcl01
+    # RFC 3261 §8.1.1 mandatory headers (requests and responses alike)
+    via_sp = hdrs.get(b"via")
+    if via_sp is None:
+        raise _bad("missing_header", "via")
+    from_sp = hdrs.get(b"from")
+    if from_sp is None:
+        raise _bad("missing_header", "from")
+    to_sp = hdrs.get(b"to")
+    if to_sp is None:
+        raise _bad("missing_header", "to")
+    cid_sp = hdrs.get(b"call-id")
+    if cid_sp is None:
+        raise _bad("missing_header", "call-id")
+    cseq_sp = hdrs.get(b"cseq")
+    if cseq_sp is None:
+        raise _bad("missing_header", "cseq")
+    # RFC 3261 §7.3.1: single-value headers at most once (RFC 4475 §3.3.7 multi01, mcl01)
+    if len(from_sp) > 1:
+        raise _bad("duplicate_header", "from")
+    if len(to_sp) > 1:
+        raise _bad("duplicate_header", "to")
+    if len(cid_sp) > 1:
+        raise _bad("duplicate_header", "call-id")
+    if len(cseq_sp) > 1:
+        raise _bad("duplicate_header", "cseq")
+    mf_sp = hdrs.get(b"max-forwards")
+    if mf_sp is not None and len(mf_sp) > 1:
+        raise _bad("duplicate_header", "max-forwards")
+    cl_sp = hdrs.get(b"content-length")
+    if cl_sp is not None and len(cl_sp) > 1:
+        raise _bad("duplicate_header", "content-length")
 
     msg.raw = data
     msg._buf = buf
     msg._hdrs = hdrs
-    msg._cache = {}
+    msg._all = None
+    msg._hstart = hstart
+    msg._cache = None
     msg.headers_end = hend
 
     # Via: all values in order, several per line allowed (RFC 3261 §7.3.1)
     vias: list[Via] = []
-    for s, e in hdrs[b"via"]:
-        ls = buf.rfind(b"\r\n", 0, s) + 2
-        lend = e + 2  # the line's own CRLF (the blank line follows at hend + 2)
-        for vs, ve in _split_via_values(buf, s, e):
-            vias.append(_parse_via(buf, vs, ve, (ls, lend)))
+    for s, e in via_sp:
+        ln = (buf.rfind(b"\r\n", 0, s) + 2, e + 2)  # the line's own CRLF included
+        if buf.find(b",", s, e) < 0:
+            vias.append(_parse_via(buf, s, e, ln))
+        else:
+            for vs, ve in _split_via_values(buf, s, e):
+                vias.append(_parse_via(buf, vs, ve, ln))
     msg.vias = vias
 
-    call_id = msg._one(b"call-id")
+    s, e = cid_sp[0]
+    call_id = buf[s:e].strip()
     if not call_id or b" " in call_id:
         raise _bad("bad_header", "bad Call-ID")
     msg.call_id = call_id
 
     # CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16)
-    cparts = msg._one(b"cseq").split()
+    s, e = cseq_sp[0]
+    cparts = buf[s:e].split()
     if len(cparts) != 2:
         raise _bad("bad_cseq", "CSeq needs number and method")
-    msg.cseq = (_digits(cparts[0], "bad_cseq", _CSEQ_MAX), cparts[1])
-    if method is not None and cparts[1] != method:
+    cmethod = cparts[1]
+    msg.cseq = (_digits(cparts[0], "bad_cseq", _CSEQ_MAX), cmethod)
+    if method is not None and cmethod != method:
         raise _bad("cseq_mismatch", "CSeq method differs from request method")
 
-    msg.from_ = parse_name_addr(msg._one(b"from"))
-    msg.to = parse_name_addr(msg._one(b"to"))
+    s, e = from_sp[0]
+    msg.from_ = parse_name_addr(buf[s:e])
+    s, e = to_sp[0]
+    msg.to = parse_name_addr(buf[s:e])
 
-    mf = hdrs.get(b"max-forwards")
-    msg.max_forwards = (
-        None if mf is None else _digits(msg._one(b"max-forwards"), "bad_max_forwards", _MF_MAX)
-    )
+    if mf_sp is None:
+        msg.max_forwards = None
+    else:
+        s, e = mf_sp[0]
+        msg.max_forwards = _digits(buf[s:e].strip(), "bad_max_forwards", _MF_MAX)
 
-    cl = hdrs.get(b"content-length")
     avail = len(data) - body_start
-    if cl is None:
+    if cl_sp is None:
         msg.content_length = None
         msg.body = data[body_start:] if avail > 0 else b""
     else:
-        n = _digits(msg._one(b"content-length"), "content_length", _CL_MAX)
+        s, e = cl_sp[0]
+        n = _digits(buf[s:e].strip(), "content_length", _CL_MAX)
         msg.content_length = n
         if n > avail:
             # RFC 4475 §3.1.2.2 clerr: Content-Length larger than the datagram
             raise _bad("content_length", "Content-Length larger than the body")
-        msg.body = data[body_start : body_start + n]
+        msg.body = data[body_start : body_start + n] if n else b""
         if n < avail:
             # RFC 3261 §18.3: octets past Content-Length are discarded (dblreq)
             msg.raw = data[: body_start + n]
 
-    if is_request:
+    if method is not None:
         # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
-        if b"date" in hdrs:
-            for d in msg.header(b"date"):
-                if not d.endswith(b"GMT"):
+        got = hdrs.get(b"date")
+        if got is not None:
+            for s, e in got:
+                if not buf[s:e].strip().endswith(b"GMT"):
                     raise _bad("bad_header", "Date not in GMT")
         # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
-        if b"contact" in hdrs:
-            for c in msg.header(b"contact"):
+        got = hdrs.get(b"contact")
+        if got is not None:
+            for s, e in got:
+                c = buf[s:e]
                 if b"<" not in c and b"?" in c:
                     raise _bad("bad_header", "Contact URI with headers outside <>")
     return msg
