@@ -46,6 +46,7 @@ import ipaddress
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from .message import (
     Request,
@@ -100,6 +101,7 @@ _METHOD_LABELS = {
 _ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY\r\n"
 _OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
 _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
+_first = itemgetter(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +270,22 @@ def _route_uri(entry: bytes) -> bytes:
     return entry[lt + 1 : gt if gt > 0 else len(entry)]
 
 
+# Route entries repeat on every in-dialog request (our own Record-Route, the
+# softswitch's): their decoded (host, port, transport) is remembered, bounded.
+_ROUTE_CACHE: dict[bytes, tuple[bytes, int | None, bytes | None]] = {}
+
+
+def _route_target(entry: bytes) -> tuple[bytes, int | None, bytes | None]:
+    """(host, port, transport) of one Route entry (RFC 3261 §20.34)."""
+    got = _ROUTE_CACHE.get(entry)
+    if got is None:
+        got = _uri_hostport(_route_uri(entry))
+        if len(_ROUTE_CACHE) > 4096:
+            _ROUTE_CACHE.clear()
+        _ROUTE_CACHE[entry] = got
+    return got
+
+
 class ProxyCore:
     """RFC 3261 proxy core in front of one softswitch (see module docstring)."""
 
@@ -279,6 +297,9 @@ class ProxyCore:
         self._tx = TransactionTable()
         secret = config.secret
         self._secret = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
+        # keyed BLAKE2s with the key block absorbed once; each branch copies it
+        self._branch_mac = hashlib.blake2s(digest_size=8, key=self._secret)
+        self._record_route = config.record_route
         self._index = config.worker_index
         self._workers = max(1, config.workers)
         adv = config.advertised_host or config.listen_host
@@ -442,7 +463,8 @@ class ProxyCore:
         st = self.stats
         label = _METHOD_LABELS.get(method, "other")
         st.requests_in[label] += 1
-        initial = req.to.tag is None
+        to_tag = req.to.tag
+        initial = to_tag is None
 
         # Multi-worker: stateful requests are handled by their owner worker.
         if self._workers > 1 and not handed:
@@ -458,7 +480,7 @@ class ProxyCore:
                 )
                 return
 
-        if method == b"ACK" and req.to.tag is not None and req.to.tag.startswith(b"sc"):
+        if method == b"ACK" and to_tag is not None and to_tag[:2] == b"sc":
             if self._our_tag_owner(req) is not None:
                 # RFC 3261 §17.2.1: the ACK to our final response is absorbed, never forwarded
                 tx = self._tx.get(transaction_key(req))
@@ -485,33 +507,33 @@ class ProxyCore:
 
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
         routes: list[bytes] = []
-        route_spans = req.header_spans(b"route")
-        if route_spans:
-            for v in req.header(b"route"):
-                routes.extend(split_commas(v))
+        route_spans = req._hdrs.get(b"route")
         n_ours = 0
-        while n_ours < len(routes):
-            h, p, _ = _uri_hostport(_route_uri(routes[n_ours]))
-            if not self._is_self(h, p):
-                break
-            n_ours += 1
-        rhost, rport, rtransport = (
-            _uri_hostport(ruri) if ruri[:1] in (b"s", b"S") else (b"", None, None)
-        )
-        to_self = n_ours == len(routes) and self._is_self(rhost, rport)
+        if route_spans is not None:
+            buf = req._buf
+            for rs, re_ in route_spans:
+                routes.extend(split_commas(buf[rs:re_].strip()))
+            while n_ours < len(routes):
+                h, p, _ = _route_target(routes[n_ours])
+                if not self._is_self(h, p):
+                    break
+                n_ours += 1
+        # the Request-URI target, decoded only when routing needs it
+        rtarget: tuple[bytes, int | None, bytes | None] | None = None
 
         # RFC 3261 §11 / §16.3 step 3: OPTIONS to the proxy itself is answered here
-        if method == b"OPTIONS" and to_self:
-            self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
-            return
+        if method == b"OPTIONS" and n_ours == len(routes):
+            rtarget = self._ruri_target(ruri)
+            if self._is_self(rtarget[0], rtarget[1]):
+                self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
+                return
 
-        mf = req.max_forwards
-        if mf == 0:  # RFC 3261 §16.3 step 3
+        if req.max_forwards == 0:  # RFC 3261 §16.3 step 3
             self._reply(req, 483, reason_phrase(483), src, transport)
             return
 
         # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
-        if method != b"ACK" and method != b"CANCEL" and req.has_header(b"proxy-require"):
+        if method != b"ACK" and method != b"CANCEL" and req._hdrs.get(b"proxy-require") is not None:
             opts: list[bytes] = []
             for v in req.header(b"proxy-require"):
                 opts.extend(split_commas(v))
@@ -527,15 +549,17 @@ class ProxyCore:
                 return
 
         # Where does it go?
-        from_ss = src[0] == self._ss[0] and (transport != "udp" or src[1] == self._ss[1])
+        ss = self._ss
         out_transport = transport
-        if not from_ss:
-            dest: tuple[str, int] = self._ss
+        if src[0] != ss[0] or (transport == "udp" and src[1] != ss[1]):
+            dest: tuple[str, int] = ss
         else:
             if n_ours < len(routes):
-                nh, np_, nt = _uri_hostport(_route_uri(routes[n_ours]))
+                nh, np_, nt = _route_target(routes[n_ours])
             else:
-                nh, np_, nt = rhost, rport, rtransport
+                if rtarget is None:
+                    rtarget = self._ruri_target(ruri)
+                nh, np_, nt = rtarget
             ip, bad = _classify_host(nh)
             if ip is None:
                 self._drop("unroutable")  # no DNS here
@@ -586,11 +610,18 @@ class ProxyCore:
         )
         st.forwarded_requests += 1
 
+    @staticmethod
+    def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:
+        """(host, port, transport) of a sip:/sips: Request-URI; (b"", None, None) else."""
+        if ruri[:1] == b"s" or ruri[:1] == b"S":
+            return _uri_hostport(ruri)
+        return (b"", None, None)
+
     def _branch(self, req: Request) -> bytes:
         """RFC 3261 §16.11 stateless branch: same input -> same branch on any worker."""
         top = req.vias[0]
         b = top.branch
-        if b is not None and b.startswith(MAGIC_COOKIE):
+        if b is not None and b[:7] == MAGIC_COOKIE:
             material = b"%s|%s|%s|%d" % (b, top.sent_by, req.call_id, req.cseq[0])
         else:
             # RFC 2543 peers: the §17.2.3 fields (To tag left out so ACK/CANCEL match)
@@ -602,7 +633,9 @@ class ProxyCore:
                 req.cseq[0],
                 b or b"",
             )
-        return hashlib.blake2s(material, digest_size=8, key=self._secret).hexdigest().encode()
+        h = self._branch_mac.copy()  # keyed BLAKE2s, key block already absorbed
+        h.update(material)
+        return h.hexdigest().encode()
 
     def _forward_bytes(
         self,
@@ -614,28 +647,28 @@ class ProxyCore:
         n_ours: int,
     ) -> bytes:
         raw = req.raw
-        eol = raw.find(b"\r\n") + 2
+        eol = req._hstart  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = []
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
         top = req.vias[0]
         src_ip = src[0]
-        need_received = top.host.decode("latin-1").lower() != src_ip.lower()
+        host = top.host.decode("latin-1")
+        need_received = host != src_ip and host.lower() != src_ip.lower()
         if top.rport is not None or top.received is not None or transport != "udp":
-            params = dict(top.params)
-            params.pop(b"received", None)
-            params.pop(b"rport", None)
-            tail = b"".join(
-                b";" + k if v is None else b";%s=%s" % (k, v) for k, v in params.items()
-            )
+            tail = b""
+            for pk, pv in top.params.items():
+                if pk != b"received" and pk != b"rport":
+                    tail += b";" + pk if pv is None else b";" + pk + b"=" + pv
             if need_received or transport != "udp":
                 tail += b";received=" + src_ip.encode()
             if top.rport is not None or transport != "udp":
                 tail += b";rport=%d" % src[1]
-            value = b"SIP/2.0/%s %s%s" % (top.transport, top.sent_by, tail)
-            edits.append((top.span[0], top.span[1], value))
+            s0, e0 = top.span
+            edits.append((s0, e0, b"SIP/2.0/" + top.transport + b" " + top.sent_by + tail))
         elif need_received:
-            edits.append((top.span[1], top.span[1], b";received=" + src_ip.encode()))
+            e0 = top.span[1]
+            edits.append((e0, e0, b";received=" + src_ip.encode()))
 
         # RFC 3261 §16.6 step 3: Max-Forwards
         added = self._via[out_transport] + self._branch(req) + b"\r\n"
@@ -643,13 +676,13 @@ class ProxyCore:
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            s, e = req.header_spans(b"max-forwards")[0]
+            s, e = req._hdrs[b"max-forwards"][0]
             edits.append((s, e, b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
             removed = 0
-            for s, e in req.header_spans(b"route"):
+            for s, e in req._hdrs[b"route"]:
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])
@@ -667,13 +700,15 @@ class ProxyCore:
                     removed = n_ours
 
         # RFC 3261 §16.6 step 4: Record-Route dialog-creating requests
-        if self.config.record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
+        if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
             added += self._rr[out_transport]
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
         parts = [raw[:eol], added]
         pos = eol
-        for s, e, rep in sorted(edits, key=lambda x: x[0]):
+        if len(edits) > 1:
+            edits.sort(key=_first)
+        for s, e, rep in edits:
             parts.append(raw[pos:s])
             parts.append(rep)
             pos = e
@@ -687,8 +722,10 @@ class ProxyCore:
         vias = resp.vias
         top = vias[0]
         # RFC 3261 §16.7 step 1: the top Via must be ours
-        if top.sent_by.lower() != self._sent_by_l or not (
-            top.branch is not None and top.branch.startswith(BRANCH_PREFIX)
+        sent_by = top.sent_by
+        branch = top.branch
+        if (sent_by != self._sent_by and sent_by.lower() != self._sent_by_l) or not (
+            branch is not None and branch[:9] == BRANCH_PREFIX
         ):
             self._drop("foreign_via")
             return

@@ -371,6 +371,9 @@ def _uri_user(uri: bytes) -> tuple[bytes, bytes]:
 
 def split_commas(value: bytes) -> list[bytes]:
     """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1)."""
+    if value.find(b",") < 0:  # one value: the common case
+        value = value.strip()
+        return [value] if value else []
     if b'"' not in value and b"<" not in value:
         return [p.strip() for p in value.split(b",") if p.strip()]
     out: list[bytes] = []
@@ -563,8 +566,8 @@ def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
     m = _VIA_RE.match(v)
     if m is not None:
         transport, sent_by, host, ps, ptext = m.groups()
-        port = None if ps is None else int(ps)
-        if port != 0 and (port is None or port <= 65535):
+        port: int | None = None if ps is None else int(ps)
+        if port is None or 0 < port <= 65535:
             if ptext is None:
                 return Via(transport, host, port, sent_by, {}, (s, e), line)
             params = _params(ptext, "bad_via")
@@ -618,7 +621,7 @@ def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
                 raise _bad("bad_via", "empty host")
             if len(ps) > 5 or not ps.isdigit():
                 raise _bad("bad_via", "bad port")
-            port: int | None = int(ps)
+            port = int(ps)
             if port == 0 or port > 65535:
                 raise _bad("bad_via", "bad port")
         else:
@@ -899,15 +902,17 @@ def _request_line(line: bytes) -> Request:
         sip = True
     else:
         colon = ruri.find(b":")
-        if colon <= 0 or ruri[:1].translate(None, _ALNUM[:52]) or ruri[:colon].translate(
-            None, _SCHEME
+        if (
+            colon <= 0
+            or ruri[:1].translate(None, _ALNUM[:52])
+            or ruri[:colon].translate(None, _SCHEME)
         ):
             raise _bad("bad_request_line", "bad Request-URI")
         scheme = ruri[:colon].lower()
         sip = scheme == b"sip" or scheme == b"sips"
     if ruri.translate(None, _URI_FORBIDDEN) != ruri:
         raise _bad("bad_request_line", "bad Request-URI")
-    if sip and b"?" in ruri:
+    if sip and ruri.find(b"?") >= 0:
         # RFC 3261 §19.1.5: headers are not allowed in a Request-URI (escruri)
         at = ruri.rfind(b"@")
         if ruri.find(b"?", at + 1 if at >= 0 else colon) >= 0:
@@ -1065,7 +1070,7 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
 
     s, e = cid_sp[0]
     call_id = buf[s:e].strip()
-    if not call_id or b" " in call_id:
+    if not call_id or call_id.find(b" ") >= 0:
         raise _bad("bad_header", "bad Call-ID")
     msg.call_id = call_id
 
@@ -1118,7 +1123,7 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
         if got is not None:
             for s, e in got:
                 c = buf[s:e]
-                if b"<" not in c and b"?" in c:
+                if c.find(b"?") >= 0 and c.find(b"<") < 0:
                     raise _bad("bad_header", "Contact URI with headers outside <>")
     return msg
 
