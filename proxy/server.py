@@ -345,7 +345,6 @@ class Worker:
         self.core: Any = None
         self.screener: Screener | None = None
         self._records_dropped = 0
-        self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
 
     # -- construction ----------------------------------------------------------
 
@@ -426,10 +425,6 @@ class Worker:
                 return
             m.count_out(data)
             t.sendto(data, (dest[0], dest[1]))
-        elif transport == "tcp" and (dest[0], dest[1]) == self._softswitch:
-            # The softswitch is reached over UDP only (config.softswitch):
-            # a request received over TCP is relayed to it over UDP.
-            self._send(data, dest, "udp")
         elif transport == "tcp":
             conn = self.tcp_conns.get((dest[0], dest[1]))
             if conn is not None and not conn.is_closing():

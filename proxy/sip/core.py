@@ -549,10 +549,14 @@ class ProxyCore:
                 return
 
         # Where does it go?
+        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
+        # is "from the softswitch" only when it comes over UDP from that very
+        # address and port; anything else, TCP callers included, goes to it.
         ss = self._ss
         out_transport = transport
-        if src[0] != ss[0] or (transport == "udp" and src[1] != ss[1]):
+        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
             dest: tuple[str, int] = ss
+            out_transport = "udp"
         else:
             if n_ours < len(routes):
                 nh, np_, nt = _route_target(routes[n_ours])

@@ -143,15 +143,6 @@ def test_cancel_is_relayed(
     assert uas.received("ACK") == calls
 
 
-@pytest.mark.xfail(
-    reason=(
-        "proxy/sip/core.py treats any TCP request from the softswitch's IP as coming from "
-        "the softswitch (from_ss ignores the port for TCP); on loopback the SIPp caller "
-        "shares 127.0.0.1 with the stand-in softswitch, so its INVITE is routed back to "
-        "the proxy and dropped as a loop"
-    ),
-    strict=False,
-)
 def test_tcp_listener(
     tmp_path: Path,
     loop_name: str,

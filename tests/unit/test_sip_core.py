@@ -424,17 +424,27 @@ def test_request_from_softswitch_routed_by_ruri_and_route() -> None:
 
 
 def test_tcp_forward_records_connection_in_via() -> None:
+    """A caller over TCP is relayed to the (UDP) softswitch; the answer finds
+    the caller's connection again through received/rport in its Via."""
     core, _ = make()
     raw = invite(via_transport=b"TCP", via_host=b"127.0.0.3:5061")
     core.datagram_received(raw, ("127.0.0.3", 40001), "tcp", 0.0)
     data, dest, transport = one(core)
-    assert transport == "tcp" and dest == SS
+    assert transport == "udp" and dest == SS
     msg = parse(data)
-    assert msg.vias[0].transport == b"TCP"
+    assert msg.vias[0].transport == b"UDP"
     assert msg.vias[1].rport == b"40001" and msg.vias[1].received == b"127.0.0.3"
-    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;transport=tcp;lr>"]
-    core.datagram_received(response_to(data, 180, b"Ringing"), SS, "tcp", 0.1)
+    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    core.datagram_received(response_to(data, 180, b"Ringing"), SS, "udp", 0.1)
     assert one(core)[1:] == (("127.0.0.3", 40001), "tcp")
+
+
+def test_tcp_request_from_the_softswitch_address_is_a_caller() -> None:
+    """The softswitch talks UDP: a TCP peer sharing its IP is a caller."""
+    core, _ = make()
+    core.datagram_received(invite(via_transport=b"TCP"), (SS[0], 40002), "tcp", 0.0)
+    _, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp")
 
 
 def test_parse_errors_answered_or_dropped() -> None:
