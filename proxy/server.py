@@ -174,6 +174,11 @@ class WorkerSockets:
     tcp: list[socket.socket] = field(default_factory=list)
     handoff: socket.socket | None = None
     handoff_addrs: list[tuple[str, int]] = field(default_factory=list)
+    # Several workers: this worker's own UDP port on the first listen address.
+    # Its forwarded requests leave from it and name it in their Via, so the
+    # softswitch's 180 and 200 of one transaction reach the worker that sent
+    # the INVITE, in order (the kernel's spreading would split and reorder them).
+    relay: socket.socket | None = None
 
 
 def bind_sockets(config: Config) -> list[WorkerSockets]:
@@ -210,6 +215,16 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
             s.setblocking(False)
             for k in range(n):
                 per[k].tcp.append(s)
+    udp_hosts = [(h, fam) for t, h, _p in config.listen if t == "udp" for fam in [_family(h)]]
+    if n > 1 and udp_hosts:
+        host, fam = udp_hosts[0]
+        for k in range(n):
+            r = socket.socket(fam, socket.SOCK_DGRAM)
+            with contextlib.suppress(OSError):
+                r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+            r.bind((host, 0))
+            r.setblocking(False)
+            per[k].relay = r
     addrs: list[tuple[str, int]] = []
     for k in range(n):
         h = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -333,6 +348,8 @@ class Worker:
         self.tcp_conns: dict[tuple[str, int], asyncio.Transport] = {}
         self.udp_out: dict[int, asyncio.DatagramTransport] = {}
         self.handoff_transport: asyncio.DatagramTransport | None = None
+        self.relay_transport: asyncio.DatagramTransport | None = None
+        self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -352,8 +369,15 @@ class Worker:
         udp = [ls for ls in self.config.listen if ls[0] == "udp"]
         first = udp[0] if udp else self.config.listen[0]
         port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
+        relay = self.sockets.relay
         return _make_core_config(
-            self.config, first[1], port, self.index, self.sockets.handoff_addrs, self.secret
+            self.config,
+            first[1],
+            port,
+            self.index,
+            self.sockets.handoff_addrs,
+            self.secret,
+            relay.getsockname()[1] if relay is not None else None,
         )
 
     def _build(self) -> None:
@@ -419,7 +443,9 @@ class Worker:
     def _send(self, data: bytes, dest: Any, transport: str) -> None:
         m = self.metrics
         if transport == "udp":
-            t = self.udp_out.get(_family(dest[0]))
+            t = self.relay_transport if dest == self._softswitch else None
+            if t is None:
+                t = self.udp_out.get(_family(dest[0]))
             if t is None:
                 m.drop("no_route")
                 return
@@ -541,6 +567,11 @@ class Worker:
             _t, up = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=s)
             assert up.transport is not None
             self.udp_out.setdefault(s.family, up.transport)
+        if self.sockets.relay is not None:
+            _t, rp = await loop.create_datagram_endpoint(
+                lambda: _UDPProtocol(self), sock=self.sockets.relay
+            )
+            self.relay_transport = rp.transport
         if self.sockets.handoff is not None:
             ht, _ = await loop.create_datagram_endpoint(
                 lambda: _HandoffProtocol(self), sock=self.sockets.handoff
@@ -573,6 +604,8 @@ class Worker:
             t.close()
         if self.handoff_transport is not None:
             self.handoff_transport.close()
+        if self.relay_transport is not None:
+            self.relay_transport.close()
         close = getattr(self.store, "close", None) or getattr(self.store, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):
@@ -598,6 +631,7 @@ def _make_core_config(
     index: int,
     handoff_addrs: list[tuple[str, int]],
     secret: bytes,
+    relay_port: int | None = None,
 ) -> CoreConfig:
     return CoreConfig(
         listen_host=host,
@@ -608,6 +642,7 @@ def _make_core_config(
         worker_index=index,
         workers=max(1, len(handoff_addrs)),
         secret=secret,
+        relay_port=relay_port,
     )
 
 
@@ -911,6 +946,8 @@ def _run_parent(
                             s.close()
                         if other.handoff is not None:
                             other.handoff.close()
+                        if other.relay is not None:
+                            other.relay.close()
                 status = _worker_main(config, per[k], k, mpdir, secret, clock)
             except BaseException:
                 log.exception("worker %d crashed", k)

@@ -127,6 +127,10 @@ class CoreConfig:
     workers: int = 1
     secret: bytes = _DEFAULT_SECRET
     proxy_aliases: frozenset[str] = field(default_factory=frozenset)
+    # UDP port this worker puts in the Via of what it relays (RFC 3261
+    # §18.2.1 sent-by), so the responses of a transaction come back to the
+    # worker that forwarded it, in order; None = listen_port (one worker).
+    relay_port: int | None = None
 
 
 class CoreStats:
@@ -306,9 +310,12 @@ class ProxyCore:
         host_b = adv.encode()
         uri_host = b"[" + host_b + b"]" if b":" in host_b else host_b
         self._sent_by = b"%s:%d" % (uri_host, config.listen_port)
-        self._sent_by_l = self._sent_by.lower()
+        # Our Via names this worker's relay port; a response is ours when its
+        # top Via names our host (any of our ports) and carries our branch mark.
+        self._via_host = uri_host.lower() + b":"
+        via_sent_by = b"%s:%d" % (uri_host, config.relay_port or config.listen_port)
         self._via = {
-            t: b"Via: SIP/2.0/%s %s;branch=%s" % (t.upper().encode(), self._sent_by, BRANCH_PREFIX)
+            t: b"Via: SIP/2.0/%s %s;branch=%s" % (t.upper().encode(), via_sent_by, BRANCH_PREFIX)
             for t in ("udp", "tcp")
         }
         self._rr = {
@@ -728,8 +735,10 @@ class ProxyCore:
         # RFC 3261 §16.7 step 1: the top Via must be ours
         sent_by = top.sent_by
         branch = top.branch
-        if (sent_by != self._sent_by and sent_by.lower() != self._sent_by_l) or not (
-            branch is not None and branch[:9] == BRANCH_PREFIX
+        if (
+            sent_by != self._sent_by
+            and not sent_by.lower().startswith(self._via_host)
+            or not (branch is not None and branch[:9] == BRANCH_PREFIX)
         ):
             self._drop("foreign_via")
             return

@@ -511,3 +511,24 @@ def test_single_worker_never_hands_off() -> None:
     core, _ = make(REJECT)
     core.datagram_received(invite(), CALLER, "udp", 0.0)
     assert one(core)[2] == "udp" and core.stats.handoffs_out == 0
+
+
+def test_relay_port_in_via_brings_responses_back_to_this_worker() -> None:
+    """With several workers each names its own relay port in its Via (RFC 3261
+    §18.2.1), so the 180 and 200 of a transaction come back to it, in order;
+    a response naming any of our ports with our branch mark is ours."""
+    core, _ = make(workers=2, worker_index=0, relay_port=40123)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    if dest != SS:  # the INVITE's owner is the other worker: take its view
+        core, _ = make(workers=2, worker_index=1, relay_port=40123)
+        core.datagram_received(invite(), CALLER, "udp", 0.0)
+        data, dest, _ = one(core)
+    assert dest == SS
+    top = parse(data).vias[0]
+    assert top.sent_by == b"%s:40123" % PROXY[0].encode()
+    core.datagram_received(response_to(data, 180, b"Ringing"), SS, "udp", 0.1)
+    assert one(core)[1] == CALLER
+    foreign = response_to(data, 180, b"Ringing").replace(b"z9hG4bKsc", b"z9hG4bKxx", 1)
+    core.datagram_received(foreign, SS, "udp", 0.2)
+    assert core.datagrams_to_send() == [] and core.stats.dropped["foreign_via"] == 1
