@@ -416,6 +416,10 @@ class System:
     def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
         raise NotImplementedError
 
+    def worker_split(self) -> str:
+        """How the system's workers shared the step's datagrams ("" if unknown)."""
+        return ""
+
     def target_port(self, env: Env) -> int:
         return env.ports.proxy if self.needs_proxy else env.ports.uas
 
@@ -504,9 +508,35 @@ class Sipscreen(System):
     """`python -m proxy run` with the benchmark TOML above."""
 
     name = "sipscreen"
+    metrics_port = 0
+
+    def worker_split(self) -> str:
+        """Each worker's share of the datagrams it received, from the proxy's
+        own `sipscreen_worker_datagrams_total{worker}` (SIPp sends every call
+        from one address and port: the spreading is what is measured)."""
+        import urllib.request
+
+        try:
+            url = f"http://{HOST}:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=3) as r:
+                text = r.read().decode()
+        except OSError:
+            return ""
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("sipscreen_worker_datagrams_total{"):
+                worker = line.split('worker="', 1)[1].split('"', 1)[0]
+                counts[worker] = counts.get(worker, 0.0) + float(line.rsplit(" ", 1)[1])
+        total = sum(counts.values())
+        if len(counts) < 2 or not total:
+            return ""
+        return "worker split " + "/".join(
+            f"{100 * counts[w] / total:.0f}%" for w in sorted(counts, key=int)
+        )
 
     def render(self, env: Env) -> Path:
         cfg = env.work / "sipscreen.toml"
+        self.metrics_port = free_tcp_port()
         cfg.write_text(
             SIPSCREEN_TOML.format(
                 host=HOST,
@@ -515,7 +545,7 @@ class Sipscreen(System):
                 redis_url=env.redis_url,
                 prefix=env.key_prefix,
                 workers=env.workers,
-                metrics=free_tcp_port(),
+                metrics=self.metrics_port,
             )
         )
         return cfg
@@ -738,6 +768,9 @@ def run_step(
             res.cpu_s = tree_cpu_seconds(proxy.pid) - cpu0
         res.machine_cpu_s = machine_busy_seconds() - busy0
         res.sipp_cpu_s = _children_cpu(uac) + tree_cpu_seconds(uas.pid)
+        split = system.worker_split()
+        if split:
+            res.note = (res.note + "; " if res.note else "") + split
         time.sleep(1.2)  # UAS writes its stat line every second
         answers = read_answers(step / "uac.log")
         res.declined, res.answered_200 = answers.get(603, 0), answers.get(200, 0)
