@@ -16,7 +16,8 @@ from proxy.sip.core import Answer, CoreConfig, ProxyCore
 from proxy.sip.message import Request, Response, SIPError, parse
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
-SHARED = Path("/work/shared/sip-torture")
+# The steering copy beside the checkout (../shared), when present.
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "sip-torture"
 SS = ("127.0.0.1", 5070)
 SRC = ("192.0.2.77", 5060)
 
