@@ -5,7 +5,9 @@ How this works: `Metrics(...)` creates every metric in its own
 (`labels(...)` costs ~1.2 µs, a bound child's `.inc()` ~0.3 µs; see
 shared/PERFORMANCE.md): one child per (verdict, rule) for INVITE decisions,
 one per (direction, kind) for SIP messages, one per parse-error / drop
-reason. The hot path only does dict lookups on prebuilt tables.
+reason. The hot path only does dict lookups on prebuilt tables; the two
+per-message counts (messages sent by kind, datagrams per worker) are plain
+ints that the periodic `sync_core_stats` adds to their children.
 
 One scrape target with several workers: the parent process sets
 `PROMETHEUS_MULTIPROC_DIR` to a fresh temp dir before forking; each worker
@@ -275,6 +277,13 @@ class Metrics:
             ["worker"],
             registry=reg,
         ).labels(str(worker))
+        # Hot-path counts kept as plain ints (a bound child's `.inc()` takes a
+        # lock, and an mmap write with workers); `flush_counts()`, called from
+        # the periodic `sync_core_stats`, adds them to the children above.
+        self.datagrams_in = 0  # the adapter adds 1 per received datagram
+        self._datagrams_synced = 0
+        self._out_n: dict[bytes, int] = dict.fromkeys(self.msg_out, 0)
+        self._out_n[b""] = 0  # anything else: kind OTHER
         self.core_stats = Counter(
             "sipscreen_core_events",
             "Events counted by the SIP core (ProxyCore.stats), by name",
@@ -297,13 +306,28 @@ class Metrics:
         (child or self.msg_in_other).inc()
 
     def count_out(self, data: bytes) -> None:
+        """Count one sent message by method / status class (exported by `flush_counts`)."""
         sp = data.find(b" ", 0, 24)
         tok = data[:sp] if sp > 0 else b""
         if tok == b"SIP/2.0":
-            child = self.msg_out.get(data[sp + 1 : sp + 2])
+            tok = data[sp + 1 : sp + 2]
+        n = self._out_n
+        if tok in n:
+            n[tok] += 1
         else:
-            child = self.msg_out.get(tok)
-        (child or self.msg_out_other).inc()
+            n[b""] += 1
+
+    def flush_counts(self) -> None:
+        """Add the plain hot-path counts to their Prometheus children (periodic)."""
+        n = self._out_n
+        for key, v in n.items():
+            if v:
+                n[key] = 0
+                (self.msg_out.get(key) or self.msg_out_other).inc(v)
+        d = self.datagrams_in
+        if d > self._datagrams_synced:
+            self.worker_datagrams.inc(d - self._datagrams_synced)
+            self._datagrams_synced = d
 
     def parse_error(self, kind: str) -> None:
         child = self.parse_error_children.get(kind)
@@ -326,8 +350,10 @@ class Metrics:
         `requests_in[method]` / `responses_in[class]` feed
         `sipscreen_sip_messages_total{direction="in"}`, `parse_errors[kind]`
         and `dropped[reason]` their own metrics, scalars and the rest
-        `sipscreen_core_events_total{event}`.
+        `sipscreen_core_events_total{event}`. The adapter's own plain counts
+        (`count_out`, `datagrams_in`) are flushed here too.
         """
+        self.flush_counts()
         if stats is None:
             return
         names = getattr(stats, "__slots__", None) or list(vars(stats))

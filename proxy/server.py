@@ -399,7 +399,7 @@ class Worker:
     # -- inputs ------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, src: tuple[str, int], transport: str) -> None:
-        self.metrics.worker_datagrams.inc()
+        self.metrics.datagrams_in += 1  # exported by the periodic _sync_metrics
         try:
             self.core.datagram_received(data, src, transport, self.now())
         except Exception:
@@ -600,6 +600,9 @@ class Worker:
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        # the last counts since the periodic _sync_metrics
+        with contextlib.suppress(Exception):
+            self.metrics.sync_core_stats(getattr(self.core, "stats", None))
         for t in list(self.udp_out.values()):
             t.close()
         if self.handoff_transport is not None:

@@ -12,8 +12,10 @@ How this works:
   every offset identical to the raw bytes: the core can then rewrite the
   message (add ``received``/``rport``, drop our Via) by splicing the raw
   bytes at those offsets without re-serialising anything.
-- The fields a proxy needs on every message (Via list, From, To, Call-ID,
-  CSeq, Max-Forwards, Content-Length) are decoded and validated up front;
+- The fields a proxy needs on every message (Via list, Call-ID, CSeq,
+  Max-Forwards, Content-Length, and From/To of a request) are decoded and
+  validated up front; a response's From/To are decoded on first access
+  (a proxy relays responses by their Via alone, RFC 3261 §16.7);
   P-Asserted-Identity, Identity, Privacy and any other header are decoded on
   first access (``msg.header(b"route")``).
 - Every error is a ``SIPError`` carrying the status to answer with (400, 505
@@ -686,8 +688,6 @@ class _Message:
         "vias",
         "call_id",
         "cseq",
-        "from_",
-        "to",
         "max_forwards",
         "content_length",
         "body",
@@ -703,8 +703,6 @@ class _Message:
     vias: list[Via]
     call_id: bytes
     cseq: tuple[int, bytes]
-    from_: NameAddr
-    to: NameAddr
     max_forwards: int | None
     content_length: int | None
     body: bytes
@@ -803,11 +801,13 @@ class _Message:
 class Request(_Message):
     """A parsed SIP request; all fields are bytes slices of ``raw``."""
 
-    __slots__ = ("method", "ruri", "version")
+    __slots__ = ("method", "ruri", "version", "from_", "to")
 
     method: bytes
     ruri: bytes
     version: bytes
+    from_: NameAddr
+    to: NameAddr
 
     def __repr__(self) -> str:
         return f"<Request {self.method!r} {self.ruri!r}>"
@@ -816,10 +816,37 @@ class Request(_Message):
 class Response(_Message):
     """A parsed SIP response."""
 
-    __slots__ = ("status", "reason")
+    __slots__ = ("status", "reason", "_from", "_to", "_from_span", "_to_span")
 
     status: int
     reason: bytes
+    _from: NameAddr | None
+    _to: NameAddr | None
+    _from_span: tuple[int, int]
+    _to_span: tuple[int, int]
+
+    def _name_addr(self, span: tuple[int, int]) -> NameAddr:
+        try:
+            return parse_name_addr(self._buf[span[0] : span[1]])
+        except SIPError as exc:
+            exc.status = 0  # RFC 3261 §16.7: a broken response is dropped, never answered
+            raise
+
+    @property
+    def from_(self) -> NameAddr:
+        """The From value (RFC 3261 §20.20), parsed on first access; SIPError(0) if broken."""
+        f = self._from
+        if f is None:
+            f = self._from = self._name_addr(self._from_span)
+        return f
+
+    @property
+    def to(self) -> NameAddr:
+        """The To value (RFC 3261 §20.39), parsed on first access; SIPError(0) if broken."""
+        t = self._to
+        if t is None:
+            t = self._to = self._name_addr(self._to_span)
+        return t
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason!r}>"
@@ -1084,10 +1111,18 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     if method is not None and cmethod != method:
         raise _bad("cseq_mismatch", "CSeq method differs from request method")
 
-    s, e = from_sp[0]
-    msg.from_ = parse_name_addr(buf[s:e])
-    s, e = to_sp[0]
-    msg.to = parse_name_addr(buf[s:e])
+    if isinstance(msg, Request):
+        # requests: From/To validated now (RFC 4475 quotbal, baddn, badaspec answer 400)
+        s, e = from_sp[0]
+        msg.from_ = parse_name_addr(buf[s:e])
+        s, e = to_sp[0]
+        msg.to = parse_name_addr(buf[s:e])
+    else:
+        # responses: a proxy never reads their From/To (RFC 3261 §16.7); decoded on access
+        msg._from_span = from_sp[0]
+        msg._to_span = to_sp[0]
+        msg._from = None
+        msg._to = None
 
     if mf_sp is None:
         msg.max_forwards = None

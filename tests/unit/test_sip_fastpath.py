@@ -13,9 +13,21 @@ import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from proxy.metrics import Metrics
 from proxy.sip import message
-from proxy.sip.message import NameAddr, SIPError, Via, parse, parse_name_addr, split_commas
+from proxy.sip.core import CoreConfig, ProxyCore
+from proxy.sip.message import (
+    NameAddr,
+    Request,
+    Response,
+    SIPError,
+    Via,
+    parse,
+    parse_name_addr,
+    split_commas,
+)
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 _NEVER = re.compile(rb"(?!)")
@@ -154,3 +166,87 @@ def test_split_commas_single_value_fast_path() -> None:
     assert split_commas(b" <sip:10.0.0.1:5060;lr> ") == [b"<sip:10.0.0.1:5060;lr>"]
     assert split_commas(b'"a" <sip:x>') == [b'"a" <sip:x>']
     assert split_commas(b"  ") == []
+
+
+RESP = (
+    b"SIP/2.0 180 Ringing\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsc0011\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK-1;received=192.0.2.7\r\n"
+    b"From: %s\r\nTo: %s\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("value", NAME_ADDRS)
+def test_response_from_to_decoded_on_access_like_a_request(value: bytes) -> None:
+    # a response's From/To are parsed on first access (RFC 3261 §16.7: relayed by Via);
+    # the result is what parse_name_addr gives, and a broken value is SIPError(0)
+    resp = parse(RESP % (value, b"<sip:a@b>;tag=t"))
+    assert isinstance(resp, Response)
+    assert resp.to.tag == b"t"
+    want = _na(value)
+    try:
+        got: tuple[object, ...] = _na(resp.from_.raw)
+        assert resp.from_ is resp.from_  # decoded once
+    except SIPError as exc:
+        assert exc.status == 0
+        got = ("error", 400, exc.kind)
+    assert got == want
+    # the same value in a request is still validated by parse() itself (answered 400)
+    req = BASE.replace(b"From: <sip:x@y>;tag=1", b"From: " + value) + b"l: 0\r\n\r\n"
+    if want[0] == "error":
+        with pytest.raises(SIPError) as err:
+            parse(req)
+        assert (err.value.status, err.value.kind) == (400, want[2])
+    else:
+        parsed = parse(req)
+        assert isinstance(parsed, Request)
+        assert _na(parsed.from_.raw) == want
+
+
+def test_response_with_broken_from_and_foreign_via_still_dropped() -> None:
+    core = ProxyCore(CoreConfig("127.0.0.1", 5060, ("127.0.0.1", 5070)), lambda r, s, t: None)
+    data = (RESP % (b'"unbalanced <sip:a@b>', b"<sip:a@b>")).replace(
+        b"z9hG4bKsc0011", b"z9hG4bKxx0011"
+    )
+    core.datagram_received(data, ("127.0.0.1", 5070), "udp", 0.0)
+    assert core.datagrams_to_send() == []
+    assert core.stats.dropped["foreign_via"] == 1
+
+
+def _value(reg: CollectorRegistry, name: str, **labels: str) -> float:
+    v = reg.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def test_metrics_hot_counts_are_plain_ints_flushed_by_the_periodic_sync() -> None:
+    reg = CollectorRegistry()
+    m = Metrics(reg, worker=3)
+    for data in (
+        b"INVITE sip:a@b SIP/2.0\r\n",
+        b"INVITE sip:a@b SIP/2.0\r\n",
+        b"SIP/2.0 603 Decline\r\n",
+        b"SIP/2.0 180 Ringing\r\n",
+        b"FOO sip:a@b SIP/2.0\r\n",
+        b"SIP/2.0 999 Odd\r\n",
+        b"\r\n\r\n",
+    ):
+        m.count_out(data)
+    m.datagrams_in += 5
+    out = "sipscreen_sip_messages_total"
+    # nothing reaches Prometheus on the hot path
+    assert _value(reg, out, direction="out", kind="INVITE") == 0
+    assert _value(reg, "sipscreen_worker_datagrams_total", worker="3") == 0
+    m.sync_core_stats(None)
+    assert _value(reg, out, direction="out", kind="INVITE") == 2
+    assert _value(reg, out, direction="out", kind="6xx") == 1
+    assert _value(reg, out, direction="out", kind="1xx") == 1
+    assert _value(reg, out, direction="out", kind="OTHER") == 3
+    assert _value(reg, "sipscreen_worker_datagrams_total", worker="3") == 5
+    # a second sync adds only what was counted since
+    m.count_out(b"SIP/2.0 603 Decline\r\n")
+    m.datagrams_in += 1
+    m.sync_core_stats(None)
+    m.sync_core_stats(None)
+    assert _value(reg, out, direction="out", kind="6xx") == 2
+    assert _value(reg, out, direction="out", kind="INVITE") == 2
+    assert _value(reg, "sipscreen_worker_datagrams_total", worker="3") == 6
