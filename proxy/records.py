@@ -179,32 +179,76 @@ def _stream_id(ts: float | None, default: str) -> str:
     return default if ts is None else str(max(int(ts * 1000), 0))
 
 
+# Server-side filter for a traceback query (caller / provider / rule): one
+# page of XRANGE is scanned inside Redis and only the matching entries come
+# back, so a filtered export over a day of records moves a few rows, not
+# every record, through the client. A page is bounded (PAGE entries), so
+# Redis is never blocked for long. ARGV: lo, hi, count, caller, provider,
+# rule ("" = any). Returns {last id of the page, page size, matches}.
+_FILTER_PAGE = """
+local page = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]))
+local out = {}
+local last = ''
+for _, e in ipairs(page) do
+  last = e[1]
+  local f = e[2]
+  local c, p, r = '', '', ''
+  for j = 1, #f, 2 do
+    local k = f[j]
+    if k == 'caller' then c = f[j + 1]
+    elseif k == 'provider' then p = f[j + 1]
+    elseif k == 'rule' then r = f[j + 1] end
+  end
+  if (ARGV[4] == '' or c == ARGV[4]) and (ARGV[5] == '' or p == ARGV[5])
+      and (ARGV[6] == '' or r == ARGV[6]) then
+    out[#out + 1] = e
+  end
+end
+return {last, #page, out}
+"""
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _entry(sid: Any, fields: Any) -> tuple[str, dict[str, str]]:
+    if isinstance(fields, list):  # from the script: a flat [k1, v1, k2, v2, ...]
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    return _text(sid), {_text(k): _text(v) for k, v in (fields or {}).items()}
+
+
 async def _records(
     redis: aioredis.Redis,
     prefix: str,
     since: float | None,
     until: float | None,
+    caller: str | None = None,
+    provider: str | None = None,
+    rule: str | None = None,
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """The records between two times, in order; with a filter, only those
+    that match it (filtered inside Redis, a page at a time)."""
     key = prefix + STREAM
     lo = _stream_id(since, "-")
     hi = _stream_id(until, "+")
+    filtered = caller is not None or provider is not None or rule is not None
     while True:
-        page = await redis.xrange(key, min=lo, max=hi, count=PAGE)
-        if not page:
+        if filtered:
+            last, n, page = await cast(Any, redis).eval(
+                _FILTER_PAGE, 1, key, lo, hi, PAGE, caller or "", provider or "", rule or ""
+            )
+            for sid, fields in page:
+                yield _entry(sid, fields)
+            last_s = _text(last)
+        else:
+            entries = await redis.xrange(key, min=lo, max=hi, count=PAGE) or []
+            n = len(entries)
+            for sid, fields in entries:
+                yield _entry(sid, fields)
+            last_s = _text(entries[-1][0]) if entries else ""
+        if n < PAGE or not last_s:
             return
-        for sid, fields in page:
-            sid_s = sid.decode() if isinstance(sid, bytes) else str(sid)
-            rec = {
-                (k.decode() if isinstance(k, bytes) else str(k)): (
-                    v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                )
-                for k, v in (fields or {}).items()
-            }
-            yield sid_s, rec
-        if len(page) < PAGE:
-            return
-        last = page[-1][0]
-        last_s = last.decode() if isinstance(last, bytes) else str(last)
         lo = "(" + last_s  # exclusive start (Redis >= 6.2)
 
 
@@ -234,8 +278,8 @@ async def export(
     if fmt == "csv":
         writer.writerow(("id", *FIELDS))
         yield buf.getvalue()
-    async for sid, rec in _records(redis, prefix, since, until):
-        if not _match(rec, caller, provider, rule):
+    async for sid, rec in _records(redis, prefix, since, until, caller, provider, rule):
+        if not _match(rec, caller, provider, rule):  # records missing a field
             continue
         if fmt == "json":
             yield json.dumps({"id": sid, **rec}, separators=(",", ":")) + "\n"
@@ -255,7 +299,7 @@ async def summary(
 ) -> dict[tuple[str, str, str], int]:
     """Counts of one provider's records by (day, rule, action)."""
     out: dict[tuple[str, str, str], int] = {}
-    async for sid, rec in _records(redis, prefix, since, until):
+    async for sid, rec in _records(redis, prefix, since, until, provider=provider):
         if rec.get("provider") != provider:
             continue
         # The decision's own time (a replay clock may differ from the

@@ -117,3 +117,35 @@ async def test_run_flushes_in_background(prefix: str, operator: aioredis.Redis) 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_filtered_export_across_pages_matches_client_side_filter(
+    prefix: str, operator: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The traceback filter runs inside Redis a page at a time: pages with no
+    match, matches on page boundaries and the last short page all count."""
+    import proxy.records as records_mod
+
+    monkeypatch.setattr(records_mod, "PAGE", 7)
+    key = prefix + "records"
+    for i in range(50):
+        await operator.xadd(
+            key,
+            {
+                "caller": f"+1310555{i % 5:04d}",
+                "provider": "pz" if i % 3 == 0 else "acme",
+                "rule": "notice_k4" if i % 2 == 0 else "default",
+            },
+        )
+    r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        everything = [json.loads(x) async for x in export(r, prefix, fmt="json")]
+        assert len(everything) == 50
+        for filt in ({"caller": "+13105550003"}, {"provider": "pz", "rule": "notice_k4"}):
+            got = [json.loads(x) async for x in export(r, prefix, fmt="json", **filt)]
+            want = [e for e in everything if all(e[k] == v for k, v in filt.items())]
+            assert got == want and got
+        none = [x async for x in export(r, prefix, fmt="json", provider="nobody")]
+        assert none == []
+    finally:
+        await r.aclose()
