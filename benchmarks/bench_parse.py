@@ -13,16 +13,27 @@ empty loop of the same batch size, so a noisy run can be judged. With
 ``--runs N`` the whole set is run N times and the median of the per-run
 medians is printed at the end. Not a test: it never gates CI.
 
+With ``--callgrind`` each operation is instead counted in instructions under
+Valgrind's callgrind (stable on a noisy machine): the script reruns itself
+with ``--case I --iters N`` for two values of N, and the difference divided by
+the difference in N is the cost of one operation, setup and interpreter
+start-up cancelled out.
+
     python3 benchmarks/bench_parse.py [--seconds 1] [--runs 3]
+    python3 benchmarks/bench_parse.py --callgrind [--iters 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -120,12 +131,74 @@ def _in_dialog(method: bytes, cseq: int) -> bytes:
     ) % (method, cseq, method, cseq, method)
 
 
+def _cases(
+    core: ProxyCore, ok: bytes, ack: bytes, bye: bytes
+) -> list[tuple[str, Callable[[], object]]]:
+    def relay(data: bytes, src: tuple[str, int]) -> Callable[[], None]:
+        def run() -> None:
+            core.datagram_received(data, src, "udp", 0.0)
+            core._out.clear()
+
+        return run
+
+    return [
+        ("empty loop (baseline)", _empty),
+        ("parse INVITE", lambda: parse(INVITE)),
+        (
+            "parse INVITE + From/PAI/Identity",
+            lambda: (lambda m: (m.from_.user, m.pai, m.identity))(parse(INVITE)),
+        ),
+        ("parse 200 OK", lambda: parse(ok)),
+        ("parse ACK (in-dialog)", lambda: parse(ack)),
+        ("parse BYE (in-dialog)", lambda: parse(bye)),
+        ("core: forward INVITE", relay(INVITE, SRC)),
+        ("core: relay 200 OK", relay(ok, SS)),
+        ("core: relay ACK (in-dialog)", relay(ack, SRC)),
+        ("core: relay BYE (in-dialog)", relay(bye, SRC)),
+    ]
+
+
+def _instructions(case: int, iters: int) -> int:
+    """Instructions callgrind counts for one run of this script with ``iters`` operations."""
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--case",
+        str(case),
+        "--iters",
+        str(iters),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if m is None:
+        raise RuntimeError("no callgrind total in: " + out.stderr[-500:])
+    return int(m.group(1))
+
+
+def _callgrind(cases: list[tuple[str, Callable[[], object]]], iters: int) -> None:
+    """Instructions per operation: (count at 2N - count at N) / N, start-up cancelled."""
+    print(f"callgrind: instructions per operation ({iters} vs {2 * iters} operations)")
+    jobs = [(i, n) for i in range(len(cases)) for n in (iters, 2 * iters)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        counts = dict(zip(jobs, pool.map(lambda j: _instructions(*j), jobs), strict=True))
+    for i, (name, _) in enumerate(cases):
+        per = (counts[i, 2 * iters] - counts[i, iters]) / iters
+        print(f"{name:<34} {per:10.0f} instructions")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=1.0, help="per line (bounded)")
     ap.add_argument("--runs", type=int, default=1, help="repeat the set, report medians")
+    ap.add_argument("--callgrind", action="store_true", help="count instructions per operation")
+    ap.add_argument("--iters", type=int, default=2000, help="operations per callgrind run")
+    ap.add_argument("--case", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     runs = max(1, min(args.runs, 20))
+    iters = max(1, min(args.iters, 100_000))
 
     core = ProxyCore(CoreConfig("10.0.0.1", 5060, SS), _screen)
     core.datagram_received(INVITE, SRC, "udp", 0.0)
@@ -154,31 +227,21 @@ def main() -> None:
     for data, src in ((ok, SS), (ack, SRC), (bye, SRC)):
         core.datagram_received(data, src, "udp", 0.0)
         assert len(core.datagrams_to_send()) == 1, data[:20]
+    if args.case >= 0:
+        # one callgrind measurement: run case ``args.case`` ``iters`` times, print nothing
+        fn = _cases(core, ok, ack, bye)[args.case][1]
+        for _ in range(iters):
+            fn()
+        return
     print(
         f"INVITE {len(INVITE)} bytes, 200 OK {len(ok)} bytes, ACK {len(ack)} bytes, "
         f"BYE {len(bye)} bytes, Python {sys.version.split()[0]}"
     )
 
-    def relay(data: bytes, src: tuple[str, int]) -> Callable[[], None]:
-        def run() -> None:
-            core.datagram_received(data, src, "udp", 0.0)
-            core._out.clear()
-
-        return run
-
-    cases: list[tuple[str, Callable[[], object]]] = [
-        ("empty loop (baseline)", _empty),
-        ("parse INVITE", lambda: parse(INVITE)),
-        (
-            "parse INVITE + From/PAI/Identity",
-            lambda: (lambda m: (m.from_.user, m.pai, m.identity))(parse(INVITE)),
-        ),
-        ("parse 200 OK", lambda: parse(ok)),
-        ("core: forward INVITE", relay(INVITE, SRC)),
-        ("core: relay 200 OK", relay(ok, SS)),
-        ("core: relay ACK (in-dialog)", relay(ack, SRC)),
-        ("core: relay BYE (in-dialog)", relay(bye, SRC)),
-    ]
+    cases = _cases(core, ok, ack, bye)
+    if args.callgrind:
+        _callgrind(cases, iters)
+        return
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in cases}
     for r in range(runs):
         if runs > 1:
