@@ -42,6 +42,7 @@ from prometheus_client import values as _prom_values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from proxy.sip.message import METHODS as SIP_METHODS
 from rules.verdict import Rule
 
 __all__ = [
@@ -72,23 +73,9 @@ DECISION_BUCKETS = (
     1e-2,
 )
 
-# RFC 3261 §7.1 methods plus the common extensions; anything else is OTHER.
-METHODS = (
-    "INVITE",
-    "ACK",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "REGISTER",
-    "PRACK",
-    "UPDATE",
-    "INFO",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "REFER",
-    "MESSAGE",
-    "PUBLISH",
-)
+# RFC 3261 §7.1 methods plus the common extensions (the parser's list);
+# anything else is OTHER.
+METHODS = tuple(sorted(m.decode() for m in SIP_METHODS))
 # RFC 3261 §7.2: responses by status class.
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 MESSAGE_KINDS = METHODS + ("OTHER",) + STATUS_CLASSES

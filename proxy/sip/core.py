@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from .message import (
+    METHODS,
     Request,
     Response,
     SIPError,
@@ -80,24 +81,7 @@ ERROR_TO_TAG = b"sc-err"  # To tag of answers to unparseable requests
 _CLASS_LABELS = ("", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 _SCHEMES = frozenset((b"sip", b"sips", b"tel"))
 _DIALOG_CREATING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
-_METHOD_LABELS = {
-    m: m.decode()
-    for m in (
-        b"INVITE",
-        b"ACK",
-        b"BYE",
-        b"CANCEL",
-        b"OPTIONS",
-        b"REGISTER",
-        b"PRACK",
-        b"UPDATE",
-        b"INFO",
-        b"SUBSCRIBE",
-        b"NOTIFY",
-        b"REFER",
-        b"MESSAGE",
-    )
-}
+_METHOD_LABELS = {m: m.decode() for m in sorted(METHODS)}
 _ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY\r\n"
 _OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
 _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"

@@ -879,7 +879,8 @@ def parse(data: bytes) -> Request | Response:
     return _parse(data, True)
 
 
-_METHODS = frozenset(
+# Methods of RFC 3261 and its extensions (also the core's metric labels).
+METHODS = frozenset(
     (
         b"INVITE",
         b"ACK",
@@ -912,7 +913,7 @@ def _request_line(line: bytes) -> Request:
         method = line[:sp1]
         ruri = line[sp1 + 1 : sp2]
         version = line[sp2 + 1 :]
-    if method not in _METHODS and method.translate(None, _TOKEN):
+    if method not in METHODS and method.translate(None, _TOKEN):
         raise _bad("bad_request_line", "method is not a token")
     if version != b"SIP/2.0":
         # RFC 3261 §8.2.2... badvers: a well-formed other version is 505
