@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.sip.core import Answer
+from proxy.sip.message import Request
 from rules.engine import decide
 from rules.facts import CallFacts
 from rules.numbers import normalise
@@ -73,12 +74,8 @@ def _iso_ms(ts: float) -> str:
     )
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("latin-1")
-    return str(value)
+def _text(value: bytes) -> str:
+    return value.decode("latin-1")
 
 
 def uri_of(value: str) -> str:
@@ -96,43 +93,27 @@ def uri_of(value: str) -> str:
     return (value[:semi] if semi >= 0 else value).strip()
 
 
-def caller_from_request(req: Any) -> str | None:
+def caller_from_request(req: Request) -> str | None:
     """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From."""
-    pai = getattr(req, "pai", None)
-    if pai:
-        # The parser splits comma-separated entries (RFC 3325 §9.1 allows one
-        # sip: and one tel: identity): take the first one with a number.
-        for raw in pai:
-            num = normalise(uri_of(_text(raw)))
-            if num is not None:
-                return num
-    frm = getattr(req, "from_", None)
-    if frm is None:
-        return None
-    user = getattr(frm, "user", None)
-    if user:
-        return normalise(_text(user))
-    uri = getattr(frm, "uri", None)
-    return normalise(_text(uri)) if uri else None
+    # The parser splits comma-separated entries (RFC 3325 §9.1 allows one
+    # sip: and one tel: identity): take the first one with a number.
+    for raw in req.pai:
+        num = normalise(uri_of(_text(raw)))
+        if num is not None:
+            return num
+    frm = req.from_
+    return normalise(_text(frm.user or frm.uri))
 
 
-def _callee(req: Any) -> str | None:
-    ruri = getattr(req, "ruri", None)
-    user = getattr(ruri, "user", None)
-    if user:
-        return normalise(_text(user))
-    if ruri is not None and not isinstance(ruri, (str, bytes, bytearray)):
-        ruri = getattr(ruri, "raw", ruri)
-    num = normalise(_text(ruri)) if ruri is not None else None
-    if num is None:
-        to = getattr(req, "to", None)
-        tu = getattr(to, "user", None)
-        if tu:
-            num = normalise(_text(tu))
+def _callee(req: Request) -> str | None:
+    """Callee: the Request-URI's number, else the To header's."""
+    num = normalise(_text(req.ruri))
+    if num is None and req.to.user:
+        num = normalise(_text(req.to.user))
     return num
 
 
-def _private(privacy: Any) -> bool:
+def _private(privacy: bytes | None) -> bool:
     # RFC 3323 §4.2: Privacy = priv-value *(";" priv-value); "id" (RFC 3325)
     # and "user" ask to hide the caller's identity from the callee.
     if not privacy:
@@ -187,7 +168,7 @@ class Screener:
 
     # -- facts --------------------------------------------------------------
 
-    def provider_for(self, req: Any, source_ip: str) -> str | None:
+    def provider_for(self, req: Request, source_ip: str) -> str | None:
         """Upstream provider: trusted SBC header, else trunk map by source IP."""
         if self._trusted_header is not None and self.config.is_trusted_source(source_ip):
             values = req.header(self._trusted_header)
@@ -195,7 +176,7 @@ class Screener:
                 return _text(values[0]).strip() or None
         return self._trunk_lookup(source_ip)
 
-    def facts_for(self, req: Any, src: tuple[str, int]) -> CallFacts:
+    def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         return CallFacts(
             caller_from_request(req),
@@ -204,12 +185,12 @@ class Screener:
             source_ip,
             _text(req.call_id),
             None,  # OCN: from a verified SHAKEN Identity only (RFC 8588)
-            _private(getattr(req, "privacy", None)),
+            _private(req.privacy),
         )
 
     # -- the hot path ----------------------------------------------------------
 
-    def __call__(self, req: Any, src: tuple[str, int], transport: str) -> Answer | None:
+    def __call__(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
         store = self.store
         if not store.loaded:
             if self._closed:
