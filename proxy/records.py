@@ -252,14 +252,6 @@ async def _records(
         lo = "(" + last_s  # exclusive start (Redis >= 6.2)
 
 
-def _match(rec: dict[str, str], caller: str | None, provider: str | None, rule: str | None) -> bool:
-    return (
-        (caller is None or rec.get("caller") == caller)
-        and (provider is None or rec.get("provider") == provider)
-        and (rule is None or rec.get("rule") == rule)
-    )
-
-
 async def export(
     redis: aioredis.Redis,
     prefix: str,
@@ -279,8 +271,6 @@ async def export(
         writer.writerow(("id", *FIELDS))
         yield buf.getvalue()
     async for sid, rec in _records(redis, prefix, since, until, caller, provider, rule):
-        if not _match(rec, caller, provider, rule):  # records missing a field
-            continue
         if fmt == "json":
             yield json.dumps({"id": sid, **rec}, separators=(",", ":")) + "\n"
         else:
@@ -300,8 +290,6 @@ async def summary(
     """Counts of one provider's records by (day, rule, action)."""
     out: dict[tuple[str, str, str], int] = {}
     async for sid, rec in _records(redis, prefix, since, until, provider=provider):
-        if rec.get("provider") != provider:
-            continue
         # The decision's own time (a replay clock may differ from the
         # stream id, which is when the record was written).
         day = rec.get("ts", "")[:10]
