@@ -140,7 +140,6 @@ def child(prefix: str, n: int, calls: int, blocked_pct: float) -> dict[str, Any]
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="    %(asctime)s %(name)s %(message)s"
     )
-    mode = "python"
     base = _status()
     store = store_mod.SnapshotStore(
         URL, prefix, emergency=frozenset({"911", "933"}), k4_deadline="report"
@@ -206,7 +205,6 @@ def child(prefix: str, n: int, calls: int, blocked_pct: float) -> dict[str, Any]
 
     return {
         "n": n,
-        "mode": mode,
         "load_s": load_s,
         "cpu_s": cpu_s,
         "redis_s": redis_s,
@@ -228,15 +226,12 @@ def child(prefix: str, n: int, calls: int, blocked_pct: float) -> dict[str, Any]
 # -- parent ----------------------------------------------------------------------
 
 
-def run_child(prefix: str, n: int, a: argparse.Namespace, mode: str) -> dict[str, Any]:
-    env = dict(os.environ)
+def run_child(prefix: str, n: int, a: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", prefix, "--size", str(n)]
     cmd += ["--calls", str(a.calls), "--blocked-pct", str(a.blocked_pct)]
-    proc = subprocess.run(
-        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, timeout=a.timeout, check=False
-    )
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, timeout=a.timeout, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"child for {n} ({mode}) exited {proc.returncode}")
+        raise RuntimeError(f"child for {n} exited {proc.returncode}")
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
     return result
 
@@ -244,7 +239,7 @@ def run_child(prefix: str, n: int, a: argparse.Namespace, mode: str) -> dict[str
 def table(rows: list[dict[str, Any]]) -> str:
     mib = 1 << 20
     head = (
-        f"{'callers':>10} {'build':>6} {'load s':>7} {'cpu s':>6} {'redis s':>7} "
+        f"{'callers':>10} {'load s':>7} {'cpu s':>6} {'redis s':>7} "
         f"{'RSS MiB':>8} {'HWM MiB':>8} {'+RSS MiB':>8} {'B/entry':>7} "
         f"{'p50 µs':>7} {'p99 µs':>7} {'p99.9':>7} {'calls/s':>9}"
     )
@@ -252,7 +247,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         grow = r["rss"] - r["rss_base"]
         lines.append(
-            f"{r['n']:>10,} {r['mode']:>6} {r['load_s']:>7.2f} {r['cpu_s']:>6.2f} "
+            f"{r['n']:>10,} {r['load_s']:>7.2f} {r['cpu_s']:>6.2f} "
             f"{r['redis_s']:>7.2f} {r['rss'] / mib:>8.0f} {r['hwm'] / mib:>8.0f} "
             f"{grow / mib:>8.0f} {grow / r['n']:>7.1f} {r['p50_us']:>7.2f} "
             f"{r['p99_us']:>7.2f} {r['p999_us']:>7.2f} {r['calls_per_s']:>9,.0f}"
@@ -277,17 +272,15 @@ def main() -> None:
         raise SystemExit(128 + signum)  # so the finally below deletes the keys
 
     signal.signal(signal.SIGTERM, on_term)
-    modes = ["python"]
     rows: list[dict[str, Any]] = []
     for n in (parse_size(s) for s in a.sizes.split(",")):
         prefix = f"sipscreen-bench-load-{uuid.uuid4().hex}:"
         try:
             secs = seed(prefix + "block:caller", n, a.timeout)
             print(f"seeded {n:,} blocked callers in {secs:.1f}s", flush=True)
-            for mode in modes:
-                row = run_child(prefix, n, a, mode)
-                rows.append(row)
-                print(table([row]).splitlines()[-1], flush=True)
+            row = run_child(prefix, n, a)
+            rows.append(row)
+            print(table([row]).splitlines()[-1], flush=True)
         finally:
             cleanup(prefix)
     print()
