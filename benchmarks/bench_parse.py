@@ -132,12 +132,12 @@ def _in_dialog(method: bytes, cseq: int) -> bytes:
 
 
 def _cases(
-    core: ProxyCore, ok: bytes, ack: bytes, bye: bytes
+    core: ProxyCore, full: ProxyCore, ok: bytes, ack: bytes, bye: bytes
 ) -> list[tuple[str, Callable[[], object]]]:
-    def relay(data: bytes, src: tuple[str, int]) -> Callable[[], None]:
+    def relay(data: bytes, src: tuple[str, int], c: ProxyCore = core) -> Callable[[], None]:
         def run() -> None:
-            core.datagram_received(data, src, "udp", 0.0)
-            core._out.clear()
+            c.datagram_received(data, src, "udp", 0.0)
+            c._out.clear()
 
         return run
 
@@ -155,6 +155,10 @@ def _cases(
         ("core: relay 200 OK", relay(ok, SS)),
         ("core: relay ACK (in-dialog)", relay(ack, SRC)),
         ("core: relay BYE (in-dialog)", relay(bye, SRC)),
+        # the same three with the lean relay off (proxy/sip/relay.py): full parse
+        ("core, full parse: relay 200 OK", relay(ok, SS, full)),
+        ("core, full parse: relay ACK", relay(ack, SRC, full)),
+        ("core, full parse: relay BYE", relay(bye, SRC, full)),
     ]
 
 
@@ -201,6 +205,7 @@ def main() -> None:
     iters = max(1, min(args.iters, 100_000))
 
     core = ProxyCore(CoreConfig("10.0.0.1", 5060, SS), _screen)
+    full = ProxyCore(CoreConfig("10.0.0.1", 5060, SS, lean_relay=False), _screen)
     core.datagram_received(INVITE, SRC, "udp", 0.0)
     [(fwd, _, _)] = core.datagrams_to_send()
     req = parse(fwd)
@@ -226,10 +231,11 @@ def main() -> None:
     # sanity: every scenario produces exactly one datagram
     for data, src in ((ok, SS), (ack, SRC), (bye, SRC)):
         core.datagram_received(data, src, "udp", 0.0)
-        assert len(core.datagrams_to_send()) == 1, data[:20]
+        full.datagram_received(data, src, "udp", 0.0)
+        assert core.datagrams_to_send() == full.datagrams_to_send(), data[:20]
     if args.case >= 0:
         # one callgrind measurement: run case ``args.case`` ``iters`` times, print nothing
-        fn = _cases(core, ok, ack, bye)[args.case][1]
+        fn = _cases(core, full, ok, ack, bye)[args.case][1]
         for _ in range(iters):
             fn()
         return
@@ -238,7 +244,7 @@ def main() -> None:
         f"BYE {len(bye)} bytes, Python {sys.version.split()[0]}"
     )
 
-    cases = _cases(core, ok, ack, bye)
+    cases = _cases(core, full, ok, ack, bye)
     if args.callgrind:
         _callgrind(cases, iters)
         return

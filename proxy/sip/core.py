@@ -60,6 +60,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
+from .relay import scan_response
 from .transaction import MAGIC_COOKIE, Out, TransactionTable, TxEvent, transaction_key
 
 __all__ = [
@@ -115,6 +116,9 @@ class CoreConfig:
     # §18.2.1 sent-by), so the responses of a transaction come back to the
     # worker that forwarded it, in order; None = listen_port (one worker).
     relay_port: int | None = None
+    # Relay responses in their common shape without the full parse
+    # (proxy/sip/relay.py); False = full parse of every message.
+    lean_relay: bool = True
 
 
 class CoreStats:
@@ -315,6 +319,8 @@ class ProxyCore:
                 selves.add((name.strip("[]").lower().encode(), config.listen_port))
         self._selves = frozenset(selves)
         self._ss = (config.softswitch[0], int(config.softswitch[1]))
+        self._lean = config.lean_relay
+        self._our_via = self._via["udp"]
 
     # --- adapter API -------------------------------------------------------
 
@@ -359,6 +365,14 @@ class ProxyCore:
     def _receive(
         self, data: bytes, src: tuple[str, int], transport: str, now: float, handed: bool
     ) -> None:
+        if self._lean:
+            # proxy/sip/relay.py: the common shape of what is only relayed
+            r = scan_response(data, self._our_via)
+            if r is not None:
+                status, nxt, cut = r
+                self.stats.responses_in[_CLASS_LABELS[status // 100]] += 1
+                self._relay_response(data, nxt, cut)
+                return
         try:
             msg = parse(data)
         except SIPError as exc:
@@ -497,18 +511,8 @@ class ProxyCore:
             return
 
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
-        routes: list[bytes] = []
         route_spans = req._hdrs.get(b"route")
-        n_ours = 0
-        if route_spans is not None:
-            buf = req._buf
-            for rs, re_ in route_spans:
-                routes.extend(split_commas(buf[rs:re_].strip()))
-            while n_ours < len(routes):
-                h, p, _ = _route_target(routes[n_ours])
-                if not self._is_self(h, p):
-                    break
-                n_ours += 1
+        routes, n_ours = self._our_routes(req._buf, route_spans)
         # the Request-URI target, decoded only when routing needs it
         rtarget: tuple[bytes, int | None, bytes | None] | None = None
 
@@ -539,38 +543,10 @@ class ProxyCore:
                 )
                 return
 
-        # Where does it go?
-        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
-        # is "from the softswitch" only when it comes over UDP from that very
-        # address and port; anything else, TCP callers included, goes to it.
-        ss = self._ss
-        out_transport = transport
-        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
-            dest: tuple[str, int] = ss
-            out_transport = "udp"
-        else:
-            if n_ours < len(routes):
-                nh, np_, nt = _route_target(routes[n_ours])
-            else:
-                if rtarget is None:
-                    rtarget = self._ruri_target(ruri)
-                nh, np_, nt = rtarget
-            ip, bad = _classify_host(nh)
-            if ip is None:
-                self._drop("unroutable")  # no DNS here
-                return
-            if bad:
-                self._drop("broadcast")
-                return
-            dest = (ip, np_ or 5060)
-            if nt is not None:
-                if nt not in (b"udp", b"tcp"):
-                    self._drop("unsupported_transport")
-                    return
-                out_transport = nt.decode()
-            if self._is_self(nh, np_):
-                self._drop("loop")
-                return
+        where = self._next_hop(routes, n_ours, ruri, rtarget, src, transport)
+        if where is None:
+            return
+        dest, out_transport = where
 
         # Screening (initial INVITEs only; in-dialog requests are never screened)
         if initial and method == b"INVITE":
@@ -598,12 +574,66 @@ class ProxyCore:
 
         self._out.append(
             (
-                self._forward_bytes(req, src, transport, out_transport, routes, n_ours),
+                self._forward_bytes(req, src, transport, out_transport, n_ours),
                 dest,
                 out_transport,
             )
         )
         st.forwarded_requests += 1
+
+    def _next_hop(
+        self,
+        routes: list[bytes],
+        n_ours: int,
+        ruri: bytes,
+        rtarget: tuple[bytes, int | None, bytes | None] | None,
+        src: tuple[str, int],
+        transport: str,
+    ) -> tuple[tuple[str, int], str] | None:
+        """(destination, transport) of a request, or None when it is dropped (counted)."""
+        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
+        # is "from the softswitch" only when it comes over UDP from that very
+        # address and port; anything else, TCP callers included, goes to it.
+        ss = self._ss
+        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
+            return ss, "udp"
+        if n_ours < len(routes):
+            nh, np_, nt = _route_target(routes[n_ours])
+        else:
+            nh, np_, nt = rtarget if rtarget is not None else self._ruri_target(ruri)
+        ip, bad = _classify_host(nh)
+        if ip is None:
+            self._drop("unroutable")  # no DNS here
+            return None
+        if bad:
+            self._drop("broadcast")
+            return None
+        out_transport = transport
+        if nt is not None:
+            if nt not in (b"udp", b"tcp"):
+                self._drop("unsupported_transport")
+                return None
+            out_transport = nt.decode()
+        if self._is_self(nh, np_):
+            self._drop("loop")
+            return None
+        return (ip, np_ or 5060), out_transport
+
+    def _our_routes(
+        self, raw: bytes, route_spans: list[tuple[int, int]] | None
+    ) -> tuple[list[bytes], int]:
+        """Route entries (RFC 3261 §16.4) and how many of the top ones name us."""
+        routes: list[bytes] = []
+        n_ours = 0
+        if route_spans is not None:
+            for rs, re_ in route_spans:
+                routes.extend(split_commas(raw[rs:re_].strip()))
+            while n_ours < len(routes):
+                h, p, _ = _route_target(routes[n_ours])
+                if not self._is_self(h, p):
+                    break
+                n_ours += 1
+        return routes, n_ours
 
     @staticmethod
     def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:
@@ -638,15 +668,48 @@ class ProxyCore:
         src: tuple[str, int],
         transport: str,
         out_transport: str,
-        routes: list[bytes],
         n_ours: int,
     ) -> bytes:
-        raw = req.raw
-        eol = req._hstart  # just past the start line's CRLF
+        hdrs = req._hdrs
+        mf_spans = hdrs.get(b"max-forwards")
+        return self._splice(
+            req.raw,
+            req._buf,
+            req._hstart,
+            req.vias[0],
+            src,
+            transport,
+            out_transport,
+            self._branch(req),
+            req.max_forwards,
+            mf_spans[0] if mf_spans else (0, 0),
+            hdrs.get(b"route"),
+            n_ours,
+            self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING,
+        )
+
+    def _splice(
+        self,
+        raw: bytes,
+        buf: bytes,
+        eol: int,
+        top: Via,
+        src: tuple[str, int],
+        transport: str,
+        out_transport: str,
+        branch: bytes,
+        mf: int | None,
+        mf_span: tuple[int, int],
+        route_spans: list[tuple[int, int]] | None,
+        n_ours: int,
+        record_route: bool,
+    ) -> bytes:
+        """The forwarded request: ``raw`` with our edits spliced in at the parsed
+        offsets (``eol``: just past the start line's CRLF; ``buf``: the header
+        block with folding blanked, same offsets)."""
         edits: list[tuple[int, int, bytes]] = []
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
-        top = req.vias[0]
         src_ip = src[0]
         host = top.host.decode("latin-1")
         need_received = host != src_ip and host.lower() != src_ip.lower()
@@ -666,23 +729,21 @@ class ProxyCore:
             edits.append((e0, e0, b";received=" + src_ip.encode()))
 
         # RFC 3261 §16.6 step 3: Max-Forwards
-        added = self._via[out_transport] + self._branch(req) + b"\r\n"
-        mf = req.max_forwards
+        added = self._via[out_transport] + branch + b"\r\n"
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            s, e = req._hdrs[b"max-forwards"][0]
-            edits.append((s, e, b" %d" % (mf - 1)))
+            edits.append((mf_span[0], mf_span[1], b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
-        if n_ours:
+        if n_ours and route_spans:
             removed = 0
-            for s, e in req._hdrs[b"route"]:
+            for s, e in route_spans:
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])
                 if len(entries) + removed <= n_ours:
-                    edits.append((req.header_line_start(s), e + 2, b""))
+                    edits.append((buf.rfind(b"\r\n", 0, s) + 2, e + 2, b""))
                     removed += len(entries)
                 else:
                     # remove only the first entries of this line: up to the k-th comma
@@ -695,7 +756,7 @@ class ProxyCore:
                     removed = n_ours
 
         # RFC 3261 §16.6 step 4: Record-Route dialog-creating requests
-        if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
+        if record_route:
             added += self._rr[out_transport]
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
@@ -712,8 +773,7 @@ class ProxyCore:
 
     def _response(self, resp: Response) -> None:
         st = self.stats
-        cls = resp.status // 100
-        st.responses_in[_CLASS_LABELS[cls]] += 1
+        st.responses_in[_CLASS_LABELS[resp.status // 100]] += 1
         vias = resp.vias
         top = vias[0]
         # RFC 3261 §16.7 step 1: the top Via must be ours
@@ -730,6 +790,14 @@ class ProxyCore:
             self._drop("no_next_via")
             return
         nxt = vias[1]
+        if nxt.line == top.line:
+            cut = (top.span[0], nxt.span[0])
+        else:
+            cut = top.line
+        self._relay_response(resp.raw, nxt, cut)
+
+    def _relay_response(self, raw: bytes, nxt: Via, cut: tuple[int, int]) -> None:
+        """Send ``raw`` without ``raw[cut]`` (our Via) to the next Via (RFC 3261 §16.7)."""
         # RFC 3581 §4 / RFC 3261 §18.2.2: received, rport, else sent-by
         host = nxt.received or nxt.host
         ip, bad = _classify_host(host)
@@ -751,10 +819,5 @@ class ProxyCore:
         else:
             self._drop("unsupported_transport")
             return
-        raw = resp.raw
-        if nxt.line == top.line:
-            cut = (top.span[0], nxt.span[0])
-        else:
-            cut = top.line
-        st.forwarded_responses += 1
+        self.stats.forwarded_responses += 1
         self._out.append((raw[: cut[0]] + raw[cut[1] :], (ip, port), transport))

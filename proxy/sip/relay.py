@@ -1,0 +1,119 @@
+"""Lean relay of responses: find our Via and the next one, parse nothing else.
+
+How this works: three of the six messages of a call (180, 200, and the 200 to
+the BYE) are responses the proxy only relays back (RFC 3261 §16.7): it checks
+that the top Via is its own, removes it, and sends the rest to the address of
+the next Via (``received``/``rport``, RFC 3581 §4). ``scan_response`` finds
+exactly that with a handful of ``bytes`` operations when the response is in
+its common shape, and returns ``None`` the moment anything is unusual; the
+core then runs the full parser (proxy/sip/message.py) on the same bytes, so
+an unusual response costs a little more and is treated exactly as before.
+
+The common shape (else ``None``): status line ``SIP/2.0 NNN reason``; our own
+Via as the first header line (this worker's exact prefix, then the
+16-character branch tail we wrote); the next Via right after it, on the same
+line after ``, `` (SIPp's ``[last_Via:]``) or alone on the next line spelled
+``Via:``, one value in the parser's common shape (``message._VIA_RE``), not
+folded; Content-Length, when spelled so, equal to the body, and no body
+without it (RFC 3261 §18.3).
+
+Like Kamailio's lazy parser, the lean relay does not validate the headers it
+does not read (From, To, Call-ID, CSeq, the rest): a response broken there is
+passed on to the caller instead of being dropped. Requests always get the full
+parse: the initial INVITE is the screening point, and an in-dialog request
+scanned with ``find`` cost as many instructions as the full parse here
+(benchmarks/RESULTS.md, optimisation log). tests/unit/test_sip_relay.py checks
+that the core sends exactly the same bytes with and without the lean relay,
+for every RFC 4475 message and for mutations of real responses.
+"""
+
+from __future__ import annotations
+
+from .message import _VIA_RE, SIPError, Via, _params
+
+__all__ = ["scan_response"]
+
+
+def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
+    """The Via value data[s:e] in the parser's common shape (message._VIA_RE), else None."""
+    v = data[s:e]
+    if b"," in v or b'"' in v:
+        return None  # several values on one line, or a quoted parameter
+    m = _VIA_RE.match(v)
+    if m is None:
+        return None
+    transport, sent_by, host, ps, ptext = m.groups()
+    port = None if ps is None else int(ps)
+    if port is not None and not 0 < port <= 65535:
+        return None
+    if ptext is None:
+        params: dict[bytes, bytes | None] = {}
+    elif ptext[:7] == b"branch=" and b";" not in ptext and b"=" not in ptext[7:]:
+        params = {b"branch": ptext[7:]}  # the most common shape, as _params gives it
+    else:
+        try:
+            params = _params(ptext, "bad_via")
+        except SIPError:
+            return None
+        if not params:
+            return None
+    return Via(transport, host, port, sent_by, params, (s, e), line)
+
+
+def _line(data: bytes, key: bytes, start: int, hend: int) -> tuple[int, int]:
+    """[start, end) of the value of the first header line ``key`` (b"\\r\\nName:"), or (-1, -1)."""
+    i = data.find(key, start, hend)
+    if i < 0:
+        return -1, -1
+    s = i + len(key)
+    return s, data.find(b"\r\n", s)
+
+
+def _length_ok(data: bytes, eol: int, hend: int) -> bool:
+    """Content-Length, when spelled so, equals the body; a body needs it (RFC 3261 §18.3:
+    octets past it are dropped, a shorter datagram is an error: the full path's work)."""
+    s, e = _line(data, b"\r\nContent-Length:", eol, hend + 2)
+    if s < 0:
+        return len(data) == hend + 4
+    v = data[s:e].strip()
+    return len(v) <= 5 and v.isdigit() and int(v) == len(data) - hend - 4
+
+
+def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int]] | None:
+    """(status, next Via, [start, end) to cut) of a response whose first header line is
+    our Via (``our_via`` and a 16-character branch tail), else None."""
+    if data[:8] != b"SIP/2.0 " or data[11:12] != b" ":
+        return None
+    code = data[8:11]
+    if not code.isdigit():
+        return None
+    status = int(code)
+    if status < 100 or status > 699:
+        return None
+    eol = data.find(b"\r\n")
+    p = eol + 2
+    if not data.startswith(our_via, p):
+        return None
+    q = p + len(our_via) + 16
+    sep = data[q : q + 2]
+    if sep == b", ":
+        v0 = q + 2
+        cut = (p + 5, v0)  # our value and the comma; "Via: " stays for the next one
+        line0 = p
+    elif sep == b"\r\n" and data[q + 2 : q + 7] == b"Via: ":
+        # RFC 3261 §7.3.1: the next Via on its own line, right after ours
+        v0 = q + 7
+        cut = (p, q + 2)  # our whole line
+        line0 = q + 2
+    else:
+        return None
+    ve = data.find(b"\r\n", v0)
+    hend = data.find(b"\r\n\r\n", ve)
+    if ve < 0 or hend < 0 or data[ve + 2 : ve + 3] in (b" ", b"\t"):
+        return None  # no header end, or the next Via folded (RFC 3261 §7.3.1)
+    if not _length_ok(data, eol, hend):
+        return None
+    nxt = _via_at(data, v0, ve, (line0, ve + 2))
+    if nxt is None:
+        return None
+    return status, nxt, cut
