@@ -60,7 +60,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import scan_response
+from .relay import initial_key, scan_response
 from .transaction import MAGIC_COOKIE, Out, TransactionTable, TxEvent, transaction_key
 
 __all__ = [
@@ -116,8 +116,9 @@ class CoreConfig:
     # §18.2.1 sent-by), so the responses of a transaction come back to the
     # worker that forwarded it, in order; None = listen_port (one worker).
     relay_port: int | None = None
-    # Relay responses in their common shape without the full parse
-    # (proxy/sip/relay.py); False = full parse of every message.
+    # Relay responses in their common shape, and hand initial INVITEs/CANCELs
+    # to their owner worker, without the full parse (proxy/sip/relay.py);
+    # False = full parse of every message.
     lean_relay: bool = True
 
 
@@ -365,6 +366,25 @@ class ProxyCore:
     def _receive(
         self, data: bytes, src: tuple[str, int], transport: str, now: float, handed: bool
     ) -> None:
+        if (
+            self._workers > 1
+            and self._lean
+            and not handed
+            and (data[:7] == b"INVITE " or data[:7] == b"CANCEL ")
+        ):
+            # An initial INVITE/CANCEL belongs to its owner worker: find the owner
+            # without the full parse (the owner parses it; proxy/sip/relay.py)
+            key = initial_key(data)
+            if key is not None:
+                owner = self._owner(key)
+                if owner != self._index:
+                    st = self.stats
+                    st.requests_in[_METHOD_LABELS[data[:6]]] += 1
+                    st.handoffs_out += 1
+                    self._out.append(
+                        (wrap_handoff(data, src, transport), ("worker", owner), "handoff")
+                    )
+                    return
         if self._lean:
             # proxy/sip/relay.py: the common shape of what is only relayed
             r = scan_response(data, self._our_via)

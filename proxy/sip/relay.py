@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from .message import _VIA_RE, SIPError, Via, _params
 
-__all__ = ["scan_response"]
+__all__ = ["initial_key", "scan_response"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
@@ -117,3 +117,27 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
     if nxt is None:
         return None
     return status, nxt, cut
+
+
+def initial_key(data: bytes) -> bytes | None:
+    """The RFC 3261 §17.2.3 transaction key (``transaction.transaction_key``) of an
+    initial INVITE or CANCEL in the common shape, else None.
+
+    Used only to pick the worker that owns the transaction before anything is
+    parsed (proxy/sip/core.py, multi-worker handoff): the owner then parses the
+    message in full, so a wrong guess costs one extra hop and changes nothing
+    else. The common shape: the top Via the first header line, in the parser's
+    common shape with an RFC 3261 branch; a To header spelled ``To:`` without a
+    tag.
+    """
+    eol = data.find(b"\r\n")
+    if data[eol : eol + 7] != b"\r\nVia: ":
+        return None
+    ve = data.find(b"\r\n", eol + 7)
+    top = _via_at(data, eol + 7, ve, (eol + 2, ve + 2))
+    if top is None or top.branch is None or top.branch[:7] != b"z9hG4bK":
+        return None
+    s, e = _line(data, b"\r\nTo:", ve, len(data))
+    if s < 0 or data.find(b";tag=", s, e) >= 0 or data.find(b";TAG=", s, e) >= 0:
+        return None
+    return top.branch + b"|" + top.sent_by.lower()

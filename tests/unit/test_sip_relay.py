@@ -359,3 +359,50 @@ def test_random_byte_edits_are_treated_identically_or_lazily(
         data = base[:pos] + base[pos + len(junk) :]
     src = SS if data.startswith(b"SIP/") or b"ss-77" in data else CALLER
     same_or_lazier(data, src)
+
+
+# --- multi-worker: the owner is found before the parse ---------------------------
+
+
+def _wire(cores: list[ProxyCore], index: int, data: bytes, src: tuple[str, int]) -> list:
+    """What leaves the proxy when worker ``index`` receives ``data`` (handoffs followed)."""
+    cores[index].datagram_received(data, src, "udp", 1.0)
+    wire = []
+    pending = cores[index].datagrams_to_send()
+    while pending:
+        out, dest, transport = pending.pop(0)
+        if transport == "handoff":
+            owner = cores[dest[1]]
+            owner.datagram_received_handoff(out, 1.0)
+            pending.extend(owner.datagrams_to_send())
+        else:
+            wire.append((out, dest, transport))
+    return wire
+
+
+def _workers(lean: bool) -> list[ProxyCore]:
+    def screen(req: Request, src: tuple[str, int], transport: str) -> None:
+        return None
+
+    return [
+        ProxyCore(
+            CoreConfig(
+                PROXY[0], PROXY[1], SS, secret=b"s", workers=2, worker_index=k, lean_relay=lean
+            ),
+            screen,
+        )
+        for k in range(2)
+    ]
+
+
+def test_handoff_before_parse_sends_the_same_bytes_to_the_wire() -> None:
+    msgs = [SIPP_INVITE.replace(b"-6874-1-0", b"-6874-%d-0" % i) for i in range(16)]
+    msgs += [m.replace(b"INVITE", b"CANCEL").split(b"\r\n\r\n")[0] + b"\r\n\r\n" for m in msgs[:4]]
+    msgs += [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
+    handed = 0
+    for data in msgs:
+        for index in (0, 1):
+            lean, full = _workers(True), _workers(False)
+            assert _wire(lean, index, data, CALLER) == _wire(full, index, data, CALLER), data
+            handed += lean[index].stats.handoffs_out
+    assert handed >= 8  # the pre-parse handoff was really taken
