@@ -20,9 +20,12 @@ without it (RFC 3261 §18.3).
 Like Kamailio's lazy parser, the lean relay does not validate the headers it
 does not read (From, To, Call-ID, CSeq, the rest): a response broken there is
 passed on to the caller instead of being dropped. Requests always get the full
-parse: the initial INVITE is the screening point, and an in-dialog request
-scanned with ``find`` cost as many instructions as the full parse here
-(benchmarks/RESULTS.md, optimisation log). tests/unit/test_sip_relay.py checks
+parse: the initial INVITE is the screening point, and two lean scanners for
+in-dialog requests (one ``find`` per header; one case-insensitive regex pass)
+cost as many or more instructions than the full parse here (benchmarks/
+RESULTS.md, optimisation log). ``initial_key`` reads the transaction key of
+an initial INVITE or CANCEL from its top Via line, so that a non-owner worker
+hands it to its owner without parsing it (proxy/sip/core.py). tests/unit/test_sip_relay.py checks
 that the core sends exactly the same bytes with and without the lean relay,
 for every RFC 4475 message and for mutations of real responses.
 """
@@ -37,8 +40,8 @@ __all__ = ["initial_key", "scan_response"]
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
     """The Via value data[s:e] in the parser's common shape (message._VIA_RE), else None."""
     v = data[s:e]
-    if b"," in v or b'"' in v:
-        return None  # several values on one line, or a quoted parameter
+    if b"," in v or b'"' in v or v[-1:] == b" " or v[-1:] == b"\t":
+        return None  # several values on one line, a quoted parameter, trailing LWS
     m = _VIA_RE.match(v)
     if m is None:
         return None
@@ -95,6 +98,8 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
     if not data.startswith(our_via, p):
         return None
     q = p + len(our_via) + 16
+    if data[q - 16 : q].translate(None, b"0123456789abcdef"):
+        return None  # not the 16 hex digits of our branch (core._branch)
     sep = data[q : q + 2]
     if sep == b", ":
         v0 = q + 2
