@@ -77,6 +77,7 @@ class RecordWriter:
         *,
         queue_max: int = 100_000,
         batch: int = 1000,
+        linger_s: float = 0.05,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -84,6 +85,10 @@ class RecordWriter:
         self.max_len = max_len
         self.max_age_s = max_age_s
         self.batch = batch
+        # After the first record wakes the writer it waits this long, so that a
+        # burst of blocks goes out as one pipeline (one XADD per record, one
+        # round trip) instead of one round trip per record.
+        self.linger_s = linger_s
         self.clock = clock
         self.dropped = 0
         self.written = 0
@@ -147,6 +152,8 @@ class RecordWriter:
         try:
             while True:
                 await self._wake.wait()
+                if self.linger_s > 0:
+                    await asyncio.sleep(self.linger_s)
                 self._wake.clear()
                 try:
                     await self.flush()

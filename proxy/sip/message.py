@@ -28,6 +28,7 @@ How this works:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 __all__ = [
     "SIPError",
@@ -1014,6 +1015,33 @@ def _scan_headers(
     return hdrs
 
 
+_ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple[int, int]]] | None]
+try:  # built from _scan.c by pip install; the pure-Python scan is the reference
+    from ._scan import scan_headers as _built_scan
+except ImportError:  # pragma: no cover - no compiler at install time
+    _C_SCAN: _ScanFn | None = None
+else:
+    _C_SCAN = _built_scan
+_c_scan = _C_SCAN
+
+
+def accelerated() -> bool:
+    """True when the header scan runs in C (proxy/sip/_scan.c)."""
+    return _c_scan is not None
+
+
+def set_accelerated(on: bool) -> bool:
+    """Use the C header scan (when built) or the pure-Python one; returns the old setting.
+
+    For tests and benchmarks that compare the two; both index a header block
+    the same way (tests/unit/test_sip_cscan.py).
+    """
+    global _c_scan
+    old = _c_scan is not None
+    _c_scan = _C_SCAN if on else None
+    return old
+
+
 def _parse(data: bytes, is_request: bool) -> Request | Response:
     eol = data.find(b"\r\n")
     if eol <= 0:
@@ -1035,13 +1063,19 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
 
     buf = data[:hend]
     hstart = eol + 2
+    hdrs: dict[bytes, list[tuple[int, int]]]
     if hstart < hend:
-        try:
-            hdrs = _scan_headers(buf, hstart, hend, True)
-        except _Folded:
-            # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
-            buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
-            hdrs = _scan_headers(buf, hstart, hend, False)
+        # the C scan (_scan.c) answers for blocks of remembered spellings only
+        scanned = _c_scan(buf, hstart, hend, _FAST) if _c_scan is not None else None
+        if scanned is not None:
+            hdrs = scanned
+        else:
+            try:
+                hdrs = _scan_headers(buf, hstart, hend, True)
+            except _Folded:
+                # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
+                buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+                hdrs = _scan_headers(buf, hstart, hend, False)
     else:
         hdrs = {}
 

@@ -1,0 +1,3 @@
+def scan_headers(
+    buf: bytes, pos: int, hend: int, fast: dict[bytes, bytes], /
+) -> dict[bytes, list[tuple[int, int]]] | None: ...
