@@ -251,6 +251,9 @@ class Config:
         }
     )
     no_snapshot_policy: str = "open"  # "open" | "closed"
+    # Load shedding: above this many KiB queued on a worker's UDP sockets, new
+    # INVITEs are answered 503 + Retry-After until the queue drains; 0 = never.
+    overload_queue_kib: int = 512
     k4_deadline: str = "report"  # "report" | "mitigation"
     records_max_len: int = 1_000_000
     records_max_age_s: float = 90 * 86400.0
@@ -467,6 +470,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["log_level"] = v
     if (v := _get(p, "no_snapshot_policy", "proxy.no_snapshot_policy", str)) is not None:
         kw["no_snapshot_policy"] = v
+    if (v := _get(p, "overload_queue_kib", "proxy.overload_queue_kib", int)) is not None:
+        kw["overload_queue_kib"] = v
     if (v := p.get("emergency_numbers")) is not None:
         kw["emergency_numbers"] = _emergency(v, "proxy.emergency_numbers")
     if (v := _get(p, "sample_data", "proxy.sample_data", str)) is not None:
@@ -538,6 +543,7 @@ _OVERRIDE_KEYS = {
     "loop",
     "log_level",
     "no_snapshot_policy",
+    "overload_queue_kib",
     "k4_deadline",
     "sample_data",
     "redis_embedded",
@@ -588,6 +594,10 @@ def _validate(c: Config) -> None:
         c.log_level.upper(), "proxy.log_level", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
     _choice(c.no_snapshot_policy, "proxy.no_snapshot_policy", ("open", "closed"))
+    if not 0 <= c.overload_queue_kib <= 1 << 20:
+        raise ConfigError(
+            f"proxy.overload_queue_kib: must be within 0..1048576 KiB, got {c.overload_queue_kib}"
+        )
     # 47 CFR 64.1200(k)(4): block after the 48-hour mitigation window or the
     # 14-day report window lapses, as the operator chooses.
     _choice(c.k4_deadline, "notices.k4_deadline", ("report", "mitigation"))

@@ -46,6 +46,7 @@ import os
 import shlex
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -160,6 +161,23 @@ def attach_random_cbpf(sock: socket.socket, n: int) -> None:
     )
     fprog = _SockFprog(3, ctypes.cast(prog, ctypes.POINTER(_SockFilter)))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
+
+
+SO_MEMINFO = 55  # linux/asm-generic/socket.h: struct of SK_MEMINFO_VARS u32
+# SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_RCVBUF: bytes queued for reading, and the
+# receive buffer they count against (both in kernel accounting, truesize)
+
+
+def receive_queue(sock: socket.socket) -> tuple[int, int] | None:
+    """(bytes queued, receive buffer size) of ``sock`` (Linux SO_MEMINFO), None if unknown."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 36)
+    except OSError:
+        return None
+    if len(raw) < 8:
+        return None
+    queued, rcvbuf = struct.unpack_from("II", raw, 0)
+    return int(queued), int(rcvbuf)
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -540,6 +558,47 @@ class Worker:
                 self._callback_error("sync_metrics")
             await asyncio.sleep(0.5)
 
+    async def _watch_overload(self) -> None:
+        """Load shedding (shared/PERFORMANCE.md: shed early, before parsing).
+
+        Every 20 ms, read how many bytes wait in the receive queues of this
+        worker's UDP sockets. Above ``overload_queue_kib`` the worker is behind
+        (each queued datagram ages while it waits, and callers start to
+        retransmit, which only adds load): the core answers new INVITEs 503
+        with Retry-After until the queue is under a quarter of that again.
+        Calls already set up keep going; in-dialog requests and responses are
+        never shed.
+        """
+        socks = [*self.sockets.udp]
+        if self.sockets.relay is not None:
+            socks.append(self.sockets.relay)
+        high = self.config.overload_queue_kib * 1024
+        # never above half of what the kernel would queue (a small rmem_max)
+        bufs = [q[1] for q in map(receive_queue, socks) if q is not None]
+        if bufs:
+            high = min(high, min(bufs) // 2)
+        low = high // 4
+        while True:
+            await asyncio.sleep(0.02)
+            try:
+                queued = 0
+                for sk in socks:
+                    q = receive_queue(sk)
+                    queued += q[0] if q is not None else 0
+                core = self.core
+                if not core.overloaded and queued > high:
+                    core.overloaded = True
+                    log.warning(
+                        "worker %d: overloaded (%d KiB queued): answering new INVITEs 503",
+                        self.index,
+                        queued // 1024,
+                    )
+                elif core.overloaded and queued < low:
+                    core.overloaded = False
+                    log.warning("worker %d: load back to normal, shedding stopped", self.index)
+            except Exception:
+                self._callback_error("watch_overload")
+
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
@@ -551,6 +610,8 @@ class Worker:
         if hasattr(self.records, "run"):
             self._spawn(self.records.run(), "records")
         self._spawn(self._sync_metrics(), "metrics")
+        if self.config.overload_queue_kib > 0:
+            self._spawn(self._watch_overload(), "overload")
         # Screen the first call on real data: the sockets are bound already,
         # so datagrams wait in the kernel while the first snapshot loads. If
         # Redis does not answer in time, no_snapshot_policy applies.

@@ -60,7 +60,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import initial_key, scan_response
+from .relay import initial_key, initial_via, scan_response
 from .transaction import MAGIC_COOKIE, Out, TransactionTable, TxEvent, transaction_key
 
 __all__ = [
@@ -140,6 +140,7 @@ class CoreStats:
         "screen_errors",
         "handoffs_out",
         "handoffs_in",
+        "shed",
     )
 
     def __init__(self) -> None:
@@ -175,6 +176,7 @@ class CoreStats:
         self.screen_errors = 0
         self.handoffs_out = 0
         self.handoffs_in = 0
+        self.shed = 0  # initial INVITEs answered 503 while overloaded
 
 
 def wrap_handoff(data: bytes, src: tuple[str, int], transport: str) -> bytes:
@@ -321,6 +323,10 @@ class ProxyCore:
         self._selves = frozenset(selves)
         self._ss = (config.softswitch[0], int(config.softswitch[1]))
         self._lean = config.lean_relay
+        # Set by the adapter while its receive queue is backed up (load
+        # shedding): new INVITEs are then answered 503 before any parsing.
+        self.overloaded = False
+        self.retry_after = 5
         self._our_via = self._via["udp"]
 
     # --- adapter API -------------------------------------------------------
@@ -366,6 +372,11 @@ class ProxyCore:
     def _receive(
         self, data: bytes, src: tuple[str, int], transport: str, now: float, handed: bool
     ) -> None:
+        if self.overloaded and not handed and data[:7] == b"INVITE ":
+            top = initial_via(data)
+            if top is not None:
+                self._shed(data, top, src, transport)
+                return
         if (
             self._workers > 1
             and self._lean
@@ -402,6 +413,21 @@ class ProxyCore:
             self._response(msg)
         else:
             self._request(msg, src, transport, now, handed)
+
+    def _shed(self, data: bytes, top: Via, src: tuple[str, int], transport: str) -> None:
+        """Overload: answer a new INVITE 503 with Retry-After (RFC 3261 §21.5.4) from its
+        raw lines, unparsed and unscreened, so the calls already set up go on."""
+        resp = build_error_response(
+            data,
+            SIPError(503, "overload"),
+            ERROR_TO_TAG,
+            b"Retry-After: %d\r\n" % self.retry_after,
+        )
+        if resp is None:
+            self._drop("no_via")
+            return
+        self.stats.shed += 1
+        self._emit_local(resp, self._local_dest(top, src, transport), transport, 503)
 
     def _parse_error(
         self, data: bytes, exc: SIPError, src: tuple[str, int], transport: str

@@ -1274,7 +1274,9 @@ def build_response(
 _ERR_COPY = (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq")
 
 
-def build_error_response(data: bytes, err: SIPError, to_tag: bytes | None = None) -> bytes | None:
+def build_error_response(
+    data: bytes, err: SIPError, to_tag: bytes | None = None, extra: bytes = b""
+) -> bytes | None:
     """Answer a request that failed to parse, copying its header lines verbatim.
 
     RFC 3261 §8.2.6.2 asks for Via/From/To/Call-ID/CSeq copied; for a broken
@@ -1322,5 +1324,6 @@ def build_error_response(data: bytes, err: SIPError, to_tag: bytes | None = None
         return None
     if err.status == 420 and err.detail:
         out.append(b"Unsupported: " + err.detail.encode("latin-1") + b"\r\n")
+    out.append(extra)  # complete header lines, each ending in CRLF
     out.append(b"Content-Length: 0\r\n\r\n")
     return b"".join(out)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from .message import _VIA_RE, SIPError, Via, _params
 
-__all__ = ["initial_key", "scan_response"]
+__all__ = ["initial_key", "initial_via", "scan_response"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
@@ -125,15 +125,24 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
 
 
 def initial_key(data: bytes) -> bytes | None:
-    """The RFC 3261 §17.2.3 transaction key (``transaction.transaction_key``) of an
-    initial INVITE or CANCEL in the common shape, else None.
+    """The transaction key of ``initial_via``'s message, or None (see there)."""
+    top = initial_via(data)
+    if top is None:
+        return None
+    assert top.branch is not None
+    return top.branch + b"|" + top.sent_by.lower()
 
-    Used only to pick the worker that owns the transaction before anything is
-    parsed (proxy/sip/core.py, multi-worker handoff): the owner then parses the
-    message in full, so a wrong guess costs one extra hop and changes nothing
-    else. The common shape: the top Via the first header line, in the parser's
-    common shape with an RFC 3261 branch; a To header spelled ``To:`` without a
-    tag.
+
+def initial_via(data: bytes) -> Via | None:
+    """The top Via of an initial request (no To tag) in the common shape, else None.
+
+    Its branch and sent-by give the RFC 3261 §17.2.3 transaction key
+    (``transaction.transaction_key``). Used only before the full parse: to pick
+    the worker that owns the transaction (the owner then parses the message in
+    full, so a wrong guess costs one extra hop and changes nothing else), and
+    to answer 503 when the worker sheds load (proxy/sip/core.py). The common
+    shape: the top Via the first header line, in the parser's common shape
+    with an RFC 3261 branch; a To header spelled ``To:`` without a tag.
     """
     eol = data.find(b"\r\n")
     if data[eol : eol + 7] != b"\r\nVia: ":
@@ -145,4 +154,4 @@ def initial_key(data: bytes) -> bytes | None:
     s, e = _line(data, b"\r\nTo:", ve, len(data))
     if s < 0 or data.find(b";tag=", s, e) >= 0 or data.find(b";TAG=", s, e) >= 0:
         return None
-    return top.branch + b"|" + top.sent_by.lower()
+    return top

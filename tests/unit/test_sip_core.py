@@ -532,3 +532,31 @@ def test_relay_port_in_via_brings_responses_back_to_this_worker() -> None:
     foreign = response_to(data, 180, b"Ringing").replace(b"z9hG4bKsc", b"z9hG4bKxx", 1)
     core.datagram_received(foreign, SS, "udp", 0.2)
     assert core.datagrams_to_send() == [] and core.stats.dropped["foreign_via"] == 1
+
+
+def test_overloaded_core_sheds_new_invites_with_503_before_parsing() -> None:
+    core, screen = make()
+    core.overloaded = True
+    core.datagram_received(invite(via_params=b";rport"), ("127.0.0.9", 5099), "udp", 1.0)
+    data, dest, transport = one(core)
+    # RFC 3261 §21.5.4: 503 with Retry-After; RFC 3581: back to the rport'ed source
+    assert data.startswith(b"SIP/2.0 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: 5\r\n" in data and b";tag=sc-err" in data
+    assert dest == ("127.0.0.9", 5099) and transport == "udp"
+    assert screen.calls == [] and core.stats.shed == 1
+    resp = parse(data)
+    assert isinstance(resp, Response) and resp.call_id == b"call-1@127.0.0.3"
+    # the caller's ACK to the 503 is absorbed (RFC 3261 §17.2.1), never relayed
+    core.datagram_received(
+        invite(method=b"ACK", to_tag=b"sc-err", body=b""), ("127.0.0.9", 5099), "udp", 1.0
+    )
+    assert core.datagrams_to_send() == [] and core.stats.dropped["ack_absorbed"] == 1
+    # calls already set up go on: in-dialog requests are relayed as usual
+    core.datagram_received(invite(method=b"BYE", to_tag=b"ss1", body=b""), CALLER, "udp", 1.0)
+    bye, dest, _ = one(core)
+    assert bye.startswith(b"BYE ") and dest == SS
+    # back to normal: screened and forwarded
+    core.overloaded = False
+    core.datagram_received(invite(), CALLER, "udp", 1.0)
+    fwd, dest, _ = one(core)
+    assert fwd.startswith(b"INVITE ") and dest == SS and len(screen.calls) == 1

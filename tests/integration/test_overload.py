@@ -1,0 +1,109 @@
+"""Load shedding on a real proxy process (proxy/server.py `_watch_overload`).
+
+The proxy is frozen (SIGSTOP) while a burst of INVITEs fills its UDP receive
+queue past `overload_queue_kib`, then thawed: it must answer part of the
+burst 503 + Retry-After without parsing them, relay the rest, log when
+shedding starts and stops, count the shed calls, and go back to forwarding
+new calls once the queue has drained.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+from sipscreen_testlib import udp_recorder
+
+from proxy.server import receive_queue
+
+
+def _invite(lport: int, proxy_port: int, n: int) -> bytes:
+    return (
+        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:+12127368{n % 1000:03d}@127.0.0.1:{lport}>;tag=ov{n}\r\n"
+        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
+        f"Call-ID: overload-{n}-{uuid.uuid4().hex}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_receive_queue_reads_the_kernel_queue() -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        rx.bind(("127.0.0.1", 0))
+        got = receive_queue(rx)
+        assert got is not None and got[0] == 0 and got[1] > 0
+        for _ in range(10):
+            tx.sendto(b"x" * 500, rx.getsockname())
+        time.sleep(0.05)
+        got = receive_queue(rx)
+        assert got is not None and got[0] >= 10 * 500
+        for _ in range(10):
+            rx.recv(2000)
+        got = receive_queue(rx)
+        assert got is not None and got[0] == 0
+    finally:
+        rx.close()
+        tx.close()
+
+
+def test_a_backed_up_worker_sheds_new_invites_then_recovers(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(
+            ss_port, redis_url, key_prefix, sections={"proxy": {"overload_queue_kib": 64}}
+        )
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        ua.bind(("127.0.0.1", 0))
+        lport = ua.getsockname()[1]
+        assert proxy.proc is not None
+        pid = proxy.proc.pid
+        try:
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                for n in range(150):
+                    ua.sendto(_invite(lport, proxy.port, n), ("127.0.0.1", proxy.port))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            # the proxy drains its queue: some INVITEs forwarded, some shed
+            shed = 0
+            ua.settimeout(3.0)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    data = ua.recv(70000)
+                except TimeoutError:
+                    break
+                if data.startswith(b"SIP/2.0 503 "):
+                    assert b"\r\nRetry-After: " in data
+                    shed += 1
+            assert shed > 0
+            forwarded = 0
+            ss.settimeout(0.5)
+            while True:
+                try:
+                    if ss.recv(70000).startswith(b"INVITE "):
+                        forwarded += 1
+                except TimeoutError:
+                    break
+            assert forwarded + shed <= 150
+            assert proxy.metric("sipscreen_core_events_total", event="shed") == shed
+            # the queue is empty again: a new call is screened and forwarded
+            time.sleep(0.2)
+            ua.sendto(_invite(lport, proxy.port, 999), ("127.0.0.1", proxy.port))
+            ss.settimeout(5)
+            assert ss.recv(70000).startswith(b"INVITE ")
+        finally:
+            ua.close()
+    err = proxy.stderr() + proxy.stdout()
+    assert "overloaded" in err and "shedding stopped" in err
