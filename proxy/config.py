@@ -253,7 +253,7 @@ class Config:
     no_snapshot_policy: str = "open"  # "open" | "closed"
     # Load shedding: above this many KiB queued on a worker's UDP sockets, new
     # INVITEs are answered 503 + Retry-After until the queue drains; 0 = never.
-    overload_queue_kib: int = 512
+    overload_queue_kib: int = 2048
     k4_deadline: str = "report"  # "report" | "mitigation"
     records_max_len: int = 1_000_000
     records_max_age_s: float = 90 * 86400.0
