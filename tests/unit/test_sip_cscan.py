@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_samples import EDIT_JUNK, EDIT_MODE, SIPP_INVITE, edit
 
 from proxy.sip import message
 from proxy.sip.message import Request, SIPError, parse
@@ -24,22 +25,14 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 TORTURE = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
 C_SCAN = message._C_SCAN
 
-SAMPLE = (
-    b"INVITE sip:+13037621499@127.0.0.1:5060 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 127.0.0.3:5061;branch=z9hG4bK-6874-1-0\r\n"
-    b"From: <sip:+12027621401@127.0.0.3:5061>;tag=6874SIPpTag001\r\n"
-    b"To: <sip:+13037621499@127.0.0.1:5060>\r\n"
-    b"Call-ID: 1-6874@127.0.0.3\r\n"
-    b"CSeq: 1 INVITE\r\n"
-    b"Contact: <sip:+12027621401@127.0.0.3:5061>\r\n"
+# the SIPp INVITE with two Route lines, a PAI and a header no table names
+SAMPLE = SIPP_INVITE.replace(
+    b"Max-Forwards: 70\r\n",
     b"Max-Forwards: 70\r\n"
     b"Route: <sip:127.0.0.1;lr>\r\n"
     b"Route: <sip:127.0.0.2;lr>\r\n"
     b'P-Asserted-Identity: "C" <sip:+12027621401@carrier.example>\r\n'
-    b"X-Unknown-Header: x\r\n"
-    b"Subject: Screening Test\r\n"
-    b"Content-Type: application/sdp\r\n"
-    b"Content-Length: 4\r\n\r\nv=0\r\n"
+    b"X-Unknown-Header: x\r\n",
 )
 
 
@@ -174,20 +167,11 @@ def test_bounds_are_clamped() -> None:
 @given(
     base=st.sampled_from([SAMPLE, *TORTURE[:12]]),
     pos=st.integers(min_value=0, max_value=2000),
-    junk=st.one_of(
-        st.binary(min_size=1, max_size=4),
-        st.lists(st.sampled_from(list(b'\r\n \t:,;<>"')), min_size=1, max_size=4).map(bytes),
-    ),
-    mode=st.sampled_from(["insert", "replace", "delete"]),
+    junk=EDIT_JUNK,
+    mode=EDIT_MODE,
 )
 def test_random_edits(base: bytes, pos: int, junk: bytes, mode: str) -> None:
-    pos %= len(base)
-    if mode == "insert":
-        data = base[:pos] + junk + base[pos:]
-    elif mode == "replace":
-        data = base[:pos] + junk + base[pos + len(junk) :]
-    else:
-        data = base[:pos] + base[pos + len(junk) :]
+    data = edit(base, pos, junk, mode)
     check_scan(data)
     check_parse(data)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_samples import EDIT_JUNK, EDIT_MODE, SIPP_INVITE, edit
 
 from proxy.sip.core import CoreConfig, ProxyCore
 from proxy.sip.message import Request, parse
@@ -77,22 +78,6 @@ def same_or_lazier(data: bytes, src: tuple[str, int]) -> None:
 
 
 # --- a call as the benchmark's SIPp pair writes it --------------------------------
-
-SIPP_INVITE = (
-    b"INVITE sip:+13037621499@127.0.0.1:5060 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 127.0.0.3:5061;branch=z9hG4bK-6874-1-0\r\n"
-    b"From: <sip:+12027621401@127.0.0.3:5061>;tag=6874SIPpTag001\r\n"
-    b"To: <sip:+13037621499@127.0.0.1:5060>\r\n"
-    b"Call-ID: 1-6874@127.0.0.3\r\n"
-    b"CSeq: 1 INVITE\r\n"
-    b"Contact: <sip:+12027621401@127.0.0.3:5061>\r\n"
-    b"Max-Forwards: 70\r\n"
-    b"Subject: Screening Test\r\n"
-    b"Content-Type: application/sdp\r\n"
-    b"Content-Length:   129\r\n\r\n"
-    b"v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\n"
-    b"t=0 0\r\nm=audio 6004 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-)
 
 
 def _forwarded_invite(**kw: object) -> bytes:
@@ -347,22 +332,13 @@ def test_mutated_responses_are_treated_identically() -> None:
         + [sipp_response(180, b"Ringing"), sipp_response(200, b"OK", merged=False, body=b"v=0\r\n")]
     ),
     pos=st.integers(min_value=0, max_value=600),
-    junk=st.one_of(
-        st.binary(min_size=1, max_size=4),
-        st.lists(st.sampled_from(list(b'\r\n \t:;,<>"tT=')), min_size=1, max_size=4).map(bytes),
-    ),
-    mode=st.sampled_from(["insert", "replace", "delete"]),
+    junk=EDIT_JUNK,
+    mode=EDIT_MODE,
 )
 def test_random_byte_edits_are_treated_identically_or_lazily(
     base: bytes, pos: int, junk: bytes, mode: str
 ) -> None:
-    pos %= len(base)
-    if mode == "insert":
-        data = base[:pos] + junk + base[pos:]
-    elif mode == "replace":
-        data = base[:pos] + junk + base[pos + len(junk) :]
-    else:
-        data = base[:pos] + base[pos + len(junk) :]
+    data = edit(base, pos, junk, mode)
     src = SS if data.startswith(b"SIP/") or b"ss-77" in data else CALLER
     same_or_lazier(data, src)
 
