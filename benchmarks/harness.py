@@ -448,6 +448,8 @@ class Kamailio(System):
             "@RUN_DIR@": str(run),
             "@PROXY_PORT@": str(env.ports.proxy),
             "@UAS_PORT@": str(env.ports.uas),
+            # db_text refuses a query past max_result_rows (default 100,000)
+            "@MAX_ROWS@": str(max(100_000, env.blocked_size + 1)),
         }.items():
             text = text.replace(k, v)
         cfg = env.work / "kamailio.cfg"
@@ -459,13 +461,17 @@ class Kamailio(System):
         assert kam is not None
         cfg = self.render(env)
         # shared memory: finished transactions linger 5 s (anchor: 512 MiB ran
-        # out at 4,000 calls/s), plus the htable (~200 B a key). The Debian
+        # out at 4,000 calls/s), plus the htable (400 B a key ran out of shm
+        # at 10 M keys, so 800 B). The Debian
         # build's default allocator is q_malloc (debug, first-fit: 63% of a
         # child's CPU in qm_malloc at 1,000 calls/s); production setups use
         # TLSF or f_malloc, so the fair peer runs with -x tlsf -X tlsf.
-        shm = 4096 + env.blocked_size * 400 // (1 << 20)
+        shm = 4096 + env.blocked_size * 800 // (1 << 20)
+        # private memory: db_text builds the whole blocklist query result in
+        # the loading process's pkg memory (~100 B a row) before htable takes it
+        pkg = 16 + env.blocked_size * 128 // (1 << 20)
         return spawn(
-            [kam, "-f", str(cfg), "-DD", "-E", "-m", str(shm), "-M", "16",
+            [kam, "-f", str(cfg), "-DD", "-E", "-m", str(shm), "-M", str(pkg),
              "-x", "tlsf", "-X", "tlsf",
              "-A", f"CHILDREN={env.workers}"],
             env.work / f"kamailio-{tag}.log",
@@ -717,6 +723,8 @@ def run_step(
     system: System, env: Env, rate: int, duration: float, tag: str, ready_timeout: float = 60.0
 ) -> StepResult:
     """Start UAS, the system, check it, load it with the UAC, collect results."""
+    # a big blocklist takes a while to load (Kamailio's db_text: minutes at 10 M)
+    ready_timeout = max(ready_timeout, 60.0 + env.blocked_size / 25_000)
     res = StepResult(system.name, rate, duration, attempted=max(1, int(rate * duration)))
     step = env.work / tag
     shutil.rmtree(step, ignore_errors=True)
