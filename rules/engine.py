@@ -526,5 +526,11 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
             checks.append(Check(Rule.NOTICE_N2, True, v.reason))
 
     verdict = decide(snap, facts, now)
-    checks.append(Check(Rule.DEFAULT, verdict.rule is Rule.DEFAULT, verdict.reason))
+    if verdict.rule is Rule.DEFAULT:
+        checks.append(Check(Rule.DEFAULT, True, verdict.reason))
+    else:
+        # the default applies only when no rule above decided the call
+        checks.append(
+            Check(Rule.DEFAULT, False, f"not reached: rule {verdict.rule.label} decides the call")
+        )
     return checks

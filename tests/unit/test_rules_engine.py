@@ -312,6 +312,10 @@ def test_explain_lists_every_rule_in_order(snap: Snapshot) -> None:
     matched = {c.rule for c in checks if c.matched}
     assert matched == {Rule.CALLER_BLOCK, Rule.RMD_GATE}
     assert all(c.why for c in checks)
+    # the default row names the rule that decided, not that rule's reason
+    assert checks[-1].why == f"not reached: rule {Rule.CALLER_BLOCK.label} decides the call"
+    plain = explain(snap, facts(GOOD), 0.0)
+    assert plain[-1].matched and plain[-1].rule is Rule.DEFAULT
 
 
 def _first_decider(checks: list[Check]) -> Rule:
