@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 from proxy.config import Config
 from proxy.metrics import Metrics
-from proxy.sip.core import Answer
+from proxy.sip.core import RETRY_AFTER, Answer
 from proxy.sip.message import Request
 from rules.engine import decide
 from rules.facts import CallFacts
@@ -51,7 +51,7 @@ _log = logging.getLogger(DECISION_LOGGER)
 
 # RFC 3261 §21.5.4: 503 with Retry-After when we cannot screen (no snapshot
 # loaded and the operator chose to fail closed).
-_ANSWER_503 = Answer(503, b"Service Unavailable", b"Retry-After: 5\r\n")
+_ANSWER_503 = Answer(503, b"Service Unavailable", RETRY_AFTER)
 
 
 class _Store(Protocol):

@@ -60,8 +60,15 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import initial_key, initial_via, scan_response
-from .transaction import MAGIC_COOKIE, Out, TransactionTable, TxEvent, transaction_key
+from .relay import initial_via, scan_response
+from .transaction import (
+    MAGIC_COOKIE,
+    Out,
+    TransactionTable,
+    TxEvent,
+    transaction_key,
+    via_key,
+)
 
 __all__ = [
     "Answer",
@@ -72,6 +79,7 @@ __all__ = [
     "Out",
     "BRANCH_PREFIX",
     "HANDOFF_MAGIC",
+    "RETRY_AFTER",
     "wrap_handoff",
     "unwrap_handoff",
 ]
@@ -79,6 +87,7 @@ __all__ = [
 BRANCH_PREFIX = MAGIC_COOKIE + b"sc"  # RFC 3261 §8.1.1.7 magic cookie + our mark
 HANDOFF_MAGIC = b"SIPSCREEN-HANDOFF "
 ERROR_TO_TAG = b"sc-err"  # To tag of answers to unparseable requests
+RETRY_AFTER = b"Retry-After: 5\r\n"  # on every 503 we send (RFC 3261 §21.5.4, §20.33)
 _CLASS_LABELS = ("", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx")
 _SCHEMES = frozenset((b"sip", b"sips", b"tel"))
 _DIALOG_CREATING = frozenset((b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"))
@@ -326,7 +335,6 @@ class ProxyCore:
         # Set by the adapter while its receive queue is backed up (load
         # shedding): new INVITEs are then answered 503 before any parsing.
         self.overloaded = False
-        self.retry_after = 5
         self._our_via = self._via["udp"]
 
     # --- adapter API -------------------------------------------------------
@@ -370,40 +378,44 @@ class ProxyCore:
         d[reason] = d.get(reason, 0) + 1
 
     def _receive(
-        self, data: bytes, src: tuple[str, int], transport: str, now: float, handed: bool
+        self, data: bytes, src: tuple[str, int], transport: str, now: float, owned: bool
     ) -> None:
-        if self.overloaded and not handed and data[:7] == b"INVITE ":
-            top = initial_via(data)
-            if top is not None:
-                self._shed(data, top, src, transport)
-                return
-        if (
-            self._workers > 1
-            and self._lean
-            and not handed
+        """``owned``: this worker is known to own the message's transaction (it was
+        handed here, or the check before the parse said so)."""
+        if data[:4] == b"SIP/":
+            if self._lean:
+                # proxy/sip/relay.py: a response in its common shape, relayed unparsed
+                r = scan_response(data, self._our_via)
+                if r is not None:
+                    status, nxt, cut = r
+                    self.stats.responses_in[_CLASS_LABELS[status // 100]] += 1
+                    self._relay_response(data, nxt, cut)
+                    return
+        elif (
+            not owned
+            and (self.overloaded or self._lean and self._workers > 1)
             and (data[:7] == b"INVITE " or data[:7] == b"CANCEL ")
         ):
-            # An initial INVITE/CANCEL belongs to its owner worker: find the owner
-            # without the full parse (the owner parses it; proxy/sip/relay.py)
-            key = initial_key(data)
-            if key is not None:
-                owner = self._owner(key)
-                if owner != self._index:
-                    st = self.stats
-                    st.requests_in[_METHOD_LABELS[data[:6]]] += 1
-                    st.handoffs_out += 1
-                    self._out.append(
-                        (wrap_handoff(data, src, transport), ("worker", owner), "handoff")
-                    )
+            # Before the parse, from the top Via line (proxy/sip/relay.py): shed a
+            # new INVITE when overloaded; hand an initial INVITE/CANCEL to the
+            # worker that owns its transaction, whose parse then settles it.
+            top = initial_via(data)
+            if top is not None:
+                if self.overloaded and data[:1] == b"I":
+                    self._shed(data, top, src, transport)
                     return
-        if self._lean:
-            # proxy/sip/relay.py: the common shape of what is only relayed
-            r = scan_response(data, self._our_via)
-            if r is not None:
-                status, nxt, cut = r
-                self.stats.responses_in[_CLASS_LABELS[status // 100]] += 1
-                self._relay_response(data, nxt, cut)
-                return
+                key = via_key(top)
+                if self._lean and self._workers > 1 and key is not None:
+                    owner = self._owner(key)
+                    if owner != self._index:
+                        st = self.stats
+                        st.requests_in[_METHOD_LABELS[data[:6]]] += 1
+                        st.handoffs_out += 1
+                        self._out.append(
+                            (wrap_handoff(data, src, transport), ("worker", owner), "handoff")
+                        )
+                        return
+                    owned = True
         try:
             msg = parse(data)
         except SIPError as exc:
@@ -412,7 +424,7 @@ class ProxyCore:
         if isinstance(msg, Response):
             self._response(msg)
         else:
-            self._request(msg, src, transport, now, handed)
+            self._request(msg, src, transport, now, owned)
 
     def _shed(self, data: bytes, top: Via, src: tuple[str, int], transport: str) -> None:
         """Overload: answer a new INVITE 503 with Retry-After (RFC 3261 §21.5.4) from its
@@ -421,7 +433,7 @@ class ProxyCore:
             data,
             SIPError(503, "overload"),
             ERROR_TO_TAG,
-            b"Retry-After: %d\r\n" % self.retry_after,
+            RETRY_AFTER,
         )
         if resp is None:
             self._drop("no_via")
@@ -508,7 +520,7 @@ class ProxyCore:
         return (host, port or 5060) in self._selves
 
     def _request(
-        self, req: Request, src: tuple[str, int], transport: str, now: float, handed: bool
+        self, req: Request, src: tuple[str, int], transport: str, now: float, owned: bool
     ) -> None:
         method = req.method
         st = self.stats
@@ -517,11 +529,15 @@ class ProxyCore:
         to_tag = req.to.tag
         initial = to_tag is None
 
+        # The transaction key of an initial INVITE/CANCEL, computed once
+        key: bytes | None = None
+
         # Multi-worker: stateful requests are handled by their owner worker.
-        if self._workers > 1 and not handed:
+        if self._workers > 1 and not owned:
             owner: int | None = None
             if initial and (method == b"INVITE" or method == b"CANCEL"):
-                owner = self._owner(transaction_key(req))
+                key = transaction_key(req)
+                owner = self._owner(key)
             elif method == b"ACK":
                 owner = self._our_tag_owner(req)
             if owner is not None and owner != self._index:
@@ -541,7 +557,9 @@ class ProxyCore:
                 return
 
         if initial and len(self._tx) and (method == b"INVITE" or method == b"CANCEL"):
-            tx = self._tx.get(transaction_key(req))
+            if key is None:
+                key = transaction_key(req)
+            tx = self._tx.get(key)
             if tx is not None:
                 if method == b"INVITE":
                     self._out.extend(self._tx.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
@@ -557,8 +575,18 @@ class ProxyCore:
             return
 
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
+        routes: list[bytes] = []
         route_spans = req._hdrs.get(b"route")
-        routes, n_ours = self._our_routes(req._buf, route_spans)
+        n_ours = 0
+        if route_spans is not None:
+            buf = req._buf
+            for rs, re_ in route_spans:
+                routes.extend(split_commas(buf[rs:re_].strip()))
+            while n_ours < len(routes):
+                h, p, _ = _route_target(routes[n_ours])
+                if not self._is_self(h, p):
+                    break
+                n_ours += 1
         # the Request-URI target, decoded only when routing needs it
         rtarget: tuple[bytes, int | None, bytes | None] | None = None
 
@@ -589,10 +617,38 @@ class ProxyCore:
                 )
                 return
 
-        where = self._next_hop(routes, n_ours, ruri, rtarget, src, transport)
-        if where is None:
-            return
-        dest, out_transport = where
+        # Where does it go?
+        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
+        # is "from the softswitch" only when it comes over UDP from that very
+        # address and port; anything else, TCP callers included, goes to it.
+        ss = self._ss
+        out_transport = transport
+        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
+            dest: tuple[str, int] = ss
+            out_transport = "udp"
+        else:
+            if n_ours < len(routes):
+                nh, np_, nt = _route_target(routes[n_ours])
+            else:
+                if rtarget is None:
+                    rtarget = self._ruri_target(ruri)
+                nh, np_, nt = rtarget
+            ip, bad = _classify_host(nh)
+            if ip is None:
+                self._drop("unroutable")  # no DNS here
+                return
+            if bad:
+                self._drop("broadcast")
+                return
+            dest = (ip, np_ or 5060)
+            if nt is not None:
+                if nt not in (b"udp", b"tcp"):
+                    self._drop("unsupported_transport")
+                    return
+                out_transport = nt.decode()
+            if self._is_self(nh, np_):
+                self._drop("loop")
+                return
 
         # Screening (initial INVITEs only; in-dialog requests are never screened)
         if initial and method == b"INVITE":
@@ -604,7 +660,8 @@ class ProxyCore:
                 answer = None
             if answer is not None:
                 st.rejected += 1
-                key = transaction_key(req)
+                if key is None:
+                    key = transaction_key(req)
                 final = build_response(
                     req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
                 )
@@ -626,60 +683,6 @@ class ProxyCore:
             )
         )
         st.forwarded_requests += 1
-
-    def _next_hop(
-        self,
-        routes: list[bytes],
-        n_ours: int,
-        ruri: bytes,
-        rtarget: tuple[bytes, int | None, bytes | None] | None,
-        src: tuple[str, int],
-        transport: str,
-    ) -> tuple[tuple[str, int], str] | None:
-        """(destination, transport) of a request, or None when it is dropped (counted)."""
-        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
-        # is "from the softswitch" only when it comes over UDP from that very
-        # address and port; anything else, TCP callers included, goes to it.
-        ss = self._ss
-        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
-            return ss, "udp"
-        if n_ours < len(routes):
-            nh, np_, nt = _route_target(routes[n_ours])
-        else:
-            nh, np_, nt = rtarget if rtarget is not None else self._ruri_target(ruri)
-        ip, bad = _classify_host(nh)
-        if ip is None:
-            self._drop("unroutable")  # no DNS here
-            return None
-        if bad:
-            self._drop("broadcast")
-            return None
-        out_transport = transport
-        if nt is not None:
-            if nt not in (b"udp", b"tcp"):
-                self._drop("unsupported_transport")
-                return None
-            out_transport = nt.decode()
-        if self._is_self(nh, np_):
-            self._drop("loop")
-            return None
-        return (ip, np_ or 5060), out_transport
-
-    def _our_routes(
-        self, raw: bytes, route_spans: list[tuple[int, int]] | None
-    ) -> tuple[list[bytes], int]:
-        """Route entries (RFC 3261 §16.4) and how many of the top ones name us."""
-        routes: list[bytes] = []
-        n_ours = 0
-        if route_spans is not None:
-            for rs, re_ in route_spans:
-                routes.extend(split_commas(raw[rs:re_].strip()))
-            while n_ours < len(routes):
-                h, p, _ = _route_target(routes[n_ours])
-                if not self._is_self(h, p):
-                    break
-                n_ours += 1
-        return routes, n_ours
 
     @staticmethod
     def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:
@@ -716,46 +719,12 @@ class ProxyCore:
         out_transport: str,
         n_ours: int,
     ) -> bytes:
-        hdrs = req._hdrs
-        mf_spans = hdrs.get(b"max-forwards")
-        return self._splice(
-            req.raw,
-            req._buf,
-            req._hstart,
-            req.vias[0],
-            src,
-            transport,
-            out_transport,
-            self._branch(req),
-            req.max_forwards,
-            mf_spans[0] if mf_spans else (0, 0),
-            hdrs.get(b"route"),
-            n_ours,
-            self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING,
-        )
-
-    def _splice(
-        self,
-        raw: bytes,
-        buf: bytes,
-        eol: int,
-        top: Via,
-        src: tuple[str, int],
-        transport: str,
-        out_transport: str,
-        branch: bytes,
-        mf: int | None,
-        mf_span: tuple[int, int],
-        route_spans: list[tuple[int, int]] | None,
-        n_ours: int,
-        record_route: bool,
-    ) -> bytes:
-        """The forwarded request: ``raw`` with our edits spliced in at the parsed
-        offsets (``eol``: just past the start line's CRLF; ``buf``: the header
-        block with folding blanked, same offsets)."""
+        raw = req.raw
+        eol = req._hstart  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = []
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
+        top = req.vias[0]
         src_ip = src[0]
         host = top.host.decode("latin-1")
         need_received = host != src_ip and host.lower() != src_ip.lower()
@@ -775,21 +744,23 @@ class ProxyCore:
             edits.append((e0, e0, b";received=" + src_ip.encode()))
 
         # RFC 3261 §16.6 step 3: Max-Forwards
-        added = self._via[out_transport] + branch + b"\r\n"
+        added = self._via[out_transport] + self._branch(req) + b"\r\n"
+        mf = req.max_forwards
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            edits.append((mf_span[0], mf_span[1], b" %d" % (mf - 1)))
+            s, e = req._hdrs[b"max-forwards"][0]
+            edits.append((s, e, b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
-        if n_ours and route_spans:
+        if n_ours:
             removed = 0
-            for s, e in route_spans:
+            for s, e in req._hdrs[b"route"]:
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])
                 if len(entries) + removed <= n_ours:
-                    edits.append((buf.rfind(b"\r\n", 0, s) + 2, e + 2, b""))
+                    edits.append((req.header_line_start(s), e + 2, b""))
                     removed += len(entries)
                 else:
                     # remove only the first entries of this line: up to the k-th comma
@@ -802,7 +773,7 @@ class ProxyCore:
                     removed = n_ours
 
         # RFC 3261 §16.6 step 4: Record-Route dialog-creating requests
-        if record_route:
+        if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
             added += self._rr[out_transport]
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)

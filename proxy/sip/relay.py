@@ -13,7 +13,7 @@ The common shape (else ``None``): status line ``SIP/2.0 NNN reason``; our own
 Via as the first header line (this worker's exact prefix, then the
 16-character branch tail we wrote); the next Via right after it, on the same
 line after ``, `` (SIPp's ``[last_Via:]``) or alone on the next line spelled
-``Via:``, one value in the parser's common shape (``message._VIA_RE``), not
+``Via:``, one value that the parser's own ``_parse_via`` reads, not
 folded; Content-Length, when spelled so, equal to the body, and no body
 without it (RFC 3261 §18.3).
 
@@ -23,8 +23,8 @@ passed on to the caller instead of being dropped. Requests always get the full
 parse: the initial INVITE is the screening point, and two lean scanners for
 in-dialog requests (one ``find`` per header; one case-insensitive regex pass)
 cost as many or more instructions than the full parse here (benchmarks/
-RESULTS.md, optimisation log). ``initial_key`` reads the transaction key of
-an initial INVITE or CANCEL from its top Via line, so that a non-owner worker
+RESULTS.md, optimisation log). ``initial_via`` reads the top Via of an
+initial INVITE or CANCEL (its transaction key), so that a non-owner worker
 hands it to its owner without parsing it (proxy/sip/core.py). tests/unit/test_sip_relay.py checks
 that the core sends exactly the same bytes with and without the lean relay,
 for every RFC 4475 message and for mutations of real responses.
@@ -32,35 +32,21 @@ for every RFC 4475 message and for mutations of real responses.
 
 from __future__ import annotations
 
-from .message import _VIA_RE, SIPError, Via, _params
+from .message import SIPError, Via, _parse_via
 
-__all__ = ["initial_key", "initial_via", "scan_response"]
+__all__ = ["initial_via", "scan_response"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
-    """The Via value data[s:e] in the parser's common shape (message._VIA_RE), else None."""
-    v = data[s:e]
-    if b"," in v or b'"' in v or v[-1:] == b" " or v[-1:] == b"\t":
-        return None  # several values on one line, a quoted parameter, trailing LWS
-    m = _VIA_RE.match(v)
-    if m is None:
+    """The one Via value on the line data[s:e], exactly as the full parser reads it
+    (message._parse_via), else None: several values on the line (the parser splits
+    them), the line folded onto the next one, or a value the parser refuses."""
+    if data.find(b",", s, e) >= 0 or data[e + 2 : e + 3] in (b" ", b"\t"):
         return None
-    transport, sent_by, host, ps, ptext = m.groups()
-    port = None if ps is None else int(ps)
-    if port is not None and not 0 < port <= 65535:
+    try:
+        return _parse_via(data, s, e, line)
+    except SIPError:
         return None
-    if ptext is None:
-        params: dict[bytes, bytes | None] = {}
-    elif ptext[:7] == b"branch=" and b";" not in ptext and b"=" not in ptext[7:]:
-        params = {b"branch": ptext[7:]}  # the most common shape, as _params gives it
-    else:
-        try:
-            params = _params(ptext, "bad_via")
-        except SIPError:
-            return None
-        if not params:
-            return None
-    return Via(transport, host, port, sent_by, params, (s, e), line)
 
 
 def _line(data: bytes, key: bytes, start: int, hend: int) -> tuple[int, int]:
@@ -114,8 +100,8 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
         return None
     ve = data.find(b"\r\n", v0)
     hend = data.find(b"\r\n\r\n", ve)
-    if ve < 0 or hend < 0 or data[ve + 2 : ve + 3] in (b" ", b"\t"):
-        return None  # no header end, or the next Via folded (RFC 3261 §7.3.1)
+    if ve < 0 or hend < 0:
+        return None
     if not _length_ok(data, eol, hend):
         return None
     nxt = _via_at(data, v0, ve, (line0, ve + 2))
@@ -124,20 +110,11 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
     return status, nxt, cut
 
 
-def initial_key(data: bytes) -> bytes | None:
-    """The transaction key of ``initial_via``'s message, or None (see there)."""
-    top = initial_via(data)
-    if top is None:
-        return None
-    assert top.branch is not None
-    return top.branch + b"|" + top.sent_by.lower()
-
-
 def initial_via(data: bytes) -> Via | None:
     """The top Via of an initial request (no To tag) in the common shape, else None.
 
     Its branch and sent-by give the RFC 3261 §17.2.3 transaction key
-    (``transaction.transaction_key``). Used only before the full parse: to pick
+    (``transaction.via_key``). Used only before the full parse: to pick
     the worker that owns the transaction (the owner then parses the message in
     full, so a wrong guess costs one extra hop and changes nothing else), and
     to answer 503 when the worker sheds load (proxy/sip/core.py). The common

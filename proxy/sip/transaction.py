@@ -27,7 +27,7 @@ import enum
 import heapq
 from dataclasses import dataclass
 
-from .message import Request
+from .message import Request, Via
 
 __all__ = [
     "T1",
@@ -41,6 +41,7 @@ __all__ = [
     "InviteServerTransaction",
     "TransactionTable",
     "transaction_key",
+    "via_key",
     "Out",
 ]
 
@@ -108,12 +109,21 @@ TABLE: dict[tuple[TxState, TxEvent], tuple[tuple[TxAction, ...], TxState]] = {
 }
 
 
-def transaction_key(req: Request) -> bytes:
-    """RFC 3261 §17.2.3 server transaction key of an INVITE, its ACK or its CANCEL."""
-    top = req.vias[0]
+def via_key(top: Via) -> bytes | None:
+    """The RFC 3261 §17.2.3 key from the top Via alone: branch and sent-by, when the
+    branch has the magic cookie; None for an RFC 2543 branch (more fields needed)."""
     branch = top.branch
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         return branch + b"|" + top.sent_by.lower()
+    return None
+
+
+def transaction_key(req: Request) -> bytes:
+    """RFC 3261 §17.2.3 server transaction key of an INVITE, its ACK or its CANCEL."""
+    top = req.vias[0]
+    key = via_key(top)
+    if key is not None:
+        return key
     # RFC 2543 style (inv2543): no usable branch
     ftag = req.from_.tag or b""
     return b"2543|%s|%s|%d|%s" % (req.call_id, ftag, req.cseq[0], top.sent_by.lower())
