@@ -791,7 +791,8 @@ def seed_sample_data(config: Config) -> int:
         r.close()
 
 
-def _redis_answers(url: str) -> bool:
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at ``url`` within a second."""
     import redis
 
     r = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
@@ -805,7 +806,7 @@ def _redis_answers(url: str) -> bool:
 
 def _prepare_redis(config: Config) -> tuple[Config, Any]:
     """Start the embedded redis-server when nothing answers at the URL."""
-    if _redis_answers(config.redis_url) or not config.redis_embedded:
+    if redis_answers(config.redis_url) or not config.redis_embedded:
         return config, None
     from proxy.embedded_redis import ensure_redis
 

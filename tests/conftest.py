@@ -29,18 +29,18 @@ from sipscreen_testlib import (  # noqa: E402
     ProxyProcess,
     RedisServer,
     SippServer,
-    _redis_available,
     _sipp,
     delete_prefix,
     free_tcp_port,
     free_udp_port,
+    redis_answers,
     write_config,
 )
 
 
 @pytest.fixture
 def redis_url() -> str:
-    if not _redis_available(REDIS_URL):
+    if not redis_answers(REDIS_URL):
         pytest.skip(f"no Redis at {REDIS_URL}")
     return REDIS_URL
 

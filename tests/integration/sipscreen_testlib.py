@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from proxy.server import redis_answers
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 SIPP_DIR = ROOT / "tests" / "sipp"
 REDIS_URL = os.environ.get("SIPSCREEN_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -66,18 +68,6 @@ def free_tcp_port() -> int:
 # ---------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------
-
-
-def _redis_available(url: str) -> bool:
-    import redis
-
-    r = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return bool(r.ping())
-    except Exception:
-        return False
-    finally:
-        r.close()
 
 
 def delete_prefix(url: str, prefix: str) -> None:
@@ -133,7 +123,7 @@ class RedisServer:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _redis_available(self.url):
+            if redis_answers(self.url):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"redis-server on {self.port} did not start")
