@@ -1,36 +1,83 @@
 /*
- * proxy/sip/_scan.c: the header-line scan of proxy/sip/message.py in C.
+ * proxy/sip/_scan.c: the common path of proxy/sip/message.py in C.
  *
- * How this works: scan_headers(buf, pos, hend, fast) does exactly what the
- * common path of message._scan_headers does. The header block buf[pos:hend]
- * is cut into lines at each CRLF (RFC 3261 section 7.3.1); the name of each
- * line (the octets before its first colon) is looked up in `fast`, the dict
- * of remembered wire spellings; for every line whose spelling maps to a
- * non-empty canonical name, (value start, line end) is appended to
- * result[canonical]. The moment a line has no colon, an empty name, or a
- * spelling that is not in `fast`, the function returns None and the caller
- * runs the Python scan, which validates the name, detects folding, answers
- * errors and remembers new spellings. So the C scan only ever answers for
- * blocks the Python scan would index the same way (tests/unit/
- * test_sip_cscan.py compares both), and it never raises for bad input.
+ * How this works: two functions, each a copy of the common path of a Python
+ * function in message.py, that *decline* (return None) the moment the input
+ * leaves that common path. The caller then runs the Python code, which is
+ * the reference: it validates, answers errors and handles every rare shape.
+ * So C only ever answers for input the Python code would treat the same way
+ * (tests/unit/test_sip_cscan.py compares both on the RFC 4475 set, real
+ * calls, mutations and random bytes), and it never raises for bad input.
  *
- * Every read stays inside buf[pos:hend] (both clamped to len(buf)).
+ * scan_headers(buf, pos, hend, fast) is message._scan_headers: the header
+ * block buf[pos:hend] is cut into lines at each CRLF (RFC 3261 section
+ * 7.3.1); the name of each line (the octets before its first colon) is
+ * looked up in `fast`, the dict of remembered wire spellings; for every line
+ * whose spelling maps to a non-empty canonical name, (value start, line end)
+ * is appended to result[canonical]. A line with no colon, an empty name or a
+ * spelling `fast` does not hold declines (the Python scan validates the name,
+ * detects folding and remembers new spellings).
+ *
+ * parse(data) is message._parse for the shapes real traffic has: a request
+ * line "METHOD SP sip-URI SP SIP/2.0" or a status line, remembered header
+ * spellings, one Via value per line in the form "SIP/2.0/UDP host[:port];
+ * params", From/To as [display] <URI>[;tag=x], digits where digits belong.
+ * It builds the same Request/Response, Via and NameAddr objects the Python
+ * code builds, filling their __slots__ directly (init() is given the classes
+ * and checks each slot is a plain object member). Anything else declines.
+ *
+ * Every read stays inside the bytes objects it was given.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
-static PyObject *
-scan_headers(PyObject *self, PyObject *args)
+/* ------------------------------------------------------------------ */
+/* character classes (RFC 3261 section 25.1)                          */
+
+static unsigned char is_token[256];  /* alphanum / "-.!%*_+`'~" */
+static unsigned char is_host[256];   /* [-A-Za-z0-9.]: a name or IPv4 */
+static unsigned char is_scheme[256]; /* ALPHA / DIGIT / "+-." */
+static unsigned char uri_bad[256];   /* CTL, SP, DEL, '<', '>', '"' */
+static unsigned char is_space[256];  /* what bytes.strip()/split() remove */
+static unsigned char dn_token[256];  /* token / SP / HTAB (display name) */
+static unsigned char na_uri_bad[256]; /* '<', '>', '"', SP, HTAB */
+static unsigned char tag_bad[256];   /* ';', '=', SP, HTAB, CR, LF, VT, FF */
+
+static void
+init_classes(void)
 {
-    PyObject *buf_obj, *fast;
-    Py_ssize_t pos, hend;
-    if (!PyArg_ParseTuple(args, "SnnO!", &buf_obj, &pos, &hend, &PyDict_Type, &fast))
-        return NULL;
-    const char *buf = PyBytes_AS_STRING(buf_obj);
-    Py_ssize_t n = PyBytes_GET_SIZE(buf_obj);
-    if (pos < 0 || hend > n || pos > hend)
-        Py_RETURN_NONE;
+    const char *alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (const char *p = alnum; *p; p++) {
+        is_token[(unsigned char)*p] = 1;
+        is_host[(unsigned char)*p] = 1;
+        is_scheme[(unsigned char)*p] = 1;
+    }
+    for (const char *p = "-.!%*_+`'~"; *p; p++)
+        is_token[(unsigned char)*p] = 1;
+    is_host['-'] = is_host['.'] = 1;
+    is_scheme['+'] = is_scheme['-'] = is_scheme['.'] = 1;
+    for (int c = 0; c <= 32; c++)
+        uri_bad[c] = 1;
+    uri_bad[0x7f] = uri_bad['<'] = uri_bad['>'] = uri_bad['"'] = 1;
+    for (const char *p = " \t\n\r\x0b\x0c"; *p; p++)
+        is_space[(unsigned char)*p] = 1;
+    memcpy(dn_token, is_token, sizeof dn_token);
+    dn_token[' '] = dn_token['\t'] = 1;
+    for (const char *p = "<>\" \t"; *p; p++)
+        na_uri_bad[(unsigned char)*p] = 1;
+    for (const char *p = ";= \t\r\n\x0b\x0c"; *p; p++)
+        tag_bad[(unsigned char)*p] = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* the header scan                                                    */
+
+/* Index buf[pos:hend]; NULL with no error set = decline. */
+static PyObject *
+scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
+{
     PyObject *result = PyDict_New();
     if (result == NULL)
         return NULL;
@@ -52,7 +99,7 @@ scan_headers(PyObject *self, PyObject *args)
         }
         const char *colon = memchr(buf + start, ':', (size_t)(end - start));
         if (colon == NULL || colon == buf + start)
-            goto fallback;
+            goto decline;
         Py_ssize_t name_len = colon - (buf + start);
         PyObject *spelling = PyBytes_FromStringAndSize(buf + start, name_len);
         if (spelling == NULL)
@@ -62,10 +109,10 @@ scan_headers(PyObject *self, PyObject *args)
         if (canon == NULL) {
             if (PyErr_Occurred())
                 goto error;
-            goto fallback;
+            goto decline;
         }
         if (!PyBytes_Check(canon))
-            goto fallback;
+            goto decline;
         if (PyBytes_GET_SIZE(canon) > 0) {
             PyObject *span = Py_BuildValue("(nn)", start + name_len + 1, end);
             if (span == NULL)
@@ -100,27 +147,739 @@ scan_headers(PyObject *self, PyObject *args)
     }
     return result;
 
-fallback:
+decline:
     Py_DECREF(result);
-    Py_RETURN_NONE;
+    return NULL;
 error:
     Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+scan_headers(PyObject *self, PyObject *args)
+{
+    PyObject *buf_obj, *fast;
+    Py_ssize_t pos, hend;
+    if (!PyArg_ParseTuple(args, "SnnO!", &buf_obj, &pos, &hend, &PyDict_Type, &fast))
+        return NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(buf_obj);
+    if (pos < 0 || hend > n || pos > hend)
+        Py_RETURN_NONE;
+    PyObject *result = scan_block(PyBytes_AS_STRING(buf_obj), pos, hend, fast);
+    if (result == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
+/* ------------------------------------------------------------------ */
+/* the classes parse() builds, and their slots                       */
+
+enum {
+    M_RAW, M_VIAS, M_CALL_ID, M_CSEQ, M_MAX_FORWARDS, M_CONTENT_LENGTH, M_BODY,
+    M_HEADERS_END, M_BUF, M_HDRS, M_ALL, M_HSTART, M_CACHE,
+    M_NSHARED
+};
+static const char *const shared_slots[M_NSHARED] = {
+    "raw", "vias", "call_id", "cseq", "max_forwards", "content_length", "body",
+    "headers_end", "_buf", "_hdrs", "_all", "_hstart", "_cache",
+};
+enum { Q_METHOD, Q_RURI, Q_VERSION, Q_FROM, Q_TO, Q_N };
+static const char *const req_slots[Q_N] = {"method", "ruri", "version", "from_", "to"};
+enum { R_STATUS, R_REASON, R_FROM, R_TO, R_FROM_SPAN, R_TO_SPAN, R_N };
+static const char *const resp_slots[R_N] = {
+    "status", "reason", "_from", "_to", "_from_span", "_to_span",
+};
+enum {
+    V_TRANSPORT, V_HOST, V_PORT, V_BRANCH, V_RECEIVED, V_RPORT, V_PARAMS, V_SPAN,
+    V_LINE, V_SENT_BY, V_N
+};
+static const char *const via_slots[V_N] = {
+    "transport", "host", "port", "branch", "received", "rport", "params", "span",
+    "line", "sent_by",
+};
+enum { N_DISPLAY, N_URI, N_PARAMS, N_TAG, N_RAW, N_SU, N_N };
+static const char *const na_slots[N_N] = {"display", "uri", "params", "tag", "raw", "_su"};
+
+static PyTypeObject *request_type, *response_type, *via_type, *name_addr_type;
+static Py_ssize_t off_req[M_NSHARED + Q_N], off_resp[M_NSHARED + R_N];
+static Py_ssize_t off_via[V_N], off_na[N_N];
+static PyObject *fast_names; /* message._FAST (spelling -> canonical or b"") */
+static long long cseq_max, mf_max, cl_max;
+static PyObject *k_via, *k_from, *k_to, *k_call_id, *k_cseq, *k_max_forwards,
+    *k_content_length, *k_date, *k_contact, *k_branch, *k_received, *k_rport, *k_tag,
+    *k_version;
+static PyObject *transports[6]; /* UDP TCP TLS SCTP WS WSS */
+static const char *const transport_names[6] = {"UDP", "TCP", "TLS", "SCTP", "WS", "WSS"};
+static int ready;
+
+/* The offset of slot `name` of `type`; -1 with an error set if it is not a plain slot. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString((PyObject *)type, name);
+    if (d == NULL)
+        return -1;
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+            off = m->offset;
+    }
+    Py_DECREF(d);
+    if (off < 0)
+        PyErr_Format(PyExc_TypeError, "%s.%s is not a plain __slots__ member", type->tp_name,
+                     name);
+    return off;
+}
+
+static int
+slot_offsets(PyTypeObject *type, const char *const *names, int n, Py_ssize_t *out)
+{
+    for (int i = 0; i < n; i++) {
+        out[i] = slot_offset(type, names[i]);
+        if (out[i] < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Store `value` (a new reference, stolen; NULL = error already set) in a slot. */
+static inline int
+put(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    if (value == NULL)
+        return -1;
+    PyObject **p = (PyObject **)((char *)obj + off);
+    PyObject *old = *p;
+    *p = value;
+    Py_XDECREF(old);
+    return 0;
+}
+
+static inline int
+put_borrowed(PyObject *obj, Py_ssize_t off, PyObject *value)
+{
+    Py_INCREF(value);
+    return put(obj, off, value);
+}
+
+static PyObject *
+new_instance(PyTypeObject *type)
+{
+    return type->tp_alloc(type, 0);
+}
+
+static PyObject *
+bytes_key(const char *s)
+{
+    PyObject *b = PyBytes_FromString(s);
+    return b;
+}
+
+static PyObject *
+init(PyObject *self, PyObject *args)
+{
+    PyObject *req, *resp, *via, *na, *fast;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!O!LLL", &PyType_Type, &req, &PyType_Type, &resp,
+                          &PyType_Type, &via, &PyType_Type, &na, &PyDict_Type, &fast,
+                          &cseq_max, &mf_max, &cl_max))
+        return NULL;
+    ready = 0;
+    request_type = (PyTypeObject *)req;
+    response_type = (PyTypeObject *)resp;
+    via_type = (PyTypeObject *)via;
+    name_addr_type = (PyTypeObject *)na;
+    if (slot_offsets(request_type, shared_slots, M_NSHARED, off_req) < 0 ||
+        slot_offsets(request_type, req_slots, Q_N, off_req + M_NSHARED) < 0 ||
+        slot_offsets(response_type, shared_slots, M_NSHARED, off_resp) < 0 ||
+        slot_offsets(response_type, resp_slots, R_N, off_resp + M_NSHARED) < 0 ||
+        slot_offsets(via_type, via_slots, V_N, off_via) < 0 ||
+        slot_offsets(name_addr_type, na_slots, N_N, off_na) < 0)
+        return NULL;
+    Py_INCREF(req);
+    Py_INCREF(resp);
+    Py_INCREF(via);
+    Py_INCREF(na);
+    Py_INCREF(fast);
+    Py_XSETREF(fast_names, fast);
+    ready = 1;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------ */
+/* small readers                                                      */
+
+static inline Py_ssize_t
+find2(const char *s, Py_ssize_t from, Py_ssize_t n, char a, char b)
+{
+    /* first i >= from with s[i] == a && s[i+1] == b, i + 1 < n; -1 if none */
+    while (from + 1 < n) {
+        const char *p = memchr(s + from, a, (size_t)(n - 1 - from));
+        if (p == NULL)
+            return -1;
+        Py_ssize_t i = p - s;
+        if (s[i + 1] == b)
+            return i;
+        from = i + 1;
+    }
+    return -1;
+}
+
+/* bytes.strip(): [*s, *e) without leading/trailing ASCII whitespace */
+static inline void
+strip(const char *b, Py_ssize_t *s, Py_ssize_t *e)
+{
+    while (*s < *e && is_space[(unsigned char)b[*s]])
+        (*s)++;
+    while (*e > *s && is_space[(unsigned char)b[*e - 1]])
+        (*e)--;
+}
+
+/* message._digits: 1..12 ASCII digits, at most `limit`; -1 = decline */
+static inline long long
+digits(const char *b, Py_ssize_t s, Py_ssize_t e, long long limit)
+{
+    if (e <= s || e - s > 12)
+        return -1;
+    long long v = 0;
+    for (Py_ssize_t i = s; i < e; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    return v > limit ? -1 : v;
+}
+
+static inline PyObject *
+span_tuple(Py_ssize_t s, Py_ssize_t e)
+{
+    return Py_BuildValue("(nn)", s, e);
+}
+
+/* the one span of a header given exactly once; 0 = absent, -1 = twice or more */
+static int
+one_span(PyObject *hdrs, PyObject *key, Py_ssize_t *s, Py_ssize_t *e, int required)
+{
+    PyObject *lst = PyDict_GetItem(hdrs, key); /* borrowed; keys are bytes */
+    if (lst == NULL)
+        return required ? -1 : 0;
+    if (PyList_GET_SIZE(lst) != 1)
+        return -1;
+    PyObject *t = PyList_GET_ITEM(lst, 0);
+    *s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+    *e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Via (message._parse_via, the _VIA_RE branch)                        */
+
+/* message._params(text) for text = b[s:e], non-empty; NULL + no error = decline */
+static PyObject *
+params_dict(const char *b, Py_ssize_t s, Py_ssize_t e)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t ps = s;
+    for (;;) {
+        const char *semi = memchr(b + ps, ';', (size_t)(e - ps));
+        Py_ssize_t pe = semi ? semi - b : e;
+        const char *eq = memchr(b + ps, '=', (size_t)(pe - ps));
+        Py_ssize_t ns = ps, ne = eq ? eq - b : pe;
+        strip(b, &ns, &ne);
+        if (ne <= ns)
+            goto decline; /* empty parameter (name): the Python code answers */
+        PyObject *name = PyBytes_FromStringAndSize(NULL, ne - ns);
+        if (name == NULL)
+            goto error;
+        char *np = PyBytes_AS_STRING(name);
+        for (Py_ssize_t i = ns; i < ne; i++) {
+            unsigned char c = (unsigned char)b[i];
+            np[i - ns] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        }
+        PyObject *value;
+        if (eq) {
+            Py_ssize_t vs = eq - b + 1, ve = pe;
+            strip(b, &vs, &ve);
+            value = PyBytes_FromStringAndSize(b + vs, ve - vs);
+            if (value == NULL) {
+                Py_DECREF(name);
+                goto error;
+            }
+        } else {
+            value = Py_NewRef(Py_None);
+        }
+        int rc = PyDict_SetItem(out, name, value);
+        Py_DECREF(name);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+        if (semi == NULL)
+            break;
+        ps = pe + 1;
+    }
+    return out;
+decline:
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* One Via header line's value b[s:e] (untrimmed), the line [ls, e + 2). */
+static PyObject *
+via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
+{
+    Py_ssize_t line_end = e + 2; /* the line's own CRLF included */
+    while (s < e && (b[s] == ' ' || b[s] == '\t'))
+        s++;
+    while (e > s && (b[e - 1] == ' ' || b[e - 1] == '\t'))
+        e--;
+    if (e - s < 12 || memcmp(b + s, "SIP/2.0/", 8) != 0)
+        return NULL;
+    Py_ssize_t i = s + 8;
+    int t = -1;
+    for (int k = 0; k < 6; k++) {
+        size_t l = strlen(transport_names[k]);
+        if (i + (Py_ssize_t)l < e && memcmp(b + i, transport_names[k], l) == 0 &&
+            b[i + l] == ' ') {
+            t = k;
+            i += (Py_ssize_t)l + 1;
+            break;
+        }
+    }
+    if (t < 0)
+        return NULL;
+    Py_ssize_t hs = i;
+    while (i < e && is_host[(unsigned char)b[i]])
+        i++;
+    Py_ssize_t he = i;
+    if (he == hs)
+        return NULL;
+    long long port = -1;
+    if (i < e && b[i] == ':') {
+        Py_ssize_t ds = ++i;
+        while (i < e && b[i] >= '0' && b[i] <= '9')
+            i++;
+        if (i == ds || i - ds > 5)
+            return NULL;
+        port = digits(b, ds, i, 65535);
+        if (port <= 0)
+            return NULL;
+    }
+    Py_ssize_t sbe = i; /* end of sent-by */
+    PyObject *params;
+    if (i == e) {
+        params = PyDict_New();
+    } else if (b[i] == ';' && i + 1 < e) {
+        params = params_dict(b, i + 1, e);
+    } else {
+        return NULL;
+    }
+    if (params == NULL)
+        return NULL;
+    PyObject *via = new_instance(via_type);
+    if (via == NULL) {
+        Py_DECREF(params);
+        return NULL;
+    }
+    PyObject *rport = PyDict_GetItem(params, k_rport); /* borrowed */
+    PyObject *branch = PyDict_GetItem(params, k_branch);
+    PyObject *received = PyDict_GetItem(params, k_received);
+    if (rport == Py_None)
+        rport = PyBytes_FromStringAndSize("", 0);
+    else if (rport != NULL)
+        Py_INCREF(rport);
+    else
+        rport = Py_NewRef(Py_None);
+    if (put_borrowed(via, off_via[V_TRANSPORT], transports[t]) < 0 ||
+        put(via, off_via[V_HOST], PyBytes_FromStringAndSize(b + hs, he - hs)) < 0 ||
+        put(via, off_via[V_PORT], port < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(port)) <
+            0 ||
+        put(via, off_via[V_SENT_BY], PyBytes_FromStringAndSize(b + hs, sbe - hs)) < 0 ||
+        put_borrowed(via, off_via[V_BRANCH], branch ? branch : Py_None) < 0 ||
+        put_borrowed(via, off_via[V_RECEIVED], received ? received : Py_None) < 0 ||
+        put(via, off_via[V_RPORT], rport) < 0 || put(via, off_via[V_PARAMS], params) < 0 ||
+        put(via, off_via[V_SPAN], span_tuple(s, e)) < 0 ||
+        put(via, off_via[V_LINE], span_tuple(ls, line_end)) < 0) {
+        Py_DECREF(via);
+        return NULL;
+    }
+    return via;
+}
+
+/* the via-parm line values of a message: a list of Via, NULL = decline or error */
+static PyObject *
+vias_of(const char *b, PyObject *spans)
+{
+    Py_ssize_t n = PyList_GET_SIZE(spans);
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *t = PyList_GET_ITEM(spans, k);
+        Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+        Py_ssize_t e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+        if (memchr(b + s, ',', (size_t)(e - s)) != NULL)
+            goto fail; /* several values on one line: the Python code splits them */
+        /* the line starts after the CRLF before the value (message._parse: rfind) */
+        Py_ssize_t ls = s;
+        while (ls >= 2 && !(b[ls - 2] == '\r' && b[ls - 1] == '\n'))
+            ls--;
+        if (ls < 2)
+            goto fail;
+        PyObject *v = via_value(b, s, e, ls);
+        if (v == NULL)
+            goto fail;
+        PyList_SET_ITEM(out, k, v);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* From/To (message.parse_name_addr, the _NAME_ADDR_RE branch)         */
+
+static PyObject *
+name_addr(const char *b, Py_ssize_t s, Py_ssize_t e)
+{
+    strip(b, &s, &e);
+    Py_ssize_t i = s, ds, de, us, ue, ts = -1, te = -1;
+    if (i < e && b[i] == '"') {
+        ds = i++;
+        while (i < e && b[i] != '"' && b[i] != '\\')
+            i++;
+        if (i >= e || b[i] != '"')
+            return NULL;
+        de = ++i;
+        while (i < e && (b[i] == ' ' || b[i] == '\t'))
+            i++;
+    } else {
+        while (i < e && dn_token[(unsigned char)b[i]])
+            i++;
+        ds = s;
+        de = i;
+        strip(b, &ds, &de);
+    }
+    if (i >= e || b[i] != '<')
+        return NULL;
+    us = ++i;
+    int colon = 0;
+    while (i < e && !na_uri_bad[(unsigned char)b[i]]) {
+        colon |= b[i] == ':';
+        i++;
+    }
+    if (i >= e || b[i] != '>' || !colon)
+        return NULL;
+    ue = i++;
+    if (i < e) {
+        if (e - i < 5 || memcmp(b + i, ";tag=", 5) != 0)
+            return NULL;
+        ts = i + 5;
+        i = ts;
+        while (i < e && !tag_bad[(unsigned char)b[i]])
+            i++;
+        if (i != e)
+            return NULL;
+        te = e;
+    }
+    PyObject *na = new_instance(name_addr_type);
+    if (na == NULL)
+        return NULL;
+    PyObject *params = PyDict_New(), *tag = Py_None;
+    if (params == NULL)
+        goto error;
+    if (ts >= 0) {
+        tag = PyBytes_FromStringAndSize(b + ts, te - ts);
+        if (tag == NULL || PyDict_SetItem(params, k_tag, tag) < 0) {
+            Py_XDECREF(tag);
+            Py_DECREF(params);
+            goto error;
+        }
+    } else {
+        Py_INCREF(tag);
+    }
+    if (put(na, off_na[N_PARAMS], params) < 0 || put(na, off_na[N_TAG], tag) < 0 ||
+        put(na, off_na[N_DISPLAY], PyBytes_FromStringAndSize(b + ds, de - ds)) < 0 ||
+        put(na, off_na[N_URI], PyBytes_FromStringAndSize(b + us, ue - us)) < 0 ||
+        put(na, off_na[N_RAW], PyBytes_FromStringAndSize(b + s, e - s)) < 0 ||
+        put_borrowed(na, off_na[N_SU], Py_None) < 0)
+        goto error;
+    return na;
+error:
+    Py_DECREF(na);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* parse                                                              */
+
+/* message._request_line for "METHOD SP URI SP SIP/2.0" with no '?' in the URI */
+static int
+request_line(const char *b, Py_ssize_t eol, PyObject *msg)
+{
+    const char *sp1 = memchr(b, ' ', (size_t)eol);
+    if (sp1 == NULL || sp1 == b)
+        return -1;
+    Py_ssize_t m = sp1 - b;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - m - 1));
+    if (sp2 == NULL)
+        return -1;
+    Py_ssize_t us = m + 1, ue = sp2 - b;
+    if (eol - ue - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (!is_token[(unsigned char)b[i]])
+            return -1;
+    if (ue <= us || !((b[us] | 0x20) >= 'a' && (b[us] | 0x20) <= 'z'))
+        return -1;
+    Py_ssize_t i = us;
+    while (i < ue && is_scheme[(unsigned char)b[i]])
+        i++;
+    if (i >= ue || b[i] != ':')
+        return -1;
+    for (i = us; i < ue; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (uri_bad[c] || c == '?')
+            return -1;
+    }
+    if (put(msg, off_req[M_NSHARED + Q_METHOD], PyBytes_FromStringAndSize(b, m)) < 0 ||
+        put(msg, off_req[M_NSHARED + Q_RURI], PyBytes_FromStringAndSize(b + us, ue - us)) <
+            0 ||
+        put_borrowed(msg, off_req[M_NSHARED + Q_VERSION], k_version) < 0)
+        return -2;
+    return 0;
+}
+
+/* message._status_line */
+static int
+status_line(const char *b, Py_ssize_t eol, PyObject *msg)
+{
+    if (eol < 11 || memcmp(b, "SIP/2.0 ", 8) != 0)
+        return -1;
+    long long code = digits(b, 8, 11, 699);
+    if (code < 100 || (eol > 11 && b[11] != ' '))
+        return -1;
+    Py_ssize_t rs = eol > 12 ? 12 : eol;
+    if (put(msg, off_resp[M_NSHARED + R_STATUS], PyLong_FromLongLong(code)) < 0 ||
+        put(msg, off_resp[M_NSHARED + R_REASON], PyBytes_FromStringAndSize(b + rs, eol - rs)) <
+            0)
+        return -2;
+    return 0;
+}
+
+static PyObject *
+parse(PyObject *self, PyObject *data)
+{
+    if (!ready || !PyBytes_CheckExact(data))
+        Py_RETURN_NONE;
+    const char *b = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n < 4 || b[0] == '\r' || b[0] == '\n')
+        Py_RETURN_NONE;
+    int is_request = memcmp(b, "SIP/", 4) != 0;
+    Py_ssize_t eol = find2(b, 0, n, '\r', '\n');
+    if (eol <= 0)
+        Py_RETURN_NONE;
+    Py_ssize_t hend = find2(b, eol, n, '\r', '\n');
+    while (hend >= 0 && !(hend + 3 < n && b[hend + 2] == '\r' && b[hend + 3] == '\n'))
+        hend = find2(b, hend + 1, n, '\r', '\n');
+    if (hend < 0 || eol + 2 >= hend)
+        Py_RETURN_NONE;
+    Py_ssize_t body_start = hend + 4, hstart = eol + 2;
+    const Py_ssize_t *off = is_request ? off_req : off_resp;
+
+    PyObject *msg = new_instance(is_request ? request_type : response_type);
+    if (msg == NULL)
+        return NULL;
+    PyObject *hdrs = NULL;
+    int rc = is_request ? request_line(b, eol, msg) : status_line(b, eol, msg);
+    if (rc < 0)
+        goto out;
+    hdrs = scan_block(b, hstart, hend, fast_names);
+    if (hdrs == NULL || put(msg, off[M_HDRS], hdrs) < 0)
+        goto out; /* hdrs is now borrowed from msg */
+
+    /* RFC 3261 section 8.1.1 mandatory headers, single ones once (else: Python answers) */
+    PyObject *via_spans = PyDict_GetItem(hdrs, k_via);
+    Py_ssize_t fs, fe, ts, te, cs, ce, qs, qe, ms = 0, me = 0, ls = 0, le = 0;
+    if (via_spans == NULL || one_span(hdrs, k_from, &fs, &fe, 1) < 0 ||
+        one_span(hdrs, k_to, &ts, &te, 1) < 0 || one_span(hdrs, k_call_id, &cs, &ce, 1) < 0 ||
+        one_span(hdrs, k_cseq, &qs, &qe, 1) < 0)
+        goto out;
+    int has_mf = one_span(hdrs, k_max_forwards, &ms, &me, 0);
+    int has_cl = one_span(hdrs, k_content_length, &ls, &le, 0);
+    if (has_mf < 0 || has_cl < 0)
+        goto out;
+    if (is_request) {
+        if (PyDict_GetItem(hdrs, k_date) != NULL)
+            goto out; /* RFC 3261 section 20.17 GMT check: the Python code */
+        PyObject *contacts = PyDict_GetItem(hdrs, k_contact);
+        if (contacts != NULL) {
+            for (Py_ssize_t k = 0; k < PyList_GET_SIZE(contacts); k++) {
+                PyObject *t = PyList_GET_ITEM(contacts, k);
+                Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+                Py_ssize_t e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+                if (memchr(b + s, '?', (size_t)(e - s)) != NULL)
+                    goto out; /* a '?' outside <> is an error: the Python code */
+            }
+        }
+    }
+
+    /* Call-ID: one word */
+    strip(b, &cs, &ce);
+    if (ce <= cs || memchr(b + cs, ' ', (size_t)(ce - cs)) != NULL)
+        goto out;
+    /* CSeq = 1*DIGIT LWS Method, the method the request line names */
+    strip(b, &qs, &qe);
+    Py_ssize_t q = qs;
+    while (q < qe && !is_space[(unsigned char)b[q]])
+        q++;
+    Py_ssize_t qm = q;
+    while (qm < qe && is_space[(unsigned char)b[qm]])
+        qm++;
+    if (qm >= qe)
+        goto out;
+    for (Py_ssize_t i = qm; i < qe; i++)
+        if (is_space[(unsigned char)b[i]])
+            goto out;
+    long long cseq = digits(b, qs, q, cseq_max);
+    if (cseq < 0)
+        goto out;
+    PyObject *cmethod;
+    if (is_request) {
+        PyObject *method = *(PyObject **)((char *)msg + off_req[M_NSHARED + Q_METHOD]);
+        if (PyBytes_GET_SIZE(method) != qe - qm ||
+            memcmp(PyBytes_AS_STRING(method), b + qm, (size_t)(qe - qm)) != 0)
+            goto out;
+        cmethod = Py_NewRef(method);
+    } else {
+        cmethod = PyBytes_FromStringAndSize(b + qm, qe - qm);
+        if (cmethod == NULL)
+            goto error;
+    }
+    long long mf = -1, cl = -1;
+    if (has_mf) {
+        strip(b, &ms, &me);
+        mf = digits(b, ms, me, mf_max);
+        if (mf < 0) {
+            Py_DECREF(cmethod);
+            goto out;
+        }
+    }
+    Py_ssize_t avail = n - body_start;
+    if (has_cl) {
+        strip(b, &ls, &le);
+        cl = digits(b, ls, le, cl_max);
+        if (cl < 0 || cl > avail) {
+            Py_DECREF(cmethod);
+            goto out;
+        }
+    }
+    if (put(msg, off[M_CSEQ], Py_BuildValue("(LN)", cseq, cmethod)) < 0)
+        goto error;
+
+    PyObject *vias = vias_of(b, via_spans);
+    if (vias == NULL)
+        goto out;
+    if (put(msg, off[M_VIAS], vias) < 0)
+        goto error;
+    if (is_request) {
+        PyObject *f = name_addr(b, fs, fe);
+        if (f == NULL || put(msg, off_req[M_NSHARED + Q_FROM], f) < 0)
+            goto out;
+        PyObject *t = name_addr(b, ts, te);
+        if (t == NULL || put(msg, off_req[M_NSHARED + Q_TO], t) < 0)
+            goto out;
+    } else {
+        if (put(msg, off_resp[M_NSHARED + R_FROM_SPAN], span_tuple(fs, fe)) < 0 ||
+            put(msg, off_resp[M_NSHARED + R_TO_SPAN], span_tuple(ts, te)) < 0 ||
+            put_borrowed(msg, off_resp[M_NSHARED + R_FROM], Py_None) < 0 ||
+            put_borrowed(msg, off_resp[M_NSHARED + R_TO], Py_None) < 0)
+            goto error;
+    }
+    PyObject *body, *raw;
+    if (!has_cl) {
+        body = avail > 0 ? PyBytes_FromStringAndSize(b + body_start, avail)
+                         : PyBytes_FromStringAndSize("", 0);
+        raw = Py_NewRef(data);
+    } else {
+        body = cl ? PyBytes_FromStringAndSize(b + body_start, (Py_ssize_t)cl)
+                  : PyBytes_FromStringAndSize("", 0);
+        /* RFC 3261 section 18.3: octets past Content-Length are discarded */
+        raw = cl < avail ? PyBytes_FromStringAndSize(b, body_start + (Py_ssize_t)cl)
+                         : Py_NewRef(data);
+    }
+    if (put(msg, off[M_BODY], body) < 0 || put(msg, off[M_RAW], raw) < 0 ||
+        put(msg, off[M_CALL_ID], PyBytes_FromStringAndSize(b + cs, ce - cs)) < 0 ||
+        put(msg, off[M_MAX_FORWARDS], has_mf ? PyLong_FromLongLong(mf) : Py_NewRef(Py_None)) <
+            0 ||
+        put(msg, off[M_CONTENT_LENGTH],
+            has_cl ? PyLong_FromLongLong(cl) : Py_NewRef(Py_None)) < 0 ||
+        put(msg, off[M_HEADERS_END], PyLong_FromSsize_t(hend)) < 0 ||
+        put(msg, off[M_HSTART], PyLong_FromSsize_t(hstart)) < 0 ||
+        put(msg, off[M_BUF], PyBytes_FromStringAndSize(b, hend)) < 0 ||
+        put_borrowed(msg, off[M_ALL], Py_None) < 0 ||
+        put_borrowed(msg, off[M_CACHE], Py_None) < 0)
+        goto error;
+    return msg;
+
+out: /* decline: the Python parser answers */
+    Py_DECREF(msg);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(msg);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"scan_headers", scan_headers, METH_VARARGS,
      "scan_headers(buf, pos, hend, fast) -> dict | None: message._scan_headers in C."},
+    {"init", init, METH_VARARGS,
+     "init(Request, Response, Via, NameAddr, fast, cseq_max, mf_max, cl_max): "
+     "the classes and limits parse() uses."},
+    {"parse", parse, METH_O,
+     "parse(data) -> Request | Response | None: message._parse for the common shapes; "
+     "None declines."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_scan", "The header-line scan of proxy/sip/message.py in C.", -1,
+    PyModuleDef_HEAD_INIT, "_scan", "The common path of proxy/sip/message.py in C.", -1,
     methods,
 };
 
 PyMODINIT_FUNC
 PyInit__scan(void)
 {
+    init_classes();
+    k_via = bytes_key("via");
+    k_from = bytes_key("from");
+    k_to = bytes_key("to");
+    k_call_id = bytes_key("call-id");
+    k_cseq = bytes_key("cseq");
+    k_max_forwards = bytes_key("max-forwards");
+    k_content_length = bytes_key("content-length");
+    k_date = bytes_key("date");
+    k_contact = bytes_key("contact");
+    k_branch = bytes_key("branch");
+    k_received = bytes_key("received");
+    k_rport = bytes_key("rport");
+    k_tag = bytes_key("tag");
+    k_version = bytes_key("SIP/2.0");
+    for (int k = 0; k < 6; k++) {
+        transports[k] = bytes_key(transport_names[k]);
+        if (transports[k] == NULL)
+            return NULL;
+    }
+    if (!k_via || !k_from || !k_to || !k_call_id || !k_cseq || !k_max_forwards ||
+        !k_content_length || !k_date || !k_contact || !k_branch || !k_received || !k_rport ||
+        !k_tag || !k_version)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -1,3 +1,17 @@
+from proxy.sip.message import NameAddr, Request, Response, Via
+
 def scan_headers(
     buf: bytes, pos: int, hend: int, fast: dict[bytes, bytes], /
 ) -> dict[bytes, list[tuple[int, int]]] | None: ...
+def init(
+    request: type[Request],
+    response: type[Response],
+    via: type[Via],
+    name_addr: type[NameAddr],
+    fast: dict[bytes, bytes],
+    cseq_max: int,
+    mf_max: int,
+    cl_max: int,
+    /,
+) -> None: ...
+def parse(data: bytes, /) -> Request | Response | None: ...

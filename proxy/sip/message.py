@@ -866,6 +866,11 @@ def _strip_leading_crlf(data: bytes) -> bytes:
 
 def parse(data: bytes) -> Request | Response:
     """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
+    if _c_parse is not None:
+        # the common shapes in C (_scan.c); it declines (None) anything else
+        msg = _c_parse(data)
+        if msg is not None:
+            return msg
     if data[:1] in (b"\r", b"\n") or not data:
         if not data:
             raise SIPError(0, "empty", "empty datagram")
@@ -1016,29 +1021,35 @@ def _scan_headers(
 
 
 _ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple[int, int]]] | None]
-try:  # built from _scan.c by pip install; the pure-Python scan is the reference
-    from ._scan import scan_headers as _built_scan
+_ParseFn = Callable[[bytes], "Request | Response | None"]
+try:  # built from _scan.c by pip install; the pure-Python code is the reference
+    from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
     _C_SCAN: _ScanFn | None = None
+    _C_PARSE: _ParseFn | None = None
 else:
-    _C_SCAN = _built_scan
+    _C_SCAN = _built.scan_headers
+    _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
+    _C_PARSE = _built.parse
 _c_scan = _C_SCAN
+_c_parse = _C_PARSE
 
 
 def accelerated() -> bool:
-    """True when the header scan runs in C (proxy/sip/_scan.c)."""
+    """True when the common path of the parser runs in C (proxy/sip/_scan.c)."""
     return _c_scan is not None
 
 
 def set_accelerated(on: bool) -> bool:
-    """Use the C header scan (when built) or the pure-Python one; returns the old setting.
+    """Use the C parser and header scan (when built) or the pure-Python ones; returns the old setting.
 
-    For tests and benchmarks that compare the two; both index a header block
-    the same way (tests/unit/test_sip_cscan.py).
+    For tests and benchmarks that compare the two; both give the same message
+    or the same error (tests/unit/test_sip_cscan.py).
     """
-    global _c_scan
+    global _c_scan, _c_parse
     old = _c_scan is not None
     _c_scan = _C_SCAN if on else None
+    _c_parse = _C_PARSE if on else None
     return old
 
 
