@@ -1041,7 +1041,7 @@ def accelerated() -> bool:
 
 
 def set_accelerated(on: bool) -> bool:
-    """Use the C parser and header scan (when built) or the pure-Python ones; returns the old setting.
+    """Use the C parse and scan (when built) or the pure-Python ones; returns the old setting.
 
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from wire_samples import EDIT_JUNK, EDIT_MODE, SIPP_INVITE, edit
 
 from proxy.sip import message
-from proxy.sip.message import Request, SIPError, parse
+from proxy.sip.message import SIPError, parse
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 TORTURE = [p.read_bytes() for p in sorted(DATA.glob("*.dat"))]
