@@ -74,6 +74,97 @@ init_classes(void)
 /* ------------------------------------------------------------------ */
 /* the header scan                                                    */
 
+static inline PyObject *
+span_tuple(Py_ssize_t s, Py_ssize_t e)
+{
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL)
+        return NULL;
+    PyObject *a = PyLong_FromSsize_t(s), *b = PyLong_FromSsize_t(e);
+    if (a == NULL || b == NULL) {
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, a);
+    PyTuple_SET_ITEM(t, 1, b);
+    return t;
+}
+
+/* The canonical name of a header spelling: `fast` (message._FAST) answers,
+ * and the answers for message._FAST itself are kept in a small table, so
+ * that a known spelling costs a hash of its octets and one compare instead
+ * of a bytes object and a dict lookup. Safe because message._FAST only ever
+ * gains entries (message._remember), it never changes one. */
+#define NAME_SLOTS 1024 /* a power of two */
+#define NAME_MAX_LEN 32
+#define NAME_PROBES 8
+struct name_slot {
+    Py_ssize_t len; /* 0 = free */
+    char name[NAME_MAX_LEN];
+    PyObject *canon; /* strong reference */
+};
+static struct name_slot name_table[NAME_SLOTS];
+static PyObject *fast_names; /* message._FAST, the dict name_table mirrors */
+
+static inline size_t
+name_hash(const char *p, Py_ssize_t n)
+{
+    size_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 16777619u;
+    return h;
+}
+
+/* borrowed canonical name, or NULL (error set, or none: the spelling is unknown) */
+static PyObject *
+canonical(PyObject *fast, const char *p, Py_ssize_t n)
+{
+    int cached = fast == fast_names && n < NAME_MAX_LEN;
+    size_t h = 0;
+    if (cached) {
+        h = name_hash(p, n);
+        for (int k = 0; k < NAME_PROBES; k++) {
+            struct name_slot *sl = &name_table[(h + (size_t)k) & (NAME_SLOTS - 1)];
+            if (sl->len == 0)
+                break;
+            if (sl->len == n && memcmp(sl->name, p, (size_t)n) == 0)
+                return sl->canon;
+        }
+    }
+    PyObject *spelling = PyBytes_FromStringAndSize(p, n);
+    if (spelling == NULL)
+        return NULL;
+    PyObject *canon = PyDict_GetItemWithError(fast, spelling); /* borrowed */
+    Py_DECREF(spelling);
+    if (canon == NULL || !PyBytes_Check(canon))
+        return NULL;
+    if (cached) {
+        for (int k = 0; k < NAME_PROBES; k++) {
+            struct name_slot *sl = &name_table[(h + (size_t)k) & (NAME_SLOTS - 1)];
+            if (sl->len == 0) {
+                sl->len = n;
+                memcpy(sl->name, p, (size_t)n);
+                sl->canon = Py_NewRef(canon);
+                break;
+            }
+        }
+    }
+    return canon;
+}
+
+static void
+clear_names(void)
+{
+    for (int k = 0; k < NAME_SLOTS; k++) {
+        if (name_table[k].len) {
+            name_table[k].len = 0;
+            Py_CLEAR(name_table[k].canon);
+        }
+    }
+}
+
 /* Index buf[pos:hend]; NULL with no error set = decline. */
 static PyObject *
 scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
@@ -101,20 +192,14 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
         if (colon == NULL || colon == buf + start)
             goto decline;
         Py_ssize_t name_len = colon - (buf + start);
-        PyObject *spelling = PyBytes_FromStringAndSize(buf + start, name_len);
-        if (spelling == NULL)
-            goto error;
-        PyObject *canon = PyDict_GetItemWithError(fast, spelling); /* borrowed */
-        Py_DECREF(spelling);
+        PyObject *canon = canonical(fast, buf + start, name_len); /* borrowed */
         if (canon == NULL) {
             if (PyErr_Occurred())
                 goto error;
             goto decline;
         }
-        if (!PyBytes_Check(canon))
-            goto decline;
         if (PyBytes_GET_SIZE(canon) > 0) {
-            PyObject *span = Py_BuildValue("(nn)", start + name_len + 1, end);
+            PyObject *span = span_tuple(start + name_len + 1, end);
             if (span == NULL)
                 goto error;
             PyObject *lst = PyDict_GetItemWithError(result, canon); /* borrowed */
@@ -203,7 +288,6 @@ static const char *const na_slots[N_N] = {"display", "uri", "params", "tag", "ra
 static PyTypeObject *request_type, *response_type, *via_type, *name_addr_type;
 static Py_ssize_t off_req[M_NSHARED + Q_N], off_resp[M_NSHARED + R_N];
 static Py_ssize_t off_via[V_N], off_na[N_N];
-static PyObject *fast_names; /* message._FAST (spelling -> canonical or b"") */
 static long long cseq_max, mf_max, cl_max;
 static PyObject *k_via, *k_from, *k_to, *k_call_id, *k_cseq, *k_max_forwards,
     *k_content_length, *k_date, *k_contact, *k_branch, *k_received, *k_rport, *k_tag,
@@ -301,6 +385,7 @@ init(PyObject *self, PyObject *args)
     Py_INCREF(via);
     Py_INCREF(na);
     Py_INCREF(fast);
+    clear_names();
     Py_XSETREF(fast_names, fast);
     ready = 1;
     Py_RETURN_NONE;
@@ -349,12 +434,6 @@ digits(const char *b, Py_ssize_t s, Py_ssize_t e, long long limit)
         v = v * 10 + (c - '0');
     }
     return v > limit ? -1 : v;
-}
-
-static inline PyObject *
-span_tuple(Py_ssize_t s, Py_ssize_t e)
-{
-    return Py_BuildValue("(nn)", s, e);
 }
 
 /* the one span of a header given exactly once; 0 = absent, -1 = twice or more */
@@ -684,9 +763,10 @@ parse(PyObject *self, PyObject *data)
     Py_ssize_t eol = find2(b, 0, n, '\r', '\n');
     if (eol <= 0)
         Py_RETURN_NONE;
-    Py_ssize_t hend = find2(b, eol, n, '\r', '\n');
+    /* the blank line: the first CRLF CRLF from the start line's CRLF on */
+    Py_ssize_t hend = eol;
     while (hend >= 0 && !(hend + 3 < n && b[hend + 2] == '\r' && b[hend + 3] == '\n'))
-        hend = find2(b, hend + 1, n, '\r', '\n');
+        hend = find2(b, hend + 2, n, '\r', '\n');
     if (hend < 0 || eol + 2 >= hend)
         Py_RETURN_NONE;
     Py_ssize_t body_start = hend + 4, hstart = eol + 2;
@@ -779,7 +859,16 @@ parse(PyObject *self, PyObject *data)
             goto out;
         }
     }
-    if (put(msg, off[M_CSEQ], Py_BuildValue("(LN)", cseq, cmethod)) < 0)
+    PyObject *cseq_t = PyTuple_New(2), *cseq_n = PyLong_FromLongLong(cseq);
+    if (cseq_t == NULL || cseq_n == NULL) {
+        Py_XDECREF(cseq_t);
+        Py_XDECREF(cseq_n);
+        Py_DECREF(cmethod);
+        goto error;
+    }
+    PyTuple_SET_ITEM(cseq_t, 0, cseq_n);
+    PyTuple_SET_ITEM(cseq_t, 1, cmethod);
+    if (put(msg, off[M_CSEQ], cseq_t) < 0)
         goto error;
 
     PyObject *vias = vias_of(b, via_spans);
