@@ -619,6 +619,116 @@ fail:
     return NULL;
 }
 
+/* parse_via(buf, s, e, line_start): message._parse_via(buf, s, e, (line_start,
+ * e + 2)) for one value in the common shape, else None (declined) */
+static PyObject *
+parse_via(PyObject *self, PyObject *args)
+{
+    PyObject *buf_obj;
+    Py_ssize_t s, e, ls;
+    if (!PyArg_ParseTuple(args, "Snnn", &buf_obj, &s, &e, &ls))
+        return NULL;
+    if (!ready || s < 0 || e < s || e > PyBytes_GET_SIZE(buf_obj) || ls < 0 || ls > s)
+        Py_RETURN_NONE;
+    PyObject *via = via_value(PyBytes_AS_STRING(buf_obj), s, e, ls);
+    if (via == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return via;
+}
+
+/* ------------------------------------------------------------------ */
+/* the lean relay of a response (relay.scan_response)                 */
+
+/* relay._length_ok: Content-Length, when spelled so, equals the body; a body needs it */
+static int
+length_ok(const char *b, Py_ssize_t n, Py_ssize_t eol, Py_ssize_t hend)
+{
+    static const char key[] = "\r\nContent-Length:";
+    const Py_ssize_t kl = (Py_ssize_t)sizeof key - 1;
+    Py_ssize_t i = eol, limit = hend + 2; /* the key must lie inside [eol, hend + 2) */
+    for (;;) {
+        i = find2(b, i, limit, '\r', '\n');
+        if (i < 0 || i + kl > limit)
+            return n == hend + 4;
+        if (memcmp(b + i, key, (size_t)kl) == 0)
+            break;
+        i += 1;
+    }
+    Py_ssize_t s = i + kl, e = find2(b, s, n, '\r', '\n');
+    if (e < 0)
+        e = n;
+    strip(b, &s, &e);
+    if (e - s > 5)
+        return 0;
+    long long v = digits(b, s, e, 99999);
+    return v >= 0 && v == n - hend - 4;
+}
+
+/* scan_response(data, our_via): relay.scan_response in C (same answer, or None) */
+static PyObject *
+scan_response(PyObject *self, PyObject *args)
+{
+    PyObject *data, *our;
+    if (!PyArg_ParseTuple(args, "SS", &data, &our))
+        return NULL;
+    if (!ready)
+        Py_RETURN_NONE;
+    const char *b = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n < 12 || memcmp(b, "SIP/2.0 ", 8) != 0 || b[11] != ' ')
+        Py_RETURN_NONE;
+    long long status = digits(b, 8, 11, 699);
+    if (status < 100)
+        Py_RETURN_NONE;
+    Py_ssize_t eol = find2(b, 0, n, '\r', '\n');
+    if (eol < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t p = eol + 2, ol = PyBytes_GET_SIZE(our);
+    if (p + ol > n || memcmp(b + p, PyBytes_AS_STRING(our), (size_t)ol) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t q = p + ol + 16;
+    if (q + 2 > n)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = q - 16; i < q; i++) {
+        char c = b[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            Py_RETURN_NONE; /* not the 16 hex digits of our branch (core._branch) */
+    }
+    Py_ssize_t v0, c0, c1, line0;
+    if (b[q] == ',' && b[q + 1] == ' ') {
+        v0 = q + 2;
+        c0 = p + 5; /* our value and the comma; "Via: " stays for the next one */
+        c1 = v0;
+        line0 = p;
+    } else if (b[q] == '\r' && b[q + 1] == '\n' && q + 7 <= n && memcmp(b + q + 2, "Via: ", 5) == 0) {
+        v0 = q + 7; /* the next Via on its own line, right after ours */
+        c0 = p;
+        c1 = q + 2;
+        line0 = q + 2;
+    } else {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t ve = find2(b, v0, n, '\r', '\n');
+    if (ve < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t hend = ve;
+    while (hend >= 0 && !(hend + 3 < n && b[hend + 2] == '\r' && b[hend + 3] == '\n'))
+        hend = find2(b, hend + 2, n, '\r', '\n');
+    if (hend < 0 || !length_ok(b, n, eol, hend))
+        Py_RETURN_NONE;
+    /* relay._via_at: one value on the line, not folded onto the next */
+    if (memchr(b + v0, ',', (size_t)(ve - v0)) != NULL ||
+        (ve + 2 < n && (b[ve + 2] == ' ' || b[ve + 2] == '\t')))
+        Py_RETURN_NONE;
+    PyObject *via = via_value(b, v0, ve, line0);
+    if (via == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(LN(nn))", status, via, c0, c1);
+}
+
 /* ------------------------------------------------------------------ */
 /* From/To (message.parse_name_addr, the _NAME_ADDR_RE branch)         */
 
@@ -932,6 +1042,11 @@ static PyMethodDef methods[] = {
     {"init", init, METH_VARARGS,
      "init(Request, Response, Via, NameAddr, fast, cseq_max, mf_max, cl_max): "
      "the classes and limits parse() uses."},
+    {"parse_via", parse_via, METH_VARARGS,
+     "parse_via(buf, s, e, line_start) -> Via | None: message._parse_via for the common "
+     "shape; None declines."},
+    {"scan_response", scan_response, METH_VARARGS,
+     "scan_response(data, our_via) -> (status, Via, cut) | None: relay.scan_response in C."},
     {"parse", parse, METH_O,
      "parse(data) -> Request | Response | None: message._parse for the common shapes; "
      "None declines."},

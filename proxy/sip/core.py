@@ -728,7 +728,19 @@ class ProxyCore:
         src_ip = src[0]
         host = top.host.decode("latin-1")
         need_received = host != src_ip and host.lower() != src_ip.lower()
-        if top.rport is not None or top.received is not None or transport != "udp":
+        s0, e0 = top.span
+        if (
+            top.rport == b""
+            and not need_received
+            and top.received is None
+            and transport == "udp"
+            and (r := raw.find(b";rport", s0, e0)) >= 0
+            and (r + 6 == e0 or raw[r + 6] == 0x3B)  # ";rport" then ";" or the end
+            and raw.count(b";", s0, e0) == len(top.params)  # no parameter twice
+        ):
+            # the common case (SIPp, pjsua): fill the bare rport in place
+            edits.append((r + 6, r + 6, b"=%d" % src[1]))
+        elif top.rport is not None or top.received is not None or transport != "udp":
             tail = b""
             for pk, pv in top.params.items():
                 if pk != b"received" and pk != b"rport":
@@ -737,10 +749,8 @@ class ProxyCore:
                 tail += b";received=" + src_ip.encode()
             if top.rport is not None or transport != "udp":
                 tail += b";rport=%d" % src[1]
-            s0, e0 = top.span
             edits.append((s0, e0, b"SIP/2.0/" + top.transport + b" " + top.sent_by + tail))
         elif need_received:
-            e0 = top.span[1]
             edits.append((e0, e0, b";received=" + src_ip.encode()))
 
         # RFC 3261 §16.6 step 3: Max-Forwards

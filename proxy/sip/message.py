@@ -1022,17 +1022,25 @@ def _scan_headers(
 
 _ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple[int, int]]] | None]
 _ParseFn = Callable[[bytes], "Request | Response | None"]
+_ViaFn = Callable[[bytes, int, int, int], "Via | None"]
+_ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"]
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
     _C_SCAN: _ScanFn | None = None
     _C_PARSE: _ParseFn | None = None
+    _C_VIA: _ViaFn | None = None
+    _C_RESPONSE: _ResponseFn | None = None
 else:
     _C_SCAN = _built.scan_headers
     _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
     _C_PARSE = _built.parse
+    _C_VIA = _built.parse_via
+    _C_RESPONSE = _built.scan_response
 _c_scan = _C_SCAN
 _c_parse = _C_PARSE
+_c_via = _C_VIA
+_c_response = _C_RESPONSE  # relay.scan_response in C
 
 
 def accelerated() -> bool:
@@ -1046,10 +1054,12 @@ def set_accelerated(on: bool) -> bool:
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).
     """
-    global _c_scan, _c_parse
+    global _c_scan, _c_parse, _c_via, _c_response
     old = _c_scan is not None
     _c_scan = _C_SCAN if on else None
     _c_parse = _C_PARSE if on else None
+    _c_via = _C_VIA if on else None
+    _c_response = _C_RESPONSE if on else None
     return old
 
 

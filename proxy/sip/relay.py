@@ -32,6 +32,7 @@ for every RFC 4475 message and for mutations of real responses.
 
 from __future__ import annotations
 
+from . import message
 from .message import SIPError, Via, _parse_via
 
 __all__ = ["initial_via", "scan_response"]
@@ -43,6 +44,12 @@ def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
     them), the line folded onto the next one, or a value the parser refuses."""
     if data.find(b",", s, e) >= 0 or data[e + 2 : e + 3] in (b" ", b"\t"):
         return None
+    c_via = message._c_via
+    if c_via is not None:
+        # the common shape in C (_scan.c), which declines (None) anything else
+        via = c_via(data, s, e, line[0])
+        if via is not None:
+            return via
     try:
         return _parse_via(data, s, e, line)
     except SIPError:
@@ -70,7 +77,18 @@ def _length_ok(data: bytes, eol: int, hend: int) -> bool:
 
 def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int]] | None:
     """(status, next Via, [start, end) to cut) of a response whose first header line is
-    our Via (``our_via`` and a 16-character branch tail), else None."""
+    our Via (``our_via`` and a 16-character branch tail), else None.
+
+    Runs in C (_scan.c) when built: the same answer, or None where the C Via
+    reader declines a shape (the full parse then takes the response)."""
+    c_scan = message._c_response
+    if c_scan is not None:
+        return c_scan(data, our_via)
+    return _scan_response(data, our_via)
+
+
+def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int]] | None:
+    """scan_response in Python: the reference, and the code without a compiler."""
     if data[:8] != b"SIP/2.0 " or data[11:12] != b" ":
         return None
     code = data[8:11]

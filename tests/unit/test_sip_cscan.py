@@ -372,3 +372,32 @@ def test_c_parse_rejects_non_bytes() -> None:
     assert message._C_PARSE(bytearray(SIPP_INVITE)) is None
     with pytest.raises(TypeError):
         message._C_PARSE()  # type: ignore[call-arg]
+
+
+def check_via(data: bytes, s: int, e: int, ls: int) -> bool:
+    """C parse_via against message._parse_via on data[s:e]; True when C answered."""
+    assert message._C_VIA is not None
+    c = message._C_VIA(data, s, e, ls)
+    if c is None:
+        return False
+    assert _slots(c) == _slots(message._parse_via(data, s, e, (ls, e + 2))), data[s:e]
+    return True
+
+
+@needs_c
+def test_c_parse_via() -> None:
+    answered = 0
+    for data in [*TORTURE, *_variants(), OK]:
+        pos = data.find(b"\r\n") + 2
+        while 0 < pos < len(data):
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                break
+            colon = data.find(b":", pos, end)
+            if colon > 0 and data[pos:colon].strip().lower() in (b"via", b"v"):
+                answered += check_via(data, colon + 1, end, pos)
+            pos = end + 2
+    assert answered >= 40
+    assert message._C_VIA is not None
+    assert message._C_VIA(b"Via: SIP/2.0/UDP h", 4, 99, 0) is None  # out of bounds
+    assert message._C_VIA(b"Via: SIP/2.0/UDP h", 4, 18, 5) is None  # line after value

@@ -9,11 +9,14 @@ pjsua2 write them, every RFC 4475 torture message (identical, no exception),
 mutations a lean scanner could misread (other spellings, compact forms,
 folding, duplicates, wrong Content-Length, several Via values) and random
 byte edits. One test checks that the scanner really takes the common shapes
-(else this file would prove nothing).
+(else this file would prove nothing). Every test runs twice: with the C code
+of proxy/sip/_scan.c (C scan against C parse) and without it (Python
+against Python); one more compares the C scan with the Python one directly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wire_samples import EDIT_JUNK, EDIT_MODE, SIPP_INVITE, edit
 
+from proxy.sip import message, relay
 from proxy.sip.core import CoreConfig, ProxyCore
 from proxy.sip.message import Request, parse
 from proxy.sip.relay import scan_response
@@ -29,6 +33,18 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 PROXY = ("127.0.0.1", 5060)
 SS = ("127.0.0.2", 5070)
 CALLER = ("127.0.0.3", 5061)
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def _implementation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run each test with the C code (when built) and with the pure-Python code."""
+    if request.param == "c" and message._C_PARSE is None:
+        pytest.skip("proxy/sip/_scan.c not built")
+    old = message.set_accelerated(request.param == "c")
+    try:
+        yield
+    finally:
+        message.set_accelerated(old)
 
 
 def _cores(**kw: object) -> tuple[ProxyCore, ProxyCore]:
@@ -388,3 +404,41 @@ def test_handoff_before_parse_sends_the_same_bytes_to_the_wire() -> None:
             assert _wire(lean, index, data, CALLER) == _wire(full, index, data, CALLER), data
             handed += lean[index].stats.handoffs_out
     assert handed >= 8  # the pre-parse handoff was really taken
+
+
+def _c_matches_python(data: bytes, our_via: bytes) -> bool:
+    """The C scan gives the Python scan's answer or declines; True when it answered."""
+    c_scan = message._C_RESPONSE
+    assert c_scan is not None
+    got = c_scan(data, our_via)
+    if got is None:
+        return False
+    want = relay._scan_response(data, our_via)
+    assert want is not None, data
+    status, via, cut = got
+    assert (status, cut) == (want[0], want[2]), data
+    slots = type(via).__slots__
+    assert [getattr(via, n) for n in slots] == [getattr(want[1], n) for n in slots], data
+    return True
+
+
+def test_c_scan_response_matches_python(_implementation: None) -> None:
+    if message._C_RESPONSE is None:
+        pytest.skip("proxy/sip/_scan.c not built")
+    our = _cores()[0]._our_via
+    bases = [
+        sipp_response(180, b"Ringing"),
+        sipp_response(200, b"OK", merged=False, body=b"v=0\r\n"),
+    ]
+    answered = sum(_c_matches_python(b, our) for b in bases)
+    assert answered == 2
+    for base in bases:
+        for m in _mutations(base):
+            _c_matches_python(m, our)
+        for pos in range(0, len(base), 3):
+            for junk in (b"\r\n", b" ", b",", b"0", b"x", b"\r\n\r\n"):
+                _c_matches_python(base[:pos] + junk + base[pos:], our)
+                _c_matches_python(base[:pos] + junk + base[pos + len(junk) :], our)
+            _c_matches_python(base[:pos], our)
+    for path in sorted(DATA.glob("*.dat")):
+        _c_matches_python(path.read_bytes(), our)
