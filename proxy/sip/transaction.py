@@ -147,12 +147,14 @@ class InviteServerTransaction:
 class TransactionTable:
     """All rejected-INVITE server transactions of one core, one heap of timers."""
 
-    __slots__ = ("_tx", "_heap", "_seq", "ack_timeouts", "created", "terminated")
+    __slots__ = ("_tx", "_heap", "_seq", "ack_timeouts", "created", "terminated", "version")
 
     def __init__(self) -> None:
         self._tx: dict[bytes, InviteServerTransaction] = {}
         self._heap: list[tuple[float, int, bytes, TxEvent]] = []
         self._seq = 0
+        # bumped by every change that can move next_deadline() (dispatch, fire)
+        self.version = 0
         self.ack_timeouts = 0
         self.created = 0
         self.terminated = 0
@@ -179,6 +181,7 @@ class TransactionTable:
 
     def dispatch(self, tx: InviteServerTransaction, event: TxEvent, now: float) -> list[Out]:
         """Run ``TABLE[(tx.state, event)]``; unknown pairs are ignored."""
+        self.version += 1
         entry = TABLE.get((tx.state, event))
         if entry is None:
             return []
@@ -236,6 +239,7 @@ class TransactionTable:
         """Run every timer due at ``now``."""
         out: list[Out] = []
         heap = self._heap
+        self.version += 1
         while heap and heap[0][0] <= now:
             when, _, key, event = heapq.heappop(heap)
             tx = self._live(when, key, event)
