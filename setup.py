@@ -1,10 +1,20 @@
-"""Build hook for the optional C header scan (proxy/sip/_scan.c).
+"""Build hook for the optional C extensions.
+
+- proxy/sip/_scan.c: the common path of the SIP parser and the lean response
+  relay (the Python code in proxy/sip/ is the reference and the fallback).
+- proxy/_udpio.c: batched UDP receive and send (recvmmsg/sendmmsg) for the
+  worker (proxy/server.py falls back to one transport callback per datagram).
 
 Everything else about the package is in pyproject.toml. ``optional=True``:
-without a C compiler the install still succeeds and the pure-Python scan in
-proxy/sip/message.py runs instead (same results, slower).
+without a C compiler the install still succeeds and the pure-Python code runs
+instead (same results, slower).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("proxy.sip._scan", ["proxy/sip/_scan.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("proxy.sip._scan", ["proxy/sip/_scan.c"], optional=True),
+        Extension("proxy._udpio", ["proxy/_udpio.c"], optional=True),
+    ]
+)

@@ -254,6 +254,9 @@ class Config:
     # Load shedding: above this many KiB queued on a worker's UDP sockets, new
     # INVITEs are answered 503 + Retry-After until the queue drains; 0 = never.
     overload_queue_kib: int = 2048
+    # UDP through recvmmsg/sendmmsg batches (proxy/_udpio.c) when it is built;
+    # false = one event-loop callback and one sendto per datagram.
+    batched_udp: bool = True
     k4_deadline: str = "report"  # "report" | "mitigation"
     records_max_len: int = 1_000_000
     records_max_age_s: float = 90 * 86400.0
@@ -472,6 +475,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["no_snapshot_policy"] = v
     if (v := _get(p, "overload_queue_kib", "proxy.overload_queue_kib", int)) is not None:
         kw["overload_queue_kib"] = v
+    if (v := _get(p, "batched_udp", "proxy.batched_udp", bool)) is not None:
+        kw["batched_udp"] = v
     if (v := p.get("emergency_numbers")) is not None:
         kw["emergency_numbers"] = _emergency(v, "proxy.emergency_numbers")
     if (v := _get(p, "sample_data", "proxy.sample_data", str)) is not None:
@@ -544,6 +549,7 @@ _OVERRIDE_KEYS = {
     "log_level",
     "no_snapshot_policy",
     "overload_queue_kib",
+    "batched_udp",
     "k4_deadline",
     "sample_data",
     "redis_embedded",

@@ -180,6 +180,17 @@ def receive_queue(sock: socket.socket) -> tuple[int, int] | None:
     return int(queued), int(rcvbuf)
 
 
+try:  # built from proxy/_udpio.c by pip install (optional: no compiler, no batches)
+    from proxy import _udpio
+except ImportError:  # pragma: no cover
+    _udpio = None  # type: ignore[assignment]
+
+# Batched UDP (proxy/_udpio.c): datagrams taken per recvmmsg, and the rounds of
+# it one readiness callback runs before it lets the loop serve anything else.
+_BATCH = 64
+_DRAIN_ROUNDS = 8
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -367,6 +378,12 @@ class Worker:
         self.udp_out: dict[int, asyncio.DatagramTransport] = {}
         self.handoff_transport: asyncio.DatagramTransport | None = None
         self.relay_transport: asyncio.DatagramTransport | None = None
+        # Batched UDP (config batched_udp, proxy/_udpio.c): socket fds read by
+        # _drain and written by _send_items, instead of the transports above.
+        self._batched = False
+        self._udp_fd: dict[int, int] = {}  # family -> fd of a listen socket
+        self._relay_fd: int | None = None
+        self._readers: list[int] = []
         self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -424,6 +441,30 @@ class Worker:
             self._callback_error("datagram_received")
         self._flush()
 
+    def _drain(self, fd: int) -> None:
+        """The socket ``fd`` is readable: run its waiting datagrams through the core in
+        batches, sending what each batch produced before taking the next."""
+        core = self.core
+        recv = _udpio.recv_batch
+        for _ in range(_DRAIN_ROUNDS):  # bounded: then timers and other sockets get a turn
+            try:
+                batch = recv(fd, _BATCH)
+            except OSError:  # an ICMP error reported on the socket: not fatal
+                self.metrics.drop("recv_error")
+                continue
+            if not batch:
+                break
+            self.metrics.datagrams_in += len(batch)
+            now = self.now()
+            for data, src in batch:
+                try:
+                    core.datagram_received(data, src, "udp", now)
+                except Exception:
+                    self._callback_error("datagram_received")
+            self._flush()
+            if len(batch) < _BATCH:
+                break
+
     def on_handoff(self, data: bytes) -> None:
         if data.startswith(_TCP_RELAY):
             self._relay_tcp_in(data)
@@ -452,11 +493,53 @@ class Worker:
     def _flush(self) -> None:
         try:
             out = self.core.datagrams_to_send()
-            for data, dest, transport in out:
-                self._send(data, dest, transport)
+            if self._batched:
+                self._send_batched(out)
+            else:
+                for data, dest, transport in out:
+                    self._send(data, dest, transport)
         except Exception:
             self._callback_error("datagrams_to_send")
         self._arm_timer()
+
+    def _send_batched(self, out: list[Any]) -> None:
+        """Send the core's output in order, the UDP datagrams in sendmmsg batches."""
+        m = self.metrics
+        items: list[tuple[bytes, str, int]] = []
+        fd = -1
+        for data, dest, transport in out:
+            if transport != "udp":
+                self._send(data, dest, transport)
+                continue
+            f = self._relay_fd if dest == self._softswitch else None
+            if f is None:
+                f = self._udp_fd.get(_family(dest[0]))
+                if f is None:
+                    m.drop("no_route")
+                    continue
+            if f != fd and items:
+                self._send_items(fd, items)
+                items = []
+            fd = f
+            m.count_out(data)
+            items.append((data, dest[0], dest[1]))
+        if items:
+            self._send_items(fd, items)
+
+    def _send_items(self, fd: int, items: list[tuple[bytes, str, int]]) -> None:
+        send = _udpio.send_batch
+        while items:
+            try:
+                n = send(fd, items)
+            except (OSError, ValueError):  # this datagram cannot go: count it, send the rest
+                self.metrics.drop("send_error")
+                items = items[1:]
+                continue
+            if n == 0:  # the socket's send buffer is full (EAGAIN): UDP, the peer retransmits
+                for _ in items:
+                    self.metrics.drop("send_buffer_full")
+                return
+            items = items[n:]
 
     def _send(self, data: bytes, dest: Any, transport: str) -> None:
         m = self.metrics
@@ -624,15 +707,27 @@ class Worker:
                 _FIRST_SNAPSHOT_WAIT,
                 self.config.no_snapshot_policy,
             )
+        self._batched = self.config.batched_udp and _udpio is not None
         for s in self.sockets.udp:
+            if self._batched:
+                loop.add_reader(s.fileno(), self._drain, s.fileno())
+                self._readers.append(s.fileno())
+                self._udp_fd.setdefault(s.family, s.fileno())
+                continue
             _t, up = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=s)
             assert up.transport is not None
             self.udp_out.setdefault(s.family, up.transport)
         if self.sockets.relay is not None:
-            _t, rp = await loop.create_datagram_endpoint(
-                lambda: _UDPProtocol(self), sock=self.sockets.relay
-            )
-            self.relay_transport = rp.transport
+            if self._batched:
+                fd = self.sockets.relay.fileno()
+                loop.add_reader(fd, self._drain, fd)
+                self._readers.append(fd)
+                self._relay_fd = fd
+            else:
+                _t, rp = await loop.create_datagram_endpoint(
+                    lambda: _UDPProtocol(self), sock=self.sockets.relay
+                )
+                self.relay_transport = rp.transport
         if self.sockets.handoff is not None:
             ht, _ = await loop.create_datagram_endpoint(
                 lambda: _HandoffProtocol(self), sock=self.sockets.handoff
@@ -666,6 +761,13 @@ class Worker:
             self.metrics.sync_core_stats(getattr(self.core, "stats", None))
         for t in list(self.udp_out.values()):
             t.close()
+        if self._readers and self._loop is not None:
+            for fd in self._readers:
+                self._loop.remove_reader(fd)
+            self._readers = []
+            for sock in [*self.sockets.udp, self.sockets.relay]:
+                if sock is not None:
+                    sock.close()
         if self.handoff_transport is not None:
             self.handoff_transport.close()
         if self.relay_transport is not None:

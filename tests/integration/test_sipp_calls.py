@@ -35,11 +35,26 @@ def _wait_metric(
     return value
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched_udp", "transport_udp"])
 def test_allowed_calls_all_succeed(
-    tmp_path: Path, loop_name: str, key_prefix: str, redis_url: str, start_proxy: Any, sipp_uas: Any
+    tmp_path: Path,
+    loop_name: str,
+    key_prefix: str,
+    redis_url: str,
+    start_proxy: Any,
+    sipp_uas: Any,
+    batched: bool,
 ) -> None:
+    """Both UDP paths of the worker: recvmmsg/sendmmsg batches and one transport
+    callback per datagram (config proxy.batched_udp)."""
     uas = sipp_uas("uas_rr.xml")
-    proxy = start_proxy(uas.port, redis_url, key_prefix, loop=loop_name)
+    proxy = start_proxy(
+        uas.port,
+        redis_url,
+        key_prefix,
+        loop=loop_name,
+        sections={"proxy": {"batched_udp": batched}},
+    )
     calls = 30
     inf = write_callers(tmp_path / "callers.csv", [(a, CALLEE) for a in ALLOWED[:calls]])
     res = run_sipp(
