@@ -383,6 +383,7 @@ class Worker:
         self._batched = False
         self._udp_fd: dict[int, int] = {}  # family -> fd of a listen socket
         self._relay_fd: int | None = None
+        self._handoff_fd: int | None = None
         self._readers: list[int] = []
         self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -441,9 +442,10 @@ class Worker:
             self._callback_error("datagram_received")
         self._flush()
 
-    def _drain(self, fd: int) -> None:
+    def _drain(self, fd: int, handoff: bool = False) -> None:
         """The socket ``fd`` is readable: run its waiting datagrams through the core in
-        batches, sending what each batch produced before taking the next."""
+        batches, sending what each batch produced before taking the next. ``handoff``:
+        the socket other workers hand messages to (see on_handoff)."""
         core = self.core
         recv = _udpio.recv_batch
         for _ in range(_DRAIN_ROUNDS):  # bounded: then timers and other sockets get a turn
@@ -454,13 +456,23 @@ class Worker:
                 continue
             if not batch:
                 break
-            self.metrics.datagrams_in += len(batch)
             now = self.now()
-            for data, src in batch:
-                try:
-                    core.datagram_received(data, src, "udp", now)
-                except Exception:
-                    self._callback_error("datagram_received")
+            if handoff:
+                for data, _src in batch:
+                    if data.startswith(_TCP_RELAY):
+                        self._relay_tcp_in(data)
+                        continue
+                    try:
+                        core.datagram_received_handoff(data, now)
+                    except Exception:
+                        self._callback_error("datagram_received_handoff")
+            else:
+                self.metrics.datagrams_in += len(batch)
+                for data, src in batch:
+                    try:
+                        core.datagram_received(data, src, "udp", now)
+                    except Exception:
+                        self._callback_error("datagram_received")
             self._flush()
             if len(batch) < _BATCH:
                 break
@@ -507,21 +519,30 @@ class Worker:
         m = self.metrics
         items: list[tuple[bytes, str, int]] = []
         fd = -1
+        workers = self.sockets.handoff_addrs
         for data, dest, transport in out:
-            if transport != "udp":
-                self._send(data, dest, transport)
-                continue
-            f = self._relay_fd if dest == self._softswitch else None
-            if f is None:
-                f = self._udp_fd.get(_family(dest[0]))
+            if transport == "udp":
+                f = self._relay_fd if dest == self._softswitch else None
                 if f is None:
+                    f = self._udp_fd.get(_family(dest[0]))
+                    if f is None:
+                        m.drop("no_route")
+                        continue
+                m.count_out(data)
+            elif transport == "handoff" and self._handoff_fd is not None:
+                f = self._handoff_fd
+                k = dest[1]
+                if not 0 <= k < len(workers):
                     m.drop("no_route")
                     continue
+                dest = workers[k]
+            else:
+                self._send(data, dest, transport)
+                continue
             if f != fd and items:
                 self._send_items(fd, items)
                 items = []
             fd = f
-            m.count_out(data)
             items.append((data, dest[0], dest[1]))
         if items:
             self._send_items(fd, items)
@@ -557,20 +578,31 @@ class Worker:
             if conn is not None and not conn.is_closing():
                 m.count_out(data)
                 conn.write(data)
-            elif len(self.sockets.handoff_addrs) > 1 and self.handoff_transport is not None:
+            elif len(self.sockets.handoff_addrs) > 1 and self.sockets.handoff is not None:
                 # The connection may live in another worker: relay to all.
                 head = _TCP_RELAY + f"{dest[0]} {dest[1]}\n".encode("ascii")
                 for k, addr in enumerate(self.sockets.handoff_addrs):
                     if k != self.index:
-                        self.handoff_transport.sendto(head + data, addr)
+                        self._to_worker(head + data, addr)
             else:
                 m.drop("tcp_no_connection")
         else:  # "handoff" to ("worker", k)
             k = dest[1]
-            if self.handoff_transport is None or not 0 <= k < len(self.sockets.handoff_addrs):
+            if self.sockets.handoff is None or not 0 <= k < len(self.sockets.handoff_addrs):
                 m.drop("no_route")
                 return
-            self.handoff_transport.sendto(data, self.sockets.handoff_addrs[k])
+            self._to_worker(data, self.sockets.handoff_addrs[k])
+
+    def _to_worker(self, data: bytes, addr: tuple[str, int]) -> None:
+        """One datagram to another worker's handoff socket."""
+        if self.handoff_transport is not None:
+            self.handoff_transport.sendto(data, addr)
+            return
+        assert self.sockets.handoff is not None
+        try:  # batched mode: no transport on the socket (drained by _drain)
+            self.sockets.handoff.sendto(data, addr)
+        except OSError:
+            self.metrics.drop("send_error")
 
     def _relay_tcp_in(self, data: bytes) -> None:
         nl = data.find(b"\n")
@@ -729,10 +761,16 @@ class Worker:
                 )
                 self.relay_transport = rp.transport
         if self.sockets.handoff is not None:
-            ht, _ = await loop.create_datagram_endpoint(
-                lambda: _HandoffProtocol(self), sock=self.sockets.handoff
-            )
-            self.handoff_transport = ht
+            if self._batched:
+                fd = self.sockets.handoff.fileno()
+                loop.add_reader(fd, self._drain, fd, True)
+                self._readers.append(fd)
+                self._handoff_fd = fd
+            else:
+                ht, _ = await loop.create_datagram_endpoint(
+                    lambda: _HandoffProtocol(self), sock=self.sockets.handoff
+                )
+                self.handoff_transport = ht
         for s in self.sockets.tcp:
             srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
             self._servers.append(srv)
@@ -765,7 +803,7 @@ class Worker:
             for fd in self._readers:
                 self._loop.remove_reader(fd)
             self._readers = []
-            for sock in [*self.sockets.udp, self.sockets.relay]:
+            for sock in [*self.sockets.udp, self.sockets.relay, self.sockets.handoff]:
                 if sock is not None:
                     sock.close()
         if self.handoff_transport is not None:

@@ -157,6 +157,7 @@ def test_redis_restart_during_traffic(
     assert all(b not in uas.messages() for b in blocked)
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched_udp", "transport_udp"])
 def test_two_workers_share_one_port(
     tmp_path: Path,
     key_prefix: str,
@@ -164,12 +165,16 @@ def test_two_workers_share_one_port(
     redis_client: Any,
     start_proxy: Any,
     sipp_uas: Any,
+    batched: bool,
 ) -> None:
     """SIPp sends from ONE address:port; the CBPF program spreads its
-    datagrams over both workers' SO_REUSEPORT sockets."""
+    datagrams over both workers' SO_REUSEPORT sockets, and a worker hands an
+    initial INVITE it does not own to its owner (both UDP paths of the worker)."""
     redis_client.sadd(key_prefix + "block:caller", "+12127369999")
     uas = sipp_uas("uas_rr.xml")
-    proxy = start_proxy(uas.port, redis_url, key_prefix, workers=2)
+    proxy = start_proxy(
+        uas.port, redis_url, key_prefix, workers=2, sections={"proxy": {"batched_udp": batched}}
+    )
     calls = 40
     inf = write_callers(
         tmp_path / "w.csv", [(f"+1212736{6000 + i:04d}", CALLEE) for i in range(calls)]
@@ -191,4 +196,6 @@ def test_two_workers_share_one_port(
     w0 = proxy.metric("sipscreen_worker_datagrams_total", worker="0")
     w1 = proxy.metric("sipscreen_worker_datagrams_total", worker="1")
     assert w0 > 0 and w1 > 0, (w0, w1)
+    # About half of the 50 INVITEs reached the worker that does not own them.
+    assert _wait_for(lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0)
     assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 10

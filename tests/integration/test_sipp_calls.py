@@ -158,6 +158,7 @@ def test_cancel_is_relayed(
     assert uas.received("ACK") == calls
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_tcp_listener(
     tmp_path: Path,
     loop_name: str,
@@ -166,12 +167,15 @@ def test_tcp_listener(
     redis_client: Any,
     start_proxy: Any,
     sipp_uas: Any,
+    workers: int,
 ) -> None:
     """SIPp over TCP to the proxy (-t t1); the proxy relays over UDP to the
-    softswitch and answers come back on the caller's TCP connection."""
+    softswitch and answers come back on the caller's TCP connection (with 2
+    workers, relayed by the worker that got the answer to the one that holds
+    the connection)."""
     redis_client.sadd(key_prefix + "block:caller", BLOCKED)
     uas = sipp_uas("uas_rr.xml")
-    proxy = start_proxy(uas.port, redis_url, key_prefix, loop=loop_name, tcp=True)
+    proxy = start_proxy(uas.port, redis_url, key_prefix, loop=loop_name, tcp=True, workers=workers)
     calls = 10
     inf = write_callers(tmp_path / "t.csv", [(a, CALLEE) for a in ALLOWED[:calls]])
     res = run_sipp(
