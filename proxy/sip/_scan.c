@@ -232,9 +232,7 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
     }
     return result;
 
-decline:
-    Py_DECREF(result);
-    return NULL;
+decline: /* no error set: the caller declines */
 error:
     Py_DECREF(result);
     return NULL;
