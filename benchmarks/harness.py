@@ -724,7 +724,7 @@ def run_step(
 ) -> StepResult:
     """Start UAS, the system, check it, load it with the UAC, collect results."""
     # a big blocklist takes a while to load (Kamailio's db_text: minutes at 10 M)
-    ready_timeout = max(ready_timeout, 60.0 + env.blocked_size / 25_000)
+    ready_timeout = max(ready_timeout, 60.0 + env.blocked_size / 10_000)
     res = StepResult(system.name, rate, duration, attempted=max(1, int(rate * duration)))
     step = env.work / tag
     shutil.rmtree(step, ignore_errors=True)
