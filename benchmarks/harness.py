@@ -434,6 +434,11 @@ class Direct(System):
         return None
 
 
+def _ht_slots(env: Env) -> int:
+    """Kamailio htable slots for the blocklist: a power of two, 2^20 to 2^31."""
+    return 1 << max(20, min(31, env.blocked_size.bit_length()))
+
+
 class Kamailio(System):
     """Kamailio 5.6, tm + Record-Route + htable blocklist (kamailio/kamailio.cfg)."""
 
@@ -450,6 +455,11 @@ class Kamailio(System):
             "@UAS_PORT@": str(env.ports.uas),
             # db_text refuses a query past max_result_rows (default 100,000)
             "@MAX_ROWS@": str(max(100_000, env.blocked_size + 1)),
+            # htable slots 2^size (2..31): at least one per key, so that the
+            # hash chains stay short at 10 M as they do at 100 k (2^20 gave
+            # chains of ~10 keys at 10 M, and Kamailio then carried 1,716 of
+            # 4,000 calls/s)
+            "@HT_SIZE@": str(_ht_slots(env).bit_length() - 1),
         }.items():
             text = text.replace(k, v)
         cfg = env.work / "kamailio.cfg"
@@ -462,11 +472,11 @@ class Kamailio(System):
         cfg = self.render(env)
         # shared memory: finished transactions linger 5 s (anchor: 512 MiB ran
         # out at 4,000 calls/s), plus the htable (400 B a key ran out of shm
-        # at 10 M keys, so 800 B). The Debian
+        # at 10 M keys, so 800 B) and its slots (64 B each, generous). The Debian
         # build's default allocator is q_malloc (debug, first-fit: 63% of a
         # child's CPU in qm_malloc at 1,000 calls/s); production setups use
         # TLSF or f_malloc, so the fair peer runs with -x tlsf -X tlsf.
-        shm = 4096 + env.blocked_size * 800 // (1 << 20)
+        shm = 4096 + env.blocked_size * 800 // (1 << 20) + _ht_slots(env) * 64 // (1 << 20)
         # private memory: db_text builds the whole blocklist query result in
         # the loading process's pkg memory (~100 B a row) before htable takes it
         pkg = 16 + env.blocked_size * 128 // (1 << 20)
