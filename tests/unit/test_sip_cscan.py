@@ -41,6 +41,8 @@ def test_the_c_scan_is_built() -> None:
     if os.environ.get("SIPSCREEN_ALLOW_PURE_PYTHON"):
         pytest.skip("pure-Python install allowed by SIPSCREEN_ALLOW_PURE_PYTHON")
     assert C_SCAN is not None and message.accelerated()
+    # and its parse took Request/Response/Via/NameAddr as they are (init checks every slot)
+    assert message._C_PARSE is not None and message._C_RESPONSE is not None
 
 
 needs_c = pytest.mark.skipif(C_SCAN is None, reason="proxy/sip/_scan.c not built")
