@@ -74,22 +74,25 @@ init_classes(void)
 /* ------------------------------------------------------------------ */
 /* the header scan                                                    */
 
+/* (a, b), stealing both references; NULL (error set) when either is NULL */
 static inline PyObject *
-span_tuple(Py_ssize_t s, Py_ssize_t e)
+pair(PyObject *a, PyObject *b)
 {
-    PyObject *t = PyTuple_New(2);
-    if (t == NULL)
-        return NULL;
-    PyObject *a = PyLong_FromSsize_t(s), *b = PyLong_FromSsize_t(e);
-    if (a == NULL || b == NULL) {
+    PyObject *t = (a != NULL && b != NULL) ? PyTuple_New(2) : NULL;
+    if (t == NULL) {
         Py_XDECREF(a);
         Py_XDECREF(b);
-        Py_DECREF(t);
         return NULL;
     }
     PyTuple_SET_ITEM(t, 0, a);
     PyTuple_SET_ITEM(t, 1, b);
     return t;
+}
+
+static inline PyObject *
+span_tuple(Py_ssize_t s, Py_ssize_t e)
+{
+    return pair(PyLong_FromSsize_t(s), PyLong_FromSsize_t(e));
 }
 
 /* The canonical name of a header spelling: `fast` (message._FAST) answers,
@@ -967,16 +970,7 @@ parse(PyObject *self, PyObject *data)
             goto out;
         }
     }
-    PyObject *cseq_t = PyTuple_New(2), *cseq_n = PyLong_FromLongLong(cseq);
-    if (cseq_t == NULL || cseq_n == NULL) {
-        Py_XDECREF(cseq_t);
-        Py_XDECREF(cseq_n);
-        Py_DECREF(cmethod);
-        goto error;
-    }
-    PyTuple_SET_ITEM(cseq_t, 0, cseq_n);
-    PyTuple_SET_ITEM(cseq_t, 1, cmethod);
-    if (put(msg, off[M_CSEQ], cseq_t) < 0)
+    if (put(msg, off[M_CSEQ], pair(PyLong_FromLongLong(cseq), cmethod)) < 0)
         goto error;
 
     PyObject *vias = vias_of(b, via_spans);
