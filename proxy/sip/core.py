@@ -336,8 +336,6 @@ class ProxyCore:
         # shedding): new INVITEs are then answered 503 before any parsing.
         self.overloaded = False
         self._our_via = self._via["udp"]
-        self._timer_version = -1  # get_timer's cache
-        self._timer_at: float | None = None
 
     # --- adapter API -------------------------------------------------------
 
@@ -348,12 +346,7 @@ class ProxyCore:
         return out
 
     def get_timer(self) -> float | None:
-        # asked after every input: recomputed only when the transactions changed
-        tx = self._tx
-        if tx.version != self._timer_version:
-            self._timer_version = tx.version
-            self._timer_at = tx.next_deadline()
-        return self._timer_at
+        return self._tx.next_deadline()
 
     def handle_timer(self, now: float) -> None:
         self._out.extend(self._tx.fire(now))

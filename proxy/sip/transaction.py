@@ -147,14 +147,25 @@ class InviteServerTransaction:
 class TransactionTable:
     """All rejected-INVITE server transactions of one core, one heap of timers."""
 
-    __slots__ = ("_tx", "_heap", "_seq", "ack_timeouts", "created", "terminated", "version")
+    __slots__ = (
+        "_tx",
+        "_heap",
+        "_seq",
+        "_deadline",
+        "_deadline_stale",
+        "ack_timeouts",
+        "created",
+        "terminated",
+    )
 
     def __init__(self) -> None:
         self._tx: dict[bytes, InviteServerTransaction] = {}
         self._heap: list[tuple[float, int, bytes, TxEvent]] = []
         self._seq = 0
-        # bumped by every change that can move next_deadline() (dispatch, fire)
-        self.version = 0
+        # next_deadline() is asked after every message: kept until dispatch or
+        # fire changes the table
+        self._deadline: float | None = None
+        self._deadline_stale = False
         self.ack_timeouts = 0
         self.created = 0
         self.terminated = 0
@@ -181,7 +192,7 @@ class TransactionTable:
 
     def dispatch(self, tx: InviteServerTransaction, event: TxEvent, now: float) -> list[Out]:
         """Run ``TABLE[(tx.state, event)]``; unknown pairs are ignored."""
-        self.version += 1
+        self._deadline_stale = True
         entry = TABLE.get((tx.state, event))
         if entry is None:
             return []
@@ -227,19 +238,24 @@ class TransactionTable:
         return tx if armed == when else None
 
     def next_deadline(self) -> float | None:
+        if not self._deadline_stale:
+            return self._deadline
+        self._deadline_stale = False
         heap = self._heap
         while heap:
             when, _, key, event = heap[0]
             if self._live(when, key, event) is not None:
+                self._deadline = when
                 return when
             heapq.heappop(heap)
+        self._deadline = None
         return None
 
     def fire(self, now: float) -> list[Out]:
         """Run every timer due at ``now``."""
         out: list[Out] = []
         heap = self._heap
-        self.version += 1
+        self._deadline_stale = True
         while heap and heap[0][0] <= now:
             when, _, key, event = heapq.heappop(heap)
             tx = self._live(when, key, event)
