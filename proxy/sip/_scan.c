@@ -168,6 +168,35 @@ clear_names(void)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* line ends                                                          */
+
+/* the first CRLF in s[from:n] (its CR's offset), or -1 */
+static inline Py_ssize_t
+find_crlf(const char *s, Py_ssize_t from, Py_ssize_t n)
+{
+    while (from + 1 < n) {
+        const char *p = memchr(s + from, '\r', (size_t)(n - 1 - from));
+        if (p == NULL)
+            return -1;
+        Py_ssize_t i = p - s;
+        if (s[i + 1] == '\n')
+            return i;
+        from = i + 1;
+    }
+    return -1;
+}
+
+/* the blank line ending the header block: the first CRLF CRLF at or after the
+ * CRLF at `crlf` (bytes.find(b"\r\n\r\n", crlf)), or -1 */
+static Py_ssize_t
+blank_line(const char *b, Py_ssize_t crlf, Py_ssize_t n)
+{
+    while (crlf >= 0 && !(crlf + 3 < n && b[crlf + 2] == '\r' && b[crlf + 3] == '\n'))
+        crlf = find_crlf(b, crlf + 2, n);
+    return crlf;
+}
+
 /* Index buf[pos:hend]; NULL with no error set = decline. */
 static PyObject *
 scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
@@ -178,19 +207,9 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
     Py_ssize_t start = pos;
     for (;;) {
         /* the end of this line: the next CRLF before hend, else hend */
-        Py_ssize_t end = hend;
-        const char *p = buf + start;
-        const char *limit = buf + hend;
-        while (p < limit) {
-            const char *cr = memchr(p, '\r', (size_t)(limit - p));
-            if (cr == NULL)
-                break;
-            if (cr + 1 < limit && cr[1] == '\n') {
-                end = cr - buf;
-                break;
-            }
-            p = cr + 1;
-        }
+        Py_ssize_t end = find_crlf(buf, start, hend);
+        if (end < 0)
+            end = hend;
         const char *colon = memchr(buf + start, ':', (size_t)(end - start));
         if (colon == NULL || colon == buf + start)
             goto decline;
@@ -355,13 +374,6 @@ new_instance(PyTypeObject *type)
 }
 
 static PyObject *
-bytes_key(const char *s)
-{
-    PyObject *b = PyBytes_FromString(s);
-    return b;
-}
-
-static PyObject *
 init(PyObject *self, PyObject *args)
 {
     PyObject *req, *resp, *via, *na, *fast;
@@ -394,22 +406,6 @@ init(PyObject *self, PyObject *args)
 
 /* ------------------------------------------------------------------ */
 /* small readers                                                      */
-
-static inline Py_ssize_t
-find2(const char *s, Py_ssize_t from, Py_ssize_t n, char a, char b)
-{
-    /* first i >= from with s[i] == a && s[i+1] == b, i + 1 < n; -1 if none */
-    while (from + 1 < n) {
-        const char *p = memchr(s + from, a, (size_t)(n - 1 - from));
-        if (p == NULL)
-            return -1;
-        Py_ssize_t i = p - s;
-        if (s[i + 1] == b)
-            return i;
-        from = i + 1;
-    }
-    return -1;
-}
 
 /* bytes.strip(): [*s, *e) without leading/trailing ASCII whitespace */
 static inline void
@@ -648,14 +644,14 @@ length_ok(const char *b, Py_ssize_t n, Py_ssize_t eol, Py_ssize_t hend)
     const Py_ssize_t kl = (Py_ssize_t)sizeof key - 1;
     Py_ssize_t i = eol, limit = hend + 2; /* the key must lie inside [eol, hend + 2) */
     for (;;) {
-        i = find2(b, i, limit, '\r', '\n');
+        i = find_crlf(b, i, limit);
         if (i < 0 || i + kl > limit)
             return n == hend + 4;
         if (memcmp(b + i, key, (size_t)kl) == 0)
             break;
         i += 1;
     }
-    Py_ssize_t s = i + kl, e = find2(b, s, n, '\r', '\n');
+    Py_ssize_t s = i + kl, e = find_crlf(b, s, n);
     if (e < 0)
         e = n;
     strip(b, &s, &e);
@@ -681,7 +677,7 @@ scan_response(PyObject *self, PyObject *args)
     long long status = digits(b, 8, 11, 699);
     if (status < 100)
         Py_RETURN_NONE;
-    Py_ssize_t eol = find2(b, 0, n, '\r', '\n');
+    Py_ssize_t eol = find_crlf(b, 0, n);
     if (eol < 0)
         Py_RETURN_NONE;
     Py_ssize_t p = eol + 2, ol = PyBytes_GET_SIZE(our);
@@ -709,12 +705,10 @@ scan_response(PyObject *self, PyObject *args)
     } else {
         Py_RETURN_NONE;
     }
-    Py_ssize_t ve = find2(b, v0, n, '\r', '\n');
+    Py_ssize_t ve = find_crlf(b, v0, n);
     if (ve < 0)
         Py_RETURN_NONE;
-    Py_ssize_t hend = ve;
-    while (hend >= 0 && !(hend + 3 < n && b[hend + 2] == '\r' && b[hend + 3] == '\n'))
-        hend = find2(b, hend + 2, n, '\r', '\n');
+    Py_ssize_t hend = blank_line(b, ve, n);
     if (hend < 0 || !length_ok(b, n, eol, hend))
         Py_RETURN_NONE;
     /* relay._via_at: one value on the line, not folded onto the next */
@@ -871,13 +865,10 @@ parse(PyObject *self, PyObject *data)
     if (n < 4 || b[0] == '\r' || b[0] == '\n')
         Py_RETURN_NONE;
     int is_request = memcmp(b, "SIP/", 4) != 0;
-    Py_ssize_t eol = find2(b, 0, n, '\r', '\n');
+    Py_ssize_t eol = find_crlf(b, 0, n);
     if (eol <= 0)
         Py_RETURN_NONE;
-    /* the blank line: the first CRLF CRLF from the start line's CRLF on */
-    Py_ssize_t hend = eol;
-    while (hend >= 0 && !(hend + 3 < n && b[hend + 2] == '\r' && b[hend + 3] == '\n'))
-        hend = find2(b, hend + 2, n, '\r', '\n');
+    Py_ssize_t hend = blank_line(b, eol, n);
     if (hend < 0 || eol + 2 >= hend)
         Py_RETURN_NONE;
     Py_ssize_t body_start = hend + 4, hstart = eol + 2;
@@ -1054,22 +1045,22 @@ PyMODINIT_FUNC
 PyInit__scan(void)
 {
     init_classes();
-    k_via = bytes_key("via");
-    k_from = bytes_key("from");
-    k_to = bytes_key("to");
-    k_call_id = bytes_key("call-id");
-    k_cseq = bytes_key("cseq");
-    k_max_forwards = bytes_key("max-forwards");
-    k_content_length = bytes_key("content-length");
-    k_date = bytes_key("date");
-    k_contact = bytes_key("contact");
-    k_branch = bytes_key("branch");
-    k_received = bytes_key("received");
-    k_rport = bytes_key("rport");
-    k_tag = bytes_key("tag");
-    k_version = bytes_key("SIP/2.0");
+    k_via = PyBytes_FromString("via");
+    k_from = PyBytes_FromString("from");
+    k_to = PyBytes_FromString("to");
+    k_call_id = PyBytes_FromString("call-id");
+    k_cseq = PyBytes_FromString("cseq");
+    k_max_forwards = PyBytes_FromString("max-forwards");
+    k_content_length = PyBytes_FromString("content-length");
+    k_date = PyBytes_FromString("date");
+    k_contact = PyBytes_FromString("contact");
+    k_branch = PyBytes_FromString("branch");
+    k_received = PyBytes_FromString("received");
+    k_rport = PyBytes_FromString("rport");
+    k_tag = PyBytes_FromString("tag");
+    k_version = PyBytes_FromString("SIP/2.0");
     for (int k = 0; k < 6; k++) {
-        transports[k] = bytes_key(transport_names[k]);
+        transports[k] = PyBytes_FromString(transport_names[k]);
         if (transports[k] == NULL)
             return NULL;
     }
