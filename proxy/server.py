@@ -435,18 +435,21 @@ class Worker:
     # -- inputs ------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, src: tuple[str, int], transport: str) -> None:
+        self._take(data, src, transport, self.now())
+        self._flush()
+
+    def _take(self, data: bytes, src: tuple[str, int], transport: str, now: float) -> None:
+        """One message into the core; what it answers waits for ``_flush``."""
         self.metrics.datagrams_in += 1  # exported by the periodic _sync_metrics
         try:
-            self.core.datagram_received(data, src, transport, self.now())
+            self.core.datagram_received(data, src, transport, now)
         except Exception:
             self._callback_error("datagram_received")
-        self._flush()
 
     def _drain(self, fd: int, handoff: bool = False) -> None:
         """The socket ``fd`` is readable: run its waiting datagrams through the core in
         batches, sending what each batch produced before taking the next. ``handoff``:
         the socket other workers hand messages to (see on_handoff)."""
-        core = self.core
         recv = _udpio.recv_batch
         for _ in range(_DRAIN_ROUNDS):  # bounded: then timers and other sockets get a turn
             try:
@@ -459,33 +462,28 @@ class Worker:
             now = self.now()
             if handoff:
                 for data, _src in batch:
-                    if data.startswith(_TCP_RELAY):
-                        self._relay_tcp_in(data)
-                        continue
-                    try:
-                        core.datagram_received_handoff(data, now)
-                    except Exception:
-                        self._callback_error("datagram_received_handoff")
+                    self._take_handoff(data, now)
             else:
-                self.metrics.datagrams_in += len(batch)
                 for data, src in batch:
-                    try:
-                        core.datagram_received(data, src, "udp", now)
-                    except Exception:
-                        self._callback_error("datagram_received")
+                    self._take(data, src, "udp", now)
             self._flush()
             if len(batch) < _BATCH:
                 break
 
     def on_handoff(self, data: bytes) -> None:
+        self._take_handoff(data, self.now())
+        self._flush()
+
+    def _take_handoff(self, data: bytes, now: float) -> None:
+        """A message another worker handed here: for the core, or for a TCP connection
+        of ours (sent at once)."""
         if data.startswith(_TCP_RELAY):
             self._relay_tcp_in(data)
             return
         try:
-            self.core.datagram_received_handoff(data, self.now())
+            self.core.datagram_received_handoff(data, now)
         except Exception:
             self._callback_error("datagram_received_handoff")
-        self._flush()
 
     def _on_timer(self) -> None:
         self._timer = None
