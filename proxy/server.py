@@ -389,6 +389,8 @@ class Worker:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # (sockets, high, low) for _check_overload, set by _watch_overload
+        self._overload: tuple[list[socket.socket], int, int] | None = None
         self._offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.Server] = []
@@ -469,6 +471,7 @@ class Worker:
             self._flush()
             if len(batch) < _BATCH:
                 break
+            self._check_overload()  # a full batch: more waits behind it
 
     def on_handoff(self, data: bytes) -> None:
         self._take_handoff(data, self.now())
@@ -675,12 +678,14 @@ class Worker:
         """Load shedding (shared/PERFORMANCE.md: shed early, before parsing).
 
         Every 20 ms, read how many bytes wait in the receive queues of this
-        worker's UDP sockets. Above ``overload_queue_kib`` the worker is behind
-        (each queued datagram ages while it waits, and callers start to
-        retransmit, which only adds load): the core answers new INVITEs 503
-        with Retry-After until the queue is under a quarter of that again.
-        Calls already set up keep going; in-dialog requests and responses are
-        never shed.
+        worker's UDP sockets (``_check_overload``). Above ``overload_queue_kib``
+        the worker is behind (each queued datagram ages while it waits, and
+        callers start to retransmit, which only adds load): the core answers new
+        INVITEs 503 with Retry-After until the queue is under a quarter of that
+        again. Calls already set up keep going; in-dialog requests and responses
+        are never shed. The batched drain checks too, whenever a batch comes
+        back full: a burst read in one readable event must not wait for the
+        tick (the kernel queue is then deeper than one batch).
         """
         socks = [*self.sockets.udp]
         if self.sockets.relay is not None:
@@ -690,27 +695,34 @@ class Worker:
         bufs = [q[1] for q in map(receive_queue, socks) if q is not None]
         if bufs:
             high = min(high, min(bufs) // 2)
-        low = high // 4
+        self._overload = (socks, high, high // 4)
         while True:
             await asyncio.sleep(0.02)
-            try:
-                queued = 0
-                for sk in socks:
-                    q = receive_queue(sk)
-                    queued += q[0] if q is not None else 0
-                core = self.core
-                if not core.overloaded and queued > high:
-                    core.overloaded = True
-                    log.warning(
-                        "worker %d: overloaded (%d KiB queued): answering new INVITEs 503",
-                        self.index,
-                        queued // 1024,
-                    )
-                elif core.overloaded and queued < low:
-                    core.overloaded = False
-                    log.warning("worker %d: load back to normal, shedding stopped", self.index)
-            except Exception:
-                self._callback_error("watch_overload")
+            self._check_overload()
+
+    def _check_overload(self) -> None:
+        """Enter or leave the overloaded state from the bytes queued now."""
+        if self._overload is None:
+            return
+        socks, high, low = self._overload
+        try:
+            queued = 0
+            for sk in socks:
+                q = receive_queue(sk)
+                queued += q[0] if q is not None else 0
+            core = self.core
+            if not core.overloaded and queued > high:
+                core.overloaded = True
+                log.warning(
+                    "worker %d: overloaded (%d KiB queued): answering new INVITEs 503",
+                    self.index,
+                    queued // 1024,
+                )
+            elif core.overloaded and queued < low:
+                core.overloaded = False
+                log.warning("worker %d: load back to normal, shedding stopped", self.index)
+        except Exception:
+            self._callback_error("watch_overload")
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from sipscreen_testlib import udp_recorder
 
 from proxy.server import receive_queue
@@ -55,12 +56,19 @@ def test_receive_queue_reads_the_kernel_queue() -> None:
         tx.close()
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched_udp", "transport_udp"])
 def test_a_backed_up_worker_sheds_new_invites_then_recovers(
-    key_prefix: str, redis_url: str, start_proxy: Any
+    key_prefix: str, redis_url: str, start_proxy: Any, batched: bool
 ) -> None:
+    """Both receive paths: the batched drain reads the whole burst in one readable
+    event, so it checks the queue itself when a batch comes back full; the
+    per-datagram transport leaves room for the 20 ms watcher between reads."""
     with udp_recorder() as (ss, ss_port):
         proxy = start_proxy(
-            ss_port, redis_url, key_prefix, sections={"proxy": {"overload_queue_kib": 64}}
+            ss_port,
+            redis_url,
+            key_prefix,
+            sections={"proxy": {"overload_queue_kib": 64, "batched_udp": batched}},
         )
         ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         ua.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
