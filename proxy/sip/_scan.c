@@ -503,17 +503,27 @@ error:
     return NULL;
 }
 
-/* One Via header line's value b[s:e] (untrimmed), the line [ls, e + 2). */
-static PyObject *
-via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
+/* The part of one Via value before its parameters (message._VIA_RE): b[*s:*e]
+ * trimmed in place, the transport, host [hs, he), port (-1: none) and the end
+ * of sent-by; the parameters, if any, follow at sbe + 1. -1 = decline. */
+struct via_at {
+    int t;
+    Py_ssize_t hs, he, sbe;
+    long long port;
+};
+
+static int
+via_head(const char *b, Py_ssize_t *sp, Py_ssize_t *ep, struct via_at *v)
 {
-    Py_ssize_t line_end = e + 2; /* the line's own CRLF included */
+    Py_ssize_t s = *sp, e = *ep;
     while (s < e && (b[s] == ' ' || b[s] == '\t'))
         s++;
     while (e > s && (b[e - 1] == ' ' || b[e - 1] == '\t'))
         e--;
+    *sp = s;
+    *ep = e;
     if (e - s < 12 || memcmp(b + s, "SIP/2.0/", 8) != 0)
-        return NULL;
+        return -1;
     Py_ssize_t i = s + 8;
     int t = -1;
     for (int k = 0; k < 6; k++) {
@@ -526,33 +536,46 @@ via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
         }
     }
     if (t < 0)
-        return NULL;
+        return -1;
     Py_ssize_t hs = i;
     while (i < e && is_host[(unsigned char)b[i]])
         i++;
     Py_ssize_t he = i;
     if (he == hs)
-        return NULL;
+        return -1;
     long long port = -1;
     if (i < e && b[i] == ':') {
         Py_ssize_t ds = ++i;
         while (i < e && b[i] >= '0' && b[i] <= '9')
             i++;
         if (i == ds || i - ds > 5)
-            return NULL;
+            return -1;
         port = digits(b, ds, i, 65535);
         if (port <= 0)
-            return NULL;
+            return -1;
     }
-    Py_ssize_t sbe = i; /* end of sent-by */
-    PyObject *params;
-    if (i == e) {
-        params = PyDict_New();
-    } else if (b[i] == ';' && i + 1 < e) {
-        params = params_dict(b, i + 1, e);
-    } else {
+    if (i != e && !(b[i] == ';' && i + 1 < e))
+        return -1;
+    v->t = t;
+    v->hs = hs;
+    v->he = he;
+    v->sbe = i;
+    v->port = port;
+    return 0;
+}
+
+/* One Via header line's value b[s:e] (untrimmed), the line [ls, e + 2). */
+static PyObject *
+via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
+{
+    Py_ssize_t line_end = e + 2; /* the line's own CRLF included */
+    struct via_at v;
+    if (via_head(b, &s, &e, &v) < 0)
         return NULL;
-    }
+    Py_ssize_t i = v.sbe, hs = v.hs, he = v.he, sbe = v.sbe;
+    int t = v.t;
+    long long port = v.port;
+    PyObject *params = i == e ? PyDict_New() : params_dict(b, i + 1, e);
     if (params == NULL)
         return NULL;
     PyObject *via = new_instance(via_type);
@@ -727,8 +750,13 @@ scan_response(PyObject *self, PyObject *args)
 /* ------------------------------------------------------------------ */
 /* From/To (message.parse_name_addr, the _NAME_ADDR_RE branch)         */
 
-static PyObject *
-name_addr(const char *b, Py_ssize_t s, Py_ssize_t e)
+/* [display] <URI>[;tag=x] in b[s:e]: the spans, -1 = decline; ts = -1: no tag */
+struct na_at {
+    Py_ssize_t s, e, ds, de, us, ue, ts, te;
+};
+
+static int
+na_spans(const char *b, Py_ssize_t s, Py_ssize_t e, struct na_at *a)
 {
     strip(b, &s, &e);
     Py_ssize_t i = s, ds, de, us, ue, ts = -1, te = -1;
@@ -737,7 +765,7 @@ name_addr(const char *b, Py_ssize_t s, Py_ssize_t e)
         while (i < e && b[i] != '"' && b[i] != '\\')
             i++;
         if (i >= e || b[i] != '"')
-            return NULL;
+            return -1;
         de = ++i;
         while (i < e && (b[i] == ' ' || b[i] == '\t'))
             i++;
@@ -749,7 +777,7 @@ name_addr(const char *b, Py_ssize_t s, Py_ssize_t e)
         strip(b, &ds, &de);
     }
     if (i >= e || b[i] != '<')
-        return NULL;
+        return -1;
     us = ++i;
     int colon = 0;
     while (i < e && !na_uri_bad[(unsigned char)b[i]]) {
@@ -757,19 +785,31 @@ name_addr(const char *b, Py_ssize_t s, Py_ssize_t e)
         i++;
     }
     if (i >= e || b[i] != '>' || !colon)
-        return NULL;
+        return -1;
     ue = i++;
     if (i < e) {
         if (e - i < 5 || memcmp(b + i, ";tag=", 5) != 0)
-            return NULL;
+            return -1;
         ts = i + 5;
         i = ts;
         while (i < e && !tag_bad[(unsigned char)b[i]])
             i++;
         if (i != e)
-            return NULL;
+            return -1;
         te = e;
     }
+    *a = (struct na_at){s, e, ds, de, us, ue, ts, te};
+    return 0;
+}
+
+static PyObject *
+name_addr(const char *b, Py_ssize_t s0, Py_ssize_t e0)
+{
+    struct na_at a;
+    if (na_spans(b, s0, e0, &a) < 0)
+        return NULL;
+    Py_ssize_t s = a.s, e = a.e, ds = a.ds, de = a.de, us = a.us, ue = a.ue, ts = a.ts,
+               te = a.te;
     PyObject *na = new_instance(name_addr_type);
     if (na == NULL)
         return NULL;
@@ -801,9 +841,61 @@ error:
 /* ------------------------------------------------------------------ */
 /* parse                                                              */
 
-/* message._request_line for "METHOD SP URI SP SIP/2.0" with no '?' in the URI */
+/* The checks message._parse makes of Call-ID (one word), CSeq (1*DIGIT LWS
+ * Method, the method of the request line when `method` is given), Max-Forwards
+ * and Content-Length (digits; Content-Length within the `avail` octets after
+ * the header block). The spans are stripped in place; -1 = decline. */
+struct fields {
+    Py_ssize_t cs, ce, qs, qe, qm, ms, me, ls, le;
+    int has_mf, has_cl;
+    long long cseq, mf, cl;
+};
+
 static int
-request_line(const char *b, Py_ssize_t eol, PyObject *msg)
+check_fields(const char *b, struct fields *f, const char *method, Py_ssize_t mlen,
+             Py_ssize_t avail)
+{
+    strip(b, &f->cs, &f->ce);
+    if (f->ce <= f->cs || memchr(b + f->cs, ' ', (size_t)(f->ce - f->cs)) != NULL)
+        return -1;
+    strip(b, &f->qs, &f->qe);
+    Py_ssize_t q = f->qs, qe = f->qe;
+    while (q < qe && !is_space[(unsigned char)b[q]])
+        q++;
+    Py_ssize_t qm = q;
+    while (qm < qe && is_space[(unsigned char)b[qm]])
+        qm++;
+    if (qm >= qe)
+        return -1;
+    for (Py_ssize_t i = qm; i < qe; i++)
+        if (is_space[(unsigned char)b[i]])
+            return -1;
+    f->qm = qm;
+    f->cseq = digits(b, f->qs, q, cseq_max);
+    if (f->cseq < 0)
+        return -1;
+    if (method != NULL && (mlen != qe - qm || memcmp(method, b + qm, (size_t)mlen) != 0))
+        return -1;
+    f->mf = f->cl = -1;
+    if (f->has_mf) {
+        strip(b, &f->ms, &f->me);
+        f->mf = digits(b, f->ms, f->me, mf_max);
+        if (f->mf < 0)
+            return -1;
+    }
+    if (f->has_cl) {
+        strip(b, &f->ls, &f->le);
+        f->cl = digits(b, f->ls, f->le, cl_max);
+        if (f->cl < 0 || f->cl > avail)
+            return -1;
+    }
+    return 0;
+}
+
+/* message._request_line for "METHOD SP URI SP SIP/2.0" with no '?' in the URI:
+ * the method is b[0:*m], the URI b[*us:*ue]; -1 = decline */
+static int
+request_line_at(const char *b, Py_ssize_t eol, Py_ssize_t *mp, Py_ssize_t *usp, Py_ssize_t *uep)
 {
     const char *sp1 = memchr(b, ' ', (size_t)eol);
     if (sp1 == NULL || sp1 == b)
@@ -830,6 +922,18 @@ request_line(const char *b, Py_ssize_t eol, PyObject *msg)
         if (uri_bad[c] || c == '?')
             return -1;
     }
+    *mp = m;
+    *usp = us;
+    *uep = ue;
+    return 0;
+}
+
+static int
+request_line(const char *b, Py_ssize_t eol, PyObject *msg)
+{
+    Py_ssize_t m, us, ue;
+    if (request_line_at(b, eol, &m, &us, &ue) < 0)
+        return -1;
     if (put(msg, off_req[M_NSHARED + Q_METHOD], PyBytes_FromStringAndSize(b, m)) < 0 ||
         put(msg, off_req[M_NSHARED + Q_RURI], PyBytes_FromStringAndSize(b + us, ue - us)) <
             0 ||
@@ -911,56 +1015,21 @@ parse(PyObject *self, PyObject *data)
         }
     }
 
-    /* Call-ID: one word */
-    strip(b, &cs, &ce);
-    if (ce <= cs || memchr(b + cs, ' ', (size_t)(ce - cs)) != NULL)
+    struct fields f = {.cs = cs, .ce = ce, .qs = qs, .qe = qe, .ms = ms, .me = me,
+                       .ls = ls, .le = le, .has_mf = has_mf, .has_cl = has_cl};
+    PyObject *method =
+        is_request ? *(PyObject **)((char *)msg + off_req[M_NSHARED + Q_METHOD]) : NULL;
+    if (check_fields(b, &f, method ? PyBytes_AS_STRING(method) : NULL,
+                     method ? PyBytes_GET_SIZE(method) : 0, n - body_start) < 0)
         goto out;
-    /* CSeq = 1*DIGIT LWS Method, the method the request line names */
-    strip(b, &qs, &qe);
-    Py_ssize_t q = qs;
-    while (q < qe && !is_space[(unsigned char)b[q]])
-        q++;
-    Py_ssize_t qm = q;
-    while (qm < qe && is_space[(unsigned char)b[qm]])
-        qm++;
-    if (qm >= qe)
-        goto out;
-    for (Py_ssize_t i = qm; i < qe; i++)
-        if (is_space[(unsigned char)b[i]])
-            goto out;
-    long long cseq = digits(b, qs, q, cseq_max);
-    if (cseq < 0)
-        goto out;
-    PyObject *cmethod;
-    if (is_request) {
-        PyObject *method = *(PyObject **)((char *)msg + off_req[M_NSHARED + Q_METHOD]);
-        if (PyBytes_GET_SIZE(method) != qe - qm ||
-            memcmp(PyBytes_AS_STRING(method), b + qm, (size_t)(qe - qm)) != 0)
-            goto out;
-        cmethod = Py_NewRef(method);
-    } else {
-        cmethod = PyBytes_FromStringAndSize(b + qm, qe - qm);
-        if (cmethod == NULL)
-            goto error;
-    }
-    long long mf = -1, cl = -1;
-    if (has_mf) {
-        strip(b, &ms, &me);
-        mf = digits(b, ms, me, mf_max);
-        if (mf < 0) {
-            Py_DECREF(cmethod);
-            goto out;
-        }
-    }
+    cs = f.cs;
+    ce = f.ce;
+    long long cseq = f.cseq, mf = f.mf, cl = f.cl;
     Py_ssize_t avail = n - body_start;
-    if (has_cl) {
-        strip(b, &ls, &le);
-        cl = digits(b, ls, le, cl_max);
-        if (cl < 0 || cl > avail) {
-            Py_DECREF(cmethod);
-            goto out;
-        }
-    }
+    PyObject *cmethod = method ? Py_NewRef(method)
+                               : PyBytes_FromStringAndSize(b + f.qm, f.qe - f.qm);
+    if (cmethod == NULL)
+        goto error;
     if (put(msg, off[M_CSEQ], pair(PyLong_FromLongLong(cseq), cmethod)) < 0)
         goto error;
 
