@@ -311,7 +311,7 @@ static Py_ssize_t off_via[V_N], off_na[N_N];
 static long long cseq_max, mf_max, cl_max;
 static PyObject *k_via, *k_from, *k_to, *k_call_id, *k_cseq, *k_max_forwards,
     *k_content_length, *k_date, *k_contact, *k_branch, *k_received, *k_rport, *k_tag,
-    *k_version;
+    *k_version, *k_route, *k_proxy_require;
 static PyObject *transports[6]; /* UDP TCP TLS SCTP WS WSS */
 static const char *const transport_names[6] = {"UDP", "TCP", "TLS", "SCTP", "WS", "WSS"};
 static int ready;
@@ -1088,6 +1088,268 @@ error:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ */
+/* the lean forward of an in-dialog request (relay.scan_request)      */
+
+static inline int
+same_key(PyObject *canon, PyObject *key)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(key);
+    return canon == key || (PyBytes_GET_SIZE(canon) == n &&
+                            memcmp(PyBytes_AS_STRING(canon), PyBytes_AS_STRING(key), (size_t)n) == 0);
+}
+
+/* b[s:e] equals the lower-case `lit`, ignoring ASCII case */
+static int
+ci_is(const char *b, Py_ssize_t s, Py_ssize_t e, const char *lit)
+{
+    Py_ssize_t n = (Py_ssize_t)strlen(lit);
+    if (e - s != n)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)b[s + i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* b[s1:e1] and b[s2:e2] equal, ignoring ASCII case */
+static int
+ci_same(const char *b, Py_ssize_t s1, Py_ssize_t e1, const char *c, Py_ssize_t s2, Py_ssize_t e2)
+{
+    if (e1 - s1 != e2 - s2)
+        return 0;
+    for (Py_ssize_t i = 0; i < e1 - s1; i++) {
+        unsigned char x = (unsigned char)b[s1 + i], y = (unsigned char)c[s2 + i];
+        if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y))
+            return 0;
+    }
+    return 1;
+}
+
+struct edit {
+    Py_ssize_t s, e; /* b[s:e] becomes rep */
+    const char *rep;
+    Py_ssize_t rlen;
+};
+
+/* b[from:n] with the edits (sorted here, not overlapping) applied; NULL = error */
+static PyObject *
+edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
+{
+    for (int i = 1; i < k; i++)
+        for (int j = i; j > 0 && ed[j].s < ed[j - 1].s; j--) {
+            struct edit t = ed[j];
+            ed[j] = ed[j - 1];
+            ed[j - 1] = t;
+        }
+    Py_ssize_t len = n - from;
+    for (int i = 0; i < k; i++)
+        len += ed[i].rlen - (ed[i].e - ed[i].s);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, len);
+    if (out == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    Py_ssize_t pos = from;
+    for (int i = 0; i < k; i++) {
+        memcpy(o, b + pos, (size_t)(ed[i].s - pos));
+        o += ed[i].s - pos;
+        memcpy(o, ed[i].rep, (size_t)ed[i].rlen);
+        o += ed[i].rlen;
+        pos = ed[i].e;
+    }
+    memcpy(o, b + pos, (size_t)(n - pos));
+    return out;
+}
+
+/* scan_request(data, src_host, src_port, route) -> (material, hstart, tail) | None
+ *
+ * An in-dialog ACK or BYE that came over UDP from a caller (not from the
+ * softswitch) in its common shape, forwarded exactly as ProxyCore._request and
+ * _forward_bytes forward it after the full parse: `material` is what
+ * ProxyCore._branch hashes into our branch, and the forwarded request is
+ * data[:hstart] + our Via line + tail. The common shape: everything parse()
+ * accepts, read the way it reads it (header names through the same table),
+ * and besides: one Via line whose host is the source address, with an
+ * RFC 3261 branch, no received, no parameter twice and "rport" only bare
+ * (filled in place, RFC 3581 section 4); a To tag not ours ("sc..."); one
+ * Max-Forwards, not 0; at most one Route line, exactly `route` (our
+ * Record-Route, removed: RFC 3261 section 16.4); a sip: Request-URI; no
+ * Proxy-Require; Content-Length equal to the body. Else None. */
+static PyObject *
+scan_request(PyObject *self, PyObject *args)
+{
+    PyObject *data, *route;
+    const char *src;
+    Py_ssize_t src_len;
+    int src_port;
+    if (!PyArg_ParseTuple(args, "Ss#iS", &data, &src, &src_len, &src_port, &route))
+        return NULL;
+    if (!ready)
+        Py_RETURN_NONE;
+    const char *b = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n < 8 || !(memcmp(b, "ACK ", 4) == 0 || memcmp(b, "BYE ", 4) == 0))
+        Py_RETURN_NONE;
+    Py_ssize_t eol = find_crlf(b, 0, n);
+    if (eol <= 0)
+        Py_RETURN_NONE;
+    Py_ssize_t hend = blank_line(b, eol, n);
+    if (hend < 0 || eol + 2 >= hend)
+        Py_RETURN_NONE;
+    Py_ssize_t m, us, ue;
+    if (request_line_at(b, eol, &m, &us, &ue) < 0 || ue - us < 4 ||
+        memcmp(b + us, "sip:", 4) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t hstart = eol + 2, avail = n - (hend + 4);
+
+    /* the header lines, cut and named as scan_block does */
+    enum { H_VIA, H_FROM, H_TO, H_CALL_ID, H_CSEQ, H_MF, H_CL, H_ROUTE, H_N };
+    PyObject *keys[H_N] = {k_via, k_from, k_to, k_call_id, k_cseq, k_max_forwards,
+                           k_content_length, k_route};
+    int count[H_N] = {0};
+    Py_ssize_t vs[H_N] = {0}, ve[H_N] = {0}, lst[H_N] = {0}; /* value, line start */
+    Py_ssize_t start = hstart;
+    for (;;) {
+        Py_ssize_t end = find_crlf(b, start, hend);
+        if (end < 0)
+            end = hend;
+        const char *colon = memchr(b + start, ':', (size_t)(end - start));
+        if (colon == NULL || colon == b + start)
+            Py_RETURN_NONE;
+        Py_ssize_t name_len = colon - (b + start), s = start + name_len + 1;
+        PyObject *canon = canonical(fast_names, b + start, name_len); /* borrowed */
+        if (canon == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        if (PyBytes_GET_SIZE(canon) > 0) {
+            int h = 0;
+            while (h < H_N && !same_key(canon, keys[h]))
+                h++;
+            if (h < H_N) {
+                if (count[h]++ == 0) {
+                    vs[h] = s;
+                    ve[h] = end;
+                    lst[h] = start;
+                }
+            } else if (same_key(canon, k_date) || same_key(canon, k_proxy_require) ||
+                       (same_key(canon, k_contact) &&
+                        memchr(b + s, '?', (size_t)(end - s)) != NULL)) {
+                Py_RETURN_NONE; /* the parser's or the core's own answer */
+            }
+        }
+        if (end >= hend)
+            break;
+        start = end + 2;
+    }
+    if (count[H_VIA] != 1 || count[H_FROM] != 1 || count[H_TO] != 1 ||
+        count[H_CALL_ID] != 1 || count[H_CSEQ] != 1 || count[H_MF] != 1 || count[H_CL] > 1 ||
+        count[H_ROUTE] > 1)
+        Py_RETURN_NONE;
+    struct fields f = {.cs = vs[H_CALL_ID], .ce = ve[H_CALL_ID], .qs = vs[H_CSEQ],
+                       .qe = ve[H_CSEQ], .ms = vs[H_MF], .me = ve[H_MF], .ls = vs[H_CL],
+                       .le = ve[H_CL], .has_mf = 1, .has_cl = count[H_CL]};
+    if (check_fields(b, &f, b, m, avail) < 0 || f.mf == 0 || (f.has_cl ? f.cl : 0) != avail)
+        Py_RETURN_NONE; /* Max-Forwards 0: 483 (RFC 3261 section 16.3) */
+    struct na_at fa, ta;
+    if (na_spans(b, vs[H_FROM], ve[H_FROM], &fa) < 0 ||
+        na_spans(b, vs[H_TO], ve[H_TO], &ta) < 0 || ta.ts < 0 ||
+        (ta.te - ta.ts >= 2 && b[ta.ts] == 's' && b[ta.ts + 1] == 'c'))
+        Py_RETURN_NONE; /* no To tag: initial; "sc": a tag we minted (ACK absorbed) */
+    Py_ssize_t rls = -1, rle = -1;
+    if (count[H_ROUTE]) {
+        Py_ssize_t s = vs[H_ROUTE], e = ve[H_ROUTE];
+        strip(b, &s, &e);
+        if (e - s != PyBytes_GET_SIZE(route) ||
+            memcmp(b + s, PyBytes_AS_STRING(route), (size_t)(e - s)) != 0)
+            Py_RETURN_NONE;
+        rls = lst[H_ROUTE];
+        rle = ve[H_ROUTE] + 2;
+    }
+
+    /* the Via (vias_of, via_value, params_dict) */
+    Py_ssize_t s0 = vs[H_VIA], e0 = ve[H_VIA];
+    struct via_at v;
+    if (memchr(b + s0, ',', (size_t)(e0 - s0)) != NULL || via_head(b, &s0, &e0, &v) < 0)
+        Py_RETURN_NONE;
+    if (!ci_same(b, v.hs, v.he, src, 0, src_len))
+        Py_RETURN_NONE; /* RFC 3261 section 18.2.1 received: the full path adds it */
+    Py_ssize_t bs = -1, be = -1, rp = -1, ns_[8], ne_[8];
+    int np = 0;
+    for (Py_ssize_t ps = v.sbe + 1; v.sbe < e0;) {
+        const char *semi = memchr(b + ps, ';', (size_t)(e0 - ps));
+        Py_ssize_t pe = semi ? semi - b : e0;
+        const char *eq = memchr(b + ps, '=', (size_t)(pe - ps));
+        Py_ssize_t ns = ps, ne = eq ? eq - b : pe;
+        strip(b, &ns, &ne);
+        if (ne <= ns || np == 8)
+            Py_RETURN_NONE;
+        for (int k = 0; k < np; k++)
+            if (ci_same(b, ns_[k], ne_[k], b, ns, ne))
+                Py_RETURN_NONE; /* given twice: the full path rewrites the Via */
+        ns_[np] = ns;
+        ne_[np++] = ne;
+        if (ci_is(b, ns, ne, "received") || (pe - ps >= 5 && memcmp(b + ps, "rport", 5) == 0 &&
+                                             !(pe - ps == 5 && ns == ps)))
+            Py_RETURN_NONE; /* received, rport=x, "rportx": the full path rewrites */
+        if (ci_is(b, ns, ne, "rport")) {
+            if (ns != ps || ne != pe || memcmp(b + ps, "rport", 5) != 0)
+                Py_RETURN_NONE;
+            if (rp < 0)
+                rp = pe; /* the first ";rport", filled in place */
+        } else if (ci_is(b, ns, ne, "branch")) {
+            if (eq == NULL)
+                Py_RETURN_NONE;
+            bs = eq - b + 1;
+            be = pe;
+            strip(b, &bs, &be);
+        }
+        if (semi == NULL)
+            break;
+        ps = pe + 1;
+    }
+    if (bs < 0 || be - bs < 7 || memcmp(b + bs, "z9hG4bK", 7) != 0)
+        Py_RETURN_NONE; /* RFC 2543 peers: the other branch material */
+
+    /* ProxyCore._branch: branch|sent-by|Call-ID|CSeq number */
+    char num[24];
+    int nl = snprintf(num, sizeof num, "%lld", f.cseq);
+    Py_ssize_t sbl = v.sbe - v.hs, cl = f.ce - f.cs;
+    PyObject *material = PyBytes_FromStringAndSize(NULL, (be - bs) + sbl + cl + nl + 3);
+    if (material == NULL)
+        return NULL;
+    char *o = PyBytes_AS_STRING(material);
+    memcpy(o, b + bs, (size_t)(be - bs));
+    o += be - bs;
+    *o++ = '|';
+    memcpy(o, b + v.hs, (size_t)sbl);
+    o += sbl;
+    *o++ = '|';
+    memcpy(o, b + f.cs, (size_t)cl);
+    o += cl;
+    *o++ = '|';
+    memcpy(o, num, (size_t)nl);
+
+    /* RFC 3581 section 4 rport, RFC 3261 section 16.6 step 3 Max-Forwards, 16.4 Route */
+    char port[16], mf[24];
+    struct edit ed[3];
+    int k = 0;
+    if (rp >= 0)
+        ed[k++] = (struct edit){rp, rp, port, snprintf(port, sizeof port, "=%d", src_port)};
+    ed[k++] = (struct edit){vs[H_MF], ve[H_MF], mf, snprintf(mf, sizeof mf, " %lld", f.mf - 1)};
+    if (rls >= 0)
+        ed[k++] = (struct edit){rls, rle, "", 0};
+    PyObject *tail = edited(b, hstart, n, ed, k);
+    if (tail == NULL) {
+        Py_DECREF(material);
+        return NULL;
+    }
+    return Py_BuildValue("(NnN)", material, hstart, tail);
+}
+
 static PyMethodDef methods[] = {
     {"scan_headers", scan_headers, METH_VARARGS,
      "scan_headers(buf, pos, hend, fast) -> dict | None: message._scan_headers in C."},
@@ -1099,6 +1361,9 @@ static PyMethodDef methods[] = {
      "shape; None declines."},
     {"scan_response", scan_response, METH_VARARGS,
      "scan_response(data, our_via) -> (status, Via, cut) | None: relay.scan_response in C."},
+    {"scan_request", scan_request, METH_VARARGS,
+     "scan_request(data, src_host, src_port, route) -> (material, hstart, tail) | None: "
+     "the lean forward of an in-dialog ACK/BYE from a caller; None declines."},
     {"parse", parse, METH_O,
      "parse(data) -> Request | Response | None: message._parse for the common shapes; "
      "None declines."},
@@ -1128,6 +1393,8 @@ PyInit__scan(void)
     k_rport = PyBytes_FromString("rport");
     k_tag = PyBytes_FromString("tag");
     k_version = PyBytes_FromString("SIP/2.0");
+    k_route = PyBytes_FromString("route");
+    k_proxy_require = PyBytes_FromString("proxy-require");
     for (int k = 0; k < 6; k++) {
         transports[k] = PyBytes_FromString(transport_names[k]);
         if (transports[k] == NULL)
@@ -1135,7 +1402,7 @@ PyInit__scan(void)
     }
     if (!k_via || !k_from || !k_to || !k_call_id || !k_cseq || !k_max_forwards ||
         !k_content_length || !k_date || !k_contact || !k_branch || !k_received || !k_rport ||
-        !k_tag || !k_version)
+        !k_tag || !k_version || !k_route || !k_proxy_require)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -60,7 +60,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import initial_via, scan_response
+from .relay import initial_via, scan_request, scan_response
 from .transaction import (
     MAGIC_COOKIE,
     Out,
@@ -336,6 +336,10 @@ class ProxyCore:
         # shedding): new INVITEs are then answered 503 before any parsing.
         self.overloaded = False
         self._our_via = self._via["udp"]
+        # the Route entry callers echo from our Record-Route: the lean forward of
+        # their in-dialog ACK/BYE (relay.scan_request) removes exactly this one
+        rr = b"<sip:%s;lr>" % self._sent_by
+        self._lean_route = rr if self._lean and self._is_self(*_route_target(rr)[:2]) else None
 
     # --- adapter API -------------------------------------------------------
 
@@ -416,6 +420,32 @@ class ProxyCore:
                         )
                         return
                     owned = True
+        elif (
+            (data[:4] == b"ACK " or data[:4] == b"BYE ")
+            and self._lean_route is not None
+            and transport == "udp"
+            and (src[1] != self._ss[1] or src[0] != self._ss[0])
+        ):
+            # proxy/sip/relay.py: the caller's in-dialog ACK/BYE, forwarded to the
+            # softswitch unparsed; the same bytes _request/_forward_bytes send
+            fwd = scan_request(data, src[0], src[1], self._lean_route)
+            if fwd is not None:
+                material, hstart, tail = fwd
+                h = self._branch_mac.copy()
+                h.update(material)
+                st = self.stats
+                st.requests_in[_METHOD_LABELS[data[:3]]] += 1
+                st.forwarded_requests += 1
+                self._out.append(
+                    (
+                        b"".join(
+                            (data[:hstart], self._our_via, h.hexdigest().encode(), b"\r\n", tail)
+                        ),
+                        self._ss,
+                        "udp",
+                    )
+                )
+                return
         try:
             msg = parse(data)
         except SIPError as exc:

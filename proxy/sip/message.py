@@ -1024,6 +1024,7 @@ _ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple
 _ParseFn = Callable[[bytes], "Request | Response | None"]
 _ViaFn = Callable[[bytes, int, int, int], "Via | None"]
 _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"]
+_RequestFn = Callable[[bytes, str, int, bytes], "tuple[bytes, int, bytes] | None"]
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
@@ -1031,20 +1032,23 @@ except ImportError:  # pragma: no cover - no compiler at install time
     _C_PARSE: _ParseFn | None = None
     _C_VIA: _ViaFn | None = None
     _C_RESPONSE: _ResponseFn | None = None
+    _C_REQUEST: _RequestFn | None = None
 else:
     _C_SCAN = _built.scan_headers
     try:  # the C parse fills these classes' slots; it checks each is a plain slot
         _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
     except (TypeError, AttributeError):  # pragma: no cover - a slot renamed without _scan.c
-        _C_PARSE = _C_VIA = _C_RESPONSE = None  # test_sip_cscan.py fails on this
+        _C_PARSE = _C_VIA = _C_RESPONSE = _C_REQUEST = None  # test_sip_cscan.py fails on this
     else:
         _C_PARSE = _built.parse
         _C_VIA = _built.parse_via
         _C_RESPONSE = _built.scan_response
+        _C_REQUEST = _built.scan_request
 _c_scan = _C_SCAN
 _c_parse = _C_PARSE
 _c_via = _C_VIA
 _c_response = _C_RESPONSE  # relay.scan_response in C
+_c_request = _C_REQUEST  # relay.scan_request (C only)
 
 
 def accelerated() -> bool:
@@ -1058,12 +1062,13 @@ def set_accelerated(on: bool) -> bool:
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).
     """
-    global _c_scan, _c_parse, _c_via, _c_response
+    global _c_scan, _c_parse, _c_via, _c_response, _c_request
     old = _c_scan is not None
     _c_scan = _C_SCAN if on else None
     _c_parse = _C_PARSE if on else None
     _c_via = _C_VIA if on else None
     _c_response = _C_RESPONSE if on else None
+    _c_request = _C_REQUEST if on else None
     return old
 
 

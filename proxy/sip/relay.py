@@ -19,11 +19,20 @@ without it (RFC 3261 §18.3).
 
 Like Kamailio's lazy parser, the lean relay does not validate the headers it
 does not read (From, To, Call-ID, CSeq, the rest): a response broken there is
-passed on to the caller instead of being dropped. Requests always get the full
-parse: the initial INVITE is the screening point, and two lean scanners for
-in-dialog requests (one ``find`` per header; one case-insensitive regex pass)
-cost as many or more instructions than the full parse here (benchmarks/
-RESULTS.md, optimisation log). ``initial_via`` reads the top Via of an
+passed on to the caller instead of being dropped.
+
+The other two messages a call sends through the proxy without a decision are
+the caller's in-dialog ACK and BYE. ``scan_request`` forwards them without
+building a message: it exists only in C (_scan.c), because two lean scanners
+in Python (one ``find`` per header; one case-insensitive regex pass) cost as
+many instructions as the full parse (benchmarks/RESULTS.md, optimisation log);
+without the C code the full parse takes them. Unlike the response relay it
+validates everything the full parse validates, read the same way (header
+names through the parser's own table), so it forwards exactly what the full
+path forwards and refuses nothing itself: whatever the full path would answer
+or treat in a rarer way (Max-Forwards 0, Proxy-Require, a Via to rewrite, a
+Route that is not ours alone, our own To tag) it declines. The initial INVITE
+always gets the full parse: it is the screening point. ``initial_via`` reads the top Via of an
 initial INVITE or CANCEL (its transaction key), so that a non-owner worker
 hands it to its owner without parsing it (proxy/sip/core.py). tests/unit/test_sip_relay.py checks
 that the core sends exactly the same bytes with and without the lean relay,
@@ -35,7 +44,7 @@ from __future__ import annotations
 from . import message
 from .message import SIPError, Via, _parse_via
 
-__all__ = ["initial_via", "scan_response"]
+__all__ = ["initial_via", "scan_request", "scan_response"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
@@ -85,6 +94,20 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
     if c_scan is not None:
         return c_scan(data, our_via)
     return _scan_response(data, our_via)
+
+
+def scan_request(
+    data: bytes, src_host: str, src_port: int, route: bytes
+) -> tuple[bytes, int, bytes] | None:
+    """(branch material, header start, edited rest) of an in-dialog ACK or BYE from a
+    caller over UDP in its common shape (see _scan.c), else None; always None
+    without the C code. Forwarded as ``data[:hstart] + our Via line + rest``, where
+    our branch hashes the material (ProxyCore._branch). ``route``: our own
+    Record-Route value, the one Route entry removed (RFC 3261 §16.4)."""
+    c_scan = message._c_request
+    if c_scan is None:
+        return None
+    return c_scan(data, src_host, src_port, route)
 
 
 def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int]] | None:

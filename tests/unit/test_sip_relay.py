@@ -27,7 +27,7 @@ from wire_samples import EDIT_JUNK, EDIT_MODE, SIPP_INVITE, edit
 from proxy.sip import message, relay
 from proxy.sip.core import CoreConfig, ProxyCore
 from proxy.sip.message import Request, parse
-from proxy.sip.relay import scan_response
+from proxy.sip.relay import scan_request, scan_response
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "rfc4475"
 PROXY = ("127.0.0.1", 5060)
@@ -199,6 +199,10 @@ def test_a_whole_call_is_relayed_identically_and_leanly() -> None:
     lean, _ = _cores()
     assert scan_response(sipp_response(180, b"Ringing"), lean._our_via) is not None
     assert scan_response(sipp_response(200, b"OK", merged=False), lean._our_via) is not None
+    # the caller's ACK and BYE go the lean way too (C only: else the full parse)
+    for data in (sipp_in_dialog(b"ACK", 1), sipp_in_dialog(b"BYE", 2), PJSUA_BYE):
+        got = scan_request(data, CALLER[0], CALLER[1], lean._lean_route)
+        assert (got is not None) == (message._c_request is not None), data
 
 
 def test_the_lean_relay_edits_what_the_rfc_says() -> None:
@@ -319,9 +323,80 @@ BASES = [
 
 @pytest.mark.parametrize("base", range(len(BASES)))
 def test_mutated_in_dialog_requests_are_treated_identically(base: int) -> None:
-    for m in _mutations(BASES[base]):
-        for src in (CALLER, SS):
-            same_or_lazier(m, src)
+    # the lean forward of requests validates what the parse validates: no laziness
+    for m in _mutations(BASES[base]) + _request_mutations(BASES[base]):
+        for src in (CALLER, SS, ("127.0.0.9", 5061)):
+            same(m, src)
+    for kw in ({"workers": 2, "worker_index": 1, "relay_port": 5062}, {"record_route": False}):
+        same(BASES[base], CALLER, **kw)
+
+
+def _request_mutations(msg: bytes) -> list[bytes]:
+    """What the lean forward of an in-dialog request reads: the Via parameters it
+    fills or must leave to the full path, Max-Forwards, the Route, the body, the tag."""
+    via_end = msg.index(b"\r\n", msg.index(b"Via: "))
+    out = [
+        msg[:via_end] + tail + msg[via_end:]
+        for tail in (
+            b";rport",
+            b";rport;rport",
+            b";rport=",
+            b";rport=7",
+            b";RPORT",
+            b"; rport",
+            b";rport ",
+            b";rportx",
+            b";rportx;rport",
+            b";x",
+            b";x;X",
+            b";branch=z9hG4bK-other",
+            b";received=127.0.0.3",
+            b";received=127.0.0.3;rport",
+            b";ttl=1;maddr=127.0.0.4",
+            b";",
+            b"; =x",
+            b" ",
+            b", SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bK-2",
+            b"\r\nVia: SIP/2.0/UDP 127.0.0.5:5060;branch=z9hG4bK-2",
+        )
+    ]
+    for a, b in (
+        (b"Max-Forwards: 70", b"Max-Forwards: 1"),
+        (b"Max-Forwards: 70", b"Max-Forwards:70"),
+        (b"Max-Forwards: 70", b"Max-Forwards: 70 "),
+        (b"Max-Forwards: 70", b"Max-Forwards: 0070"),
+        (b"Max-Forwards: 70", b"Max-Forwards: 7x"),
+        (b"Max-Forwards: 70\r\n", b""),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route:  <sip:127.0.0.1:5060;lr> "),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route: <sip:127.0.0.1;lr>"),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route: <sip:127.0.0.1:5060;LR>"),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route: <sip:127.0.0.1:5060;lr;transport=tcp>"),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route: <sip:127.0.0.1:5060;lr>,<sip:x;lr>"),
+        (b"Route: <sip:127.0.0.1:5060;lr>", b"Route:"),
+        (b"Content-Length: 0", b"Content-Length: 4"),
+        (b"Content-Length:  0", b"Content-Length: 4"),
+        (b"To: <", b'To: "Callee" <'),
+        (b"From: <", b'From: "Caller <'),
+        (b"Call-ID: ", b"Call-ID: a b "),
+        (b"CSeq: ", b"CSeq:  "),
+        (b"UDP 127.0.0.3:5061", b"UDP 127.0.0.3"),
+        (b"UDP 127.0.0.3:5061", b"UDP LOCALHOST:5061"),
+        (b"UDP 127.0.0.3:5061", b"UDP 127.0.0.33:5061"),
+    ):
+        out.append(msg.replace(a, b, 1))
+    head, _, _ = msg.partition(b"\r\n\r\n")
+    for tag in (b"sc-err", b"sc0.0123456789", b"sc", b"s", b"", b"SC1"):
+        out.append(
+            msg.replace(b";tag=6717SIPpTag011", b";tag=" + tag).replace(
+                b";tag=as5e3c2a1b", b";tag=" + tag
+            )
+        )
+    out.append(head.replace(b"Content-Length: 0", b"Content-Length: 4") + b"\r\n\r\nv=0\n")
+    out.append(head.replace(b"Content-Length:  0", b"Content-Length: 4") + b"\r\n\r\nv=0\n")
+    out.append(head.replace(b"Content-Length: 0\r\n", b"") + b"\r\n\r\n")
+    out.append(head.replace(b"Content-Length: 0\r\n", b"") + b"\r\n\r\nbody")
+    out.append(head + b"\r\n\r\nbody")
+    return out
 
 
 def test_mutated_responses_are_treated_identically() -> None:
@@ -355,8 +430,10 @@ def test_random_byte_edits_are_treated_identically_or_lazily(
     base: bytes, pos: int, junk: bytes, mode: str
 ) -> None:
     data = edit(base, pos, junk, mode)
-    src = SS if data.startswith(b"SIP/") or b"ss-77" in data else CALLER
-    same_or_lazier(data, src)
+    if data.startswith(b"SIP/"):
+        same_or_lazier(data, SS)
+    else:  # requests: identical, the lean forward is never lazier than the parse
+        same(data, SS if b"ss-77" in data else CALLER)
 
 
 # --- multi-worker: the owner is found before the parse ---------------------------
