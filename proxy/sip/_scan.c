@@ -197,6 +197,26 @@ blank_line(const char *b, Py_ssize_t crlf, Py_ssize_t n)
     return crlf;
 }
 
+/* The header line at buf[start:]: its end (the next CRLF before hend, else
+ * hend), where its value starts, and the canonical name of its spelling
+ * (borrowed; empty: a header the parser does not index). 0, or -1 = decline
+ * (no colon, empty name, a spelling `fast` does not hold), -2 = error. */
+static int
+header_line(const char *buf, Py_ssize_t start, Py_ssize_t hend, PyObject *fast,
+            Py_ssize_t *end, Py_ssize_t *value, PyObject **canon)
+{
+    Py_ssize_t e = find_crlf(buf, start, hend);
+    *end = e < 0 ? hend : e;
+    const char *colon = memchr(buf + start, ':', (size_t)(*end - start));
+    if (colon == NULL || colon == buf + start)
+        return -1;
+    *value = colon - buf + 1;
+    *canon = canonical(fast, buf + start, colon - (buf + start));
+    if (*canon == NULL)
+        return PyErr_Occurred() ? -2 : -1;
+    return 0;
+}
+
 /* Index buf[pos:hend]; NULL with no error set = decline. */
 static PyObject *
 scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
@@ -206,22 +226,15 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
         return NULL;
     Py_ssize_t start = pos;
     for (;;) {
-        /* the end of this line: the next CRLF before hend, else hend */
-        Py_ssize_t end = find_crlf(buf, start, hend);
-        if (end < 0)
-            end = hend;
-        const char *colon = memchr(buf + start, ':', (size_t)(end - start));
-        if (colon == NULL || colon == buf + start)
+        Py_ssize_t end, vstart;
+        PyObject *canon;
+        int rc = header_line(buf, start, hend, fast, &end, &vstart, &canon);
+        if (rc == -2)
+            goto error;
+        if (rc < 0)
             goto decline;
-        Py_ssize_t name_len = colon - (buf + start);
-        PyObject *canon = canonical(fast, buf + start, name_len); /* borrowed */
-        if (canon == NULL) {
-            if (PyErr_Occurred())
-                goto error;
-            goto decline;
-        }
         if (PyBytes_GET_SIZE(canon) > 0) {
-            PyObject *span = span_tuple(start + name_len + 1, end);
+            PyObject *span = span_tuple(vstart, end);
             if (span == NULL)
                 goto error;
             PyObject *lst = PyDict_GetItemWithError(result, canon); /* borrowed */
@@ -1212,19 +1225,13 @@ scan_request(PyObject *self, PyObject *args)
     Py_ssize_t vs[H_N] = {0}, ve[H_N] = {0}, lst[H_N] = {0}; /* value, line start */
     Py_ssize_t start = hstart;
     for (;;) {
-        Py_ssize_t end = find_crlf(b, start, hend);
-        if (end < 0)
-            end = hend;
-        const char *colon = memchr(b + start, ':', (size_t)(end - start));
-        if (colon == NULL || colon == b + start)
+        Py_ssize_t end, s;
+        PyObject *canon;
+        int rc = header_line(b, start, hend, fast_names, &end, &s, &canon);
+        if (rc == -2)
+            return NULL;
+        if (rc < 0)
             Py_RETURN_NONE;
-        Py_ssize_t name_len = colon - (b + start), s = start + name_len + 1;
-        PyObject *canon = canonical(fast_names, b + start, name_len); /* borrowed */
-        if (canon == NULL) {
-            if (PyErr_Occurred())
-                return NULL;
-            Py_RETURN_NONE;
-        }
         if (PyBytes_GET_SIZE(canon) > 0) {
             int h = 0;
             while (h < H_N && !same_key(canon, keys[h]))
