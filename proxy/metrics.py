@@ -322,11 +322,11 @@ class Metrics:
             child = self.parse_error_children[kind] = self.parse_errors.labels(kind)
         child.inc()
 
-    def drop(self, reason: str) -> None:
+    def drop(self, reason: str, n: int = 1) -> None:
         child = self.dropped_children.get(reason)
         if child is None:
             child = self.dropped_children[reason] = self.dropped.labels(reason)
-        child.inc()
+        child.inc(n)
 
     # -- periodic -----------------------------------------------------------
 

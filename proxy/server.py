@@ -52,7 +52,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from proxy.config import Config
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
@@ -189,6 +189,9 @@ except ImportError:  # pragma: no cover
 # it one readiness callback runs before it lets the loop serve anything else.
 _BATCH = 64
 _DRAIN_ROUNDS = 8
+
+# a way out for UDP: a transport, or (batched) a socket fd (Worker._udp_route)
+_Out = TypeVar("_Out")
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -523,12 +526,9 @@ class Worker:
         workers = self.sockets.handoff_addrs
         for data, dest, transport in out:
             if transport == "udp":
-                f = self._relay_fd if dest == self._softswitch else None
+                f = self._udp_route(dest, self._relay_fd, self._udp_fd)
                 if f is None:
-                    f = self._udp_fd.get(_family(dest[0]))
-                    if f is None:
-                        m.drop("no_route")
-                        continue
+                    continue
                 m.count_out(data)
             elif transport == "handoff" and self._handoff_fd is not None:
                 f = self._handoff_fd
@@ -558,19 +558,27 @@ class Worker:
                 items = items[1:]
                 continue
             if n == 0:  # the socket's send buffer is full (EAGAIN): UDP, the peer retransmits
-                for _ in items:
-                    self.metrics.drop("send_buffer_full")
+                self.metrics.drop("send_buffer_full", len(items))
                 return
             items = items[n:]
+
+    def _udp_route(self, dest: Any, relay: _Out | None, by_family: dict[int, _Out]) -> _Out | None:
+        """What a UDP datagram to ``dest`` leaves by (a transport, or a socket fd when
+        batched): the relay socket towards the softswitch, so that its responses
+        come back to this worker; else the listen socket of its address family.
+        None, counted as no_route: there is none."""
+        out = relay if dest == self._softswitch else None
+        if out is None:
+            out = by_family.get(_family(dest[0]))
+            if out is None:
+                self.metrics.drop("no_route")
+        return out
 
     def _send(self, data: bytes, dest: Any, transport: str) -> None:
         m = self.metrics
         if transport == "udp":
-            t = self.relay_transport if dest == self._softswitch else None
+            t = self._udp_route(dest, self.relay_transport, self.udp_out)
             if t is None:
-                t = self.udp_out.get(_family(dest[0]))
-            if t is None:
-                m.drop("no_route")
                 return
             m.count_out(data)
             t.sendto(data, (dest[0], dest[1]))

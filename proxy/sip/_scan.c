@@ -1112,21 +1112,6 @@ same_key(PyObject *canon, PyObject *key)
                             memcmp(PyBytes_AS_STRING(canon), PyBytes_AS_STRING(key), (size_t)n) == 0);
 }
 
-/* b[s:e] equals the lower-case `lit`, ignoring ASCII case */
-static int
-ci_is(const char *b, Py_ssize_t s, Py_ssize_t e, const char *lit)
-{
-    Py_ssize_t n = (Py_ssize_t)strlen(lit);
-    if (e - s != n)
-        return 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)b[s + i];
-        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lit[i])
-            return 0;
-    }
-    return 1;
-}
-
 /* b[s1:e1] and b[s2:e2] equal, ignoring ASCII case */
 static int
 ci_same(const char *b, Py_ssize_t s1, Py_ssize_t e1, const char *c, Py_ssize_t s2, Py_ssize_t e2)
@@ -1139,6 +1124,13 @@ ci_same(const char *b, Py_ssize_t s1, Py_ssize_t e1, const char *c, Py_ssize_t s
             return 0;
     }
     return 1;
+}
+
+/* b[s:e] equals the lower-case literal `lit`, ignoring ASCII case */
+static inline int
+ci_is(const char *b, Py_ssize_t s, Py_ssize_t e, const char *lit)
+{
+    return ci_same(b, s, e, lit, 0, (Py_ssize_t)strlen(lit));
 }
 
 struct edit {
@@ -1299,14 +1291,12 @@ scan_request(PyObject *self, PyObject *args)
                 Py_RETURN_NONE; /* given twice: the full path rewrites the Via */
         ns_[np] = ns;
         ne_[np++] = ne;
-        if (ci_is(b, ns, ne, "received") || (pe - ps >= 5 && memcmp(b + ps, "rport", 5) == 0 &&
-                                             !(pe - ps == 5 && ns == ps)))
-            Py_RETURN_NONE; /* received, rport=x, "rportx": the full path rewrites */
-        if (ci_is(b, ns, ne, "rport")) {
-            if (ns != ps || ne != pe || memcmp(b + ps, "rport", 5) != 0)
-                Py_RETURN_NONE;
-            if (rp < 0)
-                rp = pe; /* the first ";rport", filled in place */
+        if (pe - ps == 5 && memcmp(b + ps, "rport", 5) == 0) {
+            rp = pe; /* a bare ";rport", filled in place (RFC 3581 section 4) */
+        } else if (ci_is(b, ns, ne, "received") || ci_is(b, ns, ne, "rport") ||
+                   (pe - ps > 5 && memcmp(b + ps, "rport", 5) == 0)) {
+            /* received, rport=x, "RPORT", "rportx" before it: the full path rewrites */
+            Py_RETURN_NONE;
         } else if (ci_is(b, ns, ne, "branch")) {
             if (eq == NULL)
                 Py_RETURN_NONE;

@@ -431,20 +431,12 @@ class ProxyCore:
             fwd = scan_request(data, src[0], src[1], self._lean_route)
             if fwd is not None:
                 material, hstart, tail = fwd
-                h = self._branch_mac.copy()
-                h.update(material)
                 st = self.stats
                 st.requests_in[_METHOD_LABELS[data[:3]]] += 1
                 st.forwarded_requests += 1
-                self._out.append(
-                    (
-                        b"".join(
-                            (data[:hstart], self._our_via, h.hexdigest().encode(), b"\r\n", tail)
-                        ),
-                        self._ss,
-                        "udp",
-                    )
-                )
+                branch = self._branch_of(material)
+                out = b"".join((data[:hstart], self._our_via, branch, b"\r\n", tail))
+                self._out.append((out, self._ss, "udp"))
                 return
         try:
             msg = parse(data)
@@ -737,7 +729,12 @@ class ProxyCore:
                 req.cseq[0],
                 b or b"",
             )
-        h = self._branch_mac.copy()  # keyed BLAKE2s, key block already absorbed
+        return self._branch_of(material)
+
+    def _branch_of(self, material: bytes) -> bytes:
+        """Our branch tail for ``material`` (``_branch``; relay.scan_request gives it
+        for the requests it forwards): keyed BLAKE2s, key block already absorbed."""
+        h = self._branch_mac.copy()
         h.update(material)
         return h.hexdigest().encode()
 
