@@ -1,7 +1,8 @@
 """Build hook for the optional C extensions.
 
 - proxy/sip/_scan.c: the common path of the SIP parser and the lean response
-  relay (the Python code in proxy/sip/ is the reference and the fallback).
+  relay (the Python code in proxy/sip/ is the reference and the fallback),
+  and the lean forward of in-dialog ACK/BYE (without it: the full parse).
 - proxy/_udpio.c: batched UDP receive and send (recvmmsg/sendmmsg) for the
   worker (proxy/server.py falls back to one transport callback per datagram).
 
