@@ -1030,7 +1030,7 @@ class SnapshotStore:
             self.synced.clear()
             if pubsub is not None:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             with contextlib.suppress(Exception):
                 await mon.aclose()
 
