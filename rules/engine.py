@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from rules.facts import CallFacts
+from rules.k4 import k4_check, k4_verdict
 from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason
 from rules.snapshot import Notice, Provider, Snapshot
 from rules.verdict import (
@@ -140,80 +141,6 @@ def _rmd_verdict(provider_id: str, name: str, status: str, monitor_only: bool) -
     return Verdict(True, Rule.RMD_GATE, reason, detail=provider_id)
 
 
-# k4 notice states, as returned by _k4_state.
-_K4_BLOCK = "block"
-_K4_PENDING_DEADLINE = "pending_deadline"
-_K4_PENDING_FCC = "pending_fcc"
-_K4_RESPONDED = "responded"
-_K4_RESPONDED_LATE = "responded_late"
-
-
-def _k4_state(notice: Notice, which: str, now: float) -> tuple[str, float, float | None]:
-    """(state, deadline, response time) of a k4 notice at ``now``.
-
-    ``which`` is the snapshot's ``k4_deadline``: ``"mitigation"`` (48 hours)
-    or ``"report"`` (14 days). Choice for a response recorded *after* the
-    deadline: it stops the automatic block. The seed letter says failure to
-    act within the deadlines "authorizes" downstream providers to block
-    "permanently" (47 CFR 64.1200(k)(4) permits, it does not oblige); a
-    recorded response means an operator has looked at the provider, so the
-    decision to keep blocking is left to them (``block:provider``), and
-    :func:`explain` says the response was late.
-    """
-    if which == "mitigation":
-        deadline, response = notice.mitigation_due, notice.mitigated
-    else:
-        deadline, response = notice.report_due, notice.reported
-    if response is not None and response <= now:
-        state = _K4_RESPONDED if response <= deadline else _K4_RESPONDED_LATE
-        return state, deadline, response
-    if now < deadline:
-        return _K4_PENDING_DEADLINE, deadline, None
-    # 47 CFR 64.1200(k)(4): notify the Commission before initiating blocking.
-    if notice.fcc_notified is None or notice.fcc_notified > now:
-        return _K4_PENDING_FCC, deadline, None
-    return _K4_BLOCK, deadline, None
-
-
-@lru_cache(maxsize=4096)
-def _k4_verdict(
-    notice_id: str,
-    provider_id: str,
-    name: str,
-    state: str,
-    which: str,
-    deadline: float,
-    notified: bool,
-    monitor_only: bool,
-) -> Verdict:
-    who = _provider_name(provider_id, name)
-    label = "mitigation (48-hour)" if which == "mitigation" else "report (14-day)"
-    if state == _K4_BLOCK:
-        reason = (
-            f"{who} was notified of illegal robocall traffic (notice {notice_id}) and its "
-            f"{label} deadline {_iso(deadline)} passed with no response recorded; the FCC "
-            "has been notified; 47 CFR 64.1200(k)(4) permits blocking all its traffic"
-        )
-        if monitor_only:
-            return Verdict(
-                False,
-                Rule.DEFAULT,
-                "monitor only, allowed: " + reason,
-                detail=notice_id,
-                would_block=Rule.NOTICE_K4,
-            )
-        return Verdict(True, Rule.NOTICE_K4, reason, detail=notice_id)
-    missing: list[str] = []
-    if state == _K4_PENDING_DEADLINE:
-        missing.append(f"once the {label} deadline {_iso(deadline)} passes without a response")
-    if not notified:
-        missing.append(
-            "once the FCC has been notified (47 CFR 64.1200(k)(4) requires notice before blocking)"
-        )
-    reason = f"allowed: notice {notice_id} against {who} would block " + " and ".join(missing)
-    return Verdict(False, Rule.DEFAULT, reason, detail=notice_id, would_block=Rule.NOTICE_K4)
-
-
 @lru_cache(maxsize=4096)
 def _n2_verdict(
     notice_id: str, provider_id: str, name: str, campaign: str, monitor_only: bool
@@ -288,17 +215,12 @@ def _provider_rules(
             pending = v
     notices = snap.notices.get(provider_id)
     if notices:
-        which = snap.k4_deadline
         for notice in notices:
             if notice.kind != "k4":
                 continue
-            state, deadline, _ = _k4_state(notice, which, now)
-            if state == _K4_RESPONDED or state == _K4_RESPONDED_LATE:
+            v = k4_verdict(notice, provider_id, name, monitor_only, now)  # rules/k4.py
+            if v is None:
                 continue
-            notified = notice.fcc_notified is not None and notice.fcc_notified <= now
-            v = _k4_verdict(
-                notice.id, provider_id, name, state, which, deadline, notified, monitor_only
-            )
             if v.blocked:
                 return v
             if pending is None:
@@ -489,25 +411,8 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
     elif not k4:
         checks.append(Check(Rule.NOTICE_K4, False, f"no k4 notice against '{provider}'"))
     for notice in k4:
-        state, deadline, response = _k4_state(notice, snap.k4_deadline, now)
-        if state in (_K4_RESPONDED, _K4_RESPONDED_LATE):
-            late = ""
-            if state == _K4_RESPONDED_LATE:
-                late = (
-                    f" late (deadline {_iso(deadline)}); the letter authorizes blocking "
-                    "permanently after a missed deadline: add the provider to "
-                    "block:provider to keep blocking"
-                )
-            assert response is not None
-            why = f"notice {notice.id}: response recorded {_iso(response)}{late}; not blocking"
-            checks.append(Check(Rule.NOTICE_K4, False, why))
-        else:
-            notified = notice.fcc_notified is not None and notice.fcc_notified <= now
-            v = _k4_verdict(
-                notice.id, provider or "", name, state, snap.k4_deadline, deadline, notified,
-                monitor_only,
-            )  # fmt: skip
-            checks.append(Check(Rule.NOTICE_K4, state == _K4_BLOCK, v.reason))
+        blocks, why = k4_check(notice, provider or "", name, monitor_only, now)  # rules/k4.py
+        checks.append(Check(Rule.NOTICE_K4, blocks, why))
 
     n2 = [n for n in notices if n.kind == "n2"]
     if provider is None:

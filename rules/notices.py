@@ -1,17 +1,32 @@
-"""FCC notices to a bad-actor provider: deadlines, letter facts, records.
+"""FCC notices to a bad-actor provider: deadlines, letter facts, history, records.
 
 How this works: the Enforcement Bureau notifies a provider that it carries
-illegal traffic. Under 47 CFR 64.1200(k)(4) ("k4") the provider must
-effectively mitigate within 48 hours and report its measures within 14 days
-of the letter; if it does not, downstream providers may block all its
-traffic after telling the FCC. Under 47 CFR 64.1200(n)(2) ("n2") a provider
-is directed to block an identified campaign. ``compute_deadlines`` turns the
-issue time into the two deadline instants (UTC), counting the 14 days as
-47 CFR 1.4 counts FCC periods (see ``compute_deadlines``);
-``extract_letter_facts`` reads the date, addressee and stated report date
-from a letter's text; ``notice_to_record``/``notice_from_record`` convert a
-notice to the flat ``notice:<id>`` Redis HASH (times as ISO-8601 UTC) and
-back (times as epoch seconds, the unit ``rules.snapshot`` uses).
+illegal traffic. Under 47 CFR 64.1200(k)(4) ("k4") a downstream provider may
+block all its traffic if, once notified, it "fails to effectively mitigate"
+the traffic within 48 hours or fails to implement effective measures against
+new illegal calls; the letter asks for a report of those measures within 14
+days and deems a missing report a failure to put effective measures in place
+(rules/k4.py decides from these facts). Under 47 CFR 64.1200(n)(2) ("n2") a
+provider is directed to block an identified campaign.
+
+* Dates are the Commission's clock, US Eastern Time (47 CFR 1.4(f)):
+  ``when_et`` is the one reader of a date or instant typed by an operator (a
+  bare date is the start or the end of that Eastern day, as the caller says);
+  ``fmt_et_utc`` prints an instant in both ET and UTC.
+* ``compute_deadlines`` turns the issue time (and the report date the letter
+  states, if any) into two instants, UTC, each the first instant *after* its
+  period: a deadline stated as a date runs to the end of that day, Eastern
+  Time ("November 5, 2021" ends 2021-11-05 23:59:59 ET, so the provider is
+  late from 2021-11-06T05:00:00Z on).
+* ``extract_letter_facts`` reads the date, addressee and stated report date
+  from a letter's text.
+* History: every event recorded on a notice (issued, mitigated, reported,
+  determination, fcc_notified, correction) is one JSON entry of an
+  append-only list (``new_event``); ``derive_fields`` computes the notice's
+  current fields from the whole list, voided entries left out. The ``notice:<id>``
+  HASH holds those derived fields; ``notice_to_record``/``notice_from_record``
+  convert it (times as ISO-8601 UTC) to and from ``rules.snapshot.Notice``
+  (times as epoch seconds).
 """
 
 from __future__ import annotations
@@ -42,6 +57,14 @@ __all__ = [
     "notice_to_record",
     "parse_date",
     "parse_when",
+    "when_et",
+    "fmt_et",
+    "fmt_et_utc",
+    "fmt_day_end",
+    "eastern_day_end",
+    "derive_fields",
+    "new_event",
+    "EVENTS",
 ]
 
 KIND_K4 = "k4"  # 47 CFR 64.1200(k)(4): notified bad actor, all traffic
@@ -93,6 +116,32 @@ def eastern_date(instant: datetime) -> date:
     return (instant.astimezone(UTC) + _eastern_offset(instant)).date()
 
 
+def eastern_day_end(day: date) -> datetime:
+    """The first instant after ``day`` ends in Eastern Time (00:00 ET the next
+    day), aware UTC: a period that runs "to the end of" ``day`` is over from
+    this instant on."""
+    return eastern_midnight(day + timedelta(days=1))
+
+
+def fmt_et(seconds: float) -> str:
+    """``"2021-11-05 23:59:59 EDT"``: an epoch instant on the Eastern clock."""
+    instant = datetime.fromtimestamp(seconds, tz=UTC)
+    off = _eastern_offset(instant)
+    local = (instant + off).replace(tzinfo=None)
+    return local.strftime("%Y-%m-%d %H:%M:%S") + (" EDT" if off == timedelta(hours=-4) else " EST")
+
+
+def fmt_et_utc(seconds: float) -> str:
+    """``"2021-11-05 23:59:59 EDT (2021-11-06T03:59:59Z)"``: both clocks."""
+    return f"{fmt_et(seconds)} ({epoch_to_iso(seconds)})"
+
+
+def fmt_day_end(due: float) -> str:
+    """A deadline ``due`` (first instant after the period) as the period's last
+    second: ``"end of 2021-11-05 ET: 2021-11-05 23:59:59 EDT (2021-11-06T03:59:59Z)"``."""
+    return fmt_et_utc(due - 1)
+
+
 # --- holidays: 47 CFR 1.4(e)(1), 5 U.S.C. 6103 ------------------------------
 def _observed(d: date) -> date:
     # 5 U.S.C. 6103(b); Executive Order 11582: Saturday → Friday, Sunday → Monday.
@@ -130,33 +179,44 @@ def is_holiday(day: date) -> bool:
 # --- deadlines -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Deadlines:
-    """The two instants (aware, UTC) after which the notified provider is late."""
+    """The two instants (aware, UTC) from which the notified provider is late:
+    each is the first instant *after* its period (a response at ``t`` is in
+    time iff ``t < due``)."""
 
     mitigation_due: datetime
     report_due: datetime
 
     @property
     def report_due_date(self) -> date:
-        """The date a letter states for the report: the Eastern date of ``report_due``."""
-        return eastern_date(self.report_due)
+        """The date a letter states for the report: the Eastern date of the
+        period's last second."""
+        return eastern_date(self.report_due - timedelta(seconds=1))
 
 
-def compute_deadlines(issued: datetime | date) -> Deadlines:
+def compute_deadlines(
+    issued: datetime | date, report_due_stated: date | None = None
+) -> Deadlines:
     """Deadlines of a notice issued at ``issued`` (a letter date or an instant).
 
-    Counting follows 47 CFR 1.4: the day of the letter is not counted, the
-    first day counted is the next day (47 CFR 1.4(b), (c)); the period ends at
-    the close of its last day, Eastern Time (47 CFR 1.4(f)); a last day that
-    is a holiday moves to the next business day (47 CFR 1.4(e)(1), (j)). So a
-    letter dated Thursday 2021-10-21 has day 14 on 2021-11-04; the window
-    closes at the end of that day, 00:00 ET on 2021-11-05 (04:00 UTC): the
-    "November 5, 2021" the letter states.
+    The 48-hour window of 47 CFR 64.1200(k)(4) ("effectively mitigate illegal
+    traffic within 48 hours") is counted in hours, holidays included. From an
+    instant it is exactly 48 hours; from a bare date the hour of issue is
+    unknown, so it starts when that Eastern day ends (47 CFR 1.4(c) likewise
+    does not count the day of the event): a block is never started before the
+    window could have lapsed. The seed letter dated 2021-10-21: window over at
+    2021-10-24T04:00:00Z (the end of 2021-10-23 ET).
 
-    The 48-hour mitigation window of 47 CFR 64.1200(k)(4) is counted in
-    hours, holidays included. From an instant it is exactly 48 hours; from a
-    bare date the hour of issue is unknown, so, as 47 CFR 1.4(c) does for
-    days, it starts when that day ends (00:00 ET the next day): a block is
-    never started before the window could have lapsed.
+    The report: a date the letter states ("within fourteen (14) days of the
+    date of this letter (November 5, 2021)") is the Commission's own deadline
+    and wins; it runs to the end of that Eastern day (47 CFR 1.4(f): the
+    Commission's business day is Eastern Time), so the seed letter's report is
+    late from 2021-11-06T05:00:00Z. Without a stated date the 14 days are
+    counted as 47 CFR 1.4 counts: day 1 is the day after the letter (1.4(c)),
+    a last day on a weekend or Federal holiday moves to the next business day
+    (1.4(e)(1), (j)), and the period ends with its last Eastern day. Note: for
+    the seed letter that count gives Thursday 2021-11-04, one day *before*
+    the date the letter states; the letter's date is used whenever it is
+    known (``notice add --letter`` reads it, ``--report-due`` gives it).
     """
     if isinstance(issued, datetime):
         instant = issued if issued.tzinfo is not None else issued.replace(tzinfo=UTC)
@@ -165,12 +225,13 @@ def compute_deadlines(issued: datetime | date) -> Deadlines:
         mitigation_due = instant + MITIGATION_WINDOW
     else:
         letter_day = issued
-        mitigation_due = eastern_midnight(letter_day + timedelta(days=1)) + MITIGATION_WINDOW
+        mitigation_due = eastern_day_end(letter_day) + MITIGATION_WINDOW
+    if report_due_stated is not None:
+        return Deadlines(mitigation_due, eastern_day_end(report_due_stated))
     last_day = letter_day + timedelta(days=REPORT_DAYS)  # 47 CFR 1.4(c): day 1 is the day after
     while is_holiday(last_day):  # 47 CFR 1.4(j)
         last_day += timedelta(days=1)
-    report_due = eastern_midnight(last_day + timedelta(days=1))  # close of the last day
-    return Deadlines(mitigation_due=mitigation_due, report_due=report_due)
+    return Deadlines(mitigation_due=mitigation_due, report_due=eastern_day_end(last_day))
 
 
 # --- dates in letters and on the command line ----------------------------------
@@ -226,11 +287,34 @@ def parse_when(text: str) -> date | datetime:
 
 
 def parse_date(text: str) -> datetime:
-    """Like ``parse_when`` but always an aware UTC datetime (a date → 00:00 UTC)."""
+    """Like ``parse_when`` but always an aware UTC datetime (a bare date → the
+    start of that day, Eastern Time, as ``when_et(text, "start")``)."""
     when = parse_when(text)
     if isinstance(when, datetime):
         return when
-    return datetime.combine(when, time(0), tzinfo=UTC)
+    return eastern_midnight(when)
+
+
+def when_et(text: str, bound: str = "start") -> float:
+    """Epoch seconds of an operator's date or instant: THE reader of every
+    date typed on the command line (``--issued``, ``--mitigated``,
+    ``--reported``, ``--date``, ``--at``, ``--until``, ...).
+
+    An instant with an offset (``2021-11-06T04:59:58Z``) is that instant; a
+    naive instant is UTC (unchanged since the first release). A bare date
+    (``2021-11-05``, ``November 5, 2021``) is a day on the Commission's clock,
+    US Eastern Time (47 CFR 1.4(f)), and ``bound`` says which end of it:
+    ``"start"`` (00:00:00 ET) or ``"end"`` (23:59:59 ET, the day's last
+    second). Raises ValueError.
+    """
+    when = parse_when(text)
+    if isinstance(when, datetime):
+        return when.timestamp()
+    if bound == "start":
+        return eastern_midnight(when).timestamp()
+    if bound == "end":
+        return eastern_day_end(when).timestamp() - 1.0
+    raise ValueError(f"bound must be 'start' or 'end', not {bound!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +407,10 @@ class NoticeLike(Protocol):
     def fcc_notified(self) -> float | None: ...
     @property
     def campaigns(self) -> Sequence[str]: ...
+    @property
+    def ineffective(self) -> float | None: ...
+    @property
+    def effective(self) -> float | None: ...
 
 
 def new_notice(
@@ -332,11 +420,13 @@ def new_notice(
     issued: datetime | date,
     campaigns: Sequence[str] = (),
     letter: str = "",
+    report_due_stated: date | None = None,
 ) -> Notice:
-    """A fresh notice with its deadlines computed from ``issued``."""
+    """A fresh notice with its deadlines computed from ``issued`` and the
+    report date the letter states, if known (see ``compute_deadlines``)."""
     if kind not in KINDS:
         raise ValueError(f"notice kind must be one of {sorted(KINDS)}, not {kind!r}")
-    d = compute_deadlines(issued)
+    d = compute_deadlines(issued, report_due_stated)
     if isinstance(issued, datetime):
         start = (issued if issued.tzinfo else issued.replace(tzinfo=UTC)).timestamp()
     else:
@@ -388,6 +478,8 @@ def notice_to_record(n: NoticeLike) -> dict[str, str]:
         "mitigated": opt(n.mitigated),
         "reported": opt(n.reported),
         "fcc_notified": opt(n.fcc_notified),
+        "ineffective": opt(n.ineffective),
+        "effective": opt(n.effective),
         "campaigns": ",".join(n.campaigns),
         "letter": str(getattr(n, "letter", "")),
     }
@@ -433,6 +525,92 @@ def notice_from_record(d: Mapping[str, str], id: str | None = None) -> Notice:
         mitigated=flag("mitigated"),
         reported=flag("reported"),
         fcc_notified=flag("fcc_notified"),
+        ineffective=flag("ineffective"),
+        effective=flag("effective"),
         campaigns=tuple(c.strip() for c in d.get("campaigns", "").split(",") if c.strip()),
         letter=d.get("letter", ""),
     )
+
+
+# --- history: an append-only list of events per notice --------------------------
+# One JSON object per entry, in the order recorded (docs/REDIS.md
+# ``notice:<id>:history``): ``seq`` (1, 2, ...), ``event`` (one of EVENTS),
+# ``at`` (when it took effect, ISO-8601 UTC), ``recorded`` (when it was
+# written), ``by`` (who wrote it), and per event ``summary`` (determination,
+# fcc_notified, correction: the brief summary of the basis), ``value``
+# (determination: "ineffective" or "effective"), ``voids`` (correction: the
+# seq of the entry it withdraws). An entry is never changed or removed: a
+# correction is a new entry, and the voided one stays visible in the history.
+EVENTS = ("issued", "mitigated", "reported", "determination", "fcc_notified", "correction")
+DETERMINATIONS = ("ineffective", "effective")
+
+
+def new_event(
+    seq: int,
+    event: str,
+    at: float,
+    recorded: float,
+    by: str,
+    *,
+    summary: str = "",
+    value: str = "",
+    voids: int | None = None,
+) -> dict[str, object]:
+    """One history entry (validated). Raises ValueError."""
+    if event not in EVENTS:
+        raise ValueError(f"event must be one of {', '.join(EVENTS)}, not {event!r}")
+    if event == "determination" and value not in DETERMINATIONS:
+        raise ValueError(f"a determination is one of {', '.join(DETERMINATIONS)}")
+    if event in ("determination", "fcc_notified", "correction") and not summary.strip():
+        raise ValueError(f"a {event.replace('_', '-')} entry needs a summary")
+    if event == "correction" and voids is None:
+        raise ValueError("a correction names the entry it voids")
+    out: dict[str, object] = {
+        "seq": seq,
+        "event": event,
+        "at": epoch_to_iso(at),
+        "recorded": epoch_to_iso(recorded),
+        "by": by,
+    }
+    if summary.strip():
+        out["summary"] = " ".join(summary.split())
+    if value:
+        out["value"] = value
+    if voids is not None:
+        out["voids"] = voids
+    return out
+
+
+def voided(events: Sequence[Mapping[str, object]]) -> set[int]:
+    """The seq numbers withdrawn by a correction entry."""
+    return {int(str(e["voids"])) for e in events if e.get("event") == "correction"}
+
+
+def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
+    """The notice's current HASH fields from its whole history (voided entries
+    left out): ``mitigated``/``reported`` the earliest of each (did the
+    provider act in time is judged on the first); ``ineffective``/``effective``
+    the latest determination of each kind; ``fcc_notified`` (and
+    ``fcc_summary``) the latest notice to the FCC; "" where none."""
+    gone = voided(events)
+    live = [e for e in events if int(str(e.get("seq", 0))) not in gone]
+
+    def times(event: str, value: str | None = None) -> list[tuple[float, Mapping[str, object]]]:
+        return sorted(
+            ((iso_to_epoch(str(e["at"])), e)
+            for e in live
+            if e.get("event") == event and (value is None or e.get("value") == value)
+        ), key=lambda pair: pair[0])
+
+    out: dict[str, str] = {}
+    for name, picked in (
+        ("mitigated", times("mitigated")[:1]),
+        ("reported", times("reported")[:1]),
+        ("ineffective", times("determination", "ineffective")[-1:]),
+        ("effective", times("determination", "effective")[-1:]),
+        ("fcc_notified", times("fcc_notified")[-1:]),
+    ):
+        out[name] = epoch_to_iso(picked[0][0]) if picked else ""
+        if name in ("ineffective", "fcc_notified"):
+            out[f"{name}_summary"] = str(picked[0][1].get("summary", "")) if picked else ""
+    return out

@@ -358,12 +358,16 @@ class Notice:
     """An FCC notice naming a provider (Redis ``notice:<id>`` hash).
 
     ``kind`` is ``"k4"`` (bad-actor notice, 47 CFR 64.1200(k)(4): 48 h to
-    mitigate, 14 days to report) or ``"n2"`` (notify-and-direct, 47 CFR
-    64.1200(n)(2): block the identified campaigns). Times are UNIX epoch
-    seconds, UTC. ``campaigns`` are E.164 numbers or prefixes (``"+1202555"``);
-    see :func:`parse_campaigns`. ``mitigated``/``reported``/``fcc_notified``
-    are when the provider's mitigation, its report and our notice to the FCC
-    were recorded (None: not yet); ``letter`` names the letter's file.
+    mitigate, 14 days to report; rules/k4.py) or ``"n2"`` (notify-and-direct,
+    47 CFR 64.1200(n)(2): block the identified campaigns). Times are UNIX
+    epoch seconds, UTC; ``mitigation_due``/``report_due`` are the first
+    instants *after* their periods. ``campaigns`` are E.164 numbers or
+    prefixes (``"+1202555"``); see :func:`parse_campaigns`. The other times
+    are derived from the notice's history (rules.notices.derive_fields):
+    ``mitigated``/``reported`` when the provider first mitigated and first
+    reported; ``ineffective``/``effective`` the latest operator determinations
+    that its measures are not / are effective; ``fcc_notified`` the latest
+    notice to the FCC (None: none recorded); ``letter`` names the letter's file.
     """
 
     id: str
@@ -377,6 +381,8 @@ class Notice:
     fcc_notified: float | None = None
     campaigns: tuple[str, ...] = ()
     letter: str = ""
+    ineffective: float | None = None
+    effective: float | None = None
 
 
 def parse_campaigns(raw: str) -> tuple[str, ...]:
@@ -427,9 +433,6 @@ class Snapshot:
     # set_nanpa() rather than assigning nanpa_nxx directly.
     nanpa_nxx_npa: set[str] = field(default_factory=set)
     emergency: frozenset[str] = EMERGENCY_DEFAULT
-    # 47 CFR 64.1200(k)(4) notice deadline enforced: "mitigation" (48 h) or
-    # "report" (14 days).
-    k4_deadline: str = "report"
     version: str = ""
     loaded_at: float = 0.0
 
