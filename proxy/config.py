@@ -33,7 +33,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [trusted_header]   name, sources
     [answer.analytics] / [answer.deterministic]  kind, redress_url,
                reason_text, jcard_url
-    [notices]  k4_deadline
+    [notices]  (no keys; the obsolete k4_deadline is refused, see _load)
     [records]  max_len, max_age_s, sample_allowed
 """
 
@@ -257,7 +257,6 @@ class Config:
     # UDP through recvmmsg/sendmmsg batches (proxy/_udpio.c) when it is built;
     # false = one event-loop callback and one sendto per datagram.
     batched_udp: bool = True
-    k4_deadline: str = "report"  # "report" | "mitigation"
     records_max_len: int = 1_000_000
     records_max_age_s: float = 90 * 86400.0
     records_sample_allowed: float = 0.01
@@ -522,8 +521,17 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     kw["answers"] = _answers(doc)
 
     n = _table(doc, "notices")
-    if (v := _get(n, "k4_deadline", "notices.k4_deadline", str)) is not None:
-        kw["k4_deadline"] = v
+    if "k4_deadline" in n:
+        # Obsolete (issue 9): 47 CFR 64.1200(k)(4) has two triggers, the
+        # lapsed 48-hour window and ineffective measures (a missed report is
+        # one); rules/k4.py applies both, so no single deadline is chosen.
+        raise ConfigError(
+            "notices.k4_deadline: obsolete, remove it: 47 CFR 64.1200(k)(4) notices now "
+            "block on either trigger (48-hour window lapsed, or ineffective measures / "
+            "missed report) once the FCC is notified; see docs/WALKTHROUGH.md"
+        )
+    for k in n:
+        raise ConfigError(f"notices.{k}: unknown key")
 
     rec = _table(doc, "records")
     if (v := _get(rec, "max_len", "records.max_len", int)) is not None:
@@ -550,7 +558,6 @@ _OVERRIDE_KEYS = {
     "no_snapshot_policy",
     "overload_queue_kib",
     "batched_udp",
-    "k4_deadline",
     "sample_data",
     "redis_embedded",
     "clock",
@@ -604,9 +611,6 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"proxy.overload_queue_kib: must be within 0..1048576 KiB, got {c.overload_queue_kib}"
         )
-    # 47 CFR 64.1200(k)(4): block after the 48-hour mitigation window or the
-    # 14-day report window lapses, as the operator chooses.
-    _choice(c.k4_deadline, "notices.k4_deadline", ("report", "mitigation"))
     if not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
             f"redis.url: must start with redis://, rediss:// or unix://, got {c.redis_url!r}"

@@ -879,7 +879,6 @@ def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
         config.redis_url,
         config.key_prefix,
         emergency=config.emergency_numbers,
-        k4_deadline=config.k4_deadline,
         on_change=on_change,
         on_state=on_state,
     )

@@ -374,7 +374,7 @@ class SnapshotStore:
         prefix: str,
         *,
         emergency: frozenset[str],
-        k4_deadline: str,
+        k4_deadline: str | None = None,
         on_change: Callable[[Snapshot], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -382,7 +382,9 @@ class SnapshotStore:
         self.redis_url = redis_url
         self.prefix = prefix
         self.emergency = emergency
-        self.k4_deadline = k4_deadline
+        # k4_deadline: obsolete and ignored (rules/k4.py applies both triggers
+        # of 47 CFR 64.1200(k)(4)); still accepted so older callers keep working.
+        del k4_deadline
         self.on_change = on_change
         self.on_state = on_state
         self.clock = clock
@@ -414,7 +416,6 @@ class SnapshotStore:
     def _empty(self) -> Snapshot:
         snap = Snapshot.empty()
         snap.emergency = self.emergency
-        snap.k4_deadline = self.k4_deadline
         return snap
 
     def _warn(self, key: str, value: object, why: str) -> None:

@@ -218,13 +218,13 @@ def _provider_rules(
         for notice in notices:
             if notice.kind != "k4":
                 continue
-            v = k4_verdict(notice, provider_id, name, monitor_only, now)  # rules/k4.py
-            if v is None:
+            k4v = k4_verdict(notice, provider_id, name, monitor_only, now)  # rules/k4.py
+            if k4v is None:
                 continue
-            if v.blocked:
-                return v
+            if k4v.blocked:
+                return k4v
             if pending is None:
-                pending = v
+                pending = k4v
         if caller is not None:
             for notice in notices:
                 if notice.kind != "n2":

@@ -193,9 +193,7 @@ class Deadlines:
         return eastern_date(self.report_due - timedelta(seconds=1))
 
 
-def compute_deadlines(
-    issued: datetime | date, report_due_stated: date | None = None
-) -> Deadlines:
+def compute_deadlines(issued: datetime | date, report_due_stated: date | None = None) -> Deadlines:
     """Deadlines of a notice issued at ``issued`` (a letter date or an instant).
 
     The 48-hour window of 47 CFR 64.1200(k)(4) ("effectively mitigate illegal
@@ -597,10 +595,13 @@ def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
 
     def times(event: str, value: str | None = None) -> list[tuple[float, Mapping[str, object]]]:
         return sorted(
-            ((iso_to_epoch(str(e["at"])), e)
-            for e in live
-            if e.get("event") == event and (value is None or e.get("value") == value)
-        ), key=lambda pair: pair[0])
+            (
+                (iso_to_epoch(str(e["at"])), e)
+                for e in live
+                if e.get("event") == event and (value is None or e.get("value") == value)
+            ),
+            key=lambda pair: pair[0],
+        )
 
     out: dict[str, str] = {}
     for name, picked in (

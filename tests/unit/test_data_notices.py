@@ -39,11 +39,18 @@ def test_seed_letter_facts_and_stated_report_date() -> None:
     assert facts.provider_name == "PZ/Illum Telecommunication Telecommunication LLC"
     assert facts.short_name == "PZ/Illum"
     assert facts.report_due_stated == date(2021, 11, 5)
-    # The convention reproduces the date the letter states.
-    deadlines = compute_deadlines(facts.issued)
-    assert deadlines.report_due_date == facts.report_due_stated
-    # Day 14 is Thursday 2021-11-04; the window closes at its end, 00:00 EDT.
-    assert deadlines.report_due == datetime(2021, 11, 5, 4, 0, tzinfo=UTC)
+    # The date the letter states wins and runs to the end of that day, ET:
+    # 2021-11-05 23:59:59 EDT is the last second, late from 2021-11-06T04:00:00Z
+    # (EDT until 2021-11-07; the EST instant 05:00Z would be an hour off).
+    deadlines = compute_deadlines(facts.issued, facts.report_due_stated)
+    assert deadlines.report_due_date == date(2021, 11, 5)
+    assert deadlines.report_due == datetime(2021, 11, 6, 4, 0, tzinfo=UTC)
+    assert deadlines.report_due == datetime(2021, 11, 6, tzinfo=NEW_YORK)
+    # Counted per 47 CFR 1.4 (no stated date): day 14 is Thursday 2021-11-04,
+    # one day before the date the letter states.
+    counted = compute_deadlines(facts.issued)
+    assert counted.report_due_date == date(2021, 11, 4)
+    assert counted.report_due == datetime(2021, 11, 5, 4, 0, tzinfo=UTC)
     # 48 hours counted from the end of the letter's day (hour of issue unknown).
     assert deadlines.mitigation_due == datetime(2021, 10, 24, 4, 0, tzinfo=UTC)
 
@@ -52,9 +59,9 @@ def test_deadlines_from_an_instant() -> None:
     issued = datetime(2021, 10, 21, 15, 30, tzinfo=UTC)
     d = compute_deadlines(issued)
     assert d.mitigation_due - issued == timedelta(hours=48)
-    assert d.report_due_date == date(2021, 11, 5)
+    assert d.report_due_date == date(2021, 11, 4)
     # Naive means UTC; 02:00 UTC on Oct 22 is still Oct 21 in Eastern Time.
-    assert compute_deadlines(datetime(2021, 10, 22, 2, 0)).report_due_date == date(2021, 11, 5)
+    assert compute_deadlines(datetime(2021, 10, 22, 2, 0)).report_due_date == date(2021, 11, 4)
 
 
 def test_last_day_on_weekend_or_holiday_moves_on() -> None:
@@ -63,7 +70,7 @@ def test_last_day_on_weekend_or_holiday_moves_on() -> None:
     d = compute_deadlines(date(2021, 10, 23))
     assert d.report_due == datetime(2021, 11, 9, 5, 0, tzinfo=UTC)
     # Day 14 of 2021-11-11 is Thanksgiving (2021-11-25): moves to Friday.
-    assert compute_deadlines(date(2021, 11, 11)).report_due_date == date(2021, 11, 27)
+    assert compute_deadlines(date(2021, 11, 11)).report_due_date == date(2021, 11, 26)
 
 
 def test_federal_holidays_2021() -> None:
@@ -120,10 +127,10 @@ def test_deadline_properties(naive: datetime) -> None:
 
 
 def test_parse_date_forms() -> None:
-    oct21 = datetime(2021, 10, 21, tzinfo=UTC)
+    oct21 = datetime(2021, 10, 21, 4, tzinfo=UTC)  # a bare date: 00:00 EDT that day
     for text in ("2021-10-21", "October 21, 2021", "Oct 21, 2021", "Oct. 21, 2021", "21 Oct 2021"):
         assert parse_date(text) == oct21, text
-    assert parse_date("Sept 30, 2021") == datetime(2021, 9, 30, tzinfo=UTC)
+    assert parse_date("Sept 30, 2021") == datetime(2021, 9, 30, 4, tzinfo=UTC)
     assert parse_date("2021-10-21T14:00:00Z") == datetime(2021, 10, 21, 14, tzinfo=UTC)
     assert parse_date("2021-10-21T10:00:00-04:00") == datetime(2021, 10, 21, 14, tzinfo=UTC)
     assert parse_date("2021-10-21 14:00") == datetime(2021, 10, 21, 14, tzinfo=UTC)
@@ -153,6 +160,7 @@ def test_record_round_trip_and_format() -> None:
         facts.issued,
         campaigns=["+12025550123", " +1202555 ", ""],
         letter="tests/data/seed/fcc-cease-and-desist-2021-10-21.txt",
+        report_due_stated=facts.report_due_stated,
     )
     record = notice_to_record(notice)
     assert record == {
@@ -161,10 +169,12 @@ def test_record_round_trip_and_format() -> None:
         "kind": "k4",
         "issued": "2021-10-21T04:00:00Z",
         "mitigation_due": "2021-10-24T04:00:00Z",
-        "report_due": "2021-11-05T04:00:00Z",
+        "report_due": "2021-11-06T04:00:00Z",
         "mitigated": "",
         "reported": "",
         "fcc_notified": "",
+        "ineffective": "",
+        "effective": "",
         "campaigns": "+12025550123,+1202555",
         "letter": "tests/data/seed/fcc-cease-and-desist-2021-10-21.txt",
     }
@@ -206,7 +216,7 @@ def test_record_written_by_hand() -> None:
     assert n.mitigated == n.issued and n.reported is None
     n2 = notice_from_record({"kind": "n2", "issued": "1634788800", "report_due": "2021-11-01"})
     assert n2.issued == 1634788800.0
-    assert n2.report_due == datetime(2021, 11, 1, tzinfo=UTC).timestamp()
+    assert n2.report_due == datetime(2021, 11, 1, tzinfo=NEW_YORK).timestamp()
     for bad in ({"kind": "k9", "issued": "2021-10-21"}, {"kind": "k4"}):
         with pytest.raises(ValueError):
             notice_from_record(bad)

@@ -38,8 +38,11 @@ def facts(
     return CallFacts(caller=caller, callee=callee, provider=provider)
 
 
+FCC_AFTER = MITIGATION_DUE + HOUR  # the FCC notified an hour after the window lapsed
+
+
 def k4(**kw: float | None) -> Notice:
-    fields: dict[str, float | None] = {"fcc_notified": ISSUED + DAY}
+    fields: dict[str, float | None] = {"fcc_notified": FCC_AFTER}
     fields.update(kw)
     return Notice(
         "EB-TCD-21-00032740",
@@ -200,57 +203,61 @@ def test_no_caller_skips_caller_rules(snap: Snapshot) -> None:
 # -- k4 notice timing ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("which", "deadline"), [("mitigation", MITIGATION_DUE), ("report", REPORT_DUE)]
-)
-def test_k4_blocks_only_after_deadline(snap: Snapshot, which: str, deadline: float) -> None:
-    snap.k4_deadline = which
+def test_k4_blocks_after_the_window_once_the_fcc_is_notified(snap: Snapshot) -> None:
+    # 47 CFR 64.1200(k)(4) trigger (a): no mitigation within 48 hours.
     snap.set_notice(k4())
-    before = decide(snap, facts(provider="pz"), deadline - 1)
+    before = decide(snap, facts(provider="pz"), MITIGATION_DUE - 1)
     assert not before.blocked and before.would_block is Rule.NOTICE_K4
-    assert "deadline" in before.reason and "passes" in before.reason
-    at = decide(snap, facts(provider="pz"), deadline)
+    assert "48-hour window" in before.reason and "FCC" in before.reason
+    at = decide(snap, facts(provider="pz"), FCC_AFTER)
     assert at.blocked and at.rule is Rule.NOTICE_K4 and at.detail == "EB-TCD-21-00032740"
     assert "47 CFR 64.1200(k)(4)" in at.reason and at.rule.answer_class == "analytics"
     # Other providers are untouched.
-    assert decide(snap, facts(provider="up"), deadline) is ALLOW_DEFAULT
+    assert decide(snap, facts(provider="up"), FCC_AFTER) is ALLOW_DEFAULT
 
 
-def test_k4_needs_fcc_notification(snap: Snapshot) -> None:
+def test_k4_needs_fcc_notification_after_the_trigger(snap: Snapshot) -> None:
     snap.set_notice(k4(fcc_notified=None))
     v = decide(snap, facts(provider="pz"), REPORT_DUE + DAY)
     assert not v.blocked and v.would_block is Rule.NOTICE_K4
-    assert "FCC has been notified" in v.reason
-    before = decide(snap, facts(provider="pz"), REPORT_DUE - DAY)
-    assert "passes" in before.reason and "FCC" in before.reason
+    assert "missing: the FCC notification" in v.reason
+    # A notice to the FCC dated before the trigger reports no determination.
+    snap.set_notice(k4(fcc_notified=ISSUED + DAY))
+    v = decide(snap, facts(provider="pz"), REPORT_DUE + DAY)
+    assert not v.blocked and "predates" in v.reason
     # Notification recorded later: blocks from that moment on.
     snap.set_notice(k4(fcc_notified=REPORT_DUE + 2 * DAY))
     assert not decide(snap, facts(provider="pz"), REPORT_DUE + DAY).blocked
     assert decide(snap, facts(provider="pz"), REPORT_DUE + 2 * DAY).blocked
 
 
-def test_k4_response_stops_block(snap: Snapshot) -> None:
-    # Reported in time: never blocks.
-    snap.set_notice(k4(reported=REPORT_DUE - DAY))
+def test_k4_late_mitigation_does_not_cure(snap: Snapshot) -> None:
+    # Mitigated in time and reported in time: never blocks.
+    snap.set_notice(k4(mitigated=ISSUED + HOUR, reported=REPORT_DUE - DAY))
     assert decide(snap, facts(provider="pz"), REPORT_DUE + DAY) is ALLOW_DEFAULT
-    # Reported late: blocks between the deadline and the response, not after.
-    snap.set_notice(k4(reported=REPORT_DUE + 3 * DAY))
+    # Mitigated after the window: the failure "within 48 hours" stands.
+    snap.set_notice(k4(mitigated=MITIGATION_DUE + HOUR, reported=REPORT_DUE - DAY))
     assert decide(snap, facts(provider="pz"), REPORT_DUE + DAY).blocked
-    assert decide(snap, facts(provider="pz"), REPORT_DUE + 3 * DAY) is ALLOW_DEFAULT
     checks = [
         c
         for c in explain(snap, facts(provider="pz"), REPORT_DUE + 4 * DAY)
         if c.rule is Rule.NOTICE_K4
     ]
-    assert len(checks) == 1 and not checks[0].matched and "late" in checks[0].why
+    assert len(checks) == 1 and checks[0].matched and "not a cure" in checks[0].why
 
 
-def test_k4_mitigation_response_counts_for_mitigation_deadline(snap: Snapshot) -> None:
-    snap.k4_deadline = "mitigation"
-    snap.set_notice(k4(mitigated=ISSUED + HOUR))
+def test_k4_missing_report_is_the_second_trigger(snap: Snapshot) -> None:
+    # Mitigated in time, no report by the letter's date: deemed ineffective
+    # measures (the letter, item 5); blocks once the FCC is notified after it.
+    snap.set_notice(k4(mitigated=ISSUED + HOUR, fcc_notified=REPORT_DUE + HOUR))
+    assert not decide(snap, facts(provider="pz"), REPORT_DUE - 1).blocked
+    v = decide(snap, facts(provider="pz"), REPORT_DUE + HOUR)
+    assert v.blocked and "no report" in v.reason
+
+
+def test_k4_monitor_only_and_mitigation(snap: Snapshot) -> None:
+    snap.set_notice(k4(mitigated=ISSUED + HOUR, reported=ISSUED + 2 * HOUR))
     assert decide(snap, facts(provider="pz"), REPORT_DUE + DAY) is ALLOW_DEFAULT
-    snap.k4_deadline = "report"  # the 14-day report is still missing
-    assert decide(snap, facts(provider="pz"), REPORT_DUE + DAY).blocked
 
 
 def test_k4_monitor_only(snap: Snapshot) -> None:
@@ -258,11 +265,12 @@ def test_k4_monitor_only(snap: Snapshot) -> None:
     snap.set_notice(k4())
     v = decide(snap, facts(provider="pz"), REPORT_DUE + DAY)
     assert not v.blocked and v.would_block is Rule.NOTICE_K4
+    assert v.reason.startswith("monitor only, allowed:")
 
 
 def test_monitor_only_covers_every_provider_rule(snap: Snapshot) -> None:
     snap.set_notice(
-        Notice("k", "watch", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=ISSUED)
+        Notice("k", "watch", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=FCC_AFTER)
     )
     snap.set_provider(Provider("watch", rmd_status="removed", monitor_only=True))
     v = decide(snap, facts(provider="watch"), REPORT_DUE)
@@ -344,8 +352,7 @@ PROVIDERS = st.sampled_from([None, "up", "pz", "gone", "never", "bad", "stranger
     when=st.sampled_from(
         [ISSUED - 1, MITIGATION_DUE, REPORT_DUE - 1, REPORT_DUE, REPORT_DUE + 9 * DAY]
     ),
-    notified=st.sampled_from([None, ISSUED, REPORT_DUE + DAY]),
-    which=st.sampled_from(["mitigation", "report"]),
+    notified=st.sampled_from([None, ISSUED, FCC_AFTER, REPORT_DUE + DAY]),
 )  # fmt: skip
 def test_explain_agrees_with_decide(
     caller: str | None,
@@ -356,7 +363,6 @@ def test_explain_agrees_with_decide(
     nanpa: bool,
     when: float,
     notified: float | None,
-    which: str,
 ) -> None:
     s = Snapshot.empty()
     s.block_caller = NumberSet.from_iterable(["+12025552001"])
@@ -372,7 +378,6 @@ def test_explain_agrees_with_decide(
         s.set_provider(Provider(pid, rmd_status=status))
     s.set_notice(k4(fcc_notified=notified))
     s.set_notice(Notice("n2", "pz", "n2", ISSUED, 0.0, 0.0, campaigns=("+1346",)))
-    s.k4_deadline = which
     if allow and caller is not None:
         s.apply("allow:caller", "add", [caller])
         s.set_allow_expiry(caller, expiry) if expiry is not None else None
