@@ -116,7 +116,8 @@ async def test_notice_from_letter_deadlines_and_report(
     assert "2021-11-10" in json.dumps(doc["blocked_by_day_rule"][0])  # the decision's day
     assert any("64.1200(k)(4)" in b for b in doc["basis"])
     assert await run(prefix, "notice", "respond", nid, "--reported", "2021-11-01") == 0
-    assert await operator.hget(prefix + f"notice:{nid}", "reported") == "2021-11-01T00:00:00Z"
+    # A bare date is read in US Eastern Time: 00:00 EDT on 2021-11-01.
+    assert await operator.hget(prefix + f"notice:{nid}", "reported") == "2021-11-01T04:00:00Z"
     capsys.readouterr()
     assert await run(prefix, "report", "provider", "pz") == 0
     md = capsys.readouterr().out
@@ -131,7 +132,8 @@ async def test_block_allow_check_and_bad_input(
     assert await operator.hget(prefix + "meta:block:caller:+12025550123", "why") == "spam"
     assert await run(prefix, "block", "prefix", "+1303555") == 0
     assert await run(prefix, "allow", "caller", "+14155550100", "--until", "2027-01-01") == 0
-    assert await operator.zscore(prefix + "allow:caller:expiry", "+14155550100") == 1798761600
+    # A bare --until date runs to the end of that US Eastern day (EST: 05:00Z).
+    assert await operator.zscore(prefix + "allow:caller:expiry", "+14155550100") == 1798865999
     capsys.readouterr()
     assert await run(prefix, "check", "--caller", "+12025550123", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
