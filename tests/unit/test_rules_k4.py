@@ -4,7 +4,7 @@ the history helpers and the end-of-day (US Eastern) deadline boundary."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 import pytest
 
