@@ -54,9 +54,7 @@ def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
 
 
 async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    store = SnapshotStore(
-        redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers
-    )
+    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
     await store.load_full()
     return store
 
