@@ -8,12 +8,18 @@ provider "pz-illum" in the proxy's config, starts the proxy with a replay
 clock (`run --clock` or `[proxy] clock`) and places SIPp calls from
 127.0.0.2 (all of 127.0.0.0/8 is loopback on Linux) to a SIPp UAS:
 
+* the letter's own dates: issued 2021-10-21; 48-hour window over at
+  2021-10-24T04:00:00Z (the end of 2021-10-23 ET, the hour of issue being
+  unknown); report due "November 5, 2021", i.e. to 2021-11-05 23:59:59 EDT
+  (2021-11-06T03:59:59Z); an FCC notification dated the letter's day is
+  refused (it precedes the determination it must report);
 * 2021-10-22, before the deadlines: calls complete (200) and are recorded
   as would_block notice_k4;
-* 2021-11-10, after the 14-day report deadline (2021-11-05) with the FCC
-  notified: every call gets the configured analytics answer (603 Network
-  Blocked + Reason, ATIS-1000099) citing 47 CFR 64.1200(k)(4), while a 911
-  call from the same trunk reaches the softswitch (47 CFR 64.1200(k)).
+* 2021-11-10, no mitigation was recorded within the 48 hours nor a report
+  by November 5, and the FCC was notified on 2021-11-08: every call gets
+  the configured analytics answer (603 Network Blocked + Reason,
+  ATIS-1000099) citing 47 CFR 64.1200(k)(4), while a 911 call from the same
+  trunk reaches the softswitch (47 CFR 64.1200(k)).
 
 Small and bounded: a handful of calls per phase.
 """
@@ -39,8 +45,9 @@ NOTICE = "k4-pz-illum-20211021"  # default id: kind-provider-letter date
 TRUNK_IP = "127.0.0.2"  # the PZ/Illum trunk's source address
 TRUNKS = [{"cidr": f"{TRUNK_IP}/32", "provider": PROVIDER}]
 BEFORE = "2021-10-22T12:00:00Z"  # the day after the letter: deadlines open
-AFTER = "2021-11-10T12:00:00Z"  # report deadline 2021-11-05 passed, FCC notified
-FCC_NOTIFIED = "2021-11-08"
+AFTER = "2021-11-10T12:00:00Z"  # window and report date passed, FCC notified
+FCC_NOTIFIED = "2021-11-08"  # a bare date: the end of that day, ET
+FCC_SUMMARY = "no mitigation within 48 hours; no report by November 5, 2021"
 # Valid NANP caller IDs (not 555-01XX, not N11): no other rule may decide.
 CALLERS = [f"+1212736{4100 + i:04d}" for i in range(5)]
 CALLEE = "+13125557000"
@@ -48,8 +55,8 @@ K4 = "47 CFR 64.1200(k)(4)"
 REASON = 'Reason: SIP;cause=603;text="v=analytics1;url=https://redress.example/"'
 
 
-def sipscreen(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python3 -m proxy --config CONFIG ARGS...` (the data CLI), checked."""
+def sipscreen(config: Path, *args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
+    """`python3 -m proxy --config CONFIG ARGS...` (the data CLI), exit code checked."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run(
@@ -61,7 +68,7 @@ def sipscreen(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-    assert res.returncode == 0, f"sipscreen {' '.join(args)}:\n{res.stdout}\n{res.stderr}"
+    assert res.returncode == rc, f"sipscreen {' '.join(args)}:\n{res.stdout}\n{res.stderr}"
     return res
 
 
@@ -77,7 +84,16 @@ def load_seed_letter(config: Path) -> dict[str, str]:
     out["traceback"] = sipscreen(
         config, "traceback", "import", str(LETTER), "--notice", NOTICE
     ).stdout
-    out["fcc"] = sipscreen(config, "notice", "fcc-notified", NOTICE, "--date", FCC_NOTIFIED).stdout
+    # The letter's own day: refused (47 CFR 64.1200(k)(4): the FCC is told of
+    # a determination, and none can have been made before the window ends).
+    out["fcc_refused"] = sipscreen(
+        config, "notice", "fcc-notified", NOTICE, "--date", "2021-10-21",
+        "--summary", FCC_SUMMARY, rc=2,
+    ).stderr  # fmt: skip
+    out["fcc"] = sipscreen(
+        config, "notice", "fcc-notified", NOTICE, "--date", FCC_NOTIFIED, "--summary", FCC_SUMMARY
+    ).stdout
+    out["show"] = sipscreen(config, "notice", "show", NOTICE, "--at", AFTER).stdout
     return out
 
 
@@ -126,9 +142,21 @@ def test_seed_letter_data(
     out = load_seed_letter(proxy.config_path)
     assert f"traceback:{NOTICE}: 78 traced calls" in out["traceback"]
     assert f"notice {NOTICE}: k4 for provider {PROVIDER}, issued 2021-10-21" in out["notice"]
-    # The letter: "within fourteen (14) days of the date of this letter (November 5, 2021)".
-    assert "report due     2021-11-05" in out["notice"]
-    assert "fcc_notified=2021-11-08" in out["fcc"]
+    assert "issued         2021-10-21 00:00:00 EDT (2021-10-21T04:00:00Z)" in out["notice"]
+    # "effectively mitigate illegal traffic within 48 hours": from the end of
+    # the letter's day (its hour is not stated).
+    assert "mitigation due 2021-10-24T04:00:00Z" in out["notice"]
+    # The letter: "within fourteen (14) days of the date of this letter
+    # (November 5, 2021)": to the end of that day, Eastern Time (EDT).
+    assert (
+        "report due     2021-11-05 end of day ET: 2021-11-05 23:59:59 EDT (2021-11-06T03:59:59Z)"
+        in out["notice"]
+    )
+    assert "precedes any determination" in out["fcc_refused"]
+    assert "fcc_notified=2021-11-09T04:59:59Z" in out["fcc"]  # 2021-11-08 23:59:59 EST
+    show = out["show"]
+    assert "#1 issued" in show and "#2 fcc_notified: " + FCC_SUMMARY in show
+    assert "k4 state at 2021-11-10 07:00:00 EST (2021-11-10T12:00:00Z): block" in show
 
     rep = json.loads(
         sipscreen(proxy.config_path, "report", "provider", PROVIDER, "--format", "json").stdout
@@ -138,9 +166,9 @@ def test_seed_letter_data(
     assert notice["id"] == NOTICE
     assert notice["kind"] == "k4"
     assert notice["issued"].startswith("2021-10-21")
-    assert notice["mitigation_due"] < notice["report_due"]
-    assert notice["report_due"].startswith("2021-11-05")
-    assert notice["fcc_notified"].startswith(FCC_NOTIFIED)
+    assert notice["mitigation_due"] == "2021-10-24T04:00:00Z"
+    assert notice["report_due"] == "2021-11-06T04:00:00Z"  # late from this instant on
+    assert notice["fcc_notified"] == "2021-11-09T04:59:59Z"
     assert notice["letter"] == LETTER.name
     tb = rep["traceback"][NOTICE]
     assert tb["rows"] == 78
@@ -184,7 +212,8 @@ def test_before_deadline_calls_pass_and_are_flagged(
         assert r["citation"] == K4
         assert r["source"] == TRUNK_IP
         assert r["ts"].startswith("2021-10-22")  # the replayed instant
-        assert NOTICE in r["reason"] and "2021-11-05" in r["reason"]
+        assert NOTICE in r["reason"] and "2021-10-24T04:00:00Z" in r["reason"]
+        assert "2021-11-05 23:59:59 EDT" in r["reason"]
 
 
 def test_after_deadline_blocks_k4_but_911_goes_through(
@@ -235,7 +264,8 @@ def test_after_deadline_blocks_k4_but_911_goes_through(
     for r in recs:
         assert r["citation"] == K4 and r["action"] == "reject" and r["status"] == "603"
         assert r["ts"].startswith("2021-11-10")
-        assert "2021-11-05" in r["reason"] and "FCC" in r["reason"]
+        assert "within 48 hours" in r["reason"] and "2021-11-05 23:59:59 EDT" in r["reason"]
+        assert "FCC was notified 2021-11-09T04:59:59Z" in r["reason"]
 
     # 911 from the same trunk, same caller: relayed to the softswitch.
     res911 = place_calls(tmp_path, proxy, "uac_screen.xml", [(CALLERS[0], "911")], "e911")
