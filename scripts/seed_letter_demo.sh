@@ -77,10 +77,19 @@ tail -4 "$CFG"
 step "2. record the provider, the notice (letter date), Attachment A, the FCC notification"
 sipscreen provider set pz-illum --name "PZ/Illum Telecommunication LLC"
 sipscreen notice add --provider pz-illum --kind k4 --letter "$LETTER" | tee "$DEMO/notice.txt"
-grep -q "report due     2021-11-05" "$DEMO/notice.txt" || fail "report due date"
+# "(November 5, 2021)": to the end of that day, US Eastern (EDT until 2021-11-07).
+grep -q "report due     2021-11-05 end of day ET: 2021-11-05 23:59:59 EDT (2021-11-06T03:59:59Z)" \
+    "$DEMO/notice.txt" || fail "report due date"
 sipscreen traceback import "$LETTER" --notice "$NOTICE" | tee "$DEMO/traceback.txt"
 grep -q "78 traced calls" "$DEMO/traceback.txt" || fail "Attachment A rows"
-sipscreen notice fcc-notified "$NOTICE" --date 2021-11-08
+# Dated the letter's day: refused, no determination can precede the 48-hour window.
+if sipscreen notice fcc-notified "$NOTICE" --date 2021-10-21 --summary "too early" 2>"$DEMO/refused.txt"; then
+    fail "an FCC notification dated the letter's day was accepted"
+fi
+cat "$DEMO/refused.txt"
+sipscreen notice fcc-notified "$NOTICE" --date 2021-11-08 \
+    --summary "no mitigation within 48 hours; no report by November 5, 2021"
+sipscreen notice show "$NOTICE" --at 2021-11-10T12:00:00Z
 
 step "2b. what the rules say, before and after the deadline (no proxy needed)"
 sipscreen check --caller +12127364100 --provider pz-illum --at 2021-10-22T12:00:00Z | tail -2
@@ -151,6 +160,6 @@ sipscreen report provider pz-illum --format json | python3 -c 'import json, sys
 d = json.load(sys.stdin)
 print(d["notices"][0]["report_due"], d["traceback"]["k4-pz-illum-20211021"]["rows"])' |
     tee "$DEMO/report.txt"
-[ "$(cat "$DEMO/report.txt")" = "2021-11-05T04:00:00Z 78" ] || fail "report: deadline / evidence"
+[ "$(cat "$DEMO/report.txt")" = "2021-11-06T04:00:00Z 78" ] || fail "report: deadline / evidence"
 
 step "done: keys under ${PREFIX} are deleted on exit"
