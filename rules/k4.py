@@ -44,6 +44,7 @@ notice). Pure: no I/O, no clock; verdicts are cached per (notice, state).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -214,11 +215,56 @@ def k4_verdict(
     n: Notice, provider_id: str, name: str, monitor_only: bool, now: float
 ) -> Verdict | None:
     """The verdict of one k4 notice at ``now``: blocking, would-block, or None
-    (nothing to say: the notice is clear)."""
-    st = k4_state(n, now)
-    if st.state == CLEAR:
-        return None
-    return _verdict(n.id, provider_id, name, st, monitor_only)
+    (nothing to say: the notice is clear).
+
+    Hot path (every INVITE from a notified provider): the state only changes
+    at the notice's own instants (deadlines, responses, determinations, FCC
+    notice), so the verdicts are computed once per notice content
+    (``_schedule``, cached) and a call costs one bisect."""
+    times, pieces = _schedule(
+        n.id, n.issued, n.mitigation_due, n.report_due, n.mitigated, n.reported,
+        n.ineffective, n.effective, n.fcc_notified, provider_id, name, monitor_only,
+    )  # fmt: skip
+    return pieces[bisect_right(times, now)]
+
+
+@lru_cache(maxsize=4096)
+def _schedule(
+    notice_id: str,
+    issued: float,
+    mitigation_due: float,
+    report_due: float,
+    mitigated: float | None,
+    reported: float | None,
+    ineffective: float | None,
+    effective: float | None,
+    fcc_notified: float | None,
+    provider_id: str,
+    name: str,
+    monitor_only: bool,
+) -> tuple[tuple[float, ...], tuple[Verdict | None, ...]]:
+    """(breakpoints, verdicts): ``verdicts[bisect_right(breakpoints, now)]``
+    is the verdict at ``now``. Every comparison in :func:`k4_state` is
+    ``instant <= now``, so the state is constant on ``[b[i], b[i+1])``."""
+    n = Notice(
+        notice_id, provider_id, "k4", issued, mitigation_due, report_due,
+        mitigated=mitigated, reported=reported, fcc_notified=fcc_notified,
+        ineffective=ineffective, effective=effective,
+    )  # fmt: skip
+    times = tuple(
+        sorted(
+            {t for t in (mitigation_due, report_due, mitigated, reported, ineffective,
+                         effective, fcc_notified) if t is not None}
+        )
+    )  # fmt: skip
+
+    def at(now: float) -> Verdict | None:
+        st = k4_state(n, now)
+        return (
+            None if st.state == CLEAR else _verdict(notice_id, provider_id, name, st, monitor_only)
+        )
+
+    return times, (at(times[0] - 1.0), *(at(t) for t in times))
 
 
 def k4_check(

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules import k4
 from rules.engine import decide
@@ -159,3 +161,26 @@ def test_history_is_append_only_and_derives_fields() -> None:
     ):
         with pytest.raises(ValueError):
             bad()
+
+
+TIMES = st.sampled_from([None, 0.0, 1.0, 2 * DAY, 2 * DAY + 1, 15 * DAY, 15 * DAY - 1, 20 * DAY])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    m=TIMES, r=TIMES, i=TIMES, e=TIMES, f=TIMES,
+    now=st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2 * DAY, 2 * DAY + 0.5, 15 * DAY, 30 * DAY]),
+)  # fmt: skip
+def test_cached_schedule_agrees_with_the_state(
+    m: float | None, r: float | None, i: float | None, e: float | None, f: float | None, now: float
+) -> None:
+    n = Notice("k", "pz", "k4", 0.0, 2 * DAY, 15 * DAY, mitigated=m, reported=r,
+               fcc_notified=f, ineffective=i, effective=e)  # fmt: skip
+    state = k4.k4_state(n, now).state
+    v = k4.k4_verdict(n, "pz", "", False, now)
+    if state == k4.CLEAR:
+        assert v is None
+    else:
+        assert v is not None and v.detail == "k" and (v.blocked == (state == k4.BLOCK))
+        assert v.blocked or v.would_block is Rule.NOTICE_K4
+    assert k4.k4_check(n, "pz", "", False, now)[0] == (state == k4.BLOCK)
