@@ -74,7 +74,10 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
         ('[answer.deterministic]\nkind = "608"\n', "answer.deterministic.jcard_url"),
         ('[answer.analytics]\nreason_text = "a\\"b"\n', "answer.analytics.reason_text"),
         ('[answer.spam]\nkind = "603"\n', "answer.spam"),
-        ('[notices]\nk4_deadline = "never"\n', "notices.k4_deadline"),
+        # Obsolete since issue 9 (both k4 triggers apply): refused by name.
+        ('[notices]\nk4_deadline = "report"\n', "notices.k4_deadline: obsolete"),
+        ('[notices]\nk4_deadline = "mitigation"\n', "notices.k4_deadline: obsolete"),
+        ("[notices]\nwindow = 2\n", "notices.window"),
         ("[records]\nsample_allowed = 1.5\n", "records.sample_allowed"),
         ('[[trunk]]\ncidr = "10.0.0.0/33"\nprovider = "x"\n', "trunk[0].cidr"),
         ('[[trunk]]\ncidr = "10.0.0.0/8"\n', "trunk[0]"),

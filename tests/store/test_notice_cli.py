@@ -195,3 +195,33 @@ async def test_notice_written_before_histories(
     h = await operator.hgetall(prefix + "notice:old")
     assert h["mitigated"] == "2021-10-22T10:00:00Z" and h["reported"] == "2021-11-02T04:00:00Z"
     assert await run(prefix, "notice", "show", "nope") == 2
+
+
+async def test_running_store_follows_history_appends(
+    prefix: str, operator: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CLI appends to notice:<id>:history and rewrites the derived HASH
+    # fields in one MULTI/EXEC: a running proxy's store picks the fields up
+    # live and ignores the history list (not part of the snapshot).
+    import asyncio
+
+    from tests.store.test_store import until
+
+    await add_seed(prefix)
+    store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}))
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+        (n,) = store.snapshot.notices["pz"]
+        assert n.fcc_notified is None
+        assert await run(prefix, "notice", "fcc-notified", NID, "--date", "2021-10-25",
+                         "--summary", "no mitigation within 48 hours") == 0  # fmt: skip
+        await until(lambda: store.snapshot.notices["pz"][0].fcc_notified is not None, 5.0)
+        assert store.snapshot.notices["pz"][0].fcc_notified == ts("2021-10-26T03:59:59Z")
+        f = CallFacts(caller="+13015551234", callee="+12025551000", provider="pz")
+        assert decide(store.snapshot, f, ts("2021-10-27T00:00:00Z")).blocked
+        assert not [r for r in caplog.records if "history" in r.getMessage()]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
