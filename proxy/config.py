@@ -33,7 +33,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [trusted_header]   name, sources
     [answer.analytics] / [answer.deterministic]  kind, redress_url,
                reason_text, jcard_url
-    [notices]  (no keys; the obsolete k4_deadline is refused, see _load)
+    [notices]  (no keys; the obsolete k4_deadline is refused by name)
     [records]  max_len, max_age_s, sample_allowed
 """
 
