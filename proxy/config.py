@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from rules.notices import eastern_midnight
 
 __all__ = [
     "AnswerSpec",
@@ -340,13 +343,20 @@ def parse_listen(value: Any, key: str) -> Listen:
 
 
 def parse_clock(value: Any, key: str) -> float:
-    """An ISO-8601 instant (`2021-11-10T12:00:00Z`, `2021-11-10` = midnight UTC,
-    naive = UTC) or a TOML date-time -> UNIX epoch seconds."""
+    """An ISO-8601 instant (`2021-11-10T12:00:00Z`, naive = UTC) or a TOML
+    date-time -> UNIX epoch seconds. A bare date (`2021-11-10`) is read as
+    every date of the CLI is (rules.notices.when_et): the start of that day,
+    US Eastern Time."""
     when: dt.datetime
     if isinstance(value, dt.datetime):
         when = value
     elif isinstance(value, dt.date):
-        when = dt.datetime.combine(value, dt.time(0))
+        return eastern_midnight(value).timestamp()
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value):
+        try:
+            return eastern_midnight(dt.date.fromisoformat(value.strip())).timestamp()
+        except ValueError:
+            raise ConfigError(f"{key}: not an ISO-8601 date: {value!r}") from None
     elif isinstance(value, str) and value.strip():
         try:
             when = dt.datetime.fromisoformat(value.strip())

@@ -305,5 +305,6 @@ def test_replay_clock_advances_in_real_time() -> None:
     assert cfg.clock_start == 1636545600.0
     start = decision_clock(cfg)()
     assert 1636545600.0 <= start < 1636545600.0 + 60
-    assert load_config(None, {"clock": "2021-11-10"}).clock_start == 1636502400.0
+    # A bare date is the start of that day, US Eastern (EST: 05:00Z), as every CLI date.
+    assert load_config(None, {"clock": "2021-11-10"}).clock_start == 1636520400.0
     assert decision_clock(load_config(None)) is time.time
