@@ -39,7 +39,10 @@ Blocking is permitted, not required: to stop, the operator records a
 determination that the measures are effective (``notice determine
 --effective``); it clears every trigger that happened at or before it (a
 later trigger, e.g. a new ineffective determination, needs a new FCC
-notice). Pure: no I/O, no clock; verdicts are cached per (notice, state).
+notice). Pure: no I/O, no clock (``now`` is passed in). The state only
+changes at the notice's own instants, so :func:`k4_verdict` computes the
+verdicts once per notice content (a cached breakpoint schedule) and a call
+costs one bisect.
 """
 
 from __future__ import annotations
