@@ -373,7 +373,7 @@ class Config:
             db = (u.path or "/0").lstrip("/") or "0"
             if db != "0":
                 parts += ["-n", db]
-        parts += ["SADD", f"{self.key_prefix}block:caller", "+12025550123"]
+        parts += ["SADD", f"{self.key_prefix}block:caller", "+12127364800"]
         return " ".join(parts)
 
 

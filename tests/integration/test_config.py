@@ -32,7 +32,7 @@ def test_packaged_default_config_loads() -> None:
     assert cfg.metrics == ("127.0.0.1", 9060)
     assert cfg.sample_data is not None and Path(cfg.sample_data).is_file()
     assert {"911", "933"} <= cfg.emergency_numbers
-    assert cfg.block_example() == "redis-cli SADD sipscreen:block:caller +12025550123"
+    assert cfg.block_example() == "redis-cli SADD sipscreen:block:caller +12127364800"
 
 
 def test_cli_overrides_win(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
     assert cfg.workers == 3 and cfg.monitor and cfg.loop == "asyncio"
     assert cfg.log_level == "DEBUG"
     assert cfg.key_prefix == "sipscreen:"
-    assert cfg.block_example() == "redis-cli -p 6390 -n 2 SADD sipscreen:block:caller +12025550123"
+    assert cfg.block_example() == "redis-cli -p 6390 -n 2 SADD sipscreen:block:caller +12127364800"
 
 
 @pytest.mark.parametrize(
