@@ -208,3 +208,24 @@ def test_unblock_says_when_not_blocked(redis_url: str, key_prefix: str, redis_cl
     assert res.returncode == 1 and b"prefix not blocked: +1212736" in res.stderr
     res = _run("block", "provider", "acme", *g)
     assert _run("unblock", "provider", "acme", *g).returncode == 0
+
+
+def test_run_refuses_placeholder_603plus_and_607(tmp_path: Path) -> None:
+    # 603+ left at the sample's placeholder redress contact, and 607 for a
+    # network block: `run` stops before binding anything, naming the key.
+    cases = {
+        '[answer.analytics]\nkind = "603+"\nredress_url = "https://redress.example/"\n': (
+            b"sipscreen: config error: answer.analytics.redress_url: redress URL "
+            b"'https://redress.example/' is a placeholder"
+        ),
+        '[answer.deterministic]\nkind = "607"\n': (
+            b'sipscreen: config error: answer.deterministic.kind: "607" (Unwanted, RFC 8197)'
+        ),
+    }
+    for body, message in cases.items():
+        cfg = tmp_path / "answers.toml"
+        cfg.write_text(body)
+        res = _run("run", "--config", str(cfg), "--metrics", "off")
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr
+        assert b"Traceback" not in res.stderr and b"listening" not in res.stdout
