@@ -37,7 +37,7 @@ from redis.exceptions import RedisError, WatchError
 
 from proxy.records import export as export_records
 from proxy.records import summary as records_summary
-from proxy.store import SnapshotStore, StoreError, _client
+from proxy.store import SnapshotStore, StoreError, _client, valid_prefix
 from rules import dno as rdno
 from rules import k4 as rk4
 from rules import nanpa as rnanpa
@@ -831,9 +831,30 @@ async def _nanpa_import(args: argparse.Namespace, r: Any, prefix: str, now: Any)
 # ---------------------------------------------------------------------------
 
 
+_BLOCK_SETS = {"caller": "block:caller", "prefix": "block:prefix", "provider": "block:provider"}
+
+
+def _block_member(kind: str, raw: str) -> str | None:
+    """The set member `block`/`unblock` writes for `raw` (None: malformed)."""
+    if kind == "caller":
+        return normalise(raw.strip())
+    if kind == "prefix":
+        return valid_prefix(raw)
+    return raw
+
+
 async def _block(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     store = _store(r, prefix, now)
     remove = args.command == "unblock"
+    absent: list[str] = []
+    if remove:
+        # Say which values were not blocked (exit 1): an unblock that did
+        # nothing is usually a typo or the wrong kind.
+        members = [_block_member(args.kind, v) for v in args.values]
+        known = [m for m in members if m is not None]
+        if known:
+            flags = await r.smismember(prefix + _BLOCK_SETS[args.kind], known)
+            absent = [m for m, f in zip(known, flags, strict=True) if not f]
     if args.kind == "caller":
         if remove:
             done = await store.unblock_caller(args.values)
@@ -844,7 +865,12 @@ async def _block(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     else:
         done = await store.block_provider(args.values, _meta(args), remove=remove)
     verb = "unblocked" if remove else "blocked"
-    print(f"{verb} {args.kind}: {' '.join(done)}")
+    changed = [d for d in done if d not in absent]
+    if changed:
+        print(f"{verb} {args.kind}: {' '.join(changed)}")
+    if absent:
+        print(f"sipscreen: {args.kind} not blocked: {' '.join(absent)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -1000,27 +1026,39 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the data subcommands on the `sipscreen` parser."""
-    p = sub.add_parser("check", help="explain the decision for one call")
-    p.add_argument("--caller", required=True)
-    p.add_argument("--callee")
-    p.add_argument("--provider")
+    p = sub.add_parser(
+        "check",
+        help="explain the decision for one call",
+        description="Run every rule on one call against the data in Redis and say which "
+        "matched, with its citation.",
+    )
+    p.add_argument("--caller", required=True, help="caller ID: E.164, 10/11-digit NANP, tel:/sip:")
+    p.add_argument("--callee", help="called number (911/933 and PSAPs always pass)")
+    p.add_argument("--provider", help="upstream provider id (provider:<id> in Redis)")
     p.add_argument("--source", help="source IP (mapped to a provider by the trunk map)")
-    p.add_argument("--at", help="ISO date/time of the call (default now)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--at", help="ISO date/time of the call, e.g. 2021-11-10T12:00Z (default now)")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(handler=_wrap(_check), trunks=None)
 
     rmd = sub.add_parser("rmd", help="Robocall Mitigation Database snapshots").add_subparsers(
         dest="rmd_command", required=True
     )
-    p = rmd.add_parser("import", help="import an RMD CSV export")
-    p.add_argument("file")
+    p = rmd.add_parser(
+        "import",
+        help="import an RMD CSV export",
+        description="Import the FCC's Robocall Mitigation Database CSV export as a new "
+        "versioned snapshot and print the diff with the previous one; filers that vanished "
+        "are marked removed (47 CFR 64.6305(g)). Columns are matched by name in any order "
+        "(RMD Number, FRN, business name, OCN, ...); bad rows are reported as FILE:LINE.",
+    )
+    p.add_argument("file", help="the RMD CSV export")
     p.set_defaults(handler=_wrap(_rmd_import))
     p = rmd.add_parser("remove", help="record an FCC removal order")
     p.add_argument("--order", required=True, help='e.g. "DA 25-694"')
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--frn")
-    g.add_argument("--rmd-number")
-    p.add_argument("--date")
+    g.add_argument("--frn", help="the filer's 10-digit FCC Registration Number")
+    g.add_argument("--rmd-number", help="the filer's RMD number, e.g. RMD0001410")
+    p.add_argument("--date", help="date of the order, YYYY-MM-DD (default today)")
     p.set_defaults(handler=_wrap(_rmd_remove))
     p = rmd.add_parser("status", help="a filer's status and history")
     p.add_argument("id", help="RMD number, FRN or OCN")
@@ -1030,122 +1068,168 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         dest="provider_command", required=True
     )
     p = prov.add_parser("set", help="create or update provider:<id>")
-    p.add_argument("id")
-    p.add_argument("--name")
-    p.add_argument("--rmd-number")
-    p.add_argument("--frn")
-    p.add_argument("--ocn")
-    p.add_argument("--monitor-only", choices=("yes", "no"))
+    p.add_argument("id", help="provider id as named in the [[trunk]] map (letters, digits, _-.)")
+    p.add_argument("--name", help="business name")
+    p.add_argument("--rmd-number", help="RMD number, e.g. RMD0001410 (links the RMD gate)")
+    p.add_argument("--frn", help="10-digit FCC Registration Number")
+    p.add_argument("--ocn", help="Operating Company Number")
+    p.add_argument(
+        "--monitor-only",
+        choices=("yes", "no"),
+        help="yes: RMD gate counts would-blocks but passes (onboarding)",
+    )
     p.set_defaults(handler=_wrap(_provider_set))
 
     notice = sub.add_parser("notice", help="FCC notices").add_subparsers(
         dest="notice_command", required=True
     )
     p = notice.add_parser("add", help="record a notice and print its deadlines")
-    p.add_argument("--provider", required=True)
-    p.add_argument("--kind", choices=("k4", "n2"), required=True)
+    p.add_argument("--provider", required=True, help="provider id the notice names")
+    p.add_argument(
+        "--kind",
+        choices=("k4", "n2"),
+        required=True,
+        help="k4: 47 CFR 64.1200(k)(4) notice; n2: (n)(2) notify-and-direct",
+    )
     p.add_argument("--issued", help="letter date (a bare date is a US Eastern day) or instant")
-    p.add_argument("--letter")
+    p.add_argument("--letter", help="the letter as text: its date and facts are read from it")
     p.add_argument("--report-due", help="the report date the letter states (YYYY-MM-DD)")
-    p.add_argument("--campaign", action="append")
-    p.add_argument("--id")
+    p.add_argument(
+        "--campaign",
+        action="append",
+        help="n2: a campaign caller ID or +prefix (repeatable)",
+    )
+    p.add_argument("--id", help="notice id (default KIND-PROVIDER-YYYYMMDD)")
     p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_notice_add))
     p = notice.add_parser("respond", help="record the provider's mitigation or report")
-    p.add_argument("id")
+    p.add_argument("id", help="notice id (see notice list)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--mitigated", help="when (a bare date: 00:00 ET that day)")
     g.add_argument("--reported", help="when (a bare date: 00:00 ET that day)")
-    p.add_argument("--summary")
-    p.add_argument("--by")
+    p.add_argument("--summary", help="what the provider said or did")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_notice_respond))
     p = notice.add_parser(
         "determine", help="record the operator's determination on the provider's measures"
     )
-    p.add_argument("id")
+    p.add_argument("id", help="notice id (see notice list)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--ineffective", action="store_true", help="measures not effective: may block")
     g.add_argument("--effective", action="store_true", help="measures effective: stop blocking")
     p.add_argument("--summary", required=True, help="the basis of the determination")
     p.add_argument("--date", help="when (default now; a bare date: 00:00 ET that day)")
-    p.add_argument("--by")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_notice_determine))
     p = notice.add_parser("fcc-notified", help="record that the FCC was notified")
-    p.add_argument("id")
+    p.add_argument("id", help="notice id (see notice list)")
     p.add_argument("--date", required=True, help="when (a bare date: 23:59:59 ET that day)")
     p.add_argument("--summary", required=True, help="the brief summary of the basis sent")
-    p.add_argument("--by")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_notice_fcc))
     p = notice.add_parser("correct", help="void an earlier history entry (kept, marked)")
-    p.add_argument("id")
+    p.add_argument("id", help="notice id (see notice list)")
     p.add_argument("--entry", type=int, required=True, help="the entry's #")
     p.add_argument("--summary", required=True, help="why")
-    p.add_argument("--by")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_notice_correct))
     p = notice.add_parser("show", help="a notice, its deadlines, history and k4 state")
-    p.add_argument("id")
+    p.add_argument("id", help="notice id (see notice list)")
     p.add_argument("--at", help="state at this time (default now)")
     p.set_defaults(handler=_wrap(_notice_show))
-    p = notice.add_parser("list")
-    p.add_argument("--provider")
+    p = notice.add_parser("list", help="list notices with their deadlines and state")
+    p.add_argument("--provider", help="only this provider's notices")
     p.set_defaults(handler=_wrap(_notice_list))
 
     tb = sub.add_parser("traceback", help="traceback evidence").add_subparsers(
         dest="traceback_command", required=True
     )
-    p = tb.add_parser("import", help="import an Attachment A table")
-    p.add_argument("file")
-    p.add_argument("--notice")
-    p.add_argument("--provider")
+    p = tb.add_parser(
+        "import",
+        help="import an Attachment A table",
+        description="Import the traced calls of a letter's Attachment A (tab-separated "
+        "text copied from the PDF; the letter before the header row is skipped).",
+    )
+    p.add_argument("file", help="the letter or its Attachment A as text")
+    p.add_argument("--notice", help="notice id the calls belong to")
+    p.add_argument("--provider", help="provider id (default: the notice's)")
     p.set_defaults(handler=_wrap(_traceback_import))
 
     d = sub.add_parser("dno", help="do-not-originate lists").add_subparsers(
         dest="dno_command", required=True
     )
-    p = d.add_parser("import")
-    p.add_argument("file")
+    p = d.add_parser(
+        "import",
+        help="replace the inbound-only DNO list",
+        description="Replace dno:caller with the numbers of a text file: one number per "
+        "line (E.164, NANP 10/11 digits or tel:), a comment may follow; '#' starts a "
+        "comment line (47 CFR 64.1200(o)).",
+    )
+    p.add_argument("file", help="text file, one number per line")
     p.set_defaults(handler=_wrap(_dno_import))
 
     n = sub.add_parser("nanpa", help="NANPA assigned codes").add_subparsers(
         dest="nanpa_command", required=True
     )
-    p = n.add_parser("import")
+    p = n.add_parser(
+        "import",
+        help="replace the allocated NPA or NPA-NXX set",
+        description="Replace the allocated area codes (NANPA npa_report.csv) or central "
+        "office codes (NANPA allutlzd.txt, tab-separated); calls from unallocated codes "
+        "are blocked as do-not-originate (47 CFR 64.1200(o)).",
+    )
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--npa")
-    g.add_argument("--co")
+    g.add_argument("--npa", metavar="FILE", help="NANPA npa_report.csv")
+    g.add_argument("--co", metavar="FILE", help="NANPA allutlzd.txt (NPA-NXX assignments)")
     p.set_defaults(handler=_wrap(_nanpa_import))
 
     for name in ("block", "unblock"):
-        p = sub.add_parser(name, help=f"{name} callers, prefixes or providers")
-        p.add_argument("kind", choices=("caller", "prefix", "provider"))
-        p.add_argument("values", nargs="+")
-        p.add_argument("--why")
-        p.add_argument("--by")
+        p = sub.add_parser(
+            name,
+            help=f"{name} callers, prefixes or providers",
+            description=f"{name.capitalize()} callers (E.164 or NANP), prefixes (+ and "
+            "1-15 digits, e.g. +1202555) or provider ids; the running proxy follows at once."
+            + (" Exits 1 naming any value that was not blocked." if name == "unblock" else ""),
+        )
+        p.add_argument("kind", choices=("caller", "prefix", "provider"), help="what to " + name)
+        p.add_argument("values", nargs="+", help="numbers, +prefixes or provider ids")
+        p.add_argument("--why", help="reason, kept with the entry")
+        p.add_argument("--by", help="who made the change")
         p.set_defaults(handler=_wrap(_block))
     a = sub.add_parser("allow", help="allowlist").add_subparsers(dest="allow_kind", required=True)
-    p = a.add_parser("caller")
-    p.add_argument("number")
-    p.add_argument("--until")
-    p.add_argument("--why")
-    p.add_argument("--by")
+    p = a.add_parser(
+        "caller",
+        help="allow a caller (checked before the block lists and the RMD gate)",
+    )
+    p.add_argument("number", help="caller ID, E.164 or NANP")
+    p.add_argument("--until", help="expiry, YYYY-MM-DD or ISO date-time (default: never)")
+    p.add_argument("--why", help="reason, kept with the entry")
+    p.add_argument("--by", help="who made the change")
     p.set_defaults(handler=_wrap(_allow))
 
     rec = sub.add_parser("records", help="decision records").add_subparsers(
         dest="records_command", required=True
     )
-    p = rec.add_parser("export")
-    p.add_argument("--since")
-    p.add_argument("--until")
-    p.add_argument("--caller")
-    p.add_argument("--provider")
-    p.add_argument("--rule")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p = rec.add_parser("export", help="export decision records (stream records) to stdout")
+    p.add_argument("--since", help="from this date/time, YYYY-MM-DD or ISO")
+    p.add_argument("--until", help="up to this date/time, YYYY-MM-DD or ISO")
+    p.add_argument("--caller", help="only this caller")
+    p.add_argument("--provider", help="only this upstream provider id")
+    p.add_argument("--rule", help="only this rule, e.g. notice_k4, rmd_gate, caller_block")
+    p.add_argument(
+        "--format",
+        choices=("csv", "json"),
+        default="csv",
+        help="csv (header row) or json (one object per line); default csv",
+    )
     p.set_defaults(handler=_wrap(_records_export))
 
     rep = sub.add_parser("report", help="reports").add_subparsers(
         dest="report_command", required=True
     )
-    p = rep.add_parser("provider")
-    p.add_argument("id")
-    p.add_argument("--format", choices=("md", "json"), default="md")
+    p = rep.add_parser(
+        "provider", help="a provider's RMD status, notices, tracebacks and blocked calls"
+    )
+    p.add_argument("id", help="provider id")
+    p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json")
     p.set_defaults(handler=_wrap(_report))

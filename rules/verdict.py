@@ -9,7 +9,8 @@ three fixed attributes read on the hot path without computing anything:
 * ``answer_class``: which configured SIP answer a block under this rule gets
   (``"deterministic"`` for lists, DNO and the RMD gate, which are commonly
   answered with a plain 603; ``"analytics"`` for the notice-based rules,
-  answered with 603+ per ATIS-1000099; ``"none"`` for the rules that allow).
+  answered with a plain 603 unless the operator opts in to the ATIS-1000099
+  603+; ``"none"`` for the rules that allow).
 
 :class:`Verdict` is immutable. The frequent verdicts (emergency, listed,
 default allow, caller block, ...) are module constants so the common path

@@ -63,6 +63,7 @@ trap cleanup EXIT
 # --- 1. configuration: the sample config + the PZ/Illum trunk -----------------
 step "1. config: sample config, key prefix ${PREFIX}, trunk 127.0.0.2/32 -> pz-illum"
 sed -e "s|^key_prefix = .*|key_prefix = \"${PREFIX}\"|" -e '/^sample_data/d' \
+    -e '/^\[answer.analytics\]/,/^\[/ s|^kind = "603"$|kind = "603+"\nredress_url = "https://robocall-redress.demo-carrier.net/"|' \
     proxy/defaults/sipscreen.toml >"$CFG"
 cat >>"$CFG" <<'EOF'
 

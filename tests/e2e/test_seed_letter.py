@@ -52,7 +52,10 @@ FCC_SUMMARY = "no mitigation within 48 hours; no report by November 5, 2021"
 CALLERS = [f"+1212736{4100 + i:04d}" for i in range(5)]
 CALLEE = "+13125557000"
 K4 = "47 CFR 64.1200(k)(4)"
-REASON = 'Reason: SIP;cause=603;text="v=analytics1;url=https://redress.example/"'
+REDRESS = "https://robocall-redress.sipscreen-carrier.net/"
+# The ATIS-1000099 603+ Reason header, byte for byte (opted in below).
+REASON = f'Reason: SIP;cause=603;text="v=analytics1;url={REDRESS}";location=RLN\r\n'
+ANALYTICS_603PLUS = {"analytics": {"kind": "603+", "redress_url": REDRESS}}
 
 
 def sipscreen(config: Path, *args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
@@ -226,21 +229,21 @@ def test_after_deadline_blocks_k4_but_911_goes_through(
         redis_url,
         key_prefix,
         trunks=TRUNKS,
-        sections={"proxy": {"clock": AFTER}},
+        sections={"proxy": {"clock": AFTER}, "answer": ANALYTICS_603PLUS},
         start=False,
     )
     load_seed_letter(proxy.config_path)
     proxy.start()
     assert "replay clock in force" in proxy.stderr()
 
-    # Every call from the trunk: the configured analytics answer (603+).
+    # Every call from the trunk: the configured analytics answer (603+, opted in).
     res = place_calls(
         tmp_path, proxy, "uac_block_603plus.xml", [(c, CALLEE) for c in CALLERS], "post"
     )
     assert res.failed == 0, res.stderr + res.messages[-3000:]
     assert res.successful == len(CALLERS)
     assert count_received(res.messages, "SIP/2.0 603 Network Blocked") >= len(CALLERS)
-    assert REASON in res.messages
+    assert REASON in res.messages.replace("\r\n", "\n").replace("\n", "\r\n")
     time.sleep(0.3)
     assert uas.received("INVITE") == 0
 

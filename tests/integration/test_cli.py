@@ -73,12 +73,12 @@ def test_sample_data_seeded_once(redis_url: str, key_prefix: str, redis_client: 
     assert cfg.sample_data is not None
     n = seed_sample_data(cfg)
     assert n > 0
-    assert redis_client.sismember(key_prefix + "block:caller", "+12025550188")
+    assert redis_client.sismember(key_prefix + "block:caller", "+12127364801")
     assert redis_client.hget(key_prefix + "provider:sample-carrier", "rmd_status") == "listed"
     # An operator removed a sample entry: a restart must not put it back.
-    redis_client.srem(key_prefix + "block:caller", "+12025550188")
+    redis_client.srem(key_prefix + "block:caller", "+12127364801")
     assert seed_sample_data(cfg) == 0
-    assert not redis_client.sismember(key_prefix + "block:caller", "+12025550188")
+    assert not redis_client.sismember(key_prefix + "block:caller", "+12127364801")
 
 
 def test_cbpf_program_attaches() -> None:
@@ -133,3 +133,99 @@ def test_check_maps_source_ip_through_the_trunk_map(
     assert b"verdict: BLOCKED by rmd_gate (47 CFR 64.6305(g))" in res.stdout
     res = _run("--config", str(cfg), "check", "--caller", "+13105551234", "--source", "127.0.0.3")
     assert b"verdict: ALLOWED by default" in res.stdout  # 127.0.0.3 is on no trunk
+
+
+def _leaf_commands() -> list[list[str]]:
+    """Every runnable command line prefix: `run`, `check`, `rmd status`, ..."""
+    import argparse
+
+    out: list[list[str]] = []
+
+    def walk(p: argparse.ArgumentParser, path: list[str]) -> None:
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            out.append(path)
+        for a in subs:
+            for name, child in a.choices.items():
+                walk(child, [*path, name])
+
+    walk(build_parser(), [])
+    return out
+
+
+def test_global_flags_anywhere() -> None:
+    # --config/--redis/--key-prefix before the command, after it, and after a
+    # nested subcommand (`rmd status`, `notice list`) alike; a flag given
+    # early is not reset by a parser that did not see it.
+    leaves = _leaf_commands()
+    assert ["rmd", "status"] in leaves and ["notice", "list"] in leaves
+    for cmd in leaves:
+        parser = build_parser()
+        g = ["--config", "c.toml", "--redis", "redis://127.0.0.1:6390/2", "--key-prefix", "t:"]
+        for argv in ([*g, *cmd], [*cmd, *g]):
+            try:
+                ns, _rest = parser.parse_known_args(argv)
+            except SystemExit:  # required positionals missing: still must know the flags
+                ns = None
+            if ns is not None:
+                assert (ns.config, ns.redis, ns.key_prefix) == (
+                    "c.toml",
+                    "redis://127.0.0.1:6390/2",
+                    "t:",
+                ), cmd
+    ns = build_parser().parse_args(
+        ["--redis", "redis://127.0.0.1:6390/2", "rmd", "status", "RMD0000001", "--key-prefix", "x:"]
+    )
+    assert (ns.redis, ns.key_prefix, ns.id) == ("redis://127.0.0.1:6390/2", "x:", "RMD0000001")
+    ns = build_parser().parse_args(["notice", "list", "--redis", "redis://127.0.0.1:6390/2"])
+    assert ns.redis == "redis://127.0.0.1:6390/2" and ns.config is None
+
+
+def test_subcommand_help_describes_every_option() -> None:
+    import argparse
+
+    for cmd in _leaf_commands():
+        p = build_parser()
+        for name in cmd:
+            sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+            p = sub.choices[name]
+        undocumented = [
+            a.dest for a in p._actions if not a.help and not isinstance(a, argparse._HelpAction)
+        ]
+        assert not undocumented, f"sipscreen {' '.join(cmd)}: no help for {undocumented}"
+
+
+def test_unblock_says_when_not_blocked(redis_url: str, key_prefix: str, redis_client: Any) -> None:
+    g = ["--redis", redis_url, "--key-prefix", key_prefix]
+    res = _run("block", "caller", "+12127364800", *g)
+    assert res.returncode == 0, res.stderr
+    res = _run("unblock", "caller", "+12127364800", "+12127364802", *g)
+    assert res.returncode == 1
+    assert b"unblocked caller: +12127364800" in res.stdout
+    assert b"caller not blocked: +12127364802" in res.stderr
+    assert not redis_client.sismember(key_prefix + "block:caller", "+12127364800")
+    res = _run("unblock", "prefix", "+1212736", *g)
+    assert res.returncode == 1 and b"prefix not blocked: +1212736" in res.stderr
+    res = _run("block", "provider", "acme", *g)
+    assert _run("unblock", "provider", "acme", *g).returncode == 0
+
+
+def test_run_refuses_placeholder_603plus_and_607(tmp_path: Path) -> None:
+    # 603+ left at the sample's placeholder redress contact, and 607 for a
+    # network block: `run` stops before binding anything, naming the key.
+    cases = {
+        '[answer.analytics]\nkind = "603+"\nredress_url = "https://redress.example/"\n': (
+            b"sipscreen: config error: answer.analytics.redress_url: redress URL "
+            b"'https://redress.example/' is a placeholder"
+        ),
+        '[answer.deterministic]\nkind = "607"\n': (
+            b'sipscreen: config error: answer.deterministic.kind: "607" (Unwanted, RFC 8197)'
+        ),
+    }
+    for body, message in cases.items():
+        cfg = tmp_path / "answers.toml"
+        cfg.write_text(body)
+        res = _run("run", "--config", str(cfg), "--metrics", "off")
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr
+        assert b"Traceback" not in res.stderr and b"listening" not in res.stdout

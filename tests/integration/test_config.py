@@ -32,7 +32,7 @@ def test_packaged_default_config_loads() -> None:
     assert cfg.metrics == ("127.0.0.1", 9060)
     assert cfg.sample_data is not None and Path(cfg.sample_data).is_file()
     assert {"911", "933"} <= cfg.emergency_numbers
-    assert cfg.block_example() == "redis-cli SADD sipscreen:block:caller +12025550123"
+    assert cfg.block_example() == "redis-cli SADD sipscreen:block:caller +12127364800"
 
 
 def test_cli_overrides_win(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
     assert cfg.workers == 3 and cfg.monitor and cfg.loop == "asyncio"
     assert cfg.log_level == "DEBUG"
     assert cfg.key_prefix == "sipscreen:"
-    assert cfg.block_example() == "redis-cli -p 6390 -n 2 SADD sipscreen:block:caller +12025550123"
+    assert cfg.block_example() == "redis-cli -p 6390 -n 2 SADD sipscreen:block:caller +12127364800"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,10 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
         ('[redis]\nurl = "http://x"\n', "redis.url"),
         ('[answer.analytics]\nkind = "486"\n', "answer.analytics.kind"),
         ('[answer.deterministic]\nkind = "608"\n', "answer.deterministic.jcard_url"),
-        ('[answer.analytics]\nreason_text = "a\\"b"\n', "answer.analytics.reason_text"),
+        (
+            '[answer.analytics]\nkind = "603+"\nreason_text = "a\\"b"\n',
+            "answer.analytics.reason_text",
+        ),
         ('[answer.spam]\nkind = "603"\n', "answer.spam"),
         # Obsolete since issue 9 (both k4 triggers apply): refused by name.
         ('[notices]\nk4_deadline = "report"\n', "notices.k4_deadline: obsolete"),
@@ -124,30 +127,105 @@ def test_trunk_cache_is_bounded() -> None:
     assert len(tm._cache) <= 4
 
 
+REDRESS = "https://robocall-redress.sipscreen-carrier.net/"
+
+
 def test_answers_are_precomputed() -> None:
-    plus = build_answer("603+", redress_url="https://redress.example/")
+    # ATIS-1000099 603+, byte for byte: version and redress contact in the
+    # quoted text, then the RFC 8606 location of the blocking network.
+    plus = build_answer("603+", redress_url=REDRESS)
     assert (plus.status, plus.reason) == (603, b"Network Blocked")
     assert plus.extra_headers == (
-        b'Reason: SIP;cause=603;text="v=analytics1;url=https://redress.example/"\r\n'
+        b"Reason: SIP;cause=603;"
+        b'text="v=analytics1;url=https://robocall-redress.sipscreen-carrier.net/";'
+        b"location=RLN\r\n"
     )
-    assert build_answer("607").extra_headers == b""
-    assert build_answer("607").status == 607
+    transit = build_answer("603+", redress_url=REDRESS, location="TN")
+    assert transit.extra_headers.endswith(b'/";location=TN\r\n')
     r608 = build_answer("608", jcard_url="https://example.com/jcard.json")
     assert r608.reason == b"Rejected"
     assert r608.extra_headers == b"Call-Info: <https://example.com/jcard.json>;purpose=jwscard\r\n"
     assert build_answer("603").reason == b"Decline"
+    assert build_answer("603").extra_headers == b""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://redress.example/",
+        "https://example.com/redress",
+        "https://www.example.org/",
+        "http://redress.test/",
+        "https://localhost/",
+        "ftp://redress.carrier.net/",
+    ],
+)
+def test_603plus_refuses_placeholder_redress(url: str) -> None:
+    with pytest.raises(ConfigError, match="redress URL .* placeholder"):
+        build_answer("603+", redress_url=url)
+
+
+def test_603plus_reason_text_is_checked() -> None:
+    with pytest.raises(ConfigError, match="v=analytics1"):
+        build_answer("603+", reason_text=f"url={REDRESS}")
+    with pytest.raises(ConfigError, match="redress contact"):
+        build_answer("603+", reason_text="v=analytics1;note=call us")
+    ok = build_answer("603+", reason_text="v=analytics1;tel=+12127365000")
+    assert b'text="v=analytics1;tel=+12127365000";location=RLN' in ok.extra_headers
+    with pytest.raises(ConfigError, match="location"):
+        build_answer("603+", redress_url=REDRESS, location="XX")
+
+
+def test_default_answers_are_plain_603(tmp_path: Path) -> None:
+    # Notice-based and list-based blocks get the deterministic answer by
+    # default: the packaged config and an empty one alike.
+    for cfg in (load_config(None, {}), load_config(_write(tmp_path, ""), {})):
+        for cls in ("analytics", "deterministic"):
+            spec = cfg.answer_for(cls)
+            assert (spec.kind, spec.status, spec.reason, spec.extra_headers) == (
+                "603",
+                603,
+                b"Decline",
+                b"",
+            )
 
 
 def test_answer_classes_from_toml(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        '[answer.analytics]\nkind = "607"\n'
+        f'[answer.analytics]\nkind = "603+"\nredress_url = "{REDRESS}"\nlocation = "TN"\n'
         '[answer.deterministic]\nkind = "608"\njcard_url = "https://op.example/jc"\n',
     )
     cfg = load_config(path, {})
-    assert cfg.answer_for("analytics").status == 607
+    assert cfg.answer_for("analytics").status == 603
+    assert cfg.answer_for("analytics").extra_headers.endswith(b";location=TN\r\n")
     assert cfg.answer_for("deterministic").status == 608
     assert cfg.answer_for("none").status == 608  # unknown class -> deterministic
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        # 607 is the called user's own rejection (RFC 8197), not a network block.
+        ('[answer.deterministic]\nkind = "607"\n', 'answer.deterministic.kind: "607"'),
+        ('[answer.analytics]\nkind = "607"\n', 'answer.analytics.kind: "607"'),
+        # 603+ is for analytics-based blocking only.
+        (
+            f'[answer.deterministic]\nkind = "603+"\nredress_url = "{REDRESS}"\n',
+            "analytics-based blocking only",
+        ),
+        # 603+ with the sample's placeholder redress contact.
+        (
+            '[answer.analytics]\nkind = "603+"\nredress_url = "https://redress.example/"\n',
+            "answer.analytics.redress_url: redress URL 'https://redress.example/' is a placeholder",
+        ),
+        ('[answer.analytics]\nkind = "603+"\n', "placeholder"),
+    ],
+)
+def test_answer_config_refusals(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(_write(tmp_path, body), {})
+    assert message in str(exc.value)
 
 
 def test_trusted_sources_and_emergency(tmp_path: Path) -> None:

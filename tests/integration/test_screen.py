@@ -72,7 +72,11 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
 
 
 async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) -> None:
-    cfg = _config(tmp_path, seeded, '[answer.deterministic]\nkind = "607"\n')
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[answer.deterministic]\nkind = "608"\njcard_url = "https://jc.carrier.net/j"\n',
+    )
     store = await _store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url)
@@ -83,7 +87,9 @@ async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) ->
         req = _invite("sip:+12127368000@10.1.2.3", pai=f"<sip:{BLOCKED}@10.1.2.3;user=phone>")
         assert caller_from_request(req) == BLOCKED
         ans = s(req, SRC, "udp")
-        assert ans == Answer(607, b"Unwanted", b"")
+        assert ans == Answer(
+            608, b"Rejected", b"Call-Info: <https://jc.carrier.net/j>;purpose=jwscard\r\n"
+        )
         # From alone, allowed.
         assert s(_invite("sip:+12127368000@10.1.2.3"), SRC, "udp") is None
         # Privacy: id hides the caller from the callee, not from screening.
@@ -92,7 +98,7 @@ async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) ->
         assert facts.callee == "+13125557000" and facts.provider == "acme"
         # A provider removed from the RMD (47 CFR 64.6305(g)), by trunk /32.
         ans = s(_invite("sip:+12127368000@10.9.9.9"), ("10.9.9.9", 5060), "udp")
-        assert ans is not None and ans.status == 607
+        assert ans is not None and ans.status == 608
         assert m.invites_blocked[Rule.CALLER_BLOCK]._value.get() == 1
         assert m.invites_blocked[Rule.RMD_GATE]._value.get() == 1
         assert m.invites_allowed[Rule.DEFAULT]._value.get() == 1

@@ -73,13 +73,9 @@ def test_allowed_calls_all_succeed(
 @pytest.mark.parametrize(
     ("kind", "scenario", "status_line", "header"),
     [
-        (
-            "603+",
-            "uac_block_603plus.xml",
-            "SIP/2.0 603 Network Blocked",
-            'Reason: SIP;cause=603;text="v=analytics1;url=https://redress.example/"',
-        ),
-        ("607", "uac_block_607.xml", "SIP/2.0 607 Unwanted", None),
+        # 603+ is analytics-only (the notice rules): on the wire in
+        # tests/e2e/test_seed_letter.py; 607 is refused by the config
+        # (tests/integration/test_config.py, test_cli.py).
         (
             "608",
             "uac_block_608.xml",
