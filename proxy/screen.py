@@ -18,7 +18,13 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    in `--monitor` mode;
 4. counts on pre-bound metric children, logs one JSON line per blocked (or
    would-block) call, and appends a decision record (all blocks, sampled
-   allows) to the RecordWriter.
+   allows) to the RecordWriter. An allowlist pass over a rule that would
+   have blocked (verdict ALLOWLIST with `would_block`) counts as allowed
+   (rule allowlist) and in `sipscreen_allowlist_overrides_total{rule}`, and is
+   logged and recorded (action `allowlist_override`, rule = the rule passed
+   over). A would-block `unmapped_provider` (unmapped_provider_policy =
+   monitor) is counted on every call but recorded at the allow sample rate
+   and not logged: it is a configuration state, not a per-call event.
 
 If the store never loaded a snapshot, the `no_snapshot_policy` decides:
 "open" forwards and counts, "closed" answers 503 (RFC 3261 §21.5.4) with a
@@ -163,6 +169,7 @@ class Screener:
         self._allowed = metrics.invites_allowed
         self._blocked = metrics.invites_blocked
         self._would = metrics.invites_would_block
+        self._overrides = metrics.allowlist_overrides_by_rule
         self._observe = metrics.decision_seconds.observe
         self.errors = 0
 
@@ -211,7 +218,20 @@ class Screener:
                 if self._sample and self.records is not None and self._rng() < self._sample:
                     self._record(facts, verdict, "allow", snap, now)
                 return None
+            if verdict.rule is Rule.ALLOWLIST:
+                # The allowlist passed the call over `would`: allowed, counted
+                # by the rule it passed over, recorded and logged.
+                self._allowed[Rule.ALLOWLIST].inc()
+                self._overrides[would].inc()
+                self._record(facts, verdict, "allowlist_override", snap, now, rule=would)
+                return None
             self._would[would].inc()
+            if would is Rule.UNMAPPED_PROVIDER:
+                # unmapped_provider_policy = monitor: every call from an unmapped
+                # trunk would log; counted always, recorded at the allow sample rate.
+                if self._sample and self.records is not None and self._rng() < self._sample:
+                    self._record(facts, verdict, "would_block", snap, now, rule=would, log=False)
+                return None
             self._record(facts, verdict, "would_block", snap, now, rule=would)
             return None
         if self._monitor:
@@ -236,6 +256,7 @@ class Screener:
         *,
         rule: Rule | None = None,
         answer: Answer | None = None,
+        log: bool = True,
     ) -> None:
         r = rule or verdict.rule
         # Field names of proxy/records.py FIELDS; every value a str (XADD).
@@ -257,7 +278,7 @@ class Screener:
             "status": str(answer.status) if answer is not None else "",
             "snapshot_version": str(getattr(snap, "version", "")),
         }
-        if action != "allow" and _log.isEnabledFor(logging.INFO):
+        if log and action != "allow" and _log.isEnabledFor(logging.INFO):
             _log.info(json.dumps(rec, separators=(",", ":")))
         if self.records is not None:
             try:
