@@ -250,7 +250,7 @@ class Config:
     emergency_callers: frozenset[str] = frozenset()
     # A call whose provider cannot be judged against the RMD (trunk map miss,
     # no provider record, rmd_status "unknown"): "block" (47 CFR 64.6305(g))
-    # or "monitor" (pass, counted as would_block unmapped_provider).
+    # or "monitor" (pass, counted in sipscreen_unmapped_provider_total).
     unmapped_provider_policy: str = "monitor"
     answers: Mapping[str, AnswerSpec] = field(
         default_factory=lambda: {

@@ -22,9 +22,11 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    have blocked (verdict ALLOWLIST with `would_block`) counts as allowed
    (rule allowlist) and in `sipscreen_allowlist_overrides_total{rule}`, and is
    logged and recorded (action `allowlist_override`, rule = the rule passed
-   over). A would-block `unmapped_provider` (unmapped_provider_policy =
-   monitor) is counted on every call but recorded at the allow sample rate
-   and not logged: it is a configuration state, not a per-call event.
+   over). A call whose provider cannot be judged against the RMD counts in
+   `sipscreen_unmapped_provider_total{action}`: "blocked" (policy block; also
+   blocked/unmapped_provider) or "passed" (policy monitor; also
+   allowed/default, recorded as would_block unmapped_provider at the allow
+   sample rate and not logged: a configuration state, not a per-call event).
 
 If the store never loaded a snapshot, the `no_snapshot_policy` decides:
 "open" forwards and counts, "closed" answers 503 (RFC 3261 §21.5.4) with a
@@ -170,6 +172,8 @@ class Screener:
         self._blocked = metrics.invites_blocked
         self._would = metrics.invites_would_block
         self._overrides = metrics.allowlist_overrides_by_rule
+        self._unmapped_passed = metrics.unmapped_passed
+        self._unmapped_blocked = metrics.unmapped_blocked
         self._observe = metrics.decision_seconds.observe
         self.errors = 0
 
@@ -225,13 +229,16 @@ class Screener:
                 self._overrides[would].inc()
                 self._record(facts, verdict, "allowlist_override", snap, now, rule=would)
                 return None
-            self._would[would].inc()
             if would is Rule.UNMAPPED_PROVIDER:
-                # unmapped_provider_policy = monitor: every call from an unmapped
-                # trunk would log; counted always, recorded at the allow sample rate.
+                # unmapped_provider_policy = monitor: allowed/default plus the
+                # unmapped counter on every call; recorded at the allow sample
+                # rate and not logged (a configuration state, not an event).
+                self._allowed[verdict.rule].inc()
+                self._unmapped_passed.inc()
                 if self._sample and self.records is not None and self._rng() < self._sample:
                     self._record(facts, verdict, "would_block", snap, now, rule=would, log=False)
                 return None
+            self._would[would].inc()
             self._record(facts, verdict, "would_block", snap, now, rule=would)
             return None
         if self._monitor:
@@ -240,6 +247,8 @@ class Screener:
             self._record(facts, verdict, "monitor", snap, now)
             return None
         self._blocked[verdict.rule].inc()
+        if verdict.rule is Rule.UNMAPPED_PROVIDER:
+            self._unmapped_blocked.inc()
         answer = self._answer_by_rule[verdict.rule]
         self._record(facts, verdict, "reject", snap, now, answer=answer)
         return answer

@@ -1046,7 +1046,10 @@ def _policy_lines(config: Config, monitored: list[str] | str) -> list[str]:
     if config.unmapped_provider_policy == "block":
         what = "BLOCKED (rule unmapped_provider, 47 CFR 64.6305(g))"
     else:
-        what = "passed, counted as would_block unmapped_provider (47 CFR 64.6305(g))"
+        what = (
+            'passed and counted (sipscreen_unmapped_provider_total{action="passed"}, '
+            "47 CFR 64.6305(g))"
+        )
     lines.append(
         f"sipscreen: unmapped_provider_policy = {config.unmapped_provider_policy}: calls "
         "from a source no trunk maps, or from a provider with no RMD identity, are " + what
