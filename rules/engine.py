@@ -49,7 +49,9 @@ whose deadline has not passed or whose FCC notification is not recorded,
 and an FDO before its 30th day. A would-block never stops the walk: a later
 rule that blocks still blocks (a monitor-only provider's call from an
 invalid number is blocked by DNO); otherwise the first would-block is the
-verdict.
+verdict, except that the ``monitor`` policy's ``unmapped_provider``
+would-block (a configuration state) yields to any other would-block and to
+an allowlist pass.
 
 The common allow path allocates nothing: it returns a pre-built
 :class:`~rules.verdict.Verdict`. Verdicts naming a prefix, provider, order
@@ -510,18 +512,22 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
             return ALLOW_EMERGENCY_CALLER
 
     # 2. Provider gates (47 CFR 64.6305(g), 64.1200(n)(3)): no allowlist lifts them.
+    # `pending`: the first would-block of a gate; `unjudged`: the would-block of
+    # an unjudgeable provider under the monitor policy, a configuration state
+    # that any more specific would-block (or allowlist pass) outranks.
     pending: Verdict | None = None
+    unjudged: Verdict | None = None
     provider = facts.provider
     if provider is None:
         if snap.unmapped_provider_policy == "block":
             return BLOCK_UNMAPPED_SOURCE
-        pending = ALLOW_UNMAPPED_SOURCE
+        unjudged = ALLOW_UNMAPPED_SOURCE
     else:
         prov = snap.providers.get(provider)
         if prov is None or prov.rmd_status == "unknown":
-            pending = _gate_unjudged(snap, provider, prov)
-            if pending.blocked:
-                return pending
+            unjudged = _gate_unjudged(snap, provider, prov)
+            if unjudged.blocked:
+                return unjudged
         elif prov.rmd_status == "removed" or prov.rmd_status == "not_listed":
             pending = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
             if pending.blocked:
@@ -544,7 +550,7 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
             over = _after_allowlist(snap, caller, key, provider, now)
             if over is not None and over.blocked:
                 return _allow_over_verdict(over)
-            return ALLOW_LISTED
+            return unjudged if unjudged is not None else ALLOW_LISTED
 
     # 4-6. DNO, operator block lists, notices.
     v = _after_allowlist(snap, caller, key, provider, now)
@@ -552,7 +558,9 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
         return v
     if pending is not None:
         return pending
-    return v if v is not None else ALLOW_DEFAULT
+    if v is not None:
+        return v
+    return unjudged if unjudged is not None else ALLOW_DEFAULT
 
 
 # -- explain (sipscreen check) -------------------------------------------------

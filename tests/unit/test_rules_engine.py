@@ -245,6 +245,18 @@ def test_unjudged_provider_monitor_policy_counts(snap: Snapshot) -> None:
     assert "rmd_status unknown" in v.reason
     # A later rule that blocks still blocks.
     assert decide(snap, facts("+12025552001", provider=None), 0.0) is BLOCK_CALLER
+    # A more specific would-block outranks the unjudged one (k4 before its deadline).
+    snap.set_notice(
+        Notice("k", "unk", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=ISSUED)
+    )
+    v = decide(snap, facts(provider="unk"), ISSUED + HOUR)
+    assert not v.blocked and v.would_block is Rule.NOTICE_K4
+    assert decide(snap, facts(provider="unk"), REPORT_DUE).rule is Rule.NOTICE_K4
+    # And so does an allowlist pass; a plain allowlisted call stays counted unjudged.
+    snap.apply("allow:caller", "add", ["+12025552001", GOOD])
+    v = decide(snap, facts("+12025552001", provider=None), 0.0)
+    assert v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
+    assert decide(snap, facts(GOOD, provider=None), 0.0) is ALLOW_UNMAPPED_SOURCE
 
 
 def test_unjudged_provider_block_policy(snap: Snapshot) -> None:
