@@ -172,5 +172,8 @@ def test_unmapped_policy_and_emergency_callers(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, text), {})
     assert cfg.unmapped_provider_policy == "block"
     assert cfg.emergency_callers == frozenset({"+13015550100"})
-    # The packaged sample config says which policy it uses.
-    assert load_config(None, {}).unmapped_provider_policy == "block"
+    # The packaged sample config says which policy it uses (explicitly).
+    from proxy.config import default_config_path
+
+    assert 'unmapped_provider_policy = "monitor"' in Path(default_config_path()).read_text()
+    assert load_config(None, {}).unmapped_provider_policy == "monitor"
