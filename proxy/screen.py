@@ -244,6 +244,8 @@ class Screener:
         if self._monitor:
             # --monitor: count and log what would be blocked, forward it.
             self._would[verdict.rule].inc()
+            if verdict.rule is Rule.UNMAPPED_PROVIDER:
+                self._unmapped_passed.inc()
             self._record(facts, verdict, "monitor", snap, now)
             return None
         self._blocked[verdict.rule].inc()
