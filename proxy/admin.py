@@ -130,7 +130,8 @@ def _store(
             url,
             prefix,
             emergency=config.emergency_numbers,
-            k4_deadline=config.k4_deadline,
+            # (getattr: the k4 deadline setting is being retired by rules/k4.py)
+            k4_deadline=getattr(config, "k4_deadline", "report"),
             emergency_callers=config.emergency_callers,
             unmapped_provider_policy=config.unmapped_provider_policy,
         )
@@ -183,7 +184,7 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     config: Config | None = getattr(args, "screen_config", None)
     store = _store(r, prefix, now, config)
     snap = await store.load_full()
-    if args.k4_deadline:
+    if getattr(args, "k4_deadline", None):
         snap.k4_deadline = args.k4_deadline
     facts = CallFacts(
         caller=caller,
