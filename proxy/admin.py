@@ -1,12 +1,22 @@
 """The data subcommands of the `sipscreen` CLI (everything but `run`).
 
 How this works: `add_subcommands(sub)` registers `check`, `rmd`, `provider`,
-`notice`, `traceback`, `dno`, `nanpa`, `block`, `unblock`, `allow`,
+`notice`, `order`, `traceback`, `dno`, `nanpa`, `block`, `unblock`, `allow`,
 `records` and `report`; each sets `args.handler(args, redis_url, prefix,
 now) -> int` (proxy/cli.py calls it). A handler runs one asyncio job against
 Redis with the pure parsers of `rules/` and returns the exit code: 0 done,
 2 bad input (one line naming the file line and field, never a traceback),
-1 Redis unreachable.
+1 Redis unreachable. `check` differs: 0 allowed, 1 blocked, 2 bad input,
+3 Redis unreachable, and it decides with the running proxy's settings (the
+config's emergency numbers and callers, unmapped_provider_policy, k4
+deadline, trunk map).
+
+Order keys written here (docs/REDIS.md), 47 CFR 64.1200(n)(3):
+  order:<id>             HASH    provider, kind (fdo), order ("DA 24-123"),
+                                 released (YYYY-MM-DD), status (active/removed),
+                                 added_at, added_by, removed_at, removed_reason
+  order:history:<id>     LIST    JSON events (added, removed), append-only
+`order remove` marks the hash removed and appends to the history: never a DEL.
 
 RMD keys written here (docs/REDIS.md):
   rmd:current            STRING  version id of the snapshot in force
@@ -35,6 +45,7 @@ from typing import Any, cast
 
 from redis.exceptions import RedisError, WatchError
 
+from proxy.config import Config
 from proxy.records import export as export_records
 from proxy.records import summary as records_summary
 from proxy.store import SnapshotStore, StoreError, _client, valid_prefix
@@ -42,6 +53,7 @@ from rules import dno as rdno
 from rules import k4 as rk4
 from rules import nanpa as rnanpa
 from rules import notices as rnotices
+from rules import orders as rorders
 from rules import rmd as rrmd
 from rules import traceback as rtraceback
 from rules.engine import decide, explain
@@ -103,14 +115,28 @@ def _wrap(job: Job) -> Handler:
             return 2
         except (RedisError, OSError) as exc:
             print(f"sipscreen: Redis at {redis_url} failed: {exc}", file=sys.stderr)
-            return 1
+            # `check` exits 1 for "blocked": Redis down is 3 there.
+            return CHECK_REDIS_DOWN if job is _check else 1
 
     return handler
 
 
-def _store(r: Any, prefix: str, now: Callable[[], float]) -> SnapshotStore:
+def _store(
+    r: Any, prefix: str, now: Callable[[], float], config: Config | None = None
+) -> SnapshotStore:
+    """A store on the open client; with `config`, the snapshot it loads is
+    built with exactly the running proxy's decision settings (server._make_store)."""
     url = "redis://"  # not used: _data is set to the open client
-    s = SnapshotStore(url, prefix, emergency=frozenset({"911", "933"}))
+    if config is None:
+        s = SnapshotStore(url, prefix, emergency=frozenset({"911", "933"}))
+    else:
+        s = SnapshotStore(
+            url,
+            prefix,
+            emergency=config.emergency_numbers,
+            emergency_callers=config.emergency_callers,
+            unmapped_provider_policy=config.unmapped_provider_policy,
+        )
     s.clock = now
     s._data = r
     return s
@@ -126,16 +152,39 @@ def _meta(args: argparse.Namespace) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 
 
+CHECK_ALLOWED, CHECK_BLOCKED, CHECK_BAD_INPUT, CHECK_REDIS_DOWN = 0, 1, 2, 3
+CHECK_EPILOG = """\
+Decides exactly as the running proxy does: the snapshot is loaded from Redis
+with the config's emergency numbers and callers, unmapped_provider_policy,
+k4 deadline and trunk map (--source).
+
+exit status: 0 allowed (also a would-block or an allowlist pass), 1 blocked,
+2 bad input (usage error), 3 Redis unreachable."""
+
+
+def _check_callee(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    low = raw.strip().lower()
+    if low.startswith("urn:service:"):  # RFC 5031 service URN, as the proxy sees it
+        return low
+    callee = normalise(raw)
+    if callee is None:
+        raise AdminError(f"--callee: not a phone number or urn:service URN: {raw!r}")
+    return callee
+
+
 async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     caller = normalise(args.caller)
     if caller is None:
         raise AdminError(f"--caller: not a phone number: {args.caller!r}")
-    callee = normalise(args.callee) if args.callee else None
+    callee = _check_callee(args.callee)
     at = _when(args.at, "--at") if args.at else now()
     provider = args.provider
     if provider is None and args.source and getattr(args, "trunks", None) is not None:
         provider = args.trunks.lookup(args.source)
-    store = _store(r, prefix, now)
+    config: Config | None = getattr(args, "screen_config", None)
+    store = _store(r, prefix, now, config)
     snap = await store.load_full()
     facts = CallFacts(
         caller=caller,
@@ -146,6 +195,7 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     )
     checks = explain(snap, facts, at)
     verdict = decide(snap, facts, at)
+    code = CHECK_BLOCKED if verdict.blocked else CHECK_ALLOWED
     if args.json:
         print(
             json.dumps(
@@ -155,6 +205,7 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
                     "provider": provider,
                     "at": _iso(at),
                     "snapshot_version": snap.version,
+                    "unmapped_provider_policy": snap.unmapped_provider_policy,
                     "checks": [
                         {"rule": c.rule.label, "matched": c.matched, "why": c.why} for c in checks
                     ],
@@ -163,23 +214,31 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
                         "rule": verdict.rule.label,
                         "citation": verdict.rule.citation,
                         "reason": verdict.reason,
+                        "detail": verdict.detail,
                         "would_block": verdict.would_block.label if verdict.would_block else None,
                     },
+                    "exit_status": code,
                 },
                 indent=2,
             )
         )
-        return 0
+        return code
     print(f"caller {caller}  callee {callee or '-'}  provider {provider or '-'}  at {_iso(at)}")
-    print(f"snapshot {snap.version}")
+    print(f"snapshot {snap.version}  unmapped_provider_policy {snap.unmapped_provider_policy}")
+    print(
+        "order: 1 emergency (64.1200(k)(5)-(6)); 2 provider gates: unmapped provider, "
+        "RMD (64.6305(g)), FDO (64.1200(n)(3)), no allowlist lifts them; 3 allowlist; "
+        "4 DNO (64.1200(o)); 5 operator lists; 6 notices (64.1200(k)(4), (n)(2))"
+    )
     for c in checks:
         mark = "MATCH" if c.matched else "  -  "
-        print(f"  [{mark}] {c.rule.label:<18} {c.rule.citation:<22} {c.why}")
+        print(f"  [{mark}] {c.rule.label:<18} {c.rule.citation:<24} {c.why}")
     word = "BLOCKED" if verdict.blocked else "ALLOWED"
     print(f"verdict: {word} by {verdict.rule.label} ({verdict.rule.citation}): {verdict.reason}")
     if verdict.would_block is not None:
-        print(f"would block: {verdict.would_block.label} ({verdict.would_block.citation})")
-    return 0
+        what = "allowlist passed over" if verdict.rule.label == "allowlist" else "would block"
+        print(f"{what}: {verdict.would_block.label} ({verdict.would_block.citation})")
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -1020,6 +1079,121 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
 
 
 # ---------------------------------------------------------------------------
+# order (Final Determination Orders, 47 CFR 64.1200(n)(3))
+# ---------------------------------------------------------------------------
+
+
+def _order_history_key(prefix: str, oid: str) -> str:
+    return prefix + f"order:history:{oid}"
+
+
+def _plain_id(text: str) -> bool:
+    return 0 < len(text) <= 64 and text.isascii() and all(c.isalnum() or c in "_-." for c in text)
+
+
+async def _order_add(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    document = " ".join(args.order.split())
+    if not document:
+        raise AdminError("--order: give the FCC document number, e.g. 'DA 24-123'")
+    try:
+        released = rorders.parse_release_date(args.released)
+    except ValueError as exc:
+        raise AdminError(f"--released: {exc}") from None
+    try:
+        oid = args.id or rorders.order_id_for(document)
+    except ValueError as exc:
+        raise AdminError(f"--order: {exc}") from None
+    if not rorders.valid_order_id(oid) or oid == "history":
+        raise AdminError(f"--id {oid!r}: letters, digits, '_', '-', '.' only (not 'history')")
+    if not _plain_id(args.provider):
+        raise AdminError(f"--provider {args.provider!r}: letters, digits, '_', '-', '.' only")
+    key = prefix + f"order:{oid}"
+    cur = await r.hgetall(key)
+    if cur and (cur.get("status") or "active") == "active":
+        raise AdminError(f"order {oid}: already recorded and in force (remove it first)")
+    stamp = _iso(now())
+    record = {
+        "provider": args.provider,
+        "kind": args.kind,
+        "order": document,
+        "released": released.isoformat(),
+        "status": "active",
+        "added_at": stamp,
+        "added_by": args.by or "",
+        "removed_at": "",
+        "removed_reason": "",
+    }
+    event = {"at": stamp, "event": "added", "by": args.by or "", **record}
+    async with r.pipeline(transaction=True) as tx:
+        tx.hset(key, mapping=cast(Any, record))
+        tx.rpush(_order_history_key(prefix, oid), json.dumps(event, sort_keys=True))
+        await tx.execute()
+    start = rorders.fdo_blocks_from(released)
+    print(
+        f"order {oid}: {args.kind} {document} against provider {args.provider}, "
+        f"released {released.isoformat()}"
+    )
+    print(
+        f"  47 CFR 64.1200(n)(3): all traffic received directly from {args.provider} is "
+        f"blocked from {rorders.fdo_blocks_from_day(released).isoformat()} 00:00 US Eastern "
+        f"({_iso(start)}); until then counted as would_block fdo"
+    )
+    return 0
+
+
+async def _order_list(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    at = now()
+    for key in sorted(await _scan(r, prefix + "order:*")):
+        oid = key[len(prefix) + len("order:") :]
+        if ":" in oid:
+            continue
+        h = await r.hgetall(key)
+        if args.provider and h.get("provider") != args.provider:
+            continue
+        status = h.get("status") or "active"
+        if status != "active" and not args.all:
+            continue
+        try:
+            start = rorders.fdo_blocks_from(rorders.parse_release_date(h.get("released", "")))
+            state = "BLOCKING" if at >= start else f"blocks from {_iso(start)}"
+        except ValueError:
+            state = "INVALID released date"
+        if status != "active":
+            state = f"removed {h.get('removed_at', '')}: {h.get('removed_reason', '')}"
+        print(
+            f"{oid}\t{h.get('kind', 'fdo')}\t{h.get('order', '')}\t{h.get('provider', '')}\t"
+            f"released {h.get('released', '')}\t{state}"
+        )
+        if args.history:
+            for ev in await r.lrange(_order_history_key(prefix, oid), 0, -1):
+                e = json.loads(ev)
+                extra = e.get("reason") or e.get("order") or ""
+                print(f"    {e.get('at', '')} {e.get('event', '')} {e.get('by', '')} {extra}")
+    return 0
+
+
+async def _order_remove(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    reason = " ".join((args.reason or "").split())
+    if not reason:
+        raise AdminError("--reason: say why the order no longer applies (kept in its history)")
+    key = prefix + f"order:{args.id}"
+    h = await r.hgetall(key)
+    if not h:
+        raise AdminError(f"order {args.id}: not found")
+    if (h.get("status") or "active") != "active":
+        raise AdminError(f"order {args.id}: already removed {h.get('removed_at', '')}")
+    stamp = _iso(now())
+    event = {"at": stamp, "event": "removed", "by": args.by or "", "reason": reason}
+    async with r.pipeline(transaction=True) as tx:
+        # Not a DEL: the record stays, marked removed, and the history grows.
+        tx.hset(key, mapping={"status": "removed", "removed_at": stamp, "removed_reason": reason})
+        tx.rpush(_order_history_key(prefix, args.id), json.dumps(event, sort_keys=True))
+        await tx.execute()
+    print(f"order {args.id}: removed {stamp} ({reason}); no longer blocks")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 # registration
 # ---------------------------------------------------------------------------
 
@@ -1028,17 +1202,18 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Register the data subcommands on the `sipscreen` parser."""
     p = sub.add_parser(
         "check",
-        help="explain the decision for one call",
-        description="Run every rule on one call against the data in Redis and say which "
-        "matched, with its citation.",
+        help="explain the decision for one call (exit 0 allowed, 1 blocked)",
+        description="Explain the decision for one call, rule by rule, in decision order.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--caller", required=True, help="caller ID: E.164, 10/11-digit NANP, tel:/sip:")
-    p.add_argument("--callee", help="called number (911/933 and PSAPs always pass)")
+    p.add_argument("--callee", help="number, or urn:service:sos[.<sub>] (RFC 5031)")
     p.add_argument("--provider", help="upstream provider id (provider:<id> in Redis)")
     p.add_argument("--source", help="source IP (mapped to a provider by the trunk map)")
     p.add_argument("--at", help="ISO date/time of the call, e.g. 2021-11-10T12:00Z (default now)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
-    p.set_defaults(handler=_wrap(_check), trunks=None)
+    p.set_defaults(handler=_wrap(_check), trunks=None, screen_config=None)
 
     rmd = sub.add_parser("rmd", help="Robocall Mitigation Database snapshots").add_subparsers(
         dest="rmd_command", required=True
@@ -1140,6 +1315,33 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = notice.add_parser("list", help="list notices with their deadlines and state")
     p.add_argument("--provider", help="only this provider's notices")
     p.set_defaults(handler=_wrap(_notice_list))
+
+    order = sub.add_parser(
+        "order", help="Enforcement Bureau orders (Final Determination Orders)"
+    ).add_subparsers(dest="order_command", required=True)
+    p = order.add_parser(
+        "add",
+        help="record a Final Determination Order (47 CFR 64.1200(n)(3))",
+        description="All traffic received directly from the provider is blocked from "
+        "the 30th day after the order's release (00:00 US Eastern).",
+    )
+    p.add_argument("--provider", required=True, help="provider id (provider:<id>)")
+    p.add_argument("--kind", choices=("fdo",), default="fdo")
+    p.add_argument("--order", required=True, help='FCC document number, e.g. "DA 24-123"')
+    p.add_argument("--released", required=True, help="release date, YYYY-MM-DD (US Eastern)")
+    p.add_argument("--id", help="order id (default: from --order, DA-24-123)")
+    p.add_argument("--by")
+    p.set_defaults(handler=_wrap(_order_add))
+    p = order.add_parser("list", help="orders in force (--all: removed ones too)")
+    p.add_argument("--provider")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--history", action="store_true")
+    p.set_defaults(handler=_wrap(_order_list))
+    p = order.add_parser("remove", help="record that an order no longer applies")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by")
+    p.set_defaults(handler=_wrap(_order_remove))
 
     tb = sub.add_parser("traceback", help="traceback evidence").add_subparsers(
         dest="traceback_command", required=True

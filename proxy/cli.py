@@ -181,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "trunks", False) is None:  # `check --source IP`: the config's trunk map
         args.trunks = config.trunks
+    if getattr(args, "screen_config", False) is None:  # `check`: the proxy's decision settings
+        args.screen_config = config
     return int(handler(args, config.redis_url, config.key_prefix, time.time))
 
 

@@ -29,7 +29,8 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
     [proxy]    listen, softswitch, workers, monitor, record_route,
                advertised_host, loop, log_level, no_snapshot_policy,
-               emergency_numbers, sample_data, clock
+               emergency_numbers, emergency_callers, unmapped_provider_policy,
+               sample_data, clock
     [redis]    url, key_prefix, embedded, data_dir
     [metrics]  listen
     [[trunk]]  cidr, provider
@@ -324,8 +325,15 @@ class Config:
     trunks: TrunkMap = field(default_factory=TrunkMap)
     trusted_provider_header: str | None = None
     trusted_sources: tuple[_Net, ...] = ()
-    # 47 CFR 64.1200(k): emergency calls are never blocked.
+    # 47 CFR 64.1200(k)(5): emergency calls are never blocked.
     emergency_numbers: frozenset[str] = frozenset({"911", "933"})
+    # 47 CFR 64.1200(k)(6): calls FROM these (PSAPs, government emergency
+    # numbers; E.164) are not blocked; the Redis set emergency:caller adds more.
+    emergency_callers: frozenset[str] = frozenset()
+    # A call whose provider cannot be judged against the RMD (trunk map miss,
+    # no provider record, rmd_status "unknown"): "block" (47 CFR 64.6305(g))
+    # or "monitor" (pass, counted in sipscreen_unmapped_provider_total).
+    unmapped_provider_policy: str = "monitor"
     answers: Mapping[str, AnswerSpec] = field(
         default_factory=lambda: {
             "analytics": build_answer("603"),
@@ -494,6 +502,27 @@ def _emergency(values: Any, key: str) -> frozenset[str]:
     return frozenset(out)
 
 
+def _emergency_callers(values: Any, key: str) -> frozenset[str]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{key}: must be a list of E.164 numbers")
+    out: set[str] = set()
+    for i, v in enumerate(values):
+        s = str(v).strip()
+        digits = s[1:] if s.startswith("+") else s
+        if not digits.isdigit() or not digits.isascii():
+            raise ConfigError(f"{key}[{i}]: not a phone number: {v!r}")
+        if not s.startswith("+") and len(digits) == 10:
+            s = "+1" + digits  # NANP 10-digit number -> E.164
+        elif not s.startswith("+") and len(digits) == 11 and digits[0] == "1":
+            s = "+" + digits
+        elif not s.startswith("+"):
+            raise ConfigError(f"{key}[{i}]: give an E.164 number (+CC...): {v!r}")
+        if s[1:2] == "0" or not 2 <= len(s) <= 16:
+            raise ConfigError(f"{key}[{i}]: not an E.164 number: {v!r}")
+        out.add(s)
+    return frozenset(out)
+
+
 def _answers(doc: Mapping[str, Any]) -> dict[str, AnswerSpec]:
     tab = _table(doc, "answer")
     # Every class answers the deterministic plain 603 unless configured;
@@ -571,6 +600,12 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["batched_udp"] = v
     if (v := p.get("emergency_numbers")) is not None:
         kw["emergency_numbers"] = _emergency(v, "proxy.emergency_numbers")
+    if (v := p.get("emergency_callers")) is not None:
+        kw["emergency_callers"] = _emergency_callers(v, "proxy.emergency_callers")
+    if (
+        v := _get(p, "unmapped_provider_policy", "proxy.unmapped_provider_policy", str)
+    ) is not None:
+        kw["unmapped_provider_policy"] = v
     if (v := _get(p, "sample_data", "proxy.sample_data", str)) is not None:
         kw["sample_data"] = v or None
     if (v := p.get("clock")) is not None:
@@ -651,6 +686,7 @@ _OVERRIDE_KEYS = {
     "loop",
     "log_level",
     "no_snapshot_policy",
+    "unmapped_provider_policy",
     "overload_queue_kib",
     "batched_udp",
     "sample_data",
@@ -703,6 +739,7 @@ def _validate(c: Config) -> None:
         c.log_level.upper(), "proxy.log_level", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
     _choice(c.no_snapshot_policy, "proxy.no_snapshot_policy", ("open", "closed"))
+    _choice(c.unmapped_provider_policy, "proxy.unmapped_provider_policy", ("block", "monitor"))
     if not 0 <= c.overload_queue_kib <= 1 << 20:
         raise ConfigError(
             f"proxy.overload_queue_kib: must be within 0..1048576 KiB, got {c.overload_queue_kib}"

@@ -169,6 +169,31 @@ class Metrics:
             self.invites_would_block[rule] = self.invites.labels(
                 "would_block", rule.label, rule.citation
             )
+        # The operator's allowlist let a call pass over a rule of steps 4-6
+        # (DNO, operator lists, notices) that would otherwise have blocked it:
+        # the call counts as allowed/allowlist above, and here by that rule.
+        self.allowlist_overrides = Counter(
+            "sipscreen_allowlist_overrides",
+            "Allowlisted calls passed over a rule that would otherwise have blocked them",
+            ["rule", "citation"],
+            registry=reg,
+        )
+        self.allowlist_overrides_by_rule: _ChildMap = {
+            rule: self.allowlist_overrides.labels(rule.label, rule.citation) for rule in Rule
+        }
+        # Calls whose upstream provider cannot be judged against the RMD (no
+        # trunk entry, no provider record, rmd_status unknown), by what the
+        # unmapped_provider_policy did: "passed" (monitor; the call also counts
+        # as allowed/default above) or "blocked" (also blocked/unmapped_provider).
+        self.unmapped_provider = Counter(
+            "sipscreen_unmapped_provider",
+            "Calls from a provider that cannot be judged against the RMD, by action",
+            ["action", "rule", "citation"],
+            registry=reg,
+        )
+        _um = Rule.UNMAPPED_PROVIDER
+        self.unmapped_passed = self.unmapped_provider.labels("passed", _um.label, _um.citation)
+        self.unmapped_blocked = self.unmapped_provider.labels("blocked", _um.label, _um.citation)
         # No snapshot loaded yet (47 CFR rules cannot be applied): a verdict
         # of its own so operators see it.
         self.invites_no_snapshot = self.invites.labels("allowed", "no_snapshot", "operator policy")

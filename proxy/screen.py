@@ -18,7 +18,15 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    in `--monitor` mode;
 4. counts on pre-bound metric children, logs one JSON line per blocked (or
    would-block) call, and appends a decision record (all blocks, sampled
-   allows) to the RecordWriter.
+   allows) to the RecordWriter. An allowlist pass over a rule that would
+   have blocked (verdict ALLOWLIST with `would_block`) counts as allowed
+   (rule allowlist) and in `sipscreen_allowlist_overrides_total{rule}`, and is
+   logged and recorded (action `allowlist_override`, rule = the rule passed
+   over). A call whose provider cannot be judged against the RMD counts in
+   `sipscreen_unmapped_provider_total{action}`: "blocked" (policy block; also
+   blocked/unmapped_provider) or "passed" (policy monitor; also
+   allowed/default, recorded as would_block unmapped_provider at the allow
+   sample rate and not logged: a configuration state, not a per-call event).
 
 If the store never loaded a snapshot, the `no_snapshot_policy` decides:
 "open" forwards and counts, "closed" answers 503 (RFC 3261 §21.5.4) with a
@@ -163,6 +171,9 @@ class Screener:
         self._allowed = metrics.invites_allowed
         self._blocked = metrics.invites_blocked
         self._would = metrics.invites_would_block
+        self._overrides = metrics.allowlist_overrides_by_rule
+        self._unmapped_passed = metrics.unmapped_passed
+        self._unmapped_blocked = metrics.unmapped_blocked
         self._observe = metrics.decision_seconds.observe
         self.errors = 0
 
@@ -211,15 +222,35 @@ class Screener:
                 if self._sample and self.records is not None and self._rng() < self._sample:
                     self._record(facts, verdict, "allow", snap, now)
                 return None
+            if verdict.rule is Rule.ALLOWLIST:
+                # The allowlist passed the call over `would`: allowed, counted
+                # by the rule it passed over, recorded and logged.
+                self._allowed[Rule.ALLOWLIST].inc()
+                self._overrides[would].inc()
+                self._record(facts, verdict, "allowlist_override", snap, now, rule=would)
+                return None
+            if would is Rule.UNMAPPED_PROVIDER:
+                # unmapped_provider_policy = monitor: allowed/default plus the
+                # unmapped counter on every call; recorded at the allow sample
+                # rate and not logged (a configuration state, not an event).
+                self._allowed[verdict.rule].inc()
+                self._unmapped_passed.inc()
+                if self._sample and self.records is not None and self._rng() < self._sample:
+                    self._record(facts, verdict, "would_block", snap, now, rule=would, log=False)
+                return None
             self._would[would].inc()
             self._record(facts, verdict, "would_block", snap, now, rule=would)
             return None
         if self._monitor:
             # --monitor: count and log what would be blocked, forward it.
             self._would[verdict.rule].inc()
+            if verdict.rule is Rule.UNMAPPED_PROVIDER:
+                self._unmapped_passed.inc()
             self._record(facts, verdict, "monitor", snap, now)
             return None
         self._blocked[verdict.rule].inc()
+        if verdict.rule is Rule.UNMAPPED_PROVIDER:
+            self._unmapped_blocked.inc()
         answer = self._answer_by_rule[verdict.rule]
         self._record(facts, verdict, "reject", snap, now, answer=answer)
         return answer
@@ -236,6 +267,7 @@ class Screener:
         *,
         rule: Rule | None = None,
         answer: Answer | None = None,
+        log: bool = True,
     ) -> None:
         r = rule or verdict.rule
         # Field names of proxy/records.py FIELDS; every value a str (XADD).
@@ -257,7 +289,7 @@ class Screener:
             "status": str(answer.status) if answer is not None else "",
             "snapshot_version": str(getattr(snap, "version", "")),
         }
-        if action != "allow" and _log.isEnabledFor(logging.INFO):
+        if log and action != "allow" and _log.isEnabledFor(logging.INFO):
             _log.info(json.dumps(rec, separators=(",", ":")))
         if self.records is not None:
             try:

@@ -901,6 +901,8 @@ def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
         config.redis_url,
         config.key_prefix,
         emergency=config.emergency_numbers,
+        emergency_callers=config.emergency_callers,
+        unmapped_provider_policy=config.unmapped_provider_policy,
         on_change=on_change,
         on_state=on_state,
     )
@@ -1038,7 +1040,74 @@ def setup_logging(level: str) -> None:
 # ---------------------------------------------------------------------------
 
 
+def monitor_only_providers(config: Config, timeout: float = 1.0) -> list[str] | str:
+    """Provider ids whose `provider:<id>` hash has monitor_only = 1, read from
+    Redis once at start (for the banner); a str says why it could not be read.
+
+    Read directly rather than from a worker's snapshot so the parent of
+    several workers prints the same list; a later `provider set
+    --monitor-only` shows in `sipscreen check` and the records, not here.
+    """
+    import redis
+
+    r = redis.Redis.from_url(
+        config.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+    )
+    try:
+        pfx = config.key_prefix + "provider:"
+        out: list[str] = []
+        for key in r.scan_iter(match=pfx.replace("*", "\\*") + "*", count=1000):
+            pid = str(key)[len(pfx) :]
+            if ":" in pid:
+                continue
+            try:
+                if r.hget(key, "monitor_only") == "1":
+                    out.append(pid)
+            except redis.ResponseError:
+                continue  # not a hash: the store warns about it
+        return sorted(out)
+    except Exception as exc:
+        return f"not read ({type(exc).__name__}: {exc})"
+    finally:
+        r.close()
+
+
+def _policy_lines(config: Config, monitored: list[str] | str) -> list[str]:
+    """Banner lines for the decision policies an operator must know are in force."""
+    lines = []
+    if config.unmapped_provider_policy == "block":
+        what = "BLOCKED (rule unmapped_provider, 47 CFR 64.6305(g))"
+    else:
+        what = (
+            'passed and counted (sipscreen_unmapped_provider_total{action="passed"}, '
+            "47 CFR 64.6305(g))"
+        )
+    lines.append(
+        f"sipscreen: unmapped_provider_policy = {config.unmapped_provider_policy}: calls "
+        "from a source no trunk maps, or from a provider with no RMD identity, are " + what
+    )
+    psap = ", ".join(sorted(config.emergency_numbers))
+    lines.append(
+        f"sipscreen: emergency (47 CFR 64.1200(k)(5)-(6)): calls to {psap}, urn:service:sos[.*]; "
+        f"{len(config.emergency_callers)} configured emergency caller(s) + Redis emergency:caller"
+    )
+    if isinstance(monitored, str):
+        lines.append(f"sipscreen: monitor_only providers: {monitored}")
+    elif monitored:
+        lines.append(
+            "sipscreen: monitor_only providers (RMD gate, FDO, notices only counted as "
+            f"would_block): {', '.join(monitored)}"
+        )
+    else:
+        lines.append("sipscreen: monitor_only providers: none")
+    return lines
+
+
 def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> str:
+
     lines = []
     ws = per[0]
     for s in ws.udp:
@@ -1066,6 +1135,7 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
         lines.append("sipscreen: MONITOR mode: nothing is blocked, would-blocks are counted")
     if config.clock_start is not None:
         lines.append(f"sipscreen: REPLAY CLOCK from {_iso_utc(config.clock_start)}")
+    lines.extend(_policy_lines(config, monitor_only_providers(config)))
     return "\n".join(lines)
 
 

@@ -64,10 +64,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from rules.notices import notice_from_record
 from rules.numbers import normalise
+from rules.orders import order_from_record
 from rules.snapshot import RMD_STATUSES as SNAP_RMD_STATUSES
 from rules.snapshot import (
     Notice,
     NumberSet,
+    Order,
     PrefixSet,
     Provider,
     Snapshot,
@@ -97,11 +99,15 @@ K_ALLOW_EXPIRY = "allow:caller:expiry"
 K_BLOCK_PREFIX = "block:prefix"
 K_BLOCK_PROVIDER = "block:provider"
 K_DNO_CALLER = "dno:caller"
+K_EMERGENCY_CALLER = "emergency:caller"  # 47 CFR 64.1200(k)(6): PSAPs, gov. emergency lines
 K_NANPA_NPA = "nanpa:npa"
 K_NANPA_NXX = "nanpa:nxx"
 K_RMD_CURRENT = "rmd:current"
 P_PROVIDER = "provider:"
 P_NOTICE = "notice:"
+P_ORDER = "order:"  # Final Determination Orders (47 CFR 64.1200(n)(3)), rules/orders.py
+# Hashes one per id (`<prefix><id>`, no further ":"), re-read whole on an edit.
+_HASH_PREFIXES = (P_PROVIDER, P_NOTICE, P_ORDER)
 P_META = "meta:"
 
 # Members edited in place, by SADD/SREM: relative key -> kind.
@@ -109,6 +115,7 @@ NUMBER_SETS = {
     K_BLOCK_CALLER: "block_caller",
     K_ALLOW_CALLER: "allow_caller",
     K_DNO_CALLER: "dno_caller",
+    K_EMERGENCY_CALLER: "emergency_caller",
 }
 KEY_KINDS: dict[str, str] = {
     **{k: "numbers" for k in NUMBER_SETS},
@@ -375,6 +382,8 @@ class SnapshotStore:
         *,
         emergency: frozenset[str],
         k4_deadline: str | None = None,
+        emergency_callers: frozenset[str] = frozenset(),
+        unmapped_provider_policy: str = "monitor",
         on_change: Callable[[Snapshot], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -385,6 +394,9 @@ class SnapshotStore:
         # k4_deadline: obsolete and ignored (rules/k4.py applies both triggers
         # of 47 CFR 64.1200(k)(4)); still accepted so older callers keep working.
         del k4_deadline
+        # Configured emergency callers as ints (the engine's number key).
+        self.emergency_callers = frozenset(int(n[1:]) for n in emergency_callers)
+        self.unmapped_provider_policy = unmapped_provider_policy
         self.on_change = on_change
         self.on_state = on_state
         self.clock = clock
@@ -416,6 +428,8 @@ class SnapshotStore:
     def _empty(self) -> Snapshot:
         snap = Snapshot.empty()
         snap.emergency = self.emergency
+        snap.emergency_caller_config = self.emergency_callers
+        snap.unmapped_provider_policy = self.unmapped_provider_policy
         return snap
 
     def _warn(self, key: str, value: object, why: str) -> None:
@@ -588,6 +602,15 @@ class SnapshotStore:
         f.id, f.campaigns = nid, campaigns
         return f
 
+    def _order_from(self, key: str, oid: str, h: Mapping[str, str]) -> Order | None:
+        # Removed orders (status "removed") are kept in Redis for the record
+        # but are not in force: None.
+        try:
+            return order_from_record(h, oid)
+        except ValueError as exc:
+            self._warn(key, dict(h), str(exc))
+            return None
+
     async def _scan_keys(self, r: aioredis.Redis, match: str) -> list[str]:
         out: list[str] = []
         async for k in r.scan_iter(match=_glob_escape(match) + "*", count=1000):
@@ -644,6 +667,10 @@ class SnapshotStore:
             nid = rel[len(P_NOTICE) :]
             h = await self._hgetall_typed(r, key)
             return _Part(rel, self._notice_from(key, nid, h) if h else None)
+        if rel.startswith(P_ORDER) and rel.count(":") == 1:
+            oid = rel[len(P_ORDER) :]
+            h = await self._hgetall_typed(r, key)
+            return _Part(rel, self._order_from(key, oid, h) if h else None)
         return None
 
     async def _hgetall_typed(self, r: aioredis.Redis, key: str) -> dict[str, str]:
@@ -685,6 +712,10 @@ class SnapshotStore:
             _drop_notice(snap, nid)
             if v is not None:
                 snap.notices.setdefault(v.provider, []).append(v)
+        elif rel.startswith(P_ORDER):
+            snap.remove_order(rel[len(P_ORDER) :])
+            if v is not None:
+                snap.set_order(v)
 
     async def load_full(self) -> Snapshot:
         """Read every key of the schema, build a Snapshot aside, swap it in."""
@@ -731,6 +762,18 @@ class SnapshotStore:
             if n is not None:
                 snap.notices.setdefault(n.provider, []).append(n)
                 nnot += 1
+        nord = 0
+        for key, h, typ in await self._hgetall_many(r, await self._scan_keys(r, self.key(P_ORDER))):
+            oid = key[len(self.prefix) + len(P_ORDER) :]
+            if ":" in oid:
+                continue  # order:history:<id> is the order's history list
+            if typ != "hash":
+                self._warn(key, typ, "wrong type, expected a hash")
+                continue
+            o = self._order_from(key, oid, h)
+            if o is not None:
+                snap.set_order(o)
+                nord += 1
         now = self.clock()
         snap.loaded_at = now
         self._load_epoch = int(now)
@@ -739,7 +782,8 @@ class SnapshotStore:
         self.loaded = True
         log.info(
             "snapshot %s loaded in %.2fs: block_caller=%d allow_caller=%d dno_caller=%d "
-            "block_prefix=%d block_provider=%d providers=%d notices=%d",
+            "block_prefix=%d block_provider=%d providers=%d notices=%d orders=%d "
+            "emergency_caller=%d",
             snap.version,
             time.perf_counter() - t0,
             len(snap.block_caller),
@@ -749,6 +793,8 @@ class SnapshotStore:
             len(snap.block_provider),
             nprov,
             nnot,
+            nord,
+            len(snap.emergency_caller),
         )
         if self.on_change is not None:
             self.on_change(snap)
@@ -781,7 +827,7 @@ class SnapshotStore:
         for a in argv[1:]:
             if a.startswith(pfx):
                 r = a[len(pfx) :]
-                if r in KEY_KINDS or (r.startswith((P_PROVIDER, P_NOTICE)) and r.count(":") == 1):
+                if r in KEY_KINDS or (r.startswith(_HASH_PREFIXES) and r.count(":") == 1):
                     self._schedule_reread(a)
 
     def _apply_in_place(self, cmd: str, kind: str, rel: str, argv: list[str]) -> bool:
@@ -794,7 +840,7 @@ class SnapshotStore:
                     r = k[len(self.prefix) :]
                     if r in KEY_KINDS:
                         self._install(snap, _Part(r, _empty_value(KEY_KINDS[r])))
-                    elif r.startswith((P_PROVIDER, P_NOTICE)) and r.count(":") == 1:
+                    elif r.startswith(_HASH_PREFIXES) and r.count(":") == 1:
                         self._install(snap, _Part(r, None))
             self.edits_applied += 1
             return True

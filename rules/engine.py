@@ -1,35 +1,62 @@
 """The screening decision: one call's facts against the in-memory snapshot.
 
 How this works: :func:`decide` walks the rules in a fixed order and returns
-at the first one that decides (docs/DESIGN.md, rules/engine.py):
+at the first one that decides (docs/DESIGN.md, README "What happens to a
+call"):
 
-1. emergency: a call to 911, 933 or a configured PSAP number is allowed
-   before anything else (47 CFR 64.1200(k): never block emergency calls);
-2. caller allowlist (operator policy; an entry past its expiry no longer
-   allows);
-3. caller blocklist, 4. longest caller prefix (operator policy);
-5. do-not-originate (47 CFR 64.1200(o)): invalid NANP number, unallocated
-   area code / NPA-NXX (only when NANPA data is loaded), inbound-only number;
-6. provider blocklist (operator policy);
-7. RMD gate: the provider we receive the call from directly is not in the
-   Robocall Mitigation Database (47 CFR 64.6305(c), (g));
-8. k4 notice: the notified provider let its deadline pass without a
-   recorded response, and we have notified the FCC (47 CFR 64.1200(k)(4));
-9. n2 notice: the caller ID matches a campaign the notice identified, from
-   that provider (47 CFR 64.1200(n)(2));
-10. default: allowed.
+1. emergency (47 CFR 64.1200(k)(5): a provider may not block an emergency
+   call placed to 911): a call TO 911, 933, a configured PSAP number, or
+   ``urn:service:sos`` and its ``urn:service:sos.*`` sub-services (RFC 5031;
+   the callee comes from the Request-URI only) is allowed before anything
+   else. A call FROM a number on the emergency-caller list (PSAPs and
+   government emergency numbers; 47 CFR 64.1200(k)(6): all reasonable
+   efforts not to block them) is allowed too, with its own reason;
+2. provider gates no caller ID can lift, about the provider the call is
+   received from directly:
+   a. a provider that cannot be judged (the source maps to no provider, or
+      the provider has no RMD identity: no ``provider:<id>`` record or
+      ``rmd_status`` "unknown"): the ``unmapped_provider_policy`` decides,
+      ``block`` (rule ``unmapped_provider``, 47 CFR 64.6305(g)) or
+      ``monitor`` (allowed, counted as would-block ``unmapped_provider``);
+   b. RMD gate: the provider is not in the Robocall Mitigation Database
+      (removed or never filed): 47 CFR 64.6305(g) forbids accepting its
+      calls directly; certification is 47 CFR 64.6305(d)-(f);
+   c. Final Determination Order (47 CFR 64.1200(n)(3)): all traffic received
+      directly from the named provider is blocked from the 30th day after
+      the order's release (rules/orders.py); before that, would-block;
+3. operator allowlist (an entry past its expiry no longer allows): exempts
+   the caller from steps 4-6, never from 1-2. A pass it grants over a rule
+   of 4-6 that would otherwise have blocked is an ALLOWLIST verdict whose
+   ``would_block`` names that rule (the proxy counts it in
+   ``sipscreen_allowlist_overrides_total``);
+4. do-not-originate (47 CFR 64.1200(o), mandatory since 2025-12-15): invalid
+   NANP number, unallocated area code / NPA-NXX (only when NANPA data is
+   loaded), inbound-only number;
+5. operator block lists: caller, longest caller prefix, provider;
+6. notices: k4 bad actor (47 CFR 64.1200(k)(4), rules/k4.py: the notified
+   provider failed to mitigate within 48 hours, or failed to implement
+   effective measures, and we notified the FCC with a summary of the basis
+   on or after that trigger), then n2 campaign (47 CFR 64.1200(n)(2): the caller ID matches a
+   campaign the notice identified, from that provider);
+7. default: allowed.
 
-A call without a usable caller ID skips the caller rules (2-5). A caller
-asking for Privacy (RFC 3323) is still screened by number: privacy hides
-the identity from the callee, not from the carrier.
+A call without a usable caller ID skips the caller rules (3-5 and n2). A
+caller asking for Privacy (RFC 3323) is still screened by number: privacy
+hides the identity from the callee, not from the carrier.
 
-Rules tied to a provider marked ``monitor_only`` (7-9) do not block: the
+Rules tied to a provider marked ``monitor_only`` (2a-c, 6) do not block: the
 verdict allows and names the rule in ``would_block``. So does a k4 notice
-whose deadline has not passed or whose FCC notification is not recorded.
+whose deadline has not passed or whose FCC notification is not recorded,
+and an FDO before its 30th day. A would-block never stops the walk: a later
+rule that blocks still blocks (a monitor-only provider's call from an
+invalid number is blocked by DNO); otherwise the first would-block is the
+verdict, except that the ``monitor`` policy's ``unmapped_provider``
+would-block (a configuration state) yields to any other would-block and to
+an allowlist pass.
 
 The common allow path allocates nothing: it returns a pre-built
-:class:`~rules.verdict.Verdict`. Verdicts naming a prefix, provider or
-notice are built once and cached (``functools.lru_cache``).
+:class:`~rules.verdict.Verdict`. Verdicts naming a prefix, provider, order
+or notice are built once and cached (``functools.lru_cache``).
 
 :func:`explain` evaluates every rule independently (no early return) for
 ``sipscreen check``; ``tests/unit/test_rules_engine.py`` checks that its
@@ -45,23 +72,30 @@ from functools import lru_cache
 from rules.facts import CallFacts
 from rules.k4 import k4_check, k4_verdict
 from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason
-from rules.snapshot import Notice, Provider, Snapshot
+from rules.snapshot import Notice, Order, Provider, Snapshot
 from rules.verdict import (
     ALLOW_DEFAULT,
     ALLOW_EMERGENCY,
+    ALLOW_EMERGENCY_CALLER,
     ALLOW_LISTED,
+    ALLOW_UNMAPPED_SOURCE,
     BLOCK_CALLER,
     BLOCK_DNO_INBOUND_ONLY,
+    BLOCK_UNMAPPED_SOURCE,
     Rule,
     Verdict,
 )
 
-__all__ = ["Check", "decide", "explain"]
+__all__ = ["Check", "decide", "explain", "is_emergency_callee"]
 
 
 @dataclass(slots=True)
 class Check:
-    """One rule as :func:`explain` saw it: did its condition match, and why."""
+    """One rule as :func:`explain` saw it: did its condition match, and why.
+
+    For the provider gates (step 2) ``matched`` means "blocks": a gate that
+    only would block (monitor) is not a match, and its ``why`` says so.
+    """
 
     rule: Rule
     matched: bool
@@ -70,6 +104,26 @@ class Check:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_SOS = "urn:service:sos"
+
+
+def is_emergency_callee(snap: Snapshot, callee: str) -> bool:
+    """Step 1: 911, 933, a configured PSAP number, ``urn:service:sos`` or one of
+    its sub-services ``urn:service:sos.<x>`` (RFC 5031 §4.2; the facts give
+    the URN lowercased)."""
+    if callee in snap.emergency or callee in EMERGENCY_DEFAULT:
+        return True
+    return callee.startswith(_SOS) and (len(callee) == 15 or callee[15] == ".")
+
+
+def _number_key(caller: str) -> int | str:
+    """The caller as the number sets look it up: E.164 as an int, else the str."""
+    body = caller[1:]
+    if caller[:1] == "+" and body.isdigit() and body.isascii() and body[0] != "0":
+        return int(body)
+    return caller
 
 
 def _provider_name(provider_id: str, name: str) -> str:
@@ -128,7 +182,7 @@ def _rmd_verdict(provider_id: str, name: str, status: str, monitor_only: bool) -
     reason = (
         f"{_provider_name(provider_id, name)} is not in the Robocall Mitigation Database "
         f"({state}); 47 CFR 64.6305(g) requires refusing traffic received directly from "
-        "a provider not certified in the RMD under 47 CFR 64.6305(c)"
+        "a provider whose certification (47 CFR 64.6305(d)-(f)) is not in the RMD"
     )
     if monitor_only:
         return Verdict(
@@ -139,6 +193,91 @@ def _rmd_verdict(provider_id: str, name: str, status: str, monitor_only: bool) -
             would_block=Rule.RMD_GATE,
         )
     return Verdict(True, Rule.RMD_GATE, reason, detail=provider_id)
+
+
+@lru_cache(maxsize=4096)
+def _unjudged_verdict(
+    provider_id: str, name: str, why: str, block: bool, monitor_only: bool
+) -> Verdict:
+    reason = (
+        f"{_provider_name(provider_id, name)} {why}, so its RMD filing cannot be "
+        "checked; 47 CFR 64.6305(g) permits accepting calls directly only from "
+        "providers in the Robocall Mitigation Database"
+    )
+    if block and not monitor_only:
+        return Verdict(
+            True,
+            Rule.UNMAPPED_PROVIDER,
+            reason + " (unmapped_provider_policy = block)",
+            detail=provider_id,
+        )
+    head = "monitor only" if block else "unmapped_provider_policy = monitor"
+    return Verdict(
+        False,
+        Rule.DEFAULT,
+        f"{head}, allowed: {reason}",
+        detail=provider_id,
+        would_block=Rule.UNMAPPED_PROVIDER,
+    )
+
+
+_NO_RECORD = "has no provider record"
+_NO_RMD_ID = "has no RMD identity (rmd_status unknown)"
+
+
+def _gate_unjudged(snap: Snapshot, provider: str, prov: Provider | None) -> Verdict:
+    block = snap.unmapped_provider_policy == "block"
+    if prov is None:
+        return _unjudged_verdict(provider, "", _NO_RECORD, block, False)
+    return _unjudged_verdict(provider, prov.name, _NO_RMD_ID, block, prov.monitor_only)
+
+
+@lru_cache(maxsize=4096)
+def _fdo_verdict(
+    order_id: str,
+    document: str,
+    provider_id: str,
+    name: str,
+    blocks_from: float,
+    in_force: bool,
+    monitor_only: bool,
+) -> Verdict:
+    who = _provider_name(provider_id, name)
+    if in_force:
+        reason = (
+            f"Final Determination Order {document} (order {order_id}) against {who}: "
+            "47 CFR 64.1200(n)(3) requires blocking all traffic received directly from it "
+            f"beginning 30 days after the order's release ({_iso(blocks_from)})"
+        )
+        if monitor_only:
+            return Verdict(
+                False,
+                Rule.DEFAULT,
+                "monitor only, allowed: " + reason,
+                detail=order_id,
+                would_block=Rule.FDO,
+            )
+        return Verdict(True, Rule.FDO, reason, detail=order_id)
+    reason = (
+        f"allowed: Final Determination Order {document} (order {order_id}) against {who} "
+        f"blocks all its traffic from {_iso(blocks_from)} (00:00 US Eastern, the 30th day "
+        "after release; 47 CFR 64.1200(n)(3))"
+    )
+    return Verdict(False, Rule.DEFAULT, reason, detail=order_id, would_block=Rule.FDO)
+
+
+@lru_cache(maxsize=4096)
+def _allow_over_verdict(over: Verdict) -> Verdict:
+    """The allowlist's pass over a rule of steps 4-6 that would have blocked."""
+    rule = over.rule
+    return Verdict(
+        False,
+        Rule.ALLOWLIST,
+        f"caller is on the operator's allowlist; allowed over rule {rule.label} "
+        f"({rule.citation}), which would otherwise block: {over.reason}",
+        detail=over.detail,
+        would_block=rule,
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -197,68 +336,70 @@ def _caller_dno(snap: Snapshot, caller: str) -> Verdict | None:
     return None
 
 
-def _provider_rules(
-    snap: Snapshot, provider_id: str, caller: str | None, now: float
+def _fdo_rules(
+    snap: Snapshot, orders: list[Order], prov: Provider | None, now: float
 ) -> Verdict | None:
-    """Rules 7-9 for a provider not on the blocklist: a blocking verdict first,
-    else the first would-block verdict, else None."""
+    """Step 2c: a blocking FDO verdict first, else the first would-block, else None."""
+    name = prov.name if prov is not None else ""
+    monitor_only = prov.monitor_only if prov is not None else False
+    pending: Verdict | None = None
+    for o in orders:
+        v = _fdo_verdict(
+            o.id, o.order, o.provider, name, o.blocks_from, now >= o.blocks_from, monitor_only
+        )
+        if v.blocked:
+            return v
+        if pending is None:
+            pending = v
+    return pending
+
+
+def _notice_rules(
+    snap: Snapshot, notices: list[Notice], provider_id: str, caller: str | None, now: float
+) -> Verdict | None:
+    """Step 6 (k4, then n2): a blocking verdict first, else the first would-block
+    verdict, else None."""
     prov: Provider | None = snap.providers.get(provider_id)
     name = prov.name if prov is not None else ""
     monitor_only = prov.monitor_only if prov is not None else False
     pending: Verdict | None = None
-    if prov is not None:
-        status = prov.rmd_status
-        if status == "removed" or status == "not_listed":  # 47 CFR 64.6305(g)
-            v = _rmd_verdict(provider_id, name, status, monitor_only)
-            if v.blocked:
-                return v
-            pending = v
-    notices = snap.notices.get(provider_id)
-    if notices:
+    for notice in notices:
+        if notice.kind != "k4":
+            continue
+        k4v = k4_verdict(notice, provider_id, name, monitor_only, now)  # rules/k4.py
+        if k4v is None:
+            continue
+        if k4v.blocked:
+            return k4v
+        if pending is None:
+            pending = k4v
+    if caller is not None:
         for notice in notices:
-            if notice.kind != "k4":
+            if notice.kind != "n2":
                 continue
-            k4v = k4_verdict(notice, provider_id, name, monitor_only, now)  # rules/k4.py
-            if k4v is None:
-                continue
-            if k4v.blocked:
-                return k4v
-            if pending is None:
-                pending = k4v
-        if caller is not None:
-            for notice in notices:
-                if notice.kind != "n2":
-                    continue
-                campaign = _n2_match(notice, caller, now)
-                if campaign is not None:
-                    v = _n2_verdict(notice.id, provider_id, name, campaign, monitor_only)
-                    if v.blocked:
-                        return v
-                    if pending is None:
-                        pending = v
+            campaign = _n2_match(notice, caller, now)
+            if campaign is not None:
+                v = _n2_verdict(notice.id, provider_id, name, campaign, monitor_only)
+                if v.blocked:
+                    return v
+                if pending is None:
+                    pending = v
     return pending
 
 
-def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
-    """The verdict for one call; ``now`` is UNIX epoch seconds."""
-    # 47 CFR 64.1200(k): emergency calls are never blocked, whatever else matches.
-    callee = facts.callee
-    if callee is not None and (callee in snap.emergency or callee in EMERGENCY_DEFAULT):
-        return ALLOW_EMERGENCY
-
-    caller = facts.caller
+def _after_allowlist(
+    snap: Snapshot, caller: str | None, key: int | str, provider: str | None, now: float
+) -> Verdict | None:
+    """Steps 4-6: the first blocking verdict, else the first would-block, else None."""
     if caller is not None:
-        # Parse the number once for the three number sets (E.164 as an int;
-        # anything else is looked up as a string and simply never matches).
-        body = caller[1:]
-        key: int | str = caller
-        if caller[:1] == "+" and body.isdigit() and body.isascii() and body[0] != "0":
-            key = int(body)
-        # Operator policy: allowlist, then caller and prefix blocklists.
-        if key in snap.allow_caller:
-            expires = snap.allow_expiry.get(caller)
-            if expires is None or now < expires:
-                return ALLOW_LISTED
+        # 4. 47 CFR 64.1200(o): do-not-originate.
+        if caller[:2] == "+1":
+            dno = _caller_dno(snap, caller)
+            if dno is not None:
+                return dno
+        if key in snap.dno_caller:
+            return BLOCK_DNO_INBOUND_ONLY
+        # 5. Operator policy: caller and prefix blocklists.
         if key in snap.block_caller:
             return BLOCK_CALLER
         block_prefix = snap.block_prefix
@@ -266,27 +407,96 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
             prefix = block_prefix.longest_match(caller)
             if prefix is not None:
                 return _prefix_verdict(prefix)
-        # 47 CFR 64.1200(o): do-not-originate.
-        if caller[:2] == "+1":
-            dno = _caller_dno(snap, caller)
-            if dno is not None:
-                return dno
-        if key in snap.dno_caller:
-            return BLOCK_DNO_INBOUND_ONLY
-
-    provider = facts.provider
     if provider is not None:
+        # 5. Operator policy: provider blocklist.
         if provider in snap.block_provider:
             return _provider_block_verdict(provider)
-        # Only providers with something against them take the slow path.
+        # 6. Notices (47 CFR 64.1200(k)(4), (n)(2)).
+        notices = snap.notices.get(provider)
+        if notices:
+            return _notice_rules(snap, notices, provider, caller, now)
+    return None
+
+
+def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
+    """The verdict for one call; ``now`` is UNIX epoch seconds."""
+    # 1. Emergency, 47 CFR 64.1200(k)(5): never blocked, whatever else matches.
+    # (is_emergency_callee and _number_key inlined: the hot path.)
+    callee = facts.callee
+    if callee is not None and (
+        callee in snap.emergency
+        or callee in EMERGENCY_DEFAULT
+        or (callee.startswith(_SOS) and (len(callee) == 15 or callee[15] == "."))
+    ):
+        return ALLOW_EMERGENCY
+    caller = facts.caller
+    key: int | str = ""
+    if caller is not None:
+        # Parse the number once for every number set (E.164 as an int;
+        # anything else is looked up as a string and simply never matches).
+        body = caller[1:]
+        key = caller
+        if caller[:1] == "+" and body.isdigit() and body.isascii() and body[0] != "0":
+            key = int(body)
+        # 47 CFR 64.1200(k)(6): calls from PSAPs / government emergency numbers.
+        # (NumberSet.__contains__ is Python code, ~0.2 µs: skipped while the
+        # Redis set is empty, read from its own slots.)
+        ec = snap.emergency_caller
+        if key in snap.emergency_caller_config or (
+            (ec._added or ec._cap) and key in ec  # noqa: SLF001
+        ):
+            return ALLOW_EMERGENCY_CALLER
+
+    # 2. Provider gates (47 CFR 64.6305(g), 64.1200(n)(3)): no allowlist lifts them.
+    # `pending`: the first would-block of a gate; `unjudged`: the would-block of
+    # an unjudgeable provider under the monitor policy, a configuration state
+    # that any more specific would-block (or allowlist pass) outranks.
+    pending: Verdict | None = None
+    unjudged: Verdict | None = None
+    provider = facts.provider
+    if provider is None:
+        if snap.unmapped_provider_policy == "block":
+            return BLOCK_UNMAPPED_SOURCE
+        unjudged = ALLOW_UNMAPPED_SOURCE
+    else:
         prov = snap.providers.get(provider)
-        if (
-            prov is not None and (prov.rmd_status == "removed" or prov.rmd_status == "not_listed")
-        ) or provider in snap.notices:
-            v = _provider_rules(snap, provider, caller, now)
+        if prov is None or prov.rmd_status == "unknown":
+            unjudged = _gate_unjudged(snap, provider, prov)
+            if unjudged.blocked:
+                return unjudged
+        elif prov.rmd_status == "removed" or prov.rmd_status == "not_listed":
+            pending = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
+            if pending.blocked:
+                return pending
+        orders = snap.orders.get(provider)
+        if orders:
+            v = _fdo_rules(snap, orders, prov, now)
             if v is not None:
-                return v
-    return ALLOW_DEFAULT
+                if v.blocked:
+                    return v
+                if pending is None:
+                    pending = v
+
+    # 3. Operator allowlist: exempts from 4-6; a pass over a rule is counted.
+    if caller is not None and key in snap.allow_caller:
+        expires = snap.allow_expiry.get(caller)
+        if expires is None or now < expires:
+            if pending is not None:
+                return pending  # a gate's would-block outranks the allowlist
+            over = _after_allowlist(snap, caller, key, provider, now)
+            if over is not None and over.blocked:
+                return _allow_over_verdict(over)
+            return unjudged if unjudged is not None else ALLOW_LISTED
+
+    # 4-6. DNO, operator block lists, notices.
+    v = _after_allowlist(snap, caller, key, provider, now)
+    if v is not None and v.blocked:
+        return v
+    if pending is not None:
+        return pending
+    if v is not None:
+        return v
+    return unjudged if unjudged is not None else ALLOW_DEFAULT
 
 
 # -- explain (sipscreen check) -------------------------------------------------
@@ -296,54 +506,102 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
     """Every rule, in decision order, with whether it matched and why."""
     checks: list[Check] = []
     caller, callee, provider = facts.caller, facts.callee, facts.provider
+    key = _number_key(caller) if caller is not None else ""
 
-    # 1. emergency
-    if callee is None:
-        checks.append(Check(Rule.EMERGENCY, False, "no usable callee number"))
-    elif callee in snap.emergency or callee in EMERGENCY_DEFAULT:
+    # 1. emergency: to 911/933/PSAP/urn:service:sos (k)(5), from an emergency caller (k)(6)
+    if callee is not None and is_emergency_callee(snap, callee):
         checks.append(
-            Check(Rule.EMERGENCY, True, f"callee {callee} is an emergency number; never blocked")
+            Check(
+                Rule.EMERGENCY,
+                True,
+                f"callee {callee} is an emergency number or service; "
+                "47 CFR 64.1200(k)(5): never blocked",
+            )
+        )
+    elif caller is not None and (
+        key in snap.emergency_caller_config or key in snap.emergency_caller
+    ):
+        checks.append(
+            Check(
+                Rule.EMERGENCY,
+                True,
+                f"caller {caller} is on the emergency-caller list (PSAP / government "
+                "emergency number); 47 CFR 64.1200(k)(6): all reasonable efforts not to block",
+            )
         )
     else:
-        checks.append(Check(Rule.EMERGENCY, False, f"callee {callee} is not an emergency number"))
+        to = f"callee {callee} is not an emergency number" if callee else "no usable callee"
+        frm = f"caller {caller} is not an emergency caller" if caller else "no usable caller ID"
+        checks.append(Check(Rule.EMERGENCY, False, f"{to}; {frm}"))
+
+    # 2a. provider that cannot be judged (unmapped_provider_policy)
+    prov = snap.providers.get(provider) if provider is not None else None
+    policy = snap.unmapped_provider_policy
+    if provider is None:
+        v = BLOCK_UNMAPPED_SOURCE if policy == "block" else ALLOW_UNMAPPED_SOURCE
+        checks.append(Check(Rule.UNMAPPED_PROVIDER, v.blocked, v.reason))
+    elif prov is None or prov.rmd_status == "unknown":
+        v = _gate_unjudged(snap, provider, prov)
+        checks.append(Check(Rule.UNMAPPED_PROVIDER, v.blocked, v.reason))
+    else:
+        checks.append(
+            Check(
+                Rule.UNMAPPED_PROVIDER,
+                False,
+                f"'{provider}' has an RMD identity ({prov.rmd_status})",
+            )
+        )
+
+    # 2b. RMD gate
+    if provider is None:
+        checks.append(
+            Check(Rule.RMD_GATE, False, "upstream provider unknown (see unmapped_provider)")
+        )
+    elif prov is None:
+        checks.append(
+            Check(Rule.RMD_GATE, False, f"'{provider}' has no provider record; RMD status unknown")
+        )
+    elif prov.rmd_status in ("removed", "not_listed"):
+        v = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
+        checks.append(Check(Rule.RMD_GATE, v.blocked, v.reason))
+    else:
+        checks.append(Check(Rule.RMD_GATE, False, f"RMD status of '{provider}': {prov.rmd_status}"))
+
+    # 2c. Final Determination Orders
+    orders = snap.orders.get(provider, []) if provider is not None else []
+    if provider is None:
+        checks.append(Check(Rule.FDO, False, "upstream provider unknown; no order applies"))
+    elif not orders:
+        checks.append(Check(Rule.FDO, False, f"no Final Determination Order against '{provider}'"))
+    for o in orders:
+        in_force = now >= o.blocks_from
+        v = _fdo_verdict(
+            o.id, o.order, o.provider, prov.name if prov else "", o.blocks_from, in_force,
+            prov.monitor_only if prov else False,
+        )  # fmt: skip
+        checks.append(Check(Rule.FDO, v.blocked, v.reason))
 
     no_caller = "no usable caller ID; caller rules skipped"
-    # 2. allowlist
+    # 3. allowlist
     if caller is None:
         checks.append(Check(Rule.ALLOWLIST, False, no_caller))
-    elif caller in snap.allow_caller:
+    elif key in snap.allow_caller:
         expires = snap.allow_expiry.get(caller)
-        if expires is None:
-            checks.append(Check(Rule.ALLOWLIST, True, f"{caller} is allowlisted (no expiry)"))
-        elif now < expires:
-            checks.append(
-                Check(Rule.ALLOWLIST, True, f"{caller} is allowlisted until {_iso(expires)}")
-            )
-        else:
+        if expires is not None and now >= expires:
             checks.append(
                 Check(Rule.ALLOWLIST, False, f"{caller}'s allowlist entry expired {_iso(expires)}")
             )
+        else:
+            until = "no expiry" if expires is None else f"until {_iso(expires)}"
+            why = f"{caller} is allowlisted ({until}); exempt from DNO, block lists, notices"
+            over = _after_allowlist(snap, caller, key, provider, now)
+            if over is not None and over.blocked:
+                why += f"; passes over {over.rule.label} ({over.rule.citation}), counted"
+            checks.append(Check(Rule.ALLOWLIST, True, why))
     else:
         checks.append(Check(Rule.ALLOWLIST, False, f"{caller} is not allowlisted"))
 
-    # 3. caller blocklist
-    if caller is None:
-        checks.append(Check(Rule.CALLER_BLOCK, False, no_caller))
-    elif caller in snap.block_caller:
-        checks.append(Check(Rule.CALLER_BLOCK, True, BLOCK_CALLER.reason))
-    else:
-        checks.append(Check(Rule.CALLER_BLOCK, False, f"{caller} is not on the caller blocklist"))
-
-    # 4. prefix blocklist
-    prefix = snap.block_prefix.longest_match(caller) if caller is not None else None
-    if caller is None:
-        checks.append(Check(Rule.PREFIX_BLOCK, False, no_caller))
-    elif prefix is not None:
-        checks.append(Check(Rule.PREFIX_BLOCK, True, _prefix_verdict(prefix).reason))
-    else:
-        checks.append(Check(Rule.PREFIX_BLOCK, False, "no blocked prefix matches"))
-
-    # 5. DNO
+    # 4. DNO
     invalid = nanp_invalid_reason(caller) if caller is not None else None
     if caller is None:
         checks.append(Check(Rule.DNO_INVALID, False, no_caller))
@@ -369,14 +627,29 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
 
     if caller is None:
         checks.append(Check(Rule.DNO_INBOUND_ONLY, False, no_caller))
-    elif caller in snap.dno_caller:
+    elif key in snap.dno_caller:
         checks.append(Check(Rule.DNO_INBOUND_ONLY, True, BLOCK_DNO_INBOUND_ONLY.reason))
     else:
         checks.append(
             Check(Rule.DNO_INBOUND_ONLY, False, f"{caller} is not on the inbound-only DNO list")
         )
 
-    # 6. provider blocklist
+    # 5. operator block lists: caller, prefix, provider
+    if caller is None:
+        checks.append(Check(Rule.CALLER_BLOCK, False, no_caller))
+    elif key in snap.block_caller:
+        checks.append(Check(Rule.CALLER_BLOCK, True, BLOCK_CALLER.reason))
+    else:
+        checks.append(Check(Rule.CALLER_BLOCK, False, f"{caller} is not on the caller blocklist"))
+
+    prefix = snap.block_prefix.longest_match(caller) if caller is not None else None
+    if caller is None:
+        checks.append(Check(Rule.PREFIX_BLOCK, False, no_caller))
+    elif prefix is not None:
+        checks.append(Check(Rule.PREFIX_BLOCK, True, _prefix_verdict(prefix).reason))
+    else:
+        checks.append(Check(Rule.PREFIX_BLOCK, False, "no blocked prefix matches"))
+
     no_provider = "upstream provider unknown; provider rules skipped"
     if provider is None:
         checks.append(Check(Rule.PROVIDER_BLOCK, False, no_provider))
@@ -387,21 +660,7 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
             Check(Rule.PROVIDER_BLOCK, False, f"'{provider}' is not on the provider blocklist")
         )
 
-    # 7. RMD gate
-    prov = snap.providers.get(provider) if provider is not None else None
-    if provider is None:
-        checks.append(Check(Rule.RMD_GATE, False, no_provider))
-    elif prov is None:
-        checks.append(
-            Check(Rule.RMD_GATE, False, f"'{provider}' has no provider record; RMD status unknown")
-        )
-    elif prov.rmd_status in ("removed", "not_listed"):
-        v = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
-        checks.append(Check(Rule.RMD_GATE, True, v.reason))
-    else:
-        checks.append(Check(Rule.RMD_GATE, False, f"RMD status of '{provider}': {prov.rmd_status}"))
-
-    # 8. k4 notices, 9. n2 notices
+    # 6. k4 notices, n2 notices
     notices = snap.notices.get(provider, []) if provider is not None else []
     name = prov.name if prov is not None else ""
     monitor_only = prov.monitor_only if prov is not None else False

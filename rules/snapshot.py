@@ -54,10 +54,13 @@ __all__ = [
     "K4_DEADLINES",
     "NOTICE_KINDS",
     "NUMBER_KINDS",
+    "ORDER_KINDS",
     "RMD_STATUSES",
+    "UNMAPPED_POLICIES",
     "SET_KINDS",
     "NumberSet",
     "Notice",
+    "Order",
     "PrefixSet",
     "Provider",
     "Snapshot",
@@ -67,6 +70,10 @@ __all__ = [
 RMD_STATUSES = ("listed", "removed", "not_listed", "unknown")
 NOTICE_KINDS = ("k4", "n2")
 K4_DEADLINES = ("mitigation", "report")
+ORDER_KINDS = ("fdo",)
+# What the engine does with a call whose provider cannot be judged against
+# the RMD (no trunk entry, no provider record, rmd_status "unknown").
+UNMAPPED_POLICIES = ("block", "monitor")
 
 # Multiplier for the table hash: consecutive numbers (a carrier's block of
 # 10,000) land far apart, so a miss next to a dense run stays short.
@@ -385,6 +392,26 @@ class Notice:
     effective: float | None = None
 
 
+@dataclass(slots=True)
+class Order:
+    """An Enforcement Bureau order naming a provider (Redis ``order:<id>`` hash).
+
+    ``kind`` ``"fdo"``: a Final Determination Order (47 CFR 64.1200(n)(3)):
+    providers immediately downstream block all traffic received directly from
+    ``provider`` beginning 30 days after ``released``. ``blocks_from`` is that
+    instant (UNIX epoch seconds, computed by :func:`rules.orders.fdo_blocks_from`);
+    ``order`` is the FCC document number (``"DA 24-123"``). Only orders in force
+    (not removed) are in a snapshot.
+    """
+
+    id: str
+    provider: str
+    kind: str
+    order: str
+    released: float
+    blocks_from: float
+
+
 def parse_campaigns(raw: str) -> tuple[str, ...]:
     """The ``campaigns`` field of a notice hash: comma-separated numbers or prefixes.
 
@@ -409,7 +436,7 @@ def parse_campaigns(raw: str) -> tuple[str, ...]:
 
 
 # Redis set keys that apply() understands (docs/DESIGN.md key schema).
-NUMBER_KINDS = ("block:caller", "allow:caller", "dno:caller")
+NUMBER_KINDS = ("block:caller", "allow:caller", "dno:caller", "emergency:caller")
 SET_KINDS = NUMBER_KINDS + ("block:prefix", "block:provider", "nanpa:npa", "nanpa:nxx")
 
 
@@ -433,6 +460,15 @@ class Snapshot:
     # set_nanpa() rather than assigning nanpa_nxx directly.
     nanpa_nxx_npa: set[str] = field(default_factory=set)
     emergency: frozenset[str] = EMERGENCY_DEFAULT
+    # Calls FROM these numbers get 47 CFR 64.1200(k)(6)'s reasonable efforts
+    # (PSAPs, government emergency numbers): the Redis set emergency:caller,
+    # plus the configured list (E.164 as ints, kept across reloads).
+    emergency_caller: NumberSet = field(default_factory=NumberSet)
+    emergency_caller_config: frozenset[int] = frozenset()
+    # Final Determination Orders in force, by provider id (47 CFR 64.1200(n)(3)).
+    orders: dict[str, list[Order]] = field(default_factory=dict)
+    # Provider that cannot be judged against the RMD: "block" or "monitor".
+    unmapped_provider_policy: str = "monitor"
     version: str = ""
     loaded_at: float = 0.0
 
@@ -460,6 +496,8 @@ class Snapshot:
             + len(self.block_provider)
             + len(self.providers)
             + sum(len(v) for v in self.notices.values())
+            + len(self.emergency_caller)
+            + sum(len(v) for v in self.orders.values())
             + len(self.nanpa_npa or ())
             + len(self.nanpa_nxx or ())
         )
@@ -561,6 +599,22 @@ class Snapshot:
                     self.notices[pid] = kept
                 else:
                     del self.notices[pid]
+
+    def set_order(self, order: Order) -> None:
+        """Add or replace (by id) an order in force."""
+        if order.kind not in ORDER_KINDS:
+            raise ValueError(f"unknown order kind {order.kind!r}")
+        self.remove_order(order.id)
+        self.orders.setdefault(order.provider, []).append(order)
+
+    def remove_order(self, order_id: str) -> None:
+        for pid, lst in list(self.orders.items()):
+            kept = [o for o in lst if o.id != order_id]
+            if len(kept) != len(lst):
+                if kept:
+                    self.orders[pid] = kept
+                else:
+                    del self.orders[pid]
 
     def notice(self, notice_id: str) -> Notice | None:
         for lst in self.notices.values():

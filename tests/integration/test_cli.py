@@ -129,10 +129,13 @@ def test_check_maps_source_ip_through_the_trunk_map(
     )
     redis_client.hset(key_prefix + "provider:gone-co", mapping={"rmd_status": "removed"})
     res = _run("--config", str(cfg), "check", "--caller", "+13105551234", "--source", "127.0.0.2")
-    assert res.returncode == 0, res.stderr
+    assert res.returncode == 1, res.stderr  # 1: blocked
     assert b"verdict: BLOCKED by rmd_gate (47 CFR 64.6305(g))" in res.stdout
     res = _run("--config", str(cfg), "check", "--caller", "+13105551234", "--source", "127.0.0.3")
-    assert b"verdict: ALLOWED by default" in res.stdout  # 127.0.0.3 is on no trunk
+    assert res.returncode == 0, res.stderr  # 0: allowed
+    # 127.0.0.3 is on no trunk: no unmapped_provider_policy key = monitor, counted.
+    assert b"verdict: ALLOWED by default" in res.stdout
+    assert b"would block: unmapped_provider (47 CFR 64.6305(g))" in res.stdout
 
 
 def _leaf_commands() -> list[list[str]]:
@@ -229,3 +232,33 @@ def test_run_refuses_placeholder_603plus_and_607(tmp_path: Path) -> None:
         assert res.returncode == 2, res.stderr
         assert message in res.stderr
         assert b"Traceback" not in res.stderr and b"listening" not in res.stdout
+
+
+def test_check_decides_with_the_configs_settings(
+    tmp_path: Path, redis_url: str, key_prefix: str, redis_client: Any
+) -> None:
+    """`check` uses the config's unmapped_provider_policy, emergency numbers and
+    emergency callers (not built-in defaults), and exits 0 allowed, 1 blocked,
+    2 bad input."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[redis]\nurl = "{redis_url}"\nkey_prefix = "{key_prefix}"\nembedded = false\n'
+        "[proxy]\n"
+        'unmapped_provider_policy = "block"\n'
+        'emergency_numbers = ["911", "933", "3105550100"]\n'
+        'emergency_callers = ["+13105550911"]\n'
+    )
+    base = ("--config", str(cfg), "check", "--source", "127.0.0.9")
+    res = _run(*base, "--caller", "+13105551234")
+    assert res.returncode == 1, res.stdout
+    assert b"verdict: BLOCKED by unmapped_provider (47 CFR 64.6305(g))" in res.stdout
+    res = _run(*base, "--caller", "+13105550911")  # a PSAP calling out
+    assert res.returncode == 0 and b"ALLOWED by emergency" in res.stdout, res.stdout
+    assert b"emergency caller" in res.stdout
+    res = _run(*base, "--caller", "+13105551234", "--callee", "310-555-0100")  # a PSAP line
+    assert res.returncode == 0 and b"ALLOWED by emergency" in res.stdout, res.stdout
+    res = _run(*base, "--caller", "+13105551234", "--callee", "urn:service:sos.police")
+    assert res.returncode == 0 and b"ALLOWED by emergency" in res.stdout, res.stdout
+    assert _run(*base, "--caller", "not-a-number").returncode == 2
+    helptext = _run("check", "--help").stdout
+    assert b"0 allowed" in helptext and b"1 blocked" in helptext

@@ -69,6 +69,10 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
         ('[proxy]\nlisten = ["udp:127.0.0.1:notaport"]\n', "proxy.listen[0]"),
         ('[proxy]\nsoftswitch = "tcp:127.0.0.1:5080"\n', "proxy.softswitch"),
         ('[proxy]\nemergency_numbers = ["91x"]\n', "proxy.emergency_numbers[0]"),
+        ('[proxy]\nemergency_callers = ["911"]\n', "proxy.emergency_callers[0]"),
+        ('[proxy]\nemergency_callers = "+13015550100"\n', "proxy.emergency_callers"),
+        ('[proxy]\nunmapped_provider_policy = "allow"\n', "proxy.unmapped_provider_policy"),
+        ("[proxy]\nunmapped_provider_policy = 1\n", "proxy.unmapped_provider_policy"),
         ('[redis]\nurl = "http://x"\n', "redis.url"),
         ('[answer.analytics]\nkind = "486"\n', "answer.analytics.kind"),
         ('[answer.deterministic]\nkind = "608"\n', "answer.deterministic.jcard_url"),
@@ -240,3 +244,17 @@ def test_trusted_sources_and_emergency(tmp_path: Path) -> None:
     assert not cfg.is_trusted_source("10.8.3.4")
     # 911 and 933 are always there (47 CFR 64.1200(k)); 10-digit -> E.164.
     assert cfg.emergency_numbers == {"911", "933", "+12025550100", "+13125550111"}
+
+
+def test_unmapped_policy_and_emergency_callers(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, ""), {})
+    assert cfg.unmapped_provider_policy == "monitor" and cfg.emergency_callers == frozenset()
+    text = '[proxy]\nunmapped_provider_policy = "block"\nemergency_callers = ["3015550100"]\n'
+    cfg = load_config(_write(tmp_path, text), {})
+    assert cfg.unmapped_provider_policy == "block"
+    assert cfg.emergency_callers == frozenset({"+13015550100"})
+    # The packaged sample config says which policy it uses (explicitly).
+    from proxy.config import default_config_path
+
+    assert 'unmapped_provider_policy = "monitor"' in Path(default_config_path()).read_text()
+    assert load_config(None, {}).unmapped_provider_policy == "monitor"

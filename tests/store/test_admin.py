@@ -127,20 +127,22 @@ async def test_notice_from_letter_deadlines_and_report(
 async def test_block_allow_check_and_bad_input(
     prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await run(prefix, "block", "caller", "202-555-0123", "--why", "spam") == 0
-    assert await operator.smembers(prefix + "block:caller") == {"+12025550123"}
-    assert await operator.hget(prefix + "meta:block:caller:+12025550123", "why") == "spam"
+    assert await run(prefix, "block", "caller", "202-555-0234", "--why", "spam") == 0
+    assert await operator.smembers(prefix + "block:caller") == {"+12025550234"}
+    assert await operator.hget(prefix + "meta:block:caller:+12025550234", "why") == "spam"
     assert await run(prefix, "block", "prefix", "+1303555") == 0
     assert await run(prefix, "allow", "caller", "+14155550100", "--until", "2027-01-01") == 0
     # A bare --until date runs to the end of that US Eastern day (EST: 05:00Z).
     assert await operator.zscore(prefix + "allow:caller:expiry", "+14155550100") == 1798865999
     capsys.readouterr()
-    assert await run(prefix, "check", "--caller", "+12025550123", "--json") == 0
+    # (+1202555-0123 would be blocked first by DNO: 555-01XX is the fiction range.)
+    # check exits 1 for a blocked call, 0 for an allowed one.
+    assert await run(prefix, "check", "--caller", "+12025550234", "--json") == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict"]["blocked"] is True and doc["verdict"]["rule"] == "caller_block"
-    assert await run(prefix, "check", "--caller", "+13035550100") == 0
+    assert await run(prefix, "check", "--caller", "+13035550200") == 1
     assert "BLOCKED by prefix_block" in capsys.readouterr().out
     assert await run(prefix, "block", "caller", "not-a-number") == 2
     assert "not-a-number" in capsys.readouterr().err
-    assert await run(prefix, "unblock", "caller", "+12025550123") == 0
+    assert await run(prefix, "unblock", "caller", "+12025550234") == 0
     assert await operator.smembers(prefix + "block:caller") == set()

@@ -389,3 +389,72 @@ async def test_nanpa_sets_drive_the_unallocated_rule_at_load_and_live(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+# -- Final Determination Orders and emergency callers (docs/REDIS.md) -------
+
+
+async def test_orders_and_emergency_callers_load_and_follow_live(
+    prefix: str, operator: aioredis.Redis
+) -> None:
+    from datetime import date
+
+    from rules.engine import decide
+    from rules.facts import CallFacts
+    from rules.orders import fdo_blocks_from
+    from rules.verdict import Rule
+
+    p = prefix
+    await operator.hset(p + "provider:pz", mapping={"rmd_status": "listed"})
+    await operator.hset(
+        p + "order:DA-24-1",
+        mapping={"provider": "pz", "kind": "fdo", "order": "DA 24-1", "released": "2024-05-01"},
+    )
+    await operator.rpush(p + "order:history:DA-24-1", '{"event": "added"}')  # not an order
+    await operator.hset(p + "order:bad", mapping={"provider": "pz", "released": "May 1"})
+    await operator.sadd(p + "emergency:caller", "+13015550100", "not-a-number")
+    store = make_store(p, emergency_callers=frozenset({"+13015550199"}))
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+        snap = store.snapshot
+        assert [o.id for o in snap.orders["pz"]] == ["DA-24-1"]  # the invalid one skipped
+        assert snap.orders["pz"][0].blocks_from == fdo_blocks_from(date(2024, 5, 1))
+        assert "+13015550100" in snap.emergency_caller and len(snap.emergency_caller) == 1
+        assert 13015550199 in snap.emergency_caller_config
+
+        def rule(caller: str, at: float = 2e9) -> Rule:
+            return decide(store.snapshot, CallFacts(caller, "+12025551000", "pz"), at).rule
+
+        assert rule("+13035551234") is Rule.FDO
+        assert rule("+13015550100") is Rule.EMERGENCY  # from Redis
+        assert rule("+13015550199") is Rule.EMERGENCY  # from the config
+
+        # Live: a new order, a removal recorded in place (not a DEL), set edits.
+        await operator.hset(
+            p + "order:DA-24-2",
+            mapping={"provider": "qq", "kind": "fdo", "order": "DA 24-2", "released": "2024-06-03"},
+        )
+        await until(lambda: "qq" in store.snapshot.orders, timeout=2.0)
+        await operator.hset(p + "order:DA-24-1", mapping={"status": "removed"})
+        await until(lambda: "pz" not in store.snapshot.orders, timeout=2.0)
+        assert rule("+13035551234") is Rule.DEFAULT
+        await operator.hset(p + "order:DA-24-1", mapping={"status": "active"})
+        await until(lambda: "pz" in store.snapshot.orders, timeout=2.0)
+        await operator.delete(p + "order:DA-24-1")
+        await until(lambda: "pz" not in store.snapshot.orders, timeout=2.0)
+
+        await operator.sadd(p + "emergency:caller", "+13015550101")
+        await until(lambda: "+13015550101" in store.snapshot.emergency_caller, timeout=2.0)
+        assert rule("+13015550101") is Rule.EMERGENCY
+        await operator.srem(p + "emergency:caller", "+13015550100")
+        await until(lambda: "+13015550100" not in store.snapshot.emergency_caller, timeout=2.0)
+        await operator.delete(p + "emergency:caller")
+        await until(lambda: len(store.snapshot.emergency_caller) == 0, timeout=2.0)
+        # The configured emergency callers survive a reload and a DEL of the set.
+        await store.load_full()
+        assert rule("+13015550199") is Rule.EMERGENCY
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

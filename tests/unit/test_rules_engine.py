@@ -1,8 +1,10 @@
-"""rules.engine: every rule, their order, expiries, monitor-only and notice timing."""
+"""rules.engine: every rule, their order (emergency; provider gates: unmapped
+provider, RMD, FDO; allowlist; DNO; operator lists; notices), expiries,
+monitor-only, allowlist overrides and notice/order timing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -10,13 +12,17 @@ from hypothesis import strategies as st
 
 from rules.engine import Check, decide, explain
 from rules.facts import CallFacts
-from rules.snapshot import Notice, NumberSet, Provider, Snapshot
+from rules.orders import fdo_blocks_from
+from rules.snapshot import Notice, NumberSet, Order, Provider, Snapshot
 from rules.verdict import (
     ALLOW_DEFAULT,
     ALLOW_EMERGENCY,
+    ALLOW_EMERGENCY_CALLER,
     ALLOW_LISTED,
+    ALLOW_UNMAPPED_SOURCE,
     BLOCK_CALLER,
     BLOCK_DNO_INBOUND_ONLY,
+    BLOCK_UNMAPPED_SOURCE,
     Rule,
 )
 
@@ -57,6 +63,22 @@ def k4(**kw: float | None) -> Notice:
     )
 
 
+def _fdo(provider: str, released: date, oid: str = "DA-24-123") -> Order:
+    from rules.orders import order_from_record
+
+    o = order_from_record(
+        {
+            "provider": provider,
+            "kind": "fdo",
+            "order": "DA 24-123",
+            "released": released.isoformat(),
+        },
+        oid,
+    )
+    assert o is not None
+    return o
+
+
 @pytest.fixture
 def snap() -> Snapshot:
     s = Snapshot.empty()
@@ -68,6 +90,7 @@ def snap() -> Snapshot:
     s.set_provider(Provider("gone", "Gone LLC", rmd_status="removed"))
     s.set_provider(Provider("never", "Never Filed", rmd_status="not_listed"))
     s.set_provider(Provider("watch", "Watched", rmd_status="removed", monitor_only=True))
+    s.set_provider(Provider("bad", "Bad Actor", rmd_status="listed"))
     s.apply("block:provider", "add", ["bad"])
     return s
 
@@ -86,7 +109,7 @@ def test_emergency_first_even_for_blocked_caller_and_provider(snap: Snapshot, ca
         for caller in ("+12025552001", "+19005551234", "+12025550150", None):
             v = decide(snap, facts(caller, callee, provider), REPORT_DUE + DAY)
             assert v is ALLOW_EMERGENCY
-            assert v.rule.citation == "47 CFR 64.1200(k)"
+            assert v.rule.citation == "47 CFR 64.1200(k)(5)-(6)"
 
 
 def test_default_emergency_numbers_apply_even_if_snapshot_drops_them(snap: Snapshot) -> None:
@@ -113,15 +136,49 @@ def test_prefix_longest_match(snap: Snapshot) -> None:
 
 
 def test_allowlist_beats_blocklists_and_expires(snap: Snapshot) -> None:
-    snap.apply("allow:caller", "add", ["+12025552001", "+19005551234"])
-    assert decide(snap, facts("+12025552001", provider="bad"), 0.0) is ALLOW_LISTED
-    assert decide(snap, facts("+19005551234"), 0.0) is ALLOW_LISTED
+    snap.apply("allow:caller", "add", ["+12025552001", "+19005551234", GOOD])
+    assert decide(snap, facts(GOOD), 0.0) is ALLOW_LISTED
+    # A pass over a rule that would have blocked names that rule (counted).
+    v = decide(snap, facts("+12025552001", provider="bad"), 0.0)
+    assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
+    assert "allowlist" in v.reason and "caller_block" in v.reason
+    v = decide(snap, facts("+19005551234"), 0.0)
+    assert v.rule is Rule.ALLOWLIST and v.would_block is Rule.PREFIX_BLOCK and v.detail == "+1900"
     snap.set_allow_expiry("+12025552001", 1000.0)
-    assert decide(snap, facts("+12025552001"), 999.9) is ALLOW_LISTED
+    assert decide(snap, facts("+12025552001"), 999.9).rule is Rule.ALLOWLIST
     # An expired entry no longer allows: the blocklist applies again.
     assert decide(snap, facts("+12025552001"), 1000.0) is BLOCK_CALLER
     snap.set_allow_expiry("+12025552001", None)
-    assert decide(snap, facts("+12025552001"), 5000.0) is ALLOW_LISTED
+    assert decide(snap, facts("+12025552001"), 5000.0).rule is Rule.ALLOWLIST
+
+
+def test_allowlist_passes_dno_and_notices_counted(snap: Snapshot) -> None:
+    # 47 CFR 64.1200(o) is mandatory, but the allowlist stays ahead of DNO: the
+    # operator defines its reasonable list; every such pass names the rule.
+    snap.apply("allow:caller", "add", ["+12025550150", "+18007721213", "+13465551234"])
+    v = decide(snap, facts("+12025550150"), 0.0)
+    assert v.rule is Rule.ALLOWLIST and v.would_block is Rule.DNO_INVALID and not v.blocked
+    assert decide(snap, facts("+18007721213"), 0.0).would_block is Rule.DNO_INBOUND_ONLY
+    snap.set_notice(Notice("n2-1", "pz", "n2", ISSUED, 0.0, 0.0, campaigns=("+1346",)))
+    v = decide(snap, facts("+13465551234", provider="pz"), ISSUED + 1)
+    assert v.rule is Rule.ALLOWLIST and v.would_block is Rule.NOTICE_N2
+
+
+@pytest.mark.parametrize("provider", ["gone", "never"])
+def test_allowlist_never_lifts_the_rmd_gate(snap: Snapshot, provider: str) -> None:
+    # The old order let an allowlisted caller through a provider not in the RMD.
+    snap.apply("allow:caller", "add", [GOOD])
+    v = decide(snap, facts(GOOD, provider=provider), 0.0)
+    assert v.blocked and v.rule is Rule.RMD_GATE
+
+
+def test_allowlist_never_lifts_an_fdo_or_unmapped_block(snap: Snapshot) -> None:
+    snap.apply("allow:caller", "add", [GOOD])
+    snap.set_order(_fdo("up", released=date(2024, 5, 1)))
+    v = decide(snap, facts(GOOD, provider="up"), fdo_blocks_from(date(2024, 5, 1)))
+    assert v.blocked and v.rule is Rule.FDO
+    snap.unmapped_provider_policy = "block"
+    assert decide(snap, facts(GOOD, provider=None), 0.0) is BLOCK_UNMAPPED_SOURCE
 
 
 @pytest.mark.parametrize(
@@ -169,16 +226,58 @@ def test_rmd_gate(snap: Snapshot, provider: str, state: str) -> None:
     v = decide(snap, facts(provider=provider), 0.0)
     assert v.blocked and v.rule is Rule.RMD_GATE and v.detail == provider
     assert state in v.reason
-    assert "47 CFR 64.6305(g)" in v.reason and "64.6305(c)" in v.reason
+    assert "47 CFR 64.6305(g)" in v.reason and "64.6305(d)-(f)" in v.reason
+    assert "64.6305(c)" not in v.reason
     assert v.rule.answer_class == "deterministic"
 
 
-def test_rmd_gate_listed_and_unknown_pass(snap: Snapshot) -> None:
+def test_rmd_gate_listed_passes(snap: Snapshot) -> None:
     assert decide(snap, facts(provider="up"), 0.0) is ALLOW_DEFAULT
-    assert decide(snap, facts(provider="stranger"), 0.0) is ALLOW_DEFAULT
+
+
+def test_unjudged_provider_monitor_policy_counts(snap: Snapshot) -> None:
+    # Default policy: monitor. Never a silent pass: would_block unmapped_provider.
+    assert snap.unmapped_provider_policy == "monitor"
+    assert decide(snap, facts(provider=None), 0.0) is ALLOW_UNMAPPED_SOURCE
+    v = decide(snap, facts(provider="stranger"), 0.0)
+    assert not v.blocked and v.would_block is Rule.UNMAPPED_PROVIDER
+    assert "no provider record" in v.reason and v.detail == "stranger"
     snap.set_provider(Provider("unk", rmd_status="unknown"))
-    assert decide(snap, facts(provider="unk"), 0.0) is ALLOW_DEFAULT
-    assert decide(snap, facts(provider=None), 0.0) is ALLOW_DEFAULT
+    v = decide(snap, facts(provider="unk"), 0.0)
+    assert not v.blocked and v.would_block is Rule.UNMAPPED_PROVIDER
+    assert "rmd_status unknown" in v.reason
+    # A later rule that blocks still blocks.
+    assert decide(snap, facts("+12025552001", provider=None), 0.0) is BLOCK_CALLER
+    # A more specific would-block outranks the unjudged one (k4 before its deadline).
+    snap.set_notice(
+        Notice("k", "unk", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=ISSUED)
+    )
+    v = decide(snap, facts(provider="unk"), ISSUED + HOUR)
+    assert not v.blocked and v.would_block is Rule.NOTICE_K4
+    assert decide(snap, facts(provider="unk"), REPORT_DUE).rule is Rule.NOTICE_K4
+    # And so does an allowlist pass; a plain allowlisted call stays counted unjudged.
+    snap.apply("allow:caller", "add", ["+12025552001", GOOD])
+    v = decide(snap, facts("+12025552001", provider=None), 0.0)
+    assert v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
+    assert decide(snap, facts(GOOD, provider=None), 0.0) is ALLOW_UNMAPPED_SOURCE
+
+
+def test_unjudged_provider_block_policy(snap: Snapshot) -> None:
+    snap.unmapped_provider_policy = "block"
+    v = decide(snap, facts(provider=None), 0.0)
+    assert v is BLOCK_UNMAPPED_SOURCE and v.blocked
+    assert v.rule.citation == "47 CFR 64.6305(g)" and "64.6305(g)" in v.reason
+    assert v.rule.answer_class == "deterministic"
+    v = decide(snap, facts(provider="stranger"), 0.0)
+    assert v.blocked and v.rule is Rule.UNMAPPED_PROVIDER and v.detail == "stranger"
+    snap.set_provider(Provider("unk", rmd_status="unknown"))
+    assert decide(snap, facts(provider="unk"), 0.0).rule is Rule.UNMAPPED_PROVIDER
+    # monitor_only on the provider record: would-block only.
+    snap.set_provider(Provider("unk", rmd_status="unknown", monitor_only=True))
+    v = decide(snap, facts(provider="unk"), 0.0)
+    assert not v.blocked and v.would_block is Rule.UNMAPPED_PROVIDER
+    # Emergency still first.
+    assert decide(snap, facts(callee="911", provider=None), 0.0) is ALLOW_EMERGENCY
 
 
 def test_rmd_monitor_only_allows_with_would_block(snap: Snapshot) -> None:
@@ -187,12 +286,17 @@ def test_rmd_monitor_only_allows_with_would_block(snap: Snapshot) -> None:
     assert "monitor only" in v.reason
 
 
-def test_caller_rules_come_before_provider_rules(snap: Snapshot) -> None:
-    assert decide(snap, facts("+12025552001", provider="gone"), 0.0) is BLOCK_CALLER
+def test_provider_gates_come_before_caller_rules(snap: Snapshot) -> None:
+    assert decide(snap, facts("+12025552001", provider="gone"), 0.0).rule is Rule.RMD_GATE
+    # DNO before the operator's lists.
     assert decide(snap, facts("+12025550150", provider="bad"), 0.0).rule is Rule.DNO_INVALID
-    # Provider blocklist before the RMD gate.
+    snap.apply("block:caller", "add", ["+18007721213"])
+    assert decide(snap, facts("+18007721213"), 0.0) is BLOCK_DNO_INBOUND_ONLY
+    # The RMD gate before the provider blocklist.
     snap.apply("block:provider", "add", ["gone"])
-    assert decide(snap, facts(provider="gone"), 0.0).rule is Rule.PROVIDER_BLOCK
+    assert decide(snap, facts(provider="gone"), 0.0).rule is Rule.RMD_GATE
+    # A monitor-only gate does not stop a later block.
+    assert decide(snap, facts("+12025550150", provider="watch"), 0.0).rule is Rule.DNO_INVALID
 
 
 def test_no_caller_skips_caller_rules(snap: Snapshot) -> None:
@@ -310,6 +414,89 @@ def test_n2_campaign_match(snap: Snapshot) -> None:
     assert decide(snap, facts(None, provider="pz"), ISSUED + 1) is ALLOW_DEFAULT
 
 
+# -- emergency ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "callee", ["urn:service:sos", "urn:service:sos.fire", "urn:service:sos.police"]
+)
+def test_emergency_urn_service_sos(snap: Snapshot, callee: str) -> None:
+    # RFC 5031: urn:service:sos and its sub-services are emergency calls.
+    snap.unmapped_provider_policy = "block"
+    for provider in ("gone", None, "bad"):
+        assert decide(snap, facts("+12025552001", callee, provider), 0.0) is ALLOW_EMERGENCY
+
+
+@pytest.mark.parametrize(
+    "callee", ["urn:service:sosx", "urn:service:counseling", "urn:service:so", "+1911"]
+)
+def test_not_emergency_urns(snap: Snapshot, callee: str) -> None:
+    assert decide(snap, facts(callee=callee, provider="gone"), 0.0).rule is Rule.RMD_GATE
+
+
+def test_emergency_caller_passes_every_gate(snap: Snapshot) -> None:
+    psap = "+13015550100"
+    snap.unmapped_provider_policy = "block"
+    snap.apply("block:caller", "add", [psap])
+    snap.set_order(_fdo("up", released=date(2024, 5, 1)))
+    for provider in ("gone", "bad", None, "up"):
+        assert decide(snap, facts(psap, provider=provider), 0.0).blocked
+    snap.apply("emergency:caller", "add", [psap])
+    for provider in ("gone", "bad", None, "up"):
+        v = decide(snap, facts(psap, provider=provider), REPORT_DUE)
+        assert v is ALLOW_EMERGENCY_CALLER and not v.blocked and v.rule is Rule.EMERGENCY
+        assert "emergency caller" in v.reason and "64.1200(k)(6)" in v.reason
+    # From config (kept apart from the Redis set).
+    other = "+13015550101"
+    snap.emergency_caller_config = frozenset({13015550101})
+    assert decide(snap, facts(other, provider="gone"), 0.0) is ALLOW_EMERGENCY_CALLER
+
+
+# -- Final Determination Orders (47 CFR 64.1200(n)(3)) -------------------------
+
+
+def test_fdo_blocks_from_the_30th_day_after_release(snap: Snapshot) -> None:
+    released = date(2024, 5, 1)
+    snap.set_order(_fdo("up", released))
+    start = fdo_blocks_from(released)
+    # 2024-05-31 00:00 EDT = 04:00 UTC: day 30 after the release blocks.
+    assert start == datetime(2024, 5, 31, 4, 0, tzinfo=UTC).timestamp()
+    before = decide(snap, facts(provider="up"), start - 1)
+    assert not before.blocked and before.would_block is Rule.FDO
+    assert "2024-05-31T04:00:00Z" in before.reason and before.detail == "DA-24-123"
+    at = decide(snap, facts(provider="up"), start)
+    assert at.blocked and at.rule is Rule.FDO and at.detail == "DA-24-123"
+    assert "47 CFR 64.1200(n)(3)" in at.reason and "DA 24-123" in at.reason
+    assert at.rule.citation == "47 CFR 64.1200(n)(3)" and at.rule.answer_class == "deterministic"
+    # Before it, other rules still block; other providers are untouched.
+    assert decide(snap, facts("+12025552001", provider="up"), start - 1) is BLOCK_CALLER
+    assert decide(snap, facts(provider="pz"), start) is ALLOW_DEFAULT
+    # A monitor-only provider: would_block.
+    snap.set_provider(Provider("up", "Upstream Inc", rmd_status="listed", monitor_only=True))
+    v = decide(snap, facts(provider="up"), start)
+    assert not v.blocked and v.would_block is Rule.FDO
+    snap.remove_order("DA-24-123")
+    snap.set_provider(Provider("up", "Upstream Inc", rmd_status="listed"))
+    assert decide(snap, facts(provider="up"), start) is ALLOW_DEFAULT
+
+
+def test_fdo_winter_release_uses_eastern_standard_time(snap: Snapshot) -> None:
+    released = date(2024, 12, 2)
+    assert fdo_blocks_from(released) == datetime(2025, 1, 1, 5, 0, tzinfo=UTC).timestamp()
+
+
+def test_fdo_rmd_pending_does_not_hide_fdo_block(snap: Snapshot) -> None:
+    snap.set_order(_fdo("watch", date(2024, 5, 1)))
+    v = decide(snap, facts(provider="watch"), 0.0)  # monitor-only, removed; FDO pending
+    assert not v.blocked and v.would_block is Rule.RMD_GATE
+
+
+def test_monitor_only_rmd_still_counted(snap: Snapshot) -> None:
+    snap.apply("allow:caller", "add", [GOOD])
+    v = decide(snap, facts(GOOD, provider="watch"), 0.0)
+    assert not v.blocked and v.would_block is Rule.RMD_GATE
+
+
 # -- explain -----------------------------------------------------------------
 
 
@@ -321,7 +508,7 @@ def test_explain_lists_every_rule_in_order(snap: Snapshot) -> None:
     assert matched == {Rule.CALLER_BLOCK, Rule.RMD_GATE}
     assert all(c.why for c in checks)
     # the default row names the rule that decided, not that rule's reason
-    assert checks[-1].why == f"not reached: rule {Rule.CALLER_BLOCK.label} decides the call"
+    assert checks[-1].why == f"not reached: rule {Rule.RMD_GATE.label} decides the call"
     plain = explain(snap, facts(GOOD), 0.0)
     assert plain[-1].matched and plain[-1].rule is Rule.DEFAULT
 
@@ -337,8 +524,11 @@ CALLERS = st.sampled_from(
     [None, GOOD, "+12025552001", "+18095551234", "+19005551234", "+12025550150",
      "+18007721213", "+13465551234", "+442071234567", "+12025571234", "+14165551234"]
 )  # fmt: skip
-CALLEES = st.sampled_from([None, CALLEE, "911", "933", "+12025550911"])
-PROVIDERS = st.sampled_from([None, "up", "pz", "gone", "never", "bad", "stranger"])
+CALLEES = st.sampled_from(
+    [None, CALLEE, "911", "933", "+12025550911", "urn:service:sos.fire", "urn:service:x"]
+)
+PROVIDERS = st.sampled_from([None, "up", "pz", "gone", "never", "bad", "stranger", "unk", "fdo"])
+FDO_RELEASED = date(2021, 10, 1)  # blocks from 2021-10-31, between ISSUED and REPORT_DUE
 
 
 @settings(max_examples=300, deadline=None)
@@ -353,6 +543,8 @@ PROVIDERS = st.sampled_from([None, "up", "pz", "gone", "never", "bad", "stranger
         [ISSUED - 1, MITIGATION_DUE, REPORT_DUE - 1, REPORT_DUE, REPORT_DUE + 9 * DAY]
     ),
     notified=st.sampled_from([None, ISSUED, FCC_AFTER, REPORT_DUE + DAY]),
+    policy=st.sampled_from(["block", "monitor"]),
+    psap=st.booleans(),
 )  # fmt: skip
 def test_explain_agrees_with_decide(
     caller: str | None,
@@ -363,8 +555,16 @@ def test_explain_agrees_with_decide(
     nanpa: bool,
     when: float,
     notified: float | None,
+    policy: str,
+    psap: bool,
 ) -> None:
     s = Snapshot.empty()
+    s.unmapped_provider_policy = policy
+    s.set_provider(Provider("unk", rmd_status="unknown"))
+    s.set_provider(Provider("fdo", rmd_status="listed"))
+    s.set_order(_fdo("fdo", FDO_RELEASED))
+    if psap:
+        s.apply("emergency:caller", "add", ["+12025552001", "+12025550150"])
     s.block_caller = NumberSet.from_iterable(["+12025552001"])
     s.apply("block:prefix", "add", ["+1900", "+1809555"])
     s.apply("dno:caller", "add", ["+18007721213"])
@@ -374,6 +574,7 @@ def test_explain_agrees_with_decide(
         ("pz", "listed"),
         ("gone", "removed"),
         ("never", "not_listed"),
+        ("bad", "listed"),
     ):
         s.set_provider(Provider(pid, rmd_status=status))
     s.set_notice(k4(fcc_notified=notified))
@@ -388,12 +589,21 @@ def test_explain_agrees_with_decide(
     checks = explain(s, f, when)
     assert [c.rule for c in checks][:9] == list(Rule)[:9]
     first = _first_decider(checks)
-    if verdict.would_block is None:
+    if verdict.would_block is None or verdict.rule is Rule.ALLOWLIST:
         assert verdict.rule is first
+    else:
+        # A would-block (monitor gate, pending notice/order) allows: no rule
+        # decided, unless the caller is allowlisted (the gate's would-block
+        # is then still what is counted).
+        assert verdict.rule is Rule.DEFAULT and first in (Rule.DEFAULT, Rule.ALLOWLIST)
     if verdict.blocked:
         assert verdict.rule.answer_class in ("deterministic", "analytics")
-    if callee in ("911", "933"):
+    if callee in ("911", "933", "urn:service:sos.fire"):
         assert verdict is ALLOW_EMERGENCY
+    elif psap and caller in ("+12025552001", "+12025550150"):
+        assert verdict is ALLOW_EMERGENCY_CALLER
+    if provider in ("gone", "never") and verdict.rule is not Rule.EMERGENCY:
+        assert verdict.blocked and verdict.rule is Rule.RMD_GATE  # no allowlist lifts it
 
 
 def test_verdict_rule_attributes() -> None:
@@ -401,7 +611,16 @@ def test_verdict_rule_attributes() -> None:
     assert len(set(labels)) == len(labels)
     assert all(label == label.lower() and " " not in label for label in labels)
     assert Rule.RMD_GATE.label == "rmd_gate"
-    assert Rule.EMERGENCY.citation == "47 CFR 64.1200(k)"
+    assert Rule.EMERGENCY.citation == "47 CFR 64.1200(k)(5)-(6)"
+    assert Rule.FDO.label == "fdo" and Rule.FDO.citation == "47 CFR 64.1200(n)(3)"
+    assert Rule.UNMAPPED_PROVIDER.citation == "47 CFR 64.6305(g)"
+    assert list(Rule)[:5] == [
+        Rule.EMERGENCY,
+        Rule.UNMAPPED_PROVIDER,
+        Rule.RMD_GATE,
+        Rule.FDO,
+        Rule.ALLOWLIST,
+    ]
     assert Rule.RMD_GATE.citation == "47 CFR 64.6305(g)"
     assert Rule.NOTICE_K4.citation == "47 CFR 64.1200(k)(4)"
     assert Rule.NOTICE_N2.citation == "47 CFR 64.1200(n)(2)"
