@@ -1326,11 +1326,16 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the 30th day after the order's release (00:00 US Eastern).",
     )
     p.add_argument("--provider", required=True, help="provider id (provider:<id>)")
-    p.add_argument("--kind", choices=("fdo",), default="fdo")
+    p.add_argument(
+        "--kind",
+        choices=("fdo",),
+        default="fdo",
+        help="fdo: a Final Determination Order, 47 CFR 64.1200(n)(3)",
+    )
     p.add_argument("--order", required=True, help='FCC document number, e.g. "DA 24-123"')
     p.add_argument("--released", required=True, help="release date, YYYY-MM-DD (US Eastern)")
     p.add_argument("--id", help="order id (default: from --order, DA-24-123)")
-    p.add_argument("--by")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_order_add))
     p = order.add_parser("list", help="orders in force (--all: removed ones too)")
     p.add_argument("--provider")
@@ -1340,7 +1345,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = order.add_parser("remove", help="record that an order no longer applies")
     p.add_argument("id")
     p.add_argument("--reason", required=True)
-    p.add_argument("--by")
+    p.add_argument("--by", help="who records it (default: the OS user)")
     p.set_defaults(handler=_wrap(_order_remove))
 
     tb = sub.add_parser("traceback", help="traceback evidence").add_subparsers(

@@ -250,7 +250,7 @@ def test_unjudged_provider_monitor_policy_counts(snap: Snapshot) -> None:
     assert decide(snap, facts("+12025552001", provider=None), 0.0) is BLOCK_CALLER
     # A more specific would-block outranks the unjudged one (k4 before its deadline).
     snap.set_notice(
-        Notice("k", "unk", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=ISSUED)
+        Notice("k", "unk", "k4", ISSUED, MITIGATION_DUE, REPORT_DUE, fcc_notified=REPORT_DUE)
     )
     v = decide(snap, facts(provider="unk"), ISSUED + HOUR)
     assert not v.blocked and v.would_block is Rule.NOTICE_K4
