@@ -1,22 +1,53 @@
 """Decision records: what was blocked (and a sample of what was allowed), why.
 
 How this works: 47 CFR 64.1200(k)(4) and the traceback duty (answer within
-24 hours, notify the FCC before blocking a provider's whole traffic) mean
-every blocking decision must be kept with the facts it was based on and be
-searchable later (shared/DOMAIN.md "Records").
+24 hours, 64.1200(n)(1); notify the FCC before blocking a provider's whole
+traffic) and the subscriber's right to the list of its calls blocked in the
+last 28 days mean every blocking decision must be kept with the facts it was
+based on and be findable later by callee, caller and provider
+(shared/DOMAIN.md "Records").
 
+* `proxy/screen.py` builds the record on the record path only (blocked,
+  would-block, `--monitor`, sampled allows) with every column of `FIELDS`;
+  strings received from the network (Call-ID, raw headers, provider header)
+  are cut by `clip()` to a configured size, ending in `…[+N]` (N = the
+  characters cut), so an attacker's 30 KB Call-ID costs at most a few
+  hundred bytes in the buffer, the stream and the JSON log.
 * `RecordWriter.append(record)` is called on the hot path: it only appends
-  the dict to a bounded in-memory deque (no await, no I/O). When the deque is
-  full the oldest record is dropped and `dropped` counts it.
+  the dict to an in-memory deque (no await, no I/O), bounded both by count
+  (`queue_max`) and by bytes (`queue_max_bytes`, the dict and its strings
+  as `sys.getsizeof` counts them). When either bound is reached the oldest
+  records go first; `dropped_by_reason` counts them (`buffer_count`,
+  `buffer_bytes`). It never raises and never blocks a call.
 * `RecordWriter.run()` is a background task: it drains the deque in batches
-  into the Redis stream `<prefix>records` with one pipelined round trip per
-  batch (`XADD ... MAXLEN ~ max_len * field value ...`) and trims by age
-  (`XTRIM ... MINID ~ <now - max_age_s in ms>`). The stream ID is the Redis
-  server time in ms, so a time range is an `XRANGE` between two IDs. If Redis
-  is down, records wait in the deque and the flush is retried with backoff.
-* `export()` streams a time range as CSV (with a header) or JSON lines, with
-  optional caller/provider/rule filters, reading `XRANGE` in pages.
-* `summary()` counts the records of one provider by day, rule and action.
+  with one Lua script call per batch (`_WRITE`): `XADD <prefix>records *`
+  for each record (the stream ID is the Redis server time in ms, when the
+  record was written) and, in the same call, `ZADD` of that stream ID, scored
+  by its own ms, into the index sorted sets
+  `<prefix>records:ix:callee:<E.164>`, `...:ix:caller:<E.164>` and
+  `...:ix:provider:<id>:<YYYY-MM-DD>` (the UTC day of the write). Each index
+  key touched by a batch has its members older than `max_age_s` removed and
+  its TTL set to `max_age_s`, so an index never outlives the retention by
+  more than that and an idle one expires whole. Every time filter is on this
+  write time (the stream ID), also under a replay clock; the record's `ts`
+  is the decision time (the same but for the seconds a record waits in the
+  buffer, longer while Redis is down). If Redis is down, records wait in the deque
+  (bounded as above) and the flush is retried with backoff.
+* Retention is by age: every `trim_every_s` the writer trims the stream with
+  `XTRIM <prefix>records MINID ~ <now - max_age_s in ms>`, off the hot path
+  (default 30 days, so a subscriber's 28-day list can always be produced).
+  `max_len` > 0 adds a count ceiling (`XADD MAXLEN ~`), off by default.
+* `export()` streams records as CSV (a header, then `id` and `FIELDS`) or JSON
+  lines (every field). With a callee, caller or provider filter it reads
+  the matching index (callee first, then caller, then provider's day keys)
+  with `ZRANGEBYSCORE` over the time range and fetches those
+  entries by ID (`XRANGE id id`, pipelined a page at a time); the other
+  filters (rule, action, ...) are applied to what comes back. Without one of
+  those filters (or with `scan=True`, for records written before the
+  indexes existed) it reads `XRANGE` over the stream-ID range, filtering
+  inside Redis a page at a time (`_FILTER_PAGE`).
+* `summary()` counts the records of one provider by day, rule and action,
+  through the provider index.
 """
 
 from __future__ import annotations
@@ -29,40 +60,149 @@ import io
 import json
 import logging
 import random
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["FIELDS", "RecordWriter", "export", "iso_ms", "summary"]
+__all__ = [
+    "DROP_REASONS",
+    "FIELDS",
+    "RecordWriter",
+    "clip",
+    "export",
+    "index_keys",
+    "iso_ms",
+    "summary",
+]
 
 log = logging.getLogger("sipscreen.records")
 
 # The columns of a record, in export order (DOMAIN.md "Records").
 FIELDS = (
-    "ts",
-    "call_id",
-    "source",
-    "provider",
-    "ocn",
-    "caller",
-    "callee",
+    "ts",  # decision time, ISO-8601 UTC with ms
+    "call_id",  # as received (clipped)
+    "source",  # ip:port the INVITE came from ([v6]:port)
+    "transport",  # udp / tcp
+    "provider",  # upstream provider id (trunk map or trusted SBC header)
+    "ocn",  # SHAKEN signer OCN when verified
+    "caller",  # normalised E.164 (PAI, else From)
+    "callee",  # normalised E.164 (Request-URI, else To)
+    "caller_raw",  # From URI user part as received
+    "callee_raw",  # Request-URI user part as received
+    "caller_private",  # 1 when Privacy: id/user
+    "pai",  # P-Asserted-Identity header(s) as received
+    "from",  # From header value as received
+    "identity",  # Identity header(s) as received (RFC 8224)
     "rule",
     "citation",
     "reason",
-    "action",
-    "monitor",
+    "detail",  # notice or order id
+    "action",  # reject / would_block / monitor / allow
+    "monitor",  # 1 when the proxy ran with --monitor
+    "status",  # SIP status sent (reject only)
     "snapshot_version",
 )
 STREAM = "records"
+INDEX = "records:ix:"
 PAGE = 5000
+FETCH_PAGE = 1000
+# How far back a provider query looks when no --since is given (the day
+# keys expire with the retention; a missing day key costs one empty reply).
+PROVIDER_LOOKBACK_DAYS = 400
+DROP_REASONS = ("buffer_count", "buffer_bytes", "error")
+MIB = 1 << 20
 
 
 def iso_ms(ts: float) -> str:
     """ISO-8601 UTC with milliseconds: `2026-11-29T12:00:00.123Z`."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def clip(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, marked `…[+N]` when cut (N = cut).
+
+    Received strings are latin-1 decoded, so a character is a received byte.
+    The result is at most `limit` characters long, marker included (only
+    the marker when `limit` is shorter than it; limit 0 = no cut).
+    """
+    if limit <= 0 or len(value) <= limit:
+        return value
+    cut = len(value) - limit
+    while True:
+        mark = f"…[+{cut}]"
+        keep = max(limit - len(mark), 0)
+        if len(value) - keep == cut:
+            return value[:keep] + mark
+        cut = len(value) - keep
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+
+
+def index_keys(prefix: str, rec: dict[str, str], day: str) -> list[str]:
+    """The index sorted sets a record written on `day` (UTC, YYYY-MM-DD)
+    goes into (an empty caller, callee or provider has none)."""
+    keys = []
+    ix = prefix + INDEX
+    if callee := rec.get("callee"):
+        keys.append(f"{ix}callee:{callee}")
+    if caller := rec.get("caller"):
+        keys.append(f"{ix}caller:{caller}")
+    if provider := rec.get("provider"):
+        keys.append(f"{ix}provider:{provider}:{day}")
+    return keys
+
+
+def _size(rec: dict[str, str]) -> int:
+    """Bytes a queued record holds: the dict, its values, the queue slot."""
+    return sys.getsizeof(rec) + sum(map(sys.getsizeof, rec.values())) + 64
+
+
+# One batch of records: XADD each, ZADD its ID (scored by the ID's ms, the
+# server time) into its index keys, then trim by that time and set the TTL of
+# every index key touched. KEYS[1] the stream, KEYS[2..] the index keys,
+# consumed in order. ARGV: max_len (0 = none), retention ms (0 = keep
+# forever), then per record: number of index keys, number of field/value
+# strings, the fields and values.
+_WRITE = """
+local maxlen = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local nowms = 0
+local k = 2
+local i = 3
+local n = 0
+local touched = {}
+while i <= #ARGV do
+  local nix = tonumber(ARGV[i])
+  local nf = tonumber(ARGV[i + 1])
+  local id
+  if maxlen > 0 then
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 2, i + 1 + nf))
+  else
+    id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + nf))
+  end
+  nowms = tonumber(string.match(id, '^(%d+)'))
+  for j = 0, nix - 1 do
+    redis.call('ZADD', KEYS[k + j], nowms, id)
+    touched[KEYS[k + j]] = true
+  end
+  k = k + nix
+  i = i + 2 + nf
+  n = n + 1
+end
+if keep > 0 then
+  for key in pairs(touched) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (nowms - keep))
+    redis.call('PEXPIRE', key, keep)
+  end
+end
+return n
+"""
 
 
 class RecordWriter:
@@ -76,39 +216,74 @@ class RecordWriter:
         max_age_s: float,
         *,
         queue_max: int = 100_000,
+        queue_max_bytes: int = 32 * MIB,
         batch: int = 1000,
         linger_s: float = 0.05,
+        trim_every_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
+        self.prefix = prefix
         self.key = prefix + STREAM
         self.max_len = max_len
         self.max_age_s = max_age_s
         self.batch = batch
         # After the first record wakes the writer it waits this long, so that a
-        # burst of blocks goes out as one pipeline (one XADD per record, one
-        # round trip) instead of one round trip per record.
+        # burst of blocks goes out as one script call (one round trip) instead
+        # of one round trip per record.
         self.linger_s = linger_s
+        self.trim_every_s = trim_every_s
         self.clock = clock
         self.dropped = 0
+        self.dropped_by_reason: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.written = 0
-        self._queue: collections.deque[dict[str, str]] = collections.deque()
+        self.bytes = 0  # what the queued records hold (see _size)
+        self._queue: collections.deque[tuple[dict[str, str], int]] = collections.deque()
         self._queue_max = queue_max
+        self._queue_max_bytes = queue_max_bytes
         self._wake = asyncio.Event()
         self._failing = False
+        self._script = redis.register_script(_WRITE)
+        self._trimmed_at = 0.0
 
     def __len__(self) -> int:
         return len(self._queue)
 
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.dropped += n
+        self.dropped_by_reason[reason] += n
+
     def append(self, record: dict[str, str]) -> None:
-        """Queue one record (hot path: no await, no I/O)."""
+        """Queue one record (hot path: no await, no I/O, never raises)."""
+        size = _size(record)
         q = self._queue
-        if len(q) >= self._queue_max:
-            q.popleft()  # the oldest goes first: the newest are worth more
-            self.dropped += 1
-        q.append(record)
+        # The oldest go first: the newest are worth more.
+        while q and len(q) >= self._queue_max:
+            self.bytes -= q.popleft()[1]
+            self._drop("buffer_count")
+        while q and self.bytes + size > self._queue_max_bytes:
+            self.bytes -= q.popleft()[1]
+            self._drop("buffer_bytes")
+        if size > self._queue_max_bytes or self._queue_max <= 0:
+            self._drop("buffer_bytes" if self._queue_max > 0 else "buffer_count")
+            return
+        q.append((record, size))
+        self.bytes += size
         if not self._wake.is_set():
             self._wake.set()
+
+    def _put_back(self, chunk: list[tuple[dict[str, str], int]]) -> None:
+        # In order, in front of what came meanwhile, still bounded: what does
+        # not fit is dropped (the newer records queued meanwhile stay).
+        q = self._queue
+        for item in reversed(chunk):
+            if len(q) >= self._queue_max:
+                self._drop("buffer_count")
+            elif self.bytes + item[1] > self._queue_max_bytes:
+                self._drop("buffer_bytes")
+            else:
+                q.appendleft(item)
+                self.bytes += item[1]
 
     async def flush(self) -> int:
         """Write everything queued now; returns how many were written."""
@@ -116,47 +291,66 @@ class RecordWriter:
         while self._queue:
             n = min(self.batch, len(self._queue))
             chunk = [self._queue.popleft() for _ in range(n)]
+            self.bytes -= sum(item[1] for item in chunk)
             try:
-                await self._write(chunk)
+                await self._write([rec for rec, _ in chunk])
             except BaseException:
-                # Put them back in order, still bounded.
-                for rec in reversed(chunk):
-                    if len(self._queue) >= self._queue_max:
-                        self.dropped += 1
-                        continue
-                    self._queue.appendleft(rec)
+                self._put_back(chunk)
                 raise
             total += n
             self.written += n
         return total
 
     async def _write(self, chunk: list[dict[str, str]]) -> None:
-        async with self.redis.pipeline(transaction=False) as p:
-            for rec in chunk:
-                fields = {k: rec.get(k, "") for k in FIELDS}
-                for k, v in rec.items():
-                    if k not in fields:
-                        fields[k] = v
-                if self.max_len > 0:
-                    p.xadd(self.key, cast(Any, fields), maxlen=self.max_len, approximate=True)
-                else:
-                    p.xadd(self.key, cast(Any, fields))
-            if self.max_age_s > 0:
-                min_id = int((self.clock() - self.max_age_s) * 1000)
-                p.xtrim(self.key, minid=max(min_id, 0), approximate=True)
-            await p.execute()
+        now = self.clock()
+        keys = [self.key]
+        args: list[Any] = [
+            max(self.max_len, 0),
+            int(self.max_age_s * 1000) if self.max_age_s > 0 else 0,
+        ]
+        day = _day(int(now * 1000))
+        for rec in chunk:
+            ix = index_keys(self.prefix, rec, day)
+            flat: list[str] = []
+            for k in FIELDS:
+                flat += (k, rec.get(k, ""))
+            for k, v in rec.items():
+                if k not in FIELDS:
+                    flat += (k, v)
+            keys += ix
+            args += (len(ix), len(flat))
+            args += flat
+        await self._script(keys=keys, args=args)
+
+    async def trim(self) -> None:
+        """Drop the stream entries older than `max_age_s` (by stream ID)."""
+        if self.max_age_s <= 0:
+            return
+        min_id = max(int((self.clock() - self.max_age_s) * 1000), 0)
+        await self.redis.xtrim(self.key, minid=min_id, approximate=True)
+
+    async def _maybe_trim(self) -> None:
+        t = time.monotonic()
+        if self.trim_every_s > 0 and t - self._trimmed_at >= self.trim_every_s:
+            self._trimmed_at = t
+            await self.trim()
 
     async def run(self) -> None:
-        """Flush forever (cancel to stop; a last flush is attempted)."""
+        """Flush and trim forever (cancel to stop; a last flush is attempted)."""
         delay = 0.1
         try:
             while True:
-                await self._wake.wait()
-                if self.linger_s > 0:
+                wait = self.trim_every_s if self.trim_every_s > 0 else None
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+                if self.linger_s > 0 and self._queue:
                     await asyncio.sleep(self.linger_s)
                 self._wake.clear()
                 try:
                     await self.flush()
+                    await self._maybe_trim()
                 except (RedisError, OSError, TimeoutError) as exc:
                     if not self._failing:
                         log.warning(
@@ -225,6 +419,54 @@ def _entry(sid: Any, fields: Any) -> tuple[str, dict[str, str]]:
     return _text(sid), {_text(k): _text(v) for k, v in (fields or {}).items()}
 
 
+def _match(rec: dict[str, str], want: dict[str, str | Iterable[str] | None]) -> bool:
+    for k, v in want.items():
+        if v is None:
+            continue
+        got = rec.get(k, "")
+        if isinstance(v, str):
+            if got != v:
+                return False
+        elif got not in v:
+            return False
+    return True
+
+
+async def _indexed(
+    redis: aioredis.Redis,
+    prefix: str,
+    keys: list[str],
+    lo_ms: int,
+    hi_ms: int,
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """The entries the index keys list between two times (ms), in key order
+    then time order (entries already trimmed from the stream are skipped)."""
+    stream = prefix + STREAM
+    async with redis.pipeline(transaction=False) as p:
+        for key in keys:
+            p.zrangebyscore(key, lo_ms, hi_ms)
+        lists = await p.execute()
+    ids = [_text(sid) for ids in lists for sid in ids]
+    for i in range(0, len(ids), FETCH_PAGE):
+        async with redis.pipeline(transaction=False) as p:
+            for sid in ids[i : i + FETCH_PAGE]:
+                p.xrange(stream, min=sid, max=sid, count=1)
+            pages = await p.execute()
+        for entries in pages:
+            for sid, fields in entries or ():
+                yield _entry(sid, fields)
+
+
+def _days(lo_ms: int, hi_ms: int) -> list[str]:
+    day = dt.datetime.fromtimestamp(lo_ms / 1000, dt.UTC).date()
+    last = dt.datetime.fromtimestamp(hi_ms / 1000, dt.UTC).date()
+    out = []
+    while day <= last:
+        out.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return out
+
+
 async def _records(
     redis: aioredis.Redis,
     prefix: str,
@@ -233,9 +475,48 @@ async def _records(
     caller: str | None = None,
     provider: str | None = None,
     rule: str | None = None,
+    *,
+    callee: str | None = None,
+    actions: Iterable[str] | None = None,
+    scan: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """The records between two times, in order; with a filter, only those
-    that match it (filtered inside Redis, a page at a time)."""
+    """The matching records, in time order.
+
+    With a callee, caller or provider (and not `scan`), through the indexes;
+    else over the stream, filtered inside Redis a page at a time. Times are
+    the stream-ID (write) time either way.
+    """
+    acts = None if actions is None else frozenset(actions)
+    want: dict[str, str | Iterable[str] | None] = {
+        "callee": callee,
+        "caller": caller,
+        "provider": provider,
+        "rule": rule,
+        "action": acts,
+    }
+    if not scan and (callee or caller or provider):
+        hi_ms = int((clock() if until is None else until) * 1000)
+        if since is not None:
+            lo_ms = max(int(since * 1000), 0)
+        elif callee or caller:
+            lo_ms = 0
+        else:
+            lo_ms = max(hi_ms - PROVIDER_LOOKBACK_DAYS * 86_400_000, 0)
+        ix = prefix + INDEX
+        if callee:
+            keys = [f"{ix}callee:{callee}"]
+        elif caller:
+            keys = [f"{ix}caller:{caller}"]
+        else:
+            # The day of a key is the writer's clock at the write, the score
+            # the server's: a neighbour day's key may hold an edge entry.
+            days = _days(lo_ms - 86_400_000, hi_ms + 86_400_000)
+            keys = [f"{ix}provider:{provider}:{d}" for d in days]
+        async for sid, rec in _indexed(redis, prefix, keys, lo_ms, hi_ms):
+            if _match(rec, want):
+                yield sid, rec
+        return
     key = prefix + STREAM
     lo = _stream_id(since, "-")
     hi = _stream_id(until, "+")
@@ -245,15 +526,16 @@ async def _records(
             last, n, page = await cast(Any, redis).eval(
                 _FILTER_PAGE, 1, key, lo, hi, PAGE, caller or "", provider or "", rule or ""
             )
-            for sid, fields in page:
-                yield _entry(sid, fields)
+            entries = [_entry(sid, fields) for sid, fields in page]
             last_s = _text(last)
         else:
-            entries = await redis.xrange(key, min=lo, max=hi, count=PAGE) or []
-            n = len(entries)
-            for sid, fields in entries:
-                yield _entry(sid, fields)
-            last_s = _text(entries[-1][0]) if entries else ""
+            raw = await redis.xrange(key, min=lo, max=hi, count=PAGE) or []
+            n = len(raw)
+            entries = [_entry(sid, fields) for sid, fields in raw]
+            last_s = entries[-1][0] if entries else ""
+        for sid, rec in entries:
+            if _match(rec, want):
+                yield sid, rec
         if n < PAGE or not last_s:
             return
         lo = "(" + last_s  # exclusive start (Redis >= 6.2)
@@ -268,6 +550,10 @@ async def export(
     provider: str | None = None,
     rule: str | None = None,
     fmt: str = "csv",
+    *,
+    callee: str | None = None,
+    actions: Iterable[str] | None = None,
+    scan: bool = False,
 ) -> AsyncIterator[str]:
     """Yield the matching records as CSV lines (header first) or JSON lines."""
     if fmt not in ("csv", "json"):
@@ -277,9 +563,20 @@ async def export(
     if fmt == "csv":
         writer.writerow(("id", *FIELDS))
         yield buf.getvalue()
-    async for sid, rec in _records(redis, prefix, since, until, caller, provider, rule):
+    async for sid, rec in _records(
+        redis,
+        prefix,
+        since,
+        until,
+        caller,
+        provider,
+        rule,
+        callee=callee,
+        actions=actions,
+        scan=scan,
+    ):
         if fmt == "json":
-            yield json.dumps({"id": sid, **rec}, separators=(",", ":")) + "\n"
+            yield json.dumps({"id": sid, **rec}, separators=(",", ":"), ensure_ascii=False) + "\n"
         else:
             buf.seek(0)
             buf.truncate()

@@ -1,4 +1,6 @@
-"""Decision records in a Redis stream: queue, flush, trim, export, summary."""
+"""Decision records in a Redis stream: queue (bounded by count and bytes),
+flush with the callee/caller/provider-day indexes, trim by age, indexed and
+scanned export, the CLI, summary."""
 
 from __future__ import annotations
 
@@ -15,15 +17,22 @@ from proxy.records import FIELDS, RecordWriter, export, iso_ms, summary
 from tests.store.conftest import free_port
 
 
-def rec(caller: str, provider: str, rule: str, action: str = "blocked") -> dict[str, str]:
+def rec(
+    caller: str,
+    provider: str,
+    rule: str,
+    action: str = "blocked",
+    callee: str = "+13035550100",
+) -> dict[str, str]:
     return {
         "ts": iso_ms(time.time()),
         "call_id": f"c-{caller}",
-        "source": "192.0.2.1",
+        "source": "192.0.2.1:5060",
+        "transport": "udp",
         "provider": provider,
         "ocn": "AB12",
         "caller": caller,
-        "callee": "+13035550100",
+        "callee": callee,
         "rule": rule,
         "citation": "47 CFR 64.6305(g)",
         "reason": 'has, "quotes" and commas',
@@ -70,14 +79,17 @@ async def test_write_export_csv_json_with_filters(prefix: str, operator: aioredi
 
 
 async def test_trim_by_length_and_age(prefix: str, operator: aioredis.Redis) -> None:
+    # An optional count ceiling (off by default: retention is by age).
     w = RecordWriter(operator, prefix, max_len=100, max_age_s=0, batch=200)
     for i in range(2000):
         w.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
     await w.flush()
     n = await operator.xlen(prefix + "records")
     assert 100 <= n < 2000  # MAXLEN ~ trims whole nodes, approximately
-    # Age: a writer whose clock is an hour ahead finds every record older
-    # than max_age_s and trims them (MINID ~ keeps at most the last node).
+    # Age: writing does not trim the stream (that is the periodic trim(), off
+    # the write path); a writer whose clock is an hour ahead finds every
+    # record older than max_age_s and trims them (MINID ~ keeps at most the
+    # last node).
     await operator.delete(prefix + "records")
     fill = RecordWriter(operator, prefix, max_len=0, max_age_s=0, batch=500)
     for i in range(2000):
@@ -87,7 +99,58 @@ async def test_trim_by_length_and_age(prefix: str, operator: aioredis.Redis) -> 
     old = RecordWriter(operator, prefix, max_len=0, max_age_s=1, clock=lambda: time.time() + 3600)
     old.append(rec("+12025550000", "acme", "caller_block"))
     await old.flush()
+    assert await operator.xlen(prefix + "records") == 2001
+    await old.trim()
     assert await operator.xlen(prefix + "records") <= 200
+
+
+async def test_periodic_trim_in_run(prefix: str, operator: aioredis.Redis) -> None:
+    """run() trims every trim_every_s even when no record comes."""
+    fill = RecordWriter(operator, prefix, max_len=0, max_age_s=0, batch=500)
+    for i in range(1000):
+        fill.append(rec(f"+1303555{i:04d}", "acme", "caller_block"))
+    await fill.flush()
+    w = RecordWriter(
+        operator,
+        prefix,
+        max_len=0,
+        max_age_s=1,
+        trim_every_s=0.05,
+        clock=lambda: time.time() + 3600,
+    )
+    task = asyncio.create_task(w.run())
+    try:
+        for _ in range(200):
+            if await operator.xlen(prefix + "records") <= 200:
+                break
+            await asyncio.sleep(0.02)
+        assert await operator.xlen(prefix + "records") <= 200
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_index_members_follow_the_retention(prefix: str, operator: aioredis.Redis) -> None:
+    """Each index key touched by a write loses its members older than the
+    retention and carries the retention as TTL (an idle one expires)."""
+    w = RecordWriter(operator, prefix, max_len=0, max_age_s=1)
+    w.append(rec("+12025550001", "acme", "caller_block", callee="+13035550111"))
+    await w.flush()
+    key = prefix + "records:ix:callee:+13035550111"
+    assert await operator.zcard(key) == 1
+    assert 0 < await operator.pttl(key) <= 1000
+    await asyncio.sleep(1.1)  # the first member is now older than 1 s
+    w.append(rec("+12025550002", "acme", "caller_block", callee="+13035550111"))
+    await w.flush()
+    ids = await operator.zrange(key, 0, -1)
+    newest = await operator.xrevrange(prefix + "records", count=1)
+    assert ids == [newest[0][0]]
+    # Kept forever when max_age_s is 0: no TTL.
+    keep = RecordWriter(operator, prefix, max_len=0, max_age_s=0)
+    keep.append(rec("+12025550003", "acme", "caller_block", callee="+13035550222"))
+    await keep.flush()
+    assert await operator.pttl(prefix + "records:ix:callee:+13035550222") == -1
 
 
 async def test_queue_bounded_when_redis_down() -> None:
@@ -122,8 +185,9 @@ async def test_run_flushes_in_background(prefix: str, operator: aioredis.Redis) 
 async def test_filtered_export_across_pages_matches_client_side_filter(
     prefix: str, operator: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The traceback filter runs inside Redis a page at a time: pages with no
-    match, matches on page boundaries and the last short page all count."""
+    """The scan (records from before the indexes): the filter runs inside
+    Redis a page at a time: pages with no match, matches on page boundaries
+    and the last short page all count."""
     import proxy.records as records_mod
 
     monkeypatch.setattr(records_mod, "PAGE", 7)
@@ -142,10 +206,12 @@ async def test_filtered_export_across_pages_matches_client_side_filter(
         everything = [json.loads(x) async for x in export(r, prefix, fmt="json")]
         assert len(everything) == 50
         for filt in ({"caller": "+13105550003"}, {"provider": "pz", "rule": "notice_k4"}):
-            got = [json.loads(x) async for x in export(r, prefix, fmt="json", **filt)]
+            got = [
+                json.loads(x) async for x in export(r, prefix, fmt="json", scan=True, **filt)
+            ]
             want = [e for e in everything if all(e[k] == v for k, v in filt.items())]
             assert got == want and got
-        none = [x async for x in export(r, prefix, fmt="json", provider="nobody")]
+        none = [x async for x in export(r, prefix, fmt="json", scan=True, provider="nobody")]
         assert none == []
     finally:
         await r.aclose()
