@@ -638,9 +638,8 @@ async def _records_export(args: argparse.Namespace, r: Any, prefix: str, now: An
         actions = [a.strip() for a in args.action.split(",") if a.strip()]
         bad = [a for a in actions if a not in RECORD_ACTIONS]
         if bad or not actions:
-            raise AdminError(
-                f"--action: expected one or more of {', '.join(RECORD_ACTIONS)}, got {args.action!r}"
-            )
+            want = ", ".join(RECORD_ACTIONS)
+            raise AdminError(f"--action: expected one or more of {want}, got {args.action!r}")
     out = sys.stdout
     async for line in export_records(
         r,

@@ -206,9 +206,7 @@ async def test_filtered_export_across_pages_matches_client_side_filter(
         everything = [json.loads(x) async for x in export(r, prefix, fmt="json")]
         assert len(everything) == 50
         for filt in ({"caller": "+13105550003"}, {"provider": "pz", "rule": "notice_k4"}):
-            got = [
-                json.loads(x) async for x in export(r, prefix, fmt="json", scan=True, **filt)
-            ]
+            got = [json.loads(x) async for x in export(r, prefix, fmt="json", scan=True, **filt)]
             want = [e for e in everything if all(e[k] == v for k, v in filt.items())]
             assert got == want and got
         none = [x async for x in export(r, prefix, fmt="json", scan=True, provider="nobody")]
