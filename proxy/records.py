@@ -257,14 +257,15 @@ class RecordWriter:
         """Queue one record (hot path: no await, no I/O, never raises)."""
         size = _size(record)
         q = self._queue
-        # The oldest go first: the newest are worth more.
+        # The oldest go first: the newest are worth more. `bytes` includes
+        # the batch being written (it is still held until Redis took it).
         while q and len(q) >= self._queue_max:
             self.bytes -= q.popleft()[1]
             self._drop("buffer_count")
         while q and self.bytes + size > self._queue_max_bytes:
             self.bytes -= q.popleft()[1]
             self._drop("buffer_bytes")
-        if size > self._queue_max_bytes or self._queue_max <= 0:
+        if self.bytes + size > self._queue_max_bytes or self._queue_max <= 0:
             self._drop("buffer_bytes" if self._queue_max > 0 else "buffer_count")
             return
         q.append((record, size))
@@ -273,17 +274,16 @@ class RecordWriter:
             self._wake.set()
 
     def _put_back(self, chunk: list[tuple[dict[str, str], int]]) -> None:
-        # In order, in front of what came meanwhile, still bounded: what does
-        # not fit is dropped (the newer records queued meanwhile stay).
+        # In order, in front of what came meanwhile, still bounded by count
+        # (their bytes are still counted in `bytes`): what does not fit is
+        # dropped (the newer records queued meanwhile stay).
         q = self._queue
         for item in reversed(chunk):
             if len(q) >= self._queue_max:
+                self.bytes -= item[1]
                 self._drop("buffer_count")
-            elif self.bytes + item[1] > self._queue_max_bytes:
-                self._drop("buffer_bytes")
             else:
                 q.appendleft(item)
-                self.bytes += item[1]
 
     async def flush(self) -> int:
         """Write everything queued now; returns how many were written."""
@@ -291,12 +291,12 @@ class RecordWriter:
         while self._queue:
             n = min(self.batch, len(self._queue))
             chunk = [self._queue.popleft() for _ in range(n)]
-            self.bytes -= sum(item[1] for item in chunk)
             try:
                 await self._write([rec for rec, _ in chunk])
             except BaseException:
                 self._put_back(chunk)
                 raise
+            self.bytes -= sum(item[1] for item in chunk)
             total += n
             self.written += n
         return total
@@ -348,10 +348,12 @@ class RecordWriter:
                 if self.linger_s > 0 and self._queue:
                     await asyncio.sleep(self.linger_s)
                 self._wake.clear()
+                failed = False
                 try:
                     await self.flush()
                     await self._maybe_trim()
                 except (RedisError, OSError, TimeoutError) as exc:
+                    failed = True
                     if not self._failing:
                         log.warning(
                             "records: Redis write failed (%s); %d records queued, retrying",
@@ -359,6 +361,10 @@ class RecordWriter:
                             len(self._queue),
                         )
                         self._failing = True
+                if failed:
+                    # Outside the except block: the exception's traceback
+                    # holds the failed batch's frames (their strings), which
+                    # must not outlive their eviction from the buffer.
                     await asyncio.sleep(delay * (0.5 + random.random() / 2))
                     delay = min(delay * 2, 5.0)
                     self._wake.set()
@@ -446,7 +452,9 @@ async def _indexed(
         for key in keys:
             p.zrangebyscore(key, lo_ms, hi_ms)
         lists = await p.execute()
-    ids = [_text(sid) for ids in lists for sid in ids]
+    # A sorted set orders equal scores (the same ms) by member, as text: put
+    # the stream IDs back in stream order.
+    ids = sorted((_text(sid) for ids in lists for sid in ids), key=_id_order)
     for i in range(0, len(ids), FETCH_PAGE):
         async with redis.pipeline(transaction=False) as p:
             for sid in ids[i : i + FETCH_PAGE]:
@@ -455,6 +463,11 @@ async def _indexed(
         for entries in pages:
             for sid, fields in entries or ():
                 yield _entry(sid, fields)
+
+
+def _id_order(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _days(lo_ms: int, hi_ms: int) -> list[str]:

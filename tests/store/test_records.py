@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import json
 import time
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -213,3 +215,135 @@ async def test_filtered_export_across_pages_matches_client_side_filter(
         assert none == []
     finally:
         await r.aclose()
+
+
+async def test_indexed_queries_match_the_scan(prefix: str, operator: aioredis.Redis) -> None:
+    """By callee (blocked only: the subscriber's list), by caller, by provider
+    and day: the indexes answer exactly what a scan of the stream answers."""
+    w = RecordWriter(operator, prefix, max_len=0, max_age_s=30 * 86400, batch=7)
+    actions = ("reject", "would_block", "monitor", "allow")
+    for i in range(60):
+        w.append(
+            rec(
+                f"+1202555{i % 4:04d}",
+                ("acme", "pz", "")[i % 3],
+                "caller_block" if i % 2 else "rmd_gate",
+                actions[i % 4],
+                callee=f"+1303555{i % 5:04d}",
+            )
+        )
+    assert await w.flush() == 60
+    r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        everything = [json.loads(x) async for x in export(r, prefix, fmt="json")]
+        assert len(everything) == 60
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        since = time.time() - 28 * 86400
+        queries: list[tuple[dict[str, object], Callable[[dict[str, str]], bool]]] = [
+            (
+                {"callee": "+13035550002", "actions": ["reject"], "since": since},
+                lambda e: e["callee"] == "+13035550002" and e["action"] == "reject",
+            ),
+            ({"caller": "+12025550001"}, lambda e: e["caller"] == "+12025550001"),
+            ({"provider": "pz"}, lambda e: e["provider"] == "pz"),
+            (
+                {"provider": "acme", "rule": "rmd_gate", "callee": "+13035550000"},
+                lambda e: (
+                    (e["provider"], e["rule"], e["callee"]) == ("acme", "rmd_gate", "+13035550000")
+                ),
+            ),
+        ]
+        for kw, pred in queries:
+            got = [json.loads(x) async for x in export(r, prefix, fmt="json", **kw)]  # type: ignore[arg-type]
+            want = [e for e in everything if pred(e)]
+            assert sorted(x["id"] for x in got) == sorted(x["id"] for x in want) and got, kw
+            scanned = [
+                json.loads(x)
+                async for x in export(r, prefix, fmt="json", scan=True, **kw)  # type: ignore[arg-type]
+            ]
+            assert scanned == got, kw
+        # A day's provider query reads that day's key (and its neighbours).
+        ts0 = dt.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=dt.UTC).timestamp()
+        got = [
+            json.loads(x)
+            async for x in export(
+                r, prefix, since=ts0, until=ts0 + 86399.999, provider="acme", fmt="json"
+            )
+        ]
+        assert len(got) == 20
+        yesterday = [
+            x async for x in export(r, prefix, since=ts0 - 86400, until=ts0 - 1, provider="acme")
+        ]
+        assert yesterday == [",".join(("id", *FIELDS)) + "\n"]  # the CSV header only
+        # Index entries whose stream entry was trimmed are skipped.
+        await r.xtrim(prefix + "records", maxlen=0)
+        assert [x async for x in export(r, prefix, fmt="json", caller="+12025550001")] == []
+    finally:
+        await r.aclose()
+
+
+async def test_cli_export_by_callee_day_action(
+    prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.store.test_admin import run
+
+    w = RecordWriter(operator, prefix, max_len=0, max_age_s=30 * 86400)
+    w.append(rec("+12025550001", "acme", "caller_block", "reject", callee="+13035550100"))
+    w.append(rec("+12025550002", "acme", "caller_block", "allow", callee="+13035550100"))
+    w.append(rec("+12025550003", "pz", "notice_k4", "reject", callee="+13035550199"))
+    await w.flush()
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    assert await run(prefix, "records", "export", "--callee", "(303) 555-0100", "--action",
+                     "reject", "--format", "json") == 0  # fmt: skip
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["caller"] for x in rows] == ["+12025550001"]
+    assert set(FIELDS) <= set(rows[0])
+    assert await run(prefix, "records", "export", "--provider", "pz", "--day", day) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [x["caller"] for x in rows] == ["+12025550003"] and list(rows[0]) == ["id", *FIELDS]
+    for bad in (
+        ["--day", "2026-13-01"],
+        ["--day", day, "--since", day],
+        ["--callee", "nobody"],
+        ["--action", "blocked"],
+    ):
+        assert await run(prefix, "records", "export", *bad) == 2, bad
+        assert capsys.readouterr().err.strip()
+
+
+async def test_buffer_bounded_in_bytes_when_redis_down() -> None:
+    """Issue 10 item 7: with Redis unreachable, 20,000 records with a 30 KB
+    Call-ID (as an old writer stored it, unclipped) keep the buffer under its
+    byte cap, measured by tracemalloc too; drops are counted by reason."""
+    import tracemalloc
+
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    cap = 4 << 20
+    w = RecordWriter(dead, "sipscreen-test-dead:", 0, 60, queue_max_bytes=cap, linger_s=0.0)
+    task = asyncio.create_task(w.run())
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000):
+            r = rec(f"+1202555{i % 10_000:04d}", "acme", "caller_block")
+            r["call_id"] = f"{i}-" + "x" * 30_000
+            w.append(r)
+            assert w.bytes <= cap
+            if i % 5000 == 0:
+                await asyncio.sleep(0.05)  # the writer tries Redis meanwhile
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await dead.aclose()
+    assert held < cap * 1.1 + (1 << 20), held
+    assert w.dropped_by_reason["buffer_bytes"] > 19_000
+    assert w.dropped == sum(w.dropped_by_reason.values()) == 20_000 - len(w)
+    # Count bound too (the oldest go first).
+    w2 = RecordWriter(dead, "sipscreen-test-dead:", 0, 60, queue_max=5)
+    for i in range(8):
+        w2.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
+    assert len(w2) == 5 and w2.dropped_by_reason["buffer_count"] == 3
+    assert [x["caller"] for x, _ in w2._queue] == [f"+1202555{i:04d}" for i in range(3, 8)]
