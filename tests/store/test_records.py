@@ -347,3 +347,24 @@ async def test_buffer_bounded_in_bytes_when_redis_down() -> None:
         w2.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
     assert len(w2) == 5 and w2.dropped_by_reason["buffer_count"] == 3
     assert [x["caller"] for x, _ in w2._queue] == [f"+1202555{i:04d}" for i in range(3, 8)]
+
+
+async def test_failed_write_keeps_the_batch_and_the_connection_usable(
+    prefix: str, operator: aioredis.Redis
+) -> None:
+    """An error reply mid-batch (here WRONGTYPE) puts the batch back in order;
+    the next flush, on a fresh connection state, writes it once and indexed."""
+    from redis.exceptions import ResponseError
+
+    await operator.set(prefix + "records", "not a stream")
+    w = RecordWriter(operator, prefix, max_len=0, max_age_s=3600)
+    for i in range(3):
+        w.append(rec(f"+1202555000{i}", "acme", "caller_block", callee="+13035550123"))
+    with pytest.raises(ResponseError):
+        await w.flush()
+    assert len(w) == 3 and w.written == 0 and w.bytes > 0
+    await operator.delete(prefix + "records")
+    assert await operator.ping()
+    assert await w.flush() == 3 and w.bytes == 0 and w.unindexed == 0
+    got = [json.loads(x) async for x in export(operator, prefix, callee="+13035550123", fmt="json")]
+    assert [g["caller"] for g in got] == ["+12025550000", "+12025550001", "+12025550002"]
