@@ -6,10 +6,10 @@ key prefix on the local Redis, spread evenly over the last 30 days (the
 retention), in the layout proxy/records.py writes: the `records` stream with
 explicit stream IDs at those times, and each record's stream ID in its
 index sorted sets (`records.index_keys`: callee, caller, provider-day),
-scored by the ID's ms. The mix: 20 providers (one, `pz`, sends 5%), 100,000
-callers (one robocaller sends 1%), 50,000 callees (one subscriber receives
-0.2%), 90% rejected, 5% would-block, 5% sampled allows. It then times, in
-process (`proxy.records.export`, median of `--runs`) and through the CLI
+scored by the ID's ms (the records' own writer cannot back-date IDs). The
+mix: 20 providers (one, `pz`, sends 5%), 100,000 callers (one robocaller
+sends 1%), 50,000 callees (one subscriber receives 0.2%), 90% rejected,
+5% would-block, 5% sampled allows. It then times, in process (`proxy.records.export`, median of `--runs`) and through the CLI
 (`sipscreen records export`, one run, Python start-up included):
 
 * every blocked call to the subscriber in the last 28 days (`--callee
@@ -18,8 +18,8 @@ process (`proxy.records.export`, median of `--runs`) and through the CLI
 * everything from `pz` on one day (`--provider --day`), and the same by a
   scan of that day's stream range (`--scan`), as the export did before.
 
-It also times the real `RecordWriter` writing `--write` records (the Lua
-script: XADD + index ZADDs), and reports Redis memory per record. Every key
+It also times the real `RecordWriter` writing `--write` records (XADDs,
+then the index ZADD/ZREMRANGEBYSCORE/PEXPIRE), and reports Redis memory per record. Every key
 of the prefix is deleted at the end (also on error).
 
     python3 benchmarks/bench_records_index.py --records 1000000 --runs 3
@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import datetime as dt
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -38,26 +39,27 @@ import time
 import uuid
 from pathlib import Path
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from proxy.records import RecordWriter, export, index_keys, iso_ms  # noqa: E402
+from proxy.records import FIELDS, RecordWriter, export, index_keys, iso_ms  # noqa: E402
 
 DAY_MS = 86_400_000
 SUBSCRIBER = "+12135550100"
 ROBOCALLER = "+13105550042"
-ORDINARY = "+14155000007"
+ORDINARY = "+14152000007"
 
 
 def record(i: int, rng: random.Random, ts: float) -> dict[str, str]:
     u = rng.random()
     action = "reject" if u < 0.90 else "would_block" if u < 0.95 else "allow"
     provider = "pz" if rng.random() < 0.05 else f"prov{rng.randrange(19):02d}"
-    caller = ROBOCALLER if rng.random() < 0.01 else f"+14155{rng.randrange(100_000):05d}"
-    callee = SUBSCRIBER if rng.random() < 0.002 else f"+12135{rng.randrange(50_000):05d}"
+    caller = ROBOCALLER if rng.random() < 0.01 else f"+1415{rng.randrange(2_000_000, 2_100_000)}"
+    callee = SUBSCRIBER if rng.random() < 0.002 else f"+1213{rng.randrange(3_000_000, 3_050_000)}"
     return {
         "ts": iso_ms(ts),
         "call_id": f"{uuid.UUID(int=rng.getrandbits(128))}@198.51.100.7",
@@ -84,24 +86,42 @@ def record(i: int, rng: random.Random, ts: float) -> dict[str, str]:
     }
 
 
-def load(r: redis.Redis, prefix: str, n: int, now_ms: int) -> float:
+def load(host: str, port: int, prefix: str, n: int, now_ms: int) -> float:
+    """Write the records and their index entries as raw commands (packed by
+    hiredis, CLIENT REPLY OFF, one PING per 5,000 records to keep in step)."""
     rng = random.Random(7)
     key = prefix + "records"
     start = now_ms - 30 * DAY_MS
     step = 30 * DAY_MS / n
     t = time.perf_counter()
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        ms = int(start + i * step)
-        rec = record(i, rng, ms / 1000)
-        sid = f"{ms}-{i}"
-        pipe.xadd(key, rec, id=sid)  # type: ignore[arg-type]
-        day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
-        for k in index_keys(prefix, rec, day):
-            pipe.zadd(k, {sid: ms})
-        if i % 5_000 == 4_999:
-            pipe.execute()
-    pipe.execute()
+    reader = hiredis.Reader()
+    with socket.create_connection((host, port)) as sock:
+        out = [hiredis.pack_command(("CLIENT", "REPLY", "OFF"))]
+        for i in range(n):
+            ms = int(start + i * step)
+            rec = record(i, rng, ms / 1000)
+            sid = f"{ms}-{i}"
+            args: list[str | int] = ["XADD", key, sid]
+            for k in FIELDS:
+                args += (k, rec[k])
+            out.append(hiredis.pack_command(tuple(args)))
+            day = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+            for k in index_keys(prefix, rec, day):
+                out.append(hiredis.pack_command(("ZADD", k, ms, sid)))
+            if i % 5_000 == 4_999 or i == n - 1:
+                out.append(hiredis.pack_command(("CLIENT", "REPLY", "ON")))
+                out.append(hiredis.pack_command(("PING",)))
+                sock.sendall(b"".join(out))
+                got: list[object] = []
+                while len(got) < 2:
+                    reply = reader.gets()
+                    if reply is False:
+                        reader.feed(sock.recv(65536))
+                    else:
+                        got.append(reply)
+                if any(isinstance(x, Exception) for x in got):
+                    raise RuntimeError(f"load failed: {got}")
+                out = [hiredis.pack_command(("CLIENT", "REPLY", "OFF"))]
     return time.perf_counter() - t
 
 
@@ -167,7 +187,10 @@ def main() -> int:
     now_ms = int(time.time() * 1000)
     try:
         mem0 = int(r.info("memory")["used_memory"])
-        took = load(r, prefix, a.records, now_ms)
+        conn = r.connection_pool.connection_kwargs
+        took = load(
+            conn.get("host", "127.0.0.1"), conn.get("port", 6379), prefix, a.records, now_ms
+        )
         mem1 = int(r.info("memory")["used_memory"])
         nkeys = sum(1 for _ in r.scan_iter(match=prefix + "records:ix:*", count=10_000))
         print(
@@ -210,7 +233,7 @@ def main() -> int:
             w = asyncio.run(write_path(prefix + "w:", a.write))
             print(
                 f"RecordWriter: {a.write:,} records in {w:.2f} s "
-                f"({a.write / w:,.0f} records/s, 1000 per script call)"
+                f"({a.write / w:,.0f} records/s, batches of 1,000)"
             )
         return 0
     finally:
