@@ -4,13 +4,14 @@
 How this works: loads N decision records (default 1,000,000) into a scratch
 key prefix on the local Redis, spread evenly over the last 30 days (the
 retention), in the layout proxy/records.py writes: the `records` stream with
-explicit stream IDs at those times, and each record's stream ID in its
-index sorted sets (`records.index_keys`: callee, caller, provider-day),
-scored by the ID's ms (the records' own writer cannot back-date IDs). The
-mix: 20 providers (one, `pz`, sends 5%), 100,000 callers (one robocaller
-sends 1%), 50,000 callees (one subscriber receives 0.2%), 90% rejected,
-5% would-block, 5% sampled allows. It then times, in process (`proxy.records.export`, median of `--runs`) and through the CLI
-(`sipscreen records export`, one run, Python start-up included):
+explicit stream IDs at those times, and each record's stream ID in its index
+sorted sets (`records.index_keys`: callee, caller, provider-day), scored by
+the ID's ms (the records' own writer cannot back-date IDs). The mix: 20
+providers (one, `pz`, sends 5%), 100,000 callers (one robocaller sends 1%),
+50,000 callees (one subscriber receives 0.2%), 90% rejected, 5% would-block,
+5% sampled allows. It then times, in process (`proxy.records.export`, median
+of `--runs`) and through the CLI (`sipscreen records export`, one run,
+Python start-up included):
 
 * every blocked call to the subscriber in the last 28 days (`--callee
   --action reject --since`),
