@@ -368,3 +368,44 @@ async def test_failed_write_keeps_the_batch_and_the_connection_usable(
     assert await w.flush() == 3 and w.bytes == 0 and w.unindexed == 0
     got = [json.loads(x) async for x in export(operator, prefix, callee="+13035550123", fmt="json")]
     assert [g["caller"] for g in got] == ["+12025550000", "+12025550001", "+12025550002"]
+
+
+async def test_store_monitor_skips_the_record_writes(prefix: str, operator: aioredis.Redis) -> None:
+    """The snapshot store follows edits by MONITOR: the records' own writes
+    (XADD, index ZADD/ZREMRANGEBYSCORE/PEXPIRE) are skipped before parsing;
+    a DEL naming a records key and a snapshot key still applies."""
+    from proxy.store import SnapshotStore
+
+    seen: list[list[str]] = []
+
+    class Watched(SnapshotStore):
+        def apply_argv(self, argv: list[str]) -> None:
+            seen.append(argv)
+            super().apply_argv(argv)
+
+    store = Watched("redis://127.0.0.1:6379/0", prefix, emergency=frozenset(), k4_deadline="report")
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+        assert store.mode == "monitor"
+        w = RecordWriter(operator, prefix, max_len=0, max_age_s=3600)
+        for i in range(20):
+            w.append(rec(f"+1202555{i:04d}", "acme", "caller_block"))
+        await w.flush()
+        await operator.sadd(prefix + "block:caller", "+12025550123")
+        for _ in range(400):
+            if "+12025550123" in store.snapshot.block_caller:
+                break
+            await asyncio.sleep(0.005)
+        assert "+12025550123" in store.snapshot.block_caller
+        assert not [a for a in seen if a[1].startswith(prefix + "records")]
+        await operator.delete(prefix + "records", prefix + "block:caller")
+        for _ in range(400):
+            if not store.snapshot.block_caller:
+                break
+            await asyncio.sleep(0.005)
+        assert not store.snapshot.block_caller
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
