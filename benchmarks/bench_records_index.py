@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import os
 import random
 import socket
 import statistics
@@ -152,17 +153,19 @@ def cli(redis_url: str, prefix: str, args: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t, out.stdout.count(b"\n")
 
 
-async def write_path(prefix: str, n: int) -> float:
+async def write_path(prefix: str, n: int) -> tuple[float, float]:
     r = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
     w = RecordWriter(r, prefix, 0, 30 * 86400, queue_max=n + 1, queue_max_bytes=1 << 40)
     rng = random.Random(9)
     for i in range(n):
         w.append(record(i, rng, time.time()))
     t = time.perf_counter()
+    c = time.process_time()
     await w.flush()
+    cpu = time.process_time() - c
     dt_s = time.perf_counter() - t
     await r.aclose()
-    return dt_s
+    return dt_s, cpu
 
 
 def delete_prefix(r: redis.Redis, prefix: str) -> None:
@@ -177,6 +180,7 @@ def delete_prefix(r: redis.Redis, prefix: str) -> None:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
@@ -223,6 +227,7 @@ def main() -> int:
                 ["--provider", "pz", "--day", day, "--scan"],
             ),
         ]
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print(f"{'query':<26} {'rows':>7} {'in process':>11} {'CLI':>8}")
         for name, kw, args in queries:
             for fmt in ("csv", "json"):
@@ -231,10 +236,11 @@ def main() -> int:
                 rows = lines - (1 if fmt == "csv" else 0)
                 print(f"{name + ', ' + fmt:<26} {rows:>7,} {t_in:>9.3f} s {t_cli:>6.2f} s")
         if a.write:
-            w = asyncio.run(write_path(prefix + "w:", a.write))
+            w, cpu = asyncio.run(write_path(prefix + "w:", a.write))
             print(
                 f"RecordWriter: {a.write:,} records in {w:.2f} s "
-                f"({a.write / w:,.0f} records/s, batches of 1,000)"
+                f"({a.write / w:,.0f} records/s, batches of 1,000; "
+                f"writer CPU {cpu / a.write * 1e6:.0f} us/record)"
             )
         return 0
     finally:
