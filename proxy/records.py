@@ -175,18 +175,21 @@ async def _send(redis: aioredis.Redis, cmds: list[tuple[Any, ...]], replies: int
     writer's CPU per record was 2-3x higher, and an export's per-ID fetch
     ~3x slower."""
     pool = cast(Any, redis.connection_pool)
-    conn = await pool.get_connection()
+    try:
+        conn = await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        conn = await pool.get_connection("XADD")
     try:
         await conn.send_packed_command([b"".join(map(hiredis.pack_command, cmds))])
         out = [await conn.read_response() for _ in range(replies)]
+        for r in out:
+            if isinstance(r, Exception):
+                raise r
     except BaseException:
         await conn.disconnect()  # its state (replies due, reply mode) is unknown now
         raise
     finally:
         await pool.release(conn)
-    for r in out:
-        if isinstance(r, Exception):
-            raise r
     return out
 
 
