@@ -941,15 +941,47 @@ async def _allow(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     return 0
 
 
+RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow")
+
+
 async def _records_export(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     since = _when(args.since, "--since") if args.since else None
     until = _when(args.until, "--until", "end") if args.until else None
-    caller = normalise(args.caller) if args.caller else None
-    if args.caller and caller is None:
-        raise AdminError(f"--caller: not a phone number: {args.caller!r}")
+    if args.day:
+        if since is not None or until is not None:
+            raise AdminError("--day: use either --day or --since/--until")
+        try:
+            day = dt.datetime.strptime(args.day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            raise AdminError(f"--day: not a day (YYYY-MM-DD): {args.day!r}") from None
+        since = day.timestamp()
+        until = since + 86400 - 0.001
+    nums: dict[str, str | None] = {}
+    for opt in ("caller", "callee"):
+        raw = getattr(args, opt)
+        nums[opt] = normalise(raw) if raw else None
+        if raw and nums[opt] is None:
+            raise AdminError(f"--{opt}: not a phone number: {raw!r}")
+    actions = None
+    if args.action:
+        actions = [a.strip() for a in args.action.split(",") if a.strip()]
+        bad = [a for a in actions if a not in RECORD_ACTIONS]
+        if bad or not actions:
+            want = ", ".join(RECORD_ACTIONS)
+            raise AdminError(f"--action: expected one or more of {want}, got {args.action!r}")
     out = sys.stdout
     async for line in export_records(
-        r, prefix, since, until, caller, args.provider, args.rule, args.format
+        r,
+        prefix,
+        since,
+        until,
+        nums["caller"],
+        args.provider,
+        args.rule,
+        args.format,
+        callee=nums["callee"],
+        actions=actions,
+        scan=args.scan,
     ):
         out.write(line)
     return 0
@@ -1417,12 +1449,28 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rec = sub.add_parser("records", help="decision records").add_subparsers(
         dest="records_command", required=True
     )
-    p = rec.add_parser("export", help="export decision records (stream records) to stdout")
-    p.add_argument("--since", help="from this date/time, YYYY-MM-DD or ISO")
-    p.add_argument("--until", help="up to this date/time, YYYY-MM-DD or ISO")
+    p = rec.add_parser(
+        "export",
+        help="records as CSV or JSON lines, by callee, caller, provider, day",
+        description="Records by time (when written). --callee, --caller and --provider "
+        "read the indexes (fast); without them the whole time range is scanned.",
+    )
+    p.add_argument("--since", help="from this date/time, YYYY-MM-DD (US Eastern day) or ISO")
+    p.add_argument("--until", help="up to this date/time, YYYY-MM-DD (US Eastern day) or ISO")
+    p.add_argument("--day", help="one UTC day, YYYY-MM-DD (instead of --since/--until)")
+    p.add_argument("--callee", help="the called number (as a subscriber asks for its list)")
     p.add_argument("--caller", help="only this caller")
     p.add_argument("--provider", help="only this upstream provider id")
     p.add_argument("--rule", help="only this rule, e.g. notice_k4, rmd_gate, caller_block")
+    p.add_argument(
+        "--action",
+        help=f"comma-separated: {', '.join(RECORD_ACTIONS)} (reject = blocked calls)",
+    )
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="scan the stream instead of the indexes (records from before the indexes)",
+    )
     p.add_argument(
         "--format",
         choices=("csv", "json"),

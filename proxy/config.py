@@ -39,7 +39,8 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                "603+" analytics only, "608"; "607" refused), redress_url,
                location, reason_text, jcard_url
     [notices]  (no keys; the obsolete k4_deadline is refused by name)
-    [records]  max_len, max_age_s, sample_allowed
+    [records]  max_len, max_age_s, sample_allowed, max_call_id, max_header,
+               buffer_max, buffer_max_bytes
 """
 
 from __future__ import annotations
@@ -347,9 +348,17 @@ class Config:
     # UDP through recvmmsg/sendmmsg batches (proxy/_udpio.c) when it is built;
     # false = one event-loop callback and one sendto per datagram.
     batched_udp: bool = True
-    records_max_len: int = 1_000_000
-    records_max_age_s: float = 90 * 86400.0
+    # Retention by age (30 days: a subscriber's 28-day list of blocked calls
+    # can always be produced); max_len > 0 adds a count ceiling (off).
+    records_max_len: int = 0
+    records_max_age_s: float = 30 * 86400.0
     records_sample_allowed: float = 0.01
+    # Received strings in a record / log line are cut to these many bytes.
+    records_max_call_id: int = 256
+    records_max_header: int = 512
+    # The writer's in-memory buffer (while Redis is slow or down).
+    records_buffer_max: int = 100_000
+    records_buffer_max_bytes: int = 32 << 20
     # Sample data file (redis commands, one per line, keys without prefix)
     # seeded into Redis when none of its keys exist; None = never seed.
     sample_data: str | None = None
@@ -670,6 +679,9 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["records_max_age_s"] = v
     if (v := _get(rec, "sample_allowed", "records.sample_allowed", float)) is not None:
         kw["records_sample_allowed"] = v
+    for name in ("max_call_id", "max_header", "buffer_max", "buffer_max_bytes"):
+        if (v := _get(rec, name, f"records.{name}", int)) is not None:
+            kw[f"records_{name}"] = v
     return kw
 
 
@@ -755,6 +767,16 @@ def _validate(c: Config) -> None:
     if not 0.0 <= c.records_sample_allowed <= 1.0:
         raise ConfigError(
             f"records.sample_allowed: must be within 0.0..1.0, got {c.records_sample_allowed}"
+        )
+    for name in ("max_call_id", "max_header"):
+        v = getattr(c, f"records_{name}")
+        if not 0 <= v <= 1 << 20:
+            raise ConfigError(f"records.{name}: must be within 0..1048576 (0 = no cut), got {v}")
+    if c.records_buffer_max < 1:
+        raise ConfigError(f"records.buffer_max: must be >= 1, got {c.records_buffer_max}")
+    if c.records_buffer_max_bytes < 1 << 16:
+        raise ConfigError(
+            f"records.buffer_max_bytes: must be >= 65536, got {c.records_buffer_max_bytes}"
         )
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:

@@ -94,6 +94,19 @@ DROP_REASONS = (
 
 VERDICTS = ("allowed", "blocked", "would_block")
 
+# proxy/records.py DROP_REASONS (not imported: metrics stays free of redis).
+RECORD_DROP_REASONS = ("buffer_count", "buffer_bytes", "error")
+# The record fields proxy/screen.py clips (received strings).
+RECORD_CLIPPED_FIELDS = (
+    "call_id",
+    "provider",
+    "caller_raw",
+    "callee_raw",
+    "pai",
+    "from",
+    "identity",
+)
+
 _ChildMap = dict[Any, Any]
 
 
@@ -275,9 +288,25 @@ class Metrics:
         self.dropped_children: _ChildMap = {r: self.dropped.labels(r) for r in DROP_REASONS}
         self.records_dropped = Counter(
             "sipscreen_records_dropped",
-            "Decision records dropped (writer queue full or Redis down)",
+            "Decision records dropped, by reason: the writer's buffer full by count "
+            "(buffer_count) or by bytes (buffer_bytes), typically while Redis is down, "
+            "or the writer failing (error)",
+            ["reason"],
             registry=reg,
         )
+        self.records_dropped_children: _ChildMap = {
+            r: self.records_dropped.labels(r) for r in RECORD_DROP_REASONS
+        }
+        self.records_truncated = Counter(
+            "sipscreen_records_truncated",
+            "Received strings cut to their configured size in a decision record "
+            "(and its log line), by record field",
+            ["field"],
+            registry=reg,
+        )
+        self.records_truncated_children: _ChildMap = {
+            f: self.records_truncated.labels(f) for f in RECORD_CLIPPED_FIELDS
+        }
         self.callback_errors = Counter(
             "sipscreen_callback_errors",
             "Unhandled exceptions caught in event-loop callbacks",

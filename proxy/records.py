@@ -1,22 +1,57 @@
 """Decision records: what was blocked (and a sample of what was allowed), why.
 
 How this works: 47 CFR 64.1200(k)(4) and the traceback duty (answer within
-24 hours, notify the FCC before blocking a provider's whole traffic) mean
-every blocking decision must be kept with the facts it was based on and be
-searchable later (shared/DOMAIN.md "Records").
+24 hours, 64.1200(n)(1); notify the FCC before blocking a provider's whole
+traffic) and the subscriber's right to the list of its calls blocked in the
+last 28 days mean every blocking decision must be kept with the facts it was
+based on and be findable later by callee, caller and provider
+(shared/DOMAIN.md "Records").
 
+* `proxy/screen.py` builds the record on the record path only (blocked,
+  would-block, `--monitor`, sampled allows) with every column of `FIELDS`;
+  strings received from the network (Call-ID, raw headers, provider header)
+  are cut by `clip()` to a configured size, ending in `…[+N]` (N = the
+  characters cut), so an attacker's 30 KB Call-ID costs at most a few
+  hundred bytes in the buffer, the stream and the JSON log.
 * `RecordWriter.append(record)` is called on the hot path: it only appends
-  the dict to a bounded in-memory deque (no await, no I/O). When the deque is
-  full the oldest record is dropped and `dropped` counts it.
-* `RecordWriter.run()` is a background task: it drains the deque in batches
-  into the Redis stream `<prefix>records` with one pipelined round trip per
-  batch (`XADD ... MAXLEN ~ max_len * field value ...`) and trims by age
-  (`XTRIM ... MINID ~ <now - max_age_s in ms>`). The stream ID is the Redis
-  server time in ms, so a time range is an `XRANGE` between two IDs. If Redis
-  is down, records wait in the deque and the flush is retried with backoff.
-* `export()` streams a time range as CSV (with a header) or JSON lines, with
-  optional caller/provider/rule filters, reading `XRANGE` in pages.
-* `summary()` counts the records of one provider by day, rule and action.
+  the dict to an in-memory deque (no await, no I/O), bounded both by count
+  (`queue_max`) and by bytes (`queue_max_bytes`, the dict and its strings
+  as `sys.getsizeof` counts them). When either bound is reached the oldest
+  records go first; `dropped_by_reason` counts them (`buffer_count`,
+  `buffer_bytes`). It never raises and never blocks a call.
+* `RecordWriter.run()` is a background task: it drains the deque in batches,
+  two pipelined round trips per batch: `XADD <prefix>records *` for each
+  record (the stream ID is the Redis server time in ms, when the record was
+  written), then `ZADD` of the returned stream IDs, each scored by its own
+  ms, into the index sorted sets `<prefix>records:ix:callee:<E.164>`,
+  `...:ix:caller:<E.164>` and `...:ix:provider:<id>:<YYYY-MM-DD>` (the UTC
+  day of the write), one ZADD per key. Each index key touched by a batch has
+  its members older than `max_age_s` removed (`ZREMRANGEBYSCORE`) and its
+  TTL set to `max_age_s` (`PEXPIRE`), so an index entry outlives the
+  retention by at most that and an idle key expires whole. (Plain commands,
+  not a Lua script: a script writing a batch blocked Redis ~100 ms per 1,000
+  records; these interleave with the store's reads.) Every time filter is
+  on this write time (the stream ID), also under a replay clock; the
+  record's `ts` is the decision time (the same but for the moments a record
+  waits in the buffer, longer while Redis is down). If Redis is down,
+  records wait in the deque (bounded as above) and the flush is retried
+  with backoff; if only the index pipeline fails, the batch stays in the
+  stream unindexed (`unindexed` counts it; `export(scan=True)` finds it).
+* Retention is by age: every `trim_every_s` the writer trims the stream with
+  `XTRIM <prefix>records MINID ~ <now - max_age_s in ms>`, off the hot path
+  (default 30 days, so a subscriber's 28-day list can always be produced).
+  `max_len` > 0 adds a count ceiling (`XADD MAXLEN ~`), off by default.
+* `export()` streams records as CSV (a header, then `id` and `FIELDS`) or JSON
+  lines (every field). With a callee, caller or provider filter it reads
+  the matching index (callee first, then caller, then provider's day keys)
+  with `ZRANGEBYSCORE` over the time range and fetches those
+  entries by ID (`XRANGE id id`, pipelined a page at a time); the other
+  filters (rule, action, ...) are applied to what comes back. Without one of
+  those filters (or with `scan=True`, for records written before the
+  indexes existed) it reads `XRANGE` over the stream-ID range, filtering
+  inside Redis a page at a time (`_FILTER_PAGE`).
+* `summary()` counts the records of one provider by day, rule and action,
+  through the provider index.
 """
 
 from __future__ import annotations
@@ -29,40 +64,133 @@ import io
 import json
 import logging
 import random
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, cast
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-__all__ = ["FIELDS", "RecordWriter", "export", "iso_ms", "summary"]
+__all__ = [
+    "DROP_REASONS",
+    "FIELDS",
+    "RecordWriter",
+    "clip",
+    "export",
+    "index_keys",
+    "iso_ms",
+    "summary",
+]
 
 log = logging.getLogger("sipscreen.records")
 
 # The columns of a record, in export order (DOMAIN.md "Records").
 FIELDS = (
-    "ts",
-    "call_id",
-    "source",
-    "provider",
-    "ocn",
-    "caller",
-    "callee",
+    "ts",  # decision time, ISO-8601 UTC with ms
+    "call_id",  # as received (clipped)
+    "source",  # ip:port the INVITE came from ([v6]:port)
+    "transport",  # udp / tcp
+    "provider",  # upstream provider id (trunk map or trusted SBC header)
+    "ocn",  # SHAKEN signer OCN when verified
+    "caller",  # normalised E.164 (PAI, else From)
+    "callee",  # normalised E.164 (Request-URI, else To)
+    "caller_raw",  # From URI user part as received
+    "callee_raw",  # Request-URI user part as received
+    "caller_private",  # 1 when Privacy: id/user
+    "pai",  # P-Asserted-Identity header(s) as received
+    "from",  # From header value as received
+    "identity",  # Identity header(s) as received (RFC 8224)
     "rule",
     "citation",
     "reason",
-    "action",
-    "monitor",
+    "detail",  # notice or order id
+    "action",  # reject / would_block / monitor / allow
+    "monitor",  # 1 when the proxy ran with --monitor
+    "status",  # SIP status sent (reject only)
     "snapshot_version",
 )
 STREAM = "records"
+INDEX = "records:ix:"
 PAGE = 5000
+FETCH_PAGE = 1000
+# How far back a provider query looks when no --since is given (the day
+# keys expire with the retention; a missing day key costs one empty reply).
+PROVIDER_LOOKBACK_DAYS = 400
+DROP_REASONS = ("buffer_count", "buffer_bytes", "error")
+MIB = 1 << 20
 
 
 def iso_ms(ts: float) -> str:
     """ISO-8601 UTC with milliseconds: `2026-11-29T12:00:00.123Z`."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def clip(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, marked `…[+N]` when cut (N = cut).
+
+    Received strings are latin-1 decoded, so a character is a received byte.
+    The result is at most `limit` characters long, marker included (only
+    the marker when `limit` is shorter than it; limit 0 = no cut).
+    """
+    if limit <= 0 or len(value) <= limit:
+        return value
+    cut = len(value) - limit
+    while True:
+        mark = f"…[+{cut}]"
+        keep = max(limit - len(mark), 0)
+        if len(value) - keep == cut:
+            return value[:keep] + mark
+        cut = len(value) - keep
+
+
+def _day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d")
+
+
+def index_keys(prefix: str, rec: dict[str, str], day: str) -> list[str]:
+    """The index sorted sets a record written on `day` (UTC, YYYY-MM-DD)
+    goes into (an empty caller, callee or provider has none)."""
+    keys = []
+    ix = prefix + INDEX
+    if callee := rec.get("callee"):
+        keys.append(f"{ix}callee:{callee}")
+    if caller := rec.get("caller"):
+        keys.append(f"{ix}caller:{caller}")
+    if provider := rec.get("provider"):
+        keys.append(f"{ix}provider:{provider}:{day}")
+    return keys
+
+
+def _size(rec: dict[str, str]) -> int:
+    """Bytes a queued record holds: the dict, its values, the queue slot."""
+    return sys.getsizeof(rec) + sum(map(sys.getsizeof, rec.values())) + 64
+
+
+async def _send(redis: aioredis.Redis, cmds: list[tuple[Any, ...]], replies: int) -> list[Any]:
+    """Send the commands in one write (packed by hiredis) on a pooled
+    connection and read `replies` raw replies. Through a redis-py pipeline
+    (its per-argument encoding, per-reply parsing and callbacks) the
+    writer's CPU per record was 2-3x higher, and an export's per-ID fetch
+    ~3x slower."""
+    pool = cast(Any, redis.connection_pool)
+    try:
+        conn = await pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        conn = await pool.get_connection("XADD")
+    try:
+        await conn.send_packed_command([b"".join(map(hiredis.pack_command, cmds))])
+        out = [await conn.read_response() for _ in range(replies)]
+        for r in out:
+            if isinstance(r, Exception):
+                raise r
+    except BaseException:
+        await conn.disconnect()  # its state (replies due, reply mode) is unknown now
+        raise
+    finally:
+        await pool.release(conn)
+    return out
 
 
 class RecordWriter:
@@ -76,39 +204,74 @@ class RecordWriter:
         max_age_s: float,
         *,
         queue_max: int = 100_000,
+        queue_max_bytes: int = 32 * MIB,
         batch: int = 1000,
         linger_s: float = 0.05,
+        trim_every_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
+        self.prefix = prefix
         self.key = prefix + STREAM
         self.max_len = max_len
         self.max_age_s = max_age_s
         self.batch = batch
         # After the first record wakes the writer it waits this long, so that a
-        # burst of blocks goes out as one pipeline (one XADD per record, one
-        # round trip) instead of one round trip per record.
+        # burst of blocks goes out as one batch (two round trips) instead of
+        # two round trips per record.
         self.linger_s = linger_s
+        self.trim_every_s = trim_every_s
         self.clock = clock
         self.dropped = 0
+        self.dropped_by_reason: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.written = 0
-        self._queue: collections.deque[dict[str, str]] = collections.deque()
+        self.unindexed = 0  # written, but the index write after it failed
+        self.bytes = 0  # what the queued records hold (see _size)
+        self._queue: collections.deque[tuple[dict[str, str], int]] = collections.deque()
         self._queue_max = queue_max
+        self._queue_max_bytes = queue_max_bytes
         self._wake = asyncio.Event()
         self._failing = False
+        self._trimmed_at = 0.0
 
     def __len__(self) -> int:
         return len(self._queue)
 
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.dropped += n
+        self.dropped_by_reason[reason] += n
+
     def append(self, record: dict[str, str]) -> None:
-        """Queue one record (hot path: no await, no I/O)."""
+        """Queue one record (hot path: no await, no I/O, never raises)."""
+        size = _size(record)
         q = self._queue
-        if len(q) >= self._queue_max:
-            q.popleft()  # the oldest goes first: the newest are worth more
-            self.dropped += 1
-        q.append(record)
+        # The oldest go first: the newest are worth more. `bytes` includes
+        # the batch being written (it is still held until Redis took it).
+        while q and len(q) >= self._queue_max:
+            self.bytes -= q.popleft()[1]
+            self._drop("buffer_count")
+        while q and self.bytes + size > self._queue_max_bytes:
+            self.bytes -= q.popleft()[1]
+            self._drop("buffer_bytes")
+        if self.bytes + size > self._queue_max_bytes or self._queue_max <= 0:
+            self._drop("buffer_bytes" if self._queue_max > 0 else "buffer_count")
+            return
+        q.append((record, size))
+        self.bytes += size
         if not self._wake.is_set():
             self._wake.set()
+
+    def _put_back(self, chunk: list[tuple[dict[str, str], int]]) -> None:
+        # In order, in front of what came meanwhile, still bounded by count
+        # (their bytes are still counted in `bytes`): what does not fit is
+        # dropped (the newer records queued meanwhile stay).
+        q = self._queue
+        for item in reversed(chunk):
+            if len(q) >= self._queue_max:
+                self.bytes -= item[1]
+                self._drop("buffer_count")
+            else:
+                q.appendleft(item)
 
     async def flush(self) -> int:
         """Write everything queued now; returns how many were written."""
@@ -117,47 +280,99 @@ class RecordWriter:
             n = min(self.batch, len(self._queue))
             chunk = [self._queue.popleft() for _ in range(n)]
             try:
-                await self._write(chunk)
+                await self._write([rec for rec, _ in chunk])
             except BaseException:
-                # Put them back in order, still bounded.
-                for rec in reversed(chunk):
-                    if len(self._queue) >= self._queue_max:
-                        self.dropped += 1
-                        continue
-                    self._queue.appendleft(rec)
+                self._put_back(chunk)
                 raise
+            self.bytes -= sum(item[1] for item in chunk)
             total += n
             self.written += n
         return total
 
     async def _write(self, chunk: list[dict[str, str]]) -> None:
-        async with self.redis.pipeline(transaction=False) as p:
-            for rec in chunk:
-                fields = {k: rec.get(k, "") for k in FIELDS}
-                for k, v in rec.items():
-                    if k not in fields:
-                        fields[k] = v
-                if self.max_len > 0:
-                    p.xadd(self.key, cast(Any, fields), maxlen=self.max_len, approximate=True)
-                else:
-                    p.xadd(self.key, cast(Any, fields))
-            if self.max_age_s > 0:
-                min_id = int((self.clock() - self.max_age_s) * 1000)
-                p.xtrim(self.key, minid=max(min_id, 0), approximate=True)
-            await p.execute()
+        # 1. The records, in one write: their stream IDs come back. A
+        #    failure here puts the batch back (a retry may duplicate a few
+        #    records if the connection broke mid-batch).
+        head: tuple[Any, ...] = ("XADD", self.key)
+        if self.max_len > 0:
+            head += ("MAXLEN", "~", self.max_len)
+        head += ("*",)
+        cmds: list[tuple[Any, ...]] = []
+        for rec in chunk:
+            args = list(head)
+            for k in FIELDS:
+                args += (k, rec.get(k, ""))
+            for k, v in rec.items():
+                if k not in FIELDS:
+                    args += (k, v)
+            cmds.append(tuple(args))
+        ids = await self._send(cmds, len(cmds))
+        # 2. The indexes, in one write: each ID scored by its own ms (the
+        #    server's time), one ZADD per key, then per key touched the trim
+        #    and TTL of the retention. A failure here leaves the batch in the
+        #    stream (found by a scan) and is counted, not retried.
+        day = _day(int(self.clock() * 1000))
+        members: dict[str, dict[str, int]] = {}
+        for rec, sid in zip(chunk, ids, strict=True):
+            sid = _text(sid)
+            ms = int(sid.partition("-")[0])
+            for key in index_keys(self.prefix, rec, day):
+                members.setdefault(key, {})[sid] = ms
+        keep_ms = int(self.max_age_s * 1000) if self.max_age_s > 0 else 0
+        cmds = [("CLIENT", "REPLY", "OFF")]
+        for key, m in members.items():
+            zadd: list[Any] = ["ZADD", key]
+            for sid, ms in m.items():
+                zadd += (ms, sid)
+            cmds.append(tuple(zadd))
+            if keep_ms:
+                newest = max(m.values())
+                cmds.append(("ZREMRANGEBYSCORE", key, "-inf", f"({newest - keep_ms}"))
+                cmds.append(("PEXPIRE", key, keep_ms))
+        cmds.append(("CLIENT", "REPLY", "ON"))
+        try:
+            # Only the ON answers: the index writes cost Redis a few µs each
+            # and the client no reply to read.
+            await self._send(cmds, 1)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.unindexed += len(chunk)
+            log.warning("records: %d records written but not indexed (%s)", len(chunk), exc)
+
+    async def _send(self, cmds: list[tuple[Any, ...]], replies: int) -> list[Any]:
+        return await _send(self.redis, cmds, replies)
+
+    async def trim(self) -> None:
+        """Drop the stream entries older than `max_age_s` (by stream ID)."""
+        if self.max_age_s <= 0:
+            return
+        min_id = max(int((self.clock() - self.max_age_s) * 1000), 0)
+        await self.redis.xtrim(self.key, minid=min_id, approximate=True)
+
+    async def _maybe_trim(self) -> None:
+        t = time.monotonic()
+        if self.trim_every_s > 0 and t - self._trimmed_at >= self.trim_every_s:
+            self._trimmed_at = t
+            await self.trim()
 
     async def run(self) -> None:
-        """Flush forever (cancel to stop; a last flush is attempted)."""
+        """Flush and trim forever (cancel to stop; a last flush is attempted)."""
         delay = 0.1
         try:
             while True:
-                await self._wake.wait()
-                if self.linger_s > 0:
+                wait = self.trim_every_s if self.trim_every_s > 0 else None
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+                if self.linger_s > 0 and self._queue:
                     await asyncio.sleep(self.linger_s)
                 self._wake.clear()
+                failed = False
                 try:
                     await self.flush()
+                    await self._maybe_trim()
                 except (RedisError, OSError, TimeoutError) as exc:
+                    failed = True
                     if not self._failing:
                         log.warning(
                             "records: Redis write failed (%s); %d records queued, retrying",
@@ -165,6 +380,10 @@ class RecordWriter:
                             len(self._queue),
                         )
                         self._failing = True
+                if failed:
+                    # Outside the except block: the exception's traceback
+                    # holds the failed batch's frames (their strings), which
+                    # must not outlive their eviction from the buffer.
                     await asyncio.sleep(delay * (0.5 + random.random() / 2))
                     delay = min(delay * 2, 5.0)
                     self._wake.set()
@@ -225,6 +444,56 @@ def _entry(sid: Any, fields: Any) -> tuple[str, dict[str, str]]:
     return _text(sid), {_text(k): _text(v) for k, v in (fields or {}).items()}
 
 
+def _match(rec: dict[str, str], want: dict[str, str | Iterable[str] | None]) -> bool:
+    for k, v in want.items():
+        if v is None:
+            continue
+        got = rec.get(k, "")
+        if isinstance(v, str):
+            if got != v:
+                return False
+        elif got not in v:
+            return False
+    return True
+
+
+async def _indexed(
+    redis: aioredis.Redis,
+    prefix: str,
+    keys: list[str],
+    lo_ms: int,
+    hi_ms: int,
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """The entries the index keys list between two times (ms), in key order
+    then time order (entries already trimmed from the stream are skipped)."""
+    stream = prefix + STREAM
+    lists = await _send(redis, [("ZRANGEBYSCORE", k, lo_ms, hi_ms) for k in keys], len(keys))
+    # A sorted set orders equal scores (the same ms) by member, as text: put
+    # the stream IDs back in stream order.
+    ids = sorted((_text(sid) for ids in lists for sid in ids), key=_id_order)
+    for i in range(0, len(ids), FETCH_PAGE):
+        page = ids[i : i + FETCH_PAGE]
+        cmds = [("XRANGE", stream, sid, sid, "COUNT", 1) for sid in page]
+        for entries in await _send(redis, cmds, len(cmds)):
+            for sid, fields in entries or ():
+                yield _entry(sid, fields)
+
+
+def _id_order(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _days(lo_ms: int, hi_ms: int) -> list[str]:
+    day = dt.datetime.fromtimestamp(lo_ms / 1000, dt.UTC).date()
+    last = dt.datetime.fromtimestamp(hi_ms / 1000, dt.UTC).date()
+    out = []
+    while day <= last:
+        out.append(day.isoformat())
+        day += dt.timedelta(days=1)
+    return out
+
+
 async def _records(
     redis: aioredis.Redis,
     prefix: str,
@@ -233,9 +502,48 @@ async def _records(
     caller: str | None = None,
     provider: str | None = None,
     rule: str | None = None,
+    *,
+    callee: str | None = None,
+    actions: Iterable[str] | None = None,
+    scan: bool = False,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """The records between two times, in order; with a filter, only those
-    that match it (filtered inside Redis, a page at a time)."""
+    """The matching records, in time order.
+
+    With a callee, caller or provider (and not `scan`), through the indexes;
+    else over the stream, filtered inside Redis a page at a time. Times are
+    the stream-ID (write) time either way.
+    """
+    acts = None if actions is None else frozenset(actions)
+    want: dict[str, str | Iterable[str] | None] = {
+        "callee": callee,
+        "caller": caller,
+        "provider": provider,
+        "rule": rule,
+        "action": acts,
+    }
+    if not scan and (callee or caller or provider):
+        hi_ms = int((clock() if until is None else until) * 1000)
+        if since is not None:
+            lo_ms = max(int(since * 1000), 0)
+        elif callee or caller:
+            lo_ms = 0
+        else:
+            lo_ms = max(hi_ms - PROVIDER_LOOKBACK_DAYS * 86_400_000, 0)
+        ix = prefix + INDEX
+        if callee:
+            keys = [f"{ix}callee:{callee}"]
+        elif caller:
+            keys = [f"{ix}caller:{caller}"]
+        else:
+            # The day of a key is the writer's clock at the write, the score
+            # the server's: a neighbour day's key may hold an edge entry.
+            days = _days(lo_ms - 86_400_000, hi_ms + 86_400_000)
+            keys = [f"{ix}provider:{provider}:{d}" for d in days]
+        async for sid, rec in _indexed(redis, prefix, keys, lo_ms, hi_ms):
+            if _match(rec, want):
+                yield sid, rec
+        return
     key = prefix + STREAM
     lo = _stream_id(since, "-")
     hi = _stream_id(until, "+")
@@ -245,15 +553,16 @@ async def _records(
             last, n, page = await cast(Any, redis).eval(
                 _FILTER_PAGE, 1, key, lo, hi, PAGE, caller or "", provider or "", rule or ""
             )
-            for sid, fields in page:
-                yield _entry(sid, fields)
+            entries = [_entry(sid, fields) for sid, fields in page]
             last_s = _text(last)
         else:
-            entries = await redis.xrange(key, min=lo, max=hi, count=PAGE) or []
-            n = len(entries)
-            for sid, fields in entries:
-                yield _entry(sid, fields)
-            last_s = _text(entries[-1][0]) if entries else ""
+            raw = await redis.xrange(key, min=lo, max=hi, count=PAGE) or []
+            n = len(raw)
+            entries = [_entry(sid, fields) for sid, fields in raw]
+            last_s = entries[-1][0] if entries else ""
+        for sid, rec in entries:
+            if _match(rec, want):
+                yield sid, rec
         if n < PAGE or not last_s:
             return
         lo = "(" + last_s  # exclusive start (Redis >= 6.2)
@@ -268,6 +577,10 @@ async def export(
     provider: str | None = None,
     rule: str | None = None,
     fmt: str = "csv",
+    *,
+    callee: str | None = None,
+    actions: Iterable[str] | None = None,
+    scan: bool = False,
 ) -> AsyncIterator[str]:
     """Yield the matching records as CSV lines (header first) or JSON lines."""
     if fmt not in ("csv", "json"):
@@ -277,9 +590,20 @@ async def export(
     if fmt == "csv":
         writer.writerow(("id", *FIELDS))
         yield buf.getvalue()
-    async for sid, rec in _records(redis, prefix, since, until, caller, provider, rule):
+    async for sid, rec in _records(
+        redis,
+        prefix,
+        since,
+        until,
+        caller,
+        provider,
+        rule,
+        callee=callee,
+        actions=actions,
+        scan=scan,
+    ):
         if fmt == "json":
-            yield json.dumps({"id": sid, **rec}, separators=(",", ":")) + "\n"
+            yield json.dumps({"id": sid, **rec}, separators=(",", ":"), ensure_ascii=False) + "\n"
         else:
             buf.seek(0)
             buf.truncate()

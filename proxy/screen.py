@@ -45,8 +45,9 @@ from typing import Any, Protocol
 
 from proxy.config import Config
 from proxy.metrics import Metrics
+from proxy.records import clip
 from proxy.sip.core import RETRY_AFTER, Answer
-from proxy.sip.message import Request
+from proxy.sip.message import Request, _uri_user
 from rules.engine import decide
 from rules.facts import CallFacts
 from rules.numbers import normalise
@@ -220,14 +221,16 @@ class Screener:
             if would is None:
                 self._allowed[verdict.rule].inc()
                 if self._sample and self.records is not None and self._rng() < self._sample:
-                    self._record(facts, verdict, "allow", snap, now)
+                    self._record(req, src, transport, facts, verdict, "allow", snap, now)
                 return None
             if verdict.rule is Rule.ALLOWLIST:
                 # The allowlist passed the call over `would`: allowed, counted
                 # by the rule it passed over, recorded and logged.
                 self._allowed[Rule.ALLOWLIST].inc()
                 self._overrides[would].inc()
-                self._record(facts, verdict, "allowlist_override", snap, now, rule=would)
+                self._record(
+                    req, src, transport, facts, verdict, "allowlist_override", snap, now, rule=would
+                )
                 return None
             if would is Rule.UNMAPPED_PROVIDER:
                 # unmapped_provider_policy = monitor: allowed/default plus the
@@ -236,29 +239,43 @@ class Screener:
                 self._allowed[verdict.rule].inc()
                 self._unmapped_passed.inc()
                 if self._sample and self.records is not None and self._rng() < self._sample:
-                    self._record(facts, verdict, "would_block", snap, now, rule=would, log=False)
+                    self._record(
+                        req,
+                        src,
+                        transport,
+                        facts,
+                        verdict,
+                        "would_block",
+                        snap,
+                        now,
+                        rule=would,
+                        log=False,
+                    )
                 return None
             self._would[would].inc()
-            self._record(facts, verdict, "would_block", snap, now, rule=would)
+            self._record(req, src, transport, facts, verdict, "would_block", snap, now, rule=would)
             return None
         if self._monitor:
             # --monitor: count and log what would be blocked, forward it.
             self._would[verdict.rule].inc()
             if verdict.rule is Rule.UNMAPPED_PROVIDER:
                 self._unmapped_passed.inc()
-            self._record(facts, verdict, "monitor", snap, now)
+            self._record(req, src, transport, facts, verdict, "monitor", snap, now)
             return None
         self._blocked[verdict.rule].inc()
         if verdict.rule is Rule.UNMAPPED_PROVIDER:
             self._unmapped_blocked.inc()
         answer = self._answer_by_rule[verdict.rule]
-        self._record(facts, verdict, "reject", snap, now, answer=answer)
+        self._record(req, src, transport, facts, verdict, "reject", snap, now, answer=answer)
         return answer
 
     # -- the block path: records and the JSON log line ------------------------
 
     def _record(
         self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
         facts: CallFacts,
         verdict: Verdict,
         action: str,
@@ -269,17 +286,51 @@ class Screener:
         answer: Answer | None = None,
         log: bool = True,
     ) -> None:
+        """Build the decision record (the record path only: blocked,
+        would-block, monitor, sampled allows), log it, queue it.
+
+        The raw strings are read from the request here, not on the allow
+        path; every string received from the network is clipped to its
+        configured size (`records.max_call_id` / `records.max_header`),
+        ending in `…[+N]`, and the cut is counted by field.
+        """
         r = rule or verdict.rule
+        cfg = self.config
+        cap_id = cfg.records_max_call_id
+        cap_hdr = cfg.records_max_header
+        ip, port = src[0], src[1]
+        frm = req.from_
         # Field names of proxy/records.py FIELDS; every value a str (XADD).
+        raw: dict[str, str] = {
+            "call_id": facts.call_id,
+            "provider": facts.provider or "",
+            "caller_raw": _text(frm.user or frm.uri),
+            "callee_raw": _text(_uri_user(req.ruri)[1] or req.ruri),
+            "pai": _text(b", ".join(req.header(b"p-asserted-identity"))),
+            "from": _text(frm.raw),
+            "identity": _text(b", ".join(req.header(b"identity"))),
+        }
+        cut = self.metrics.records_truncated_children
+        for k, v in raw.items():
+            limit = cap_id if k == "call_id" else cap_hdr
+            if 0 < limit < len(v):
+                raw[k] = clip(v, limit)
+                cut[k].inc()
         rec: dict[str, str] = {
             "ts": _iso_ms(now),
-            "call_id": facts.call_id,
-            "source": facts.source_ip,
-            "provider": facts.provider or "",
+            "call_id": raw["call_id"],
+            "source": f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}",
+            "transport": transport,
+            "provider": raw["provider"],
             "ocn": facts.ocn or "",
             "caller": facts.caller or "",
             "callee": facts.callee or "",
+            "caller_raw": raw["caller_raw"],
+            "callee_raw": raw["callee_raw"],
             "caller_private": "1" if facts.caller_private else "0",
+            "pai": raw["pai"],
+            "from": raw["from"],
+            "identity": raw["identity"],
             "rule": r.label,
             "citation": r.citation,
             "reason": verdict.reason,
@@ -294,5 +345,5 @@ class Screener:
         if self.records is not None:
             try:
                 self.records.append(rec)
-            except Exception:  # a full queue must never fail a call
-                self.metrics.records_dropped.inc()
+            except Exception:  # a failing writer must never fail a call
+                self.metrics.records_dropped_children["error"].inc()

@@ -424,7 +424,7 @@ class Worker:
         self.records: Any = None
         self.core: Any = None
         self.screener: Screener | None = None
-        self._records_dropped = 0
+        self._records_dropped: dict[str, int] = {}  # by reason, as last synced
 
     # -- construction ----------------------------------------------------------
 
@@ -696,10 +696,12 @@ class Worker:
                 if snap is not None:
                     self.metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
                 self.metrics.redis_up.set(1 if getattr(self.store, "connected", False) else 0)
-                dropped = int(getattr(self.records, "dropped", 0))
-                if dropped > self._records_dropped:
-                    self.metrics.records_dropped.inc(dropped - self._records_dropped)
-                    self._records_dropped = dropped
+                by_reason = getattr(self.records, "dropped_by_reason", None) or {}
+                for reason, dropped in by_reason.items():
+                    seen = self._records_dropped.get(reason, 0)
+                    if dropped > seen:
+                        self.metrics.records_dropped_children[reason].inc(dropped - seen)
+                        self._records_dropped[reason] = dropped
             except Exception:
                 self._callback_error("sync_metrics")
             await asyncio.sleep(0.5)
@@ -912,7 +914,14 @@ def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(config.redis_url, socket_timeout=5)
-    return cls(client, config.key_prefix, config.records_max_len, config.records_max_age_s)
+    return cls(
+        client,
+        config.key_prefix,
+        config.records_max_len,
+        config.records_max_age_s,
+        queue_max=config.records_buffer_max,
+        queue_max_bytes=config.records_buffer_max_bytes,
+    )
 
 
 def _snapshot_entries(snap: Any) -> int | None:

@@ -344,6 +344,10 @@ def _split_args(body: bytes) -> list[bytes]:
     return args
 
 
+# The commands proxy/records.py sends with a `records*` key first.
+_RECORD_WRITES = frozenset((b"xadd", b"xtrim", b"zadd", b"zremrangebyscore", b"pexpire", b"expire"))
+
+
 def parse_monitor_line(line: bytes) -> tuple[int, list[bytes]] | None:
     """`1339518083.107412 [0 127.0.0.1:60866] "sadd" "k" "m"` -> (0, argv)."""
     lb = line.find(b" [")
@@ -1150,12 +1154,19 @@ class SnapshotStore:
 
     async def _follow_monitor(self, conn: Any) -> None:
         pfx_q = self._pfx_q
+        rec_q = pfx_q + b"records"  # proxy/records.py: the stream and its indexes
         db = self._db
         while True:
             line = await conn.read_response(disconnect_on_error=True)
             if isinstance(line, str):
                 line = line.encode("utf-8", "surrogateescape")
             if not isinstance(line, bytes):
+                continue
+            # The decision records' writes (~7 commands per record, from every
+            # worker) name no snapshot key: skip them before parsing.
+            c = line.find(b'] "') + 3
+            e = line.find(b'" ', c)
+            if e > 0 and line.startswith(rec_q, e + 2) and line[c:e].lower() in _RECORD_WRITES:
                 continue
             if pfx_q not in line:
                 # FLUSHDB/FLUSHALL/SWAPDB name no key; everything else that

@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from proxy import admin
+from proxy.records import RecordWriter
 from tests.store.conftest import REDIS_URL
 
 NOW = 1795947872.0  # 2026-11-29
@@ -97,16 +98,18 @@ async def test_notice_from_letter_deadlines_and_report(
     assert await run(prefix, "traceback", "import", str(SEED), "--notice", nid) == 0
     out, _ = capsys.readouterr()
     assert "78 traced calls" in out
-    await operator.xadd(
-        prefix + "records",
+    # Through the writer, as the proxy does (the provider index included).
+    w = RecordWriter(operator, prefix, 0, 3600)
+    w.append(
         {
             "ts": "2021-11-10T12:00:00.000Z",  # decided on a replay clock
             "provider": "pz",
             "rule": "notice_k4",
             "action": "blocked",
             "caller": "+12025550123",
-        },
+        }
     )
+    assert await w.flush() == 1
     assert await run(prefix, "report", "provider", "pz", "--format", "json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["notices"][0]["id"] == nid
