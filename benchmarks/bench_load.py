@@ -141,9 +141,7 @@ def child(prefix: str, n: int, calls: int, blocked_pct: float) -> dict[str, Any]
         level=logging.INFO, stream=sys.stderr, format="    %(asctime)s %(name)s %(message)s"
     )
     base = _status()
-    store = store_mod.SnapshotStore(
-        URL, prefix, emergency=frozenset({"911", "933"}), k4_deadline="report"
-    )
+    store = store_mod.SnapshotStore(URL, prefix, emergency=frozenset({"911", "933"}))
     probe = redis.Redis(host=HOST, port=PORT)
     usec0 = _redis_usec(probe)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -36,7 +36,7 @@ async def main() -> None:
         for i in range(0, ENTRIES, 10_000):
             await op.sadd(key, *(f"+{base + j}" for j in range(i, i + 10_000)))
         print(f"seeded {ENTRIES:,} numbers in {time.perf_counter() - t0:.1f}s")
-        store = SnapshotStore(URL, prefix, emergency=frozenset({"911"}), k4_deadline="report")
+        store = SnapshotStore(URL, prefix, emergency=frozenset({"911"}))
         task = asyncio.create_task(store.run())
         t0 = time.perf_counter()
         await store.wait_synced(120)

@@ -385,7 +385,6 @@ class SnapshotStore:
         prefix: str,
         *,
         emergency: frozenset[str],
-        k4_deadline: str | None = None,
         emergency_callers: frozenset[str] = frozenset(),
         unmapped_provider_policy: str = "monitor",
         on_change: Callable[[Snapshot], None] | None = None,
@@ -395,9 +394,6 @@ class SnapshotStore:
         self.redis_url = redis_url
         self.prefix = prefix
         self.emergency = emergency
-        # k4_deadline: obsolete and ignored (rules/k4.py applies both triggers
-        # of 47 CFR 64.1200(k)(4)); still accepted so older callers keep working.
-        del k4_deadline
         # Configured emergency callers as ints (the engine's number key).
         self.emergency_callers = frozenset(int(n[1:]) for n in emergency_callers)
         self.unmapped_provider_policy = unmapped_provider_policy

@@ -280,9 +280,7 @@ async def test_allowlist_pass_over_dno_is_counted(
         '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
     )
     cfg = load_config(str(cfg_path), {})
-    store = SnapshotStore(
-        redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers, k4_deadline=None
-    )
+    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
     await store.load_full()
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url)

@@ -59,7 +59,7 @@ def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
     p.write_text(
         f'[redis]\nkey_prefix = "{prefix}"\n'
         '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
-        '[answer.deterministic]\nkind = "607"\n' + body
+        '[answer.deterministic]\nkind = "603"\n' + body
     )
     return load_config(str(p), {})
 
@@ -74,9 +74,7 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
 
 
 async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    store = SnapshotStore(
-        redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers, k4_deadline=cfg.k4_deadline
-    )
+    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
     await store.load_full()
     return store
 
@@ -94,7 +92,7 @@ async def test_blocked_call_recorded_with_every_field_and_clipped(
         huge = "a" * 30_000 + "@10.1.2.3"
         with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
             ans = s(_invite(huge), SRC, "udp")
-        assert ans is not None and ans.status == 607
+        assert ans is not None and ans.status == 603
         # The log line is bounded too (it was 30 KB with the Call-ID in it).
         lines = [r.getMessage() for r in caplog.records if r.name == DECISION_LOGGER]
         assert len(lines) == 1 and len(lines[0]) < 3000
@@ -122,7 +120,7 @@ async def test_blocked_call_recorded_with_every_field_and_clipped(
             "citation": "operator policy",
             "action": "reject",
             "monitor": "0",
-            "status": "607",
+            "status": "603",
         }
         assert {k: rec[k] for k in expect} == expect
         assert rec["snapshot_version"] and rec["ts"].endswith("Z")
@@ -195,7 +193,7 @@ async def test_redis_down_buffer_stays_under_its_byte_cap(
         with caplog.at_level(logging.WARNING, logger=DECISION_LOGGER):
             for i in range(20_000):
                 ans = s(_invite(f"{i}-" + "c" * 30_000), SRC, "udp")
-                assert ans is not None and ans.status == 607
+                assert ans is not None and ans.status == 603
                 assert records.bytes <= cap
                 if i % 4000 == 0:
                     await asyncio.sleep(0.05)  # the writer tries Redis meanwhile

@@ -153,9 +153,7 @@ async def test_no_snapshot_policy(
 ) -> None:
     cfg = _config(tmp_path, key_prefix, f'[proxy]\nno_snapshot_policy = "{policy}"\n')
     # Never loaded: nothing answers at this URL.
-    store = SnapshotStore(
-        "redis://127.0.0.1:1/0", key_prefix, emergency=cfg.emergency_numbers, k4_deadline="report"
-    )
+    store = SnapshotStore("redis://127.0.0.1:1/0", key_prefix, emergency=cfg.emergency_numbers)
     m = Metrics(CollectorRegistry())
     ans = Screener(cfg, store, m)(_invite(f"sip:{BLOCKED}@x"), SRC, "udp")
     assert (ans.status if ans else None) == status

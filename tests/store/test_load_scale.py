@@ -107,7 +107,7 @@ async def test_large_load_with_bad_members(
     loose = ["2025550199", "+1 (303) 555-0100"]
     await _seed(operator, prefix + "block:caller", good + bad + loose)
     await operator.sadd(prefix + "dno:caller", "+18005550100", "bad-dno")
-    store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}), k4_deadline="report")
+    store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}))
     with caplog.at_level(logging.INFO, logger="sipscreen.store"):
         snap = await store.load_full()
     want = set(good) | {"+12025550199", "+13035550100"}
@@ -132,7 +132,7 @@ async def test_scan_connection_is_reusable(prefix: str, operator: aioredis.Redis
     # The store's own client (run() passes it to every reload) keeps working
     # after loads, and after a scan that fails half way (key of the wrong type).
     await _seed(operator, prefix + "block:caller", [f"+1202555{i:04d}" for i in range(5_000)])
-    store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}), k4_deadline="report")
+    store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}))
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         for _ in range(3):

@@ -383,7 +383,7 @@ async def test_store_monitor_skips_the_record_writes(prefix: str, operator: aior
             seen.append(argv)
             super().apply_argv(argv)
 
-    store = Watched("redis://127.0.0.1:6379/0", prefix, emergency=frozenset(), k4_deadline="report")
+    store = Watched("redis://127.0.0.1:6379/0", prefix, emergency=frozenset())
     task = asyncio.create_task(store.run())
     try:
         await store.wait_synced(10)

@@ -20,7 +20,7 @@ EMERG = frozenset({"911", "933"})
 
 
 def make_store(prefix: str, url: str = REDIS_URL, **kw: object) -> SnapshotStore:
-    return SnapshotStore(url, prefix, emergency=EMERG, k4_deadline="report", **kw)  # type: ignore[arg-type]
+    return SnapshotStore(url, prefix, emergency=EMERG, **kw)  # type: ignore[arg-type]
 
 
 async def until(cond: Callable[[], bool], timeout: float = 0.1) -> float:
