@@ -130,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "trunks", False) is None:  # `check --source IP`: the config's trunk map
         args.trunks = config.trunks
+    if getattr(args, "max_removed_share", False) is None:  # import guard: the config's share
+        args.max_removed_share = config.import_max_removed_share
     return int(handler(args, config.redis_url, config.key_prefix, time.time))
 
 

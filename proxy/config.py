@@ -35,6 +35,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                reason_text, jcard_url
     [notices]  k4_deadline
     [records]  max_len, max_age_s, sample_allowed
+    [imports]  max_removed_share (the `rmd import` / `nanpa import` guard)
 """
 
 from __future__ import annotations
@@ -261,6 +262,9 @@ class Config:
     records_max_len: int = 1_000_000
     records_max_age_s: float = 90 * 86400.0
     records_sample_allowed: float = 0.01
+    # `rmd import` / `nanpa import` refuse a file that drops more than this
+    # share of the entries in force (a truncated download) unless accepted.
+    import_max_removed_share: float = 0.05
     # Sample data file (redis commands, one per line, keys without prefix)
     # seeded into Redis when none of its keys exist; None = never seed.
     sample_data: str | None = None
@@ -443,6 +447,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "answer",
         "notices",
         "records",
+        "imports",
     }
     for k in doc:
         if k not in known:
@@ -532,6 +537,10 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["records_max_age_s"] = v
     if (v := _get(rec, "sample_allowed", "records.sample_allowed", float)) is not None:
         kw["records_sample_allowed"] = v
+
+    imp = _table(doc, "imports")
+    if (v := _get(imp, "max_removed_share", "imports.max_removed_share", float)) is not None:
+        kw["import_max_removed_share"] = v
     return kw
 
 
@@ -618,6 +627,10 @@ def _validate(c: Config) -> None:
     if not 0.0 <= c.records_sample_allowed <= 1.0:
         raise ConfigError(
             f"records.sample_allowed: must be within 0.0..1.0, got {c.records_sample_allowed}"
+        )
+    if not 0.0 <= c.import_max_removed_share <= 1.0:
+        raise ConfigError(
+            f"imports.max_removed_share: must be within 0.0..1.0, got {c.import_max_removed_share}"
         )
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:

@@ -12,7 +12,9 @@ at the first one that decides (docs/DESIGN.md, rules/engine.py):
    area code / NPA-NXX (only when NANPA data is loaded), inbound-only number;
 6. provider blocklist (operator policy);
 7. RMD gate: the provider we receive the call from directly is not in the
-   Robocall Mitigation Database (47 CFR 64.6305(c), (g));
+   Robocall Mitigation Database (47 CFR 64.6305(c), (g)): removed by an FCC
+   order, absent from the export in force, or never listed (the reason
+   says which);
 8. k4 notice: the notified provider let its deadline pass without a
    recorded response, and we have notified the FCC (47 CFR 64.1200(k)(4));
 9. n2 notice: the caller ID matches a campaign the notice identified, from
@@ -44,7 +46,7 @@ from functools import lru_cache
 
 from rules.facts import CallFacts
 from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason
-from rules.snapshot import Notice, Provider, Snapshot
+from rules.snapshot import RMD_BLOCKING, Notice, Provider, Snapshot
 from rules.verdict import (
     ALLOW_DEFAULT,
     ALLOW_EMERGENCY,
@@ -122,11 +124,24 @@ def _provider_block_verdict(provider_id: str) -> Verdict:
 
 
 @lru_cache(maxsize=4096)
-def _rmd_verdict(provider_id: str, name: str, status: str, monitor_only: bool) -> Verdict:
-    state = "removed" if status == "removed" else "never filed"
+def _rmd_verdict(
+    provider_id: str, name: str, status: str, monitor_only: bool, order: str = "", since: str = ""
+) -> Verdict:
+    # The reason says which way the provider fails the gate: an FCC removal
+    # order, missing from the export in force, or never listed.
+    who = _provider_name(provider_id, name)
+    if status == "removed":
+        state = (
+            f"was removed from the Robocall Mitigation Database by order {order or '(not named)'}"
+        )
+        state += f" on {since}" if since else ""
+    elif status == "absent":
+        state = "is absent from the Robocall Mitigation Database export"
+        state += f" (since the export of {since}; no removal order recorded)" if since else ""
+    else:
+        state = "has no filing in the Robocall Mitigation Database (never listed)"
     reason = (
-        f"{_provider_name(provider_id, name)} is not in the Robocall Mitigation Database "
-        f"({state}); 47 CFR 64.6305(g) requires refusing traffic received directly from "
+        f"{who} {state}; 47 CFR 64.6305(g) requires refusing traffic received directly from "
         "a provider not certified in the RMD under 47 CFR 64.6305(c)"
     )
     if monitor_only:
@@ -281,8 +296,10 @@ def _provider_rules(
     pending: Verdict | None = None
     if prov is not None:
         status = prov.rmd_status
-        if status == "removed" or status == "not_listed":  # 47 CFR 64.6305(g)
-            v = _rmd_verdict(provider_id, name, status, monitor_only)
+        if status in RMD_BLOCKING:  # 47 CFR 64.6305(g)
+            v = _rmd_verdict(
+                provider_id, name, status, monitor_only, prov.rmd_order, prov.rmd_since
+            )
             if v.blocked:
                 return v
             pending = v
@@ -358,9 +375,7 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
             return _provider_block_verdict(provider)
         # Only providers with something against them take the slow path.
         prov = snap.providers.get(provider)
-        if (
-            prov is not None and (prov.rmd_status == "removed" or prov.rmd_status == "not_listed")
-        ) or provider in snap.notices:
+        if (prov is not None and prov.rmd_status in RMD_BLOCKING) or provider in snap.notices:
             v = _provider_rules(snap, provider, caller, now)
             if v is not None:
                 return v
@@ -473,8 +488,10 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         checks.append(
             Check(Rule.RMD_GATE, False, f"'{provider}' has no provider record; RMD status unknown")
         )
-    elif prov.rmd_status in ("removed", "not_listed"):
-        v = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
+    elif prov.rmd_status in RMD_BLOCKING:
+        v = _rmd_verdict(
+            provider, prov.name, prov.rmd_status, prov.monitor_only, prov.rmd_order, prov.rmd_since
+        )
         checks.append(Check(Rule.RMD_GATE, True, v.reason))
     else:
         checks.append(Check(Rule.RMD_GATE, False, f"RMD status of '{provider}': {prov.rmd_status}"))

@@ -54,6 +54,7 @@ __all__ = [
     "K4_DEADLINES",
     "NOTICE_KINDS",
     "NUMBER_KINDS",
+    "RMD_BLOCKING",
     "RMD_STATUSES",
     "SET_KINDS",
     "NumberSet",
@@ -64,7 +65,12 @@ __all__ = [
     "parse_campaigns",
 ]
 
-RMD_STATUSES = ("listed", "removed", "not_listed", "unknown")
+# 47 CFR 64.6305(g): "listed" passes the RMD gate; "removed" (an FCC
+# removal order is recorded), "absent" (missing from the export in force,
+# listed in an earlier one) and "not_listed" (never listed) fail it;
+# "unknown" (no RMD identity or no snapshot) is not judged. See rules/rmd.py.
+RMD_STATUSES = ("listed", "removed", "absent", "not_listed", "unknown")
+RMD_BLOCKING = frozenset({"removed", "absent", "not_listed"})
 NOTICE_KINDS = ("k4", "n2")
 K4_DEADLINES = ("mitigation", "report")
 
@@ -351,6 +357,8 @@ class Provider:
     rmd_number: str = ""
     ocn: str = ""
     monitor_only: bool = False
+    rmd_order: str = ""  # the removal order when rmd_status is "removed"
+    rmd_since: str = ""  # ISO date the RMD status began (as-of or order date)
 
 
 @dataclass(slots=True)

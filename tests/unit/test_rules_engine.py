@@ -161,7 +161,7 @@ def test_provider_blocklist(snap: Snapshot) -> None:
     assert v.blocked and v.rule is Rule.PROVIDER_BLOCK and v.detail == "bad"
 
 
-@pytest.mark.parametrize(("provider", "state"), [("gone", "removed"), ("never", "never filed")])
+@pytest.mark.parametrize(("provider", "state"), [("gone", "removed"), ("never", "never listed")])
 def test_rmd_gate(snap: Snapshot, provider: str, state: str) -> None:
     v = decide(snap, facts(provider=provider), 0.0)
     assert v.blocked and v.rule is Rule.RMD_GATE and v.detail == provider
