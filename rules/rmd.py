@@ -151,7 +151,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "contact_name": ("contactname", "robocallmitigationcontactname"),
     "contact_email": ("contactemail", "contactemailaddress", "email"),
     "contact_phone": ("contacttelephonenumber", "contactphone", "contacttelephone", "phone"),
-    "ocn": ("ocn", "operatingcompanynumber"),
+    "ocn": ("ocn", "operatingcompanynumber", "operatingcompanynumberocn"),
     "last_updated": ("lastupdated", "lastupdateddate", "dateupdated", "updated"),
     "last_recertified": ("lastrecertified", "lastrecertifieddate", "recertified"),
     "filing_url": ("filingurl", "url", "filinglink", "link"),
