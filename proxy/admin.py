@@ -405,14 +405,13 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     diff = rrmd.diff_snapshots(old, new)
     why = drop_guard("filers", len(old), len(new), len(diff.gone), _max_share(args))
 
-    # The filer hashes as they will be after this import.
+    # The filer hashes as they will be after this import (the version is
+    # numbered once the import is sure to happen).
     t = now()
-    seq = 0 if args.dry_run else int(await r.incr(prefix + "rmd:seq"))
-    version = f"{as_of}.{seq}" if seq else f"{as_of}.(dry run)"
     nums = sorted(set(new) | set(old))
     current = await _filers(r, prefix, nums)
     states: dict[str, dict[str, str]] = {}
-    events: list[tuple[str, str]] = []
+    events: list[tuple[str, str]] = []  # (rmd_number, event)
     for num, f in new.items():
         cur = current.get(num, {})
         st = {**cur, "name": f.business_name, "frn": f.frn, "ocn": f.ocn}
@@ -420,9 +419,8 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
         if cur.get("status") in (None, rrmd.ABSENT) or not cur.get("listed_since"):
             st["listed_since"] = as_of
             st.pop("absent_since", None)
-            events.append((num, _event(as_of, "listed", version=version)))
+            events.append((num, "listed"))
         if st != cur:
-            st["version"] = version
             states[num] = st
     for f in diff.gone:
         num = f.rmd_number
@@ -430,9 +428,8 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
         st = {**cur, "status": rrmd.filer_status(False, True, cur.get("removal_order", ""))}
         st.setdefault("absent_since", as_of)
         if st != cur:
-            st["version"] = version
             states[num] = st
-        events.append((num, _event(as_of, "missing from export", version=version)))
+        events.append((num, "missing from export"))
     by_frn = {f.frn: n for n, f in new.items()}
     for n, f in new.items():
         for other in f.other_frns:
@@ -444,7 +441,7 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
         r, prefix, {**current, **states}, known_frn, known_ocn, has_snapshot=True
     )
 
-    head = f"RMD snapshot {version}: {len(new)} filers as of {as_of} ({source})"
+    head = f"RMD snapshot: {len(new)} filers as of {as_of} ({source})"
     if errors:
         head += f"; {len(errors)} bad rows skipped" if args.skip_bad_rows else ""
     if args.dry_run:
@@ -468,6 +465,9 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     if args.dry_run:
         return 2 if _refused(args, errors, why) else 0
 
+    version = f"{as_of}.{int(await r.incr(prefix + 'rmd:seq'))}"
+    for st in states.values():
+        st["version"] = version
     snap_key = prefix + f"rmd:snap:{version}"
     items = list(new.items())
     try:
@@ -508,7 +508,7 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
             tx.delete(fk)
             tx.hset(fk, mapping=cast(Any, st))
         for num, ev in events:
-            tx.rpush(prefix + f"rmd:history:{num}", ev)
+            tx.rpush(prefix + f"rmd:history:{num}", _event(as_of, ev, version=version))
         for key, fields, _ in provs:
             tx.hset(key, mapping=cast(Any, fields))  # 47 CFR 64.6305(g)
         await tx.execute()
