@@ -312,6 +312,10 @@ def _provider_rmd(filer: Mapping[str, str] | None, has_snapshot: bool) -> dict[s
         return {"rmd_status": rrmd.NOT_LISTED, "rmd_order": "", "rmd_since": ""}
     status = filer.get("status", rrmd.LISTED)
     order = filer.get("removal_order", "") if status == rrmd.REMOVED else ""
+    if status == rrmd.REMOVED and not order:
+        # Written before absent and removed were told apart: missing from an
+        # export, no order recorded.
+        return {"rmd_status": rrmd.ABSENT, "rmd_order": "", "rmd_since": _since(filer)}
     return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer)}
 
 

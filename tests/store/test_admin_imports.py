@@ -332,3 +332,41 @@ def test_config_share_through_the_cli(tmp_path: Path, prefix: str) -> None:
     assert res.returncode == 2 and "more than the 1.0% allowed" in res.stderr
     res = sipscreen("rmd", "import", str(SEP), "--skip-bad-rows", "--max-removed-share", "0.1")
     assert res.returncode == 0, res.stderr
+
+
+async def test_running_store_follows_imports_and_rollbacks(
+    prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The proxy's snapshot follows an RMD import and rollback (provider
+    status, order id) and a NANPA import and rollback, with no reload."""
+    from tests.store.test_store import make_store, until
+
+    store = make_store(prefix)
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+        assert await run(prefix, "provider", "set", "pz", "--frn", PZ_FRN) == 0
+        assert await run(prefix, "rmd", "import", str(AUG), "--skip-bad-rows") == 0
+        await until(lambda: store.snapshot.providers["pz"].rmd_status == "listed", 2.0)
+        assert await run(prefix, "rmd", "import", str(SEP), "--skip-bad-rows") == 0
+        await until(lambda: store.snapshot.providers["pz"].rmd_status == "absent", 2.0)
+        assert store.snapshot.providers["pz"].rmd_since == "2025-09-01"
+        rc = await run(prefix, "rmd", "remove", "--order", "DA 25-694", "--frn", PZ_FRN)
+        assert rc == 0
+        await until(lambda: store.snapshot.providers["pz"].rmd_order == "DA 25-694", 2.0)
+        assert store.snapshot.providers["pz"].rmd_status == "removed"
+
+        assert await run(prefix, "nanpa", "import", "--npa", str(NPA_FILE), "--skip-bad-rows") == 0
+        await until(lambda: len(store.snapshot.nanpa_npa or ()) == 25, 2.0)
+        partial = tmp_path / "npa_partial.csv"
+        partial.write_text("NPA_ID,assigned\n201,Yes\n202,Yes\n", encoding="utf-8")
+        argv = ("nanpa", "import", "--npa", str(partial), "--accept-removals")
+        assert await run(prefix, *argv) == 0
+        await until(lambda: store.snapshot.nanpa_npa == {"201", "202"}, 2.0)
+        assert await run(prefix, "nanpa", "rollback", "--npa") == 0
+        await until(lambda: len(store.snapshot.nanpa_npa or ()) == 25, 2.0)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    capsys.readouterr()
