@@ -663,7 +663,7 @@ async def _rmd_status(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
         has = bool(await r.exists(prefix + "rmd:current"))
         print(f"{num}: {'not_listed: in no imported RMD export' if has else 'unknown (no RMD)'}")
         return 0
-    print(f"{num} {h.get('name', '')}: {h.get('status')}: {_status_line(h)}")
+    print(f"{num} {h.get('name', '')}: {_status_line(h)}")
     for k in (
         "frn",
         "ocn",
