@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from proxy.records import export as export_records
 from proxy.records import summary as records_summary
@@ -110,6 +110,9 @@ def _wrap(job: Job) -> Handler:
             return asyncio.run(main())
         except (AdminError, StoreError) as exc:
             print(f"sipscreen: error: {exc}", file=sys.stderr)
+            return 2
+        except WatchError:
+            print("sipscreen: error: the data changed meanwhile; nothing written", file=sys.stderr)
             return 2
         except (RedisError, OSError) as exc:
             print(f"sipscreen: Redis at {redis_url} failed: {exc}", file=sys.stderr)
@@ -378,6 +381,18 @@ async def _load_rmd_snapshot(r: Any, prefix: str, version: str) -> dict[str, rrm
     return old
 
 
+async def _still_current(tx: Any, prefix: str, version: str) -> None:
+    """WATCH `rmd:current` and check it still names ``version`` (what the
+    import or rollback was computed from); then start the MULTI. Another
+    import in between makes EXEC fail (WatchError), not interleave."""
+    key = prefix + "rmd:current"
+    await tx.watch(key)
+    if (await tx.get(key) or "") != version:
+        await tx.unwatch()
+        raise AdminError("the RMD snapshot in force changed meanwhile (another import?); run again")
+    tx.multi()
+
+
 def _event(day: str, event: str, **extra: str) -> str:
     return json.dumps({"date": day, "event": event, **extra}, separators=(",", ":"))
 
@@ -498,6 +513,11 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     # none). `rmd rollback` puts them back (keeping removal orders).
     undo = {n: json.dumps(current[n]) if n in current else "" for n in states}
     async with r.pipeline(transaction=True) as tx:
+        try:
+            await _still_current(tx, prefix, old_version)
+        except AdminError:
+            await r.delete(snap_key)
+            raise
         tx.hset(prefix + f"rmd:meta:{version}", mapping=cast(Any, meta))
         if undo:
             tx.hset(prefix + f"rmd:undo:{version}", mapping=cast(Any, undo))
@@ -515,7 +535,11 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
             tx.rpush(prefix + f"rmd:history:{num}", _event(as_of, ev, version=version))
         for key, fields, _ in provs:
             tx.hset(key, mapping=cast(Any, fields))  # 47 CFR 64.6305(g)
-        await tx.execute()
+        try:
+            await tx.execute()
+        except WatchError:
+            await r.delete(snap_key)
+            raise
     print(f"in force: {version} (undo: sipscreen rmd rollback)")
     return 0
 
@@ -549,6 +573,7 @@ async def _rmd_rollback(args: argparse.Namespace, r: Any, prefix: str, now: Any)
     provs = await _provider_changes(r, prefix, states, by_frn, by_ocn, has_snapshot=True)
     day = _today(now)
     async with r.pipeline(transaction=True) as tx:
+        await _still_current(tx, prefix, version)
         for num, st in states.items():
             fk = prefix + f"rmd:filer:{num}"
             tx.delete(fk)

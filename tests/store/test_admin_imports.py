@@ -370,3 +370,23 @@ async def test_running_store_follows_imports_and_rollbacks(
         with pytest.raises(asyncio.CancelledError):
             await task
     capsys.readouterr()
+
+
+async def test_an_import_computed_on_a_stale_snapshot_is_not_applied(
+    prefix: str, operator: aioredis.Redis
+) -> None:
+    """Two imports at once: the one computed from a snapshot no longer in
+    force writes nothing (WATCH on rmd:current)."""
+    from proxy import admin
+
+    await operator.set(prefix + "rmd:current", "2025-09-01.2")
+    async with operator.pipeline(transaction=True) as tx:
+        with pytest.raises(admin.AdminError, match="changed meanwhile"):
+            await admin._still_current(tx, prefix, "2025-08-01.1")
+    async with operator.pipeline(transaction=True) as tx:
+        await admin._still_current(tx, prefix, "2025-09-01.2")
+        tx.set(prefix + "rmd:current", "2025-09-05.3")
+        await operator.set(prefix + "rmd:current", "2025-09-04.9")  # someone else, meanwhile
+        with pytest.raises(aioredis.WatchError):
+            await tx.execute()
+    assert await operator.get(prefix + "rmd:current") == "2025-09-04.9"
