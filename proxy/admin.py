@@ -642,7 +642,8 @@ def _status_line(h: Mapping[str, str]) -> str:
     status = h.get("status", "")
     if status == rrmd.REMOVED:
         return (
-            f"removed by order {h.get('removal_order') or '(not named)'}"
+            "removed"
+            + (f" by order {h['removal_order']}" if h.get("removal_order") else " (no order named)")
             + (f" on {h['removed_since']}" if h.get("removed_since") else "")
             + " (47 CFR 64.6305(g): traffic refused)"
         )
@@ -1100,8 +1101,10 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
     )
     if status == "removed":
         basis.append(
-            f"The provider was removed from the Robocall Mitigation Database by order "
-            f"{order or '(not named)'}" + (f" on {since}" if since else "") + f"; {gate}"
+            "The provider was removed from the Robocall Mitigation Database"
+            + (f" by order {order}" if order else " (no order named)")
+            + (f" on {since}" if since else "")
+            + f"; {gate}"
         )
     elif status == "absent":
         basis.append(

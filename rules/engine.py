@@ -131,9 +131,8 @@ def _rmd_verdict(
     # order, missing from the export in force, or never listed.
     who = _provider_name(provider_id, name)
     if status == "removed":
-        state = (
-            f"was removed from the Robocall Mitigation Database by order {order or '(not named)'}"
-        )
+        state = "was removed from the Robocall Mitigation Database"
+        state += f" by order {order}" if order else " (no order named)"
         state += f" on {since}" if since else ""
     elif status == "absent":
         state = "is absent from the Robocall Mitigation Database export"
