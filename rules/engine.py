@@ -12,9 +12,9 @@ at the first one that decides (docs/DESIGN.md, rules/engine.py):
    area code / NPA-NXX (only when NANPA data is loaded), inbound-only number;
 6. provider blocklist (operator policy);
 7. RMD gate: the provider we receive the call from directly is not in the
-   Robocall Mitigation Database (47 CFR 64.6305(c), (g)): removed by an FCC
-   order, absent from the export in force, or never listed (the reason
-   says which);
+   Robocall Mitigation Database (47 CFR 64.6305(g); certification is
+   64.6305(d)-(f)): removed by an FCC order, absent from the export in
+   force, or never filed (the reason says which);
 8. k4 notice: the notified provider let its deadline pass without a
    recorded response, and we have notified the FCC (47 CFR 64.1200(k)(4));
 9. n2 notice: the caller ID matches a campaign the notice identified, from
@@ -138,10 +138,10 @@ def _rmd_verdict(
         state = "is absent from the Robocall Mitigation Database export"
         state += f" (since the export of {since}; no removal order recorded)" if since else ""
     else:
-        state = "has no filing in the Robocall Mitigation Database (never listed)"
+        state = "is not in the Robocall Mitigation Database (never filed)"
     reason = (
         f"{who} {state}; 47 CFR 64.6305(g) requires refusing traffic received directly from "
-        "a provider not certified in the RMD under 47 CFR 64.6305(c)"
+        "a provider whose certification (47 CFR 64.6305(d)-(f)) is not in the RMD"
     )
     if monitor_only:
         return Verdict(
