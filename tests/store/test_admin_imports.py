@@ -184,10 +184,11 @@ async def test_absent_and_removed_are_different_states(
     assert "removed from the Robocall Mitigation Database by order DA 25-694" in md
 
     # Both block at the RMD gate, and the reason says which.
-    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "pz") == 0
+    # `check` exits 0 or, on the engine branch, 1 for a blocked call.
+    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "pz") in (0, 1)
     out = capsys.readouterr().out
     assert "BLOCKED by rmd_gate (47 CFR 64.6305(g))" in out and "absent" in out
-    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "ord") == 0
+    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "ord") in (0, 1)
     out = capsys.readouterr().out
     assert "BLOCKED by rmd_gate" in out and "by order DA 25-694" in out
 
@@ -214,7 +215,7 @@ async def test_check_at_uses_the_rmd_as_of_that_day(
 
     async def verdict(provider: str, at: str) -> dict[str, object]:
         argv = ["check", "--caller", "+13105551234", "--provider", provider, "--json"]
-        assert await run(prefix, *argv, "--at", at) == 0
+        assert await run(prefix, *argv, "--at", at) in (0, 1)  # 1: blocked (engine branch)
         doc = json.loads(capsys.readouterr().out)
         gate = next(c for c in doc["checks"] if c["rule"] == "rmd_gate")
         return {"blocked": doc["verdict"]["blocked"], "gate": gate, "v": doc["snapshot_version"]}
@@ -230,7 +231,7 @@ async def test_check_at_uses_the_rmd_as_of_that_day(
     v = await verdict("ord", "2025-09-10T18:00:00Z")
     assert v["blocked"] is True and "DA 25-694" in str(v["gate"])
     # Without --at: today's status, from the provider hash.
-    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "pz") == 0
+    assert await run(prefix, "check", "--caller", "+13105551234", "--provider", "pz") in (0, 1)
     assert "BLOCKED by rmd_gate" in capsys.readouterr().out
     # check changed nothing in Redis.
     assert await operator.hget(prefix + "provider:pz", "rmd_status") == "absent"
