@@ -1342,8 +1342,8 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=_wrap(_nanpa_import))
     p = n.add_parser("rollback", help="restore the set in force before the last import")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--npa", action="store_true")
-    g.add_argument("--co", action="store_true")
+    g.add_argument("--npa", action="store_true", help="the area codes (nanpa:npa)")
+    g.add_argument("--co", action="store_true", help="the NPA-NXX codes (nanpa:nxx)")
     p.set_defaults(handler=_wrap(_nanpa_rollback))
 
     for name in ("block", "unblock"):
