@@ -19,22 +19,35 @@ Order keys written here (docs/REDIS.md), 47 CFR 64.1200(n)(3):
 `order remove` marks the hash removed and appends to the history: never a DEL.
 
 RMD keys written here (docs/REDIS.md):
-  rmd:current            STRING  version id of the snapshot in force
-  rmd:versions           ZSET    version id -> import time
-  rmd:snap:<version>     HASH    rmd_number -> JSON of the filer (rules.rmd.to_record)
-  rmd:filer:<rmd_number> HASH    status (listed/removed), name, frn, ocn,
-                                 listed_since, removed_since, removal_order
-  rmd:history:<rmd_number> LIST  JSON events (listed, removed, order)
-  rmd:by_frn, rmd:by_ocn HASH    FRN / OCN -> rmd_number
+  rmd:current              STRING  version in force, "<as-of date>.<seq>"
+  rmd:versions             ZSET    version -> as-of date as YYYYMMDD
+  rmd:snap:<version>       HASH    rmd_number -> JSON of the filer (rules.rmd.to_record)
+  rmd:meta:<version>       HASH    as_of, as_of_source, file, filers, imported, previous, ...
+  rmd:undo:<version>       HASH    rmd_number -> its filer hash before that import (JSON)
+  rmd:filer:<rmd_number>   HASH    status (listed/absent/removed), name, frn, ocn,
+                                   listed_since, absent_since, removed_since, removal_order
+  rmd:history:<rmd_number> LIST    JSON events (listed, missing from export, removed, rollback)
+  rmd:by_frn, rmd:by_ocn   HASH    FRN (and other FRNs) / OCN -> rmd_number
 An import writes the new snapshot under a new version first, then switches
-`rmd:current`, the filer statuses and every tied `provider:<id>` rmd_status
-in one MULTI/EXEC: a failed import leaves the previous snapshot in force.
+`rmd:current`, the filer statuses and every tied `provider:<id>`
+rmd_status/rmd_order/rmd_since in one MULTI/EXEC: a failed import leaves
+the previous snapshot in force; `rmd rollback` reverses the last one.
+
+Every import (rmd, nanpa, dno, traceback) is all-or-nothing: a file with a
+bad row changes nothing (exit 2, each bad row printed as `FILE:LINE: column
+'X': ...`) unless `--skip-bad-rows`. `rmd import` and `nanpa import` also
+refuse a file that would drop more than `--max-removed-share` (config
+`[imports] max_removed_share`, default 5%) of the entries in force, or that
+has far fewer rows, unless `--accept-removals`; `--dry-run` shows the diff
+and exits as the import would. The NANPA set in force before an import is
+kept as `nanpa:npa:prev` / `nanpa:nxx:prev` for `nanpa rollback`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -59,6 +72,7 @@ from rules import traceback as rtraceback
 from rules.engine import decide, explain
 from rules.errors import RowError
 from rules.facts import CallFacts
+from rules.imports import DEFAULT_MAX_REMOVED_SHARE, bad_rows_message, drop_guard
 from rules.numbers import normalise
 
 __all__ = ["AdminError", "add_subcommands"]
@@ -112,6 +126,9 @@ def _wrap(job: Job) -> Handler:
             return asyncio.run(main())
         except (AdminError, StoreError) as exc:
             print(f"sipscreen: error: {exc}", file=sys.stderr)
+            return 2
+        except WatchError:
+            print("sipscreen: error: the data changed meanwhile; nothing written", file=sys.stderr)
             return 2
         except (RedisError, OSError) as exc:
             print(f"sipscreen: Redis at {redis_url} failed: {exc}", file=sys.stderr)
@@ -186,6 +203,8 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     config: Config | None = getattr(args, "screen_config", None)
     store = _store(r, prefix, now, config)
     snap = await store.load_full()
+    if args.at:  # 47 CFR 64.6305(g) as it stood that day (versioned RMD snapshots)
+        await _rmd_at(r, prefix, snap, args.at, at)
     facts = CallFacts(
         caller=caller,
         callee=callee,
@@ -250,23 +269,160 @@ async def _scan(r: Any, pattern: str) -> list[str]:
     return [k async for k in r.scan_iter(match=pattern, count=1000)]
 
 
-async def _filer_status(
-    r: Any, prefix: str, rmd_number: str, frn: str, ocn: str
-) -> tuple[str, str]:
-    """(rmd_status, rmd_number) of a provider's RMD identity."""
-    num = rmd_number
-    if not num and frn:
-        num = await r.hget(prefix + "rmd:by_frn", frn) or ""
-    if not num and ocn:
-        num = await r.hget(prefix + "rmd:by_ocn", ocn) or ""
-    if num:
-        st = await r.hget(prefix + f"rmd:filer:{num}", "status")
-        if st:
-            return str(st), num
+def _day(text: str, what: str) -> str:
+    """ISO date of a CLI date: a bare date as given, an instant's US Eastern date."""
+    try:
+        when = rnotices.parse_when(text)
+    except ValueError:
+        raise AdminError(f"{what}: not a date: {text!r}") from None
+    if isinstance(when, dt.datetime):
+        return rnotices.eastern_date(when).isoformat()
+    return when.isoformat()
+
+
+def _today(now: Callable[[], float]) -> str:
+    return rnotices.eastern_date(dt.datetime.fromtimestamp(now(), dt.UTC)).isoformat()
+
+
+def _max_share(args: argparse.Namespace) -> float:
+    share = getattr(args, "max_removed_share", None)
+    return DEFAULT_MAX_REMOVED_SHARE if share is None else float(share)
+
+
+def _share_arg(text: str) -> float:
+    try:
+        v = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 0.05 or 5%)") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within 0..1 (or 0%..100%), got {text!r}")
+    return v
+
+
+def _bad_rows(path: str, errors: list[RowError], args: argparse.Namespace) -> None:
+    """Print each bad row; refuse the whole file unless --skip-bad-rows."""
+    _row_errors(path, errors)
+    if errors and not getattr(args, "skip_bad_rows", False):
+        if getattr(args, "dry_run", False):
+            print(f"dry run: {bad_rows_message(path, errors)}")
+            return
+        raise AdminError(bad_rows_message(path, errors))
+
+
+def _refused(args: argparse.Namespace, errors: list[RowError], why: str | None) -> bool:
+    """Would the import (or the one a dry run shows) be refused?"""
+    bad = bool(errors) and not getattr(args, "skip_bad_rows", False)
+    return bad or (why is not None and not getattr(args, "accept_removals", False))
+
+
+def _version_seq(version: str) -> tuple[str, int]:
+    # "2025-09-01.3" -> ("2025-09-01", 3); a version of the old scheme -> (v, 0).
+    day, _, seq = version.rpartition(".")
+    return (day, int(seq)) if seq.isdigit() and day else (version, 0)
+
+
+def _as_of_score(day: str) -> int:
+    return int(day.replace("-", ""))  # 2025-09-01 -> 20250901: readable and ordered
+
+
+async def _hgetall_many(r: Any, keys: list[str]) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    for i in range(0, len(keys), 1000):
+        async with r.pipeline(transaction=False) as p:
+            for k in keys[i : i + 1000]:
+                p.hgetall(k)
+            out.extend(await p.execute())
+    return out
+
+
+async def _filers(r: Any, prefix: str, nums: list[str]) -> dict[str, dict[str, str]]:
+    """rmd:filer:<num> of each number that has one."""
+    hashes = await _hgetall_many(r, [prefix + f"rmd:filer:{n}" for n in nums])
+    return {n: h for n, h in zip(nums, hashes, strict=True) if h}
+
+
+async def _providers(r: Any, prefix: str) -> list[tuple[str, dict[str, str]]]:
+    keys = [
+        k
+        for k in sorted(await _scan(r, prefix + "provider:*"))
+        if k.count(":") == prefix.count(":") + 1
+    ]
+    return list(zip(keys, await _hgetall_many(r, keys), strict=True))
+
+
+def _filer_num(h: Mapping[str, str], by_frn: Mapping[str, str], by_ocn: Mapping[str, str]) -> str:
+    """The RMD number a provider hash is tied to: its own, else by FRN, else by OCN."""
+    return (
+        h.get("rmd_number", "")
+        or (by_frn.get(h["frn"], "") if h.get("frn") else "")
+        or (by_ocn.get(h["ocn"], "") if h.get("ocn") else "")
+    )
+
+
+def _since(filer: Mapping[str, str]) -> str:
+    status = filer.get("status", "")
+    return {
+        rrmd.REMOVED: filer.get("removed_since", ""),
+        rrmd.ABSENT: filer.get("absent_since", ""),
+        rrmd.LISTED: filer.get("listed_since", ""),
+    }.get(status, "")
+
+
+def _provider_rmd(filer: Mapping[str, str] | None, has_snapshot: bool) -> dict[str, str]:
+    """rmd_status / rmd_order / rmd_since of a provider tied to ``filer``."""
+    if not has_snapshot:
+        return {"rmd_status": "unknown", "rmd_order": "", "rmd_since": ""}
+    if not filer:
+        return {"rmd_status": rrmd.NOT_LISTED, "rmd_order": "", "rmd_since": ""}
+    status = filer.get("status", rrmd.LISTED)
+    order = filer.get("removal_order", "") if status == rrmd.REMOVED else ""
+    if status == rrmd.REMOVED and not order:
+        # Written before absent and removed were told apart: missing from an
+        # export, no order recorded.
+        return {"rmd_status": rrmd.ABSENT, "rmd_order": "", "rmd_since": _since(filer)}
+    return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer)}
+
+
+async def _provider_changes(
+    r: Any,
+    prefix: str,
+    filers: Mapping[str, Mapping[str, str] | None],
+    by_frn: Mapping[str, str],
+    by_ocn: Mapping[str, str],
+    has_snapshot: bool,
+) -> list[tuple[str, dict[str, str], str]]:
+    """(key, fields to write, description) of each provider whose RMD fields change.
+
+    ``filers`` holds the filer hashes as they will be (None: deleted); a
+    provider tied to another number reads it from Redis.
+    """
+    out: list[tuple[str, dict[str, str], str]] = []
+    provs = await _providers(r, prefix)
+    nums = [_filer_num(h, by_frn, by_ocn) for _, h in provs]
+    more = await _filers(r, prefix, sorted({n for n in nums if n and n not in filers}))
+    for (key, h), num in zip(provs, nums, strict=True):
+        if not (h.get("rmd_number") or h.get("frn") or h.get("ocn")):
+            continue  # not tied to an RMD identity: its rmd_status is the operator's
+        filer = (filers[num] if num in filers else more.get(num)) if num else None
+        want = _provider_rmd(filer, has_snapshot)
+        fields = {k: v for k, v in want.items() if h.get(k, "") != v}
+        if fields:
+            was = h.get("rmd_status", "-")
+            pid = key[len(prefix) + len("provider:") :]
+            out.append((key, fields, f"provider:{pid}: {was} -> {want['rmd_status']}"))
+    return out
+
+
+async def _filer_status(r: Any, prefix: str, h: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """RMD fields of a provider hash (for `provider set`) and its RMD number."""
+    by_frn = {h["frn"]: await r.hget(prefix + "rmd:by_frn", h["frn"]) or ""} if h.get("frn") else {}
+    by_ocn = {h["ocn"]: await r.hget(prefix + "rmd:by_ocn", h["ocn"]) or ""} if h.get("ocn") else {}
+    num = _filer_num(h, by_frn, by_ocn)
+    filer = await r.hgetall(prefix + f"rmd:filer:{num}") if num else {}
     # 47 CFR 64.6305(g): a provider absent from the RMD is "not listed" once
     # an RMD snapshot exists to compare with.
-    has = await r.exists(prefix + "rmd:current")
-    return ("not_listed" if has else "unknown"), num
+    has = bool(await r.exists(prefix + "rmd:current"))
+    return _provider_rmd(filer, has), num
 
 
 def _progress(done: int, total: int) -> None:
@@ -278,20 +434,120 @@ def _progress(done: int, total: int) -> None:
             print(file=sys.stderr)
 
 
-async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
-    filers, errors = rrmd.parse_rmd_csv(_read(args.file))
-    _row_errors(args.file, errors)
-    if not filers:
-        raise AdminError(f"{args.file}: no valid filer rows; previous RMD snapshot kept")
-    new = rrmd.index_filers(filers)
-    old_version = await r.get(prefix + "rmd:current") or ""
+async def _load_rmd_snapshot(r: Any, prefix: str, version: str) -> dict[str, rrmd.Filer]:
     old: dict[str, rrmd.Filer] = {}
-    if old_version:
-        for num, js in (await r.hgetall(prefix + f"rmd:snap:{old_version}")).items():
+    if version:
+        for num, js in (await r.hgetall(prefix + f"rmd:snap:{version}")).items():
             old[num] = rrmd.from_record(json.loads(js))
+    return old
+
+
+async def _still_current(tx: Any, prefix: str, version: str) -> None:
+    """WATCH `rmd:current` and check it still names ``version`` (what the
+    import or rollback was computed from); then start the MULTI. Another
+    import in between makes EXEC fail (WatchError), not interleave."""
+    key = prefix + "rmd:current"
+    await tx.watch(key)
+    if (await tx.get(key) or "") != version:
+        await tx.unwatch()
+        raise AdminError("the RMD snapshot in force changed meanwhile (another import?); run again")
+    tx.multi()
+
+
+def _event(day: str, event: str, **extra: str) -> str:
+    return json.dumps({"date": day, "event": event, **extra}, separators=(",", ":"))
+
+
+async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    path = args.file
+    filers, errors = rrmd.parse_rmd_csv(_read(path))
+    _bad_rows(path, errors, args)
+    if not filers:
+        raise AdminError(f"{path}: no valid filer rows; previous RMD snapshot kept")
+    new = rrmd.index_filers(filers)
+    # The snapshot describes the database as of its newest change, not the
+    # day it was downloaded or imported.
+    if args.as_of:
+        as_of, source = _day(args.as_of, "--as-of"), "--as-of"
+    else:
+        as_of, source = rrmd.as_of_date(filers), "newest last_updated"
+    if not as_of:
+        as_of, source = _today(now), "import day (the file has no last_updated; see --as-of)"
+    old_version = await r.get(prefix + "rmd:current") or ""
+    old_meta = await r.hgetall(prefix + f"rmd:meta:{old_version}") if old_version else {}
+    old_as_of = old_meta.get("as_of", "")
+    if old_as_of and as_of < old_as_of:
+        raise AdminError(
+            f"{path}: as of {as_of}, older than the RMD snapshot in force ({old_version}, as of "
+            f"{old_as_of}); import exports oldest first, or give --as-of"
+        )
+    old = await _load_rmd_snapshot(r, prefix, old_version)
+    diff = rrmd.diff_snapshots(old, new)
+    why = drop_guard("filers", len(old), len(new), len(diff.gone), _max_share(args))
+
+    # The filer hashes as they will be after this import (the version is
+    # numbered once the import is sure to happen).
     t = now()
-    seq = await r.incr(prefix + "rmd:seq")
-    version = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{seq}"
+    nums = sorted(set(new) | set(old))
+    current = await _filers(r, prefix, nums)
+    states: dict[str, dict[str, str]] = {}
+    events: list[tuple[str, str]] = []  # (rmd_number, event)
+    for num, f in new.items():
+        cur = current.get(num, {})
+        st = {**cur, "name": f.business_name, "frn": f.frn, "ocn": f.ocn}
+        st["status"] = rrmd.filer_status(True, True, cur.get("removal_order", ""))
+        if cur.get("status") in (None, rrmd.ABSENT) or not cur.get("listed_since"):
+            st["listed_since"] = as_of
+            st.pop("absent_since", None)
+            events.append((num, "listed"))
+        if st != cur:
+            states[num] = st
+    for f in diff.gone:
+        num = f.rmd_number
+        cur = current.get(num) or {"name": f.business_name, "frn": f.frn, "ocn": f.ocn}
+        st = {**cur, "status": rrmd.filer_status(False, True, cur.get("removal_order", ""))}
+        st.setdefault("absent_since", as_of)
+        if st != cur:
+            states[num] = st
+        events.append((num, "missing from export"))
+    by_frn = {f.frn: n for n, f in new.items()}
+    for n, f in new.items():
+        for other in f.other_frns:
+            by_frn.setdefault(other, n)
+    by_ocn = {f.ocn: n for n, f in new.items() if f.ocn}
+    known_frn = {**(await r.hgetall(prefix + "rmd:by_frn")), **by_frn}
+    known_ocn = {**(await r.hgetall(prefix + "rmd:by_ocn")), **by_ocn}
+    provs = await _provider_changes(
+        r, prefix, {**current, **states}, known_frn, known_ocn, has_snapshot=True
+    )
+
+    head = f"RMD snapshot: {len(new)} filers as of {as_of} ({source})"
+    if errors:
+        head += f"; {len(errors)} bad rows skipped" if args.skip_bad_rows else ""
+    if args.dry_run:
+        print("dry run: nothing written")
+    print(head)
+    if old_version:
+        print(f"replaces {old_version} ({len(old)} filers)")
+    print(diff.summary())
+    for _, _, desc in provs:
+        print(f"  {desc}")
+    if why is not None:
+        if args.dry_run:
+            print(f"dry run: the import would be refused: {path}: {why}")
+        elif not args.accept_removals:
+            raise AdminError(
+                f"{path}: {why}; nothing imported (check the download; --accept-removals "
+                "imports it anyway)"
+            )
+        else:
+            print(f"accepted (--accept-removals): {why}")
+    if args.dry_run:
+        return 2 if _refused(args, errors, why) else 0
+
+    version = f"{as_of}.{int(await r.incr(prefix + 'rmd:seq'))}"
+    for st in states.values():
+        st["version"] = version
     snap_key = prefix + f"rmd:snap:{version}"
     items = list(new.items())
     try:
@@ -304,83 +560,104 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     except BaseException:
         await r.delete(snap_key)
         raise
-    diff = rrmd.diff_snapshots(old, new)
-    today = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d")
-    # Current filer statuses (a removal order keeps a filer removed).
-    orders: dict[str, str] = {}
-    for num in set(new) | set(old):
-        o = await r.hget(prefix + f"rmd:filer:{num}", "removal_order")
-        if o:
-            orders[num] = str(o)
-    providers = []
-    for key in await _scan(r, prefix + "provider:*"):
-        if key.count(":") != prefix.count(":") + 1:
-            continue
-        h = await r.hgetall(key)
-        providers.append((key, h))
-    by_frn = {f.frn: n for n, f in new.items() if f.frn}
-    by_ocn = {f.ocn: n for n, f in new.items() if f.ocn}
-    # Identities of filers seen in earlier snapshots too (a gone filer's FRN).
-    known_frn = {**(await r.hgetall(prefix + "rmd:by_frn")), **by_frn}
-    known_ocn = {**(await r.hgetall(prefix + "rmd:by_ocn")), **by_ocn}
+    meta = {
+        "as_of": as_of,
+        "as_of_source": source,
+        "file": str(Path(path).resolve()),
+        "filers": str(len(new)),
+        "imported": _iso(t),
+        "previous": old_version,
+        "bad_rows_skipped": str(len(errors)),
+        "accepted_removals": why or "",
+    }
+    # The undo record: each filer hash this import changes, as it was ("" =
+    # none). `rmd rollback` puts them back (keeping removal orders).
+    undo = {n: json.dumps(current[n]) if n in current else "" for n in states}
     async with r.pipeline(transaction=True) as tx:
+        try:
+            await _still_current(tx, prefix, old_version)
+        except AdminError:
+            await r.delete(snap_key)
+            raise
+        tx.hset(prefix + f"rmd:meta:{version}", mapping=cast(Any, meta))
+        if undo:
+            tx.hset(prefix + f"rmd:undo:{version}", mapping=cast(Any, undo))
+        tx.zadd(prefix + "rmd:versions", {version: _as_of_score(as_of)})
         tx.set(prefix + "rmd:current", version)
-        tx.zadd(prefix + "rmd:versions", {version: t})
         if by_frn:
             tx.hset(prefix + "rmd:by_frn", mapping=cast(Any, by_frn))
         if by_ocn:
             tx.hset(prefix + "rmd:by_ocn", mapping=cast(Any, by_ocn))
-        for num, f in new.items():
+        for num, st in states.items():
             fk = prefix + f"rmd:filer:{num}"
-            status = "removed" if num in orders else "listed"
-            tx.hset(
-                fk,
-                mapping={
-                    "status": status,
-                    "name": f.business_name,
-                    "frn": f.frn,
-                    "ocn": f.ocn,
-                    "version": version,
-                },
-            )
-            tx.hsetnx(fk, "listed_since", today)
-        for f in diff.added:
+            tx.delete(fk)
+            tx.hset(fk, mapping=cast(Any, st))
+        for num, ev in events:
+            tx.rpush(prefix + f"rmd:history:{num}", _event(as_of, ev, version=version))
+        for key, fields, _ in provs:
+            tx.hset(key, mapping=cast(Any, fields))  # 47 CFR 64.6305(g)
+        try:
+            await tx.execute()
+        except WatchError:
+            await r.delete(snap_key)
+            raise
+    print(f"in force: {version} (undo: sipscreen rmd rollback)")
+    return 0
+
+
+async def _rmd_rollback(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    version = await r.get(prefix + "rmd:current") or ""
+    if not version:
+        raise AdminError("no RMD snapshot in force; nothing to roll back")
+    meta = await r.hgetall(prefix + f"rmd:meta:{version}")
+    previous = meta.get("previous", "")
+    if not previous:
+        raise AdminError(f"{version}: no earlier RMD snapshot recorded to restore")
+    undo = await r.hgetall(prefix + f"rmd:undo:{version}")
+    current = await _filers(r, prefix, sorted(undo))
+    states: dict[str, dict[str, str] | None] = {}
+    for num, js in undo.items():
+        was: dict[str, str] | None = json.loads(js) if js else None
+        cur = current.get(num, {})
+        if cur.get("removal_order"):
+            # A removal order recorded since stays: it is not part of the import.
+            base = was or {k: cur[k] for k in ("name", "frn", "ocn") if k in cur}
+            was = {
+                **base,
+                "status": rrmd.REMOVED,
+                "removal_order": cur["removal_order"],
+                "removed_since": cur.get("removed_since", ""),
+            }
+        states[num] = was
+    by_frn = await r.hgetall(prefix + "rmd:by_frn")
+    by_ocn = await r.hgetall(prefix + "rmd:by_ocn")
+    provs = await _provider_changes(r, prefix, states, by_frn, by_ocn, has_snapshot=True)
+    day = _today(now)
+    async with r.pipeline(transaction=True) as tx:
+        await _still_current(tx, prefix, version)
+        for num, st in states.items():
+            fk = prefix + f"rmd:filer:{num}"
+            tx.delete(fk)
+            if st:
+                tx.hset(fk, mapping=cast(Any, st))
             tx.rpush(
-                prefix + f"rmd:history:{f.rmd_number}",
-                json.dumps({"date": today, "event": "listed", "version": version}),
+                prefix + f"rmd:history:{num}",
+                _event(day, "import rolled back", version=version, restored=previous),
             )
-        for f in diff.gone:
-            # The export has no removal flag: first missing = removed since.
-            fk = prefix + f"rmd:filer:{f.rmd_number}"
-            tx.hset(fk, mapping={"status": "removed", "version": version})
-            tx.hsetnx(fk, "removed_since", today)
-            tx.rpush(
-                prefix + f"rmd:history:{f.rmd_number}",
-                json.dumps({"date": today, "event": "missing from export", "version": version}),
-            )
-        changed = []
-        for key, h in providers:
-            num = h.get("rmd_number", "")
-            if not num and h.get("frn"):
-                num = known_frn.get(h["frn"], "")
-            if not num and h.get("ocn"):
-                num = known_ocn.get(h["ocn"], "")
-            if not num and not h.get("frn") and not h.get("ocn"):
-                continue  # not tied to an RMD identity yet
-            if num in new:
-                st = "removed" if num in orders else "listed"
-            elif num in orders or num in old:
-                st = "removed"
-            else:
-                st = "not_listed"
-            if h.get("rmd_status") != st:
-                tx.hset(key, "rmd_status", st)
-                changed.append(f"{key[len(prefix) :]}: {h.get('rmd_status', '-')} -> {st}")
+        for key, fields, _ in provs:
+            tx.hset(key, mapping=cast(Any, fields))
+        tx.set(prefix + "rmd:current", previous)
+        tx.zrem(prefix + "rmd:versions", version)
+        tx.delete(
+            prefix + f"rmd:snap:{version}",
+            prefix + f"rmd:meta:{version}",
+            prefix + f"rmd:undo:{version}",
+        )
         await tx.execute()
-    print(f"RMD snapshot {version}: {len(new)} filers ({len(errors)} bad rows skipped)")
-    print(diff.summary())
-    for c in changed:
-        print(f"  {c}")
+    print(f"RMD snapshot {version} rolled back; {previous} is in force again")
+    print(f"{len(states)} filer(s) restored")
+    for _, _, desc in provs:
+        print(f"  {desc}")
     return 0
 
 
@@ -393,42 +670,96 @@ async def _rmd_remove(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     norm = rrmd.normalise_rmd_number(num)
     if norm is None:
         raise AdminError(f"--rmd-number: not an RMD number: {num!r}")
-    day = (
-        dt.datetime.fromtimestamp(_when(args.date, "--date"), dt.UTC).strftime("%Y-%m-%d")
-        if args.date
-        else dt.datetime.fromtimestamp(now(), dt.UTC).strftime("%Y-%m-%d")
-    )
+    day = _day(args.date, "--date") if args.date else _today(now)
     fk = prefix + f"rmd:filer:{norm}"
-    provs = []
-    for key in await _scan(r, prefix + "provider:*"):
-        h = await r.hgetall(key)
-        if h.get("rmd_number") == norm or (args.frn and h.get("frn") == args.frn):
-            provs.append(key)
+    cur = await r.hgetall(fk)
+    st = {
+        **cur,
+        "status": rrmd.REMOVED,
+        "removal_order": args.order,
+        "removed_since": cur.get("removed_since") or day,
+    }
+    by_frn = await r.hgetall(prefix + "rmd:by_frn")
+    by_ocn = await r.hgetall(prefix + "rmd:by_ocn")
+    has = bool(await r.exists(prefix + "rmd:current"))
+    provs = await _provider_changes(r, prefix, {norm: st}, by_frn, by_ocn, has_snapshot=has)
     async with r.pipeline(transaction=True) as tx:
-        tx.hset(fk, mapping={"status": "removed", "removal_order": args.order})
-        tx.hsetnx(fk, "removed_since", day)
-        tx.rpush(
-            prefix + f"rmd:history:{norm}",
-            json.dumps({"date": day, "event": "removed", "order": args.order}),
-        )
-        for key in provs:
-            tx.hset(key, "rmd_status", "removed")  # 47 CFR 64.6305(g)
+        tx.hset(fk, mapping=cast(Any, st))
+        tx.rpush(prefix + f"rmd:history:{norm}", _event(day, "removed", order=args.order))
+        for key, fields, _ in provs:
+            tx.hset(key, mapping=cast(Any, fields))  # 47 CFR 64.6305(g)
         await tx.execute()
-    print(f"{norm}: removed by {args.order} on {day}; {len(provs)} provider(s) updated")
+    print(
+        f"{norm}: removed by {args.order} on {st['removed_since']}; "
+        f"{len(provs)} provider(s) updated"
+    )
+    for _, _, desc in provs:
+        print(f"  {desc}")
+    return 0
+
+
+def _status_line(h: Mapping[str, str]) -> str:
+    """What a filer's status means, in words (absent and removed differ)."""
+    status = h.get("status", "")
+    if status == rrmd.REMOVED:
+        return (
+            "removed"
+            + (f" by order {h['removal_order']}" if h.get("removal_order") else " (no order named)")
+            + (f" on {h['removed_since']}" if h.get("removed_since") else "")
+            + " (47 CFR 64.6305(g): traffic refused)"
+        )
+    if status == rrmd.ABSENT:
+        return (
+            "absent: missing from the RMD export"
+            + (f" since the export of {h['absent_since']}" if h.get("absent_since") else "")
+            + "; no removal order recorded (47 CFR 64.6305(g): traffic refused)"
+        )
+    if status == rrmd.LISTED:
+        return "listed" + (f" since {h['listed_since']}" if h.get("listed_since") else "")
+    return status or "unknown"
+
+
+async def _rmd_versions(r: Any, prefix: str) -> int:
+    current = await r.get(prefix + "rmd:current") or ""
+    versions = await r.zrange(prefix + "rmd:versions", 0, -1)
+    if not versions:
+        print("no RMD snapshot imported")
+        return 0
+    for v in sorted(versions, key=_version_seq):
+        m = await r.hgetall(prefix + f"rmd:meta:{v}")
+        mark = "*" if v == current else " "
+        print(
+            f"{mark} {v}  as of {m.get('as_of', '?')}  {m.get('filers', '?')} filers  "
+            f"imported {m.get('imported', '?')}  {m.get('file', '')}"
+        )
     return 0
 
 
 async def _rmd_status(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
-    num = args.id
-    if not num.upper().startswith("RMD"):
-        num = await r.hget(prefix + "rmd:by_frn", num) or await r.hget(prefix + "rmd:by_ocn", num)
+    if not args.id:
+        return await _rmd_versions(r, prefix)
+    num = rrmd.normalise_rmd_number(args.id) or ""
+    if not num:
+        num = await r.hget(prefix + "rmd:by_frn", args.id) or await r.hget(
+            prefix + "rmd:by_ocn", args.id.upper()
+        )
         if not num:
-            raise AdminError(f"{args.id}: no RMD filer with this FRN/OCN")
+            raise AdminError(f"{args.id}: no RMD filer with this RMD number, FRN or OCN")
     h = await r.hgetall(prefix + f"rmd:filer:{num}")
     if not h:
-        raise AdminError(f"{num}: unknown RMD filer")
-    print(f"{num} {h.get('name', '')}: {h.get('status')}")
-    for k in ("frn", "ocn", "listed_since", "removed_since", "removal_order", "version"):
+        has = bool(await r.exists(prefix + "rmd:current"))
+        print(f"{num}: {'not_listed: in no imported RMD export' if has else 'unknown (no RMD)'}")
+        return 0
+    print(f"{num} {h.get('name', '')}: {_status_line(h)}")
+    for k in (
+        "frn",
+        "ocn",
+        "listed_since",
+        "absent_since",
+        "removed_since",
+        "removal_order",
+        "version",
+    ):
         if h.get(k):
             print(f"  {k}: {h[k]}")
     for ev in await r.lrange(prefix + f"rmd:history:{num}", 0, -1):
@@ -436,6 +767,49 @@ async def _rmd_status(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
         extra = e.get("order") or e.get("version") or ""
         print(f"  {e['date']} {e['event']} {extra}")
     return 0
+
+
+async def _rmd_at(r: Any, prefix: str, snap: Any, at_text: str, at: float) -> None:
+    """Set each provider's RMD status in ``snap`` to what it was on the day of
+    ``at`` (`check --at`): 47 CFR 64.6305(g) as it stood then, from the
+    snapshot in force that day (newest as-of on or before it) and the removal
+    orders dated on or before it. No snapshot that old: status unknown."""
+    day = _day(at_text, "--at")
+    rows = await r.zrangebyscore(prefix + "rmd:versions", 0, _as_of_score(day), withscores=True)
+    versions = sorted((str(v) for v, _ in rows), key=_version_seq)
+    meta = await _hgetall_many(r, [prefix + f"rmd:meta:{v}" for v in versions])
+    as_of = [m.get("as_of") or _version_seq(v)[0] for v, m in zip(versions, meta, strict=True)]
+    by_frn = await r.hgetall(prefix + "rmd:by_frn")
+    by_ocn = await r.hgetall(prefix + "rmd:by_ocn")
+    for pid, p in list(snap.providers.items()):
+        h = {"rmd_number": p.rmd_number, "frn": p.frn, "ocn": p.ocn}
+        if not (p.rmd_number or p.frn or p.ocn):
+            continue
+        num = _filer_num(h, by_frn, by_ocn)
+        filer = await r.hgetall(prefix + f"rmd:filer:{num}") if num else {}
+        listed = seen = False
+        listed_since = absent_since = ""
+        for v, a in zip(versions, as_of, strict=True):
+            present = bool(num) and bool(await r.hexists(prefix + f"rmd:snap:{v}", num))
+            if present and not listed:
+                listed_since = a
+            if not present and listed:
+                absent_since = a
+            listed, seen = present, seen or present
+        order = filer.get("removal_order", "")
+        if order and filer.get("removed_since", "") > day:
+            order = ""  # ordered after that day
+        status = rrmd.filer_status(listed, seen, order) if versions else "unknown"
+        since = {
+            rrmd.REMOVED: filer.get("removed_since", ""),
+            rrmd.ABSENT: absent_since,
+            rrmd.LISTED: listed_since,
+        }.get(status, "")
+        snap.providers[pid] = dataclasses.replace(
+            p, rmd_status=status, rmd_order=order if status == rrmd.REMOVED else "", rmd_since=since
+        )
+    base = snap.version.split("+rmd:")[0]
+    snap.version = base + (f"+rmd:{versions[-1]}" if versions else "+rmd:none-by-" + day)
 
 
 # ---------------------------------------------------------------------------
@@ -463,11 +837,9 @@ async def _provider_set(args: argparse.Namespace, r: Any, prefix: str, now: Any)
         fields["monitor_only"] = "1" if args.monitor_only == "yes" else "0"
     cur = await r.hgetall(prefix + f"provider:{args.id}")
     merged = {**cur, **fields}
-    status, num = await _filer_status(
-        r, prefix, merged.get("rmd_number", ""), merged.get("frn", ""), merged.get("ocn", "")
-    )
+    rmd_fields, _ = await _filer_status(r, prefix, merged)
     if merged.get("rmd_number") or merged.get("frn") or merged.get("ocn"):
-        fields["rmd_status"] = status
+        fields.update(rmd_fields)
     elif "rmd_status" not in cur:
         fields["rmd_status"] = "unknown"
     store = _store(r, prefix, now)
@@ -808,7 +1180,7 @@ async def _notice_list(args: argparse.Namespace, r: Any, prefix: str, now: Any) 
 
 async def _traceback_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     calls, errors = rtraceback.parse_attachment_a(_read(args.file))
-    _row_errors(args.file, errors)
+    _bad_rows(args.file, errors, args)
     if not calls:
         raise AdminError(f"{args.file}: no traced calls found")
     owner = args.notice or args.provider
@@ -849,39 +1221,105 @@ async def _traceback_import(args: argparse.Namespace, r: Any, prefix: str, now: 
 # ---------------------------------------------------------------------------
 
 
-async def _replace_set(r: Any, key: str, members: list[str]) -> None:
+async def _replace_set(r: Any, key: str, members: list[str], keep_previous: bool = False) -> None:
+    """Fill ``<key>:import-tmp`` and switch it in with one RENAME.
+
+    ``keep_previous``: the set in force becomes ``<key>:prev`` in the same
+    MULTI/EXEC (``nanpa rollback`` swaps them back).
+    """
     tmp = f"{key}:import-tmp"
     await r.delete(tmp)
     for i in range(0, len(members), 5000):
         await r.sadd(tmp, *members[i : i + 5000])
-    if members:
-        await r.rename(tmp, key)  # atomic switch
-    else:
+    if not members:
         await r.delete(key)
+        return
+    async with r.pipeline(transaction=True) as tx:
+        if keep_previous:
+            if await r.exists(key):
+                tx.rename(key, f"{key}:prev")
+            else:
+                tx.delete(f"{key}:prev")
+        tx.rename(tmp, key)  # atomic switch
+        await tx.execute()
 
 
 async def _dno_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     entries, errors = rdno.parse_dno_list(_read(args.file))
-    _row_errors(args.file, errors)
+    _bad_rows(args.file, errors, args)
     if not entries:
         raise AdminError(f"{args.file}: no valid numbers; dno:caller unchanged")
     await _replace_set(r, prefix + "dno:caller", [e for e, _ in entries])
-    print(f"dno:caller: {len(entries)} numbers ({len(errors)} bad lines skipped)")
+    skipped = f" ({len(errors)} bad lines skipped)" if errors else ""
+    print(f"dno:caller: {len(entries)} numbers{skipped}")
     return 0
 
 
+def _nanpa_key(args: argparse.Namespace) -> tuple[str, str]:
+    return ("nanpa:npa", "area codes") if args.npa else ("nanpa:nxx", "NPA-NXX codes")
+
+
 async def _nanpa_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    # 47 CFR 64.1200(o): with NANPA data loaded, a caller ID in a code missing
+    # from it is "unallocated" and blocked: a partial file blocks lawful
+    # callers, so the same guard, dry run and undo as the RMD apply.
     if args.npa:
         codes, errors = rnanpa.parse_npa_file(_read(args.npa))
-        path, key = args.npa, "nanpa:npa"
+        path = args.npa
     else:
         codes, errors = rnanpa.parse_co_codes(_read(args.co))
-        path, key = args.co, "nanpa:nxx"
-    _row_errors(path, errors)
+        path = args.co
+    key, what = _nanpa_key(args)
+    _bad_rows(path, errors, args)
     if not codes:
         raise AdminError(f"{path}: no valid codes; {key} unchanged")
-    await _replace_set(r, prefix + key, sorted(codes))
-    print(f"{key}: {len(codes)} codes ({len(errors)} bad lines skipped)")
+    old = set(await r.smembers(prefix + key))
+    dropped, added = sorted(old - codes), sorted(codes - old)
+    why = drop_guard(what, len(old), len(codes), len(dropped), _max_share(args))
+    if args.dry_run:
+        print("dry run: nothing written")
+    skipped = f"; {len(errors)} bad rows skipped" if errors and args.skip_bad_rows else ""
+    print(
+        f"{key}: {len(codes)} {what} ({len(added)} added, {len(dropped)} dropped, "
+        f"{len(old)} in force){skipped}"
+    )
+    for title, items in (("dropped", dropped), ("added", added)):
+        if items:
+            more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
+            print(f"  {title}: {' '.join(items[:10])}{more}")
+    if why is not None:
+        if args.dry_run:
+            print(f"dry run: the import would be refused: {path}: {why}")
+        elif not args.accept_removals:
+            raise AdminError(
+                f"{path}: {why}; nothing imported (check the file; --accept-removals "
+                "imports it anyway)"
+            )
+        else:
+            print(f"accepted (--accept-removals): {why}")
+    if args.dry_run:
+        return 2 if _refused(args, errors, why) else 0
+    await _replace_set(r, prefix + key, sorted(codes), keep_previous=True)
+    print(f"in force (undo: sipscreen nanpa rollback {'--npa' if args.npa else '--co'})")
+    return 0
+
+
+async def _nanpa_rollback(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    key, what = _nanpa_key(args)
+    k, prev = prefix + key, prefix + key + ":prev"
+    if not await r.exists(prev):
+        raise AdminError(f"{key}: no previous set recorded; nothing to roll back")
+    tmp = k + ":rollback-tmp"
+    async with r.pipeline(transaction=True) as tx:
+        # A swap: rolling back twice re-applies the import.
+        if await r.exists(k):
+            tx.rename(k, tmp)
+            tx.rename(prev, k)
+            tx.rename(tmp, prev)
+        else:
+            tx.rename(prev, k)
+        await tx.execute()
+    print(f"{key}: previous set restored ({await r.scard(k)} {what})")
     return 0
 
 
@@ -992,7 +1430,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
     h = await r.hgetall(prefix + f"provider:{pid}")
     if not h:
         raise AdminError(f"provider {pid}: not found")
-    num = h.get("rmd_number", "")
+    _, num = await _filer_status(r, prefix, h)  # tied by RMD number, FRN or OCN
     filer = await r.hgetall(prefix + f"rmd:filer:{num}") if num else {}
     history = (
         [json.loads(x) for x in await r.lrange(prefix + f"rmd:history:{num}", 0, -1)] if num else []
@@ -1017,12 +1455,26 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
     t = now()
     basis: list[str] = []
     status = h.get("rmd_status", "unknown")
-    if status in ("removed", "not_listed"):
+    order, since = h.get("rmd_order", ""), h.get("rmd_since", "")
+    gate = (
+        "intermediate and terminating providers must not accept its traffic directly "
+        "(47 CFR 64.6305(g))."
+    )
+    if status == "removed":
         basis.append(
-            f"The provider is {status.replace('_', ' ')} in the Robocall Mitigation Database; "
-            "intermediate and terminating providers must not accept its traffic directly "
-            "(47 CFR 64.6305(g))."
+            "The provider was removed from the Robocall Mitigation Database"
+            + (f" by order {order}" if order else " (no order named)")
+            + (f" on {since}" if since else "")
+            + f"; {gate}"
         )
+    elif status == "absent":
+        basis.append(
+            "The provider's filing is absent from the Robocall Mitigation Database export"
+            + (f" (missing since the export of {since})" if since else "")
+            + f"; no removal order is recorded; {gate}"
+        )
+    elif status == "not_listed":
+        basis.append(f"The provider has no filing in the Robocall Mitigation Database; {gate}")
     for n in notices:
         if n.kind == "k4":
             st = rk4.k4_state(n, t)
@@ -1043,6 +1495,8 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
         "frn": h.get("frn", ""),
         "ocn": h.get("ocn", ""),
         "rmd_status": status,
+        "rmd_order": order,
+        "rmd_since": since,
         "rmd_filer": filer,
         "rmd_history": history,
         "notices": [
@@ -1069,7 +1523,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
         f"Generated {doc['generated']}.",
     ]
     lines += ["", "## Identity", ""]
-    for k in ("rmd_number", "frn", "ocn", "rmd_status"):
+    for k in ("rmd_number", "frn", "ocn", "rmd_status", "rmd_order", "rmd_since"):
         lines.append(f"- {k}: {doc[k] or '-'}")
     for ev in history:
         lines.append(
@@ -1230,6 +1684,30 @@ async def _order_remove(args: argparse.Namespace, r: Any, prefix: str, now: Any)
 # ---------------------------------------------------------------------------
 
 
+def _import_flags(p: argparse.ArgumentParser, guard: bool) -> None:
+    """--skip-bad-rows on every import; the drop guard's flags where it applies."""
+    p.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="import the good rows of a file with bad ones (default: import nothing)",
+    )
+    if not guard:
+        return
+    p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.add_argument(
+        "--accept-removals",
+        action="store_true",
+        help="import even if it drops more than --max-removed-share of the entries in force",
+    )
+    p.add_argument(
+        "--max-removed-share",
+        type=_share_arg,
+        metavar="SHARE",
+        help="refuse an import dropping more than this share (default: config "
+        f"[imports] max_removed_share, {DEFAULT_MAX_REMOVED_SHARE:g})",
+    )
+
+
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the data subcommands on the `sipscreen` parser."""
     p = sub.add_parser(
@@ -1253,13 +1731,18 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = rmd.add_parser(
         "import",
         help="import an RMD CSV export",
-        description="Import the FCC's Robocall Mitigation Database CSV export as a new "
-        "versioned snapshot and print the diff with the previous one; filers that vanished "
-        "are marked removed (47 CFR 64.6305(g)). Columns are matched by name in any order "
-        "(RMD Number, FRN, business name, OCN, ...); bad rows are reported as FILE:LINE.",
+        description="Import the FCC's Robocall Mitigation Database CSV export (the export's "
+        "field names or the listing's display labels, docs/FORMATS.md) as a new snapshot "
+        "versioned by its as-of date, and print the diff with the one in force; filers that "
+        "vanished are marked absent (47 CFR 64.6305(g)). All or nothing: bad rows are "
+        "reported as FILE:LINE and nothing is imported unless --skip-bad-rows.",
     )
     p.add_argument("file", help="the RMD CSV export")
+    p.add_argument("--as-of", help="date the export describes (default: its newest last_updated)")
+    _import_flags(p, guard=True)
     p.set_defaults(handler=_wrap(_rmd_import))
+    p = rmd.add_parser("rollback", help="restore the RMD snapshot in force before the last import")
+    p.set_defaults(handler=_wrap(_rmd_rollback))
     p = rmd.add_parser("remove", help="record an FCC removal order")
     p.add_argument("--order", required=True, help='e.g. "DA 25-694"')
     g = p.add_mutually_exclusive_group(required=True)
@@ -1267,8 +1750,8 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--rmd-number", help="the filer's RMD number, e.g. RMD0001410")
     p.add_argument("--date", help="date of the order, YYYY-MM-DD (default today)")
     p.set_defaults(handler=_wrap(_rmd_remove))
-    p = rmd.add_parser("status", help="a filer's status and history")
-    p.add_argument("id", help="RMD number, FRN or OCN")
+    p = rmd.add_parser("status", help="a filer's status and history (no id: the snapshots)")
+    p.add_argument("id", nargs="?", help="RMD number, FRN or OCN")
     p.set_defaults(handler=_wrap(_rmd_status))
 
     prov = sub.add_parser("provider", help="upstream providers").add_subparsers(
@@ -1392,6 +1875,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("file", help="the letter or its Attachment A as text")
     p.add_argument("--notice", help="notice id the calls belong to")
     p.add_argument("--provider", help="provider id (default: the notice's)")
+    _import_flags(p, guard=False)
     p.set_defaults(handler=_wrap(_traceback_import))
 
     d = sub.add_parser("dno", help="do-not-originate lists").add_subparsers(
@@ -1405,6 +1889,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "comment line (47 CFR 64.1200(o)).",
     )
     p.add_argument("file", help="text file, one number per line")
+    _import_flags(p, guard=False)
     p.set_defaults(handler=_wrap(_dno_import))
 
     n = sub.add_parser("nanpa", help="NANPA assigned codes").add_subparsers(
@@ -1420,7 +1905,13 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--npa", metavar="FILE", help="NANPA npa_report.csv")
     g.add_argument("--co", metavar="FILE", help="NANPA allutlzd.txt (NPA-NXX assignments)")
+    _import_flags(p, guard=True)
     p.set_defaults(handler=_wrap(_nanpa_import))
+    p = n.add_parser("rollback", help="restore the set in force before the last import")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--npa", action="store_true", help="the area codes (nanpa:npa)")
+    g.add_argument("--co", action="store_true", help="the NPA-NXX codes (nanpa:nxx)")
+    p.set_defaults(handler=_wrap(_nanpa_rollback))
 
     for name in ("block", "unblock"):
         p = sub.add_parser(

@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.trunks = config.trunks
     if getattr(args, "screen_config", False) is None:  # `check`: the proxy's decision settings
         args.screen_config = config
+    if getattr(args, "max_removed_share", False) is None:  # import guard: the config's share
+        args.max_removed_share = config.import_max_removed_share
     return int(handler(args, config.redis_url, config.key_prefix, time.time))
 
 

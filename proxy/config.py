@@ -41,6 +41,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [notices]  (no keys; the obsolete k4_deadline is refused by name)
     [records]  max_len, max_age_s, sample_allowed, max_call_id, max_header,
                buffer_max, buffer_max_bytes
+    [imports]  max_removed_share (the `rmd import` / `nanpa import` guard)
 """
 
 from __future__ import annotations
@@ -359,6 +360,9 @@ class Config:
     # The writer's in-memory buffer (while Redis is slow or down).
     records_buffer_max: int = 100_000
     records_buffer_max_bytes: int = 32 << 20
+    # `rmd import` / `nanpa import` refuse a file that drops more than this
+    # share of the entries in force (a truncated download) unless accepted.
+    import_max_removed_share: float = 0.05
     # Sample data file (redis commands, one per line, keys without prefix)
     # seeded into Redis when none of its keys exist; None = never seed.
     sample_data: str | None = None
@@ -573,6 +577,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "answer",
         "notices",
         "records",
+        "imports",
     }
     for k in doc:
         if k not in known:
@@ -682,6 +687,10 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     for name in ("max_call_id", "max_header", "buffer_max", "buffer_max_bytes"):
         if (v := _get(rec, name, f"records.{name}", int)) is not None:
             kw[f"records_{name}"] = v
+
+    imp = _table(doc, "imports")
+    if (v := _get(imp, "max_removed_share", "imports.max_removed_share", float)) is not None:
+        kw["import_max_removed_share"] = v
     return kw
 
 
@@ -777,6 +786,10 @@ def _validate(c: Config) -> None:
     if c.records_buffer_max_bytes < 1 << 16:
         raise ConfigError(
             f"records.buffer_max_bytes: must be >= 65536, got {c.records_buffer_max_bytes}"
+        )
+    if not 0.0 <= c.import_max_removed_share <= 1.0:
+        raise ConfigError(
+            f"imports.max_removed_share: must be within 0.0..1.0, got {c.import_max_removed_share}"
         )
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:

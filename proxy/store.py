@@ -127,7 +127,8 @@ KEY_KINDS: dict[str, str] = {
     K_RMD_CURRENT: "rmd_current",
 }
 
-# 47 CFR 64.6305(g): providers not in the RMD (removed, or never filed).
+# 47 CFR 64.6305(g): listed passes; removed (by an order), absent (from the
+# export in force) and not_listed (never filed) fail; unknown is not judged.
 RMD_STATUSES = frozenset(SNAP_RMD_STATUSES)
 NOTICE_KINDS = frozenset({"k4", "n2"})  # 47 CFR 64.1200(k)(4), (n)(2)
 
@@ -570,7 +571,7 @@ class SnapshotStore:
     def _provider_from(self, key: str, pid: str, h: Mapping[str, str]) -> Provider | None:
         status = h.get("rmd_status", "unknown") or "unknown"
         if status not in RMD_STATUSES:
-            self._warn(key, status, "rmd_status must be listed, removed, not_listed or unknown")
+            self._warn(key, status, f"rmd_status must be one of {', '.join(SNAP_RMD_STATUSES)}")
             return None
         mo = h.get("monitor_only", "0") or "0"
         if mo not in ("0", "1"):
@@ -584,6 +585,8 @@ class SnapshotStore:
             rmd_number=h.get("rmd_number", ""),
             ocn=h.get("ocn", ""),
             monitor_only=mo == "1",
+            rmd_order=h.get("rmd_order", ""),
+            rmd_since=h.get("rmd_since", ""),
         )
 
     def _notice_from(self, key: str, nid: str, h: Mapping[str, str]) -> Notice | None:
@@ -1327,7 +1330,17 @@ class SnapshotStore:
         """HSET provider:<id> with validated fields; returns what was written."""
         if not _valid_plain("provider id", pid):
             raise StoreError(f"provider id {pid!r}: letters, digits, '_', '-', '.' only")
-        allowed = {"name", "rmd_status", "frn", "rmd_number", "ocn", "monitor_only", "trunks"}
+        allowed = {
+            "name",
+            "rmd_status",
+            "rmd_order",
+            "rmd_since",
+            "frn",
+            "rmd_number",
+            "ocn",
+            "monitor_only",
+            "trunks",
+        }
         out: dict[str, str] = {}
         for k, v in fields.items():
             if k not in allowed:

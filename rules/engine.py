@@ -19,7 +19,8 @@ call"):
       ``block`` (rule ``unmapped_provider``, 47 CFR 64.6305(g)) or
       ``monitor`` (allowed, counted as would-block ``unmapped_provider``);
    b. RMD gate: the provider is not in the Robocall Mitigation Database
-      (removed or never filed): 47 CFR 64.6305(g) forbids accepting its
+      (removed by an FCC order, absent from the export in force, or never
+      filed; the reason says which): 47 CFR 64.6305(g) forbids accepting its
       calls directly; certification is 47 CFR 64.6305(d)-(f);
    c. Final Determination Order (47 CFR 64.1200(n)(3)): all traffic received
       directly from the named provider is blocked from the 30th day after
@@ -72,7 +73,7 @@ from functools import lru_cache
 from rules.facts import CallFacts
 from rules.k4 import k4_check, k4_verdict
 from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason
-from rules.snapshot import Notice, Order, Provider, Snapshot
+from rules.snapshot import RMD_BLOCKING, Notice, Order, Provider, Snapshot
 from rules.verdict import (
     ALLOW_DEFAULT,
     ALLOW_EMERGENCY,
@@ -177,11 +178,23 @@ def _provider_block_verdict(provider_id: str) -> Verdict:
 
 
 @lru_cache(maxsize=4096)
-def _rmd_verdict(provider_id: str, name: str, status: str, monitor_only: bool) -> Verdict:
-    state = "removed" if status == "removed" else "never filed"
+def _rmd_verdict(
+    provider_id: str, name: str, status: str, monitor_only: bool, order: str = "", since: str = ""
+) -> Verdict:
+    # The reason says which way the provider fails the gate: an FCC removal
+    # order, missing from the export in force, or never filed.
+    who = _provider_name(provider_id, name)
+    if status == "removed":
+        state = "was removed from the Robocall Mitigation Database"
+        state += f" by order {order}" if order else " (no order named)"
+        state += f" on {since}" if since else ""
+    elif status == "absent":
+        state = "is absent from the Robocall Mitigation Database export"
+        state += f" (since the export of {since}; no removal order recorded)" if since else ""
+    else:
+        state = "is not in the Robocall Mitigation Database (never filed)"
     reason = (
-        f"{_provider_name(provider_id, name)} is not in the Robocall Mitigation Database "
-        f"({state}); 47 CFR 64.6305(g) requires refusing traffic received directly from "
+        f"{who} {state}; 47 CFR 64.6305(g) requires refusing traffic received directly from "
         "a provider whose certification (47 CFR 64.6305(d)-(f)) is not in the RMD"
     )
     if monitor_only:
@@ -464,8 +477,15 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
             unjudged = _gate_unjudged(snap, provider, prov)
             if unjudged.blocked:
                 return unjudged
-        elif prov.rmd_status == "removed" or prov.rmd_status == "not_listed":
-            pending = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
+        elif prov.rmd_status in RMD_BLOCKING:  # 47 CFR 64.6305(g)
+            pending = _rmd_verdict(
+                provider,
+                prov.name,
+                prov.rmd_status,
+                prov.monitor_only,
+                prov.rmd_order,
+                prov.rmd_since,
+            )
             if pending.blocked:
                 return pending
         orders = snap.orders.get(provider)
@@ -561,8 +581,10 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         checks.append(
             Check(Rule.RMD_GATE, False, f"'{provider}' has no provider record; RMD status unknown")
         )
-    elif prov.rmd_status in ("removed", "not_listed"):
-        v = _rmd_verdict(provider, prov.name, prov.rmd_status, prov.monitor_only)
+    elif prov.rmd_status in RMD_BLOCKING:
+        v = _rmd_verdict(
+            provider, prov.name, prov.rmd_status, prov.monitor_only, prov.rmd_order, prov.rmd_since
+        )
         checks.append(Check(Rule.RMD_GATE, v.blocked, v.reason))
     else:
         checks.append(Check(Rule.RMD_GATE, False, f"RMD status of '{provider}': {prov.rmd_status}"))

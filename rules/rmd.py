@@ -7,13 +7,28 @@ is not listed (47 CFR 64.6305(g)). The FCC publishes the listing as a CSV
 export. ``parse_rmd_csv`` reads it with the stdlib ``csv`` module (quoted
 fields may hold commas and newlines), matches header names loosely
 (case, spaces, underscores and punctuation ignored; any order; a byte-order
-mark stripped; unknown columns ignored; a few aliases), validates each row
-and returns the good rows as ``Filer`` records plus a ``RowError`` for each
-row it skipped, naming the line in the *file* where that record starts.
+mark stripped; unknown columns ignored), validates each row and returns the
+good rows as ``Filer`` records plus a ``RowError`` for each row it skipped,
+naming the line in the *file* where that record starts and the column as
+the file's header spells it.
+
+Two spellings of the header are accepted: the CSV export's field names
+(``number``, ``frn``, ``business_name``, ``foreign_voice_provider``,
+``other_frns``, ``previous_dba_names``, ``implementation``,
+``voice_service_provider_choice``, ``gateway_provider_choice``,
+``intermediate_provider_choice``, ``last_updated``, ``last_recertified``,
+``filing_url``, ...) and the listing page's display labels ("RMD Number",
+"FCC Registration Number (FRN)", "Business Name", "Voice Service Provider",
+"Gateway Provider", "Non-Gateway Intermediate Provider", ...); see
+docs/FORMATS.md. The contact's title, department, address, country and
+extension are not kept. ``as_of_date`` gives the newest ``last_updated`` of
+an export: the date the snapshot describes, not the day it was imported.
 
 The export has no "removed" flag: a filer the FCC removed (e.g. DA 22-1219,
 DA 25-694) simply disappears. ``diff_snapshots`` compares two exports keyed
-by RMD number so the caller can mark the vanished filers ``removed``.
+by RMD number; a vanished filer is ``absent`` (missing from the export, for
+whatever reason) unless a removal order was recorded for it, which makes it
+``removed`` (``filer_status``). Both fail the 64.6305(g) gate.
 ``to_record``/``from_record`` flatten a ``Filer`` to a ``dict[str, str]`` for
 a Redis HASH or JSON and back. Nothing here does I/O except the thin
 ``load_rmd_csv`` path helper.
@@ -26,6 +41,7 @@ import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from rules.errors import RowError
@@ -36,7 +52,13 @@ __all__ = [
     "Filer",
     "RmdDiff",
     "RowError",
+    "ABSENT",
+    "LISTED",
+    "NOT_LISTED",
+    "REMOVED",
+    "as_of_date",
     "diff_snapshots",
+    "filer_status",
     "from_record",
     "index_filers",
     "load_rmd_csv",
@@ -68,6 +90,9 @@ _FRN_RE = re.compile(r"\d{10}")
 _OCN_RE = re.compile(r"[0-9A-Z]{4}")
 _HEADER_JUNK_RE = re.compile(r"[^a-z0-9]+")
 _NAME_SPLIT_RE = re.compile(r"[;|\n\r]+")
+_FRN_SPLIT_RE = re.compile(r"[;|,/\s]+")
+_ISO_DATE_RE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?")
+_US_DATE_RE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[T ].*)?")
 _EMPTY_MARKERS = frozenset({"", "n/a", "na", "none", "-", "--", "null"})
 _TRUE = frozenset({"yes", "y", "true", "t", "1", "x", "checked"})
 _FALSE = frozenset({"no", "n", "false", "f", "0", "", "unchecked"})
@@ -78,14 +103,36 @@ def _header_key(name: str) -> str:
 
 
 # Header aliases, compared after _header_key(): lower case, only [a-z0-9].
+# The first alias of each field is the CSV export's field name.
 _ALIASES: dict[str, tuple[str, ...]] = {
     "business_name": ("businessname", "name", "companyname", "legalname", "providername"),
     "frn": ("frn", "fccregistrationnumber", "fccregistrationnumberfrn", "registrationnumber"),
-    "rmd_number": ("rmdnumber", "rmd", "rmdno", "rmdid", "robocallmitigationdatabasenumber"),
-    "previous_names": ("previousbusinessnames", "previousnames", "formernames", "priornames"),
+    "rmd_number": (
+        "number",
+        "rmdnumber",
+        "rmd",
+        "rmdno",
+        "rmdid",
+        "robocallmitigationdatabasenumber",
+    ),
+    "previous_names": (
+        "previousdbanames",
+        "previousbusinessnames",
+        "previousnames",
+        "formernames",
+        "priornames",
+    ),
     "dba_names": ("otherdbanames", "dbanames", "dba", "otherdbaname", "doingbusinessas"),
     "address": ("businessaddress", "address", "principaladdress"),
-    "foreign": ("foreignvoiceserviceprovider", "foreign", "foreignprovider", "isforeign"),
+    "foreign": (
+        "foreignvoiceprovider",
+        "foreignvoiceserviceprovider",
+        "foreign",
+        "foreignprovider",
+        "isforeign",
+    ),
+    "country": ("country", "businesscountry"),
+    "other_frns": ("otherfrns", "otherfrn", "otherfccregistrationnumbers"),
     "implementation": (
         "implementation",
         "stirshakenimplementation",
@@ -94,12 +141,20 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "role_voice": ("voiceserviceproviderchoice", "voiceserviceprovider"),
     "role_gateway": ("gatewayproviderchoice", "gatewayprovider"),
-    "role_intermediate": ("intermediateproviderchoice", "intermediateprovider"),
+    "role_intermediate": (
+        "intermediateproviderchoice",
+        "intermediateprovider",
+        "nongatewayintermediateprovider",
+        "nongatewayintermediateproviderchoice",
+    ),
     "roles": ("providertype", "providerroles", "roles", "providertypes"),
     "contact_name": ("contactname", "robocallmitigationcontactname"),
     "contact_email": ("contactemail", "contactemailaddress", "email"),
     "contact_phone": ("contacttelephonenumber", "contactphone", "contacttelephone", "phone"),
-    "ocn": ("ocn", "operatingcompanynumber"),
+    "ocn": ("ocn", "operatingcompanynumber", "operatingcompanynumberocn"),
+    "last_updated": ("lastupdated", "lastupdateddate", "dateupdated", "updated"),
+    "last_recertified": ("lastrecertified", "lastrecertifieddate", "recertified"),
+    "filing_url": ("filingurl", "url", "filinglink", "link"),
 }
 _HEADER_TO_FIELD: dict[str, str] = {
     alias: fld for fld, aliases in _ALIASES.items() for alias in aliases
@@ -109,11 +164,15 @@ _ROLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("role_gateway", ROLE_GATEWAY),
     ("role_intermediate", ROLE_INTERMEDIATE),
 )
-# Display header of each field, used in RowError.column.
+# Display header of each field, used in RowError.column when the file's own
+# header cell for that field is not known.
 _COLUMN_NAMES: dict[str, str] = {
     "business_name": "Business Name",
     "frn": "FRN",
     "rmd_number": "RMD Number",
+    "other_frns": "Other FRNs",
+    "last_updated": "Last Updated",
+    "last_recertified": "Last Recertified",
     "previous_names": "Previous Business Names",
     "dba_names": "Other DBA Names",
     "address": "Business Address",
@@ -150,6 +209,11 @@ class Filer:
     contact_name: str = ""
     contact_email: str = ""
     contact_phone: str = ""
+    country: str = ""
+    other_frns: tuple[str, ...] = ()
+    last_updated: str = ""  # ISO date, "" when the export has none
+    last_recertified: str = ""
+    filing_url: str = ""
 
 
 class _BadCell(Exception):
@@ -187,6 +251,38 @@ def normalise_frn(raw: str) -> str | None:
     """``"0012-345-678"`` → ``"0012345678"`` (leading zeros kept); None unless 10 digits."""
     candidate = re.sub(r"[\s\-]", "", raw)
     return candidate if _FRN_RE.fullmatch(candidate) else None
+
+
+def _other_frns(raw: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for part in _FRN_SPLIT_RE.split(raw.strip()):
+        if part.lower() in _EMPTY_MARKERS:
+            continue
+        frn = normalise_frn(part)
+        if frn is None:
+            raise _BadCell("other_frns", f"not a 10-digit FCC Registration Number: {part!r}")
+        if frn not in out:
+            out.append(frn)
+    return tuple(out)
+
+
+def _iso_date(fld: str, raw: str) -> str:
+    """``2025-07-01`` (a time part is dropped; ``7/1/2025`` tolerated) or ""."""
+    text = raw.strip()
+    if text.lower() in _EMPTY_MARKERS:
+        return ""
+    m = _ISO_DATE_RE.fullmatch(text)
+    if m is not None:
+        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    else:
+        m = _US_DATE_RE.fullmatch(text)
+        if m is None:
+            raise _BadCell(fld, f"not a date (YYYY-MM-DD): {text!r}")
+        mo, d, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    try:
+        return date(y, mo, d).isoformat()
+    except ValueError:
+        raise _BadCell(fld, f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _bool(fld: str, raw: str) -> bool:
@@ -249,7 +345,17 @@ def _filer_from_cells(cells: Mapping[str, str]) -> Filer:
         contact_name=_clean(get("contact_name")),
         contact_email=_clean(get("contact_email")),
         contact_phone=_clean(get("contact_phone")),
+        country=_clean(get("country")),
+        other_frns=tuple(x for x in _other_frns(get("other_frns")) if x != frn),
+        last_updated=_iso_date("last_updated", get("last_updated")),
+        last_recertified=_iso_date("last_recertified", get("last_recertified")),
+        filing_url=_clean(get("filing_url")),
     )
+
+
+_MISSING_RMD_NUMBER = (
+    "required column missing (the export's 'number' or the listing's 'RMD Number')"
+)
 
 
 def parse_rmd_csv(text: str) -> tuple[list[Filer], list[RowError]]:
@@ -263,6 +369,7 @@ def parse_rmd_csv(text: str) -> tuple[list[Filer], list[RowError]]:
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     columns: dict[int, str] = {}
+    names: dict[str, str] = {}  # field -> the file's header cell for it
     last_line = 0
     try:
         for row in reader:
@@ -278,20 +385,22 @@ def parse_rmd_csv(text: str) -> tuple[list[Filer], list[RowError]]:
                     fld = _HEADER_TO_FIELD.get(_header_key(name.lstrip("\ufeff")))
                     if fld is not None and fld not in columns.values():
                         columns[i] = fld
+                        names[fld] = name.lstrip("\ufeff").strip()
                 if "rmd_number" not in columns.values():
-                    return [], [RowError(header_line, "RMD Number", "required column missing")]
+                    return [], [RowError(header_line, "number", _MISSING_RMD_NUMBER)]
                 continue
             cells = {fld: row[i] for i, fld in columns.items() if i < len(row)}
             try:
                 filer = _filer_from_cells(cells)
             except _BadCell as bad:
-                errors.append(RowError(start, _COLUMN_NAMES.get(bad.fld, bad.fld), bad.message))
+                col = names.get(bad.fld) or _COLUMN_NAMES.get(bad.fld, bad.fld)
+                errors.append(RowError(start, col, bad.message))
                 continue
             if filer.rmd_number in seen:
                 errors.append(
                     RowError(
                         start,
-                        "RMD Number",
+                        names["rmd_number"],
                         f"duplicate {filer.rmd_number} (first on line {seen[filer.rmd_number]})",
                     )
                 )
@@ -301,7 +410,7 @@ def parse_rmd_csv(text: str) -> tuple[list[Filer], list[RowError]]:
     except csv.Error as exc:
         errors.append(RowError(reader.line_num, "", f"CSV syntax: {exc}"))
     if header is None:
-        return [], [RowError(1, "RMD Number", "required column missing (empty file)")]
+        return [], [RowError(1, "number", _MISSING_RMD_NUMBER + " (empty file)")]
     return filers, errors
 
 
@@ -315,13 +424,47 @@ def index_filers(filers: Iterable[Filer]) -> dict[str, Filer]:
     return {f.rmd_number: f for f in filers}
 
 
+def as_of_date(filers: Iterable[Filer]) -> str:
+    """The newest ``last_updated`` of an export (ISO date), "" if it has none.
+
+    An export is a picture of the database on the day of its newest change,
+    so this is the date a snapshot is filed under, not the day it was
+    imported.
+    """
+    return max((f.last_updated for f in filers if f.last_updated), default="")
+
+
+# What a filer (or the provider tied to it) is in the RMD. 47 CFR 64.6305(g):
+# traffic is accepted directly only from a provider whose filing appears in
+# the RMD and has not been removed by an enforcement action; "absent",
+# "removed" and "not_listed" all fail that test, and say which way.
+LISTED = "listed"
+ABSENT = "absent"  # was in an earlier export, missing from the one in force
+REMOVED = "removed"  # an FCC removal order is recorded (rmd remove --order)
+NOT_LISTED = "not_listed"  # never in any imported export
+
+
+def filer_status(listed: bool, seen: bool, order: str) -> str:
+    """Status of a filer: in the export in force (``listed``), in an earlier
+    one only (``seen``), and the removal order recorded for it ("" if none).
+
+    A recorded order wins over the export (it may lag the order).
+    """
+    if order:
+        return REMOVED
+    if listed:
+        return LISTED
+    return ABSENT if seen else NOT_LISTED
+
+
 @dataclass(frozen=True, slots=True)
 class RmdDiff:
     """What changed between two RMD exports, each list sorted by RMD number."""
 
     added: tuple[Filer, ...] = ()
-    # Missing from the new export: the FCC removed them (or they withdrew).
-    # 47 CFR 64.6305(g): stop accepting their traffic directly.
+    # Missing from the new export: "absent" (the FCC removed them, or they
+    # withdrew; the export does not say which). 47 CFR 64.6305(g): stop
+    # accepting their traffic directly.
     gone: tuple[Filer, ...] = ()
     implementation_changed: tuple[tuple[Filer, Filer], ...] = ()
     ocn_changed: tuple[tuple[Filer, Filer], ...] = ()
@@ -341,7 +484,7 @@ class RmdDiff:
     def summary(self, limit: int = 5) -> str:
         """Counts, then the first ``limit`` entries of each kind, one per line."""
         lines = [
-            f"RMD diff: {len(self.added)} added, {len(self.gone)} gone (removed), "
+            f"RMD diff: {len(self.added)} added, {len(self.gone)} gone (absent), "
             f"{len(self.implementation_changed)} implementation changed, "
             f"{len(self.ocn_changed)} OCN changed, {len(self.name_changed)} renamed, "
             f"{self.unchanged} unchanged"
@@ -356,7 +499,7 @@ class RmdDiff:
                 lines.append(f"  ... and {len(items) - limit} more")
 
         section("added", [f"{f.rmd_number} {f.business_name}" for f in self.added])
-        section("gone (removed)", [f"{f.rmd_number} {f.business_name}" for f in self.gone])
+        section("gone (absent)", [f"{f.rmd_number} {f.business_name}" for f in self.gone])
         section(
             "implementation changed",
             [
@@ -420,6 +563,11 @@ def to_record(f: Filer) -> dict[str, str]:
         "contact_name": f.contact_name,
         "contact_email": f.contact_email,
         "contact_phone": f.contact_phone,
+        "country": f.country,
+        "other_frns": ",".join(f.other_frns),
+        "last_updated": f.last_updated,
+        "last_recertified": f.last_recertified,
+        "filing_url": f.filing_url,
     }
 
 
@@ -449,4 +597,9 @@ def from_record(d: Mapping[str, str]) -> Filer:
         contact_name=d.get("contact_name", ""),
         contact_email=d.get("contact_email", ""),
         contact_phone=d.get("contact_phone", ""),
+        country=d.get("country", ""),
+        other_frns=split(d.get("other_frns", ""), ","),
+        last_updated=d.get("last_updated", ""),
+        last_recertified=d.get("last_recertified", ""),
+        filing_url=d.get("filing_url", ""),
     )

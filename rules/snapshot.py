@@ -55,6 +55,7 @@ __all__ = [
     "NOTICE_KINDS",
     "NUMBER_KINDS",
     "ORDER_KINDS",
+    "RMD_BLOCKING",
     "RMD_STATUSES",
     "UNMAPPED_POLICIES",
     "SET_KINDS",
@@ -67,7 +68,12 @@ __all__ = [
     "parse_campaigns",
 ]
 
-RMD_STATUSES = ("listed", "removed", "not_listed", "unknown")
+# 47 CFR 64.6305(g): "listed" passes the RMD gate; "removed" (an FCC
+# removal order is recorded), "absent" (missing from the export in force,
+# listed in an earlier one) and "not_listed" (never listed) fail it;
+# "unknown" (no RMD identity or no snapshot) is not judged. See rules/rmd.py.
+RMD_STATUSES = ("listed", "removed", "absent", "not_listed", "unknown")
+RMD_BLOCKING = frozenset({"removed", "absent", "not_listed"})
 NOTICE_KINDS = ("k4", "n2")
 K4_DEADLINES = ("mitigation", "report")
 ORDER_KINDS = ("fdo",)
@@ -358,6 +364,8 @@ class Provider:
     rmd_number: str = ""
     ocn: str = ""
     monitor_only: bool = False
+    rmd_order: str = ""  # the removal order when rmd_status is "removed"
+    rmd_since: str = ""  # ISO date the RMD status began (as-of or order date)
 
 
 @dataclass(slots=True)

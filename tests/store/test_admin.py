@@ -44,29 +44,39 @@ async def test_rmd_import_diff_remove_and_provider_status(
     assert (
         await run(prefix, "provider", "set", "badco", "--name", "Bad", "--frn", "0087654321") == 0
     )
-    assert await run(prefix, "rmd", "import", str(v1)) == 0
+    # All or nothing: the bad row is reported and nothing is imported ...
+    assert await run(prefix, "rmd", "import", str(v1)) == 2
     out, err = capsys.readouterr()
     assert f"{v1}:4: column 'FRN':" in err or f"{v1}:4: column 'RMD Number':" in err
+    assert "nothing imported" in err and not await operator.exists(prefix + "rmd:current")
+    # ... unless the operator asks for the good rows.
+    assert await run(prefix, "rmd", "import", str(v1), "--skip-bad-rows") == 0
+    out, err = capsys.readouterr()
+    assert f"{v1}:4:" in err
     assert "2 added" in out
     assert await operator.hget(prefix + "provider:badco", "rmd_status") == "listed"
     first = await operator.get(prefix + "rmd:current")
 
-    # The next export lacks Bad Actor: it is removed, its provider follows.
+    # The next export lacks Bad Actor: absent (no order), its provider follows.
+    # Half the filers gone: the removal guard wants --accept-removals.
     v2 = tmp_path / "rmd2.csv"
     v2.write_text(HEADER + ROW_A)
-    assert await run(prefix, "rmd", "import", str(v2)) == 0
+    assert await run(prefix, "rmd", "import", str(v2)) == 2
+    assert "would drop 1 of 2 filers" in capsys.readouterr().err
+    assert await run(prefix, "rmd", "import", str(v2), "--accept-removals") == 0
     out, _ = capsys.readouterr()
-    assert "1 gone" in out and "badco: listed -> removed" in out
+    assert "1 gone" in out and "provider:badco: listed -> absent" in out
     assert await operator.get(prefix + "rmd:current") != first
     filer = await operator.hgetall(prefix + "rmd:filer:RMD0000002")
-    assert filer["status"] == "removed" and filer["removed_since"] == "2026-11-29"
-    assert await operator.hget(prefix + "provider:badco", "rmd_status") == "removed"
+    assert filer["status"] == "absent" and filer["absent_since"] == "2026-11-29"
+    assert "removal_order" not in filer
+    assert await operator.hget(prefix + "provider:badco", "rmd_status") == "absent"
 
     # A file with no valid row fails and leaves the previous snapshot in force.
     bad = tmp_path / "bad.csv"
     bad.write_text(HEADER + "X,1,RMD1,N/A,\n")
     current = await operator.get(prefix + "rmd:current")
-    assert await run(prefix, "rmd", "import", str(bad)) == 2
+    assert await run(prefix, "rmd", "import", str(bad), "--skip-bad-rows") == 2
     _, err = capsys.readouterr()
     assert f"{bad}:2:" in err and "previous RMD snapshot kept" in err
     assert await operator.get(prefix + "rmd:current") == current
@@ -76,6 +86,7 @@ async def test_rmd_import_diff_remove_and_provider_status(
     assert await operator.hget(prefix + "provider:acme", "rmd_status") == "listed"
     assert await run(prefix, "rmd", "remove", "--order", "DA 25-694", "--frn", "0012345678") == 0
     assert await operator.hget(prefix + "provider:acme", "rmd_status") == "removed"
+    assert await operator.hget(prefix + "provider:acme", "rmd_order") == "DA 25-694"
     assert await run(prefix, "rmd", "status", "RMD0000001") == 0
     out, _ = capsys.readouterr()
     assert "removed" in out and "DA 25-694" in out

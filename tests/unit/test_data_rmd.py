@@ -1,4 +1,6 @@
-"""rules/rmd.py against the generated RMD exports in tests/data/rmd/."""
+"""rules/rmd.py (and rules/imports.py) against the generated RMD exports in
+tests/data/rmd/: the export's field names, the listing's display labels,
+messy rows, the as-of date, absent vs removed, the drop guard."""
 
 from __future__ import annotations
 
@@ -10,10 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.errors import RowError
+from rules.imports import bad_rows_message, drop_guard
 from rules.rmd import (
     IMPLEMENTATIONS,
     Filer,
+    as_of_date,
     diff_snapshots,
+    filer_status,
     from_record,
     index_filers,
     load_rmd_csv,
@@ -24,6 +29,7 @@ from rules.rmd import (
 DATA = Path(__file__).resolve().parent.parent / "data" / "rmd"
 AUG = DATA / "rmd_2025_08_01.csv"
 SEP = DATA / "rmd_2025_09_01.csv"
+LABELS = DATA / "rmd_listing_labels.csv"
 PZ = "PZ/Illum Telecommunication LLC"
 
 
@@ -36,27 +42,39 @@ def _line_of(text: str, marker: str) -> int:
 
 def test_august_export_counts_and_errors() -> None:
     text = AUG.read_text(encoding="utf-8")
-    assert text.startswith("\ufeff")
+    assert text.startswith("\ufeffnumber,frn,business_name,")  # the export's field names
+    assert "\n\n" in text  # blank lines between records
     filers, errors = parse_rmd_csv(text)
     assert len(filers) == 300
-    assert [e.column for e in errors] == ["FRN", "RMD Number", "RMD Number", "Implementation"]
-    # Line numbers are file lines: records with quoted newlines come before them.
+    # Columns are named as the file's header spells them.
+    assert [e.column for e in errors] == [
+        "frn",
+        "number",
+        "number",
+        "implementation",
+        "last_updated",
+    ]
+    # Line numbers are file lines: records with quoted newlines and blank
+    # lines come before them.
     lines = [
         _line_of(text, "Bad FRN Telecom LLC"),
         _line_of(text, "Bad RMD Voice Inc."),
         _line_of(text, "Duplicate Filing Networks LLC"),
         _line_of(text, "Unknown Impl Telephone Co."),
+        _line_of(text, "Bad Date Voice LLC"),
     ]
     assert [e.line for e in errors] == lines
     physical_lines = text.replace("\r\n", "\n").count("\n")
-    assert physical_lines > 1 + 300 + 4  # so file line != record number
+    assert physical_lines > 1 + 300 + 5  # so file line != record number
     assert "'12345'" in errors[0].message
     assert "RMD-12A" in errors[1].message
     assert errors[2].message.startswith("duplicate RMD")
     assert "Partial STIR/SHAKEN (in progress)" in errors[3].message
+    assert "'2025-13-45'" in errors[4].message
+    assert as_of_date(filers) == "2025-08-01"
 
 
-def test_august_rows_parsed_through_odd_headers() -> None:
+def test_august_rows_parsed_through_field_names_and_messy_cells() -> None:
     filers, _ = load_rmd_csv(AUG)
     by_name = {f.business_name: f for f in filers}
     pz = by_name[PZ]
@@ -69,7 +87,15 @@ def test_august_rows_parsed_through_odd_headers() -> None:
     assert pz.implementation == IMPLEMENTATIONS[2]
     assert pz.foreign is False and pz.ocn == ""
     assert pz.contact_name == "Prince Anand"
+    assert pz.country == "USA" and pz.last_updated == "2025-06-30"
+    assert pz.last_recertified == "2025-03-01"
+    assert pz.filing_url.startswith("https://fccprod.servicenowservices.com/rmd?")
     assert all(f.implementation in IMPLEMENTATIONS for f in filers)
+    # Trailing spaces, " 0000164967", "YES"/"no"/"True"/"false" all read.
+    first = by_name["Vista Connect Co."]
+    assert first.frn == "0000164967" and first.foreign is False
+    assert first.roles == ("voice service provider",)
+    assert any(len(f.other_frns) == 2 for f in filers)
     assert all(len(f.frn) == 10 and f.frn.isdigit() for f in filers)
     assert any(f.foreign for f in filers)
     # DBA lists with a comma inside one name stay one name.
@@ -79,9 +105,10 @@ def test_august_rows_parsed_through_odd_headers() -> None:
 def test_september_export_and_diff() -> None:
     old, old_errors = load_rmd_csv(AUG)
     new, new_errors = load_rmd_csv(SEP)
-    assert (len(old), len(old_errors)) == (300, 4)
+    assert (len(old), len(old_errors)) == (300, 5)
     assert len(new) == 290
-    assert [(e.column, "'AB1'" in e.message) for e in new_errors] == [("OCN", True)]
+    assert [(e.column, "'AB1'" in e.message) for e in new_errors] == [("ocn", True)]
+    assert as_of_date(new) == "2025-09-01"
     sep_text = SEP.read_text(encoding="utf-8")
     assert new_errors[0].line == _line_of(sep_text, "Bad OCN Comms Inc.")
 
@@ -103,7 +130,7 @@ def test_september_export_and_diff() -> None:
     summary = diff.summary(limit=3)
     first = summary.splitlines()[0]
     assert first == (
-        "RMD diff: 5 added, 15 gone (removed), 3 implementation changed, "
+        "RMD diff: 5 added, 15 gone (absent), 3 implementation changed, "
         "2 OCN changed, 1 renamed, 279 unchanged"
     )
     assert "... and 12 more" in summary  # 15 gone, 3 shown
@@ -126,7 +153,7 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     spec.loader.exec_module(module)
     module.__dict__["HERE"] = tmp_path
     module.main()
-    for name in ("rmd_2025_08_01.csv", "rmd_2025_09_01.csv"):
+    for name in ("rmd_2025_08_01.csv", "rmd_2025_09_01.csv", "rmd_listing_labels.csv"):
         assert (tmp_path / name).read_bytes() == (DATA / name).read_bytes()
 
 
@@ -147,11 +174,95 @@ def test_missing_rmd_column_is_one_error() -> None:
     text = "Business Name,FRN,Implementation\nAcme LLC,0000000001,N/A\nB LLC,0000000002,N/A\n"
     filers, errors = parse_rmd_csv(text)
     assert filers == []
-    assert errors == [RowError(1, "RMD Number", "required column missing")]
+    assert errors == [
+        RowError(
+            1,
+            "number",
+            "required column missing (the export's 'number' or the listing's 'RMD Number')",
+        )
+    ]
     assert parse_rmd_csv("") == (
         [],
-        [RowError(1, "RMD Number", errors[0].message + " (empty file)")],
+        [RowError(1, "number", errors[0].message + " (empty file)")],
     )
+
+
+def test_listing_display_labels() -> None:
+    """The listing page's labels read the same filers as the export's field names."""
+    labelled, errors = load_rmd_csv(LABELS)
+    assert errors == [] and len(labelled) == 6
+    exported = index_filers(load_rmd_csv(SEP)[0])
+    for f in labelled[:5]:
+        e = exported[f.rmd_number]
+        assert (f.frn, f.business_name, f.implementation, f.roles, f.ocn, f.foreign) == (
+            e.frn,
+            e.business_name,
+            e.implementation,
+            e.roles,
+            e.ocn,
+            e.foreign,
+        )
+        assert f.last_updated == e.last_updated
+    assert labelled[5].business_name == PZ
+
+
+def test_real_field_names_small() -> None:
+    """One row under the export's exact field names (the header refused before)."""
+    text = (
+        "number,frn,business_name,business_address,foreign_voice_provider,country,"
+        "other_frns,other_dba_names,previous_dba_names,robocall_mitigation_contact_name,"
+        "contact_title,contact_department,contact_business_address,contact_country,"
+        "contact_telephone_number,contact_phone_extension,implementation,"
+        "voice_service_provider_choice,gateway_provider_choice,intermediate_provider_choice,"
+        "last_updated,last_recertified,filing_url\n"
+        'RMD0001410,0012345678,"Acme Voice, LLC","1 Main St\nSuite 2, Dallas, TX",No,USA,'
+        '"0000000009;0000000008",Acme VoIP,Acme Holdings,Jane Roe,CCO,Legal,"1 Main St",USA,'
+        "(202) 555-0100,12,Complete STIR/SHAKEN Implementation,Yes,No,Yes,"
+        "2025-08-20 14:03:11,2025-03-01,https://fccprod.servicenowservices.com/rmd?x=1\n"
+    )
+    (f,), errors = parse_rmd_csv(text)
+    assert errors == []
+    assert f.rmd_number == "RMD0001410" and f.frn == "0012345678"
+    assert f.business_name == "Acme Voice, LLC"
+    assert f.address == "1 Main St, Suite 2, Dallas, TX"
+    assert f.other_frns == ("0000000009", "0000000008")
+    assert f.dba_names == ("Acme VoIP",) and f.previous_names == ("Acme Holdings",)
+    assert f.roles == ("voice service provider", "intermediate provider")
+    assert f.contact_name == "Jane Roe" and f.contact_phone == "(202) 555-0100"
+    assert f.last_updated == "2025-08-20" and f.last_recertified == "2025-03-01"
+    assert as_of_date([f]) == "2025-08-20"
+    assert as_of_date([]) == ""
+
+
+def test_bad_other_frn_and_date_each_reported() -> None:
+    text = "number,frn,business_name,other_frns,last_updated\n"
+    text += "RMD0000001,0000000001,A,123,2025-01-01\n"
+    text += "RMD0000002,0000000002,B,,01/02/2025\n"
+    text += "RMD0000003,0000000003,C,,yesterday\n"
+    filers, errors = parse_rmd_csv(text)
+    assert [f.last_updated for f in filers] == ["2025-01-02"]
+    assert [(e.line, e.column) for e in errors] == [(2, "other_frns"), (4, "last_updated")]
+
+
+def test_filer_status_absent_vs_removed() -> None:
+    # 47 CFR 64.6305(g): all but "listed" fail the gate; the order wins.
+    assert filer_status(True, True, "") == "listed"
+    assert filer_status(False, True, "") == "absent"
+    assert filer_status(False, False, "") == "not_listed"
+    assert filer_status(True, True, "DA 25-694") == "removed"
+    assert filer_status(False, True, "DA 25-694") == "removed"
+
+
+def test_drop_guard() -> None:
+    assert drop_guard("filers", 0, 10, 0, 0.05) is None  # first import
+    assert drop_guard("filers", 300, 290, 15, 0.05) is None  # 5.0%: allowed
+    why = drop_guard("filers", 300, 289, 16, 0.05)
+    assert why is not None and "16 of 300 filers" in why and "5.3%" in why
+    why = drop_guard("filers", 1000, 900, 0, 0.05)  # far fewer rows, nothing dropped
+    assert why is not None and "900 filers against 1000" in why
+    assert drop_guard("codes", 100, 40, 60, 1.0) is None  # the guard switched off
+    msg = bad_rows_message("x.csv", [RowError(2, "frn", "bad")])
+    assert msg.startswith("x.csv: 1 bad row; nothing imported") and "--skip-bad-rows" in msg
 
 
 def test_header_aliases_and_normalisation() -> None:
@@ -203,7 +314,7 @@ def test_foreign_flag_values() -> None:
     text += "RMD0000001,0000000001,A,Yes\nRMD0000002,0000000002,B,no\nRMD0000003,0000000003,C,?\n"
     filers, errors = parse_rmd_csv(text)
     assert [f.foreign for f in filers] == [True, False]
-    assert [(e.line, e.column) for e in errors] == [(4, "Foreign Voice Service Provider")]
+    assert [(e.line, e.column) for e in errors] == [(4, "Foreign")]  # as the header says
 
 
 @settings(max_examples=200, deadline=None)

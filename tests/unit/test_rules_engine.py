@@ -231,6 +231,28 @@ def test_rmd_gate(snap: Snapshot, provider: str, state: str) -> None:
     assert v.rule.answer_class == "deterministic"
 
 
+def test_rmd_gate_absent_and_removed_say_which() -> None:
+    """Absent from the export and removed by an order both fail 47 CFR
+    64.6305(g); the reason names which, with the order id and the date."""
+    s = Snapshot.empty()
+    s.set_provider(Provider("abs", "Absent Co", rmd_status="absent", rmd_since="2025-09-01"))
+    s.set_provider(
+        Provider(
+            "ord", "Ordered Co", rmd_status="removed", rmd_order="DA 25-694", rmd_since="2025-08-05"
+        )
+    )
+    a = decide(s, facts(provider="abs"), 0.0)
+    assert a.blocked and a.rule is Rule.RMD_GATE
+    assert "absent from the Robocall Mitigation Database export" in a.reason
+    assert "2025-09-01" in a.reason and "no removal order" in a.reason
+    o = decide(s, facts(provider="ord"), 0.0)
+    assert o.blocked and o.rule is Rule.RMD_GATE
+    assert "removed from the Robocall Mitigation Database by order DA 25-694" in o.reason
+    assert "2025-08-05" in o.reason
+    checks = {c.rule: c for c in explain(s, facts(provider="abs"), 0.0)}
+    assert checks[Rule.RMD_GATE].matched and "absent" in checks[Rule.RMD_GATE].why
+
+
 def test_rmd_gate_listed_passes(snap: Snapshot) -> None:
     assert decide(snap, facts(provider="up"), 0.0) is ALLOW_DEFAULT
 
