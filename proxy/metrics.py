@@ -90,6 +90,7 @@ DROP_REASONS = (
     "callback_error",
     "no_snapshot",
     "tcp_no_connection",
+    "handoff_foreign",
 )
 
 VERDICTS = ("allowed", "blocked", "would_block")

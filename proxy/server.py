@@ -21,7 +21,12 @@ How this works (aioquic style, see shared/STYLE.md):
   the parent, so a restarted worker k finds its queued datagrams. Each worker
   also gets a private handoff socket for the core's owner-worker messages. A
   TCP response that lands on a worker without the connection is relayed to
-  the other workers (`_TCP_RELAY` prefix on the handoff sockets).
+  the other workers (`_TCP_RELAY` prefix on the handoff sockets). A handoff
+  datagram is taken only from a worker's handoff address (the parent binds
+  them all, exclusively, before the fork, so no other local process can send
+  from one; a spoofed 127/8 source from outside is a martian the kernel
+  drops): anything else on that socket is ignored and counted
+  (`sipscreen_dropped_total{reason="handoff_foreign"}`, one frozenset probe).
 * Metrics: one process serves `/metrics` (prometheus_client's own HTTP
   thread); with workers the parent serves the multiprocess registry (see
   proxy/metrics.py).
@@ -299,7 +304,7 @@ class _HandoffProtocol(asyncio.DatagramProtocol):
         self.worker = worker
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.worker.on_handoff(data)
+        self.worker.on_handoff(data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         self.worker.metrics.drop("send_error")
@@ -403,6 +408,10 @@ class Worker:
         self.core: Any = None
         self.screener: Screener | None = None
         self._records_dropped = 0
+        # The handoff sockets of the workers (bound by the parent before the
+        # fork): the only sources a handoff datagram is taken from (issue 10.5).
+        self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
+        self._foreign_log_at = 0.0
 
     # -- construction ----------------------------------------------------------
 
@@ -466,8 +475,12 @@ class Worker:
                 break
             now = self.now()
             if handoff:
-                for data, _src in batch:
-                    self._take_handoff(data, now)
+                peers = self._handoff_peers
+                for data, src in batch:
+                    if src in peers:
+                        self._take_handoff(data, now)
+                    else:
+                        self._foreign_handoff(src)
             else:
                 for data, src in batch:
                     self._take(data, src, "udp", now)
@@ -476,9 +489,29 @@ class Worker:
                 break
             self._check_overload()  # a full batch: more waits behind it
 
-    def on_handoff(self, data: bytes) -> None:
+    def on_handoff(self, data: bytes, src: tuple[str, int]) -> None:
+        if src not in self._handoff_peers:
+            self._foreign_handoff(src)
+            return
         self._take_handoff(data, self.now())
         self._flush()
+
+    def _foreign_handoff(self, src: tuple[str, int]) -> None:
+        """A datagram on the handoff socket that no worker sent: ignored, counted
+        (``sipscreen_dropped_total{reason="handoff_foreign"}``), logged at most
+        once a minute. Only a worker's own handoff socket (bound by the parent,
+        exclusively, on 127.0.0.1) can send from a worker's handoff address."""
+        self.metrics.drop("handoff_foreign")
+        t = time.monotonic()
+        if t >= self._foreign_log_at:
+            self._foreign_log_at = t + 60.0
+            log.warning(
+                "worker %d: ignored a datagram on the worker handoff socket from %s:%d "
+                "(not a worker)",
+                self.index,
+                src[0],
+                src[1],
+            )
 
     def _take_handoff(self, data: bytes, now: float) -> None:
         """A message another worker handed here: for the core, or for a TCP connection

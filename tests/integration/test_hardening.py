@@ -1,0 +1,124 @@
+"""Resources and control channels an attacker (or an accident) controls
+(issue 10 items 5, 6, 8, 9): the worker handoff socket, TCP connection limits,
+per-source INVITE limits and final-response retransmissions, signals.
+
+Each test drives a real proxy subprocess over loopback with plain sockets,
+bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import pytest
+from sipscreen_testlib import udp_recorder
+
+BLOCKED = "+12127369999"
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def _invite(lport: int, proxy_port: int, caller: str, n: int = 0) -> bytes:
+    return (
+        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{caller}@127.0.0.1:{lport}>;tag=h{n}\r\n"
+        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
+        f"Call-ID: harden-{n}-{uuid.uuid4().hex}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _recv(sock: socket.socket, timeout: float) -> bytes | None:
+    sock.settimeout(timeout)
+    try:
+        return sock.recvfrom(70000)[0]
+    except TimeoutError:
+        return None
+
+
+def _worker_udp_ports(pid: int, exclude: int) -> set[int]:
+    """The 127.0.0.1 UDP ports the proxy's worker processes hold, but the listen port:
+    their handoff and relay sockets."""
+    ports: set[int] = set()
+    for child in psutil.Process(pid).children():
+        for c in child.net_connections(kind="udp4"):
+            if c.laddr and c.laddr.ip == "127.0.0.1" and c.laddr.port != exclude:
+                ports.add(c.laddr.port)
+    return ports
+
+
+# ---------------------------------------------------------------------------
+# 5. The worker handoff socket takes frames from the workers only
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched_udp", "transport_udp"])
+def test_handoff_socket_ignores_an_outside_sender(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, batched: bool
+) -> None:
+    """A local process writes handoff frames to every worker socket: an INVITE of a
+    blocked caller naming a victim address as its source, and a TCP relay frame.
+    Today's proxy screens it and sends the 603 to the victim; the fixed one
+    ignores the frames and counts them."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (victim, vport):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            workers=2,
+            sections={"proxy": {"batched_udp": batched}},
+        )
+        assert proxy.proc is not None
+        ports = _worker_udp_ports(proxy.proc.pid, proxy.port)
+        assert len(ports) >= 2, ports
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.bind(("127.0.0.1", 0))
+        try:
+            for n, port in enumerate(sorted(ports)):
+                frame = f"SIPSCREEN-HANDOFF udp 127.0.0.1 {vport}\n".encode() + _invite(
+                    vport, proxy.port, BLOCKED, n
+                )
+                attacker.sendto(frame, ("127.0.0.1", port))
+                attacker.sendto(
+                    b"\x00TCP 127.0.0.1 %d\nSIP/2.0 200 OK\r\n\r\n" % vport, ("127.0.0.1", port)
+                )
+            assert _recv(victim, 1.5) is None
+            assert _recv(ss, 0.2) is None
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_dropped_total", reason="handoff_foreign") >= 2
+            )
+            assert "not a worker" in proxy.stderr()
+            # The workers still hand off among themselves: blocked calls get their 603.
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind(("127.0.0.1", 0))
+            try:
+                lport = ua.getsockname()[1]
+                for n in range(8):
+                    ua.sendto(
+                        _invite(lport, proxy.port, BLOCKED, 100 + n), ("127.0.0.1", proxy.port)
+                    )
+                    got = _recv(ua, 5)
+                    assert got is not None and got.startswith(b"SIP/2.0 603"), got
+            finally:
+                ua.close()
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0
+            )
+        finally:
+            attacker.close()
