@@ -898,6 +898,13 @@ def _make_core_config(
         workers=max(1, len(handoff_addrs)),
         secret=secret,
         relay_port=relay_port,
+        invite_limit=config.invites_per_source,
+        invite_window=config.invite_window_s,
+        trunk_invite_limit=config.trunk_invites_per_source,
+        trunk_of=config.trunks.lookup,
+        over_limit_503=config.over_limit == "503",
+        unacked_per_source=config.unacked_per_source,
+        no_ack_hold=config.no_ack_hold_s,
     )
 
 

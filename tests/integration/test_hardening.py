@@ -122,3 +122,71 @@ def test_handoff_socket_ignores_an_outside_sender(
             )
         finally:
             attacker.close()
+
+
+# ---------------------------------------------------------------------------
+# 8. Rejections to a source that never ACKs; new INVITEs per source
+# ---------------------------------------------------------------------------
+
+
+def test_unacked_rejections_are_not_amplified(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """30 blocked INVITEs whose "caller" never ACKs (a spoofer's victim). Today each
+    603 is retransmitted on timer G (0.5, 1.5, 3.5 s ...): 120 datagrams in 4 s.
+    With the default budget (4 unACKed per address) 4 keep timer G: 42."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (victim, vport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for n in range(30):
+                attacker.sendto(_invite(vport, proxy.port, BLOCKED, n), ("127.0.0.1", proxy.port))
+            got = 0
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:
+                d = _recv(victim, max(0.01, deadline - time.monotonic()))
+                if d is not None:
+                    assert d.startswith(b"SIP/2.0 603")
+                    got += 1
+            assert 30 <= got <= 30 + 4 * 3, got
+            assert _wait_for(
+                lambda: (
+                    proxy.metric("sipscreen_core_events_total", event="retransmit_suppressed") == 26
+                )
+            )
+        finally:
+            attacker.close()
+
+
+def test_invites_over_the_per_source_limit(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """5 INVITEs per source per minute: the 6th..10th of one source are dropped and
+    counted; a trunk source (127.0.0.2, exempt) is not limited."""
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            sections={"limits": {"invites_per_source": 5, "invite_window_s": 60.0}},
+            trunks=[{"cidr": "127.0.0.2/32", "provider": "trusted-trunk"}],
+        )
+        for host in ("127.0.0.1", "127.0.0.2"):
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind((host, 0))
+            lport = ua.getsockname()[1]
+            try:
+                for n in range(10):
+                    ua.sendto(
+                        _invite(lport, proxy.port, "+12127368000", n), ("127.0.0.1", proxy.port)
+                    )
+            finally:
+                ua.close()
+        relayed = 0
+        while _recv(ss, 1.0) is not None:
+            relayed += 1
+        assert relayed == 5 + 10
+        assert _wait_for(
+            lambda: proxy.metric("sipscreen_core_events_total", event="rate_limited") == 5
+        )
