@@ -373,8 +373,14 @@ class Worker:
         metrics: Metrics | None = None,
         secret: bytes | None = None,
         clock: Callable[[], float] | None = None,
+        reloader: Callable[[], Config] | None = None,
+        parent_pid: int | None = None,
     ) -> None:
         self.config = config
+        # SIGHUP: reads the configuration again (None: nothing to read)
+        self.reloader = reloader
+        # A forked worker: the supervisor it must not outlive (checked twice a second)
+        self.parent_pid = parent_pid
         # The decision clock (time.time unless a replay clock is configured).
         self.clock = clock if clock is not None else decision_clock(config)
         # Shared by all workers: the core's branch and To-tag MACs must agree.
@@ -412,6 +418,7 @@ class Worker:
         # fork): the only sources a handoff datagram is taken from (issue 10.5).
         self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
         self._foreign_log_at = 0.0
+        self.reloads = 0
 
     # -- construction ----------------------------------------------------------
 
@@ -439,6 +446,56 @@ class Worker:
         self.records = _make_records(RecordWriter, cfg, self.metrics)
         self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
         self.core = ProxyCore(self._core_config(), self.screener)
+
+    # -- configuration reload (SIGHUP) ---------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration again and apply what a worker builds from it: the
+        screener (trunk map, trusted header, answers, monitor, records sampling,
+        no-snapshot policy), the emergency numbers and k4 deadline of the store and
+        its snapshot, the per-source limits. Runs on the loop, between two
+        datagrams. A configuration that does not load is refused (logged), the
+        one in force is kept. Returns True when applied."""
+        if self.reloader is None:
+            log.warning("worker %d: SIGHUP: no configuration file to reload", self.index)
+            return False
+        try:
+            new = self.reloader()
+            screener = Screener(new, self.store, self.metrics, self.records, clock=self.clock)
+        except Exception as exc:
+            log.error(
+                "worker %d: configuration reload refused, the old one stays in force: %s",
+                self.index,
+                exc,
+            )
+            return False
+        new, kept = restart_only(self.config, new)
+        if kept:
+            log.warning(
+                "worker %d: reload: %s changed, applied only at the next restart",
+                self.index,
+                ", ".join(kept),
+            )
+        self.config = new
+        self.screener = screener
+        if self.core is not None:
+            self.core.screen = screener
+            self.core.set_limits(self._core_config())
+        store = self.store
+        if store is not None:
+            store.emergency = new.emergency_numbers
+            store.k4_deadline = new.k4_deadline
+            snap = getattr(store, "snapshot", None)
+            if snap is not None:
+                snap.emergency = new.emergency_numbers
+                snap.k4_deadline = new.k4_deadline
+        self.reloads += 1
+        log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
+        return True
+
+    def _parent_gone(self) -> bool:
+        """A forked worker whose supervisor died (it is then re-parented)."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     # -- clock -------------------------------------------------------------------
 
@@ -711,6 +768,9 @@ class Worker:
                 if dropped > self._records_dropped:
                     self.metrics.records_dropped.inc(dropped - self._records_dropped)
                     self._records_dropped = dropped
+                if self._parent_gone():
+                    log.error("worker %d: the supervisor is gone; stopping", self.index)
+                    self.stop()
             except Exception:
                 self._callback_error("sync_metrics")
             await asyncio.sleep(0.5)
@@ -834,6 +894,35 @@ class Worker:
         if self._stop is not None:
             self._stop.set()
 
+    def _spool_records(self) -> None:
+        """Decision records the last flush could not write (Redis down): to the spool
+        file that the next start replays (proxy/records.py)."""
+        take = getattr(self.records, "take_all", None)
+        if take is None or not len(self.records):
+            return
+        from proxy.records import default_spool_dir, spool
+
+        recs = take()
+        directory = self.config.spool_dir or default_spool_dir()
+        try:
+            path = spool(recs, directory, self.config.redis_url, self.config.key_prefix)
+        except OSError as exc:
+            log.error(
+                "worker %d: %d decision records lost: cannot write the spool in %s: %s",
+                self.index,
+                len(recs),
+                directory,
+                exc,
+            )
+            return
+        log.warning(
+            "worker %d: Redis did not take %d decision records; spooled to %s "
+            "(replayed into Redis at the next start)",
+            self.index,
+            len(recs),
+            path,
+        )
+
     async def _close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -848,6 +937,7 @@ class Worker:
         # the last counts since the periodic _sync_metrics
         with contextlib.suppress(Exception):
             self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+        self._spool_records()
         for t in list(self.udp_out.values()):
             t.close()
         if self._readers and self._loop is not None:
@@ -1070,8 +1160,43 @@ def _iso_utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def run(config: Config) -> int:
-    """Run the proxy until SIGTERM/SIGINT. Returns the exit status."""
+def _default_reloader(config: Config) -> Callable[[], Config] | None:
+    if config.source_path is None:
+        return None
+    from proxy.config import load_config
+
+    path = config.source_path
+    return lambda: load_config(path)
+
+
+def replay_spooled_records(config: Config) -> int:
+    """Write the decision records spooled by an earlier run back to Redis (before
+    any worker starts); a failure is logged and the files wait for the next start."""
+    from proxy.records import default_spool_dir, replay_spool
+
+    directory = config.spool_dir or default_spool_dir()
+    import redis
+
+    r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
+    try:
+        n = replay_spool(r, config.key_prefix, directory, config.redis_url, config.records_max_len)
+    except Exception as exc:
+        log.warning("spooled decision records in %s not replayed yet: %s", directory, exc)
+        return 0
+    finally:
+        r.close()
+    if n:
+        log.warning("replayed %d spooled decision records from %s into Redis", n, directory)
+    return n
+
+
+def run(config: Config, reloader: Callable[[], Config] | None = None) -> int:
+    """Run the proxy until SIGTERM/SIGINT; SIGHUP reloads the configuration
+    (``reloader``, default: the config file again). Returns the exit status."""
+    # SIGHUP's default action kills: ignored until the loops install their handlers
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if reloader is None:
+        reloader = _default_reloader(config)
     setup_logging(config.log_level)
     clock = decision_clock(config)  # anchored here, once, before any fork
     if config.clock_start is not None:
@@ -1089,10 +1214,11 @@ def run(config: Config) -> int:
                 log.info("seeded %d sample-data commands into Redis", n)
         except Exception as exc:  # Redis down now: the store will retry
             log.warning("sample data not seeded: %s", exc)
+        replay_spooled_records(config)
         per = bind_sockets(config)
         if config.workers == 1:
-            return _run_single(config, per[0], clock)
-        return _run_parent(config, per, clock)
+            return _run_single(config, per[0], clock, reloader)
+        return _run_parent(config, per, clock, reloader)
     finally:
         if embedded is not None:
             with contextlib.suppress(Exception):
@@ -1110,7 +1236,10 @@ def _start_metrics_http(config: Config, registry: Any) -> Any:
 
 
 def _run_single(
-    config: Config, sockets: WorkerSockets, clock: Callable[[], float] | None = None
+    config: Config,
+    sockets: WorkerSockets,
+    clock: Callable[[], float] | None = None,
+    reloader: Callable[[], Config] | None = None,
 ) -> int:
     holder: dict[str, Worker] = {}
     worker = Worker(
@@ -1119,6 +1248,7 @@ def _run_single(
         index=0,
         metrics=Metrics(worker=0, snapshot_loaded_at=lambda: _loaded_at_of(holder)),
         clock=clock,
+        reloader=reloader,
     )
     holder["w"] = worker
     http = _start_metrics_http(config, worker.metrics.registry)
@@ -1130,6 +1260,7 @@ def _run_single(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(signal.SIGHUP, worker.reload)
         await worker.serve(ready)
 
     try:
@@ -1139,6 +1270,53 @@ def _run_single(
         if http is not None:
             http.shutdown()
     return 0
+
+
+# What the sockets, the Redis connections and the processes were set up with: a
+# reload keeps these (they need a restart).
+_RESTART_ONLY = (
+    "listen",
+    "softswitch",
+    "redis_url",
+    "key_prefix",
+    "metrics",
+    "loop",
+    "workers",
+    "batched_udp",
+    "spool_dir",
+    "clock_start",
+)
+
+
+def restart_only(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """``new`` with the settings only a restart can change taken from ``old``,
+    and the names of those that differed."""
+    kept = [n for n in _RESTART_ONLY if getattr(new, n) != getattr(old, n)]
+    if kept:
+        new = replace(new, **{n: getattr(old, n) for n in kept})
+    return new, kept
+
+
+def _forward_reload(
+    reloader: Callable[[], Config] | None, pids: dict[int, int], current: Config
+) -> Config | None:
+    """SIGHUP in the parent: check that the configuration loads, then have every
+    worker reload it (each between two of its datagrams); a configuration that
+    does not load is refused here, with a log line, and the workers keep theirs.
+    Returns the new configuration (for the workers started later), or None."""
+    if reloader is None:
+        log.warning("SIGHUP: no configuration file to reload")
+        return None
+    try:
+        new = reloader()
+    except Exception as exc:
+        log.error("configuration reload refused, the old one stays in force: %s", exc)
+        return None
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+    log.info("configuration reload sent to %d worker(s)", len(pids))
+    return restart_only(current, new)[0]
 
 
 def _loaded_at_of(holder: dict[str, Worker]) -> float | None:
@@ -1155,10 +1333,19 @@ def _worker_main(
     mpdir: str,
     secret: bytes,
     clock: Callable[[], float] | None = None,
+    reloader: Callable[[], Config] | None = None,
+    parent_pid: int | None = None,
 ) -> int:
     """Body of a forked worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler (reload)
+    if parent_pid is not None:
+        # The kernel sends SIGTERM when the parent dies (even by SIGKILL); a parent
+        # that died before this call has already re-parented us: leave at once.
+        _set_pdeathsig(signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            return 1
     enable_multiprocess(mpdir)
     worker = Worker(
         config,
@@ -1167,11 +1354,14 @@ def _worker_main(
         metrics=Metrics(worker=index, multiprocess=True),
         secret=secret,
         clock=clock,
+        reloader=reloader,
+        parent_pid=parent_pid,
     )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        loop.add_signal_handler(signal.SIGHUP, worker.reload)
         await worker.serve()
 
     with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
@@ -1179,8 +1369,24 @@ def _worker_main(
     return 0
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, sig): this process gets ``sig`` when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:  # not Linux: the getppid check remains
+        log.warning("PR_SET_PDEATHSIG not set (%s); relying on the parent pid check", exc)
+
+
 def _run_parent(
-    config: Config, per: list[WorkerSockets], clock: Callable[[], float] | None = None
+    config: Config,
+    per: list[WorkerSockets],
+    clock: Callable[[], float] | None = None,
+    reloader: Callable[[], Config] | None = None,
 ) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -1188,13 +1394,20 @@ def _run_parent(
     secret = os.urandom(16)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = mpdir
     stopping = False
+    hup = False
+    parent_pid = os.getpid()
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def on_hup(signum: int, frame: Any) -> None:
+        nonlocal hup
+        hup = True
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
 
     def spawn(k: int) -> int:
         sys.stdout.flush()
@@ -1211,7 +1424,7 @@ def _run_parent(
                             other.handoff.close()
                         if other.relay is not None:
                             other.relay.close()
-                status = _worker_main(config, per[k], k, mpdir, secret, clock)
+                status = _worker_main(config, per[k], k, mpdir, secret, clock, reloader, parent_pid)
             except BaseException:
                 log.exception("worker %d crashed", k)
             finally:
@@ -1226,6 +1439,9 @@ def _run_parent(
     restarts: dict[int, float] = {}
     try:
         while not stopping:
+            if hup:
+                hup = False
+                config = _forward_reload(reloader, pids, config) or config
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:

@@ -51,7 +51,7 @@ import hashlib
 import ipaddress
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 
 from .message import (
@@ -375,6 +375,25 @@ class ProxyCore:
         self._lean_route = rr if self._lean and self._is_self(*_route_target(rr)[:2]) else None
 
     # --- adapter API -------------------------------------------------------
+
+    def set_limits(self, config: CoreConfig) -> None:
+        """Take the per-source limits of ``config`` (a configuration reload);
+        transactions and counts in progress are kept."""
+        self.config = replace(
+            self.config,
+            invite_limit=config.invite_limit,
+            invite_window=config.invite_window,
+            trunk_invite_limit=config.trunk_invite_limit,
+            trunk_of=config.trunk_of,
+            over_limit_503=config.over_limit_503,
+            unacked_per_source=config.unacked_per_source,
+            no_ack_hold=config.no_ack_hold,
+        )
+        self._rate_window = config.invite_window
+        lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
+        self._rate_floor = min(lim) if lim else 0
+        self._tx.unacked_limit = config.unacked_per_source
+        self._tx.no_ack_hold = config.no_ack_hold
 
     def datagrams_to_send(self) -> list[Out]:
         out = self._out

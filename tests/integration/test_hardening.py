@@ -190,3 +190,125 @@ def test_invites_over_the_per_source_limit(
         assert _wait_for(
             lambda: proxy.metric("sipscreen_core_events_total", event="rate_limited") == 5
         )
+
+
+# ---------------------------------------------------------------------------
+# 9. Signals: SIGHUP reloads, workers die with their parent, records spooled
+# ---------------------------------------------------------------------------
+
+
+def _answer_to_blocked(proxy: Any, ua: socket.socket, n: int) -> bytes:
+    """The answer to a new INVITE of the blocked caller (the retransmitted answers
+    to the earlier ones, never ACKed, are skipped)."""
+    lport = ua.getsockname()[1]
+    inv = _invite(lport, proxy.port, BLOCKED, n)
+    call_id = next(ln for ln in inv.split(b"\r\n") if ln.startswith(b"Call-ID:"))
+    ua.sendto(inv, ("127.0.0.1", proxy.port))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        got = _recv(ua, 5)
+        assert got is not None
+        if call_id in got:
+            return got
+    raise AssertionError(f"no answer to INVITE {n}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
+) -> None:
+    import signal
+
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=workers)
+        assert proxy.proc is not None
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            assert _answer_to_blocked(proxy, ua, 0).startswith(b"SIP/2.0 603 Decline")
+            good = proxy.config_path.read_text()
+            proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "607"\n')
+            proxy.proc.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: "configuration reloaded" in proxy.stderr())
+            time.sleep(0.3)  # every worker
+            for n in range(1, 7):
+                got = _answer_to_blocked(proxy, ua, n)
+                assert got.startswith(b"SIP/2.0 607 Unwanted"), got
+            # A bad configuration is refused with a log line; the one in force stays.
+            proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "999"\n')
+            proxy.proc.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: "reload refused" in proxy.stderr())
+            assert "answer.deterministic.kind" in proxy.stderr()
+            for n in range(7, 12):
+                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 607")
+            assert proxy.proc.poll() is None
+        finally:
+            ua.close()
+        assert proxy.stop() == 0
+
+
+def test_workers_exit_when_the_parent_is_killed(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    import signal
+
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=2)
+        assert proxy.proc is not None
+        children = psutil.Process(proxy.proc.pid).children()
+        assert len(children) == 2
+        proxy.proc.send_signal(signal.SIGKILL)
+        proxy.proc.wait(5)
+
+        def gone() -> bool:
+            for c in children:
+                try:
+                    if c.status() != psutil.STATUS_ZOMBIE:
+                        return False
+                except psutil.NoSuchProcess:
+                    pass
+            return True
+
+        try:
+            assert _wait_for(gone, 10.0)
+        finally:
+            for c in children:
+                if c.is_running():
+                    c.kill()
+
+
+def test_records_queued_at_sigterm_during_a_redis_outage_are_spooled_and_replayed(
+    tmp_path: Any, private_redis: Any, start_proxy: Any
+) -> None:
+    import redis
+
+    prefix = "spooltest:"
+    r = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    r.sadd(prefix + "block:caller", BLOCKED)
+    spool = tmp_path / "spool"
+    sections = {"records": {"spool_dir": str(spool)}}
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, private_redis.url, prefix, sections=sections)
+        private_redis.stop()
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            for n in range(5):
+                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 603")
+        finally:
+            ua.close()
+        assert proxy.stop() == 0
+        assert "spooled to" in proxy.stderr()
+        assert len(list(spool.glob("records-*.jsonl"))) == 1
+        private_redis.start()
+        try:
+            assert r.xlen(prefix + "records") == 0
+            again = start_proxy(ss_port, private_redis.url, prefix, sections=sections)
+            assert "replayed 5 spooled decision records" in again.stderr()
+            rows = r.xrange(prefix + "records")
+            assert len(rows) == 5
+            assert {f[b"caller"] for _id, f in rows} == {BLOCKED.encode()}
+            assert list(spool.glob("records-*.jsonl")) == []
+        finally:
+            r.close()
