@@ -254,6 +254,32 @@ class Metrics:
             "Decision records dropped (writer queue full or Redis down)",
             registry=reg,
         )
+        # TCP resources (issue 10.6): connections open now, refused by a cap,
+        # closed by a timeout
+        self.tcp_open = Gauge(
+            "sipscreen_tcp_connections",
+            "TCP connections open",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.tcp_refused = Counter(
+            "sipscreen_tcp_refused",
+            "TCP connections closed at once by a cap (worker, source, file descriptors)",
+            ["reason"],
+            registry=reg,
+        )
+        self.tcp_refused_children: _ChildMap = {
+            r: self.tcp_refused.labels(r) for r in ("worker_cap", "source_cap")
+        }
+        self.tcp_timeouts = Counter(
+            "sipscreen_tcp_timeouts",
+            "TCP connections closed by a timeout: idle, or a message left incomplete",
+            ["kind"],
+            registry=reg,
+        )
+        self.tcp_timeout_children: _ChildMap = {
+            k: self.tcp_timeouts.labels(k) for k in ("idle", "incomplete")
+        }
         self.callback_errors = Counter(
             "sipscreen_callback_errors",
             "Unhandled exceptions caught in event-loop callbacks",

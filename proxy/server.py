@@ -87,6 +87,7 @@ _SKF_AD_RANDOM = 56
 _TCP_RELAY = b"\x00TCP "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
+_FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
 
 
 # ---------------------------------------------------------------------------
@@ -312,24 +313,48 @@ class _HandoffProtocol(asyncio.DatagramProtocol):
 
 class _TCPProtocol(asyncio.Protocol):
     """One TCP connection: a stream buffer framed by Content-Length
-    (RFC 3261 §18.3)."""
+    (RFC 3261 §18.3).
+
+    Limits (issue 10.6, ``[limits]``): the worker refuses a connection over its
+    per-worker or per-source cap (closed at once, counted, logged once a
+    minute); ``Worker._sweep_tcp`` closes a connection idle for
+    ``tcp_idle_timeout_s`` or holding a message whose header and body have
+    not all arrived ``tcp_header_timeout_s`` after its first byte (slow loris).
+    """
 
     _MAX_BUFFER = 256 * 1024
+
+    __slots__ = ("worker", "buffer", "peer", "transport", "last", "partial_since", "counted")
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.buffer = bytearray()
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
+        self.last = 0.0  # loop time of the last bytes received
+        self.partial_since: float | None = None  # loop time an incomplete message began
+        self.counted = False  # in the worker's connection counts
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if not self.worker.tcp_admit(self):
+            self.transport.abort()
+            return
         self.worker.tcp_conns[self.peer] = self.transport
 
     def data_received(self, data: bytes) -> None:
+        now = self.worker.loop_time()
+        self.last = now
+        if not self.buffer:
+            self.partial_since = now
         self.buffer += data
+        self._frame()
+        if not self.buffer:
+            self.partial_since = None
+
+    def _frame(self) -> None:
         while self.buffer:
             try:
                 msg, consumed = frame_stream(bytes(self.buffer))
@@ -349,11 +374,14 @@ class _TCPProtocol(asyncio.Protocol):
                         self.transport.close()
                     self.buffer.clear()
                 return
+            if self.buffer:  # the next message has begun with these bytes
+                self.partial_since = self.last
             self.worker.on_datagram(msg, self.peer, "tcp")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
             del self.worker.tcp_conns[self.peer]
+        self.worker.tcp_release(self)
 
 
 # ---------------------------------------------------------------------------
@@ -419,6 +447,12 @@ class Worker:
         self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
         self._foreign_log_at = 0.0
         self.reloads = 0
+        # TCP connections (issue 10.6): the open ones, their count per source IP,
+        # the per-worker cap in force (config, clipped below RLIMIT_NOFILE by serve)
+        self._tcp_protos: set[_TCPProtocol] = set()
+        self._tcp_per_ip: dict[str, int] = {}
+        self._tcp_cap = config.tcp_max_connections
+        self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
 
     # -- construction ----------------------------------------------------------
 
@@ -477,6 +511,9 @@ class Worker:
                 ", ".join(kept),
             )
         self.config = new
+        self._tcp_cap = new.tcp_max_connections
+        if self.sockets.tcp:
+            self._clip_tcp_cap()
         self.screener = screener
         if self.core is not None:
             self.core.screen = screener
@@ -492,6 +529,121 @@ class Worker:
         self.reloads += 1
         log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
         return True
+
+    # -- TCP limits -----------------------------------------------------------------
+
+    def loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def tcp_admit(self, proto: _TCPProtocol) -> bool:
+        """A new connection: False (refused, counted, logged) when it is over the
+        worker's cap or its source's (``[limits] tcp_max_*``)."""
+        ip = proto.peer[0]
+        n_ip = self._tcp_per_ip.get(ip, 0)
+        per_source = self.config.tcp_max_per_source
+        if len(self._tcp_protos) >= self._tcp_cap:
+            reason = "worker_cap"
+        elif per_source and n_ip >= per_source:
+            reason = "source_cap"
+        else:
+            self._tcp_per_ip[ip] = n_ip + 1
+            self._tcp_protos.add(proto)
+            proto.counted = True
+            proto.last = self.loop_time()
+            self.metrics.tcp_open.inc()
+            return True
+        self.metrics.tcp_refused_children[reason].inc()
+        self._warn_limited(
+            reason,
+            "worker %d: TCP connection from %s refused: %s reached (%d open, %d from it)",
+            self.index,
+            ip,
+            reason,
+            len(self._tcp_protos),
+            n_ip,
+        )
+        return False
+
+    def tcp_release(self, proto: _TCPProtocol) -> None:
+        if not proto.counted:
+            return
+        proto.counted = False
+        self._tcp_protos.discard(proto)
+        ip = proto.peer[0]
+        n = self._tcp_per_ip.get(ip, 1) - 1
+        if n > 0:
+            self._tcp_per_ip[ip] = n
+        else:
+            self._tcp_per_ip.pop(ip, None)
+        self.metrics.tcp_open.dec()
+
+    def _warn_limited(self, key: str, msg: str, *args: Any) -> None:
+        """A warning logged at most once a minute per ``key``."""
+        t = time.monotonic()
+        if t >= self._log_at.get(key, 0.0):
+            self._log_at[key] = t + 60.0
+            log.warning(msg + " (logged at most once a minute)", *args)
+
+    async def _sweep_tcp(self) -> None:
+        """Close the TCP connections idle for ``tcp_idle_timeout_s``, or holding a
+        message begun ``tcp_header_timeout_s`` ago and still incomplete (header or
+        body: slow loris). One pass over the connections every ``step`` seconds."""
+        while True:
+            cfg = self.config
+            idle, partial = cfg.tcp_idle_timeout_s, cfg.tcp_header_timeout_s
+            step = min([t / 4 for t in (idle, partial) if t > 0] + [1.0])
+            await asyncio.sleep(max(step, 0.05))
+            try:
+                now = self.loop_time()
+                for proto in list(self._tcp_protos):
+                    t = proto.transport
+                    if t is None or t.is_closing():
+                        continue
+                    since = proto.partial_since
+                    if partial > 0 and since is not None and now - since > partial:
+                        kind = "incomplete"
+                    elif idle > 0 and now - proto.last > idle:
+                        kind = "idle"
+                    else:
+                        continue
+                    self.metrics.tcp_timeout_children[kind].inc()
+                    self._warn_limited(
+                        "timeout_" + kind,
+                        "worker %d: TCP connection from %s:%d closed: %s timeout",
+                        self.index,
+                        proto.peer[0],
+                        proto.peer[1],
+                        kind,
+                    )
+                    t.abort()
+            except Exception:
+                self._callback_error("sweep_tcp")
+
+    def _clip_tcp_cap(self) -> None:
+        """Keep the per-worker TCP cap below RLIMIT_NOFILE, with room for the other
+        descriptors (listen sockets, Redis, the metrics endpoint's own)."""
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        try:
+            in_use = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            in_use = 64
+        room = max(0, soft - in_use - _FD_RESERVE)
+        if room < self._tcp_cap:
+            log.warning(
+                "worker %d: at most %d TCP connections (limits.tcp_max_connections = %d, "
+                "but RLIMIT_NOFILE is %d and %d descriptors are kept for the rest)",
+                self.index,
+                room,
+                self.config.tcp_max_connections,
+                soft,
+                in_use + _FD_RESERVE,
+            )
+            self._tcp_cap = room
 
     def _parent_gone(self) -> bool:
         """A forked worker whose supervisor died (it is then re-parented)."""
@@ -882,6 +1034,9 @@ class Worker:
                     lambda: _HandoffProtocol(self), sock=self.sockets.handoff
                 )
                 self.handoff_transport = ht
+        if self.sockets.tcp:
+            self._clip_tcp_cap()
+            self._spawn(self._sweep_tcp(), "tcp_timeouts")
         for s in self.sockets.tcp:
             srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
             self._servers.append(srv)

@@ -312,3 +312,168 @@ def test_records_queued_at_sigterm_during_a_redis_outage_are_spooled_and_replaye
             assert list(spool.glob("records-*.jsonl")) == []
         finally:
             r.close()
+
+
+# ---------------------------------------------------------------------------
+# 6. TCP: connection caps, idle and incomplete-message timeouts, fd limit
+# ---------------------------------------------------------------------------
+
+
+def _tcp(host: str, port: int, src: str = "127.0.0.1") -> socket.socket:
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.bind((src, 0))
+    c.connect((host, port))
+    return c
+
+
+def _closed_by_peer(c: socket.socket, timeout: float) -> bool:
+    c.settimeout(timeout)
+    try:
+        return c.recv(4096) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def _options(port: int, n: int) -> bytes:
+    return (
+        f"OPTIONS sip:127.0.0.1:{port};transport=tcp SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=o{n}\r\n"
+        f"To: <sip:127.0.0.1:{port}>\r\n"
+        f"Call-ID: opt-{n}-{uuid.uuid4().hex}\r\n"
+        f"CSeq: {n + 1} OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_tcp_connections_are_capped_per_source_and_per_worker(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            sections={"limits": {"tcp_max_per_source": 4, "tcp_max_connections": 6}},
+        )
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(8):
+                conns.append(_tcp("127.0.0.1", proxy.port))
+            for _ in range(4):
+                conns.append(_tcp("127.0.0.1", proxy.port, src="127.0.0.2"))
+            closed = [_closed_by_peer(c, 0.5) for c in conns]
+            # 127.0.0.1: 4 kept, 4 over the source cap; 127.0.0.2: 2 more reach the
+            # worker cap of 6
+            assert closed[:4] == [False] * 4 and closed[4:8] == [True] * 4, closed
+            assert closed[8:10] == [False] * 2 and closed[10:] == [True] * 2, closed
+            assert _wait_for(lambda: proxy.metric("sipscreen_tcp_connections") == 6)
+            assert proxy.metric("sipscreen_tcp_refused_total", reason="source_cap") == 4
+            assert proxy.metric("sipscreen_tcp_refused_total", reason="worker_cap") == 2
+            assert "source_cap reached" in proxy.stderr()
+            # The connections kept still work; closing one makes room for another.
+            conns[0].sendall(_options(proxy.port, 0))
+            conns[0].settimeout(5)
+            assert conns[0].recv(4096).startswith(b"SIP/2.0 200")
+            conns[1].close()
+            time.sleep(0.3)
+            extra = _tcp("127.0.0.1", proxy.port)
+            conns.append(extra)
+            assert not _closed_by_peer(extra, 0.5)
+        finally:
+            for c in conns:
+                c.close()
+
+
+def test_idle_slow_loris_and_partial_body_connections_time_out(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            sections={"limits": {"tcp_idle_timeout_s": 2.0, "tcp_header_timeout_s": 1.0}},
+        )
+        idle = _tcp("127.0.0.1", proxy.port)
+        loris = _tcp("127.0.0.1", proxy.port)
+        body = _tcp("127.0.0.1", proxy.port)
+        busy = _tcp("127.0.0.1", proxy.port)
+        try:
+            head = _options(proxy.port, 1)
+            body.sendall(head.replace(b"Content-Length: 0", b"Content-Length: 100") + b"v=0")
+            start = time.monotonic()
+            n = 0
+            loris_closed_at = None
+            while time.monotonic() - start < 4.5:
+                if loris_closed_at is None:
+                    try:
+                        loris.sendall(head[n : n + 1])  # one byte every 0.1 s
+                        n += 1
+                    except OSError:
+                        loris_closed_at = time.monotonic() - start
+                if int((time.monotonic() - start) * 10) % 5 == 0:
+                    busy.sendall(_options(proxy.port, n))  # a message every 0.5 s
+                time.sleep(0.1)
+            assert _closed_by_peer(idle, 0.5)
+            assert _closed_by_peer(body, 0.5)
+            assert loris_closed_at is not None or _closed_by_peer(loris, 0.5)
+            busy.settimeout(0.5)
+            assert busy.recv(65536).startswith(b"SIP/2.0 200")  # still open
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_tcp_timeouts_total", kind="incomplete") == 2
+            )
+            assert proxy.metric("sipscreen_tcp_timeouts_total", kind="idle") == 1
+            assert "timeout" in proxy.stderr()
+        finally:
+            for c in (idle, loris, body, busy):
+                c.close()
+
+
+def test_at_the_fd_limit_tcp_is_refused_and_metrics_still_answer(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """RLIMIT_NOFILE 256 for the proxy (soft limit at start): 300 connections. The
+    worker keeps its cap below the limit, so the metrics endpoint still answers
+    and the refusals are counted and logged."""
+    import resource
+
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            start=False,
+            sections={"limits": {"tcp_max_per_source": 0}},
+        )
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            proxy.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                conns.append(_tcp("127.0.0.1", proxy.port))
+            time.sleep(0.5)
+            refused = proxy.metric("sipscreen_tcp_refused_total", reason="worker_cap")
+            assert refused > 0, proxy.stderr()[-3000:]
+            assert proxy.metric("sipscreen_tcp_connections") + refused == 300
+            assert "RLIMIT_NOFILE" in proxy.stderr()
+            assert "worker_cap reached" in proxy.stderr()
+        finally:
+            for c in conns:
+                c.close()
+        # the scrape thread is not left spinning: the proxy's CPU time stays low
+        assert proxy.proc is not None
+        p = psutil.Process(proxy.proc.pid)
+        before = sum(p.cpu_times()[:2])
+        time.sleep(1.0)
+        assert sum(p.cpu_times()[:2]) - before < 0.5
