@@ -219,6 +219,13 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.redis_data_lost = Gauge(
+            "sipscreen_redis_data_lost",
+            "1 when Redis came back without the store's generation stamp (restarted "
+            "empty?): screening stays on the last snapshot until an operator confirms",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         if not multiprocess:
             self.snapshot_age = Gauge(
                 "sipscreen_snapshot_age_seconds",

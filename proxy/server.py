@@ -916,6 +916,9 @@ class Worker:
                 if snap is not None:
                     self.metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
                 self.metrics.redis_up.set(1 if getattr(self.store, "connected", False) else 0)
+                self.metrics.redis_data_lost.set(
+                    1 if getattr(self.store, "data_lost", False) else 0
+                )
                 dropped = int(getattr(self.records, "dropped", 0))
                 if dropped > self._records_dropped:
                     self.metrics.records_dropped.inc(dropped - self._records_dropped)

@@ -477,3 +477,71 @@ def test_at_the_fd_limit_tcp_is_refused_and_metrics_still_answer(
         before = sum(p.cpu_times()[:2])
         time.sleep(1.0)
         assert sum(p.cpu_times()[:2]) - before < 0.5
+
+
+# ---------------------------------------------------------------------------
+# 10. Redis back empty: the blocklist is kept until an operator confirms
+# ---------------------------------------------------------------------------
+
+
+def test_redis_restarted_empty_keeps_the_blocklist_until_confirm_empty(
+    tmp_path: Any, private_redis: Any, start_proxy: Any
+) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import redis
+
+    prefix = "losttest:"
+    r = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    r.sadd(prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(ss_port, private_redis.url, prefix)
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            assert _answer_to_blocked(proxy, ua, 0).startswith(b"SIP/2.0 603")
+            # Restart without its data (the AOF is gone)
+            private_redis.stop()
+            for name in ("appendonlydir", "appendonly.aof", "dump.rdb"):
+                path = private_redis.workdir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            private_redis.start()
+            assert not r.exists(prefix + "block:caller")
+            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 1, 15)
+            assert "REDIS DATA LOST" in proxy.stderr()
+            # still blocked from the last snapshot
+            assert _answer_to_blocked(proxy, ua, 1).startswith(b"SIP/2.0 603")
+            # the operator accepts the empty state
+            env = dict(os.environ, PYTHONPATH=os.getcwd())
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "proxy",
+                    "--redis",
+                    private_redis.url,
+                    "--key-prefix",
+                    prefix,
+                    "redis",
+                    "confirm-empty",
+                ],
+                capture_output=True,
+                timeout=30,
+                env=env,
+            )
+            assert res.returncode == 0, res.stderr
+            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 0, 15)
+            time.sleep(0.5)
+            lport = ua.getsockname()[1]
+            ua.sendto(_invite(lport, proxy.port, BLOCKED, 2), ("127.0.0.1", proxy.port))
+            fwd = _recv(ss, 5)
+            assert fwd is not None and fwd.startswith(b"INVITE ")
+        finally:
+            ua.close()
+            r.close()
