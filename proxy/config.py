@@ -285,7 +285,7 @@ class Config:
     # Final-response retransmissions (RFC 3261 17.2.1 timer G) stop for a
     # destination with this many unACKed rejections outstanding, or one that
     # let a rejection time out (timer H) less than no_ack_hold_s ago; 0 = never.
-    unacked_per_source: int = 4
+    unacked_per_source: int = 8
     no_ack_hold_s: float = 300.0
     # TCP: connections per worker and per source IP, idle timeout, time for a
     # message's header and body to arrive once its first byte has (0 = none).

@@ -209,8 +209,12 @@ class RecordWriter:
 
 
 def default_spool_dir() -> str:
-    """``$XDG_STATE_HOME/sipscreen/spool`` (``~/.local/state/...``): the spool
-    directory when ``[records] spool_dir`` is not set."""
+    """The spool directory when ``[records] spool_dir`` is not set: systemd's
+    ``$STATE_DIRECTORY/spool`` (``StateDirectory=sipscreen``), else
+    ``$XDG_STATE_HOME/sipscreen/spool`` (``~/.local/state/...``)."""
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return os.path.join(state.split(":")[0], "spool")
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
         os.path.expanduser("~"), ".local", "state"
     )
