@@ -8,13 +8,14 @@ bounded in count and time.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-import psutil
 import pytest
 from sipscreen_testlib import udp_recorder
 
@@ -51,14 +52,55 @@ def _recv(sock: socket.socket, timeout: float) -> bytes | None:
         return None
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat fields from the state on (field 3 is index 0), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st is not None and int(st[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def _cpu_ticks(pid: int) -> int:
+    st = _stat(pid)
+    assert st is not None
+    return int(st[11]) + int(st[12])  # utime + stime
+
+
 def _worker_udp_ports(pid: int, exclude: int) -> set[int]:
     """The 127.0.0.1 UDP ports the proxy's worker processes hold, but the listen port:
-    their handoff and relay sockets."""
+    their handoff and relay sockets (socket inodes of /proc/<pid>/fd in /proc/net/udp)."""
+    inodes: set[str] = set()
+    for child in _children(pid):
+        for fd in os.listdir(f"/proc/{child}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{child}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
     ports: set[int] = set()
-    for child in psutil.Process(pid).children():
-        for c in child.net_connections(kind="udp4"):
-            if c.laddr and c.laddr.ip == "127.0.0.1" and c.laddr.port != exclude:
-                ports.add(c.laddr.port)
+    with open("/proc/net/udp") as fh:
+        next(fh)
+        for line in fh:
+            f = line.split()
+            host, port_hex = f[1].split(":")
+            if f[9] in inodes and host == "0100007F" and int(port_hex, 16) != exclude:
+                ports.add(int(port_hex, 16))
     return ports
 
 
@@ -256,26 +298,16 @@ def test_workers_exit_when_the_parent_is_killed(
     with udp_recorder() as (_ss, ss_port):
         proxy = start_proxy(ss_port, redis_url, key_prefix, workers=2)
         assert proxy.proc is not None
-        children = psutil.Process(proxy.proc.pid).children()
+        children = _children(proxy.proc.pid)
         assert len(children) == 2
         proxy.proc.send_signal(signal.SIGKILL)
         proxy.proc.wait(5)
-
-        def gone() -> bool:
-            for c in children:
-                try:
-                    if c.status() != psutil.STATUS_ZOMBIE:
-                        return False
-                except psutil.NoSuchProcess:
-                    pass
-            return True
-
         try:
-            assert _wait_for(gone, 10.0)
+            assert _wait_for(lambda: not any(_alive(c) for c in children), 10.0)
         finally:
             for c in children:
-                if c.is_running():
-                    c.kill()
+                if _alive(c):
+                    os.kill(c, signal.SIGKILL)
 
 
 def test_records_queued_at_sigterm_during_a_redis_outage_are_spooled_and_replayed(
@@ -473,10 +505,9 @@ def test_at_the_fd_limit_tcp_is_refused_and_metrics_still_answer(
                 c.close()
         # the scrape thread is not left spinning: the proxy's CPU time stays low
         assert proxy.proc is not None
-        p = psutil.Process(proxy.proc.pid)
-        before = sum(p.cpu_times()[:2])
+        before = _cpu_ticks(proxy.proc.pid)
         time.sleep(1.0)
-        assert sum(p.cpu_times()[:2]) - before < 0.5
+        assert _cpu_ticks(proxy.proc.pid) - before < 0.5 * os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------
