@@ -30,6 +30,19 @@ How this works (aioquic style, see shared/STYLE.md):
 * Metrics: one process serves `/metrics` (prometheus_client's own HTTP
   thread); with workers the parent serves the multiprocess registry (see
   proxy/metrics.py).
+* TCP limits (`[limits]`, `_TCPProtocol`): per-worker and per-source
+  connection caps (the worker cap kept below RLIMIT_NOFILE, `_FD_RESERVE`
+  descriptors left for Redis and the metrics endpoint), and one sweep task
+  that closes idle connections and those holding an incomplete message
+  (slow loris) past their timeouts; counted, logged at most once a minute.
+* Signals: SIGTERM/SIGINT stop (the parent stops its workers, each worker
+  flushes its decision records, and spools what Redis did not take for the
+  next start to replay). SIGHUP reloads the configuration: the parent checks
+  that it loads and signals the workers; each worker (or the single process)
+  rebuilds its Screener, core limits and emergency numbers on its loop,
+  between two datagrams (`Worker.reload`); a bad file is refused and logged.
+  Workers set PR_SET_PDEATHSIG and check their parent pid twice a second, so
+  they never outlive a killed parent.
 * Any exception in a callback is logged and counted
   (`sipscreen_callback_errors_total`), never fatal.
 * Replay clock (`run --clock` / `[proxy] clock`): the Screener's decision
@@ -445,7 +458,6 @@ class Worker:
         # The handoff sockets of the workers (bound by the parent before the
         # fork): the only sources a handoff datagram is taken from (issue 10.5).
         self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
-        self._foreign_log_at = 0.0
         self.reloads = 0
         # TCP connections (issue 10.6): the open ones, their count per source IP,
         # the per-worker cap in force (config, clipped below RLIMIT_NOFILE by serve)
@@ -711,16 +723,13 @@ class Worker:
         once a minute. Only a worker's own handoff socket (bound by the parent,
         exclusively, on 127.0.0.1) can send from a worker's handoff address."""
         self.metrics.drop("handoff_foreign")
-        t = time.monotonic()
-        if t >= self._foreign_log_at:
-            self._foreign_log_at = t + 60.0
-            log.warning(
-                "worker %d: ignored a datagram on the worker handoff socket from %s:%d "
-                "(not a worker)",
-                self.index,
-                src[0],
-                src[1],
-            )
+        self._warn_limited(
+            "handoff_foreign",
+            "worker %d: ignored a datagram on the worker handoff socket from %s:%d (not a worker)",
+            self.index,
+            src[0],
+            src[1],
+        )
 
     def _take_handoff(self, data: bytes, now: float) -> None:
         """A message another worker handed here: for the core, or for a TCP connection
