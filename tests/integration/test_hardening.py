@@ -265,6 +265,7 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
     with udp_recorder() as (_ss, ss_port):
         proxy = start_proxy(ss_port, redis_url, key_prefix, workers=workers)
         assert proxy.proc is not None
+        workers_pids = _children(proxy.proc.pid)  # a parent killed by SIGHUP leaves them
         ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         ua.bind(("127.0.0.1", 0))
         try:
@@ -287,6 +288,10 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
             assert proxy.proc.poll() is None
         finally:
             ua.close()
+            if proxy.proc.poll() is not None:
+                for pid in workers_pids:
+                    if _alive(pid):
+                        os.kill(pid, signal.SIGKILL)
         assert proxy.stop() == 0
 
 
