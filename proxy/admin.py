@@ -768,9 +768,11 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
 async def _redis_confirm_empty(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     """Accept what Redis holds now under the prefix after the proxy reported
     REDIS DATA LOST (proxy/store.py): a new `confirmed-` generation stamp."""
+    import os
+
     from proxy.store import CONFIRMED, K_GENERATION
 
-    stamp = f"{CONFIRMED}{int(now())}"
+    stamp = f"{CONFIRMED}{int(now())}-{os.urandom(4).hex()}"
     await r.set(prefix + K_GENERATION, stamp)
     n = 0
     async for _k in r.scan_iter(match=_glob(prefix) + "*", count=1000):

@@ -45,7 +45,8 @@ How this works:
   stamps `<prefix>meta:generation` (SET NX) at its first load and checks it at
   every reconnect, before loading. Missing, or changed to a value that is not
   an operator's confirmation (`confirmed-...`), means the data under the
-  prefix is not what was loaded: the last snapshot stays in force,
+  prefix is not what was loaded (so is the same stamp with every list of the
+  schema gone while the snapshot had entries): the last snapshot stays in force,
   `data_lost` turns True (metric `sipscreen_redis_data_lost` 1, one ERROR
   line) and nothing is loaded until an operator confirms the state
   (`sipscreen redis confirm-empty`, or `SET <prefix>meta:generation
@@ -1021,27 +1022,47 @@ class SnapshotStore:
                 await r.set(key, stamp, nx=True)
                 gen = cast(str | None, await r.get(key))
         elif gen != self.generation and not (gen or "").startswith(CONFIRMED):
-            if not self.data_lost:
-                self.data_lost = True
-                log.error(
-                    "REDIS DATA LOST: %s at %s is %s (loaded generation %s): Redis "
-                    "restarted without its data? Screening stays on the last snapshot %s "
-                    "and ignores Redis until an operator confirms: `sipscreen redis "
-                    "confirm-empty` (or SET %s %s<anything> after re-seeding)",
-                    key,
-                    _safe_url(self.redis_url),
-                    "missing" if gen is None else f"changed to {gen!r}",
-                    self.generation,
-                    self.snapshot.version or "(none)",
-                    key,
-                    CONFIRMED,
-                )
-            return False
+            why = "missing" if gen is None else f"changed to {gen!r}"
+            return self._lost(key, f"{key} is {why} (loaded generation {self.generation})")
+        elif gen == self.generation and self._snapshot_size() > 0:
+            # the same stamp, but none of the lists it had: emptied behind our back
+            if not await r.exists(*(self.key(k) for k in KEY_KINDS)):
+                return self._lost(key, f"every list under {self.prefix!r} is gone")
         if self.data_lost:
             self.data_lost = False
             log.warning("redis data confirmed (generation %s): loading it", gen)
         self.generation = str(gen) if gen is not None else None
         return True
+
+    def _snapshot_size(self) -> int:
+        snap = self.snapshot
+        return sum(
+            len(x)
+            for x in (
+                snap.block_caller,
+                snap.allow_caller,
+                snap.dno_caller,
+                snap.block_prefix,
+                snap.block_provider,
+            )
+        )
+
+    def _lost(self, key: str, why: str) -> bool:
+        """Redis does not hold the data loaded: keep the snapshot, say so once."""
+        if not self.data_lost:
+            self.data_lost = True
+            log.error(
+                "REDIS DATA LOST at %s: %s. Redis restarted without its data? Screening "
+                "stays on the last snapshot %s and ignores Redis until an operator "
+                "confirms: `sipscreen redis confirm-empty` (or SET %s %s<anything> after "
+                "re-seeding)",
+                _safe_url(self.redis_url),
+                why,
+                self.snapshot.version or "(none)",
+                key,
+                CONFIRMED,
+            )
+        return False
 
     async def _session(self) -> None:
         data = _client(self.redis_url)

@@ -326,8 +326,8 @@ async def test_redis_down_keeps_snapshot_and_reconnects(
             # generation stamp, is put back (without it the store reports the data
             # lost: test_redis_back_empty_keeps_the_snapshot_until_confirmed).
             assert store.generation is not None
-            await r.set("sipscreen:meta:generation", store.generation)
             await r.sadd("sipscreen:block:caller", "+13035550100")  # made while we were away
+            await r.set("sipscreen:meta:generation", store.generation)
             await r.aclose()
             await until(lambda: store.connected, timeout=10)
             await store.wait_synced(5)
@@ -390,6 +390,42 @@ async def test_redis_back_empty_keeps_the_snapshot_until_confirmed(
         assert store.snapshot is not snap
         assert "+12025550123" not in store.snapshot.block_caller
         assert "+13035550100" in store.snapshot.block_caller
+    finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_redis_back_with_the_stamp_but_no_lists_is_data_lost() -> None:
+    """The same generation stamp but every list of the schema gone while the
+    snapshot had entries (e.g. an old backup holding only the stamp): lost too."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _start_redis(port)
+    task: asyncio.Task[None] | None = None
+    try:
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.sadd("sipscreen:block:caller", "+12025550123")
+        await r.aclose()
+        store = make_store("sipscreen:", url)
+        task = asyncio.create_task(store.run())
+        await store.wait_synced(5)
+        gen = store.generation
+        assert gen is not None
+        proc.terminate()
+        proc.wait(5)
+        await until(lambda: not store.connected, timeout=5)
+        proc = _start_redis(port)
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.set("sipscreen:meta:generation", gen)
+        await r.aclose()
+        await until(lambda: store.data_lost, timeout=10)
+        assert "+12025550123" in store.snapshot.block_caller
     finally:
         if task is not None:
             task.cancel()
