@@ -1708,6 +1708,26 @@ def _import_flags(p: argparse.ArgumentParser, guard: bool) -> None:
     )
 
 
+async def _redis_confirm_empty(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    """Accept what Redis holds now under the prefix after the proxy reported
+    REDIS DATA LOST (proxy/store.py): a new `confirmed-` generation stamp."""
+    import os
+
+    from proxy.store import CONFIRMED, K_GENERATION
+
+    stamp = f"{CONFIRMED}{int(now())}-{os.urandom(4).hex()}"
+    await r.set(prefix + K_GENERATION, stamp)
+    n = 0
+    async for _k in r.scan_iter(match=_glob(prefix) + "*", count=1000):
+        n += 1
+    print(f"{prefix}{K_GENERATION} = {stamp}: the proxies load what Redis holds ({n} keys)")
+    return 0
+
+
+def _glob(s: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the data subcommands on the `sipscreen` parser."""
     p = sub.add_parser(
@@ -1979,3 +1999,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("id", help="provider id")
     p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json")
     p.set_defaults(handler=_wrap(_report))
+
+    rd = sub.add_parser("redis", help="Redis state").add_subparsers(
+        dest="redis_command", required=True
+    )
+    p = rd.add_parser(
+        "confirm-empty",
+        help="accept what Redis holds now after a REDIS DATA LOST alarm (restart without data)",
+    )
+    p.set_defaults(handler=_wrap(_redis_confirm_empty))

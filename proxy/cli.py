@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from proxy.config import ConfigError, load_config
+from proxy.config import Config, ConfigError, load_config
 
 __all__ = ["build_parser", "main", "run_overrides"]
 
@@ -174,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         from proxy.server import run
 
-        return run(config)
+        def reloader() -> Config:
+            return load_config(args.config, run_overrides(args))
+
+        return run(config, reloader)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.error(f"{args.command}: no handler")

@@ -40,8 +40,12 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                location, reason_text, jcard_url
     [notices]  (no keys; the obsolete k4_deadline is refused by name)
     [records]  max_len, max_age_s, sample_allowed, max_call_id, max_header,
-               buffer_max, buffer_max_bytes
+               buffer_max, buffer_max_bytes, spool_dir
     [imports]  max_removed_share (the `rmd import` / `nanpa import` guard)
+    [limits]   invites_per_source, invite_window_s, trunk_invites_per_source,
+               over_limit, unacked_per_source, no_ack_hold_s,
+               tcp_max_connections, tcp_max_per_source, tcp_idle_timeout_s,
+               tcp_header_timeout_s
 """
 
 from __future__ import annotations
@@ -369,6 +373,28 @@ class Config:
     # Replay clock: the decision clock starts at this instant (UNIX epoch
     # seconds) and advances in real time; None = real time.
     clock_start: float | None = None
+    # Decision records still queued at exit (Redis down) are written here and
+    # replayed into Redis at the next start; None = not spooled.
+    spool_dir: str | None = None
+    # [limits] (issue 10): per-source INVITE rate (pike style: at most
+    # invites_per_source new INVITEs per source IP per invite_window_s, per
+    # worker; 0 = no limit), trunk sources (the trunk map) have their own
+    # limit (0 = exempt); over the limit: "drop" or "503".
+    invites_per_source: int = 0
+    invite_window_s: float = 1.0
+    trunk_invites_per_source: int = 0
+    over_limit: str = "drop"
+    # Final-response retransmissions (RFC 3261 17.2.1 timer G) stop for a
+    # destination with this many unACKed rejections outstanding, or one that
+    # let a rejection time out (timer H) less than no_ack_hold_s ago; 0 = never.
+    unacked_per_source: int = 8
+    no_ack_hold_s: float = 300.0
+    # TCP: connections per worker and per source IP, idle timeout, time for a
+    # message's header and body to arrive once its first byte has (0 = none).
+    tcp_max_connections: int = 1000
+    tcp_max_per_source: int = 100
+    tcp_idle_timeout_s: float = 600.0
+    tcp_header_timeout_s: float = 10.0
     source_path: str | None = None
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
@@ -578,6 +604,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "notices",
         "records",
         "imports",
+        "limits",
     }
     for k in doc:
         if k not in known:
@@ -691,8 +718,33 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     imp = _table(doc, "imports")
     if (v := _get(imp, "max_removed_share", "imports.max_removed_share", float)) is not None:
         kw["import_max_removed_share"] = v
+    if (v := _get(rec, "spool_dir", "records.spool_dir", str)) is not None:
+        kw["spool_dir"] = v or None
+
+    lim = _table(doc, "limits")
+    for name, kind in _LIMIT_KEYS.items():
+        if (v := _get(lim, name, f"limits.{name}", kind)) is not None:
+            kw[name] = v
+    for name in lim:
+        if name not in _LIMIT_KEYS:
+            raise ConfigError(
+                f"limits.{name}: unknown key (expected one of {', '.join(sorted(_LIMIT_KEYS))})"
+            )
     return kw
 
+
+_LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
+    "invites_per_source": int,
+    "invite_window_s": float,
+    "trunk_invites_per_source": int,
+    "over_limit": str,
+    "unacked_per_source": int,
+    "no_ack_hold_s": float,
+    "tcp_max_connections": int,
+    "tcp_max_per_source": int,
+    "tcp_idle_timeout_s": float,
+    "tcp_header_timeout_s": float,
+}
 
 _OVERRIDE_KEYS = {
     "listen",
@@ -791,6 +843,13 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"imports.max_removed_share: must be within 0.0..1.0, got {c.import_max_removed_share}"
         )
+    _choice(c.over_limit, "limits.over_limit", ("drop", "503"))
+    for name in _LIMIT_KEYS:
+        v = getattr(c, name)
+        if not isinstance(v, str) and v < 0:
+            raise ConfigError(f"limits.{name}: must be >= 0, got {v}")
+    if c.invite_window_s <= 0:
+        raise ConfigError(f"limits.invite_window_s: must be > 0, got {c.invite_window_s}")
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:
             raise ConfigError(f"proxy.listen[{i}]: port 0 cannot be shared by several workers")
@@ -808,6 +867,8 @@ def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) ->
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     kw = _from_doc(doc, str(path))
+    if kw.get("spool_dir") and not Path(kw["spool_dir"]).is_absolute():
+        kw["spool_dir"] = str(Path(path).resolve().parent / kw["spool_dir"])
     if kw.get("sample_data"):
         sd = Path(kw["sample_data"])
         if not sd.is_absolute():

@@ -90,6 +90,7 @@ DROP_REASONS = (
     "callback_error",
     "no_snapshot",
     "tcp_no_connection",
+    "handoff_foreign",
 )
 
 VERDICTS = ("allowed", "blocked", "would_block")
@@ -256,6 +257,13 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemin",
         )
+        self.redis_data_lost = Gauge(
+            "sipscreen_redis_data_lost",
+            "1 when Redis came back without the store's generation stamp (restarted "
+            "empty?): screening stays on the last snapshot until an operator confirms",
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         if not multiprocess:
             self.snapshot_age = Gauge(
                 "sipscreen_snapshot_age_seconds",
@@ -306,6 +314,32 @@ class Metrics:
         )
         self.records_truncated_children: _ChildMap = {
             f: self.records_truncated.labels(f) for f in RECORD_CLIPPED_FIELDS
+        }
+        # TCP resources (issue 10.6): connections open now, refused by a cap,
+        # closed by a timeout
+        self.tcp_open = Gauge(
+            "sipscreen_tcp_connections",
+            "TCP connections open",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.tcp_refused = Counter(
+            "sipscreen_tcp_refused",
+            "TCP connections closed at once by a cap (worker, source, file descriptors)",
+            ["reason"],
+            registry=reg,
+        )
+        self.tcp_refused_children: _ChildMap = {
+            r: self.tcp_refused.labels(r) for r in ("worker_cap", "source_cap")
+        }
+        self.tcp_timeouts = Counter(
+            "sipscreen_tcp_timeouts",
+            "TCP connections closed by a timeout: idle, or a message left incomplete",
+            ["kind"],
+            registry=reg,
+        )
+        self.tcp_timeout_children: _ChildMap = {
+            k: self.tcp_timeouts.labels(k) for k in ("idle", "incomplete")
         }
         self.callback_errors = Counter(
             "sipscreen_callback_errors",

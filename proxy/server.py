@@ -21,10 +21,28 @@ How this works (aioquic style, see shared/STYLE.md):
   the parent, so a restarted worker k finds its queued datagrams. Each worker
   also gets a private handoff socket for the core's owner-worker messages. A
   TCP response that lands on a worker without the connection is relayed to
-  the other workers (`_TCP_RELAY` prefix on the handoff sockets).
+  the other workers (`_TCP_RELAY` prefix on the handoff sockets). A handoff
+  datagram is taken only from a worker's handoff address (the parent binds
+  them all, exclusively, before the fork, so no other local process can send
+  from one; a spoofed 127/8 source from outside is a martian the kernel
+  drops): anything else on that socket is ignored and counted
+  (`sipscreen_dropped_total{reason="handoff_foreign"}`, one frozenset probe).
 * Metrics: one process serves `/metrics` (prometheus_client's own HTTP
   thread); with workers the parent serves the multiprocess registry (see
   proxy/metrics.py).
+* TCP limits (`[limits]`, `_TCPProtocol`): per-worker and per-source
+  connection caps (the worker cap kept below RLIMIT_NOFILE, `_FD_RESERVE`
+  descriptors left for Redis and the metrics endpoint), and one sweep task
+  that closes idle connections and those holding an incomplete message
+  (slow loris) past their timeouts; counted, logged at most once a minute.
+* Signals: SIGTERM/SIGINT stop (the parent stops its workers, each worker
+  flushes its decision records, and spools what Redis did not take for the
+  next start to replay). SIGHUP reloads the configuration: the parent checks
+  that it loads and signals the workers; each worker (or the single process)
+  rebuilds its Screener, core limits and emergency numbers on its loop,
+  between two datagrams (`Worker.reload`); a bad file is refused and logged.
+  Workers set PR_SET_PDEATHSIG and check their parent pid twice a second, so
+  they never outlive a killed parent.
 * Any exception in a callback is logged and counted
   (`sipscreen_callback_errors_total`), never fatal.
 * Replay clock (`run --clock` / `[proxy] clock`): the Screener's decision
@@ -83,6 +101,7 @@ _SKF_AD_RANDOM = 56
 _TCP_RELAY = b"\x00TCP "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
+_FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
 
 
 # ---------------------------------------------------------------------------
@@ -321,7 +340,7 @@ class _HandoffProtocol(asyncio.DatagramProtocol):
         self.worker = worker
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.worker.on_handoff(data)
+        self.worker.on_handoff(data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         self.worker.metrics.drop("send_error")
@@ -329,24 +348,48 @@ class _HandoffProtocol(asyncio.DatagramProtocol):
 
 class _TCPProtocol(asyncio.Protocol):
     """One TCP connection: a stream buffer framed by Content-Length
-    (RFC 3261 §18.3)."""
+    (RFC 3261 §18.3).
+
+    Limits (issue 10.6, ``[limits]``): the worker refuses a connection over its
+    per-worker or per-source cap (closed at once, counted, logged once a
+    minute); ``Worker._sweep_tcp`` closes a connection idle for
+    ``tcp_idle_timeout_s`` or holding a message whose header and body have
+    not all arrived ``tcp_header_timeout_s`` after its first byte (slow loris).
+    """
 
     _MAX_BUFFER = 256 * 1024
+
+    __slots__ = ("worker", "buffer", "peer", "transport", "last", "partial_since", "counted")
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.buffer = bytearray()
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
+        self.last = 0.0  # loop time of the last bytes received
+        self.partial_since: float | None = None  # loop time an incomplete message began
+        self.counted = False  # in the worker's connection counts
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if not self.worker.tcp_admit(self):
+            self.transport.abort()
+            return
         self.worker.tcp_conns[self.peer] = self.transport
 
     def data_received(self, data: bytes) -> None:
+        now = self.worker.loop_time()
+        self.last = now
+        if not self.buffer:
+            self.partial_since = now
         self.buffer += data
+        self._frame()
+        if not self.buffer:
+            self.partial_since = None
+
+    def _frame(self) -> None:
         while self.buffer:
             try:
                 msg, consumed = frame_stream(bytes(self.buffer))
@@ -366,11 +409,14 @@ class _TCPProtocol(asyncio.Protocol):
                         self.transport.close()
                     self.buffer.clear()
                 return
+            if self.buffer:  # the next message has begun with these bytes
+                self.partial_since = self.last
             self.worker.on_datagram(msg, self.peer, "tcp")
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
             del self.worker.tcp_conns[self.peer]
+        self.worker.tcp_release(self)
 
 
 # ---------------------------------------------------------------------------
@@ -390,8 +436,14 @@ class Worker:
         metrics: Metrics | None = None,
         secret: bytes | None = None,
         clock: Callable[[], float] | None = None,
+        reloader: Callable[[], Config] | None = None,
+        parent_pid: int | None = None,
     ) -> None:
         self.config = config
+        # SIGHUP: reads the configuration again (None: nothing to read)
+        self.reloader = reloader
+        # A forked worker: the supervisor it must not outlive (checked twice a second)
+        self.parent_pid = parent_pid
         # The decision clock (time.time unless a replay clock is configured).
         self.clock = clock if clock is not None else decision_clock(config)
         # Shared by all workers: the core's branch and To-tag MACs must agree.
@@ -425,6 +477,16 @@ class Worker:
         self.core: Any = None
         self.screener: Screener | None = None
         self._records_dropped: dict[str, int] = {}  # by reason, as last synced
+        # The handoff sockets of the workers (bound by the parent before the
+        # fork): the only sources a handoff datagram is taken from (issue 10.5).
+        self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
+        self.reloads = 0
+        # TCP connections (issue 10.6): the open ones, their count per source IP,
+        # the per-worker cap in force (config, clipped below RLIMIT_NOFILE by serve)
+        self._tcp_protos: set[_TCPProtocol] = set()
+        self._tcp_per_ip: dict[str, int] = {}
+        self._tcp_cap = config.tcp_max_connections
+        self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
 
     # -- construction ----------------------------------------------------------
 
@@ -452,6 +514,176 @@ class Worker:
         self.records = _make_records(RecordWriter, cfg, self.metrics)
         self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
         self.core = ProxyCore(self._core_config(), self.screener)
+
+    # -- configuration reload (SIGHUP) ---------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration again and apply what a worker builds from it: the
+        screener (trunk map, trusted header, answers, monitor, records sampling,
+        no-snapshot policy), the emergency numbers and k4 deadline of the store and
+        its snapshot, the per-source limits. Runs on the loop, between two
+        datagrams. A configuration that does not load is refused (logged), the
+        one in force is kept. Returns True when applied."""
+        if self.reloader is None:
+            log.warning("worker %d: SIGHUP: no configuration file to reload", self.index)
+            return False
+        try:
+            new = self.reloader()
+            screener = Screener(new, self.store, self.metrics, self.records, clock=self.clock)
+        except Exception as exc:
+            log.error(
+                "worker %d: configuration reload refused, the old one stays in force: %s",
+                self.index,
+                exc,
+            )
+            return False
+        new, kept = restart_only(self.config, new)
+        if kept:
+            log.warning(
+                "worker %d: reload: %s changed, applied only at the next restart",
+                self.index,
+                ", ".join(kept),
+            )
+        self.config = new
+        self._tcp_cap = new.tcp_max_connections
+        if self.sockets.tcp:
+            self._clip_tcp_cap()
+        self.screener = screener
+        if self.core is not None:
+            self.core.screen = screener
+            self.core.set_limits(self._core_config())
+        store = self.store
+        if store is not None:
+            store.emergency = new.emergency_numbers
+            store.emergency_callers = frozenset(int(n[1:]) for n in new.emergency_callers)
+            store.unmapped_provider_policy = new.unmapped_provider_policy
+            snap = getattr(store, "snapshot", None)
+            if snap is not None:
+                snap.emergency = new.emergency_numbers
+                snap.emergency_caller_config = store.emergency_callers
+                snap.unmapped_provider_policy = new.unmapped_provider_policy
+        self.reloads += 1
+        log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
+        return True
+
+    # -- TCP limits -----------------------------------------------------------------
+
+    def loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def tcp_admit(self, proto: _TCPProtocol) -> bool:
+        """A new connection: False (refused, counted, logged) when it is over the
+        worker's cap or its source's (``[limits] tcp_max_*``)."""
+        ip = proto.peer[0]
+        n_ip = self._tcp_per_ip.get(ip, 0)
+        per_source = self.config.tcp_max_per_source
+        if len(self._tcp_protos) >= self._tcp_cap:
+            reason = "worker_cap"
+        elif per_source and n_ip >= per_source:
+            reason = "source_cap"
+        else:
+            self._tcp_per_ip[ip] = n_ip + 1
+            self._tcp_protos.add(proto)
+            proto.counted = True
+            proto.last = self.loop_time()
+            self.metrics.tcp_open.inc()
+            return True
+        self.metrics.tcp_refused_children[reason].inc()
+        self._warn_limited(
+            reason,
+            "worker %d: TCP connection from %s refused: %s reached (%d open, %d from it)",
+            self.index,
+            ip,
+            reason,
+            len(self._tcp_protos),
+            n_ip,
+        )
+        return False
+
+    def tcp_release(self, proto: _TCPProtocol) -> None:
+        if not proto.counted:
+            return
+        proto.counted = False
+        self._tcp_protos.discard(proto)
+        ip = proto.peer[0]
+        n = self._tcp_per_ip.get(ip, 1) - 1
+        if n > 0:
+            self._tcp_per_ip[ip] = n
+        else:
+            self._tcp_per_ip.pop(ip, None)
+        self.metrics.tcp_open.dec()
+
+    def _warn_limited(self, key: str, msg: str, *args: Any) -> None:
+        """A warning logged at most once a minute per ``key``."""
+        t = time.monotonic()
+        if t >= self._log_at.get(key, 0.0):
+            self._log_at[key] = t + 60.0
+            log.warning(msg + " (logged at most once a minute)", *args)
+
+    async def _sweep_tcp(self) -> None:
+        """Close the TCP connections idle for ``tcp_idle_timeout_s``, or holding a
+        message begun ``tcp_header_timeout_s`` ago and still incomplete (header or
+        body: slow loris). One pass over the connections every ``step`` seconds."""
+        while True:
+            cfg = self.config
+            idle, partial = cfg.tcp_idle_timeout_s, cfg.tcp_header_timeout_s
+            step = min([t / 4 for t in (idle, partial) if t > 0] + [1.0])
+            await asyncio.sleep(max(step, 0.05))
+            try:
+                now = self.loop_time()
+                for proto in list(self._tcp_protos):
+                    t = proto.transport
+                    if t is None or t.is_closing():
+                        continue
+                    since = proto.partial_since
+                    if partial > 0 and since is not None and now - since > partial:
+                        kind = "incomplete"
+                    elif idle > 0 and now - proto.last > idle:
+                        kind = "idle"
+                    else:
+                        continue
+                    self.metrics.tcp_timeout_children[kind].inc()
+                    self._warn_limited(
+                        "timeout_" + kind,
+                        "worker %d: TCP connection from %s:%d closed: %s timeout",
+                        self.index,
+                        proto.peer[0],
+                        proto.peer[1],
+                        kind,
+                    )
+                    t.abort()
+            except Exception:
+                self._callback_error("sweep_tcp")
+
+    def _clip_tcp_cap(self) -> None:
+        """Keep the per-worker TCP cap below RLIMIT_NOFILE, with room for the other
+        descriptors (listen sockets, Redis, the metrics endpoint's own)."""
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return
+        try:
+            in_use = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            in_use = 64
+        room = max(0, soft - in_use - _FD_RESERVE)
+        if room < self._tcp_cap:
+            log.warning(
+                "worker %d: at most %d TCP connections (limits.tcp_max_connections = %d, "
+                "but RLIMIT_NOFILE is %d and %d descriptors are kept for the rest)",
+                self.index,
+                room,
+                self.config.tcp_max_connections,
+                soft,
+                in_use + _FD_RESERVE,
+            )
+            self._tcp_cap = room
+
+    def _parent_gone(self) -> bool:
+        """A forked worker whose supervisor died (it is then re-parented)."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
 
     # -- clock -------------------------------------------------------------------
 
@@ -488,8 +720,12 @@ class Worker:
                 break
             now = self.now()
             if handoff:
-                for data, _src in batch:
-                    self._take_handoff(data, now)
+                peers = self._handoff_peers
+                for data, src in batch:
+                    if src in peers:
+                        self._take_handoff(data, now)
+                    else:
+                        self._foreign_handoff(src)
             else:
                 for data, src in batch:
                     self._take(data, src, "udp", now)
@@ -498,9 +734,26 @@ class Worker:
                 break
             self._check_overload()  # a full batch: more waits behind it
 
-    def on_handoff(self, data: bytes) -> None:
+    def on_handoff(self, data: bytes, src: tuple[str, int]) -> None:
+        if src not in self._handoff_peers:
+            self._foreign_handoff(src)
+            return
         self._take_handoff(data, self.now())
         self._flush()
+
+    def _foreign_handoff(self, src: tuple[str, int]) -> None:
+        """A datagram on the handoff socket that no worker sent: ignored, counted
+        (``sipscreen_dropped_total{reason="handoff_foreign"}``), logged at most
+        once a minute. Only a worker's own handoff socket (bound by the parent,
+        exclusively, on 127.0.0.1) can send from a worker's handoff address."""
+        self.metrics.drop("handoff_foreign")
+        self._warn_limited(
+            "handoff_foreign",
+            "worker %d: ignored a datagram on the worker handoff socket from %s:%d (not a worker)",
+            self.index,
+            src[0],
+            src[1],
+        )
 
     def _take_handoff(self, data: bytes, now: float) -> None:
         """A message another worker handed here: for the core, or for a TCP connection
@@ -702,6 +955,12 @@ class Worker:
                     if dropped > seen:
                         self.metrics.records_dropped_children[reason].inc(dropped - seen)
                         self._records_dropped[reason] = dropped
+                self.metrics.redis_data_lost.set(
+                    1 if getattr(self.store, "data_lost", False) else 0
+                )
+                if self._parent_gone():
+                    log.error("worker %d: the supervisor is gone; stopping", self.index)
+                    self.stop()
             except Exception:
                 self._callback_error("sync_metrics")
             await asyncio.sleep(0.5)
@@ -813,6 +1072,9 @@ class Worker:
                     lambda: _HandoffProtocol(self), sock=self.sockets.handoff
                 )
                 self.handoff_transport = ht
+        if self.sockets.tcp:
+            self._clip_tcp_cap()
+            self._spawn(self._sweep_tcp(), "tcp_timeouts")
         for s in self.sockets.tcp:
             srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
             self._servers.append(srv)
@@ -824,6 +1086,35 @@ class Worker:
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
+
+    def _spool_records(self) -> None:
+        """Decision records the last flush could not write (Redis down): to the spool
+        file that the next start replays (proxy/records.py)."""
+        take = getattr(self.records, "take_all", None)
+        if take is None or not len(self.records):
+            return
+        from proxy.records import default_spool_dir, spool
+
+        recs = take()
+        directory = self.config.spool_dir or default_spool_dir()
+        try:
+            path = spool(recs, directory, self.config.redis_url, self.config.key_prefix)
+        except OSError as exc:
+            log.error(
+                "worker %d: %d decision records lost: cannot write the spool in %s: %s",
+                self.index,
+                len(recs),
+                directory,
+                exc,
+            )
+            return
+        log.warning(
+            "worker %d: Redis did not take %d decision records; spooled to %s "
+            "(replayed into Redis at the next start)",
+            self.index,
+            len(recs),
+            path,
+        )
 
     async def _close(self) -> None:
         if self._timer is not None:
@@ -839,6 +1130,7 @@ class Worker:
         # the last counts since the periodic _sync_metrics
         with contextlib.suppress(Exception):
             self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+        self._spool_records()
         for t in list(self.udp_out.values()):
             t.close()
         if self._readers and self._loop is not None:
@@ -889,6 +1181,13 @@ def _make_core_config(
         workers=max(1, len(handoff_addrs)),
         secret=secret,
         relay_port=relay_port,
+        invite_limit=config.invites_per_source,
+        invite_window=config.invite_window_s,
+        trunk_invite_limit=config.trunk_invites_per_source,
+        trunk_of=config.trunks.lookup,
+        over_limit_503=config.over_limit == "503",
+        unacked_per_source=config.unacked_per_source,
+        no_ack_hold=config.no_ack_hold_s,
     )
 
 
@@ -1152,8 +1451,43 @@ def _iso_utc(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def run(config: Config) -> int:
-    """Run the proxy until SIGTERM/SIGINT. Returns the exit status."""
+def _default_reloader(config: Config) -> Callable[[], Config] | None:
+    if config.source_path is None:
+        return None
+    from proxy.config import load_config
+
+    path = config.source_path
+    return lambda: load_config(path)
+
+
+def replay_spooled_records(config: Config) -> int:
+    """Write the decision records spooled by an earlier run back to Redis (before
+    any worker starts); a failure is logged and the files wait for the next start."""
+    from proxy.records import default_spool_dir, replay_spool
+
+    directory = config.spool_dir or default_spool_dir()
+    import redis
+
+    r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
+    try:
+        n = replay_spool(r, config.key_prefix, directory, config.redis_url, config.records_max_len)
+    except Exception as exc:
+        log.warning("spooled decision records in %s not replayed yet: %s", directory, exc)
+        return 0
+    finally:
+        r.close()
+    if n:
+        log.warning("replayed %d spooled decision records from %s into Redis", n, directory)
+    return n
+
+
+def run(config: Config, reloader: Callable[[], Config] | None = None) -> int:
+    """Run the proxy until SIGTERM/SIGINT; SIGHUP reloads the configuration
+    (``reloader``, default: the config file again). Returns the exit status."""
+    # SIGHUP's default action kills: ignored until the loops install their handlers
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if reloader is None:
+        reloader = _default_reloader(config)
     setup_logging(config.log_level)
     clock = decision_clock(config)  # anchored here, once, before any fork
     if config.clock_start is not None:
@@ -1179,9 +1513,10 @@ def run(config: Config) -> int:
         return 1
     try:
         _seed(config)
+        replay_spooled_records(config)
         if config.workers == 1:
-            return _run_single(config, per[0], clock, embedded)
-        return _run_parent(config, per, clock, embedded)
+            return _run_single(config, per[0], clock, embedded, reloader)
+        return _run_parent(config, per, clock, embedded, reloader)
     except StartupError as exc:  # the metrics port taken since the check
         print(f"sipscreen: {exc}", file=sys.stderr)
         return 1
@@ -1254,6 +1589,7 @@ def _run_single(
     sockets: WorkerSockets,
     clock: Callable[[], float] | None = None,
     embedded: Any = None,
+    reloader: Callable[[], Config] | None = None,
 ) -> int:
     holder: dict[str, Worker] = {}
     worker = Worker(
@@ -1262,6 +1598,7 @@ def _run_single(
         index=0,
         metrics=Metrics(worker=0, snapshot_loaded_at=lambda: _loaded_at_of(holder)),
         clock=clock,
+        reloader=reloader,
     )
     holder["w"] = worker
     http = _start_metrics_http(config, worker.metrics.registry)
@@ -1273,6 +1610,7 @@ def _run_single(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(signal.SIGHUP, worker.reload)
         await worker.serve(ready)
 
     try:
@@ -1282,6 +1620,53 @@ def _run_single(
         if http is not None:
             http.shutdown()
     return 0
+
+
+# What the sockets, the Redis connections and the processes were set up with: a
+# reload keeps these (they need a restart).
+_RESTART_ONLY = (
+    "listen",
+    "softswitch",
+    "redis_url",
+    "key_prefix",
+    "metrics",
+    "loop",
+    "workers",
+    "batched_udp",
+    "spool_dir",
+    "clock_start",
+)
+
+
+def restart_only(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """``new`` with the settings only a restart can change taken from ``old``,
+    and the names of those that differed."""
+    kept = [n for n in _RESTART_ONLY if getattr(new, n) != getattr(old, n)]
+    if kept:
+        new = replace(new, **{n: getattr(old, n) for n in kept})
+    return new, kept
+
+
+def _forward_reload(
+    reloader: Callable[[], Config] | None, pids: dict[int, int], current: Config
+) -> Config | None:
+    """SIGHUP in the parent: check that the configuration loads, then have every
+    worker reload it (each between two of its datagrams); a configuration that
+    does not load is refused here, with a log line, and the workers keep theirs.
+    Returns the new configuration (for the workers started later), or None."""
+    if reloader is None:
+        log.warning("SIGHUP: no configuration file to reload")
+        return None
+    try:
+        new = reloader()
+    except Exception as exc:
+        log.error("configuration reload refused, the old one stays in force: %s", exc)
+        return None
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+    log.info("configuration reload sent to %d worker(s)", len(pids))
+    return restart_only(current, new)[0]
 
 
 def _loaded_at_of(holder: dict[str, Worker]) -> float | None:
@@ -1298,10 +1683,19 @@ def _worker_main(
     mpdir: str,
     secret: bytes,
     clock: Callable[[], float] | None = None,
+    reloader: Callable[[], Config] | None = None,
+    parent_pid: int | None = None,
 ) -> int:
     """Body of a forked worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop's handler (reload)
+    if parent_pid is not None:
+        # The kernel sends SIGTERM when the parent dies (even by SIGKILL); a parent
+        # that died before this call has already re-parented us: leave at once.
+        _set_pdeathsig(signal.SIGTERM)
+        if os.getppid() != parent_pid:
+            return 1
     enable_multiprocess(mpdir)
     worker = Worker(
         config,
@@ -1310,11 +1704,14 @@ def _worker_main(
         metrics=Metrics(worker=index, multiprocess=True),
         secret=secret,
         clock=clock,
+        reloader=reloader,
+        parent_pid=parent_pid,
     )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        loop.add_signal_handler(signal.SIGHUP, worker.reload)
         await worker.serve()
 
     with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
@@ -1322,11 +1719,25 @@ def _worker_main(
     return 0
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _set_pdeathsig(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG, sig): this process gets ``sig`` when its parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:  # not Linux: the getppid check remains
+        log.warning("PR_SET_PDEATHSIG not set (%s); relying on the parent pid check", exc)
+
+
 def _run_parent(
     config: Config,
     per: list[WorkerSockets],
     clock: Callable[[], float] | None = None,
     embedded: Any = None,
+    reloader: Callable[[], Config] | None = None,
 ) -> int:
     from prometheus_client.multiprocess import mark_process_dead
 
@@ -1334,13 +1745,20 @@ def _run_parent(
     secret = os.urandom(16)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = mpdir
     stopping = False
+    hup = False
+    parent_pid = os.getpid()
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
+    def on_hup(signum: int, frame: Any) -> None:
+        nonlocal hup
+        hup = True
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
 
     def spawn(k: int) -> int:
         sys.stdout.flush()
@@ -1357,7 +1775,7 @@ def _run_parent(
                             other.handoff.close()
                         if other.relay is not None:
                             other.relay.close()
-                status = _worker_main(config, per[k], k, mpdir, secret, clock)
+                status = _worker_main(config, per[k], k, mpdir, secret, clock, reloader, parent_pid)
             except BaseException:
                 log.exception("worker %d crashed", k)
             finally:
@@ -1373,6 +1791,9 @@ def _run_parent(
         http = _start_metrics_http(config, multiprocess_registry(mpdir))
         print(_banner(config, per, embedded), flush=True)
         while not stopping:
+            if hup:
+                hup = False
+                config = _forward_reload(reloader, pids, config) or config
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:

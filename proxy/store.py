@@ -41,6 +41,18 @@ How this works:
   `run()` reconnects with jittered exponential backoff (0.1 s doubling to
   5 s). Back up: one INFO line, `on_state(True)`, and a full reload built
   aside, because edits made meanwhile were not seen.
+* Redis back EMPTY (restarted without persistence, issue 10.10): the store
+  stamps `<prefix>meta:generation` (SET NX) at its first load and checks it at
+  every reconnect, before loading. Missing, or changed to a value that is not
+  an operator's confirmation (`confirmed-...`), means the data under the
+  prefix is not what was loaded (so is the same stamp with every list of the
+  schema gone while the snapshot had entries): the last snapshot stays in force,
+  `data_lost` turns True (metric `sipscreen_redis_data_lost` 1, one ERROR
+  line) and nothing is loaded until an operator confirms the state
+  (`sipscreen redis confirm-empty`, or `SET <prefix>meta:generation
+  confirmed-<anything>` after re-seeding); the store checks once a second.
+  A new process has nothing to compare with: its first load takes what it
+  finds.
 * Writer helpers (`block_caller`, `allow_caller`, `set_provider`, ...) are
   what the CLI and tests use: they validate, normalise, write the key and its
   optional `meta:<key>` companion (who/why/when) in one MULTI/EXEC.
@@ -109,6 +121,11 @@ P_ORDER = "order:"  # Final Determination Orders (47 CFR 64.1200(n)(3)), rules/o
 # Hashes one per id (`<prefix><id>`, no further ":"), re-read whole on an edit.
 _HASH_PREFIXES = (P_PROVIDER, P_NOTICE, P_ORDER)
 P_META = "meta:"
+# The store's generation stamp (see the module docstring); a value an operator
+# sets to accept what Redis now holds starts with CONFIRMED.
+K_GENERATION = "meta:generation"
+CONFIRMED = "confirmed-"
+GENERATION_POLL = 1.0
 
 # Members edited in place, by SADD/SREM: relative key -> kind.
 NUMBER_SETS = {
@@ -423,6 +440,10 @@ class SnapshotStore:
         self._down_logged = False
         self._warned: set[tuple[str, str]] = set()
         self.synced = asyncio.Event()
+        # The generation stamp of the data loaded (None: no load yet), and whether
+        # Redis came back without it (the snapshot is then kept, not reloaded)
+        self.generation: str | None = None
+        self.data_lost = False
 
     # -- snapshot helpers --------------------------------------------------
 
@@ -1040,10 +1061,65 @@ class SnapshotStore:
         if self.on_state is not None:
             self.on_state(up)
 
+    async def _check_generation(self, r: aioredis.Redis) -> bool:
+        """True when the data under the prefix may be loaded (module docstring:
+        Redis back empty); False while it is lost and not confirmed."""
+        key = self.key(K_GENERATION)
+        gen = cast(str | None, await r.get(key))  # a decode_responses client
+        if self.generation is None:  # first load of this process: stamp, take it
+            if gen is None:
+                stamp = f"gen-{int(self.clock())}-{random.getrandbits(48):012x}"
+                await r.set(key, stamp, nx=True)
+                gen = cast(str | None, await r.get(key))
+        elif gen != self.generation and not (gen or "").startswith(CONFIRMED):
+            why = "missing" if gen is None else f"changed to {gen!r}"
+            return self._lost(key, f"{key} is {why} (loaded generation {self.generation})")
+        elif gen == self.generation and self._snapshot_size() > 0:
+            # the same stamp, but none of the lists it had: emptied behind our back
+            if not await r.exists(*(self.key(k) for k in KEY_KINDS)):
+                return self._lost(key, f"every list under {self.prefix!r} is gone")
+        if self.data_lost:
+            self.data_lost = False
+            log.warning("redis data confirmed (generation %s): loading it", gen)
+        self.generation = str(gen) if gen is not None else None
+        return True
+
+    def _snapshot_size(self) -> int:
+        snap = self.snapshot
+        return sum(
+            len(x)
+            for x in (
+                snap.block_caller,
+                snap.allow_caller,
+                snap.dno_caller,
+                snap.block_prefix,
+                snap.block_provider,
+            )
+        )
+
+    def _lost(self, key: str, why: str) -> bool:
+        """Redis does not hold the data loaded: keep the snapshot, say so once."""
+        if not self.data_lost:
+            self.data_lost = True
+            log.error(
+                "REDIS DATA LOST at %s: %s. Redis restarted without its data? Screening "
+                "stays on the last snapshot %s and ignores Redis until an operator "
+                "confirms: `sipscreen redis confirm-empty` (or SET %s %s<anything> after "
+                "re-seeding)",
+                _safe_url(self.redis_url),
+                why,
+                self.snapshot.version or "(none)",
+                key,
+                CONFIRMED,
+            )
+        return False
+
     async def _session(self) -> None:
         data = _client(self.redis_url)
         self._data = data
         await asyncio.wait_for(data.ping(), PING_TIMEOUT)
+        while not await self._check_generation(data):
+            await asyncio.sleep(GENERATION_POLL)
         await self._learn_write_commands(data)
         notify_ok = await self._enable_notifications(data)
         mon = _client(self.redis_url, decode=False, timeout=None)

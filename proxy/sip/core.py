@@ -26,6 +26,12 @@ How this works (aioquic style, no I/O, no clock):
   ``screen(req, src, transport)``; an ``Answer`` starts an INVITE server
   transaction (transaction.py) that retransmits the final response on timer
   G, absorbs the ACK and answers a CANCEL with 200.
+- Per-source limits (issue 10.8, off unless configured): an ``INVITE``
+  datagram from the network is counted per source IP in fixed windows before
+  any parsing (``_over_limit``, one dict update); over the limit it is dropped
+  or answered 503 + Retry-After, counted in ``stats.rate_limited``. Rejections
+  whose destination never ACKs lose their timer G retransmissions
+  (transaction.py, ``stats.retransmit_suppressed``).
 - If ``screen`` raises, the call is forwarded (fail open) and counted: a
   screening fault must not drop lawful traffic.
 - Multi-worker handoff (``workers > 1``): any worker may receive any
@@ -45,7 +51,7 @@ import hashlib
 import ipaddress
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 
 from .message import (
@@ -129,6 +135,18 @@ class CoreConfig:
     # to their owner worker, without the full parse (proxy/sip/relay.py);
     # False = full parse of every message.
     lean_relay: bool = True
+    # Per-source INVITE limit (pike style, issue 10.8): at most invite_limit
+    # INVITEs per source IP per invite_window seconds (0 = no limit); sources
+    # for which trunk_of(ip) is not None get trunk_invite_limit (0 = exempt).
+    # Over the limit: dropped, or answered 503 + Retry-After (over_limit_503).
+    invite_limit: int = 0
+    invite_window: float = 1.0
+    trunk_invite_limit: int = 0
+    trunk_of: Callable[[str], object] | None = None
+    over_limit_503: bool = False
+    # Final-response retransmission budget per destination IP (transaction.py)
+    unacked_per_source: int = 0
+    no_ack_hold: float = 300.0
 
 
 class CoreStats:
@@ -150,6 +168,9 @@ class CoreStats:
         "handoffs_out",
         "handoffs_in",
         "shed",
+        "rate_limited",
+        "retransmit_suppressed",
+        "ack_timeouts",
     )
 
     def __init__(self) -> None:
@@ -186,6 +207,10 @@ class CoreStats:
         self.handoffs_out = 0
         self.handoffs_in = 0
         self.shed = 0  # initial INVITEs answered 503 while overloaded
+        self.rate_limited = 0  # INVITEs over their source's limit (dropped or 503)
+        # copies of TransactionTable.suppressed / .ack_timeouts (for the metrics)
+        self.retransmit_suppressed = 0
+        self.ack_timeouts = 0
 
 
 def wrap_handoff(data: bytes, src: tuple[str, int], transport: str) -> bytes:
@@ -298,7 +323,15 @@ class ProxyCore:
         self.screen = screen
         self.stats = CoreStats()
         self._out: list[Out] = []
-        self._tx = TransactionTable()
+        self._tx = TransactionTable(config.unacked_per_source, config.no_ack_hold)
+        # Per-source INVITE counts of the current fixed window (cleared at its end,
+        # so the dict holds one window's sources at most)
+        self._rate: dict[str, int] = {}
+        self._rate_end = 0.0
+        self._rate_window = config.invite_window
+        lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
+        # INVITEs up to this count per window pass without looking at the trunk map
+        self._rate_floor = min(lim) if lim else 0
         secret = config.secret
         self._secret = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
         # keyed BLAKE2s with the key block absorbed once; each branch copies it
@@ -343,6 +376,25 @@ class ProxyCore:
 
     # --- adapter API -------------------------------------------------------
 
+    def set_limits(self, config: CoreConfig) -> None:
+        """Take the per-source limits of ``config`` (a configuration reload);
+        transactions and counts in progress are kept."""
+        self.config = replace(
+            self.config,
+            invite_limit=config.invite_limit,
+            invite_window=config.invite_window,
+            trunk_invite_limit=config.trunk_invite_limit,
+            trunk_of=config.trunk_of,
+            over_limit_503=config.over_limit_503,
+            unacked_per_source=config.unacked_per_source,
+            no_ack_hold=config.no_ack_hold,
+        )
+        self._rate_window = config.invite_window
+        lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
+        self._rate_floor = min(lim) if lim else 0
+        self._tx.unacked_limit = config.unacked_per_source
+        self._tx.no_ack_hold = config.no_ack_hold
+
     def datagrams_to_send(self) -> list[Out]:
         out = self._out
         self._out = []
@@ -354,6 +406,7 @@ class ProxyCore:
 
     def handle_timer(self, now: float) -> None:
         self._out.extend(self._tx.fire(now))
+        self.stats.ack_timeouts = self._tx.ack_timeouts
 
     @property
     def transactions(self) -> TransactionTable:
@@ -386,6 +439,11 @@ class ProxyCore:
     ) -> None:
         """``owned``: this worker is known to own the message's transaction (it was
         handed here, or the check before the parse said so)."""
+        if self._rate_floor and data[:7] == b"INVITE " and not owned:
+            # counted by the worker that received it from the network, before the parse
+            if self._over_limit(src[0], now):
+                self._rate_limit(data, src, transport)
+                return
         if data[:4] == b"SIP/":
             if self._lean:
                 # proxy/sip/relay.py: a response in its common shape, relayed unparsed
@@ -461,6 +519,39 @@ class ProxyCore:
             self._drop("no_via")
             return
         self.stats.shed += 1
+        self._emit_local(resp, self._local_dest(top, src, transport), transport, 503)
+
+    def _over_limit(self, ip: str, now: float) -> bool:
+        """Count one INVITE from ``ip``; True when that is over its limit (fixed
+        windows of ``invite_window`` seconds, like Kamailio's pike module)."""
+        if now >= self._rate_end:
+            self._rate.clear()
+            self._rate_end = now + self._rate_window
+        rate = self._rate
+        n = rate.get(ip, 0) + 1
+        rate[ip] = n
+        if n <= self._rate_floor:
+            return False
+        cfg = self.config
+        trunk_of = cfg.trunk_of
+        limit = (
+            cfg.trunk_invite_limit
+            if trunk_of is not None and trunk_of(ip) is not None
+            else cfg.invite_limit
+        )
+        return limit > 0 and n > limit
+
+    def _rate_limit(self, data: bytes, src: tuple[str, int], transport: str) -> None:
+        """An INVITE over its source's limit: dropped, or 503 + Retry-After (RFC 3261
+        §21.5.4) built from its raw lines when configured so."""
+        self.stats.rate_limited += 1
+        if not self.config.over_limit_503:
+            return
+        top = initial_via(data)
+        resp = build_error_response(data, SIPError(503, "rate limit"), ERROR_TO_TAG, RETRY_AFTER)
+        if top is None or resp is None:
+            self._drop("no_via")
+            return
         self._emit_local(resp, self._local_dest(top, src, transport), transport, 503)
 
     def _parse_error(
@@ -695,6 +786,7 @@ class ProxyCore:
                 lr = st.local_responses
                 lr[answer.status] = lr.get(answer.status, 0) + 1
                 self._out.extend(self._tx.start(key, final, rdest, transport, now))
+                st.retransmit_suppressed = self._tx.suppressed
                 return
 
         self._out.append(

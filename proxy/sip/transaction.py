@@ -19,6 +19,18 @@ How this works:
   sent-by (method INVITE implied; the ACK to a non-2xx and the CANCEL carry
   the same branch). RFC 2543 requests without the magic cookie are keyed by
   Call-ID, From tag, CSeq number and top Via sent-by.
+- Retransmission budget (issue 10.8: a spoofed INVITE must not draw eleven
+  603s at its "source"): with ``unacked_limit`` > 0, a new transaction whose
+  destination IP already has that many rejections waiting for their ACK, or
+  let one time out (timer H) less than ``no_ack_hold`` seconds ago, sends its
+  final response once and arms no timer G (``suppressed`` counts them); timer
+  H and the Completed state are unchanged. RFC 3261 §17.2.1 makes timer G the
+  UAS's answer to a lost response; a UAC whose response was lost has no final
+  response, so its own INVITE client transaction keeps retransmitting the
+  INVITE (timer A, §17.1.1.2), and each copy is answered from Completed with
+  the final response: an honest UAC still gets its answer, in the same
+  timer-B bound. An honest UAC ACKs within a round trip, so it never has more
+  than a few rejections outstanding and keeps the full timer G schedule.
 """
 
 from __future__ import annotations
@@ -142,6 +154,8 @@ class InviteServerTransaction:
     h_at: float | None = None
     i_at: float | None = None
     sent: int = 0  # number of times ``final`` went out
+    retransmit: bool = True  # False: over the destination's budget, no timer G
+    counted: bool = False  # counted in TransactionTable._unacked while Completed
 
 
 class TransactionTable:
@@ -156,9 +170,14 @@ class TransactionTable:
         "ack_timeouts",
         "created",
         "terminated",
+        "unacked_limit",
+        "no_ack_hold",
+        "suppressed",
+        "_unacked",
+        "_no_ack",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, unacked_limit: int = 0, no_ack_hold: float = 300.0) -> None:
         self._tx: dict[bytes, InviteServerTransaction] = {}
         self._heap: list[tuple[float, int, bytes, TxEvent]] = []
         self._seq = 0
@@ -169,6 +188,12 @@ class TransactionTable:
         self.ack_timeouts = 0
         self.created = 0
         self.terminated = 0
+        # The retransmission budget (module docstring); 0 = RFC 3261 timer G always
+        self.unacked_limit = unacked_limit
+        self.no_ack_hold = no_ack_hold
+        self.suppressed = 0  # transactions that sent their final response once only
+        self._unacked: dict[str, int] = {}  # destination IP -> transactions in Completed
+        self._no_ack: dict[str, float] = {}  # destination IP -> end of its hold
 
     def __len__(self) -> int:
         return len(self._tx)
@@ -188,7 +213,34 @@ class TransactionTable:
         tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
         self._tx[key] = tx
         self.created += 1
+        if self.unacked_limit and not tx.reliable:
+            ip = dest[0]
+            n = self._unacked.get(ip, 0)
+            if n >= self.unacked_limit or self._held(ip, now):
+                tx.retransmit = False
+                self.suppressed += 1
+            self._unacked[ip] = n + 1
+            tx.counted = True
         return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
+
+    def _held(self, ip: str, now: float) -> bool:
+        """``ip`` let a rejection time out less than ``no_ack_hold`` seconds ago."""
+        until = self._no_ack.get(ip)
+        if until is None:
+            return False
+        if until > now:
+            return True
+        del self._no_ack[ip]
+        return False
+
+    def _left_completed(self, tx: InviteServerTransaction) -> None:
+        tx.counted = False
+        ip = tx.dest[0]
+        n = self._unacked.get(ip, 1) - 1
+        if n > 0:
+            self._unacked[ip] = n
+        else:
+            self._unacked.pop(ip, None)
 
     def dispatch(self, tx: InviteServerTransaction, event: TxEvent, now: float) -> list[Out]:
         """Run ``TABLE[(tx.state, event)]``; unknown pairs are ignored."""
@@ -203,7 +255,8 @@ class TransactionTable:
                 out.append((tx.final, tx.dest, tx.transport))
                 tx.sent += 1
             elif act is A.START_G:
-                if not tx.reliable:  # RFC 3261 §17.2.1: G only for unreliable transports
+                # RFC 3261 §17.2.1: G only for unreliable transports (and within budget)
+                if not tx.reliable and tx.retransmit:
                     tx.g_interval = T1
                     tx.g_at = now + T1
                     self._push(tx.g_at, tx.key, E.TIMER_G)
@@ -220,6 +273,12 @@ class TransactionTable:
                 self._push(tx.i_at, tx.key, E.TIMER_I)
             elif act is A.COUNT_ACK_TIMEOUT:
                 self.ack_timeouts += 1
+                if self.unacked_limit and not tx.reliable:
+                    if len(self._no_ack) >= 65536:  # bounded: spoofed sources are unbounded
+                        self._no_ack.clear()
+                    self._no_ack[tx.dest[0]] = now + self.no_ack_hold
+        if tx.counted and nxt is not S.COMPLETED:
+            self._left_completed(tx)
         tx.state = nxt
         if nxt is S.TERMINATED:
             del self._tx[tx.key]

@@ -322,7 +322,12 @@ async def test_redis_down_keeps_snapshot_and_reconnects(
             proc = _start_redis(port)
             await _wait_ping(url)
             r = aioredis.Redis.from_url(url, decode_responses=True)
+            # This Redis has no persistence: what a persistent one keeps, its
+            # generation stamp, is put back (without it the store reports the data
+            # lost: test_redis_back_empty_keeps_the_snapshot_until_confirmed).
+            assert store.generation is not None
             await r.sadd("sipscreen:block:caller", "+13035550100")  # made while we were away
+            await r.set("sipscreen:meta:generation", store.generation)
             await r.aclose()
             await until(lambda: store.connected, timeout=10)
             await store.wait_synced(5)
@@ -335,6 +340,92 @@ async def test_redis_down_keeps_snapshot_and_reconnects(
         ]
         assert len(lost) == 1 and lost[0].levelno == logging.WARNING
         assert len(back) == 1
+    finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_redis_back_empty_keeps_the_snapshot_until_confirmed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis restarted without persistence (issue 10.10): the blocklist is not
+    emptied; data_lost is raised with an ERROR line until an operator confirms
+    (a `confirmed-` generation stamp), then what Redis holds is loaded."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _start_redis(port)
+    task: asyncio.Task[None] | None = None
+    try:
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.sadd("sipscreen:block:caller", "+12025550123")
+        await r.aclose()
+        store = make_store("sipscreen:", url)
+        task = asyncio.create_task(store.run())
+        await store.wait_synced(5)
+        snap = store.snapshot
+        assert store.generation is not None and not store.data_lost
+        with caplog.at_level(logging.INFO, logger="sipscreen.store"):
+            proc.terminate()
+            proc.wait(5)
+            await until(lambda: not store.connected, timeout=5)
+            proc = _start_redis(port)  # empty
+            await _wait_ping(url)
+            await until(lambda: store.data_lost, timeout=10)
+            await asyncio.sleep(1.5)  # it keeps checking, and keeps the snapshot
+            assert store.data_lost and store.snapshot is snap
+            assert "+12025550123" in store.snapshot.block_caller
+            lost = [x for x in caplog.records if "REDIS DATA LOST" in x.getMessage()]
+            assert len(lost) == 1 and lost[0].levelno == logging.ERROR
+            r = aioredis.Redis.from_url(url, decode_responses=True)
+            await r.sadd("sipscreen:block:caller", "+13035550100")
+            await r.set("sipscreen:meta:generation", "confirmed-1")
+            await r.aclose()
+            await until(lambda: not store.data_lost, timeout=5)
+            await store.wait_synced(5)
+        assert store.snapshot is not snap
+        assert "+12025550123" not in store.snapshot.block_caller
+        assert "+13035550100" in store.snapshot.block_caller
+    finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        proc.terminate()
+        proc.wait(5)
+
+
+async def test_redis_back_with_the_stamp_but_no_lists_is_data_lost() -> None:
+    """The same generation stamp but every list of the schema gone while the
+    snapshot had entries (e.g. an old backup holding only the stamp): lost too."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = _start_redis(port)
+    task: asyncio.Task[None] | None = None
+    try:
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.sadd("sipscreen:block:caller", "+12025550123")
+        await r.aclose()
+        store = make_store("sipscreen:", url)
+        task = asyncio.create_task(store.run())
+        await store.wait_synced(5)
+        gen = store.generation
+        assert gen is not None
+        proc.terminate()
+        proc.wait(5)
+        await until(lambda: not store.connected, timeout=5)
+        proc = _start_redis(port)
+        await _wait_ping(url)
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+        await r.set("sipscreen:meta:generation", gen)
+        await r.aclose()
+        await until(lambda: store.data_lost, timeout=10)
+        assert "+12025550123" in store.snapshot.block_caller
     finally:
         if task is not None:
             task.cancel()

@@ -1,0 +1,602 @@
+"""Resources and control channels an attacker (or an accident) controls
+(issue 10 items 5, 6, 8, 9): the worker handoff socket, TCP connection limits,
+per-source INVITE limits and final-response retransmissions, signals.
+
+Each test drives a real proxy subprocess over loopback with plain sockets,
+bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sipscreen_testlib import udp_recorder
+
+BLOCKED = "+12127369999"
+
+
+def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def _invite(lport: int, proxy_port: int, caller: str, n: int = 0) -> bytes:
+    return (
+        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{caller}@127.0.0.1:{lport}>;tag=h{n}\r\n"
+        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
+        f"Call-ID: harden-{n}-{uuid.uuid4().hex}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _recv(sock: socket.socket, timeout: float) -> bytes | None:
+    sock.settimeout(timeout)
+    try:
+        return sock.recvfrom(70000)[0]
+    except TimeoutError:
+        return None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat fields from the state on (field 3 is index 0), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st is not None and int(st[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def _cpu_ticks(pid: int) -> int:
+    st = _stat(pid)
+    assert st is not None
+    return int(st[11]) + int(st[12])  # utime + stime
+
+
+def _worker_udp_ports(pid: int, exclude: int) -> set[int]:
+    """The 127.0.0.1 UDP ports the proxy's worker processes hold, but the listen port:
+    their handoff and relay sockets (socket inodes of /proc/<pid>/fd in /proc/net/udp)."""
+    inodes: set[str] = set()
+    for child in _children(pid):
+        for fd in os.listdir(f"/proc/{child}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{child}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    ports: set[int] = set()
+    with open("/proc/net/udp") as fh:
+        next(fh)
+        for line in fh:
+            f = line.split()
+            host, port_hex = f[1].split(":")
+            if f[9] in inodes and host == "0100007F" and int(port_hex, 16) != exclude:
+                ports.add(int(port_hex, 16))
+    return ports
+
+
+# ---------------------------------------------------------------------------
+# 5. The worker handoff socket takes frames from the workers only
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched_udp", "transport_udp"])
+def test_handoff_socket_ignores_an_outside_sender(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, batched: bool
+) -> None:
+    """A local process writes handoff frames to every worker socket: an INVITE of a
+    blocked caller naming a victim address as its source, and a TCP relay frame.
+    Today's proxy screens it and sends the 603 to the victim; the fixed one
+    ignores the frames and counts them."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (victim, vport):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            workers=2,
+            sections={"proxy": {"batched_udp": batched}},
+        )
+        assert proxy.proc is not None
+        ports = _worker_udp_ports(proxy.proc.pid, proxy.port)
+        assert len(ports) >= 2, ports
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        attacker.bind(("127.0.0.1", 0))
+        try:
+            for n, port in enumerate(sorted(ports)):
+                frame = f"SIPSCREEN-HANDOFF udp 127.0.0.1 {vport}\n".encode() + _invite(
+                    vport, proxy.port, BLOCKED, n
+                )
+                attacker.sendto(frame, ("127.0.0.1", port))
+                attacker.sendto(
+                    b"\x00TCP 127.0.0.1 %d\nSIP/2.0 200 OK\r\n\r\n" % vport, ("127.0.0.1", port)
+                )
+            assert _recv(victim, 1.5) is None
+            assert _recv(ss, 0.2) is None
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_dropped_total", reason="handoff_foreign") >= 2
+            )
+            assert "not a worker" in proxy.stderr()
+            # The workers still hand off among themselves: blocked calls get their 603.
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind(("127.0.0.1", 0))
+            try:
+                lport = ua.getsockname()[1]
+                for n in range(8):
+                    ua.sendto(
+                        _invite(lport, proxy.port, BLOCKED, 100 + n), ("127.0.0.1", proxy.port)
+                    )
+                    got = _recv(ua, 5)
+                    assert got is not None and got.startswith(b"SIP/2.0 603"), got
+            finally:
+                ua.close()
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0
+            )
+        finally:
+            attacker.close()
+
+
+# ---------------------------------------------------------------------------
+# 8. Rejections to a source that never ACKs; new INVITEs per source
+# ---------------------------------------------------------------------------
+
+
+def test_unacked_rejections_are_not_amplified(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """30 blocked INVITEs whose "caller" never ACKs (a spoofer's victim). Today each
+    603 is retransmitted on timer G (0.5, 1.5, 3.5 s ...): 120 datagrams in 4 s.
+    With the default budget (8 unACKed per address) 8 keep timer G: 54."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (victim, vport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for n in range(30):
+                attacker.sendto(_invite(vport, proxy.port, BLOCKED, n), ("127.0.0.1", proxy.port))
+            got = 0
+            deadline = time.monotonic() + 4.0
+            while time.monotonic() < deadline:
+                d = _recv(victim, max(0.01, deadline - time.monotonic()))
+                if d is not None:
+                    assert d.startswith(b"SIP/2.0 603")
+                    got += 1
+            assert 30 <= got <= 30 + 8 * 3, got
+            assert _wait_for(
+                lambda: (
+                    proxy.metric("sipscreen_core_events_total", event="retransmit_suppressed") == 22
+                )
+            )
+        finally:
+            attacker.close()
+
+
+def test_invites_over_the_per_source_limit(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """5 INVITEs per source per minute: the 6th..10th of one source are dropped and
+    counted; a trunk source (127.0.0.2, exempt) is not limited."""
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            sections={"limits": {"invites_per_source": 5, "invite_window_s": 60.0}},
+            trunks=[{"cidr": "127.0.0.2/32", "provider": "trusted-trunk"}],
+        )
+        for host in ("127.0.0.1", "127.0.0.2"):
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind((host, 0))
+            lport = ua.getsockname()[1]
+            try:
+                for n in range(10):
+                    ua.sendto(
+                        _invite(lport, proxy.port, "+12127368000", n), ("127.0.0.1", proxy.port)
+                    )
+            finally:
+                ua.close()
+        relayed = 0
+        while _recv(ss, 1.0) is not None:
+            relayed += 1
+        assert relayed == 5 + 10
+        assert _wait_for(
+            lambda: proxy.metric("sipscreen_core_events_total", event="rate_limited") == 5
+        )
+
+
+# ---------------------------------------------------------------------------
+# 9. Signals: SIGHUP reloads, workers die with their parent, records spooled
+# ---------------------------------------------------------------------------
+
+
+def _answer_to_blocked(proxy: Any, ua: socket.socket, n: int) -> bytes:
+    """The answer to a new INVITE of the blocked caller (the retransmitted answers
+    to the earlier ones, never ACKed, are skipped)."""
+    lport = ua.getsockname()[1]
+    inv = _invite(lport, proxy.port, BLOCKED, n)
+    call_id = next(ln for ln in inv.split(b"\r\n") if ln.startswith(b"Call-ID:"))
+    ua.sendto(inv, ("127.0.0.1", proxy.port))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        got = _recv(ua, 5)
+        assert got is not None
+        if call_id in got:
+            return got
+    raise AssertionError(f"no answer to INVITE {n}")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
+) -> None:
+    import signal
+
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=workers)
+        assert proxy.proc is not None
+        workers_pids = _children(proxy.proc.pid)  # a parent killed by SIGHUP leaves them
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            assert _answer_to_blocked(proxy, ua, 0).startswith(b"SIP/2.0 603 Decline")
+            good = proxy.config_path.read_text()
+            proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "607"\n')
+            proxy.proc.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: "configuration reloaded" in proxy.stderr())
+            time.sleep(0.3)  # every worker
+            for n in range(1, 7):
+                got = _answer_to_blocked(proxy, ua, n)
+                assert got.startswith(b"SIP/2.0 607 Unwanted"), got
+            # A bad configuration is refused with a log line; the one in force stays.
+            proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "999"\n')
+            proxy.proc.send_signal(signal.SIGHUP)
+            assert _wait_for(lambda: "reload refused" in proxy.stderr())
+            assert "answer.deterministic.kind" in proxy.stderr()
+            for n in range(7, 12):
+                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 607")
+            assert proxy.proc.poll() is None
+        finally:
+            ua.close()
+            if proxy.proc.poll() is not None:
+                for pid in workers_pids:
+                    if _alive(pid):
+                        os.kill(pid, signal.SIGKILL)
+        assert proxy.stop() == 0
+
+
+def test_workers_exit_when_the_parent_is_killed(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    import signal
+
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=2)
+        assert proxy.proc is not None
+        children = _children(proxy.proc.pid)
+        assert len(children) == 2
+        proxy.proc.send_signal(signal.SIGKILL)
+        proxy.proc.wait(5)
+        try:
+            assert _wait_for(lambda: not any(_alive(c) for c in children), 10.0)
+        finally:
+            for c in children:
+                if _alive(c):
+                    os.kill(c, signal.SIGKILL)
+
+
+def test_records_queued_at_sigterm_during_a_redis_outage_are_spooled_and_replayed(
+    tmp_path: Any, private_redis: Any, start_proxy: Any
+) -> None:
+    import redis
+
+    prefix = "spooltest:"
+    r = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    r.sadd(prefix + "block:caller", BLOCKED)
+    spool = tmp_path / "spool"
+    sections = {"records": {"spool_dir": str(spool)}}
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(ss_port, private_redis.url, prefix, sections=sections)
+        private_redis.stop()
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            for n in range(5):
+                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 603")
+        finally:
+            ua.close()
+        assert proxy.stop() == 0
+        assert "spooled to" in proxy.stderr()
+        assert len(list(spool.glob("records-*.jsonl"))) == 1
+        private_redis.start()
+        try:
+            assert r.xlen(prefix + "records") == 0
+            again = start_proxy(ss_port, private_redis.url, prefix, sections=sections)
+            assert "replayed 5 spooled decision records" in again.stderr()
+            rows = r.xrange(prefix + "records")
+            assert len(rows) == 5
+            assert {f[b"caller"] for _id, f in rows} == {BLOCKED.encode()}
+            assert list(spool.glob("records-*.jsonl")) == []
+        finally:
+            r.close()
+
+
+# ---------------------------------------------------------------------------
+# 6. TCP: connection caps, idle and incomplete-message timeouts, fd limit
+# ---------------------------------------------------------------------------
+
+
+def _tcp(host: str, port: int, src: str = "127.0.0.1") -> socket.socket:
+    c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.bind((src, 0))
+    c.connect((host, port))
+    return c
+
+
+def _closed_by_peer(c: socket.socket, timeout: float) -> bool:
+    c.settimeout(timeout)
+    try:
+        return c.recv(4096) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def _options(port: int, n: int) -> bytes:
+    return (
+        f"OPTIONS sip:127.0.0.1:{port};transport=tcp SIP/2.0\r\n"
+        f"Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:probe@127.0.0.1>;tag=o{n}\r\n"
+        f"To: <sip:127.0.0.1:{port}>\r\n"
+        f"Call-ID: opt-{n}-{uuid.uuid4().hex}\r\n"
+        f"CSeq: {n + 1} OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_tcp_connections_are_capped_per_source_and_per_worker(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            sections={"limits": {"tcp_max_per_source": 4, "tcp_max_connections": 6}},
+        )
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(8):
+                conns.append(_tcp("127.0.0.1", proxy.port))
+            for _ in range(4):
+                conns.append(_tcp("127.0.0.1", proxy.port, src="127.0.0.2"))
+            closed = [_closed_by_peer(c, 0.5) for c in conns]
+            # 127.0.0.1: 4 kept, 4 over the source cap; 127.0.0.2: 2 more reach the
+            # worker cap of 6
+            assert closed[:4] == [False] * 4 and closed[4:8] == [True] * 4, closed
+            assert closed[8:10] == [False] * 2 and closed[10:] == [True] * 2, closed
+            assert _wait_for(lambda: proxy.metric("sipscreen_tcp_connections") == 6)
+            assert proxy.metric("sipscreen_tcp_refused_total", reason="source_cap") == 4
+            assert proxy.metric("sipscreen_tcp_refused_total", reason="worker_cap") == 2
+            assert "source_cap reached" in proxy.stderr()
+            # The connections kept still work; closing one makes room for another.
+            conns[0].sendall(_options(proxy.port, 0))
+            conns[0].settimeout(5)
+            assert conns[0].recv(4096).startswith(b"SIP/2.0 200")
+            conns[1].close()
+            time.sleep(0.3)
+            extra = _tcp("127.0.0.1", proxy.port)
+            conns.append(extra)
+            assert not _closed_by_peer(extra, 0.5)
+        finally:
+            for c in conns:
+                c.close()
+
+
+def test_idle_slow_loris_and_partial_body_connections_time_out(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            sections={"limits": {"tcp_idle_timeout_s": 2.0, "tcp_header_timeout_s": 1.0}},
+        )
+        idle = _tcp("127.0.0.1", proxy.port)
+        loris = _tcp("127.0.0.1", proxy.port)
+        body = _tcp("127.0.0.1", proxy.port)
+        busy = _tcp("127.0.0.1", proxy.port)
+        try:
+            head = _options(proxy.port, 1)
+            body.sendall(head.replace(b"Content-Length: 0", b"Content-Length: 100") + b"v=0")
+            start = time.monotonic()
+            n = 0
+            loris_closed_at = None
+            while time.monotonic() - start < 4.5:
+                if loris_closed_at is None:
+                    try:
+                        loris.sendall(head[n : n + 1])  # one byte every 0.1 s
+                        n += 1
+                    except OSError:
+                        loris_closed_at = time.monotonic() - start
+                if int((time.monotonic() - start) * 10) % 5 == 0:
+                    busy.sendall(_options(proxy.port, n))  # a message every 0.5 s
+                time.sleep(0.1)
+            assert _closed_by_peer(idle, 0.5)
+            assert _closed_by_peer(body, 0.5)
+            assert loris_closed_at is not None or _closed_by_peer(loris, 0.5)
+            busy.settimeout(0.5)
+            assert busy.recv(65536).startswith(b"SIP/2.0 200")  # still open
+            assert _wait_for(
+                lambda: proxy.metric("sipscreen_tcp_timeouts_total", kind="incomplete") == 2
+            )
+            assert proxy.metric("sipscreen_tcp_timeouts_total", kind="idle") == 1
+            assert "timeout" in proxy.stderr()
+        finally:
+            for c in (idle, loris, body, busy):
+                c.close()
+
+
+def test_at_the_fd_limit_tcp_is_refused_and_metrics_still_answer(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """RLIMIT_NOFILE 256 for the proxy (soft limit at start): 300 connections. The
+    worker keeps its cap below the limit, so the metrics endpoint still answers
+    and the refusals are counted and logged."""
+    import resource
+
+    with udp_recorder() as (_ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            tcp=True,
+            start=False,
+            sections={"limits": {"tcp_max_per_source": 0}},
+        )
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        try:
+            proxy.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        conns: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                conns.append(_tcp("127.0.0.1", proxy.port))
+            time.sleep(0.5)
+            refused = proxy.metric("sipscreen_tcp_refused_total", reason="worker_cap")
+            assert refused > 0, proxy.stderr()[-3000:]
+            assert proxy.metric("sipscreen_tcp_connections") + refused == 300
+            assert "RLIMIT_NOFILE" in proxy.stderr()
+            assert "worker_cap reached" in proxy.stderr()
+        finally:
+            for c in conns:
+                c.close()
+        # the scrape thread is not left spinning: the proxy's CPU time stays low
+        assert proxy.proc is not None
+        before = _cpu_ticks(proxy.proc.pid)
+        time.sleep(1.0)
+        assert _cpu_ticks(proxy.proc.pid) - before < 0.5 * os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------
+# 10. Redis back empty: the blocklist is kept until an operator confirms
+# ---------------------------------------------------------------------------
+
+
+def test_redis_restarted_empty_keeps_the_blocklist_until_confirm_empty(
+    tmp_path: Any, private_redis: Any, start_proxy: Any
+) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import redis
+
+    prefix = "losttest:"
+    r = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    r.sadd(prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(ss_port, private_redis.url, prefix)
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        try:
+            assert _answer_to_blocked(proxy, ua, 0).startswith(b"SIP/2.0 603")
+            # Restart without its data (the AOF is gone)
+            private_redis.stop()
+            for name in ("appendonlydir", "appendonly.aof", "dump.rdb"):
+                path = private_redis.workdir / name
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            private_redis.start()
+            assert not r.exists(prefix + "block:caller")
+            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 1, 15)
+            assert "REDIS DATA LOST" in proxy.stderr()
+            # still blocked from the last snapshot
+            assert _answer_to_blocked(proxy, ua, 1).startswith(b"SIP/2.0 603")
+            # the operator accepts the empty state
+            env = dict(os.environ, PYTHONPATH=os.getcwd())
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "proxy",
+                    "--redis",
+                    private_redis.url,
+                    "--key-prefix",
+                    prefix,
+                    "redis",
+                    "confirm-empty",
+                ],
+                capture_output=True,
+                timeout=30,
+                env=env,
+            )
+            assert res.returncode == 0, res.stderr
+            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 0, 15)
+            time.sleep(0.5)
+            lport = ua.getsockname()[1]
+            ua.sendto(_invite(lport, proxy.port, BLOCKED, 2), ("127.0.0.1", proxy.port))
+            fwd = _recv(ss, 5)
+            assert fwd is not None and fwd.startswith(b"INVITE ")
+        finally:
+            ua.close()
+            r.close()
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        ('[limits]\nover_limit = "reject"\n', "limits.over_limit"),
+        ("[limits]\ninvites_per_source = -1\n", "limits.invites_per_source"),
+        ("[limits]\ninvite_window_s = 0\n", "limits.invite_window_s"),
+        ('[limits]\ntcp_idle_timeout_s = "soon"\n', "limits.tcp_idle_timeout_s"),
+        ("[limits]\ntcp_max_conns = 5\n", "limits.tcp_max_conns"),
+    ],
+)
+def test_bad_limits_are_refused_naming_the_key(tmp_path: Any, body: str, key: str) -> None:
+    from proxy.config import ConfigError, load_config
+
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=key):
+        load_config(str(path))
