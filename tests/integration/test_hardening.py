@@ -271,20 +271,24 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
         try:
             assert _answer_to_blocked(proxy, ua, 0).startswith(b"SIP/2.0 603 Decline")
             good = proxy.config_path.read_text()
-            proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "607"\n')
+            proxy.config_path.write_text(
+                good
+                + '\n[answer.deterministic]\nkind = "608"\n'
+                + 'jcard_url = "https://jcard.demo-carrier.net/jcard.json"\n'
+            )
             proxy.proc.send_signal(signal.SIGHUP)
             assert _wait_for(lambda: "configuration reloaded" in proxy.stderr())
             time.sleep(0.3)  # every worker
             for n in range(1, 7):
                 got = _answer_to_blocked(proxy, ua, n)
-                assert got.startswith(b"SIP/2.0 607 Unwanted"), got
+                assert got.startswith(b"SIP/2.0 608 Rejected"), got
             # A bad configuration is refused with a log line; the one in force stays.
             proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "999"\n')
             proxy.proc.send_signal(signal.SIGHUP)
             assert _wait_for(lambda: "reload refused" in proxy.stderr())
             assert "answer.deterministic.kind" in proxy.stderr()
             for n in range(7, 12):
-                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 607")
+                assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 608")
             assert proxy.proc.poll() is None
         finally:
             ua.close()
