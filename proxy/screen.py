@@ -4,12 +4,16 @@ How this works: `Screener` is the `screen(request, src, transport)` callable
 the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
 
 1. builds `rules.facts.CallFacts` from the request: the caller from the
-   first P-Asserted-Identity (RFC 3325 §9.1) else the From URI user, both
-   normalised to E.164 by `rules.numbers.normalise`; `Privacy: id` / `user`
-   (RFC 3323 §4.2) sets `caller_private` (the carrier still screens the
-   number); the callee from the Request-URI user; the upstream provider from
-   the trunk map (source IP -> provider, longest prefix) or, from a trusted
-   SBC only, the configured header;
+   first P-Asserted-Identity with a number (RFC 3325 §9.1) else the From URI
+   user, both read by the parser's one name-addr reader (quoted display
+   names, `user:password`) and normalised to E.164 by
+   `rules.numbers.normalise` (which undoes %HH escapes, RFC 3261 §19.1.4);
+   `Privacy: id` / `user` (RFC 3323 §4.2) sets `caller_private` (the carrier
+   still screens the number); the callee from the Request-URI only (never
+   To: the softswitch routes on the Request-URI), or its RFC 5031
+   `urn:service:sos[.<sub>]` lower-cased; the upstream provider from the
+   trunk map (source IP -> provider, longest prefix) or, from a trusted SBC
+   only, the configured header;
 2. calls `rules.engine.decide(store.snapshot, facts, now)` synchronously on
    the in-memory snapshot (no await, no Redis round trip);
 3. maps a block to the answer configured for the rule's answer class
@@ -38,13 +42,13 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.sip.core import RETRY_AFTER, Answer
-from proxy.sip.message import Request
+from proxy.sip.message import NameAddr, Request, SIPError, parse_name_addr, uri_user
 from rules.engine import decide
 from rules.facts import CallFacts
-from rules.numbers import normalise
+from rules.numbers import normalise, sos_urn
 from rules.verdict import Rule, Verdict
 
-__all__ = ["DECISION_LOGGER", "Screener", "caller_from_request", "uri_of"]
+__all__ = ["DECISION_LOGGER", "Screener", "caller_from_request"]
 
 DECISION_LOGGER = "sipscreen.decisions"
 _log = logging.getLogger(DECISION_LOGGER)
@@ -78,38 +82,51 @@ def _text(value: bytes) -> str:
     return value.decode("latin-1")
 
 
-def uri_of(value: str) -> str:
-    """The URI inside a name-addr (`"Bob" <sip:...>;x=y`) or an addr-spec.
+def _number(na: NameAddr) -> str | None:
+    """The E.164 number (or short code) of a parsed From / P-Asserted-Identity value.
 
-    RFC 3261 §20.10/§25.1: in name-addr form the URI is between `<` `>`;
-    otherwise header parameters start at the first `;` after the URI (the
-    URI's own parameters cannot appear without the brackets).
+    `NameAddr.user` is the user part of a sip:/sips: URI without a
+    `:password` (RFC 3261 §19.1.1) or the number of a tel: URI; `normalise`
+    undoes %HH escapes (RFC 3261 §19.1.4) and drops URI parameters.
     """
-    lt = value.find("<")
-    if lt >= 0:
-        gt = value.find(">", lt + 1)
-        return value[lt + 1 : gt if gt > 0 else len(value)]
-    semi = value.find(";")
-    return (value[:semi] if semi >= 0 else value).strip()
+    return normalise(_text(na.user or na.uri))
 
 
 def caller_from_request(req: Request) -> str | None:
-    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From."""
-    # The parser splits comma-separated entries (RFC 3325 §9.1 allows one
-    # sip: and one tel: identity): take the first one with a number.
+    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From.
+
+    Every identity header is read by the one name-addr reader the From
+    header gets (proxy/sip/message.py `parse_name_addr`), so a PAI cannot be
+    read differently from a From that holds the same value.
+    """
+    # The parser splits comma-separated entries outside quotes and <>
+    # (RFC 3325 §9.1 allows one sip: and one tel: identity): take the first
+    # one with a number; an entry the reader refuses is skipped.
     for raw in req.pai:
-        num = normalise(uri_of(_text(raw)))
+        try:
+            na = parse_name_addr(raw)
+        except SIPError:
+            continue
+        num = _number(na)
         if num is not None:
             return num
-    frm = req.from_
-    return normalise(_text(frm.user or frm.uri))
+    return _number(req.from_)
 
 
 def _callee(req: Request) -> str | None:
-    """Callee: the Request-URI's number, else the To header's."""
-    num = normalise(_text(req.ruri))
-    if num is None and req.to.user:
-        num = normalise(_text(req.to.user))
+    """Callee: the Request-URI's number, or its RFC 5031 emergency service URN.
+
+    Only the Request-URI: the softswitch routes on it (RFC 3261 §16.5), and
+    the To header is whatever the caller wrote (RFC 3261 §8.1.1.2). A
+    `urn:service:sos[.<sub>]` Request-URI (RFC 6881 §6.2.1) gives the URN
+    lower-cased; anything else that is not a number gives None.
+    """
+    ruri = req.ruri
+    # the user part as From's is read (no `:password`), else the whole URI
+    user = uri_user(ruri)[1]
+    num = normalise(_text(user or ruri))
+    if num is None and ruri[:4].lower() == b"urn:":
+        return sos_urn(_text(ruri))
     return num
 
 

@@ -20,7 +20,9 @@ How this works (aioquic style, no I/O, no clock):
   Via's ``received``/``rport``/sent-by (RFC 3581 §4, §18.2.2). No DNS: a
   hostname without ``received`` is dropped as "unroutable"; broadcast,
   multicast and unspecified addresses are never sent to.
-- Locally answered: parse errors (400/505 ...), 416 unsupported URI scheme,
+- Locally answered: parse errors (400/505 ...), 416 unsupported URI scheme
+  (sip:, sips:, tel: and the RFC 5031 ``urn:service:...`` URNs of emergency
+  calls, RFC 6881 §6.2.1, are relayed),
   483 Max-Forwards exhausted, 420 with ``Unsupported`` for any Proxy-Require,
   ``200 OK`` to OPTIONS addressed to the proxy. Initial INVITEs go to
   ``screen(req, src, transport)``; an ``Answer`` starts an INVITE server
@@ -56,6 +58,7 @@ from .message import (
     Via,
     build_error_response,
     build_response,
+    is_service_urn,
     parse,
     reason_phrase,
     split_commas,
@@ -590,9 +593,14 @@ class ProxyCore:
                     self._reply(req, 200, b"OK", src, transport)
                 return
 
-        # RFC 3261 §16.3 step 2: URI scheme
+        # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
+        # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
         ruri = req.ruri
-        if ruri[:4] != b"sip:" and ruri[: ruri.find(b":")].lower() not in _SCHEMES:
+        if (
+            ruri[:4] != b"sip:"
+            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
+            and not is_service_urn(ruri)
+        ):
             self._reply(req, 416, reason_phrase(416), src, transport)
             return
 

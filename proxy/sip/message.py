@@ -34,6 +34,9 @@ __all__ = [
     "SIPError",
     "Via",
     "NameAddr",
+    "parse_name_addr",
+    "uri_user",
+    "is_service_urn",
     "Request",
     "Response",
     "parse",
@@ -370,6 +373,29 @@ def _uri_user(uri: bytes) -> tuple[bytes, bytes]:
         semi = rest.find(b";")
         return scheme, rest if semi < 0 else rest[:semi]
     return scheme, b""
+
+
+# RFC 5031 §4.2: service = top-level *("." sub-service), let-dig-hyp labels
+_SERVICE_CHARS = _ALNUM + b"-."
+
+
+def is_service_urn(uri: bytes) -> bool:
+    """True for an RFC 5031 service URN: ``urn:service:`` then a service name.
+
+    The scheme and the namespace id are case-insensitive (RFC 8141 §3.1);
+    the service is dot-separated labels of letters, digits and ``-``
+    (``sos``, ``sos.police``, ``counseling.children``). Any other ``urn:``
+    (or an empty or malformed service) is False: the core answers it 416.
+    """
+    if len(uri) <= 12 or uri[:12].lower() != b"urn:service:":
+        return False
+    service = uri[12:]
+    if service.translate(None, _SERVICE_CHARS):
+        return False
+    return all(label and label[:1] != b"-" and label[-1:] != b"-" for label in service.split(b"."))
+
+
+uri_user = _uri_user  # public: proxy/screen.py reads the Request-URI user this way too
 
 
 def split_commas(value: bytes) -> list[bytes]:

@@ -175,6 +175,52 @@ def test_416_and_420() -> None:
     assert resp.header(b"unsupported") == [b"foo, bar"]
 
 
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        b"urn:service:sos",
+        b"urn:service:sos.police",
+        b"URN:Service:SOS.Fire",
+        b"urn:service:counseling",
+    ],
+)
+def test_service_urn_request_uri_is_relayed_and_screened(ruri: bytes) -> None:
+    """RFC 5031 / RFC 6881 §6.2.1: an emergency call's urn:service:sos Request-URI goes to
+    the softswitch (it was answered 416 Unsupported URI Scheme); the INVITE is screened,
+    and the CANCEL and in-dialog requests with the same Request-URI follow it."""
+    core, screen = make()
+    core.datagram_received(invite(ruri=ruri), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    fwd = parse(data)
+    assert isinstance(fwd, Request) and fwd.ruri == ruri and dest == SS
+    assert len(screen.calls) == 1
+    core.datagram_received(invite(ruri=ruri, method=b"CANCEL", body=b""), CALLER, "udp", 0.1)
+    data, dest, _ = one(core)
+    assert parse(data).method == b"CANCEL" and dest == SS  # type: ignore[union-attr]
+    core.datagram_received(
+        invite(ruri=ruri, method=b"ACK", to_tag=b"ss1", body=b""), CALLER, "udp", 0.2
+    )
+    assert one(core)[1] == SS
+
+
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        b"urn:isbn:0451450523",  # a URN, but no service
+        b"urn:service:",  # no service name
+        b"urn:service:sos.",  # empty sub-service label
+        b"urn:services:sos",
+        b"nobodyKnowsThisScheme:totallyopaquecontent",  # RFC 4475 §3.3.2 unkscm
+        b"soap.beep://192.0.2.103:3002",  # RFC 4475 §3.3.11 novelsc
+    ],
+)
+def test_other_uri_schemes_still_416(ruri: bytes) -> None:
+    core, screen = make()
+    core.datagram_received(invite(ruri=ruri), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).status == 416  # type: ignore[union-attr]
+    assert screen.calls == []
+
+
 def test_response_routing_pops_our_via() -> None:
     core, _ = make()
     core.datagram_received(invite(via_params=b";rport"), ("127.0.0.9", 5099), "udp", 0.0)
