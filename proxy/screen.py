@@ -13,7 +13,9 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    To: the softswitch routes on the Request-URI), or its RFC 5031
    `urn:service:sos[.<sub>]` lower-cased; the upstream provider from the
    trunk map (source IP -> provider, longest prefix) or, from a trusted SBC
-   only, the configured header;
+   only, the configured header (more than one value in it, on two lines or
+   as a comma list, is answered 400 and never guessed at: an unknown
+   provider would skip the RMD gate);
 2. calls `rules.engine.decide(store.snapshot, facts, now)` synchronously on
    the in-memory snapshot (no await, no Redis round trip);
 3. maps a block to the answer configured for the rule's answer class
@@ -141,6 +143,14 @@ def _private(privacy: bytes | None) -> bool:
     return False
 
 
+class AmbiguousProvider(Exception):
+    """The trusted provider header holds more than one value (`values`, joined)."""
+
+    def __init__(self, values: bytes) -> None:
+        super().__init__(values)
+        self.values = values
+
+
 class Screener:
     """The `screen` callable handed to `ProxyCore`."""
 
@@ -169,6 +179,16 @@ class Screener:
             if config.trusted_provider_header
             else None
         )
+        # More than one provider from the trusted SBC (two header lines, or a
+        # comma list) is never guessed at: answered 400 (RFC 3261 §21.4.1).
+        self._ambiguous_provider = Answer(
+            400,
+            b"Ambiguous " + (self._trusted_header or b"provider") + b" header",
+            b"",
+        )
+        self._ambiguous_count = metrics.invites.labels(
+            "blocked", "ambiguous_provider_header", "RFC 3261 §21.4.1"
+        )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
         for cls, spec in config.answers.items():
@@ -186,10 +206,16 @@ class Screener:
     # -- facts --------------------------------------------------------------
 
     def provider_for(self, req: Request, source_ip: str) -> str | None:
-        """Upstream provider: trusted SBC header, else trunk map by source IP."""
+        """Upstream provider: trusted SBC header, else trunk map by source IP.
+
+        Raises `AmbiguousProvider` when the trusted SBC's header holds more
+        than one value (two lines, or a comma list): no value is picked.
+        """
         if self._trusted_header is not None and self.config.is_trusted_source(source_ip):
             values = req.header(self._trusted_header)
             if values:
+                if len(values) > 1 or b"," in values[0]:
+                    raise AmbiguousProvider(b", ".join(values))
                 return _text(values[0]).strip() or None
         return self._trunk_lookup(source_ip)
 
@@ -217,7 +243,10 @@ class Screener:
             return None
         t0 = time.perf_counter()
         snap = store.snapshot
-        facts = self.facts_for(req, src)
+        try:
+            facts = self.facts_for(req, src)
+        except AmbiguousProvider as exc:
+            return self._refuse_ambiguous(req, src, exc)
         now = self._clock()
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
@@ -240,6 +269,33 @@ class Screener:
         answer = self._answer_by_rule[verdict.rule]
         self._record(facts, verdict, "reject", snap, now, answer=answer)
         return answer
+
+    def _refuse_ambiguous(
+        self, req: Request, src: tuple[str, int], exc: AmbiguousProvider
+    ) -> Answer:
+        """The trusted SBC sent more than one provider: 400, counted and logged.
+
+        Taking the first (or any) value would let a provider header the SBC
+        passed through from a caller pick the provider, and an unknown
+        provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead.
+        """
+        self._ambiguous_count.inc()
+        if _log.isEnabledFor(logging.WARNING):
+            _log.warning(
+                json.dumps(
+                    {
+                        "ts": _iso_ms(self._clock()),
+                        "call_id": _text(req.call_id),
+                        "source": src[0],
+                        "action": "reject",
+                        "status": "400",
+                        "reason": "more than one value in the trusted provider header",
+                        "detail": _text(exc.values),
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        return self._ambiguous_provider
 
     # -- the block path: records and the JSON log line ------------------------
 
