@@ -865,6 +865,8 @@ def _make_core_config(
         workers=max(1, len(handoff_addrs)),
         secret=secret,
         relay_port=relay_port,
+        trusted_header=config.trusted_provider_header,
+        is_trusted_source=config.is_trusted_source,
     )
 
 

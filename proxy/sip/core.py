@@ -30,6 +30,10 @@ How this works (aioquic style, no I/O, no clock):
   G, absorbs the ACK and answers a CANCEL with 200.
 - If ``screen`` raises, the call is forwarded (fail open) and counted: a
   screening fault must not drop lawful traffic.
+- The trusted provider header (``CoreConfig.trusted_header``) is indexed in
+  the parser's one pass (``message.index_header``) and its lines are cut from
+  any request a caller that is not ``is_trusted_source`` sends to the
+  softswitch (the lean ACK/BYE forward declines such a request to this path).
 - Multi-worker handoff (``workers > 1``): any worker may receive any
   datagram, so the requests that touch transaction state go to the *owner*
   worker, ``crc32(transaction key) % workers``: initial INVITEs (before
@@ -58,6 +62,7 @@ from .message import (
     Via,
     build_error_response,
     build_response,
+    index_header,
     is_service_urn,
     parse,
     reason_phrase,
@@ -132,6 +137,12 @@ class CoreConfig:
     # to their owner worker, without the full parse (proxy/sip/relay.py);
     # False = full parse of every message.
     lean_relay: bool = True
+    # The trusted provider header (config [trusted_header] name): honoured by
+    # the screen only from `is_trusted_source`, and removed from any request a
+    # caller that is not trusted sends towards the softswitch, so that no
+    # caller can stamp it for the softswitch; None = nothing to remove.
+    trusted_header: str | None = None
+    is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
 
 
 class CoreStats:
@@ -343,6 +354,10 @@ class ProxyCore:
         # their in-dialog ACK/BYE (relay.scan_request) removes exactly this one
         rr = b"<sip:%s;lr>" % self._sent_by
         self._lean_route = rr if self._lean and self._is_self(*_route_target(rr)[:2]) else None
+        # indexed in the parser's one pass: its presence costs a dict lookup
+        th = config.trusted_header
+        self._th = index_header(th.encode("ascii")) if th else None
+        self._is_trusted = config.is_trusted_source
 
     # --- adapter API -------------------------------------------------------
 
@@ -431,7 +446,7 @@ class ProxyCore:
         ):
             # proxy/sip/relay.py: the caller's in-dialog ACK/BYE, forwarded to the
             # softswitch unparsed; the same bytes _request/_forward_bytes send
-            fwd = scan_request(data, src[0], src[1], self._lean_route)
+            fwd = scan_request(data, src[0], src[1], self._lean_route, self._th)
             if fwd is not None:
                 material, hstart, tail = fwd
                 st = self.stats
@@ -653,9 +668,15 @@ class ProxyCore:
         # address and port; anything else, TCP callers included, goes to it.
         ss = self._ss
         out_transport = transport
+        strip: list[tuple[int, int]] | None = None
         if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
             dest: tuple[str, int] = ss
             out_transport = "udp"
+            th = self._th
+            if th is not None:
+                strip = req._hdrs.get(th)
+                if strip is not None and self._is_trusted(src[0]):
+                    strip = None  # the trusted SBC's own stamp goes through
         else:
             if n_ours < len(routes):
                 nh, np_, nt = _route_target(routes[n_ours])
@@ -707,7 +728,7 @@ class ProxyCore:
 
         self._out.append(
             (
-                self._forward_bytes(req, src, transport, out_transport, n_ours),
+                self._forward_bytes(req, src, transport, out_transport, n_ours, strip),
                 dest,
                 out_transport,
             )
@@ -753,10 +774,15 @@ class ProxyCore:
         transport: str,
         out_transport: str,
         n_ours: int,
+        strip: list[tuple[int, int]] | None = None,
     ) -> bytes:
         raw = req.raw
         eol = req._hstart  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = []
+        if strip is not None:
+            # whole header lines (a folded value included) with their CRLF
+            for s, e in strip:
+                edits.append((req.header_line_start(s), e + 2, b""))
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
         top = req.vias[0]

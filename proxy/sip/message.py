@@ -36,6 +36,7 @@ __all__ = [
     "NameAddr",
     "parse_name_addr",
     "uri_user",
+    "index_header",
     "is_service_urn",
     "Request",
     "Response",
@@ -1050,7 +1051,9 @@ _ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple
 _ParseFn = Callable[[bytes], "Request | Response | None"]
 _ViaFn = Callable[[bytes, int, int, int], "Via | None"]
 _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"]
-_RequestFn = Callable[[bytes, str, int, bytes], "tuple[bytes, int, bytes] | None"]
+_RequestFn = Callable[
+    ..., "tuple[bytes, int, bytes] | None"
+]  # (data, host, port, route[, decline])
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
@@ -1075,6 +1078,34 @@ _c_parse = _C_PARSE
 _c_via = _C_VIA
 _c_response = _C_RESPONSE  # relay.scan_response in C
 _c_request = _C_REQUEST  # relay.scan_request (C only)
+
+
+def index_header(name: bytes) -> bytes:
+    """Index header ``name`` in the one pass over the header block, as the _EAGER ones.
+
+    After this, ``msg.has_header(name)`` / ``header_spans(name)`` cost a dict
+    lookup (no second pass over the block) for every message parsed from
+    then on. The core calls it once at start for the trusted provider header
+    it strips from untrusted callers. Every remembered spelling of the name
+    is re-pointed at its canonical name and the C name cache (which mirrors
+    ``_FAST``) is reset; returns the canonical name.
+    """
+    global _EAGER
+    canon = _canonical_name(name)
+    if canon in _EAGER:
+        return canon
+    _EAGER = _EAGER | {canon}
+    for spelling, c in list(_CANON.items()):
+        if c == canon:
+            _FAST[spelling] = canon
+    for spelling in (name, name.lower(), name.upper(), name.title()):
+        if spelling in _CANON:
+            _FAST[spelling] = canon
+        else:
+            _remember(spelling, canon)
+    if _C_PARSE is not None:  # init() clears the C cache of _FAST's answers
+        _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
+    return canon
 
 
 def accelerated() -> bool:

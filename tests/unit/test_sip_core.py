@@ -436,6 +436,53 @@ def test_in_dialog_requests_not_screened_and_route_removed() -> None:
     assert one(core)[1] == SS and screen.calls == []
 
 
+SBC = ("127.0.0.9", 5060)
+
+
+def _trusting() -> tuple[ProxyCore, Screen]:
+    return make(trusted_header="X-Upstream-Provider", is_trusted_source=lambda ip: ip == SBC[0])
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        b"X-Upstream-Provider: good",
+        b"x-upstream-provider:good",
+        b"X-UPSTREAM-PROVIDER : good, rogue",
+        b"X-Upstream-Provider: good\r\nX-Upstream-Provider: rogue",
+        b"X-Upstream-Provider: good,\r\n rogue",  # folded (RFC 3261 §7.3.1)
+        b"X-uPsTrEaM-pRoViDeR: good",
+    ],
+)
+def test_untrusted_callers_provider_header_is_cut_before_forwarding(lines: bytes) -> None:
+    """Issue 10 item 5: only the trusted SBC may stamp the provider header for the
+    softswitch; from anyone else its lines are cut (the rest is byte-identical)."""
+    core, _ = _trusting()
+    data = invite(extra=lines)
+    core.datagram_received(data, CALLER, "udp", 0.0)
+    fwd, dest, _ = one(core)
+    assert dest == SS
+    msg = parse(fwd)
+    assert isinstance(msg, Request)
+    assert not msg.has_header(b"x-upstream-provider") and b"good" not in fwd
+    assert msg.header(b"contact") == [b"<sip:alice@127.0.0.3:5061>"]
+    assert msg.body == b"v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\n"
+    # the same request without the header is forwarded as the same bytes
+    plain, _ = _trusting()
+    plain.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert one(plain)[0] == fwd
+    # from the trusted SBC the header goes through untouched
+    core.datagram_received(data, SBC, "udp", 0.0)
+    fwd, _, _ = one(core)
+    assert lines.replace(b"\r\n ", b"\r\n ") in fwd
+
+
+def test_no_trusted_header_configured_nothing_is_cut() -> None:
+    core, _ = make()
+    core.datagram_received(invite(extra=b"X-Upstream-Provider: good"), CALLER, "udp", 0.0)
+    assert b"X-Upstream-Provider: good\r\n" in one(core)[0]
+
+
 def test_request_from_softswitch_routed_by_ruri_and_route() -> None:
     core, _ = make()
     bye = invite(
