@@ -42,9 +42,22 @@ _FROM = "From: <sip:[field0]@[local_ip]:[local_port]>"
 _TO = "To: <sip:[field1]@[remote_ip]:[remote_port]>"
 
 
-def scenario(tmp_path: Path, ruri: str, frm: str, to: str, pai: str | None = None) -> Path:
-    """uac_screen.xml with this Request-URI, From, To (and PAI) written in literally."""
+def scenario(
+    tmp_path: Path,
+    ruri: str,
+    frm: str,
+    to: str,
+    pai: str | None = None,
+    *,
+    extra: str = "",
+    refused: int = 603,
+) -> Path:
+    """uac_screen.xml with this Request-URI, From, To (and PAI, extra header lines)
+    written in literally; `refused`: the final response taken instead of 603."""
     text = (SIPP_DIR / "uac_screen.xml").read_text(encoding="iso-8859-1")
+    text = text.replace('<recv response="603"', f'<recv response="{refused}"', 1)
+    if extra:
+        text = text.replace("Max-Forwards: 70\n", "Max-Forwards: 70\n" + extra, 1)
     for needle in (_INVITE_LINE, _DECLINED_ACK_LINE, _FROM, _TO):
         assert needle in text, needle
     text = text.replace(_INVITE_LINE, f"INVITE {ruri} SIP/2.0")
@@ -60,9 +73,17 @@ def scenario(tmp_path: Path, ruri: str, frm: str, to: str, pai: str | None = Non
     return path
 
 
-def call(tmp_path: Path, proxy: Any, ruri: str, frm: str, to: str, pai: str | None = None) -> Any:
+def call(
+    tmp_path: Path,
+    proxy: Any,
+    ruri: str,
+    frm: str,
+    to: str,
+    pai: str | None = None,
+    **kw: Any,
+) -> Any:
     res = run_sipp(
-        str(scenario(tmp_path, ruri, frm, to, pai)),
+        str(scenario(tmp_path, ruri, frm, to, pai, **kw)),
         f"{HOST}:{proxy.port}",
         tmp_path,
         calls=1,
@@ -163,3 +184,58 @@ def test_sos_urn_from_a_blocked_caller_is_never_blocked(
     res = call(tmp_path, proxy, ruri, f"<sip:{BLOCKED}@{HOST}>;tag=1", f"<{ruri}>")
     assert count_received(res.messages, "SIP/2.0 603") == 0
     assert uas.received("INVITE") == 1
+
+
+@pytest.mark.parametrize(
+    ("sources", "extra", "status", "relayed"),
+    [
+        # an untrusted caller's stamp is cut: the trunk map decides, the softswitch never sees it
+        (["10.99.0.0/16"], "X-Upstream-Provider: gone\n", None, True),
+        # the trusted SBC's own stamp is honoured (gone: removed from the RMD)
+        (["127.0.0.1/32"], "X-Upstream-Provider: gone\n", 603, False),
+        # two values from the trusted SBC: 400, never the first one
+        (["127.0.0.1/32"], "X-Upstream-Provider: acme\nX-Upstream-Provider: gone\n", 400, False),
+        (["127.0.0.1/32"], "X-Upstream-Provider: acme, gone\n", 400, False),
+    ],
+    ids=["untrusted_cut", "trusted_one", "trusted_two_lines", "trusted_comma_list"],
+)
+def test_trusted_provider_header(
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    start_proxy: Any,
+    sipp_uas: Any,
+    sources: list[str],
+    extra: str,
+    status: int | None,
+    relayed: bool,
+) -> None:
+    """Issue 10 item 5 through the running proxy."""
+    redis_client.hset(
+        key_prefix + "provider:acme", mapping={"name": "Acme", "rmd_status": "listed"}
+    )
+    redis_client.hset(
+        key_prefix + "provider:gone", mapping={"name": "Gone", "rmd_status": "removed"}
+    )
+    uas = sipp_uas("uas_rr.xml")
+    proxy = start_proxy(
+        uas.port,
+        redis_url,
+        key_prefix,
+        sections={"trusted_header": {"name": "X-Upstream-Provider", "sources": sources}},
+    )
+    res = call(
+        tmp_path,
+        proxy,
+        f"sip:{CALLEE}@{HOST}",
+        f"<sip:{OTHER}@{HOST}>;tag=1",
+        f"<sip:{CALLEE}@{HOST}>",
+        extra=extra,
+        refused=status or 603,
+    )
+    if status is not None:
+        assert count_received(res.messages, f"SIP/2.0 {status}") >= 1
+    assert uas.received("INVITE") == (1 if relayed else 0)
+    if relayed:
+        assert "X-Upstream-Provider" not in uas.messages()
