@@ -44,7 +44,7 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.sip.core import RETRY_AFTER, Answer
-from proxy.sip.message import NameAddr, Request, SIPError, parse_name_addr, uri_user
+from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
 from rules.engine import decide
 from rules.facts import CallFacts
 from rules.numbers import normalise, sos_urn
@@ -98,20 +98,19 @@ def caller_from_request(req: Request) -> str | None:
     """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From.
 
     Every identity header is read by the one name-addr reader the From
-    header gets (proxy/sip/message.py `parse_name_addr`), so a PAI cannot be
-    read differently from a From that holds the same value.
+    header gets (proxy/sip/message.py `parse_name_addr`, through
+    `name_addr_user`), so a PAI cannot be read differently from a From that
+    holds the same value.
     """
     # The parser splits comma-separated entries outside quotes and <>
     # (RFC 3325 §9.1 allows one sip: and one tel: identity): take the first
     # one with a number; an entry the reader refuses is skipped.
     for raw in req.pai:
-        try:
-            na = parse_name_addr(raw)
-        except SIPError:
-            continue
-        num = _number(na)
-        if num is not None:
-            return num
+        user = name_addr_user(raw)  # parse_name_addr's reading, None if it refuses
+        if user is not None:
+            num = normalise(_text(user))
+            if num is not None:
+                return num
     return _number(req.from_)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "Via",
     "NameAddr",
     "parse_name_addr",
+    "name_addr_user",
     "uri_user",
     "index_header",
     "is_service_urn",
@@ -539,6 +540,22 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
     else:
         params = {}
     return NameAddr(display, uri, params, v)
+
+
+def name_addr_user(v: bytes) -> bytes | None:
+    """What ``parse_name_addr(v)`` reads as the identity: ``NameAddr.user`` (the sip:
+    user without ``:password``, the tel: number), else the whole URI; None when
+    ``v`` does not parse. The P-Asserted-Identity entries are read with it, so
+    they are read exactly as From is; the common shape skips building a NameAddr."""
+    m = _NAME_ADDR_RE.match(v)
+    if m is not None:
+        uri: bytes = m.group(3)
+    else:
+        try:
+            uri = parse_name_addr(v).uri
+        except SIPError:
+            return None
+    return _uri_user(uri)[1] or uri
 
 
 def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:

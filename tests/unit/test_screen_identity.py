@@ -152,3 +152,33 @@ def test_pai_on_two_lines_and_unreadable_entries(accel: bool) -> None:
     # an entry the reader refuses is skipped, then From
     req = invite(frm=f"<sip:{BLOCKED}@h>", pai=['"unbalanced <sip:+14158675309@h>'])
     assert caller_from_request(req) == BLOCKED
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"<sip:+12027621401@h>",
+        b'"Caller Name" <sip:+13035551111@carrier.example.net;user=phone>',
+        b'"a<sip:+14158675309@h>" <sip:+12027621401@h>',
+        b'"a\\"<sip:+14158675309@h>" <sip:+12027621401@h>',
+        b"<sip:+12027621401:x@h>;x=y",
+        b"Bob Smith <tel:+12027621401;npdi>",
+        b"sip:+12027621401@h;user=phone",
+        b"<sip:h>",
+        b"<urn:service:sos>",
+        b'"unbalanced <sip:+14158675309@h>',
+        b"<sip:a b@h>",
+        b"junk <sip:a@h> junk",
+        b"<sip:a@h",
+        b"",
+    ],
+)
+def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
+    """The PAI shortcut reads exactly what parse_name_addr (From's reader) reads."""
+    try:
+        na = message.parse_name_addr(value)
+    except message.SIPError:
+        want = None
+    else:
+        want = na.user or na.uri
+    assert message.name_addr_user(value) == want
