@@ -186,7 +186,9 @@ class Screener:
             b"",
         )
         self._ambiguous_count = metrics.invites.labels(
-            "blocked", "ambiguous_provider_header", "RFC 3261 §21.4.1"
+            "would_block" if config.monitor else "blocked",
+            "ambiguous_provider_header",
+            "RFC 3261 §21.4.1",
         )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
@@ -271,30 +273,43 @@ class Screener:
 
     def _refuse_ambiguous(
         self, req: Request, src: tuple[str, int], exc: AmbiguousProvider
-    ) -> Answer:
-        """The trusted SBC sent more than one provider: 400, counted and logged.
+    ) -> Answer | None:
+        """The trusted SBC sent more than one provider: 400, counted, logged, recorded
+        (`--monitor`: forwarded, counted as would_block, recorded as "monitor").
 
         Taking the first (or any) value would let a provider header the SBC
         passed through from a caller pick the provider, and an unknown
         provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead.
         """
         self._ambiguous_count.inc()
+        frm = req.from_
+        rec: dict[str, str] = {
+            "ts": _iso_ms(self._clock()),
+            "call_id": _text(req.call_id),
+            "source": src[0],
+            "provider": "",
+            "ocn": "",
+            "caller": _text(frm.user or frm.uri),
+            "callee": _text(req.ruri),
+            "caller_private": "0",
+            "rule": "ambiguous_provider_header",
+            "citation": "RFC 3261 §21.4.1",
+            "reason": "more than one value in the trusted provider header "
+            "(RMD gate, 47 CFR 64.6305(g), cannot be applied)",
+            "detail": _text(exc.values),
+            "action": "monitor" if self._monitor else "reject",
+            "monitor": "1" if self._monitor else "0",
+            "status": "" if self._monitor else "400",
+            "snapshot_version": str(getattr(self.store.snapshot, "version", "")),
+        }
         if _log.isEnabledFor(logging.WARNING):
-            _log.warning(
-                json.dumps(
-                    {
-                        "ts": _iso_ms(self._clock()),
-                        "call_id": _text(req.call_id),
-                        "source": src[0],
-                        "action": "reject",
-                        "status": "400",
-                        "reason": "more than one value in the trusted provider header",
-                        "detail": _text(exc.values),
-                    },
-                    separators=(",", ":"),
-                )
-            )
-        return self._ambiguous_provider
+            _log.warning(json.dumps(rec, separators=(",", ":")))
+        if self.records is not None:
+            try:
+                self.records.append(rec)
+            except Exception:  # a full queue must never fail a call
+                self.metrics.records_dropped.inc()
+        return None if self._monitor else self._ambiguous_provider
 
     # -- the block path: records and the JSON log line ------------------------
 

@@ -160,6 +160,7 @@ async def test_more_than_one_trusted_provider_is_refused(
     )
     line = json.loads(caplog.records[-1].getMessage())
     assert line["status"] == "400" and line["call_id"] == "screen-test-1"
+    assert line["rule"] == "ambiguous_provider_header" and line["action"] == "reject"
     # from an untrusted source the header is not read at all: the trunk map decides
     assert s(req, ("10.1.7.7", 5060), "udp") is None
     # one value still works
@@ -196,4 +197,21 @@ async def test_no_snapshot_policy(
     ans = Screener(cfg, store, m)(_invite(f"sip:{BLOCKED}@x"), SRC, "udp")
     assert (ans.status if ans else None) == status
     child = m.invites_no_snapshot_refused if status else m.invites_no_snapshot
+    assert child._value.get() == 1
+
+
+async def test_more_than_one_trusted_provider_in_monitor_mode(
+    tmp_path: Path, redis_url: str, seeded: str
+) -> None:
+    cfg = _config(
+        tmp_path,
+        seeded,
+        "[proxy]\nmonitor = true\n"
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await _store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
+    child = m.invites.labels("would_block", "ambiguous_provider_header", "RFC 3261 §21.4.1")
     assert child._value.get() == 1
