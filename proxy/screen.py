@@ -282,16 +282,15 @@ class Screener:
         provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead.
         """
         self._ambiguous_count.inc()
-        frm = req.from_
         rec: dict[str, str] = {
             "ts": _iso_ms(self._clock()),
             "call_id": _text(req.call_id),
             "source": src[0],
             "provider": "",
             "ocn": "",
-            "caller": _text(frm.user or frm.uri),
-            "callee": _text(req.ruri),
-            "caller_private": "0",
+            "caller": caller_from_request(req) or "",
+            "callee": _callee(req) or "",
+            "caller_private": "1" if _private(req.privacy) else "0",
             "rule": "ambiguous_provider_header",
             "citation": "RFC 3261 §21.4.1",
             "reason": "more than one value in the trusted provider header "
