@@ -1191,8 +1191,14 @@ scan_request(PyObject *self, PyObject *args)
     const char *src;
     Py_ssize_t src_len;
     int src_port;
-    if (!PyArg_ParseTuple(args, "Ss#iS|S", &data, &src, &src_len, &src_port, &route, &decline))
+    if (!PyArg_ParseTuple(args, "Ss#iS|O", &data, &src, &src_len, &src_port, &route, &decline))
         return NULL;
+    if (decline == Py_None)
+        decline = NULL;
+    else if (decline != NULL && !PyBytes_Check(decline)) {
+        PyErr_SetString(PyExc_TypeError, "scan_request: decline must be bytes or None");
+        return NULL;
+    }
     if (!ready)
         Py_RETURN_NONE;
     const char *b = PyBytes_AS_STRING(data);

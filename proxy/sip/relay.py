@@ -109,7 +109,7 @@ def scan_request(
     c_scan = message._c_request
     if c_scan is None:
         return None
-    if decline is None:
+    if decline is None:  # cheaper than passing None through the argument parser
         return c_scan(data, src_host, src_port, route)
     return c_scan(data, src_host, src_port, route, decline)
 
