@@ -4,12 +4,18 @@ How this works: `Screener` is the `screen(request, src, transport)` callable
 the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
 
 1. builds `rules.facts.CallFacts` from the request: the caller from the
-   first P-Asserted-Identity (RFC 3325 §9.1) else the From URI user, both
-   normalised to E.164 by `rules.numbers.normalise`; `Privacy: id` / `user`
-   (RFC 3323 §4.2) sets `caller_private` (the carrier still screens the
-   number); the callee from the Request-URI user; the upstream provider from
-   the trunk map (source IP -> provider, longest prefix) or, from a trusted
-   SBC only, the configured header;
+   first P-Asserted-Identity with a number (RFC 3325 §9.1) else the From URI
+   user, both read by the parser's one name-addr reader (quoted display
+   names, `user:password`) and normalised to E.164 by
+   `rules.numbers.normalise` (which undoes %HH escapes, RFC 3261 §19.1.4);
+   `Privacy: id` / `user` (RFC 3323 §4.2) sets `caller_private` (the carrier
+   still screens the number); the callee from the Request-URI only (never
+   To: the softswitch routes on the Request-URI), or its RFC 5031
+   `urn:service:sos[.<sub>]` lower-cased; the upstream provider from the
+   trunk map (source IP -> provider, longest prefix) or, from a trusted SBC
+   only, the configured header (more than one value in it, on two lines or
+   as a comma list, is answered 400 and never guessed at: an unknown
+   provider would skip the RMD gate);
 2. calls `rules.engine.decide(store.snapshot, facts, now)` synchronously on
    the in-memory snapshot (no await, no Redis round trip);
 3. maps a block to the answer configured for the rule's answer class
@@ -47,13 +53,13 @@ from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.records import clip
 from proxy.sip.core import RETRY_AFTER, Answer
-from proxy.sip.message import Request, _uri_user
+from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
 from rules.engine import decide
 from rules.facts import CallFacts
-from rules.numbers import normalise
+from rules.numbers import normalise, sos_urn
 from rules.verdict import Rule, Verdict
 
-__all__ = ["DECISION_LOGGER", "Screener", "caller_from_request", "uri_of"]
+__all__ = ["DECISION_LOGGER", "Screener", "caller_from_request"]
 
 DECISION_LOGGER = "sipscreen.decisions"
 _log = logging.getLogger(DECISION_LOGGER)
@@ -87,38 +93,50 @@ def _text(value: bytes) -> str:
     return value.decode("latin-1")
 
 
-def uri_of(value: str) -> str:
-    """The URI inside a name-addr (`"Bob" <sip:...>;x=y`) or an addr-spec.
+def _number(na: NameAddr) -> str | None:
+    """The E.164 number (or short code) of a parsed From / P-Asserted-Identity value.
 
-    RFC 3261 §20.10/§25.1: in name-addr form the URI is between `<` `>`;
-    otherwise header parameters start at the first `;` after the URI (the
-    URI's own parameters cannot appear without the brackets).
+    `NameAddr.user` is the user part of a sip:/sips: URI without a
+    `:password` (RFC 3261 §19.1.1) or the number of a tel: URI; `normalise`
+    undoes %HH escapes (RFC 3261 §19.1.4) and drops URI parameters.
     """
-    lt = value.find("<")
-    if lt >= 0:
-        gt = value.find(">", lt + 1)
-        return value[lt + 1 : gt if gt > 0 else len(value)]
-    semi = value.find(";")
-    return (value[:semi] if semi >= 0 else value).strip()
+    return normalise(_text(na.user or na.uri))
 
 
 def caller_from_request(req: Request) -> str | None:
-    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From."""
-    # The parser splits comma-separated entries (RFC 3325 §9.1 allows one
-    # sip: and one tel: identity): take the first one with a number.
+    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From.
+
+    Every identity header is read by the one name-addr reader the From
+    header gets (proxy/sip/message.py `parse_name_addr`, through
+    `name_addr_user`), so a PAI cannot be read differently from a From that
+    holds the same value.
+    """
+    # The parser splits comma-separated entries outside quotes and <>
+    # (RFC 3325 §9.1 allows one sip: and one tel: identity): take the first
+    # one with a number; an entry the reader refuses is skipped.
     for raw in req.pai:
-        num = normalise(uri_of(_text(raw)))
-        if num is not None:
-            return num
-    frm = req.from_
-    return normalise(_text(frm.user or frm.uri))
+        user = name_addr_user(raw)  # parse_name_addr's reading, None if it refuses
+        if user is not None:
+            num = normalise(_text(user))
+            if num is not None:
+                return num
+    return _number(req.from_)
 
 
 def _callee(req: Request) -> str | None:
-    """Callee: the Request-URI's number, else the To header's."""
-    num = normalise(_text(req.ruri))
-    if num is None and req.to.user:
-        num = normalise(_text(req.to.user))
+    """Callee: the Request-URI's number, or its RFC 5031 emergency service URN.
+
+    Only the Request-URI: the softswitch routes on it (RFC 3261 §16.5), and
+    the To header is whatever the caller wrote (RFC 3261 §8.1.1.2). A
+    `urn:service:sos[.<sub>]` Request-URI (RFC 6881 §6.2.1) gives the URN
+    lower-cased; anything else that is not a number gives None.
+    """
+    ruri = req.ruri
+    # the user part as From's is read (no `:password`), else the whole URI
+    user = uri_user(ruri)[1]
+    num = normalise(_text(user or ruri))
+    if num is None and ruri[:4].lower() == b"urn:":
+        return sos_urn(_text(ruri))
     return num
 
 
@@ -131,6 +149,14 @@ def _private(privacy: bytes | None) -> bool:
         if tok.strip() in ("id", "user"):
             return True
     return False
+
+
+class AmbiguousProvider(Exception):
+    """The trusted provider header holds more than one value (`values`, joined)."""
+
+    def __init__(self, values: bytes) -> None:
+        super().__init__(values)
+        self.values = values
 
 
 class Screener:
@@ -161,6 +187,18 @@ class Screener:
             if config.trusted_provider_header
             else None
         )
+        # More than one provider from the trusted SBC (two header lines, or a
+        # comma list) is never guessed at: answered 400 (RFC 3261 §21.4.1).
+        self._ambiguous_provider = Answer(
+            400,
+            b"Ambiguous " + (self._trusted_header or b"provider") + b" header",
+            b"",
+        )
+        self._ambiguous_count = metrics.invites.labels(
+            "would_block" if config.monitor else "blocked",
+            "ambiguous_provider_header",
+            "RFC 3261 §21.4.1",
+        )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
         for cls, spec in config.answers.items():
@@ -181,10 +219,16 @@ class Screener:
     # -- facts --------------------------------------------------------------
 
     def provider_for(self, req: Request, source_ip: str) -> str | None:
-        """Upstream provider: trusted SBC header, else trunk map by source IP."""
+        """Upstream provider: trusted SBC header, else trunk map by source IP.
+
+        Raises `AmbiguousProvider` when the trusted SBC's header holds more
+        than one value (two lines, or a comma list): no value is picked.
+        """
         if self._trusted_header is not None and self.config.is_trusted_source(source_ip):
             values = req.header(self._trusted_header)
             if values:
+                if len(values) > 1 or b"," in values[0]:
+                    raise AmbiguousProvider(b", ".join(values))
                 return _text(values[0]).strip() or None
         return self._trunk_lookup(source_ip)
 
@@ -212,7 +256,10 @@ class Screener:
             return None
         t0 = time.perf_counter()
         snap = store.snapshot
-        facts = self.facts_for(req, src)
+        try:
+            facts = self.facts_for(req, src)
+        except AmbiguousProvider as exc:
+            return self._refuse_ambiguous(req, src, exc)
         now = self._clock()
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
@@ -269,6 +316,45 @@ class Screener:
         self._record(req, src, transport, facts, verdict, "reject", snap, now, answer=answer)
         return answer
 
+    def _refuse_ambiguous(
+        self, req: Request, src: tuple[str, int], exc: AmbiguousProvider
+    ) -> Answer | None:
+        """The trusted SBC sent more than one provider: 400, counted, logged, recorded
+        (`--monitor`: forwarded, counted as would_block, recorded as "monitor").
+
+        Taking the first (or any) value would let a provider header the SBC
+        passed through from a caller pick the provider, and an unknown
+        provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead.
+        """
+        self._ambiguous_count.inc()
+        rec: dict[str, str] = {
+            "ts": _iso_ms(self._clock()),
+            "call_id": _text(req.call_id),
+            "source": src[0],
+            "provider": "",
+            "ocn": "",
+            "caller": caller_from_request(req) or "",
+            "callee": _callee(req) or "",
+            "caller_private": "1" if _private(req.privacy) else "0",
+            "rule": "ambiguous_provider_header",
+            "citation": "RFC 3261 §21.4.1",
+            "reason": "more than one value in the trusted provider header "
+            "(RMD gate, 47 CFR 64.6305(g), cannot be applied)",
+            "detail": _text(exc.values),
+            "action": "monitor" if self._monitor else "reject",
+            "monitor": "1" if self._monitor else "0",
+            "status": "" if self._monitor else "400",
+            "snapshot_version": str(getattr(self.store.snapshot, "version", "")),
+        }
+        if _log.isEnabledFor(logging.WARNING):
+            _log.warning(json.dumps(rec, separators=(",", ":")))
+        if self.records is not None:
+            try:
+                self.records.append(rec)
+            except Exception:  # a full queue must never fail a call
+                self.metrics.records_dropped.inc()
+        return None if self._monitor else self._ambiguous_provider
+
     # -- the block path: records and the JSON log line ------------------------
 
     def _record(
@@ -305,7 +391,7 @@ class Screener:
             "call_id": facts.call_id,
             "provider": facts.provider or "",
             "caller_raw": _text(frm.user or frm.uri),
-            "callee_raw": _text(_uri_user(req.ruri)[1] or req.ruri),
+            "callee_raw": _text(uri_user(req.ruri)[1] or req.ruri),
             "pai": _text(b", ".join(req.header(b"p-asserted-identity"))),
             "from": _text(frm.raw),
             "identity": _text(b", ".join(req.header(b"identity"))),

@@ -1188,6 +1188,8 @@ def _make_core_config(
         over_limit_503=config.over_limit == "503",
         unacked_per_source=config.unacked_per_source,
         no_ack_hold=config.no_ack_hold_s,
+        trusted_header=config.trusted_provider_header,
+        is_trusted_source=config.is_trusted_source,
     )
 
 

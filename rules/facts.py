@@ -1,10 +1,11 @@
 """The facts one decision is based on.
 
 How this works: ``proxy/screen.py`` builds a :class:`CallFacts` from an
-INVITE (P-Asserted-Identity else From, RFC 3325 §9.1; Privacy, RFC 3323;
-the trunk the call came in on → provider id) with the numbers already
-normalised by :func:`rules.numbers.normalise`, and hands it to
-:func:`rules.engine.decide`. The engine only reads it.
+INVITE (P-Asserted-Identity else From, RFC 3325 §9.1; the Request-URI, never
+To, for the callee; Privacy, RFC 3323; the trunk the call came in on →
+provider id) with the numbers already normalised by
+:func:`rules.numbers.normalise`, and hands it to :func:`rules.engine.decide`.
+The engine only reads it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ class CallFacts:
     """One call as the engine sees it.
 
     ``caller``/``callee`` are E.164 (``+12025550123``) or short-code digits
-    (``911``), None when no usable number was found. ``provider`` is the id of
+    (``911``), None when no usable number was found. ``callee`` is read from
+    the Request-URI only; an RFC 5031 emergency Request-URI gives its URN
+    lower-cased (``urn:service:sos``, ``urn:service:sos.police``;
+    :func:`rules.numbers.sos_urn`). ``provider`` is the id of
     the upstream provider the call was received from directly (the one the
     RMD gate of 47 CFR 64.6305(g) is about). ``ocn`` is the SHAKEN signer's
     OCN when known. ``caller_private`` records a Privacy request (RFC 3323):

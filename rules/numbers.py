@@ -3,8 +3,10 @@
 How this works: :func:`normalise` takes the user part of a SIP URI, a whole
 ``sip:``/``sips:``/``tel:`` URI or a bare number. It drops the scheme, the
 host (``@...``) and the URI parameters (``;npdi``, ``;rn=``, ``;isub=``,
-``;phone-context=``, ``;user=phone``; RFC 3966 §5.1, RFC 4694), deletes the
-RFC 3966 visual separators ``- . ( )`` and spaces with one
+``;phone-context=``, ``;user=phone``; RFC 3966 §5.1, RFC 4694), undoes
+``%HH`` escapes (RFC 3261 §19.1.4: ``sip:+1%32025550123@h`` is the same URI
+as ``sip:+12025550123@h``; a malformed escape makes it not a number), deletes
+the RFC 3966 visual separators ``- . ( )`` and spaces with one
 ``str.translate``, and then classifies the digits:
 
 * ``+`` and 7-15 digits, the first not 0: already E.164 (ITU-T E.164 §6: at
@@ -18,7 +20,12 @@ RFC 3966 visual separators ``- . ( )`` and spaces with one
 * anything else (letters, no digits, 7-digit local numbers): None.
 
 The already-clean forms (``+12025550123``, ``12025550123``) take a fast path
-of two ``str`` method calls and no translation.
+of two ``str`` method calls and no translation; only a value holding ``%``
+pays for the unescaping.
+
+:func:`sos_urn` recognises the RFC 5031 emergency service URNs
+(``urn:service:sos``, ``urn:service:sos.police`` ...) a Request-URI may carry
+instead of a number (RFC 6881 §6.2.1), and returns them lower-cased.
 
 :func:`nanp_invalid_reason` applies the structural rules of the NANP
 numbering plan (NPA and NXX are ``[2-9]XX``; N11 codes are service codes;
@@ -31,7 +38,7 @@ comes from NANPA data (``rules/nanpa.py``), not from here.
 
 from __future__ import annotations
 
-__all__ = ["EMERGENCY_DEFAULT", "nanp_invalid_reason", "normalise"]
+__all__ = ["EMERGENCY_DEFAULT", "nanp_invalid_reason", "normalise", "sos_urn"]
 
 # 47 CFR 64.1200(k): calls to emergency numbers are never blocked. 911 and
 # 933 (the 911 test number, 47 CFR 9.11 / 9.16 dispatchable-location test).
@@ -64,6 +71,22 @@ def _strip_uri(raw: str) -> str:
     return raw
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _unescape(s: str) -> str | None:
+    """``s`` with its ``%HH`` escapes decoded (RFC 3261 §19.1.4); None if one is malformed."""
+    parts = s.split("%")
+    out = [parts[0]]
+    hexd = _HEX
+    for p in parts[1:]:
+        if len(p) < 2 or p[0] not in hexd or p[1] not in hexd:
+            return None  # "%", "%4", "%zz": not an escape, so not a number
+        out.append(chr(int(p[:2], 16)))
+        out.append(p[2:])
+    return "".join(out)
+
+
 def normalise(raw: str) -> str | None:
     """Return the E.164 form of ``raw`` (or the digits of a short code), or None."""
     # Fast path: the forms a clean trunk sends.
@@ -74,7 +97,14 @@ def normalise(raw: str) -> str | None:
     elif raw.isdigit() and raw.isascii():
         return _classify_digits(raw)
 
-    s = _strip_uri(raw.strip()).translate(_DROP_SEPARATORS)
+    s = _strip_uri(raw.strip())
+    if "%" in s:
+        # RFC 3261 §19.1.4: escaped and unescaped characters compare equal
+        u = _unescape(s)
+        if u is None:
+            return None
+        s = u
+    s = s.translate(_DROP_SEPARATORS)
     if s[:1] == "+":
         body = s[1:]
         if body.isdigit() and body.isascii() and _MIN_E164_DIGITS <= len(body) <= _MAX_E164_DIGITS:
@@ -83,6 +113,33 @@ def normalise(raw: str) -> str | None:
     if s.isdigit() and s.isascii():
         return _classify_digits(s)
     return None
+
+
+# RFC 5031 §4.2: service = top-level *("." sub-service), each a let-dig-hyp
+# label that starts and ends with a letter or digit.
+_LABEL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+_SOS = "urn:service:sos"
+
+
+def sos_urn(raw: str) -> str | None:
+    """``urn:service:sos`` or ``urn:service:sos.<sub>`` lower-cased (RFC 5031 §4.2, §5), else None.
+
+    The URN is case-insensitive (RFC 5031 §4.1, RFC 8141 §3.1), so
+    ``URN:Service:SOS.Police`` gives ``urn:service:sos.police``; a malformed
+    sub-service (``urn:service:sos.``, ``urn:service:sos..x``,
+    ``urn:service:sosx``) gives None.
+    """
+    low = raw.strip().lower()
+    if low[:15] != _SOS:
+        return None
+    if len(low) == 15:
+        return low
+    if low[15] != ".":
+        return None
+    for label in low[16:].split("."):
+        if not label or label[0] == "-" or label[-1] == "-" or not _LABEL.issuperset(label):
+            return None
+    return low
 
 
 def _classify_digits(d: str) -> str | None:

@@ -1168,7 +1168,7 @@ edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
     return out;
 }
 
-/* scan_request(data, src_host, src_port, route) -> (material, hstart, tail) | None
+/* scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) | None
  *
  * An in-dialog ACK or BYE that came over UDP from a caller (not from the
  * softswitch) in its common shape, forwarded exactly as ProxyCore._request and
@@ -1181,16 +1181,24 @@ edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
  * (filled in place, RFC 3581 section 4); a To tag not ours ("sc..."); one
  * Max-Forwards, not 0; at most one Route line, exactly `route` (our
  * Record-Route, removed: RFC 3261 section 16.4); a sip: Request-URI; no
- * Proxy-Require; Content-Length equal to the body. Else None. */
+ * Proxy-Require; no header named `decline` (a canonical name message.index_header
+ * indexes: the core strips it, on the full path); Content-Length equal to the
+ * body. Else None. */
 static PyObject *
 scan_request(PyObject *self, PyObject *args)
 {
-    PyObject *data, *route;
+    PyObject *data, *route, *decline = NULL;
     const char *src;
     Py_ssize_t src_len;
     int src_port;
-    if (!PyArg_ParseTuple(args, "Ss#iS", &data, &src, &src_len, &src_port, &route))
+    if (!PyArg_ParseTuple(args, "Ss#iS|O", &data, &src, &src_len, &src_port, &route, &decline))
         return NULL;
+    if (decline == Py_None)
+        decline = NULL;
+    else if (decline != NULL && !PyBytes_Check(decline)) {
+        PyErr_SetString(PyExc_TypeError, "scan_request: decline must be bytes or None");
+        return NULL;
+    }
     if (!ready)
         Py_RETURN_NONE;
     const char *b = PyBytes_AS_STRING(data);
@@ -1236,8 +1244,11 @@ scan_request(PyObject *self, PyObject *args)
                 }
             } else if (same_key(canon, k_date) || same_key(canon, k_proxy_require) ||
                        (same_key(canon, k_contact) &&
-                        memchr(b + s, '?', (size_t)(end - s)) != NULL)) {
-                Py_RETURN_NONE; /* the parser's or the core's own answer */
+                        memchr(b + s, '?', (size_t)(end - s)) != NULL) ||
+                       (decline != NULL && same_key(canon, decline))) {
+                /* the parser's or the core's own answer; `decline`: a header the
+                 * core strips (the trusted provider header from a caller) */
+                Py_RETURN_NONE;
             }
         }
         if (end >= hend)
@@ -1359,8 +1370,8 @@ static PyMethodDef methods[] = {
     {"scan_response", scan_response, METH_VARARGS,
      "scan_response(data, our_via) -> (status, Via, cut) | None: relay.scan_response in C."},
     {"scan_request", scan_request, METH_VARARGS,
-     "scan_request(data, src_host, src_port, route) -> (material, hstart, tail) | None: "
-     "the lean forward of an in-dialog ACK/BYE from a caller; None declines."},
+     "scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) "
+     "| None: the lean forward of an in-dialog ACK/BYE from a caller; None declines."},
     {"parse", parse, METH_O,
      "parse(data) -> Request | Response | None: message._parse for the common shapes; "
      "None declines."},

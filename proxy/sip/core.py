@@ -20,7 +20,9 @@ How this works (aioquic style, no I/O, no clock):
   Via's ``received``/``rport``/sent-by (RFC 3581 §4, §18.2.2). No DNS: a
   hostname without ``received`` is dropped as "unroutable"; broadcast,
   multicast and unspecified addresses are never sent to.
-- Locally answered: parse errors (400/505 ...), 416 unsupported URI scheme,
+- Locally answered: parse errors (400/505 ...), 416 unsupported URI scheme
+  (sip:, sips:, tel: and the RFC 5031 ``urn:service:...`` URNs of emergency
+  calls, RFC 6881 §6.2.1, are relayed),
   483 Max-Forwards exhausted, 420 with ``Unsupported`` for any Proxy-Require,
   ``200 OK`` to OPTIONS addressed to the proxy. Initial INVITEs go to
   ``screen(req, src, transport)``; an ``Answer`` starts an INVITE server
@@ -34,6 +36,10 @@ How this works (aioquic style, no I/O, no clock):
   (transaction.py, ``stats.retransmit_suppressed``).
 - If ``screen`` raises, the call is forwarded (fail open) and counted: a
   screening fault must not drop lawful traffic.
+- The trusted provider header (``CoreConfig.trusted_header``) is indexed in
+  the parser's one pass (``message.index_header``) and its lines are cut from
+  any request a caller that is not ``is_trusted_source`` sends to the
+  softswitch (the lean ACK/BYE forward declines such a request to this path).
 - Multi-worker handoff (``workers > 1``): any worker may receive any
   datagram, so the requests that touch transaction state go to the *owner*
   worker, ``crc32(transaction key) % workers``: initial INVITEs (before
@@ -62,6 +68,8 @@ from .message import (
     Via,
     build_error_response,
     build_response,
+    index_header,
+    is_service_urn,
     parse,
     reason_phrase,
     split_commas,
@@ -147,6 +155,12 @@ class CoreConfig:
     # Final-response retransmission budget per destination IP (transaction.py)
     unacked_per_source: int = 0
     no_ack_hold: float = 300.0
+    # The trusted provider header (config [trusted_header] name): honoured by
+    # the screen only from `is_trusted_source`, and removed from any request a
+    # caller that is not trusted sends towards the softswitch, so that no
+    # caller can stamp it for the softswitch; None = nothing to remove.
+    trusted_header: str | None = None
+    is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
 
 
 class CoreStats:
@@ -373,6 +387,10 @@ class ProxyCore:
         # their in-dialog ACK/BYE (relay.scan_request) removes exactly this one
         rr = b"<sip:%s;lr>" % self._sent_by
         self._lean_route = rr if self._lean and self._is_self(*_route_target(rr)[:2]) else None
+        # indexed in the parser's one pass: its presence costs a dict lookup
+        th = config.trusted_header
+        self._th = index_header(th.encode("ascii")) if th else None
+        self._is_trusted = config.is_trusted_source
 
     # --- adapter API -------------------------------------------------------
 
@@ -486,7 +504,7 @@ class ProxyCore:
         ):
             # proxy/sip/relay.py: the caller's in-dialog ACK/BYE, forwarded to the
             # softswitch unparsed; the same bytes _request/_forward_bytes send
-            fwd = scan_request(data, src[0], src[1], self._lean_route)
+            fwd = scan_request(data, src[0], src[1], self._lean_route, self._th)
             if fwd is not None:
                 material, hstart, tail = fwd
                 st = self.stats
@@ -681,9 +699,14 @@ class ProxyCore:
                     self._reply(req, 200, b"OK", src, transport)
                 return
 
-        # RFC 3261 §16.3 step 2: URI scheme
+        # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
+        # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
         ruri = req.ruri
-        if ruri[:4] != b"sip:" and ruri[: ruri.find(b":")].lower() not in _SCHEMES:
+        if (
+            ruri[:4] != b"sip:"
+            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
+            and not is_service_urn(ruri)
+        ):
             self._reply(req, 416, reason_phrase(416), src, transport)
             return
 
@@ -736,9 +759,15 @@ class ProxyCore:
         # address and port; anything else, TCP callers included, goes to it.
         ss = self._ss
         out_transport = transport
+        strip: list[tuple[int, int]] | None = None
         if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
             dest: tuple[str, int] = ss
             out_transport = "udp"
+            th = self._th
+            if th is not None:
+                strip = req._hdrs.get(th)
+                if strip is not None and self._is_trusted(src[0]):
+                    strip = None  # the trusted SBC's own stamp goes through
         else:
             if n_ours < len(routes):
                 nh, np_, nt = _route_target(routes[n_ours])
@@ -791,7 +820,7 @@ class ProxyCore:
 
         self._out.append(
             (
-                self._forward_bytes(req, src, transport, out_transport, n_ours),
+                self._forward_bytes(req, src, transport, out_transport, n_ours, strip),
                 dest,
                 out_transport,
             )
@@ -837,10 +866,15 @@ class ProxyCore:
         transport: str,
         out_transport: str,
         n_ours: int,
+        strip: list[tuple[int, int]] | None = None,
     ) -> bytes:
         raw = req.raw
         eol = req._hstart  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = []
+        if strip is not None:
+            # whole header lines (a folded value included) with their CRLF
+            for s, e in strip:
+                edits.append((req.header_line_start(s), e + 2, b""))
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
         top = req.vias[0]

@@ -34,6 +34,11 @@ __all__ = [
     "SIPError",
     "Via",
     "NameAddr",
+    "parse_name_addr",
+    "name_addr_user",
+    "uri_user",
+    "index_header",
+    "is_service_urn",
     "Request",
     "Response",
     "parse",
@@ -372,6 +377,29 @@ def _uri_user(uri: bytes) -> tuple[bytes, bytes]:
     return scheme, b""
 
 
+# RFC 5031 §4.2: service = top-level *("." sub-service), let-dig-hyp labels
+_SERVICE_CHARS = _ALNUM + b"-."
+
+
+def is_service_urn(uri: bytes) -> bool:
+    """True for an RFC 5031 service URN: ``urn:service:`` then a service name.
+
+    The scheme and the namespace id are case-insensitive (RFC 8141 §3.1);
+    the service is dot-separated labels of letters, digits and ``-``
+    (``sos``, ``sos.police``, ``counseling.children``). Any other ``urn:``
+    (or an empty or malformed service) is False: the core answers it 416.
+    """
+    if len(uri) <= 12 or uri[:12].lower() != b"urn:service:":
+        return False
+    service = uri[12:]
+    if service.translate(None, _SERVICE_CHARS):
+        return False
+    return all(label and label[:1] != b"-" and label[-1:] != b"-" for label in service.split(b"."))
+
+
+uri_user = _uri_user  # public: proxy/screen.py reads the Request-URI user this way too
+
+
 def split_commas(value: bytes) -> list[bytes]:
     """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1)."""
     if value.find(b",") < 0:  # one value: the common case
@@ -512,6 +540,22 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
     else:
         params = {}
     return NameAddr(display, uri, params, v)
+
+
+def name_addr_user(v: bytes) -> bytes | None:
+    """What ``parse_name_addr(v)`` reads as the identity: ``NameAddr.user`` (the sip:
+    user without ``:password``, the tel: number), else the whole URI; None when
+    ``v`` does not parse. The P-Asserted-Identity entries are read with it, so
+    they are read exactly as From is; the common shape skips building a NameAddr."""
+    m = _NAME_ADDR_RE.match(v)
+    if m is not None:
+        uri: bytes = m.group(3)
+    else:
+        try:
+            uri = parse_name_addr(v).uri
+        except SIPError:
+            return None
+    return _uri_user(uri)[1] or uri
 
 
 def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:
@@ -1024,7 +1068,9 @@ _ScanFn = Callable[[bytes, int, int, dict[bytes, bytes]], dict[bytes, list[tuple
 _ParseFn = Callable[[bytes], "Request | Response | None"]
 _ViaFn = Callable[[bytes, int, int, int], "Via | None"]
 _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"]
-_RequestFn = Callable[[bytes, str, int, bytes], "tuple[bytes, int, bytes] | None"]
+_RequestFn = Callable[
+    ..., "tuple[bytes, int, bytes] | None"
+]  # (data, host, port, route[, decline])
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
@@ -1049,6 +1095,34 @@ _c_parse = _C_PARSE
 _c_via = _C_VIA
 _c_response = _C_RESPONSE  # relay.scan_response in C
 _c_request = _C_REQUEST  # relay.scan_request (C only)
+
+
+def index_header(name: bytes) -> bytes:
+    """Index header ``name`` in the one pass over the header block, as the _EAGER ones.
+
+    After this, ``msg.has_header(name)`` / ``header_spans(name)`` cost a dict
+    lookup (no second pass over the block) for every message parsed from
+    then on. The core calls it once at start for the trusted provider header
+    it strips from untrusted callers. Every remembered spelling of the name
+    is re-pointed at its canonical name and the C name cache (which mirrors
+    ``_FAST``) is reset; returns the canonical name.
+    """
+    global _EAGER
+    canon = _canonical_name(name)
+    if canon in _EAGER:
+        return canon
+    _EAGER = _EAGER | {canon}
+    for spelling, c in list(_CANON.items()):
+        if c == canon:
+            _FAST[spelling] = canon
+    for spelling in (name, name.lower(), name.upper(), name.title()):
+        if spelling in _CANON:
+            _FAST[spelling] = canon
+        else:
+            _remember(spelling, canon)
+    if _C_PARSE is not None:  # init() clears the C cache of _FAST's answers
+        _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
+    return canon
 
 
 def accelerated() -> bool:

@@ -97,17 +97,21 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
 
 
 def scan_request(
-    data: bytes, src_host: str, src_port: int, route: bytes
+    data: bytes, src_host: str, src_port: int, route: bytes, decline: bytes | None = None
 ) -> tuple[bytes, int, bytes] | None:
     """(branch material, header start, edited rest) of an in-dialog ACK or BYE from a
     caller over UDP in its common shape (see _scan.c), else None; always None
     without the C code. Forwarded as ``data[:hstart] + our Via line + rest``, where
     our branch hashes the material (ProxyCore._branch). ``route``: our own
-    Record-Route value, the one Route entry removed (RFC 3261 §16.4)."""
+    Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``:
+    a header (canonical name, indexed by ``message.index_header``) whose presence
+    declines, as the core strips it on the full path."""
     c_scan = message._c_request
     if c_scan is None:
         return None
-    return c_scan(data, src_host, src_port, route)
+    if decline is None:  # cheaper than passing None through the argument parser
+        return c_scan(data, src_host, src_port, route)
+    return c_scan(data, src_host, src_port, route, decline)
 
 
 def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int]] | None:

@@ -131,6 +131,47 @@ async def test_trusted_header_only_from_trusted_sources(
     assert s.facts_for(req, ("10.1.7.7", 5060)).provider == "acme"
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "X-Upstream: acme\r\nX-Upstream: gone\r\n",  # the first was taken
+        "X-Upstream: gone\r\nx-upstream: acme\r\n",
+        "X-Upstream: acme, gone\r\n",  # an unknown provider "acme, gone": no RMD gate
+        "X-Upstream: gone,acme\r\n",
+        "X-Upstream: ,gone\r\n",
+    ],
+)
+async def test_more_than_one_trusted_provider_is_refused(
+    tmp_path: Path, redis_url: str, seeded: str, headers: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10 item 5: two provider values from the trusted SBC never pass (400)."""
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await _store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    req = _invite("sip:+12127368000@x", extra=headers)
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        ans = s(req, SRC, "udp")
+    assert ans is not None and ans.status == 400
+    assert ans.reason == b"Ambiguous X-Upstream header"
+    assert (
+        m.invites.labels("blocked", "ambiguous_provider_header", "RFC 3261 §21.4.1")._value.get()
+        == 1
+    )
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["status"] == "400" and line["call_id"] == "screen-test-1"
+    assert line["rule"] == "ambiguous_provider_header" and line["action"] == "reject"
+    # from an untrusted source the header is not read at all: the trunk map decides
+    assert s(req, ("10.1.7.7", 5060), "udp") is None
+    # one value still works
+    one = _invite("sip:+12127368000@x", extra="X-Upstream: acme\r\n")
+    assert s(one, SRC, "udp") is None and s.facts_for(one, SRC).provider == "acme"
+
+
 async def test_monitor_forwards_and_counts(
     tmp_path: Path, redis_url: str, seeded: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -158,4 +199,21 @@ async def test_no_snapshot_policy(
     ans = Screener(cfg, store, m)(_invite(f"sip:{BLOCKED}@x"), SRC, "udp")
     assert (ans.status if ans else None) == status
     child = m.invites_no_snapshot_refused if status else m.invites_no_snapshot
+    assert child._value.get() == 1
+
+
+async def test_more_than_one_trusted_provider_in_monitor_mode(
+    tmp_path: Path, redis_url: str, seeded: str
+) -> None:
+    cfg = _config(
+        tmp_path,
+        seeded,
+        "[proxy]\nmonitor = true\n"
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await _store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
+    child = m.invites.labels("would_block", "ambiguous_provider_header", "RFC 3261 §21.4.1")
     assert child._value.get() == 1

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason, normalise
+from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason, normalise, sos_urn
 
 
 @pytest.mark.parametrize(
@@ -99,6 +99,81 @@ def test_normalise_never_raises(raw: str) -> None:
         body = got[1:] if got.startswith("+") else got
         assert body.isascii() and body.isdigit()
         assert (3 <= len(body) <= 6) if body == got else (7 <= len(body) <= 15)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sip:+1%32027621401@h",
+        "+1%32027621401",
+        "sip:%2B12027621401@h",
+        "sip:%2b12027621401@h;user=phone",
+        "sip:" + "".join(f"%{ord(c):02X}" for c in "+12027621401") + "@h",  # every octet
+        "%31%32%30%32%37%36%32%31%34%30%31",
+        "tel:%2B1-202-762-1401;npdi",
+        "sip:+1202%2D762%2D1401@h",  # an escaped visual separator
+    ],
+)
+def test_escaped_digits_compare_equal(raw: str) -> None:
+    """RFC 3261 §19.1.4: escaped and unescaped characters of a URI compare equal, so
+    an escaped caller is the same number as the plain one (it passed block:caller)."""
+    assert normalise(raw) == "+12027621401"
+
+
+def test_escaped_short_code() -> None:
+    assert normalise("sip:9%311@h") == "911"
+    assert normalise("%39%31%31") == "911"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "sip:+1%3@h",  # truncated escape
+        "sip:+1%zz027621401@h",
+        "sip:%@h",
+        "%",
+        "%%",
+        "+1%2",
+        "sip:+1% 32027621401@h",
+        "sip:+1%+12027621401@h",  # int("+1", 16) would accept this: not an escape
+        "sip:%C3%A9@h",  # non-ASCII
+        "sip:+1%EF%BC%92027621401@h",  # a UTF-8 full-width digit is not a digit
+    ],
+)
+def test_malformed_escape_is_not_a_number(raw: str) -> None:
+    assert normalise(raw) is None
+
+
+@given(st.text(alphabet="%0123456789abcdefABCDEF+-zZ@:;sip", max_size=40))
+def test_escapes_never_raise(raw: str) -> None:
+    got = normalise(raw)
+    if got is not None:
+        body = got[1:] if got.startswith("+") else got
+        assert body.isascii() and body.isdigit()
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("urn:service:sos", "urn:service:sos"),
+        ("URN:Service:SOS", "urn:service:sos"),
+        ("urn:service:sos.police", "urn:service:sos.police"),
+        ("urn:service:SOS.Ambulance", "urn:service:sos.ambulance"),
+        ("urn:service:sos.a-b.c1", "urn:service:sos.a-b.c1"),
+        ("urn:service:sos.", None),
+        ("urn:service:sos..police", None),
+        ("urn:service:sos.-x", None),
+        ("urn:service:sosx", None),
+        ("urn:service:counseling", None),
+        ("urn:service:so", None),
+        ("urn:nena:service:sos", None),
+        ("sip:911@h", None),
+        ("", None),
+    ],
+)
+def test_sos_urn(raw: str, want: str | None) -> None:
+    """RFC 5031 §4.2 / §5: the emergency service URNs, compared case-insensitively."""
+    assert sos_urn(raw) == want
 
 
 @given(st.integers(min_value=2_000_000_000, max_value=9_999_999_999))

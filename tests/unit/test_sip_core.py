@@ -175,6 +175,52 @@ def test_416_and_420() -> None:
     assert resp.header(b"unsupported") == [b"foo, bar"]
 
 
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        b"urn:service:sos",
+        b"urn:service:sos.police",
+        b"URN:Service:SOS.Fire",
+        b"urn:service:counseling",
+    ],
+)
+def test_service_urn_request_uri_is_relayed_and_screened(ruri: bytes) -> None:
+    """RFC 5031 / RFC 6881 §6.2.1: an emergency call's urn:service:sos Request-URI goes to
+    the softswitch (it was answered 416 Unsupported URI Scheme); the INVITE is screened,
+    and the CANCEL and in-dialog requests with the same Request-URI follow it."""
+    core, screen = make()
+    core.datagram_received(invite(ruri=ruri), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    fwd = parse(data)
+    assert isinstance(fwd, Request) and fwd.ruri == ruri and dest == SS
+    assert len(screen.calls) == 1
+    core.datagram_received(invite(ruri=ruri, method=b"CANCEL", body=b""), CALLER, "udp", 0.1)
+    data, dest, _ = one(core)
+    assert parse(data).method == b"CANCEL" and dest == SS  # type: ignore[union-attr]
+    core.datagram_received(
+        invite(ruri=ruri, method=b"ACK", to_tag=b"ss1", body=b""), CALLER, "udp", 0.2
+    )
+    assert one(core)[1] == SS
+
+
+@pytest.mark.parametrize(
+    "ruri",
+    [
+        b"urn:isbn:0451450523",  # a URN, but no service
+        b"urn:service:",  # no service name
+        b"urn:service:sos.",  # empty sub-service label
+        b"urn:services:sos",
+        b"nobodyKnowsThisScheme:totallyopaquecontent",  # RFC 4475 §3.3.2 unkscm
+        b"soap.beep://192.0.2.103:3002",  # RFC 4475 §3.3.11 novelsc
+    ],
+)
+def test_other_uri_schemes_still_416(ruri: bytes) -> None:
+    core, screen = make()
+    core.datagram_received(invite(ruri=ruri), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).status == 416  # type: ignore[union-attr]
+    assert screen.calls == []
+
+
 def test_response_routing_pops_our_via() -> None:
     core, _ = make()
     core.datagram_received(invite(via_params=b";rport"), ("127.0.0.9", 5099), "udp", 0.0)
@@ -388,6 +434,53 @@ def test_in_dialog_requests_not_screened_and_route_removed() -> None:
     # a re-INVITE is not screened either
     core.datagram_received(invite(to_tag=b"ss1", cseq=3), CALLER, "udp", 0.0)
     assert one(core)[1] == SS and screen.calls == []
+
+
+SBC = ("127.0.0.9", 5060)
+
+
+def _trusting() -> tuple[ProxyCore, Screen]:
+    return make(trusted_header="X-Upstream-Provider", is_trusted_source=lambda ip: ip == SBC[0])
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        b"X-Upstream-Provider: good",
+        b"x-upstream-provider:good",
+        b"X-UPSTREAM-PROVIDER : good, rogue",
+        b"X-Upstream-Provider: good\r\nX-Upstream-Provider: rogue",
+        b"X-Upstream-Provider: good,\r\n rogue",  # folded (RFC 3261 §7.3.1)
+        b"X-uPsTrEaM-pRoViDeR: good",
+    ],
+)
+def test_untrusted_callers_provider_header_is_cut_before_forwarding(lines: bytes) -> None:
+    """Issue 10 item 5: only the trusted SBC may stamp the provider header for the
+    softswitch; from anyone else its lines are cut (the rest is byte-identical)."""
+    core, _ = _trusting()
+    data = invite(extra=lines)
+    core.datagram_received(data, CALLER, "udp", 0.0)
+    fwd, dest, _ = one(core)
+    assert dest == SS
+    msg = parse(fwd)
+    assert isinstance(msg, Request)
+    assert not msg.has_header(b"x-upstream-provider") and b"good" not in fwd
+    assert msg.header(b"contact") == [b"<sip:alice@127.0.0.3:5061>"]
+    assert msg.body == b"v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\n"
+    # the same request without the header is forwarded as the same bytes
+    plain, _ = _trusting()
+    plain.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert one(plain)[0] == fwd
+    # from the trusted SBC the header goes through untouched
+    core.datagram_received(data, SBC, "udp", 0.0)
+    fwd, _, _ = one(core)
+    assert lines.replace(b"\r\n ", b"\r\n ") in fwd
+
+
+def test_no_trusted_header_configured_nothing_is_cut() -> None:
+    core, _ = make()
+    core.datagram_received(invite(extra=b"X-Upstream-Provider: good"), CALLER, "udp", 0.0)
+    assert b"X-Upstream-Provider: good\r\n" in one(core)[0]
 
 
 def test_request_from_softswitch_routed_by_ruri_and_route() -> None:

@@ -212,6 +212,13 @@ _VARIANTS: dict[bytes, list[bytes]] = {
         b"INVITE sip:a@\x80b SIP/2.0",
         b"INV\xc9TE sip:a@b SIP/2.0",
         b"INVITE sip:a@b\x7f SIP/2.0",
+        # RFC 5031 service URNs (relayed by the core) and escaped digits
+        b"INVITE urn:service:sos SIP/2.0",
+        b"INVITE URN:Service:SOS.police SIP/2.0",
+        b"INVITE urn:service:sos?x SIP/2.0",
+        b"INVITE urn:isbn:0451450523 SIP/2.0",
+        b"INVITE sip:+1%33037621499@127.0.0.1:5060 SIP/2.0",
+        b"INVITE sip:%2B%31%33%30%33%37%36%32%31%34%39%39@127.0.0.1 SIP/2.0",
     ],
     b"Via: SIP/2.0/UDP 127.0.0.3:5061;branch=z9hG4bK-6874-1-0": [
         b"Via: SIP/2.0/TCP 127.0.0.3:5061;branch=z9hG4bK-6874-1-0",
@@ -263,6 +270,19 @@ _VARIANTS: dict[bytes, list[bytes]] = {
         b"From: sip:+12027621401@127.0.0.3;tag=1",
         b"From: <sip:a@b>>;tag=1",
         b"From: <tel:+12027621401>;tag=\x80",
+        # the identity shapes proxy/screen.py reads (escapes, password, quoted < and ,)
+        b"From: <sip:+1%32027621401@127.0.0.3:5061>;tag=1",
+        b"From: <sip:%2B12027621401@127.0.0.3>;tag=1",
+        b"From: <sip:+12027621401:x@127.0.0.3>;tag=1",
+        b'From: "a<sip:+14158675309@h>" <sip:+12027621401@h>;tag=1',
+        b'From: "a,<sip:+14158675309@h>" <sip:+12027621401@h>;tag=1',
+        b'From: "a\\"<sip:+14158675309@h>" <sip:+12027621401@h>;tag=1',
+    ],
+    b"To: <sip:+13037621499@127.0.0.1:5060>": [
+        b"To: <urn:service:sos>",
+        b"To: <sip:911@127.0.0.1>",
+        b"To: <sip:9%311@127.0.0.1>",
+        b'To: "911 <sip:911@h>" <sip:+13037621499@127.0.0.1>',
     ],
     b"Call-ID: 1-6874@127.0.0.3": [
         b"Call-ID:1-6874@127.0.0.3   ",
@@ -366,6 +386,26 @@ def test_c_parse_variants() -> None:
     for line in _STATUS_VARIANTS:
         answered += check_parse(OK.replace(b"SIP/2.0 200 OK", line))
     assert answered >= 40  # the common shapes among the variants go through C
+
+
+@needs_c
+def test_identity_reading_agrees() -> None:
+    """The Request-URI and the From/To user parts proxy/screen.py screens on are the same
+    whether the C parse or the Python one read the INVITE."""
+    for data in _variants():
+        got = []
+        for on in (True, False):
+            old = message.set_accelerated(on)
+            try:
+                m = parse(data)
+            except SIPError as exc:
+                got.append(("error", exc.status, exc.kind))
+                continue
+            finally:
+                message.set_accelerated(old)
+            assert isinstance(m, message.Request)
+            got.append((m.ruri, m.from_.user, m.to.user, m.from_.display))
+        assert got[0] == got[1], data
 
 
 @needs_c

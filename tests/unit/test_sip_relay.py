@@ -219,6 +219,33 @@ def test_the_lean_relay_edits_what_the_rfc_says() -> None:
     assert dest == CALLER  # routed by its Request-URI once our Route is removed (§16.12)
 
 
+def test_an_untrusted_callers_provider_header_is_cut_lean_or_not() -> None:
+    """Issue 10 item 5: a caller that is not a trusted SBC cannot stamp the trusted
+    provider header for the softswitch; its in-dialog ACK/BYE are no exception (the
+    lean forward declines them to the full path, which cuts the header)."""
+    kw: dict[str, object] = {
+        "trusted_header": "X-Upstream-Provider",
+        "is_trusted_source": lambda ip: ip == "127.0.0.9",
+    }
+    for method, cseq in ((b"ACK", 1), (b"BYE", 2)):
+        data = sipp_in_dialog(method, cseq).replace(
+            b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nx-upstream-PROVIDER: good\r\n"
+        )
+        ((fwd, dest, _),) = same(data, CALLER, **kw)
+        assert dest == SS and b"good" not in fwd
+        assert not parse(fwd).has_header(b"x-upstream-provider")
+        lean, _ = _cores(**kw)
+        assert scan_request(data, CALLER[0], CALLER[1], lean._lean_route, lean._th) is None
+        # without the header the lean forward still takes them (C only)
+        got = scan_request(
+            sipp_in_dialog(method, cseq), CALLER[0], CALLER[1], lean._lean_route, lean._th
+        )
+        assert (got is not None) == (message._c_request is not None)
+        # from the trusted SBC it is forwarded as it came
+        ((fwd, _, _),) = same(data, ("127.0.0.9", 5061), **kw)
+        assert b"x-upstream-PROVIDER: good\r\n" in fwd
+
+
 def test_multi_worker_relay_port() -> None:
     for kw in ({"workers": 2, "worker_index": 1, "relay_port": 5062}, {"record_route": False}):
         lean, _ = _cores(**kw)

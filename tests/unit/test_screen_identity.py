@@ -1,0 +1,184 @@
+"""How proxy/screen.py reads an INVITE's identities into CallFacts numbers.
+
+The ways a blocked caller got past the screen (issue 10) and the emergency
+Request-URIs (issue 9): the callee is read from the Request-URI only (never
+To: the softswitch routes on the Request-URI), escaped digits compare equal
+to plain ones (RFC 3261 §19.1.4), and a P-Asserted-Identity is read by the
+same name-addr reader as From. Each is checked with the C parse and the
+pure-Python one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from proxy.screen import _callee, caller_from_request
+from proxy.sip import message
+from proxy.sip.message import Request, parse
+
+BLOCKED = "+12027621401"
+
+
+@pytest.fixture(params=[True, False], ids=["c", "python"])
+def accel(request: pytest.FixtureRequest) -> Iterator[bool]:
+    old = message.set_accelerated(request.param)
+    yield request.param
+    message.set_accelerated(old)
+
+
+def invite(
+    ruri: str = "sip:+13125557000@127.0.0.1",
+    *,
+    frm: str = "<sip:+13125558000@10.1.2.3>",
+    to: str = "<sip:+13125557000@127.0.0.1>",
+    pai: list[str] | None = None,
+) -> Request:
+    lines = [
+        f"INVITE {ruri} SIP/2.0",
+        "Via: SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bKident1",
+        "Max-Forwards: 70",
+        f"From: {frm};tag=1",
+        f"To: {to}",
+        "Call-ID: ident-1",
+        "CSeq: 1 INVITE",
+    ]
+    lines += [f"P-Asserted-Identity: {p}" for p in pai or ()]
+    req = parse(("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode())
+    assert isinstance(req, Request)
+    return req
+
+
+# -- item 1: the callee is the Request-URI's, never To's ----------------------
+
+
+@pytest.mark.parametrize(
+    "ruri",
+    ["sip:bob@127.0.0.1", "sip:5552671@127.0.0.1", "sip:+1%zz125552671@127.0.0.1"],
+)
+@pytest.mark.parametrize(
+    "to", ["<sip:911@127.0.0.1>", "<sip:933@h>", "<urn:service:sos>", "<tel:911>"]
+)
+def test_to_never_gives_the_callee(accel: bool, ruri: str, to: str) -> None:
+    """An INVITE whose Request-URI user is not a number was screened as a call to its
+    To header's 911, which skips every rule (47 CFR 64.1200(k)): the callee is None."""
+    assert _callee(invite(ruri, to=to)) is None
+
+
+def test_escaped_request_uri_is_its_number_not_to(accel: bool) -> None:
+    req = invite("sip:+1%32125552671@127.0.0.1", to="<sip:911@127.0.0.1>")
+    assert _callee(req) == "+12125552671"
+
+
+@pytest.mark.parametrize(
+    ("ruri", "want"),
+    [
+        ("sip:911@127.0.0.1", "911"),
+        ("sip:9%311@127.0.0.1;user=phone", "911"),  # escaped: still 911 (RFC 3261 §19.1.4)
+        ("tel:911", "911"),
+        ("sip:911:x@127.0.0.1", "911"),  # user:password, read as From's user is
+        ("sip:+13125557000@127.0.0.1:5060;user=phone", "+13125557000"),
+        ("urn:service:sos", "urn:service:sos"),
+        ("URN:Service:SOS.Police", "urn:service:sos.police"),
+        ("urn:service:sos.ambulance", "urn:service:sos.ambulance"),
+        ("urn:service:counseling", None),
+        ("urn:service:sosx", None),
+    ],
+)
+def test_callee_from_the_request_uri(accel: bool, ruri: str, want: str | None) -> None:
+    """CallFacts.callee: the Request-URI's number, or its urn:service:sos[.<sub>]
+    (RFC 5031) lower-cased, whatever To says."""
+    assert _callee(invite(ruri, to="<sip:+13125557000@h>")) == want
+
+
+# -- item 3: escaped digits in From, PAI ---------------------------------------
+
+ESCAPED = [
+    "sip:+1%32027621401@10.1.2.3",
+    "sip:%2B12027621401@10.1.2.3",
+    "sip:%2b12027621401@10.1.2.3;user=phone",
+    "sip:" + "".join(f"%{ord(c):02X}" for c in BLOCKED) + "@10.1.2.3",
+]
+
+
+@pytest.mark.parametrize("uri", ESCAPED)
+def test_escaped_from_is_the_blocked_number(accel: bool, uri: str) -> None:
+    assert caller_from_request(invite(frm=f"<{uri}>")) == BLOCKED
+
+
+@pytest.mark.parametrize("uri", ESCAPED)
+def test_escaped_pai_is_the_blocked_number(accel: bool, uri: str) -> None:
+    assert caller_from_request(invite(pai=[f"<{uri}>"])) == BLOCKED
+
+
+def test_malformed_escape_is_no_number_and_no_error(accel: bool) -> None:
+    # a PAI with no number: the From is screened
+    req = invite(frm=f"<sip:{BLOCKED}@h>", pai=["<sip:+1%3z027621401@h>"])
+    assert caller_from_request(req) == BLOCKED
+    assert caller_from_request(invite(frm="<sip:+1%2@h>")) is None
+
+
+# -- item 4: PAI read as From is ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pai",
+    [
+        f'"a<sip:+14158675309@h>" <sip:{BLOCKED}@h>',
+        f'"a,<sip:+14158675309@h>" <sip:{BLOCKED}@h>',
+        f'"a, b" <sip:{BLOCKED}@h>;x=y',
+        f'"a\\"<sip:+14158675309@h>" <sip:{BLOCKED}@h>',  # quoted-pair inside the name
+        f"<sip:{BLOCKED}:x@h>",  # user:password (RFC 3261 §19.1.1)
+        f'"<sip:+14158675309@h>" <sip:{BLOCKED}:pw@h;user=phone>',
+        f"<tel:{BLOCKED}>",
+        f"sip:{BLOCKED}@h",  # addr-spec, no brackets
+        f"<sip:bob@h>, <tel:{BLOCKED}>",  # RFC 3325 §9.1: a sip: and a tel: identity
+    ],
+)
+def test_pai_read_as_from(accel: bool, pai: str) -> None:
+    """The PAI's URI is the one in <> after the display name, user part without a
+    password: what From's reader gives for the same value."""
+    req = invite(frm="<sip:+13125558000@h>", pai=[pai])
+    assert caller_from_request(req) == BLOCKED
+    # the same value in From reads the same number (one reader for both)
+    if "," not in pai.replace('"a,', "").replace('"a, b"', ""):
+        assert caller_from_request(invite(frm=pai)) == BLOCKED
+
+
+def test_pai_on_two_lines_and_unreadable_entries(accel: bool) -> None:
+    req = invite(pai=["<sip:bob@h>", f"<tel:{BLOCKED}>"])
+    assert caller_from_request(req) == BLOCKED
+    # an entry the reader refuses is skipped, then From
+    req = invite(frm=f"<sip:{BLOCKED}@h>", pai=['"unbalanced <sip:+14158675309@h>'])
+    assert caller_from_request(req) == BLOCKED
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"<sip:+12027621401@h>",
+        b'"Caller Name" <sip:+13035551111@carrier.example.net;user=phone>',
+        b'"a<sip:+14158675309@h>" <sip:+12027621401@h>',
+        b'"a\\"<sip:+14158675309@h>" <sip:+12027621401@h>',
+        b"<sip:+12027621401:x@h>;x=y",
+        b"Bob Smith <tel:+12027621401;npdi>",
+        b"sip:+12027621401@h;user=phone",
+        b"<sip:h>",
+        b"<urn:service:sos>",
+        b'"unbalanced <sip:+14158675309@h>',
+        b"<sip:a b@h>",
+        b"junk <sip:a@h> junk",
+        b"<sip:a@h",
+        b"",
+    ],
+)
+def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
+    """The PAI shortcut reads exactly what parse_name_addr (From's reader) reads."""
+    try:
+        na = message.parse_name_addr(value)
+    except message.SIPError:
+        want = None
+    else:
+        want = na.user or na.uri
+    assert message.name_addr_user(value) == want
