@@ -205,6 +205,7 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     snap = await store.load_full()
     if args.at:  # 47 CFR 64.6305(g) as it stood that day (versioned RMD snapshots)
         await _rmd_at(r, prefix, snap, args.at, at)
+        await _notices_orders_at(r, prefix, snap, at)  # k4 history and FDOs as of that day
     facts = CallFacts(
         caller=caller,
         callee=callee,
@@ -812,6 +813,33 @@ async def _rmd_at(r: Any, prefix: str, snap: Any, at_text: str, at: float) -> No
     snap.version = base + (f"+rmd:{versions[-1]}" if versions else "+rmd:none-by-" + day)
 
 
+async def _notices_orders_at(r: Any, prefix: str, snap: Any, at: float) -> None:
+    """The notices and orders in ``snap`` as they stood at ``at`` (`check --at`):
+    each notice's fields from its history entries dated on or before ``at``
+    (rules.notices.notice_as_of), and a Final Determination Order removed
+    after ``at`` back in force (47 CFR 64.1200(n)(3) as it applied then)."""
+    for provider, notices in snap.notices.items():
+        snap.notices[provider] = [
+            rnotices.notice_as_of(n, await _history(r, prefix, n.id), at) for n in notices
+        ]
+    for key in await _scan(r, prefix + "order:*"):
+        oid = key[len(prefix) + len("order:") :]
+        if ":" in oid:
+            continue
+        h = await r.hgetall(key)
+        removed_at = h.get("removed_at", "")
+        if h.get("status") != "removed" or not removed_at:
+            continue
+        if rnotices.iso_to_epoch(removed_at) <= at:
+            continue
+        try:
+            o = rorders.order_from_record({**h, "status": "active"}, oid)
+        except ValueError:
+            continue
+        if o is not None:
+            snap.set_order(o)
+
+
 # ---------------------------------------------------------------------------
 # provider, notice, traceback
 # ---------------------------------------------------------------------------
@@ -1110,6 +1138,9 @@ async def _notice_show(args: argparse.Namespace, r: Any, prefix: str, now: Any) 
     n = await _load_notice(r, prefix, args.id)
     h = await r.hgetall(prefix + f"notice:{args.id}")
     t = _when(args.at, "--at") if args.at else now()
+    events = await _history(r, prefix, args.id)
+    if args.at:  # the state as the history stood then (entries dated later left out)
+        n = rnotices.notice_as_of(n, events, t)
     print(f"notice {n.id}: {n.kind} ({rnotices.KINDS[n.kind]}) against provider {n.provider}")
     if n.letter:
         print(f"  letter         {n.letter}")
@@ -1122,7 +1153,6 @@ async def _notice_show(args: argparse.Namespace, r: Any, prefix: str, now: Any) 
             print(f"  {name:<14} {rnotices.fmt_et_utc(v)}")
     if h.get("fcc_notified_summary"):
         print(f"  fcc summary    {h['fcc_notified_summary']}")
-    events = await _history(r, prefix, args.id)
     print("history:" if events else "history: none recorded (notice written before histories)")
     gone = rnotices.voided(events)
     for e in events:
