@@ -106,6 +106,7 @@ RECORD_CLIPPED_FIELDS = (
     "pai",
     "from",
     "identity",
+    "detail",  # the ambiguous provider header's values (received, through the SBC)
 )
 
 _ChildMap = dict[Any, Any]

@@ -217,3 +217,44 @@ async def test_more_than_one_trusted_provider_in_monitor_mode(
     assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
     child = m.invites.labels("would_block", "ambiguous_provider_header", "RFC 3261 §21.4.1")
     assert child._value.get() == 1
+
+
+async def test_ambiguous_provider_record_is_clipped_and_complete(
+    tmp_path: Path, redis_url: str, seeded: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 400 for an ambiguous trusted provider header writes the record a
+    blocked call gets (transport, raw PAI/From/Identity), with its received
+    strings clipped like every record: the values come from the caller
+    through the SBC, so a 30 KB header is an attacker-sized record otherwise.
+    A writer that raises is counted as dropped (error), never fails the call."""
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await _store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    big = "r" * 30000
+    req = parse(
+        _invite("sip:+12127368000@x", pai="<sip:+12127368000@x>")
+        .raw.replace(b"Call-ID: screen-test-1", b"Call-ID: " + b"c" * 30000)
+        .replace(b"Content-Length: 0", f"X-Upstream: acme, {big}\r\nContent-Length: 0".encode())
+    )
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        ans = s(req, SRC, "tcp")
+    assert ans is not None and ans.status == 400
+    line = json.loads(caplog.records[-1].getMessage())
+    assert len(line["call_id"]) < 300 and len(line["detail"]) < 600
+    assert line["transport"] == "tcp" and line["pai"] == "<sip:+12127368000@x>"
+    assert line["from"].startswith("<sip:+12127368000@x>") and "identity" in line
+    assert m.records_truncated_children["call_id"]._value.get() == 1
+    assert m.records_truncated_children["detail"]._value.get() == 1
+
+    class Failing:
+        def append(self, record: dict[str, str]) -> None:
+            raise RuntimeError("writer gone")
+
+    s.records = Failing()  # type: ignore[assignment]
+    assert s(req, SRC, "udp") is not None
+    assert m.records_dropped_children["error"]._value.get() == 1
