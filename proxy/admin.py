@@ -1816,7 +1816,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--monitor-only",
         choices=("yes", "no"),
-        help="yes: RMD gate counts would-blocks but passes (onboarding)",
+        help="yes: its gates and notices (RMD, FDO, k4, n2) count would-blocks, never block",
     )
     p.set_defaults(handler=_wrap(_provider_set))
 
