@@ -249,6 +249,9 @@ def test_rmd_gate_absent_and_removed_say_which() -> None:
     assert o.blocked and o.rule is Rule.RMD_GATE
     assert "removed from the Robocall Mitigation Database by order DA 25-694" in o.reason
     assert "2025-08-05" in o.reason
+    # the decision record's detail names the removal order (the evidence's
+    # "notice or order id"); the provider is in the record's own column
+    assert o.detail == "DA 25-694" and a.detail == "abs"
     checks = {c.rule: c for c in explain(s, facts(provider="abs"), 0.0)}
     assert checks[Rule.RMD_GATE].matched and "absent" in checks[Rule.RMD_GATE].why
 
