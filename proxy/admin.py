@@ -1412,18 +1412,25 @@ async def _allow(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
 RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow")
 
 
+def _et_day_range(text: str) -> tuple[float, float]:
+    """`records export --day`: that day in US Eastern Time, like every other
+    date-only input (its first instant and its last millisecond; 23 or 25
+    hours on a DST change)."""
+    try:
+        day = dt.datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise AdminError(f"--day: not a day (YYYY-MM-DD): {text!r}") from None
+    start = _when(day.isoformat(), "--day")
+    return start, _when((day + dt.timedelta(days=1)).isoformat(), "--day") - 0.001
+
+
 async def _records_export(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     since = _when(args.since, "--since") if args.since else None
     until = _when(args.until, "--until", "end") if args.until else None
     if args.day:
         if since is not None or until is not None:
             raise AdminError("--day: use either --day or --since/--until")
-        try:
-            day = dt.datetime.strptime(args.day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-        except ValueError:
-            raise AdminError(f"--day: not a day (YYYY-MM-DD): {args.day!r}") from None
-        since = day.timestamp()
-        until = since + 86400 - 0.001
+        since, until = _et_day_range(args.day)
     nums: dict[str, str | None] = {}
     for opt in ("caller", "callee"):
         raw = getattr(args, opt)
@@ -1998,7 +2005,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--since", help="from this date/time, YYYY-MM-DD (US Eastern day) or ISO")
     p.add_argument("--until", help="up to this date/time, YYYY-MM-DD (US Eastern day) or ISO")
-    p.add_argument("--day", help="one UTC day, YYYY-MM-DD (instead of --since/--until)")
+    p.add_argument("--day", help="one US Eastern day, YYYY-MM-DD (instead of --since/--until)")
     p.add_argument("--callee", help="the called number (as a subscriber asks for its list)")
     p.add_argument("--caller", help="only this caller")
     p.add_argument("--provider", help="only this upstream provider id")

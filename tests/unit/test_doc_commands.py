@@ -76,3 +76,17 @@ def test_readme_metrics_are_the_exported_ones() -> None:
     assert named <= samples | families | counters, named - (samples | families | counters)
     missing = {f for f in families if f not in named and f + "_total" not in named}
     assert not missing, f"README.md Observability does not list {sorted(missing)}"
+
+
+def test_records_export_day_is_a_us_eastern_day() -> None:
+    """`records export --day D` reads D in US Eastern Time like `--since D`
+    and every other date-only input (issue 9, "Deadlines to the day"): a
+    provider's day of records is not shifted by the UTC offset."""
+    from datetime import UTC, datetime
+
+    since, until = admin._et_day_range("2026-11-28")  # noqa: SLF001
+    assert since == datetime(2026, 11, 28, 5, 0, tzinfo=UTC).timestamp()  # 00:00 EST
+    assert until == datetime(2026, 11, 29, 5, 0, tzinfo=UTC).timestamp() - 0.001
+    assert since == admin._when("2026-11-28", "--since")  # noqa: SLF001
+    s, u = admin._et_day_range("2026-03-08")  # noqa: SLF001  (DST starts: 23 hours)
+    assert round(u + 0.001 - s) == 23 * 3600
