@@ -280,25 +280,28 @@ class Screener:
                 )
                 return None
             if would is Rule.UNMAPPED_PROVIDER:
-                # unmapped_provider_policy = monitor: allowed/default plus the
-                # unmapped counter on every call; recorded at the allow sample
-                # rate and not logged (a configuration state, not an event).
-                self._allowed[verdict.rule].inc()
                 self._unmapped_passed.inc()
-                if self._sample and self.records is not None and self._rng() < self._sample:
-                    self._record(
-                        req,
-                        src,
-                        transport,
-                        facts,
-                        verdict,
-                        "would_block",
-                        snap,
-                        now,
-                        rule=would,
-                        log=False,
-                    )
-                return None
+                if snap.unmapped_provider_policy != "block":
+                    # unmapped_provider_policy = monitor: allowed/default plus the
+                    # unmapped counter on every call; recorded at the allow sample
+                    # rate and not logged (a configuration state, not an event).
+                    self._allowed[verdict.rule].inc()
+                    if self._sample and self.records is not None and self._rng() < self._sample:
+                        self._record(
+                            req,
+                            src,
+                            transport,
+                            facts,
+                            verdict,
+                            "would_block",
+                            snap,
+                            now,
+                            rule=would,
+                            log=False,
+                        )
+                    return None
+                # policy block, provider monitor_only: a call the gate would have
+                # refused, counted as would_block and recorded like the others
             self._would[would].inc()
             self._record(req, src, transport, facts, verdict, "would_block", snap, now, rule=would)
             return None
