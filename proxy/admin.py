@@ -1523,6 +1523,17 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
                 f"Notice {n.id} identifies campaigns {', '.join(n.campaigns) or '(none)'}: "
                 "traffic substantially similar is blocked (47 CFR 64.1200(n)(2))."
             )
+    orders = await _provider_orders(r, prefix, pid)
+    for o in orders:
+        if o["status"] != "active" or not o["blocks_from"]:
+            continue
+        start = rnotices.iso_to_epoch(o["blocks_from"])
+        when = "are blocked" if t >= start else "will be blocked"
+        basis.append(
+            f"Final Determination Order {o['order']} (order {o['id']}, released "
+            f"{o['released']}): all calls received directly from the provider {when} from "
+            f"{o['blocks_from']}, 30 days after release (47 CFR 64.1200(n)(3))."
+        )
     if not basis:
         basis.append("No regulatory basis for blocking this provider's traffic is recorded.")
     doc = {
@@ -1543,6 +1554,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
             }
             for n in notices
         ],
+        "orders": orders,
         "traceback": traces,
         "blocked_by_day_rule": [
             {"day": d, "rule": rule, "action": a, "count": c}
@@ -1577,6 +1589,16 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
         )
     if not notices:
         lines.append("- none")
+    lines += ["", "## Final Determination Orders", ""]
+    for o in orders:
+        state = (
+            f"blocks from {o['blocks_from']}"
+            if o["status"] == "active"
+            else f"removed {o['removed_at']}: {o['removed_reason']}"
+        )
+        lines.append(f"- {o['id']} ({o['order']}) released {o['released']}; {state}")
+    if not orders:
+        lines.append("- none")
     lines += ["", "## Traceback evidence", ""]
     for owner, tr in traces.items():
         lines.append(
@@ -1603,6 +1625,38 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
 
 # ---------------------------------------------------------------------------
 # order (Final Determination Orders, 47 CFR 64.1200(n)(3))
+
+
+async def _provider_orders(r: Any, prefix: str, pid: str) -> list[dict[str, str]]:
+    """Every order recorded against provider ``pid`` (in force or removed),
+    with the instant it blocks from (`report provider`)."""
+    out: list[dict[str, str]] = []
+    for key in sorted(await _scan(r, prefix + "order:*")):
+        oid = key[len(prefix) + len("order:") :]
+        if ":" in oid:
+            continue
+        h = await r.hgetall(key)
+        if h.get("provider") != pid:
+            continue
+        try:
+            start = _iso(rorders.fdo_blocks_from(rorders.parse_release_date(h.get("released", ""))))
+        except ValueError:
+            start = ""
+        out.append(
+            {
+                "id": oid,
+                "kind": h.get("kind", "fdo"),
+                "order": h.get("order", ""),
+                "released": h.get("released", ""),
+                "blocks_from": start,
+                "status": h.get("status") or "active",
+                "removed_at": h.get("removed_at", ""),
+                "removed_reason": h.get("removed_reason", ""),
+            }
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------
 
 
