@@ -589,9 +589,11 @@ def voided(events: Sequence[Mapping[str, object]]) -> set[int]:
 def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
     """The notice's current HASH fields from its whole history (voided entries
     left out): ``mitigated``/``reported`` the earliest of each (did the
-    provider act in time is judged on the first); ``ineffective``/``effective``
-    the latest determination of each kind; ``fcc_notified`` (and
-    ``fcc_summary``) the latest notice to the FCC; "" where none."""
+    provider act in time is judged on the first); ``effective`` the latest
+    effective-measures determination, ``ineffective`` the first ineffective
+    one after it (the trigger; later ones re-affirm it), else the latest;
+    ``fcc_notified`` (and ``fcc_summary``) the latest notice to the FCC; ""
+    where none."""
     gone = voided(events)
     live = [e for e in events if int(str(e.get("seq", 0))) not in gone]
 
@@ -605,12 +607,19 @@ def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
             key=lambda pair: pair[0],
         )
 
+    effective = times("determination", "effective")[-1:]
+    ineffective = times("determination", "ineffective")
+    # The ineffective trigger (47 CFR 64.1200(k)(4)) happened at the first
+    # ineffective determination after the last effective one: a later one
+    # re-affirms it (it must not move the trigger past the FCC notice that
+    # reported it, which would lift a block in force).
+    after = [p for p in ineffective if not effective or p[0] > effective[0][0]]
     out: dict[str, str] = {}
     for name, picked in (
         ("mitigated", times("mitigated")[:1]),
         ("reported", times("reported")[:1]),
-        ("ineffective", times("determination", "ineffective")[-1:]),
-        ("effective", times("determination", "effective")[-1:]),
+        ("ineffective", after[:1] or ineffective[-1:]),
+        ("effective", effective),
         ("fcc_notified", times("fcc_notified")[-1:]),
     ):
         out[name] = epoch_to_iso(picked[0][0]) if picked else ""
