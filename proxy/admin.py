@@ -205,6 +205,7 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     snap = await store.load_full()
     if args.at:  # 47 CFR 64.6305(g) as it stood that day (versioned RMD snapshots)
         await _rmd_at(r, prefix, snap, args.at, at)
+        await _notices_orders_at(r, prefix, snap, at)  # k4 history and FDOs as of that day
     facts = CallFacts(
         caller=caller,
         callee=callee,
@@ -812,6 +813,33 @@ async def _rmd_at(r: Any, prefix: str, snap: Any, at_text: str, at: float) -> No
     snap.version = base + (f"+rmd:{versions[-1]}" if versions else "+rmd:none-by-" + day)
 
 
+async def _notices_orders_at(r: Any, prefix: str, snap: Any, at: float) -> None:
+    """The notices and orders in ``snap`` as they stood at ``at`` (`check --at`):
+    each notice's fields from its history entries dated on or before ``at``
+    (rules.notices.notice_as_of), and a Final Determination Order removed
+    after ``at`` back in force (47 CFR 64.1200(n)(3) as it applied then)."""
+    for provider, notices in snap.notices.items():
+        snap.notices[provider] = [
+            rnotices.notice_as_of(n, await _history(r, prefix, n.id), at) for n in notices
+        ]
+    for key in await _scan(r, prefix + "order:*"):
+        oid = key[len(prefix) + len("order:") :]
+        if ":" in oid:
+            continue
+        h = await r.hgetall(key)
+        removed_at = h.get("removed_at", "")
+        if h.get("status") != "removed" or not removed_at:
+            continue
+        if rnotices.iso_to_epoch(removed_at) <= at:
+            continue
+        try:
+            o = rorders.order_from_record({**h, "status": "active"}, oid)
+        except ValueError:
+            continue
+        if o is not None:
+            snap.set_order(o)
+
+
 # ---------------------------------------------------------------------------
 # provider, notice, traceback
 # ---------------------------------------------------------------------------
@@ -1110,6 +1138,9 @@ async def _notice_show(args: argparse.Namespace, r: Any, prefix: str, now: Any) 
     n = await _load_notice(r, prefix, args.id)
     h = await r.hgetall(prefix + f"notice:{args.id}")
     t = _when(args.at, "--at") if args.at else now()
+    events = await _history(r, prefix, args.id)
+    if args.at:  # the state as the history stood then (entries dated later left out)
+        n = rnotices.notice_as_of(n, events, t)
     print(f"notice {n.id}: {n.kind} ({rnotices.KINDS[n.kind]}) against provider {n.provider}")
     if n.letter:
         print(f"  letter         {n.letter}")
@@ -1122,7 +1153,6 @@ async def _notice_show(args: argparse.Namespace, r: Any, prefix: str, now: Any) 
             print(f"  {name:<14} {rnotices.fmt_et_utc(v)}")
     if h.get("fcc_notified_summary"):
         print(f"  fcc summary    {h['fcc_notified_summary']}")
-    events = await _history(r, prefix, args.id)
     print("history:" if events else "history: none recorded (notice written before histories)")
     gone = rnotices.voided(events)
     for e in events:
@@ -1382,18 +1412,25 @@ async def _allow(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
 RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow")
 
 
+def _et_day_range(text: str) -> tuple[float, float]:
+    """`records export --day`: that day in US Eastern Time, like every other
+    date-only input (its first instant and its last millisecond; 23 or 25
+    hours on a DST change)."""
+    try:
+        day = dt.datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError:
+        raise AdminError(f"--day: not a day (YYYY-MM-DD): {text!r}") from None
+    start = _when(day.isoformat(), "--day")
+    return start, _when((day + dt.timedelta(days=1)).isoformat(), "--day") - 0.001
+
+
 async def _records_export(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
     since = _when(args.since, "--since") if args.since else None
     until = _when(args.until, "--until", "end") if args.until else None
     if args.day:
         if since is not None or until is not None:
             raise AdminError("--day: use either --day or --since/--until")
-        try:
-            day = dt.datetime.strptime(args.day, "%Y-%m-%d").replace(tzinfo=dt.UTC)
-        except ValueError:
-            raise AdminError(f"--day: not a day (YYYY-MM-DD): {args.day!r}") from None
-        since = day.timestamp()
-        until = since + 86400 - 0.001
+        since, until = _et_day_range(args.day)
     nums: dict[str, str | None] = {}
     for opt in ("caller", "callee"):
         raw = getattr(args, opt)
@@ -1486,6 +1523,17 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
                 f"Notice {n.id} identifies campaigns {', '.join(n.campaigns) or '(none)'}: "
                 "traffic substantially similar is blocked (47 CFR 64.1200(n)(2))."
             )
+    orders = await _provider_orders(r, prefix, pid)
+    for o in orders:
+        if o["status"] != "active" or not o["blocks_from"]:
+            continue
+        start = rnotices.iso_to_epoch(o["blocks_from"])
+        when = "are blocked" if t >= start else "will be blocked"
+        basis.append(
+            f"Final Determination Order {o['order']} (order {o['id']}, released "
+            f"{o['released']}): all calls received directly from the provider {when} from "
+            f"{o['blocks_from']}, 30 days after release (47 CFR 64.1200(n)(3))."
+        )
     if not basis:
         basis.append("No regulatory basis for blocking this provider's traffic is recorded.")
     doc = {
@@ -1506,6 +1554,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
             }
             for n in notices
         ],
+        "orders": orders,
         "traceback": traces,
         "blocked_by_day_rule": [
             {"day": d, "rule": rule, "action": a, "count": c}
@@ -1540,6 +1589,16 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
         )
     if not notices:
         lines.append("- none")
+    lines += ["", "## Final Determination Orders", ""]
+    for o in orders:
+        state = (
+            f"blocks from {o['blocks_from']}"
+            if o["status"] == "active"
+            else f"removed {o['removed_at']}: {o['removed_reason']}"
+        )
+        lines.append(f"- {o['id']} ({o['order']}) released {o['released']}; {state}")
+    if not orders:
+        lines.append("- none")
     lines += ["", "## Traceback evidence", ""]
     for owner, tr in traces.items():
         lines.append(
@@ -1566,6 +1625,38 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
 
 # ---------------------------------------------------------------------------
 # order (Final Determination Orders, 47 CFR 64.1200(n)(3))
+
+
+async def _provider_orders(r: Any, prefix: str, pid: str) -> list[dict[str, str]]:
+    """Every order recorded against provider ``pid`` (in force or removed),
+    with the instant it blocks from (`report provider`)."""
+    out: list[dict[str, str]] = []
+    for key in sorted(await _scan(r, prefix + "order:*")):
+        oid = key[len(prefix) + len("order:") :]
+        if ":" in oid:
+            continue
+        h = await r.hgetall(key)
+        if h.get("provider") != pid:
+            continue
+        try:
+            start = _iso(rorders.fdo_blocks_from(rorders.parse_release_date(h.get("released", ""))))
+        except ValueError:
+            start = ""
+        out.append(
+            {
+                "id": oid,
+                "kind": h.get("kind", "fdo"),
+                "order": h.get("order", ""),
+                "released": h.get("released", ""),
+                "blocks_from": start,
+                "status": h.get("status") or "active",
+                "removed_at": h.get("removed_at", ""),
+                "removed_reason": h.get("removed_reason", ""),
+            }
+        )
+    return out
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -1786,7 +1877,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--monitor-only",
         choices=("yes", "no"),
-        help="yes: RMD gate counts would-blocks but passes (onboarding)",
+        help="yes: its gates and notices (RMD, FDO, k4, n2) count would-blocks, never block",
     )
     p.set_defaults(handler=_wrap(_provider_set))
 
@@ -1968,7 +2059,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--since", help="from this date/time, YYYY-MM-DD (US Eastern day) or ISO")
     p.add_argument("--until", help="up to this date/time, YYYY-MM-DD (US Eastern day) or ISO")
-    p.add_argument("--day", help="one UTC day, YYYY-MM-DD (instead of --since/--until)")
+    p.add_argument("--day", help="one US Eastern day, YYYY-MM-DD (instead of --since/--until)")
     p.add_argument("--callee", help="the called number (as a subscriber asks for its list)")
     p.add_argument("--caller", help="only this caller")
     p.add_argument("--provider", help="only this upstream provider id")

@@ -106,7 +106,11 @@ RECORD_CLIPPED_FIELDS = (
     "pai",
     "from",
     "identity",
+    "detail",  # the ambiguous provider header's values (received, through the SBC)
 )
+
+# sipscreen_core_events_total{event} children created at start (CoreStats names)
+WATCHED_CORE_EVENTS = ("shed", "rate_limited", "retransmit_suppressed", "ack_timeouts")
 
 _ChildMap = dict[Any, Any]
 
@@ -365,7 +369,12 @@ class Metrics:
             ["event"],
             registry=reg,
         )
-        self._core_children: _ChildMap = {}
+        # The events an operator watches (load shedding, the per-source INVITE
+        # limit, the retransmission budget, unACKed rejections) exist at 0 from
+        # the start, so that dashboards and alerts see them before the first one.
+        self._core_children: _ChildMap = {
+            (event, ""): self.core_stats.labels(event) for event in WATCHED_CORE_EVENTS
+        }
         self._core_last: dict[tuple[str, str], float] = {}
 
     # -- hot-path helpers ---------------------------------------------------

@@ -119,7 +119,7 @@ FIELDS = (
     "rule",
     "citation",
     "reason",
-    "detail",  # notice or order id
+    "detail",  # notice id (k4; n2 id:campaign), order id (fdo, RMD removal), prefix
     "action",  # reject / would_block / monitor / allow
     "monitor",  # 1 when the proxy ran with --monitor
     "status",  # SIP status sent (reject only)

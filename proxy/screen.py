@@ -259,7 +259,7 @@ class Screener:
         try:
             facts = self.facts_for(req, src)
         except AmbiguousProvider as exc:
-            return self._refuse_ambiguous(req, src, exc)
+            return self._refuse_ambiguous(req, src, transport, exc)
         now = self._clock()
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
@@ -280,25 +280,28 @@ class Screener:
                 )
                 return None
             if would is Rule.UNMAPPED_PROVIDER:
-                # unmapped_provider_policy = monitor: allowed/default plus the
-                # unmapped counter on every call; recorded at the allow sample
-                # rate and not logged (a configuration state, not an event).
-                self._allowed[verdict.rule].inc()
                 self._unmapped_passed.inc()
-                if self._sample and self.records is not None and self._rng() < self._sample:
-                    self._record(
-                        req,
-                        src,
-                        transport,
-                        facts,
-                        verdict,
-                        "would_block",
-                        snap,
-                        now,
-                        rule=would,
-                        log=False,
-                    )
-                return None
+                if snap.unmapped_provider_policy != "block":
+                    # unmapped_provider_policy = monitor: allowed/default plus the
+                    # unmapped counter on every call; recorded at the allow sample
+                    # rate and not logged (a configuration state, not an event).
+                    self._allowed[verdict.rule].inc()
+                    if self._sample and self.records is not None and self._rng() < self._sample:
+                        self._record(
+                            req,
+                            src,
+                            transport,
+                            facts,
+                            verdict,
+                            "would_block",
+                            snap,
+                            now,
+                            rule=would,
+                            log=False,
+                        )
+                    return None
+                # policy block, provider monitor_only: a call the gate would have
+                # refused, counted as would_block and recorded like the others
             self._would[would].inc()
             self._record(req, src, transport, facts, verdict, "would_block", snap, now, rule=would)
             return None
@@ -317,30 +320,45 @@ class Screener:
         return answer
 
     def _refuse_ambiguous(
-        self, req: Request, src: tuple[str, int], exc: AmbiguousProvider
+        self, req: Request, src: tuple[str, int], transport: str, exc: AmbiguousProvider
     ) -> Answer | None:
         """The trusted SBC sent more than one provider: 400, counted, logged, recorded
         (`--monitor`: forwarded, counted as would_block, recorded as "monitor").
 
         Taking the first (or any) value would let a provider header the SBC
         passed through from a caller pick the provider, and an unknown
-        provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead.
+        provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead. The
+        record has every field of a blocked call's, received strings clipped
+        as theirs (the values come from the caller, through the SBC).
         """
         self._ambiguous_count.inc()
+        raw = self._raw_fields(req, _text(req.call_id), "")
+        detail = _text(exc.values)
+        cap_hdr = self.config.records_max_header
+        if 0 < cap_hdr < len(detail):
+            detail = clip(detail, cap_hdr)
+            self.metrics.records_truncated_children["detail"].inc()
+        ip, port = src[0], src[1]
         rec: dict[str, str] = {
             "ts": _iso_ms(self._clock()),
-            "call_id": _text(req.call_id),
-            "source": src[0],
+            "call_id": raw["call_id"],
+            "source": f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}",
+            "transport": transport,
             "provider": "",
             "ocn": "",
             "caller": caller_from_request(req) or "",
             "callee": _callee(req) or "",
+            "caller_raw": raw["caller_raw"],
+            "callee_raw": raw["callee_raw"],
             "caller_private": "1" if _private(req.privacy) else "0",
+            "pai": raw["pai"],
+            "from": raw["from"],
+            "identity": raw["identity"],
             "rule": "ambiguous_provider_header",
             "citation": "RFC 3261 §21.4.1",
             "reason": "more than one value in the trusted provider header "
             "(RMD gate, 47 CFR 64.6305(g), cannot be applied)",
-            "detail": _text(exc.values),
+            "detail": detail,
             "action": "monitor" if self._monitor else "reject",
             "monitor": "1" if self._monitor else "0",
             "status": "" if self._monitor else "400",
@@ -352,8 +370,34 @@ class Screener:
             try:
                 self.records.append(rec)
             except Exception:  # a full queue must never fail a call
-                self.metrics.records_dropped.inc()
+                self.metrics.records_dropped_children["error"].inc()
         return None if self._monitor else self._ambiguous_provider
+
+    def _raw_fields(self, req: Request, call_id: str, provider: str) -> dict[str, str]:
+        """The received strings of a record, each clipped to its configured size
+        (`records.max_call_id` / `records.max_header`, ending in `…[+N]`), the
+        cut counted by field."""
+        cfg = self.config
+        cap_id = cfg.records_max_call_id
+        cap_hdr = cfg.records_max_header
+        frm = req.from_
+        # Field names of proxy/records.py FIELDS; every value a str (XADD).
+        raw: dict[str, str] = {
+            "call_id": call_id,
+            "provider": provider,
+            "caller_raw": _text(frm.user or frm.uri),
+            "callee_raw": _text(uri_user(req.ruri)[1] or req.ruri),
+            "pai": _text(b", ".join(req.header(b"p-asserted-identity"))),
+            "from": _text(frm.raw),
+            "identity": _text(b", ".join(req.header(b"identity"))),
+        }
+        cut = self.metrics.records_truncated_children
+        for k, v in raw.items():
+            limit = cap_id if k == "call_id" else cap_hdr
+            if 0 < limit < len(v):
+                raw[k] = clip(v, limit)
+                cut[k].inc()
+        return raw
 
     # -- the block path: records and the JSON log line ------------------------
 
@@ -381,27 +425,8 @@ class Screener:
         ending in `…[+N]`, and the cut is counted by field.
         """
         r = rule or verdict.rule
-        cfg = self.config
-        cap_id = cfg.records_max_call_id
-        cap_hdr = cfg.records_max_header
         ip, port = src[0], src[1]
-        frm = req.from_
-        # Field names of proxy/records.py FIELDS; every value a str (XADD).
-        raw: dict[str, str] = {
-            "call_id": facts.call_id,
-            "provider": facts.provider or "",
-            "caller_raw": _text(frm.user or frm.uri),
-            "callee_raw": _text(uri_user(req.ruri)[1] or req.ruri),
-            "pai": _text(b", ".join(req.header(b"p-asserted-identity"))),
-            "from": _text(frm.raw),
-            "identity": _text(b", ".join(req.header(b"identity"))),
-        }
-        cut = self.metrics.records_truncated_children
-        for k, v in raw.items():
-            limit = cap_id if k == "call_id" else cap_hdr
-            if 0 < limit < len(v):
-                raw[k] = clip(v, limit)
-                cut[k].inc()
+        raw = self._raw_fields(req, facts.call_id, facts.provider or "")
         rec: dict[str, str] = {
             "ts": _iso_ms(now),
             "call_id": raw["call_id"],

@@ -520,10 +520,11 @@ class Worker:
     def reload(self) -> bool:
         """Read the configuration again and apply what a worker builds from it: the
         screener (trunk map, trusted header, answers, monitor, records sampling,
-        no-snapshot policy), the emergency numbers and k4 deadline of the store and
-        its snapshot, the per-source limits. Runs on the loop, between two
-        datagrams. A configuration that does not load is refused (logged), the
-        one in force is kept. Returns True when applied."""
+        no-snapshot policy), the emergency numbers and callers and the
+        unmapped-provider policy of the store and its snapshot, the core's
+        per-source limits and the trusted header it cuts from untrusted sources.
+        Runs on the loop, between two datagrams. A configuration that does not
+        load is refused (logged), the one in force is kept. Returns True when applied."""
         if self.reloader is None:
             log.warning("worker %d: SIGHUP: no configuration file to reload", self.index)
             return False

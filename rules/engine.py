@@ -197,15 +197,18 @@ def _rmd_verdict(
         f"{who} {state}; 47 CFR 64.6305(g) requires refusing traffic received directly from "
         "a provider whose certification (47 CFR 64.6305(d)-(f)) is not in the RMD"
     )
+    # detail (the record's "notice or order id"): the removal order when one
+    # is recorded, else the provider
+    detail = order if status == "removed" and order else provider_id
     if monitor_only:
         return Verdict(
             False,
             Rule.DEFAULT,
             "monitor only, allowed: " + reason,
-            detail=provider_id,
+            detail=detail,
             would_block=Rule.RMD_GATE,
         )
-    return Verdict(True, Rule.RMD_GATE, reason, detail=provider_id)
+    return Verdict(True, Rule.RMD_GATE, reason, detail=detail)
 
 
 @lru_cache(maxsize=4096)

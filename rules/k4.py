@@ -310,7 +310,9 @@ def k4_check(
                 " (record `notice determine ID --effective` to stop blocking: blocking is "
                 "permitted, not required)"
             )
-    return st.state == BLOCK, why
+    # blocks only when the verdict blocks: a monitor-only provider's BLOCK
+    # state is a would-block, as decide() says (its explain must agree).
+    return v.blocked, why
 
 
 def fcc_notice_error(n: Notice, at: float) -> str | None:

@@ -24,16 +24,17 @@ provider is directed to block an identified campaign.
   determination, fcc_notified, correction) is one JSON entry of an
   append-only list (``new_event``); ``derive_fields`` computes the notice's
   current fields from the whole list, voided entries left out. The ``notice:<id>``
-  HASH holds those derived fields; ``notice_to_record``/``notice_from_record``
-  convert it (times as ISO-8601 UTC) to and from ``rules.snapshot.Notice``
-  (times as epoch seconds).
+  HASH holds those derived fields (``notice_as_of``: the fields as the
+  history stood at an earlier date, for ``check --at`` and ``notice show
+  --at``); ``notice_to_record``/``notice_from_record`` convert it (times as
+  ISO-8601 UTC) to and from ``rules.snapshot.Notice`` (times as epoch seconds).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 
@@ -63,6 +64,7 @@ __all__ = [
     "fmt_day_end",
     "eastern_day_end",
     "derive_fields",
+    "notice_as_of",
     "new_event",
     "EVENTS",
 ]
@@ -587,9 +589,11 @@ def voided(events: Sequence[Mapping[str, object]]) -> set[int]:
 def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
     """The notice's current HASH fields from its whole history (voided entries
     left out): ``mitigated``/``reported`` the earliest of each (did the
-    provider act in time is judged on the first); ``ineffective``/``effective``
-    the latest determination of each kind; ``fcc_notified`` (and
-    ``fcc_summary``) the latest notice to the FCC; "" where none."""
+    provider act in time is judged on the first); ``effective`` the latest
+    effective-measures determination, ``ineffective`` the first ineffective
+    one after it (the trigger; later ones re-affirm it), else the latest;
+    ``fcc_notified`` (and ``fcc_summary``) the latest notice to the FCC; ""
+    where none."""
     gone = voided(events)
     live = [e for e in events if int(str(e.get("seq", 0))) not in gone]
 
@@ -603,15 +607,49 @@ def derive_fields(events: Sequence[Mapping[str, object]]) -> dict[str, str]:
             key=lambda pair: pair[0],
         )
 
+    effective = times("determination", "effective")[-1:]
+    ineffective = times("determination", "ineffective")
+    # The ineffective trigger (47 CFR 64.1200(k)(4)) happened at the first
+    # ineffective determination after the last effective one: a later one
+    # re-affirms it (it must not move the trigger past the FCC notice that
+    # reported it, which would lift a block in force).
+    after = [p for p in ineffective if not effective or p[0] > effective[0][0]]
     out: dict[str, str] = {}
     for name, picked in (
         ("mitigated", times("mitigated")[:1]),
         ("reported", times("reported")[:1]),
-        ("ineffective", times("determination", "ineffective")[-1:]),
-        ("effective", times("determination", "effective")[-1:]),
+        ("ineffective", after[:1] or ineffective[-1:]),
+        ("effective", effective),
         ("fcc_notified", times("fcc_notified")[-1:]),
     ):
         out[name] = epoch_to_iso(picked[0][0]) if picked else ""
         if name in ("ineffective", "fcc_notified"):
             out[f"{name}_summary"] = str(picked[0][1].get("summary", "")) if picked else ""
     return out
+
+
+def notice_as_of(n: Notice, events: Sequence[Mapping[str, object]], at: float) -> Notice:
+    """``n`` as its history stood at ``at``: entries dated after ``at`` left out
+    (a correction is kept whatever its date: it voids an entry made in error).
+
+    ``derive_fields`` keeps the *latest* FCC notification and determinations,
+    so an entry dated after ``at`` would hide an earlier one in force at
+    ``at`` (e.g. a second FCC notification makes a block that was in force
+    look pending). No history (a notice written before histories): ``n``."""
+    if not events:
+        return n
+    kept = [e for e in events if e.get("event") == "correction" or iso_to_epoch(str(e["at"])) <= at]
+    f = derive_fields(kept)
+
+    def t(name: str) -> float | None:
+        v = f.get(name, "")
+        return iso_to_epoch(v) if v else None
+
+    return replace(
+        n,
+        mitigated=t("mitigated"),
+        reported=t("reported"),
+        ineffective=t("ineffective"),
+        effective=t("effective"),
+        fcc_notified=t("fcc_notified"),
+    )

@@ -380,8 +380,9 @@ class Notice:
     prefixes (``"+1202555"``); see :func:`parse_campaigns`. The other times
     are derived from the notice's history (rules.notices.derive_fields):
     ``mitigated``/``reported`` when the provider first mitigated and first
-    reported; ``ineffective``/``effective`` the latest operator determinations
-    that its measures are not / are effective; ``fcc_notified`` the latest
+    reported; ``effective`` the latest operator determination that its
+    measures are effective, ``ineffective`` the first that they are not after
+    it (the trigger); ``fcc_notified`` the latest
     notice to the FCC (None: none recorded); ``letter`` names the letter's file.
     """
 

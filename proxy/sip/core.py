@@ -395,8 +395,9 @@ class ProxyCore:
     # --- adapter API -------------------------------------------------------
 
     def set_limits(self, config: CoreConfig) -> None:
-        """Take the per-source limits of ``config`` (a configuration reload);
-        transactions and counts in progress are kept."""
+        """Take the per-source limits and the trusted provider header (name and
+        trusted sources) of ``config`` (a configuration reload); transactions and
+        counts in progress are kept."""
         self.config = replace(
             self.config,
             invite_limit=config.invite_limit,
@@ -406,7 +407,13 @@ class ProxyCore:
             over_limit_503=config.over_limit_503,
             unacked_per_source=config.unacked_per_source,
             no_ack_hold=config.no_ack_hold,
+            trusted_header=config.trusted_header,
+            is_trusted_source=config.is_trusted_source,
         )
+        # the header cut from untrusted sources follows the screen's (reloaded) one
+        th = config.trusted_header
+        self._th = index_header(th.encode("ascii")) if th else None
+        self._is_trusted = config.is_trusted_source
         self._rate_window = config.invite_window
         lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
         self._rate_floor = min(lim) if lim else 0

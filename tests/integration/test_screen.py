@@ -217,3 +217,80 @@ async def test_more_than_one_trusted_provider_in_monitor_mode(
     assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
     child = m.invites.labels("would_block", "ambiguous_provider_header", "RFC 3261 §21.4.1")
     assert child._value.get() == 1
+
+
+async def test_ambiguous_provider_record_is_clipped_and_complete(
+    tmp_path: Path, redis_url: str, seeded: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 400 for an ambiguous trusted provider header writes the record a
+    blocked call gets (transport, raw PAI/From/Identity), with its received
+    strings clipped like every record: the values come from the caller
+    through the SBC, so a 30 KB header is an attacker-sized record otherwise.
+    A writer that raises is counted as dropped (error), never fails the call."""
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await _store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    big = "r" * 30000
+    req = parse(
+        _invite("sip:+12127368000@x", pai="<sip:+12127368000@x>")
+        .raw.replace(b"Call-ID: screen-test-1", b"Call-ID: " + b"c" * 30000)
+        .replace(b"Content-Length: 0", f"X-Upstream: acme, {big}\r\nContent-Length: 0".encode())
+    )
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        ans = s(req, SRC, "tcp")
+    assert ans is not None and ans.status == 400
+    line = json.loads(caplog.records[-1].getMessage())
+    assert len(line["call_id"]) < 300 and len(line["detail"]) < 600
+    assert line["transport"] == "tcp" and line["pai"] == "<sip:+12127368000@x>"
+    assert line["from"].startswith("<sip:+12127368000@x>") and "identity" in line
+    assert m.records_truncated_children["call_id"]._value.get() == 1
+    assert m.records_truncated_children["detail"]._value.get() == 1
+
+    class Failing:
+        def append(self, record: dict[str, str]) -> None:
+            raise RuntimeError("writer gone")
+
+    s.records = Failing()  # type: ignore[assignment]
+    assert s(req, SRC, "udp") is not None
+    assert m.records_dropped_children["error"]._value.get() == 1
+
+
+async def test_monitor_only_provider_without_rmd_identity_under_block_policy(
+    tmp_path: Path, redis_url: str, seeded: str, redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """unmapped_provider_policy = block and a monitor_only provider with no RMD
+    identity: the gate would have refused the call (47 CFR 64.6305(g)), so it
+    is counted as would_block and recorded and logged like every would-block
+    (issue 9: "A monitor_only provider is still counted as would_block by the
+    gate"), not only sampled as the monitor policy's configuration state."""
+    redis_client.hset(
+        seeded + "provider:onb", mapping={"name": "Onboarding", "rmd_status": "unknown",
+                                          "monitor_only": "1"}
+    )  # fmt: skip
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[proxy]\nunmapped_provider_policy = "block"\n'
+        '[[trunk]]\ncidr = "10.7.0.0/16"\nprovider = "onb"\n',
+    )
+    store = SnapshotStore(
+        redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers, unmapped_provider_policy="block"
+    )
+    await store.load_full()
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m, rng=lambda: 1.0)  # no allowed call sampled
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert s(_invite("sip:+12127368000@x"), ("10.7.1.1", 5060), "udp") is None
+    assert m.invites_would_block[Rule.UNMAPPED_PROVIDER]._value.get() == 1
+    assert m.unmapped_passed._value.get() == 1
+    line = json.loads(caplog.records[-1].getMessage())
+    assert line["action"] == "would_block" and line["rule"] == "unmapped_provider"
+    assert line["provider"] == "onb"
+    # an unmapped source under the block policy is still blocked
+    ans = s(_invite("sip:+12127368000@x"), ("10.200.0.1", 5060), "udp")
+    assert ans is not None and m.unmapped_blocked._value.get() == 1

@@ -225,3 +225,65 @@ async def test_running_store_follows_history_appends(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_check_at_uses_the_k4_history_and_the_orders_of_that_day(
+    prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`check --at` judges the k4 notice as its history stood that day (a
+    later FCC notification does not hide the one in force), and a Final
+    Determination Order removed later still blocks on a day it was in force."""
+    await add_seed(prefix)
+    await operator.hset(prefix + "provider:pz", "rmd_status", "listed")
+    for day in ("2021-10-25", "2021-11-10"):
+        rc = await run(prefix, "notice", "fcc-notified", NID, "--date", day,
+                       "--summary", "no mitigation within 48 hours")  # fmt: skip
+        assert rc == 0
+    capsys.readouterr()
+    at = ("--at", "2021-11-01T12:00Z")
+    rc = await run(prefix, "check", "--caller", "+13015551234", "--provider", "pz", *at)
+    out = capsys.readouterr().out
+    assert rc == 1 and "BLOCKED by notice_k4" in out, out
+    assert await run(prefix, "notice", "show", NID, *at) == 0
+    assert "k4 state at 2021-11-01" in (out := capsys.readouterr().out) and ": block" in out, out
+
+    await operator.hset(prefix + "provider:fd", mapping={"name": "FD", "rmd_status": "listed"})
+    rc = await run(prefix, "order", "add", "--provider", "fd", "--kind", "fdo",
+                   "--order", "DA 24-777", "--released", "2024-05-01")  # fmt: skip
+    assert rc == 0
+    assert await run(prefix, "order", "remove", "DA-24-777", "--reason", "rescinded") == 0
+    capsys.readouterr()
+    call = ("check", "--caller", "+13015551234", "--provider", "fd")
+    assert await run(prefix, *call, "--at", "2024-06-15T12:00Z") == 1
+    assert "BLOCKED by fdo" in capsys.readouterr().out
+    assert await run(prefix, *call, "--at", "2024-05-15T12:00Z") == 0  # not yet in force
+    assert await run(prefix, *call) == 0  # removed since
+
+
+async def test_provider_report_names_final_determination_orders(
+    prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`report provider` for a provider under a Final Determination Order gives
+    the order as the basis (47 CFR 64.1200(n)(3)), not "no regulatory basis";
+    a removed order is listed with its reason and is no basis."""
+    await operator.hset(prefix + "provider:fd", mapping={"name": "FD", "rmd_status": "listed"})
+    rc = await run(prefix, "order", "add", "--provider", "fd", "--kind", "fdo",
+                   "--order", "DA 24-777", "--released", "2024-05-01")  # fmt: skip
+    assert rc == 0
+    rc = await run(prefix, "order", "add", "--provider", "fd", "--kind", "fdo",
+                   "--order", "DA 23-100", "--released", "2023-01-03")  # fmt: skip
+    assert rc == 0
+    assert await run(prefix, "order", "remove", "DA-23-100", "--reason", "vacated") == 0
+    capsys.readouterr()
+    assert await run(prefix, "report", "provider", "fd", "--format", "json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {o["id"]: o["status"] for o in doc["orders"]} == {
+        "DA-23-100": "removed",
+        "DA-24-777": "active",
+    }
+    (basis,) = doc["basis"]
+    assert "DA 24-777" in basis and "47 CFR 64.1200(n)(3)" in basis
+    assert "2024-05-31T04:00:00Z" in basis
+    assert await run(prefix, "report", "provider", "fd") == 0
+    md = capsys.readouterr().out
+    assert "## Final Determination Orders" in md and "removed" in md and "vacated" in md

@@ -292,7 +292,9 @@ async def test_cli_export_by_callee_day_action(
     w.append(rec("+12025550002", "acme", "caller_block", "allow", callee="+13035550100"))
     w.append(rec("+12025550003", "pz", "notice_k4", "reject", callee="+13035550199"))
     await w.flush()
-    day = time.strftime("%Y-%m-%d", time.gmtime())
+    from zoneinfo import ZoneInfo
+
+    day = dt.datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m-%d")  # --day is ET
     assert await run(prefix, "records", "export", "--callee", "(303) 555-0100", "--action",
                      "reject", "--format", "json") == 0  # fmt: skip
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

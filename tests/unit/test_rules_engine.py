@@ -249,6 +249,9 @@ def test_rmd_gate_absent_and_removed_say_which() -> None:
     assert o.blocked and o.rule is Rule.RMD_GATE
     assert "removed from the Robocall Mitigation Database by order DA 25-694" in o.reason
     assert "2025-08-05" in o.reason
+    # the decision record's detail names the removal order (the evidence's
+    # "notice or order id"); the provider is in the record's own column
+    assert o.detail == "DA 25-694" and a.detail == "abs"
     checks = {c.rule: c for c in explain(s, facts(provider="abs"), 0.0)}
     assert checks[Rule.RMD_GATE].matched and "absent" in checks[Rule.RMD_GATE].why
 
@@ -662,3 +665,97 @@ def test_verdict_rule_attributes() -> None:
         Rule.DEFAULT,
     }
     assert {r for r in Rule if r.answer_class == "analytics"} == {Rule.NOTICE_K4, Rule.NOTICE_N2}
+
+
+# The seams the first property left out: RMD "absent", monitor-only providers
+# under every gate (RMD, FDO, k4), an FDO against a removed provider, and the
+# k4 notice's responses and determinations (both triggers, cures, late ones).
+K4_VARIANTS = st.sampled_from(
+    [
+        {},
+        {"mitigated": ISSUED + HOUR},
+        {"mitigated": MITIGATION_DUE + HOUR},
+        {"mitigated": ISSUED + HOUR, "reported": REPORT_DUE - DAY},
+        {"mitigated": ISSUED + HOUR, "ineffective": REPORT_DUE + DAY},
+        {"effective": REPORT_DUE + 2 * DAY},
+        {"reported": REPORT_DUE + HOUR},
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    caller=CALLERS,
+    callee=st.sampled_from([CALLEE, "911", "urn:service:sos", None]),
+    provider=st.sampled_from(
+        [None, "absent", "watch", "watchfdo", "watchk4", "pz", "gonefdo", "unk", "watchunk"]
+    ),
+    allow=st.booleans(),
+    when=st.sampled_from(
+        [ISSUED - 1, MITIGATION_DUE, REPORT_DUE - 1, REPORT_DUE, REPORT_DUE + 9 * DAY]
+    ),
+    notified=st.sampled_from([None, ISSUED, FCC_AFTER, REPORT_DUE + 3 * DAY]),
+    k4_fields=K4_VARIANTS,
+    policy=st.sampled_from(["block", "monitor"]),
+    blocked_provider=st.booleans(),
+)  # fmt: skip
+def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
+    caller: str | None,
+    callee: str | None,
+    provider: str | None,
+    allow: bool,
+    when: float,
+    notified: float | None,
+    k4_fields: dict[str, float],
+    policy: str,
+    blocked_provider: bool,
+) -> None:
+    s = Snapshot.empty()
+    s.unmapped_provider_policy = policy
+    s.set_provider(Provider("absent", rmd_status="absent", rmd_since="2021-10-01"))
+    s.set_provider(Provider("watch", rmd_status="removed", monitor_only=True))
+    s.set_provider(Provider("watchfdo", rmd_status="listed", monitor_only=True))
+    s.set_provider(Provider("watchk4", rmd_status="listed", monitor_only=True))
+    s.set_provider(Provider("watchunk", rmd_status="unknown", monitor_only=True))
+    s.set_provider(Provider("pz", rmd_status="listed"))
+    s.set_provider(Provider("gonefdo", rmd_status="removed", rmd_order="DA 25-694"))
+    s.set_order(_fdo("watchfdo", FDO_RELEASED, "O1"))
+    s.set_order(_fdo("gonefdo", FDO_RELEASED, "O2"))
+    s.set_order(_fdo("pz", date(2021, 10, 20), "O3"))  # blocks from 2021-11-19
+    s.block_caller = NumberSet.from_iterable(["+12025552001"])
+    s.apply("dno:caller", "add", ["+18007721213"])
+    if blocked_provider:
+        s.apply("block:provider", "add", ["watchk4", "watchfdo", "pz"])
+    for pid in ("pz", "watchk4"):
+        fields: dict[str, float | None] = {"fcc_notified": notified, **k4_fields}
+        s.set_notice(
+            Notice(
+                f"K4-{pid}", pid, "k4", issued=ISSUED, mitigation_due=MITIGATION_DUE,
+                report_due=REPORT_DUE, mitigated=fields.get("mitigated"),
+                reported=fields.get("reported"), fcc_notified=fields.get("fcc_notified"),
+                ineffective=fields.get("ineffective"), effective=fields.get("effective"),
+            )
+        )  # fmt: skip
+    if allow and caller is not None:
+        s.apply("allow:caller", "add", [caller])
+    f = CallFacts(caller, callee, provider)
+    verdict = decide(s, f, when)
+    checks = explain(s, f, when)
+    assert [c.rule for c in checks][:9] == list(Rule)[:9]
+    first = _first_decider(checks)
+    if verdict.would_block is None or verdict.rule is Rule.ALLOWLIST:
+        assert verdict.rule is first, (verdict, [(c.rule, c.matched) for c in checks])
+    else:
+        assert verdict.rule is Rule.DEFAULT and first in (Rule.DEFAULT, Rule.ALLOWLIST), (
+            verdict,
+            [(c.rule, c.matched, c.why) for c in checks],
+        )
+    if callee in ("911", "urn:service:sos"):
+        assert verdict is ALLOW_EMERGENCY
+    elif provider in ("absent", "gonefdo"):
+        assert verdict.blocked and verdict.rule is Rule.RMD_GATE
+    elif provider in ("watch", "watchfdo", "watchk4", "watchunk") and verdict.blocked:
+        # a monitor-only provider is never blocked by a provider rule (2, 6)
+        assert verdict.rule not in (
+            Rule.RMD_GATE, Rule.FDO, Rule.NOTICE_K4, Rule.UNMAPPED_PROVIDER
+        )  # fmt: skip

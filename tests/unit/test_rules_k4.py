@@ -184,3 +184,39 @@ def test_cached_schedule_agrees_with_the_state(
         assert v is not None and v.detail == "k" and (v.blocked == (state == k4.BLOCK))
         assert v.blocked or v.would_block is Rule.NOTICE_K4
     assert k4.k4_check(n, "pz", "", False, now)[0] == (state == k4.BLOCK)
+
+
+def test_a_second_ineffective_determination_keeps_the_block() -> None:
+    """Mitigated and reported in time, then measures determined ineffective
+    (trigger b) and the FCC notified: the block is in force. A second
+    ineffective determination later (more evidence) is not a new trigger
+    that needs a new FCC notice: the trigger happened at the first one, so
+    the block stays. Only an effective determination between them would
+    make the later one a new trigger."""
+    t0 = SEED.issued
+    ev = [
+        new_event(1, "issued", t0, t0, "ops"),
+        new_event(2, "mitigated", t0 + HOUR, t0 + HOUR, "ops"),
+        new_event(3, "reported", t0 + 3 * DAY, t0 + 3 * DAY, "ops"),
+        new_event(4, "determination", t0 + 20 * DAY, t0 + 20 * DAY, "lead",
+                  summary="still carrying SSA imposter traffic", value="ineffective"),
+        new_event(5, "fcc_notified", t0 + 21 * DAY, t0 + 21 * DAY, "lead", summary="basis"),
+        new_event(6, "determination", t0 + 30 * DAY, t0 + 30 * DAY, "lead",
+                  summary="new traceback, same customers", value="ineffective"),
+    ]  # fmt: skip
+    n = notice_from_record({**notice_to_record(SEED), **derive_fields(ev)}, "k4-pz")
+    assert k4.k4_state(n, t0 + 25 * DAY).state == k4.BLOCK
+    assert k4.k4_state(n, t0 + 31 * DAY).state == k4.BLOCK
+    # after an effective determination, a new ineffective one is a new trigger
+    ev += [
+        new_event(7, "determination", t0 + 40 * DAY, t0 + 40 * DAY, "lead",
+                  summary="measures now effective", value="effective"),
+        new_event(8, "determination", t0 + 50 * DAY, t0 + 50 * DAY, "lead",
+                  summary="relapsed", value="ineffective"),
+        new_event(9, "determination", t0 + 55 * DAY, t0 + 55 * DAY, "lead",
+                  summary="relapsed, confirmed", value="ineffective"),
+    ]  # fmt: skip
+    n = notice_from_record({**notice_to_record(SEED), **derive_fields(ev)}, "k4-pz")
+    assert k4.k4_state(n, t0 + 45 * DAY).state == k4.CLEAR
+    st = k4.k4_state(n, t0 + 56 * DAY)
+    assert st.state == k4.PENDING_FCC and st.basis == (("ineffective", t0 + 50 * DAY),)

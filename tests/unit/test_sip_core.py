@@ -483,6 +483,34 @@ def test_no_trusted_header_configured_nothing_is_cut() -> None:
     assert b"X-Upstream-Provider: good\r\n" in one(core)[0]
 
 
+def test_reload_carries_the_trusted_header_and_sources_to_the_core() -> None:
+    """A SIGHUP reload (Worker.reload -> ProxyCore.set_limits) that sets the
+    trusted header, renames it or changes the trusted sources is what the
+    core cuts by from then on: an untrusted caller's stamp never reaches the
+    softswitch after a reload, a source no longer trusted included."""
+    from dataclasses import replace
+
+    core, _ = make()
+    core.set_limits(
+        replace(
+            core.config,
+            trusted_header="X-Upstream-Provider",
+            is_trusted_source=lambda ip: ip == SBC[0],
+        )
+    )
+    core.datagram_received(invite(extra=b"X-Upstream-Provider: good"), CALLER, "udp", 0.0)
+    assert b"X-Upstream-Provider" not in one(core)[0]
+    # the SBC's address is no longer trusted, and the header is renamed
+    core.set_limits(
+        replace(core.config, trusted_header="X-Carrier", is_trusted_source=lambda ip: False)
+    )
+    core.datagram_received(
+        invite(extra=b"X-Carrier: good\r\nX-Upstream-Provider: old"), SBC, "udp", 0.0
+    )
+    fwd = one(core)[0]
+    assert b"X-Carrier" not in fwd and b"X-Upstream-Provider: old" in fwd
+
+
 def test_request_from_softswitch_routed_by_ruri_and_route() -> None:
     core, _ = make()
     bye = invite(

@@ -443,3 +443,99 @@ def test_c_parse_via() -> None:
     assert message._C_VIA is not None
     assert message._C_VIA(b"Via: SIP/2.0/UDP h", 4, 99, 0) is None  # out of bounds
     assert message._C_VIA(b"Via: SIP/2.0/UDP h", 4, 18, 5) is None  # line after value
+
+
+# -- the identities the screen reads, through both parsers ---------------------
+# (caller, callee) that proxy/screen.py derives; From is +13015551234 unless
+# the case changes it, so a PAI the reader refuses shows as that fallback.
+_FROM = b"<sip:+13015551234@h>;tag=1"
+_RURI = b"sip:+13125557000@127.0.0.1"
+_BLOCKED = "+12027621401"
+IDENTITY_CASES: list[tuple[str, dict[str, bytes], tuple[str | None, str | None]]] = [
+    ("from tel escaped", {"frm": b"<tel:+1%32027621401>;tag=1"}, (_BLOCKED, None)),
+    ("from sips", {"frm": b"<sips:+12027621401@h>;tag=1"}, (_BLOCKED, None)),
+    ("from user=phone, separators and escapes",
+     {"frm": b"<sip:+1-202-%37%362-1401@h;user=phone>;tag=1"}, (_BLOCKED, None)),
+    ("from %2B", {"frm": b"<sip:%2B12027621401@h>;tag=1"}, (_BLOCKED, None)),
+    ("from %2b", {"frm": b"<sip:%2b12027621401@h>;tag=1"}, (_BLOCKED, None)),
+    ("from %252B decodes once", {"frm": b"<sip:%252B12027621401@h>;tag=1"}, ("", None)),
+    ("from name holding <sip:>",
+     {"frm": b'"x <sip:+14158675309@h>" <sip:+12027621401@h>;tag=1'}, (_BLOCKED, None)),
+    ("from upper-case scheme", {"frm": b"<SIP:+12027621401@h>;tag=1"}, (_BLOCKED, None)),
+    ("from addr-spec", {"frm": b"sip:+12027621401@h;tag=1"}, (_BLOCKED, None)),
+    ("from whitespace", {"frm": b"   <sip:+12027621401@h>  ;tag=1"}, (_BLOCKED, None)),
+    ("compact f:", {"fname": b"f", "frm": b"<sip:+1%32027621401@h>;tag=1"}, (_BLOCKED, None)),
+    ("compact t: is not the callee",
+     {"tname": b"t", "ruri": b"sip:bob@127.0.0.1"}, ("+13015551234", "")),
+    ("pai tel escaped", {"pai": b"<tel:+1%32027621401>"}, (_BLOCKED, None)),
+    ("pai sips %2B", {"pai": b"<sips:%2B12027621401@h>"}, (_BLOCKED, None)),
+    ("pai name holding <sip:> and a comma",
+     {"pai": b'"a,<sip:+14158675309@h>" <sip:+12027621401@h>'}, (_BLOCKED, None)),
+    ("pai user:password", {"pai": b"<sip:+12027621401:x@h>"}, (_BLOCKED, None)),
+    ("pai user=phone separators",
+     {"pai": b"<sip:+1(202)762-1401@h;user=phone>"}, (_BLOCKED, None)),
+    ("pai tel separators and escapes", {"pai": b"<tel:+1-%32%30%32-762-1401>"}, (_BLOCKED, None)),
+    ("pai %252B decodes once (From decides)",
+     {"pai": b"<sip:%252B12027621401@h>"}, ("+13015551234", None)),
+    ("pai whitespace", {"pai": b"\t <sip:+12027621401@h> \t"}, (_BLOCKED, None)),
+    ("pai folded", {"extra": b"P-Asserted-Identity:\r\n <sip:+12027621401@h>\r\n"},
+     (_BLOCKED, None)),
+    ("ruri 911 phone-context", {"ruri": b"sip:911;phone-context=+1@h;user=phone"}, (None, "911")),
+    ("ruri 911 user=phone", {"ruri": b"sip:911@h;user=phone"}, (None, "911")),
+    ("ruri escaped 911", {"ruri": b"sip:%39%31%31@h"}, (None, "911")),
+    ("ruri sips 911", {"ruri": b"SIPS:911@h"}, (None, "911")),
+    ("ruri 9-1-1", {"ruri": b"sip:9-1-1@h;user=phone"}, (None, "911")),
+    ("ruri tel:933", {"ruri": b"tel:933"}, (None, "933")),
+    ("ruri URN:SERVICE:SOS.Police", {"ruri": b"URN:SERVICE:SOS.Police"},
+     (None, "urn:service:sos.police")),
+]  # fmt: skip
+
+
+def _identity_invite(
+    ruri: bytes = _RURI,
+    frm: bytes = _FROM,
+    pai: bytes | None = None,
+    extra: bytes = b"",
+    fname: bytes = b"From",
+    tname: bytes = b"To",
+) -> bytes:
+    return (
+        b"INVITE " + ruri + b" SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.1.2.3:5060;branch=z9hG4bKid1\r\nMax-Forwards: 70\r\n"
+        + fname + b": " + frm + b"\r\n"
+        + tname + b": <sip:911@127.0.0.1>\r\nCall-ID: id1\r\nCSeq: 1 INVITE\r\n"
+        + (b"P-Asserted-Identity: " + pai + b"\r\n" if pai is not None else b"")
+        + extra + b"Content-Length: 0\r\n\r\n"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("kw", "want"), [c[1:] for c in IDENTITY_CASES],
+                         ids=[c[0] for c in IDENTITY_CASES])  # fmt: skip
+def test_screen_identities_agree_with_and_without_c(
+    kw: dict[str, bytes], want: tuple[str | None, str | None]
+) -> None:
+    """Issue 10 items 1-3 through both parsers: the caller (PAI, else From,
+    escapes undone once, compact forms) and the callee (the Request-URI only,
+    never To) are the same with and without the C parse, and as expected."""
+    from proxy.screen import _callee, caller_from_request
+
+    data = _identity_invite(**kw)  # type: ignore[arg-type]
+    check_parse(data)
+    got = []
+    old = message.set_accelerated(True)
+    try:
+        for accel in (True, False):
+            message.set_accelerated(accel)
+            req = parse(data)
+            got.append((caller_from_request(req), _callee(req)))  # type: ignore[arg-type]
+    finally:
+        message.set_accelerated(old)
+    assert got[0] == got[1]
+    caller, callee = got[0]
+    want_caller, want_callee = want
+    if want_caller is not None:
+        assert caller == (want_caller or None)
+    if want_callee is not None:
+        assert callee == (want_callee or None)
+    else:
+        assert callee == "+13125557000"
