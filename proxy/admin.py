@@ -316,6 +316,22 @@ def _refused(args: argparse.Namespace, errors: list[RowError], why: str | None) 
     return bad or (why is not None and not getattr(args, "accept_removals", False))
 
 
+def _drop_guard_answer(args: argparse.Namespace, path: str, why: str | None, check: str) -> None:
+    """What the drop guard's finding `why` does to an import of `path`: a dry
+    run says it would be refused; otherwise it is refused (AdminError, nothing
+    written; `check` names what to check) unless --accept-removals was given."""
+    if why is None:
+        return
+    if args.dry_run:
+        print(f"dry run: the import would be refused: {path}: {why}")
+    elif not args.accept_removals:
+        raise AdminError(
+            f"{path}: {why}; nothing imported (check {check}; --accept-removals imports it anyway)"
+        )
+    else:
+        print(f"accepted (--accept-removals): {why}")
+
+
 def _version_seq(version: str) -> tuple[str, int]:
     # "2025-09-01.3" -> ("2025-09-01", 3); a version of the old scheme -> (v, 0).
     day, _, seq = version.rpartition(".")
@@ -533,16 +549,7 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     print(diff.summary())
     for _, _, desc in provs:
         print(f"  {desc}")
-    if why is not None:
-        if args.dry_run:
-            print(f"dry run: the import would be refused: {path}: {why}")
-        elif not args.accept_removals:
-            raise AdminError(
-                f"{path}: {why}; nothing imported (check the download; --accept-removals "
-                "imports it anyway)"
-            )
-        else:
-            print(f"accepted (--accept-removals): {why}")
+    _drop_guard_answer(args, path, why, "the download")
     if args.dry_run:
         return 2 if _refused(args, errors, why) else 0
 
@@ -1317,16 +1324,7 @@ async def _nanpa_import(args: argparse.Namespace, r: Any, prefix: str, now: Any)
         if items:
             more = f" ... and {len(items) - 10} more" if len(items) > 10 else ""
             print(f"  {title}: {' '.join(items[:10])}{more}")
-    if why is not None:
-        if args.dry_run:
-            print(f"dry run: the import would be refused: {path}: {why}")
-        elif not args.accept_removals:
-            raise AdminError(
-                f"{path}: {why}; nothing imported (check the file; --accept-removals "
-                "imports it anyway)"
-            )
-        else:
-            print(f"accepted (--accept-removals): {why}")
+    _drop_guard_answer(args, path, why, "the file")
     if args.dry_run:
         return 2 if _refused(args, errors, why) else 0
     await _replace_set(r, prefix + key, sorted(codes), keep_previous=True)
