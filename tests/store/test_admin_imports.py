@@ -44,6 +44,20 @@ async def keys(r: aioredis.Redis, prefix: str) -> dict[str, str]:
     return out
 
 
+async def absent_and_removed(prefix: str) -> None:
+    """Provider pz, absent from the September export, and ord, removed from the
+    RMD by order DA 25-694 on 2025-09-10 (both exports imported)."""
+    assert await run(prefix, "provider", "set", "pz", "--name", "PZ/Illum", "--frn", PZ_FRN) == 0
+    assert await run(prefix, "provider", "set", "ord", "--rmd-number", "RMD0001405") == 0
+    assert await run(prefix, "rmd", "import", str(AUG), "--skip-bad-rows") == 0
+    assert await run(prefix, "rmd", "import", str(SEP), "--skip-bad-rows") == 0
+    rc = await run(
+        prefix, "rmd", "remove", "--order", "DA 25-694", "--rmd-number", "RMD0001405",
+        "--date", "2025-09-10",
+    )  # fmt: skip
+    assert rc == 0
+
+
 async def test_rmd_export_field_names_and_labels(
     prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,15 +170,7 @@ async def test_rmd_dry_run_guard_rollback_and_as_of(
 async def test_absent_and_removed_are_different_states(
     prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert await run(prefix, "provider", "set", "pz", "--name", "PZ/Illum", "--frn", PZ_FRN) == 0
-    assert await run(prefix, "provider", "set", "ord", "--rmd-number", "RMD0001405") == 0
-    assert await run(prefix, "rmd", "import", str(AUG), "--skip-bad-rows") == 0
-    assert await run(prefix, "rmd", "import", str(SEP), "--skip-bad-rows") == 0
-    rc = await run(
-        prefix, "rmd", "remove", "--order", "DA 25-694", "--rmd-number", "RMD0001405",
-        "--date", "2025-09-10",
-    )  # fmt: skip
-    assert rc == 0
+    await absent_and_removed(prefix)
     capsys.readouterr()
     assert await run(prefix, "rmd", "status", PZ_NUM) == 0
     out, _ = capsys.readouterr()
@@ -202,15 +208,7 @@ async def test_check_at_uses_the_rmd_as_of_that_day(
     prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`check --at` answered with today's RMD status before."""
-    assert await run(prefix, "provider", "set", "pz", "--name", "PZ/Illum", "--frn", PZ_FRN) == 0
-    assert await run(prefix, "provider", "set", "ord", "--rmd-number", "RMD0001405") == 0
-    assert await run(prefix, "rmd", "import", str(AUG), "--skip-bad-rows") == 0
-    assert await run(prefix, "rmd", "import", str(SEP), "--skip-bad-rows") == 0
-    rc = await run(
-        prefix, "rmd", "remove", "--order", "DA 25-694", "--rmd-number", "RMD0001405",
-        "--date", "2025-09-10",
-    )  # fmt: skip
-    assert rc == 0
+    await absent_and_removed(prefix)
     capsys.readouterr()
 
     async def verdict(provider: str, at: str) -> dict[str, object]:
