@@ -294,6 +294,24 @@ async def _wait_ping(url: str) -> None:
         await r.aclose()
 
 
+async def _seed(url: str) -> None:
+    """Once the private redis-server answers: one blocked caller, +12025550123."""
+    await _wait_ping(url)
+    r = aioredis.Redis.from_url(url, decode_responses=True)
+    await r.sadd("sipscreen:block:caller", "+12025550123")
+    await r.aclose()
+
+
+async def _stop(task: asyncio.Task[None] | None, proc: subprocess.Popen[bytes]) -> None:
+    """Cancel the store's task (if it was started), then stop the redis-server."""
+    if task is not None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    proc.terminate()
+    proc.wait(5)
+
+
 async def test_redis_down_keeps_snapshot_and_reconnects(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -303,10 +321,7 @@ async def test_redis_down_keeps_snapshot_and_reconnects(
     states: list[bool] = []
     task: asyncio.Task[None] | None = None
     try:
-        await _wait_ping(url)
-        r = aioredis.Redis.from_url(url, decode_responses=True)
-        await r.sadd("sipscreen:block:caller", "+12025550123")
-        await r.aclose()
+        await _seed(url)
         store = make_store("sipscreen:", url, on_state=states.append)
         task = asyncio.create_task(store.run())
         await store.wait_synced(5)
@@ -341,12 +356,7 @@ async def test_redis_down_keeps_snapshot_and_reconnects(
         assert len(lost) == 1 and lost[0].levelno == logging.WARNING
         assert len(back) == 1
     finally:
-        if task is not None:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        proc.terminate()
-        proc.wait(5)
+        await _stop(task, proc)
 
 
 async def test_redis_back_empty_keeps_the_snapshot_until_confirmed(
@@ -360,10 +370,7 @@ async def test_redis_back_empty_keeps_the_snapshot_until_confirmed(
     proc = _start_redis(port)
     task: asyncio.Task[None] | None = None
     try:
-        await _wait_ping(url)
-        r = aioredis.Redis.from_url(url, decode_responses=True)
-        await r.sadd("sipscreen:block:caller", "+12025550123")
-        await r.aclose()
+        await _seed(url)
         store = make_store("sipscreen:", url)
         task = asyncio.create_task(store.run())
         await store.wait_synced(5)
@@ -391,12 +398,7 @@ async def test_redis_back_empty_keeps_the_snapshot_until_confirmed(
         assert "+12025550123" not in store.snapshot.block_caller
         assert "+13035550100" in store.snapshot.block_caller
     finally:
-        if task is not None:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        proc.terminate()
-        proc.wait(5)
+        await _stop(task, proc)
 
 
 async def test_redis_back_with_the_stamp_but_no_lists_is_data_lost() -> None:
@@ -407,10 +409,7 @@ async def test_redis_back_with_the_stamp_but_no_lists_is_data_lost() -> None:
     proc = _start_redis(port)
     task: asyncio.Task[None] | None = None
     try:
-        await _wait_ping(url)
-        r = aioredis.Redis.from_url(url, decode_responses=True)
-        await r.sadd("sipscreen:block:caller", "+12025550123")
-        await r.aclose()
+        await _seed(url)
         store = make_store("sipscreen:", url)
         task = asyncio.create_task(store.run())
         await store.wait_synced(5)
@@ -427,12 +426,7 @@ async def test_redis_back_with_the_stamp_but_no_lists_is_data_lost() -> None:
         await until(lambda: store.data_lost, timeout=10)
         assert "+12025550123" in store.snapshot.block_caller
     finally:
-        if task is not None:
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-        proc.terminate()
-        proc.wait(5)
+        await _stop(task, proc)
 
 
 async def test_never_loaded_when_redis_absent() -> None:
