@@ -455,3 +455,27 @@ def udp_recorder(port: int | None = None) -> Iterator[tuple[socket.socket, int]]
         yield s, s.getsockname()[1]
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------
+# Polling and one-call helpers
+# ---------------------------------------------------------------------------
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll `cond` every 0.1 s until it is true or `timeout` seconds pass;
+    one last look after the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return bool(cond())
+
+
+def one_call(
+    scenario: str, proxy: ProxyProcess, workdir: Path, caller: str, callee: str
+) -> SippResult:
+    """One SIPp call from `caller` to `callee` through the proxy (scenario in tests/sipp)."""
+    inf = write_callers(workdir / f"one-{time.monotonic_ns()}.csv", [(caller, callee)])
+    return run_sipp(scenario, f"127.0.0.1:{proxy.port}", workdir, calls=1, rate=1, inf=inf)

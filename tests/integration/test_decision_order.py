@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import ROOT, run_sipp, write_callers
+from sipscreen_testlib import ROOT, one_call, wait_for
 
 from proxy.config import load_config
 from proxy.metrics import Metrics
@@ -40,20 +40,6 @@ CALLEE = "+13125557000"
 CALLER = "+12127368000"
 PSAP = "+12127360911"
 TRUNK = [{"cidr": "127.0.0.1/32", "provider": "up"}]
-
-
-def _one_call(scenario: str, proxy: Any, tmp_path: Path, caller: str) -> Any:
-    inf = write_callers(tmp_path / f"one-{time.monotonic_ns()}.csv", [(caller, CALLEE)])
-    return run_sipp(scenario, f"127.0.0.1:{proxy.port}", tmp_path, calls=1, rate=1, inf=inf)
-
-
-def _wait_for(pred: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _decisions(proxy: Any) -> list[dict[str, str]]:
@@ -77,14 +63,14 @@ def test_allowlisted_caller_over_removed_provider_is_refused(
     redis_client.sadd(key_prefix + "allow:caller", CALLER)
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, redis_url, key_prefix, trunks=TRUNK)
-    res = _one_call("uac_block_603.xml", proxy, tmp_path, CALLER)
+    res = one_call("uac_block_603.xml", proxy, tmp_path, CALLER, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 0
-    assert _wait_for(
+    assert wait_for(
         lambda: proxy.metric("sipscreen_invites_total", verdict="blocked", rule="rmd_gate") == 1
     )
     assert proxy.metric("sipscreen_invites_total", verdict="allowed", rule="allowlist") == 0
-    assert _wait_for(lambda: any(d["rule"] == "rmd_gate" for d in _decisions(proxy)))
+    assert wait_for(lambda: any(d["rule"] == "rmd_gate" for d in _decisions(proxy)))
     rec = next(d for d in _decisions(proxy) if d["rule"] == "rmd_gate")
     assert rec["citation"] == "47 CFR 64.6305(g)" and rec["action"] == "reject"
     assert "64.6305(d)-(f)" in rec["reason"] and rec["status"] == "603"
@@ -104,16 +90,16 @@ def test_psap_caller_passes_a_blocked_provider(
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, redis_url, key_prefix, trunks=TRUNK)
     # Before the PSAP is on the emergency-caller list: refused like any caller.
-    res = _one_call("uac_block_603.xml", proxy, tmp_path, PSAP)
+    res = one_call("uac_block_603.xml", proxy, tmp_path, PSAP, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 0
     # Added live with redis-cli: the next call from it reaches the softswitch.
     redis_client.sadd(key_prefix + "emergency:caller", PSAP)
     time.sleep(0.5)  # the store follows MONITOR
-    res = _one_call("uac_screen.xml", proxy, tmp_path, PSAP)
+    res = one_call("uac_screen.xml", proxy, tmp_path, PSAP, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 1
-    assert _wait_for(
+    assert wait_for(
         lambda: proxy.metric("sipscreen_invites_total", verdict="allowed", rule="emergency") == 1
     )
     assert proxy.metric("sipscreen_invites_total", verdict="blocked", rule="provider_block") == 1
@@ -145,10 +131,10 @@ def test_unmapped_source_follows_the_configured_policy(
     assert f"unmapped_provider_policy = {policy}" in banner
     assert "monitor_only providers" in banner and "watched" in banner
     if policy == "block":
-        res = _one_call("uac_block_603.xml", proxy, tmp_path, CALLER)
+        res = one_call("uac_block_603.xml", proxy, tmp_path, CALLER, CALLEE)
         assert res.successful == 1, res.stderr + res.messages[-2000:]
         assert uas.received("INVITE") == 0
-        assert _wait_for(
+        assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="unmapped_provider")
                 == 1
@@ -156,10 +142,10 @@ def test_unmapped_source_follows_the_configured_policy(
         )
         assert proxy.metric("sipscreen_unmapped_provider_total", action="blocked") == 1
     else:
-        res = _one_call("uac_screen.xml", proxy, tmp_path, CALLER)
+        res = one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE)
         assert res.successful == 1, res.stderr + res.messages[-2000:]
         assert uas.received("INVITE") == 1
-        assert _wait_for(
+        assert wait_for(
             lambda: proxy.metric("sipscreen_unmapped_provider_total", action="passed") == 1
         )
         assert (
@@ -207,10 +193,10 @@ def test_fdo_passes_within_30_days_then_blocks(
     assert res.returncode == 0, res.stderr
     time.sleep(0.5)
     # Within 30 days of release: passes, counted as would_block fdo.
-    call = _one_call("uac_screen.xml", proxy, tmp_path, CALLER)
+    call = one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE)
     assert call.successful == 1, call.stderr + call.messages[-2000:]
     assert uas.received("INVITE") == 1
-    assert _wait_for(
+    assert wait_for(
         lambda: proxy.metric("sipscreen_invites_total", verdict="would_block", rule="fdo") == 1
     )
     rec = next(d for d in _decisions(proxy) if d["rule"] == "fdo")
@@ -225,10 +211,10 @@ def test_fdo_passes_within_30_days_then_blocks(
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     time.sleep(0.5)
-    call = _one_call("uac_block_603.xml", proxy, tmp_path, CALLER)
+    call = one_call("uac_block_603.xml", proxy, tmp_path, CALLER, CALLEE)
     assert call.successful == 1, call.stderr + call.messages[-2000:]
     assert uas.received("INVITE") == 1
-    assert _wait_for(
+    assert wait_for(
         lambda: proxy.metric("sipscreen_invites_total", verdict="blocked", rule="fdo") == 1
     )
     assert (

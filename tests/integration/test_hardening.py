@@ -13,22 +13,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sipscreen_testlib import udp_recorder
+from sipscreen_testlib import udp_recorder, wait_for
 
 BLOCKED = "+12127369999"
-
-
-def _wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 def _invite(lport: int, proxy_port: int, caller: str, n: int = 0) -> bytes:
@@ -142,7 +132,7 @@ def test_handoff_socket_ignores_an_outside_sender(
                 )
             assert _recv(victim, 1.5) is None
             assert _recv(ss, 0.2) is None
-            assert _wait_for(
+            assert wait_for(
                 lambda: proxy.metric("sipscreen_dropped_total", reason="handoff_foreign") >= 2
             )
             assert "not a worker" in proxy.stderr()
@@ -159,7 +149,7 @@ def test_handoff_socket_ignores_an_outside_sender(
                     assert got is not None and got.startswith(b"SIP/2.0 603"), got
             finally:
                 ua.close()
-            assert _wait_for(
+            assert wait_for(
                 lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0
             )
         finally:
@@ -192,7 +182,7 @@ def test_unacked_rejections_are_not_amplified(
                     assert d.startswith(b"SIP/2.0 603")
                     got += 1
             assert 30 <= got <= 30 + 8 * 3, got
-            assert _wait_for(
+            assert wait_for(
                 lambda: (
                     proxy.metric("sipscreen_core_events_total", event="retransmit_suppressed") == 22
                 )
@@ -229,7 +219,7 @@ def test_invites_over_the_per_source_limit(
         while _recv(ss, 1.0) is not None:
             relayed += 1
         assert relayed == 5 + 10
-        assert _wait_for(
+        assert wait_for(
             lambda: proxy.metric("sipscreen_core_events_total", event="rate_limited") == 5
         )
 
@@ -277,7 +267,7 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
                 + 'jcard_url = "https://jcard.demo-carrier.net/jcard.json"\n'
             )
             proxy.proc.send_signal(signal.SIGHUP)
-            assert _wait_for(lambda: "configuration reloaded" in proxy.stderr())
+            assert wait_for(lambda: "configuration reloaded" in proxy.stderr())
             time.sleep(0.3)  # every worker
             for n in range(1, 7):
                 got = _answer_to_blocked(proxy, ua, n)
@@ -285,7 +275,7 @@ def test_sighup_reloads_the_configuration_and_refuses_a_bad_one(
             # A bad configuration is refused with a log line; the one in force stays.
             proxy.config_path.write_text(good + '\n[answer.deterministic]\nkind = "999"\n')
             proxy.proc.send_signal(signal.SIGHUP)
-            assert _wait_for(lambda: "reload refused" in proxy.stderr())
+            assert wait_for(lambda: "reload refused" in proxy.stderr())
             assert "answer.deterministic.kind" in proxy.stderr()
             for n in range(7, 12):
                 assert _answer_to_blocked(proxy, ua, n).startswith(b"SIP/2.0 608")
@@ -312,7 +302,7 @@ def test_workers_exit_when_the_parent_is_killed(
         proxy.proc.send_signal(signal.SIGKILL)
         proxy.proc.wait(5)
         try:
-            assert _wait_for(lambda: not any(_alive(c) for c in children), 10.0)
+            assert wait_for(lambda: not any(_alive(c) for c in children), 10.0)
         finally:
             for c in children:
                 if _alive(c):
@@ -412,7 +402,7 @@ def test_tcp_connections_are_capped_per_source_and_per_worker(
             # worker cap of 6
             assert closed[:4] == [False] * 4 and closed[4:8] == [True] * 4, closed
             assert closed[8:10] == [False] * 2 and closed[10:] == [True] * 2, closed
-            assert _wait_for(lambda: proxy.metric("sipscreen_tcp_connections") == 6)
+            assert wait_for(lambda: proxy.metric("sipscreen_tcp_connections") == 6)
             assert proxy.metric("sipscreen_tcp_refused_total", reason="source_cap") == 4
             assert proxy.metric("sipscreen_tcp_refused_total", reason="worker_cap") == 2
             assert "source_cap reached" in proxy.stderr()
@@ -466,7 +456,7 @@ def test_idle_slow_loris_and_partial_body_connections_time_out(
             assert loris_closed_at is not None or _closed_by_peer(loris, 0.5)
             busy.settimeout(0.5)
             assert busy.recv(65536).startswith(b"SIP/2.0 200")  # still open
-            assert _wait_for(
+            assert wait_for(
                 lambda: proxy.metric("sipscreen_tcp_timeouts_total", kind="incomplete") == 2
             )
             assert proxy.metric("sipscreen_tcp_timeouts_total", kind="idle") == 1
@@ -553,7 +543,7 @@ def test_redis_restarted_empty_keeps_the_blocklist_until_confirm_empty(
                     path.unlink()
             private_redis.start()
             assert not r.exists(prefix + "block:caller")
-            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 1, 15)
+            assert wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 1, 15)
             assert "REDIS DATA LOST" in proxy.stderr()
             # still blocked from the last snapshot
             assert _answer_to_blocked(proxy, ua, 1).startswith(b"SIP/2.0 603")
@@ -576,7 +566,7 @@ def test_redis_restarted_empty_keeps_the_blocklist_until_confirm_empty(
                 env=env,
             )
             assert res.returncode == 0, res.stderr
-            assert _wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 0, 15)
+            assert wait_for(lambda: proxy.metric("sipscreen_redis_data_lost") == 0, 15)
             time.sleep(0.5)
             lport = ua.getsockname()[1]
             ua.sendto(_invite(lport, proxy.port, BLOCKED, 2), ("127.0.0.1", proxy.port))

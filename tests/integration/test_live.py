@@ -11,26 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sipscreen_testlib import count_received, run_sipp, write_callers
+from sipscreen_testlib import count_received, one_call, run_sipp, wait_for, write_callers
 
 pytestmark = [pytest.mark.sipp]
 
 CALLEE = "+13125557000"
 CALLER = "+12127368000"
-
-
-def _one_call(scenario: str, proxy: Any, tmp_path: Path, caller: str) -> Any:
-    inf = write_callers(tmp_path / f"one-{time.monotonic_ns()}.csv", [(caller, CALLEE)])
-    return run_sipp(scenario, f"127.0.0.1:{proxy.port}", tmp_path, calls=1, rate=1, inf=inf)
-
-
-def _wait_for(pred: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_live_block_and_unblock(
@@ -44,20 +30,20 @@ def test_live_block_and_unblock(
 ) -> None:
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, redis_url, key_prefix, loop=loop_name)
-    assert _one_call("uac_screen.xml", proxy, tmp_path, CALLER).successful == 1
+    assert one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE).successful == 1
     assert uas.received("INVITE") == 1
 
     # An operator blocks the number with redis-cli; the next call is refused.
     redis_client.sadd(key_prefix + "block:caller", CALLER)
     time.sleep(0.5)  # the store follows MONITOR; give it a moment
-    res = _one_call("uac_block_603.xml", proxy, tmp_path, CALLER)
+    res = one_call("uac_block_603.xml", proxy, tmp_path, CALLER, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 1
 
     # Unblocked again: the next call passes.
     redis_client.srem(key_prefix + "block:caller", CALLER)
     time.sleep(0.5)
-    res = _one_call("uac_screen.xml", proxy, tmp_path, CALLER)
+    res = one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 2
 
@@ -73,10 +59,10 @@ def test_metrics_endpoint_names(
     redis_client.sadd(key_prefix + "block:caller", "+12127369999")
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, redis_url, key_prefix)
-    assert _one_call("uac_screen.xml", proxy, tmp_path, CALLER).successful == 1
-    assert _one_call("uac_block_603.xml", proxy, tmp_path, "+12127369999").successful == 1
+    assert one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE).successful == 1
+    assert one_call("uac_block_603.xml", proxy, tmp_path, "+12127369999", CALLEE).successful == 1
     # Core counters are exported twice a second.
-    assert _wait_for(
+    assert wait_for(
         lambda: proxy.metric("sipscreen_sip_messages_total", direction="in", kind="INVITE") >= 2
     )
     text = proxy.metrics_text()
@@ -116,7 +102,7 @@ def test_redis_restart_during_traffic(
     r.close()
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, private_redis.url, prefix, loop=loop_name)
-    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1)
+    assert wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1)
 
     allowed = [f"+1212736{5000 + i:04d}" for i in range(60)]
     rows = [(a, CALLEE) for a in allowed]
@@ -143,10 +129,10 @@ def test_redis_restart_during_traffic(
     t2.start()
     time.sleep(1.5)
     private_redis.stop()
-    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 0)
+    assert wait_for(lambda: proxy.metric("sipscreen_redis_up") == 0)
     time.sleep(1.5)
     private_redis.start()
-    assert _wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1, timeout=20)
+    assert wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1, timeout=20)
     t1.join(120)
     t2.join(120)
     a, b = results["allowed"], results["blocked"]
@@ -191,11 +177,11 @@ def test_two_workers_share_one_port(
     assert res2.failed == 0 and res2.successful == 10, res2.stderr[-3000:]
     assert count_received(res2.messages, "SIP/2.0 603 Decline") >= 10
     assert uas.received("INVITE") == calls
-    assert _wait_for(lambda: proxy.metric("sipscreen_invites_total", verdict="allowed") == calls)
+    assert wait_for(lambda: proxy.metric("sipscreen_invites_total", verdict="allowed") == calls)
     # Both workers received datagrams (one scrape target, per-worker series).
     w0 = proxy.metric("sipscreen_worker_datagrams_total", worker="0")
     w1 = proxy.metric("sipscreen_worker_datagrams_total", worker="1")
     assert w0 > 0 and w1 > 0, (w0, w1)
     # About half of the 50 INVITEs reached the worker that does not own them.
-    assert _wait_for(lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0)
+    assert wait_for(lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0)
     assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 10
