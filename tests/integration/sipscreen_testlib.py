@@ -457,6 +457,15 @@ def udp_recorder(port: int | None = None) -> Iterator[tuple[socket.socket, int]]
         s.close()
 
 
+def recv_datagram(sock: socket.socket, timeout: float) -> bytes | None:
+    """One datagram from `sock` within `timeout` seconds, or None."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recvfrom(70000)[0]
+    except TimeoutError:
+        return None
+
+
 # ---------------------------------------------------------------------------
 # Polling and one-call helpers
 # ---------------------------------------------------------------------------

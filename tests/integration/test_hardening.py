@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sipscreen_testlib import udp_recorder, wait_for
+from sipscreen_testlib import recv_datagram, udp_recorder, wait_for
 
 BLOCKED = "+12127369999"
 
@@ -32,14 +32,6 @@ def _invite(lport: int, proxy_port: int, caller: str, n: int = 0) -> bytes:
         "CSeq: 1 INVITE\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
-
-
-def _recv(sock: socket.socket, timeout: float) -> bytes | None:
-    sock.settimeout(timeout)
-    try:
-        return sock.recvfrom(70000)[0]
-    except TimeoutError:
-        return None
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -130,8 +122,8 @@ def test_handoff_socket_ignores_an_outside_sender(
                 attacker.sendto(
                     b"\x00TCP 127.0.0.1 %d\nSIP/2.0 200 OK\r\n\r\n" % vport, ("127.0.0.1", port)
                 )
-            assert _recv(victim, 1.5) is None
-            assert _recv(ss, 0.2) is None
+            assert recv_datagram(victim, 1.5) is None
+            assert recv_datagram(ss, 0.2) is None
             assert wait_for(
                 lambda: proxy.metric("sipscreen_dropped_total", reason="handoff_foreign") >= 2
             )
@@ -145,7 +137,7 @@ def test_handoff_socket_ignores_an_outside_sender(
                     ua.sendto(
                         _invite(lport, proxy.port, BLOCKED, 100 + n), ("127.0.0.1", proxy.port)
                     )
-                    got = _recv(ua, 5)
+                    got = recv_datagram(ua, 5)
                     assert got is not None and got.startswith(b"SIP/2.0 603"), got
             finally:
                 ua.close()
@@ -177,7 +169,7 @@ def test_unacked_rejections_are_not_amplified(
             got = 0
             deadline = time.monotonic() + 4.0
             while time.monotonic() < deadline:
-                d = _recv(victim, max(0.01, deadline - time.monotonic()))
+                d = recv_datagram(victim, max(0.01, deadline - time.monotonic()))
                 if d is not None:
                     assert d.startswith(b"SIP/2.0 603")
                     got += 1
@@ -216,7 +208,7 @@ def test_invites_over_the_per_source_limit(
             finally:
                 ua.close()
         relayed = 0
-        while _recv(ss, 1.0) is not None:
+        while recv_datagram(ss, 1.0) is not None:
             relayed += 1
         assert relayed == 5 + 10
         assert wait_for(
@@ -238,7 +230,7 @@ def _answer_to_blocked(proxy: Any, ua: socket.socket, n: int) -> bytes:
     ua.sendto(inv, ("127.0.0.1", proxy.port))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        got = _recv(ua, 5)
+        got = recv_datagram(ua, 5)
         assert got is not None
         if call_id in got:
             return got
@@ -570,7 +562,7 @@ def test_redis_restarted_empty_keeps_the_blocklist_until_confirm_empty(
             time.sleep(0.5)
             lport = ua.getsockname()[1]
             ua.sendto(_invite(lport, proxy.port, BLOCKED, 2), ("127.0.0.1", proxy.port))
-            fwd = _recv(ss, 5)
+            fwd = recv_datagram(ss, 5)
             assert fwd is not None and fwd.startswith(b"INVITE ")
         finally:
             ua.close()

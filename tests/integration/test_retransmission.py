@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from sipscreen_testlib import udp_recorder
+from sipscreen_testlib import recv_datagram, udp_recorder
 
 
 def _invite(lport: int, proxy_port: int, caller: str, branch: str, call_id: str) -> bytes:
@@ -27,14 +27,6 @@ def _invite(lport: int, proxy_port: int, caller: str, branch: str, call_id: str)
         f"Contact: <sip:{caller}@127.0.0.1:{lport}>\r\n"
         "Content-Length: 0\r\n\r\n"
     ).encode()
-
-
-def _recv(sock: socket.socket, timeout: float) -> bytes | None:
-    sock.settimeout(timeout)
-    try:
-        return sock.recvfrom(70000)[0]
-    except TimeoutError:
-        return None
 
 
 def _header(msg: bytes, name: bytes) -> bytes:
@@ -56,11 +48,11 @@ def test_retransmitted_invite_is_relayed_and_answered(
         inv = _invite(lport, proxy.port, "+12127368000", branch, uuid.uuid4().hex)
         try:
             ua.sendto(inv, ("127.0.0.1", proxy.port))
-            first = _recv(ss, 5)
+            first = recv_datagram(ss, 5)
             assert first is not None and first.startswith(b"INVITE ")
             # The softswitch "loses" it; Timer A fires at the caller: resend.
             ua.sendto(inv, ("127.0.0.1", proxy.port))
-            second = _recv(ss, 5)
+            second = recv_datagram(ss, 5)
             assert second is not None and second.startswith(b"INVITE ")
             # Same proxy branch both times (RFC 3261 §16.11: stateless proxies
             # compute it deterministically so retransmissions match).
@@ -83,7 +75,7 @@ def test_retransmitted_invite_is_relayed_and_answered(
                 + b"\r\nContent-Length: 0\r\n\r\n"
             )
             ss.sendto(resp, ("127.0.0.1", proxy.port))
-            got = _recv(ua, 5)
+            got = recv_datagram(ua, 5)
             assert got is not None and got.startswith(b"SIP/2.0 486")
             assert got.count(b"Via:") + got.count(b"via:") == 1
         finally:
@@ -105,7 +97,7 @@ def test_retransmitted_blocked_invite_is_absorbed(
             answers = []
             for _ in range(3):
                 ua.sendto(inv, ("127.0.0.1", proxy.port))
-                got = _recv(ua, 5)
+                got = recv_datagram(ua, 5)
                 assert got is not None
                 answers.append(got)
                 time.sleep(0.1)
@@ -113,7 +105,7 @@ def test_retransmitted_blocked_invite_is_absorbed(
             # The same response each time (same To tag): one transaction.
             assert len({_header(a, b"To") for a in answers}) == 1
             # Never relayed to the softswitch.
-            assert _recv(ss, 0.5) is None
+            assert recv_datagram(ss, 0.5) is None
             assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 1
         finally:
             ua.close()
