@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from proxy.server import redis_answers
+from proxy.store import SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SIPP_DIR = ROOT / "tests" / "sipp"
@@ -488,3 +489,11 @@ def one_call(
     """One SIPp call from `caller` to `callee` through the proxy (scenario in tests/sipp)."""
     inf = write_callers(workdir / f"one-{time.monotonic_ns()}.csv", [(caller, callee)])
     return run_sipp(scenario, f"127.0.0.1:{proxy.port}", workdir, calls=1, rate=1, inf=inf)
+
+
+async def loaded_store(cfg: Any, redis_url: str) -> SnapshotStore:
+    """A SnapshotStore for the config `cfg` with what Redis holds loaded once
+    (no MONITOR: the Screener tests drive it directly)."""
+    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
+    await store.load_full()
+    return store

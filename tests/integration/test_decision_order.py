@@ -27,13 +27,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import ROOT, one_call, wait_for
+from sipscreen_testlib import ROOT, loaded_store, one_call, wait_for
 
 from proxy.config import load_config
 from proxy.metrics import Metrics
 from proxy.screen import Screener
 from proxy.sip.message import parse
-from proxy.store import SnapshotStore
 from rules.verdict import Rule
 
 CALLEE = "+13125557000"
@@ -266,8 +265,7 @@ async def test_allowlist_pass_over_dno_is_counted(
         '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
     )
     cfg = load_config(str(cfg_path), {})
-    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
-    await store.load_full()
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url)
     from proxy.records import RecordWriter

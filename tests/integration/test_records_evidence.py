@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from sipscreen_testlib import loaded_store
 
 from proxy.config import load_config
 from proxy.metrics import Metrics
 from proxy.records import FIELDS, RecordWriter, export
 from proxy.screen import DECISION_LOGGER, Screener
 from proxy.sip.message import parse
-from proxy.store import SnapshotStore
 
 BLOCKED = "+12127369999"
 SRC = ("10.1.2.3", 5062)
@@ -73,17 +73,11 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
     return key_prefix
 
 
-async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
-    await store.load_full()
-    return store
-
-
 async def test_blocked_call_recorded_with_every_field_and_clipped(
     tmp_path: Path, redis_url: str, seeded: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = _config(tmp_path, seeded)
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     records = RecordWriter(client, seeded, 0, 3600)
@@ -149,7 +143,7 @@ async def test_monitor_and_sampled_allow_recorded(
     tmp_path: Path, redis_url: str, seeded: str
 ) -> None:
     cfg = _config(tmp_path, seeded, "[proxy]\nmonitor = true\n")
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     records = RecordWriter(client, seeded, 0, 3600)
     try:
@@ -183,7 +177,7 @@ async def test_redis_down_buffer_stays_under_its_byte_cap(
 
     cap = 1 << 20
     cfg = _config(tmp_path, seeded, f"[records]\nbuffer_max_bytes = {cap}\n")
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
     records = RecordWriter(dead, seeded, 0, 3600, queue_max_bytes=cfg.records_buffer_max_bytes)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
+from sipscreen_testlib import loaded_store
 
 from proxy.config import load_config
 from proxy.metrics import Metrics
@@ -53,12 +54,6 @@ def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
     return load_config(str(p), {})
 
 
-async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
-    await store.load_full()
-    return store
-
-
 @pytest.fixture
 def seeded(redis_client: Any, key_prefix: str) -> str:
     redis_client.sadd(key_prefix + "block:caller", BLOCKED)
@@ -77,7 +72,7 @@ async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) ->
         seeded,
         '[answer.deterministic]\nkind = "608"\njcard_url = "https://jc.carrier.net/j"\n',
     )
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url)
     records = RecordWriter(client, seeded, 1000, 0)
@@ -122,7 +117,7 @@ async def test_trusted_header_only_from_trusted_sources(
         seeded,
         '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
     )
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     s = Screener(cfg, store, Metrics(CollectorRegistry()))
     req = _invite("sip:+12127368000@x", extra="X-Upstream: gone\r\n")
     assert s.facts_for(req, SRC).provider == "gone"
@@ -150,7 +145,7 @@ async def test_more_than_one_trusted_provider_is_refused(
         seeded,
         '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
     )
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     s = Screener(cfg, store, m)
     req = _invite("sip:+12127368000@x", extra=headers)
@@ -176,7 +171,7 @@ async def test_monitor_forwards_and_counts(
     tmp_path: Path, redis_url: str, seeded: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = _config(tmp_path, seeded, "[proxy]\nmonitor = true\n")
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     s = Screener(cfg, store, m)
     with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
@@ -211,7 +206,7 @@ async def test_more_than_one_trusted_provider_in_monitor_mode(
         "[proxy]\nmonitor = true\n"
         '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
     )
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     s = Screener(cfg, store, m)
     assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
@@ -232,7 +227,7 @@ async def test_ambiguous_provider_record_is_clipped_and_complete(
         seeded,
         '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
     )
-    store = await _store(cfg, redis_url)
+    store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     s = Screener(cfg, store, m)
     big = "r" * 30000
