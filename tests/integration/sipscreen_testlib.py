@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from proxy.config import load_config
 from proxy.server import redis_answers
 from proxy.store import SnapshotStore
 
@@ -497,3 +498,15 @@ async def loaded_store(cfg: Any, redis_url: str) -> SnapshotStore:
     store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
     await store.load_full()
     return store
+
+
+def screener_config(tmp_path: Path, prefix: str, body: str = "") -> Any:
+    """A loaded config for the in-process Screener tests, written to
+    tmp_path/c.toml: key prefix `prefix`, sources in 10.1.0.0/16 from provider
+    "acme", then the TOML `body` (more trunks, sections)."""
+    p = tmp_path / "c.toml"
+    p.write_text(
+        f'[redis]\nkey_prefix = "{prefix}"\n'
+        '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n' + body
+    )
+    return load_config(str(p), {})

@@ -27,9 +27,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import ROOT, loaded_store, one_call, wait_for
+from sipscreen_testlib import ROOT, loaded_store, one_call, screener_config, wait_for
 
-from proxy.config import load_config
 from proxy.metrics import Metrics
 from proxy.screen import Screener
 from proxy.sip.message import parse
@@ -259,12 +258,7 @@ async def test_allowlist_pass_over_dno_is_counted(
     fiction = "+12125550150"
     redis_client.sadd(key_prefix + "allow:caller", fiction)
     redis_client.hset(key_prefix + "provider:acme", mapping={"rmd_status": "listed"})
-    cfg_path = tmp_path / "c.toml"
-    cfg_path.write_text(
-        f'[redis]\nkey_prefix = "{key_prefix}"\n'
-        '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
-    )
-    cfg = load_config(str(cfg_path), {})
+    cfg = screener_config(tmp_path, key_prefix)
     store = await loaded_store(cfg, redis_url)
     m = Metrics(CollectorRegistry())
     client = aioredis.Redis.from_url(redis_url)

@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import loaded_store
+from sipscreen_testlib import loaded_store, screener_config
 
-from proxy.config import load_config
 from proxy.metrics import Metrics
 from proxy.records import FIELDS, RecordWriter, export
 from proxy.screen import DECISION_LOGGER, Screener
@@ -55,13 +54,7 @@ def _invite(call_id: str, caller: str = BLOCKED, *, pai: bool = True, extra: str
 
 
 def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
-    p = tmp_path / "c.toml"
-    p.write_text(
-        f'[redis]\nkey_prefix = "{prefix}"\n'
-        '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
-        '[answer.deterministic]\nkind = "603"\n' + body
-    )
-    return load_config(str(p), {})
+    return screener_config(tmp_path, prefix, '[answer.deterministic]\nkind = "603"\n' + body)
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import loaded_store
+from sipscreen_testlib import loaded_store, screener_config
 
-from proxy.config import load_config
 from proxy.metrics import Metrics
 from proxy.records import RecordWriter
 from proxy.screen import DECISION_LOGGER, Screener, caller_from_request
@@ -45,13 +44,9 @@ def _invite(caller_uri: str, *, pai: str | None = None, extra: str = "") -> Any:
 
 
 def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
-    p = tmp_path / "c.toml"
-    p.write_text(
-        f'[redis]\nkey_prefix = "{prefix}"\n'
-        '[[trunk]]\ncidr = "10.1.0.0/16"\nprovider = "acme"\n'
-        '[[trunk]]\ncidr = "10.9.9.9/32"\nprovider = "gone"\n' + body
+    return screener_config(
+        tmp_path, prefix, '[[trunk]]\ncidr = "10.9.9.9/32"\nprovider = "gone"\n' + body
     )
-    return load_config(str(p), {})
 
 
 @pytest.fixture
