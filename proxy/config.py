@@ -46,6 +46,9 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                over_limit, unacked_per_source, no_ack_hold_s,
                tcp_max_connections, tcp_max_per_source, tcp_idle_timeout_s,
                tcp_header_timeout_s
+    [shaken]   enabled (false), trust_anchors, crl, certs, iat_window_s (60),
+               cache_size (4096): STIR/SHAKEN verification (proxy/shaken.py);
+               off = `Config.shaken` is None; paths relative to the file
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from rules.notices import eastern_midnight
 __all__ = [
     "AnswerSpec",
     "Config",
+    "ShakenSpec",
     "ConfigError",
     "TrunkMap",
     "build_answer",
@@ -305,6 +309,62 @@ def _parse_nets(values: Any, key: str) -> tuple[_Net, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class ShakenSpec:
+    """``[shaken]``: STIR/SHAKEN verification (RFC 8224/8588), when enabled."""
+
+    trust_anchors: str  # PEM bundle of STI-CA roots
+    crl: str | None = None  # PEM/DER CRL
+    certs: str | None = None  # directory of certificates by x5u (interim source)
+    iat_window_s: int = 60  # RFC 8224 §6.2.1: freshness of iat
+    cache_size: int = 4096  # verification results kept by Identity value
+
+
+_SHAKEN_KEYS: dict[str, type] = {
+    "enabled": bool,
+    "trust_anchors": str,
+    "crl": str,
+    "certs": str,
+    "iat_window_s": int,
+    "cache_size": int,
+}
+
+
+def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | None:
+    tab = _table(doc, "shaken")
+    for k in tab:
+        if k not in _SHAKEN_KEYS:
+            raise ConfigError(
+                f"shaken.{k}: unknown key (expected one of {', '.join(sorted(_SHAKEN_KEYS))})"
+            )
+    vals = {k: _get(tab, k, f"shaken.{k}", t) for k, t in _SHAKEN_KEYS.items()}
+    if not vals["enabled"]:
+        return None
+    base = Path(source_path).resolve().parent if source_path else None
+
+    def path(v: Any) -> str | None:
+        if not v:
+            return None
+        return str(base / v) if base is not None and not Path(v).is_absolute() else str(v)
+
+    anchors = path(vals["trust_anchors"])
+    if anchors is None:
+        raise ConfigError("shaken.trust_anchors: required when shaken.enabled = true")
+    window = vals["iat_window_s"]
+    if window is not None and not 1 <= window <= 3600:
+        raise ConfigError(f"shaken.iat_window_s: must be within 1..3600, got {window}")
+    size = vals["cache_size"]
+    if size is not None and not 1 <= size <= 10_000_000:
+        raise ConfigError(f"shaken.cache_size: must be within 1..10000000, got {size}")
+    return ShakenSpec(
+        anchors,
+        path(vals["crl"]),
+        path(vals["certs"]),
+        60 if window is None else window,
+        4096 if size is None else size,
+    )
+
+
 # ---------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------
@@ -395,6 +455,8 @@ class Config:
     tcp_max_per_source: int = 100
     tcp_idle_timeout_s: float = 600.0
     tcp_header_timeout_s: float = 10.0
+    # [shaken]: STIR/SHAKEN verification; None = off (the default).
+    shaken: ShakenSpec | None = None
     source_path: str | None = None
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
@@ -605,6 +667,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "records",
         "imports",
         "limits",
+        "shaken",
     }
     for k in doc:
         if k not in known:
@@ -730,6 +793,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
             raise ConfigError(
                 f"limits.{name}: unknown key (expected one of {', '.join(sorted(_LIMIT_KEYS))})"
             )
+    kw["shaken"] = _shaken(doc, source_path)
     return kw
 
 
@@ -878,4 +942,10 @@ def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) ->
         kw["log_level"] = kw["log_level"].upper()
     cfg = Config(**kw)
     _validate(cfg)
+    if cfg.shaken is not None:
+        # Read the trust anchors, CRL and certificates now, so that a bad
+        # file is a start-up error naming it, not a failure at the first call.
+        from proxy.shaken import load_verifier
+
+        load_verifier(cfg.shaken)
     return cfg

@@ -524,6 +524,8 @@ class Verifier:
         if not values:
             return UNSIGNED
         value = values[0]
+        if b"," in value:  # RFC 3261 §7.3.1: a comma-joined list on one line
+            value = value.split(b",", 1)[0]
         cache = self._cache
         hit = cache.get(value)
         if hit is None or hit.expires < now:

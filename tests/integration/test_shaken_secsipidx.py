@@ -65,8 +65,8 @@ def test_secsipidx_signed_header_verifies_here(pki: PKI, files: dict[str, Path])
         "-sign-full",
         "-k", str(files["key"]),
         "-attest", "A",
-        "-orig-tn", "12025550123",
-        "-dest-tn", "13115550142",
+        "-orig-tn", "12127360123",
+        "-dest-tn", "13125557000",
         "-orig-id", ORIGID,
         "-x5u", X5U,
     )  # fmt: skip
@@ -75,12 +75,12 @@ def test_secsipidx_signed_header_verifies_here(pki: PKI, files: dict[str, Path])
     assert b";info=<" + X5U.encode() + b">" in value
     v = Verifier(pki.anchors, {X5U: pki.chain}.get)
     now = _iat(value)
-    res = v.verify([value], "+12025550123", "+13115550142", now)
+    res = v.verify([value], "+12127360123", "+13125557000", now)
     assert (res.verstat, res.attest, res.ocn) == (PASSED, "A", "1234"), res
     # one byte of the signature changed: refused
     token, _, rest = value.partition(b";")
     bad = token[:-2] + (b"A" if token[-2:-1] != b"A" else b"B") + token[-1:] + b";" + rest
-    assert v.verify([bad], "+12025550123", "+13115550142", now).reason == "bad_signature"
+    assert v.verify([bad], "+12127360123", "+13125557000", now).reason == "bad_signature"
 
 
 def _check(
@@ -111,7 +111,7 @@ def test_our_header_verifies_in_secsipidx(pki: PKI, files: dict[str, Path], tmp_
     proc = _check(files, forged, tmp_path)
     assert proc.returncode != 0 and "not-ok" in proc.stdout
     ours = Verifier(pki.anchors, {X5U: pki.chain}.get)
-    assert ours.verify([forged], "+12025550123", "+13115550142", time.time()).verstat == FAILED
+    assert ours.verify([forged], "+12127360123", "+13125557000", time.time()).verstat == FAILED
 
 
 def test_secsipidx_refuses_a_chain_to_another_root(

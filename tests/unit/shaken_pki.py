@@ -153,8 +153,8 @@ class PKI:
 def passport(
     key: ec.EllipticCurvePrivateKey,
     *,
-    orig: str = "12025550123",
-    dest: tuple[str, ...] = ("13115550142",),
+    orig: str = "12127360123",
+    dest: tuple[str, ...] = ("13125557000",),
     iat: int = NOW,
     attest: str = "A",
     x5u: str = X5U,

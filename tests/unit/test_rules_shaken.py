@@ -36,8 +36,8 @@ from tests.unit.shaken_pki import (
     tnauthlist_der,
 )
 
-CALLER = "+12025550123"
-CALLEE = "+13115550142"
+CALLER = "+12127360123"
+CALLEE = "+13125557000"
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +95,8 @@ def _reason(res: object) -> tuple[str, str]:
 
 def test_tampered_payload(pki: PKI) -> None:
     h, _p, s = passport(pki.signer_key).split(b".")
-    forged = passport(pki.signer_key, attest="A", orig="12025550199").split(b".")[1]
-    res = check(verifier(pki), identity(h + b"." + forged + b"." + s), caller="+12025550199")
+    forged = passport(pki.signer_key, attest="A", orig="12127360199").split(b".")[1]
+    res = check(verifier(pki), identity(h + b"." + forged + b"." + s), caller="+12127360199")
     assert _reason(res) == (FAILED, "bad_signature")
 
 
@@ -178,15 +178,15 @@ def test_iat_window_is_configurable(pki: PKI) -> None:
 
 
 def test_mismatched_orig_tn(pki: PKI) -> None:
-    res = check(verifier(pki), identity(passport(pki.signer_key)), caller="+12025550999")
+    res = check(verifier(pki), identity(passport(pki.signer_key)), caller="+12127360999")
     assert _reason(res) == (FAILED, "claims_mismatch")
     assert res.ocn == "1234"  # type: ignore[attr-defined]
 
 
 def test_dest_tn_without_callee(pki: PKI) -> None:
-    value = identity(passport(pki.signer_key, dest=("13115550100", "13115550101")))
+    value = identity(passport(pki.signer_key, dest=("13125550100", "13125550101")))
     assert _reason(check(verifier(pki), value)) == (FAILED, "claims_mismatch")
-    value2 = identity(passport(pki.signer_key, dest=("13115550100", "13115550142")))
+    value2 = identity(passport(pki.signer_key, dest=("13125550100", "13125557000")))
     assert check(verifier(pki), value2).verstat == PASSED  # type: ignore[attr-defined]
 
 
@@ -366,7 +366,7 @@ def test_cache_reuses_the_result_within_the_window(pki: PKI) -> None:
         assert v.verify([value], CALLER, CALLEE, t).verstat == PASSED
     assert src.calls == 1
     # claims are rechecked on a hit: same header, other caller
-    assert _reason(v.verify([value], "+12025550999", CALLEE, NOW)) == (FAILED, "claims_mismatch")
+    assert _reason(v.verify([value], "+12127360999", CALLEE, NOW)) == (FAILED, "claims_mismatch")
     # past the window: stale (and not re-verified into a pass)
     assert _reason(v.verify([value], CALLER, CALLEE, NOW + 61)) == (FAILED, "stale")
 
