@@ -42,7 +42,6 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -358,10 +357,6 @@ def _load_crls(data: bytes) -> list[x509.CertificateRevocationList]:
     return out
 
 
-def _valid_at(cert: x509.Certificate, when: datetime) -> bool:
-    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
-
-
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -389,6 +384,21 @@ _ISSUER_KEYS = (
     ed25519.Ed25519PublicKey,
     ed448.Ed448PublicKey,
 )
+
+
+_ES256 = ec.ECDSA(hashes.SHA256())
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    """A certificate (chain) as served at one x5u, checked once (not by time)."""
+
+    data: bytes
+    key: ec.EllipticCurvePublicKey | None  # None: failure says why
+    ocn: str | None
+    not_before: float  # the chain's validity window, UNIX seconds
+    not_after: float
+    failure: tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,10 +431,13 @@ class Verifier:
         self._certs = certs
         self.iat_window_s = iat_window_s
         self._cache: OrderedDict[bytes, _Checked] = OrderedDict()
+        # x5u -> its certificate checked once (chain, CRL, TNAuthList, key).
+        self._signers: dict[str, _Signer] = {}
         self._cache_size = cache_size
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._signers.clear()
 
     # steps 1-3 (cached) -----------------------------------------------------
 
@@ -446,15 +459,43 @@ class Verifier:
         data = self._certs(pp.x5u)
         if data is None:
             return None
+        signer = self._signers.get(pp.x5u)
+        if signer is None or (signer.data is not data and signer.data != data):
+            signer = self._signer(data)
+            self._signers[pp.x5u] = signer
+            if len(self._signers) > self._cache_size:
+                del self._signers[next(iter(self._signers))]
+        if signer.key is None:
+            return failed(*signer.failure)
+        if not signer.not_before <= now <= signer.not_after:
+            return failed("chain", "a certificate of the chain is not valid now")
+        sig = encode_dss_signature(
+            int.from_bytes(pp.signature[:32], "big"), int.from_bytes(pp.signature[32:], "big")
+        )
+        try:
+            signer.key.verify(sig, pp.signing_input, _ES256)
+        except InvalidSignature:
+            return failed("bad_signature", "ES256 signature does not verify")
+        return _Checked(pp, None, signer.ocn, expires)
+
+    def _signer(self, data: bytes) -> _Signer:
+        """What a certificate (chain) at an x5u gives, whatever the time: the
+        leaf key and OCN and the chain's validity window, or why it fails."""
+
+        def failed(reason: str, detail: str) -> _Signer:
+            return _Signer(data, None, None, 0.0, 0.0, (reason, detail))
+
         try:
             certs = load_certificates(data)
         except ValueError:
             return failed("chain", "certificate at x5u unreadable")
-        leaf, extra = certs[0], certs[1:]
-        when = datetime.fromtimestamp(now, UTC)
-        reason = self._chain(leaf, extra, when)
-        if reason is not None:
-            return failed(reason[0], reason[1])
+        leaf = certs[0]
+        chain = self._chain(leaf, certs[1:])
+        if isinstance(chain, tuple):
+            return failed(*chain)
+        revoked = self._revoked(chain[:-1], [*certs[1:], *self._anchors])
+        if revoked is not None:
+            return failed(*revoked)
         try:
             ext = leaf.extensions.get_extension_for_oid(TNAUTHLIST_OID).value
         except x509.ExtensionNotFound:
@@ -466,29 +507,22 @@ class Verifier:
         key = leaf.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             return failed("unsupported", "certificate key is not P-256")
-        sig = encode_dss_signature(
-            int.from_bytes(pp.signature[:32], "big"), int.from_bytes(pp.signature[32:], "big")
-        )
-        try:
-            key.verify(sig, pp.signing_input, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return failed("bad_signature", "ES256 signature does not verify")
-        return _Checked(pp, None, ocn, expires)
+        not_before = max(c.not_valid_before_utc.timestamp() for c in chain)
+        not_after = min(c.not_valid_after_utc.timestamp() for c in chain)
+        return _Signer(data, key, ocn, not_before, not_after, ("", ""))
 
     def _chain(
-        self, leaf: x509.Certificate, extra: Sequence[x509.Certificate], when: datetime
-    ) -> tuple[str, str] | None:
-        """Leaf -> intermediates -> an anchor; None when it chains (RFC 5280 §6, minimal)."""
+        self, leaf: x509.Certificate, extra: Sequence[x509.Certificate]
+    ) -> list[x509.Certificate] | tuple[str, str]:
+        """Leaf -> intermediates -> an anchor (the list, anchor last), or why not
+        (RFC 5280 §6, minimal: names, signatures, CA basic constraints)."""
         chain = [leaf]
         cert = leaf
         for _ in range(_MAX_CHAIN):
-            if not _valid_at(cert, when):
-                return ("chain", f"certificate {cert.subject.rfc4514_string()} not valid now")
             anchor = next((a for a in self._anchors if _issued_by(cert, a)), None)
             if anchor is not None:
-                if not _valid_at(anchor, when):
-                    return ("chain", "trust anchor not valid now")
-                return self._revoked(chain, [*extra, *self._anchors])
+                chain.append(anchor)
+                return chain
             issuer = next((c for c in extra if _is_ca(c) and _issued_by(cert, c)), None)
             if issuer is None:
                 return ("chain", "certificate does not chain to a trust anchor")

@@ -402,3 +402,28 @@ def test_signature_not_base64_is_malformed(pki: PKI) -> None:
     h, p, _s = passport(pki.signer_key).split(b".")
     sig = base64.b64encode(b"\xff" * 64)  # standard alphabet, '+' '/' '='
     assert _reason(check(verifier(pki), identity(h + b"." + p + b"." + sig)))[1] == "malformed"
+
+
+def test_certificate_checked_once_per_x5u_and_again_when_it_changes(pki: PKI) -> None:
+    served = {X5U: pki.chain}
+    v = Verifier(pki.anchors, served.get, crl=pki.crl(555))
+    a = identity(passport(pki.signer_key, iat=NOW))
+    b = identity(passport(pki.signer_key, iat=NOW - 1))
+    assert v.verify([a], CALLER, CALLEE, NOW).verstat == PASSED
+    signer = v._signers[X5U]
+    assert v.verify([b], CALLER, CALLEE, NOW).verstat == PASSED
+    assert v._signers[X5U] is signer  # the chain was not checked again
+    # the adapter now serves a revoked certificate at the same x5u
+    v2 = Verifier(pki.anchors, served.get, crl=pki.crl(104))
+    assert v2.verify([a], CALLER, CALLEE, NOW).verstat == PASSED
+    served[X5U] = pem(pki.signer_cert(serial=104), pki.inter)
+    c = identity(passport(pki.signer_key, iat=NOW - 2))
+    assert _reason(v2.verify([c], CALLER, CALLEE, NOW)) == (FAILED, "revoked")
+
+
+def test_chain_validity_is_judged_at_each_call(pki: PKI) -> None:
+    short = pki.signer_cert(serial=105, not_after=dt.datetime.fromtimestamp(NOW + 30, dt.UTC))
+    v = verifier(pki, pem(short, pki.inter))
+    assert v.verify([identity(passport(pki.signer_key))], CALLER, CALLEE, NOW).verstat == PASSED
+    late = identity(passport(pki.signer_key, iat=NOW + 40))
+    assert _reason(v.verify([late], CALLER, CALLEE, NOW + 40)) == (FAILED, "chain")
