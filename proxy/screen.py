@@ -222,6 +222,7 @@ class Screener:
         self._observe = metrics.decision_seconds.observe
         # [shaken] (off by default): None keeps the INVITE path as it was.
         self._shaken: Verifier | None = None
+        self._shaken_count = metrics.shaken_children
         if config.shaken is not None:
             from proxy.shaken import load_verifier
 
@@ -256,9 +257,9 @@ class Screener:
             _private(req.privacy),
         )
 
-    @staticmethod
-    def _verify(verifier: Verifier, req: Request, facts: CallFacts, now: float) -> None:
-        """STIR/SHAKEN (RFC 8224 §6.2): the verification result into the facts.
+    def _verify(self, verifier: Verifier, req: Request, facts: CallFacts, now: float) -> None:
+        """STIR/SHAKEN (RFC 8224 §6.2): the verification result into the facts,
+        counted in sipscreen_shaken_results_total{result,attest}.
 
         The signer's OCN and attestation are taken only from a header that
         verified: a failed one names no one."""
@@ -268,6 +269,9 @@ class Screener:
         if res.reason == "":
             facts.attest = res.attest
             facts.ocn = res.ocn
+            self._shaken_count[("", res.attest)].inc()
+        else:
+            self._shaken_count[(res.reason, None)].inc()
 
     # -- the hot path ----------------------------------------------------------
 

@@ -109,10 +109,11 @@ async def test_verified_facts_and_records(
     store = await _store(cfg, redis_url)
     client = aioredis.Redis.from_url(redis_url)
     records = RecordWriter(client, seeded, 1000, 0)
+    m = Metrics(CollectorRegistry())
     s = Screener(
         cfg,
         store,
-        Metrics(CollectorRegistry()),
+        m,
         records,
         clock=lambda: float(NOW),
         rng=lambda: 0.0,  # every allowed call recorded
@@ -129,6 +130,17 @@ async def test_verified_facts_and_records(
     blocked = identity(passport(pki.signer_key, orig=BLOCKED[1:]))
     ans = s(_invite(BLOCKED, ident=blocked), SRC, "udp")
     assert ans is not None and ans.status == 603
+    counts = {
+        (k[0] or "passed", k[1] or ""): c._value.get()
+        for k, c in m.shaken_children.items()
+        if c._value.get()
+    }
+    assert counts == {
+        ("passed", "A"): 3,
+        ("unsigned", ""): 1,
+        ("claims_mismatch", ""): 1,
+        ("cert_pending", ""): 1,
+    }
     try:
         assert await records.flush() == 6
         recs = [r[1] for r in await client.xrange(seeded + "records")]
