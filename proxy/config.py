@@ -48,7 +48,10 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                tcp_header_timeout_s
     [shaken]   enabled (false), trust_anchors, crl, certs, iat_window_s (60),
                cache_size (4096): STIR/SHAKEN verification (proxy/shaken.py);
-               off = `Config.shaken` is None; paths relative to the file
+               off = `Config.shaken` is None; paths relative to the file;
+               unsigned, c_attested, failed ("pass" | "block"): the default
+               attestation policy; [shaken.provider.<id>] the same keys
+               for one upstream provider (the others inherit the default)
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from rules.notices import eastern_midnight
+from rules.shaken import POLICY_ACTIONS, AttestationPolicy
 
 __all__ = [
     "AnswerSpec",
@@ -318,6 +322,9 @@ class ShakenSpec:
     certs: str | None = None  # directory of certificates by x5u (interim source)
     iat_window_s: int = 60  # RFC 8224 §6.2.1: freshness of iat
     cache_size: int = 4096  # verification results kept by Identity value
+    # Attestation policy by upstream provider id ("" = the default); empty
+    # when no policy blocks anything (the engine then skips the rule).
+    policy: Mapping[str, AttestationPolicy] = field(default_factory=dict)
 
 
 _SHAKEN_KEYS: dict[str, type] = {
@@ -327,7 +334,25 @@ _SHAKEN_KEYS: dict[str, type] = {
     "certs": str,
     "iat_window_s": int,
     "cache_size": int,
+    "unsigned": str,
+    "c_attested": str,
+    "failed": str,
+    "provider": dict,
 }
+_POLICY_KEYS = ("unsigned", "c_attested", "failed")
+
+
+def _policy(
+    tab: Mapping[str, Any], key: str, base: AttestationPolicy | None = None
+) -> AttestationPolicy:
+    out: dict[str, str] = {}
+    for name in _POLICY_KEYS:
+        v = _get(tab, name, f"{key}.{name}", str)
+        if v is None:
+            v = getattr(base, name) if base is not None else "pass"
+        _choice(v, f"{key}.{name}", POLICY_ACTIONS)
+        out[name] = v
+    return AttestationPolicy(**out)
 
 
 def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | None:
@@ -356,12 +381,27 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
     size = vals["cache_size"]
     if size is not None and not 1 <= size <= 10_000_000:
         raise ConfigError(f"shaken.cache_size: must be within 1..10000000, got {size}")
+    default = _policy(tab, "shaken")
+    policy: dict[str, AttestationPolicy] = {"": default}
+    for pid, sub in (vals["provider"] or {}).items():
+        key = f"shaken.provider.{pid}"
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{key}: must be a table")
+        for k in sub:
+            if k not in _POLICY_KEYS:
+                raise ConfigError(
+                    f"{key}.{k}: unknown key (expected one of {', '.join(_POLICY_KEYS)})"
+                )
+        policy[pid] = _policy(sub, key, default)
+    if not any(p.blocks_anything for p in policy.values()):
+        policy = {}  # pass and count everything: the engine skips the rule
     return ShakenSpec(
         anchors,
         path(vals["crl"]),
         path(vals["certs"]),
         60 if window is None else window,
         4096 if size is None else size,
+        policy,
     )
 
 
@@ -458,6 +498,11 @@ class Config:
     # [shaken]: STIR/SHAKEN verification; None = off (the default).
     shaken: ShakenSpec | None = None
     source_path: str | None = None
+
+    @property
+    def shaken_policy(self) -> Mapping[str, AttestationPolicy]:
+        """The attestation policy the snapshot carries ({} = none)."""
+        return self.shaken.policy if self.shaken is not None else {}
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
         return self.answers.get(answer_class) or self.answers["deterministic"]

@@ -51,6 +51,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 __all__ = [
+    "POLICY_ACTIONS",
+    "AttestationPolicy",
     "FAILED",
     "NO_VALIDATION",
     "PASSED",
@@ -118,6 +120,29 @@ class ShakenResult:
 
 
 UNSIGNED = ShakenResult(NO_VALIDATION, "unsigned", detail="no Identity header")
+
+POLICY_ACTIONS = ("pass", "block")
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationPolicy:
+    """What the operator does with an upstream provider's calls by their
+    verification result (operator policy, not a rule of the CFR: blocking on
+    attestation alone is a carrier's choice). Each is "pass" (counted in
+    sipscreen_shaken_results_total) or "block" (the deterministic answer).
+
+    ``unsigned``: no Identity header; ``c_attested``: verified, attestation C
+    (gateway); ``failed``: TN-Validation-Failed, whatever the reason. A call
+    whose certificate is not cached yet ("cert_pending") is never judged.
+    """
+
+    unsigned: str = "pass"
+    c_attested: str = "pass"
+    failed: str = "pass"
+
+    @property
+    def blocks_anything(self) -> bool:
+        return "block" in (self.unsigned, self.c_attested, self.failed)
 
 
 @dataclass(frozen=True, slots=True)

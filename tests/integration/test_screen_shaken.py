@@ -22,6 +22,7 @@ from proxy.shaken import cert_file_name, load_cert_dir
 from proxy.sip.message import parse
 from proxy.store import SnapshotStore
 from rules.shaken import FAILED, NO_VALIDATION, PASSED
+from rules.verdict import Rule
 from tests.unit.shaken_pki import NOW, PKI, X5U, identity, passport, pem
 
 SRC = ("10.1.2.3", 5060)
@@ -85,7 +86,13 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
 
 
 async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
+    # as proxy/server.py _make_store builds it: with the attestation policy
+    store = SnapshotStore(
+        redis_url,
+        cfg.key_prefix,
+        emergency=cfg.emergency_numbers,
+        shaken_policy=cfg.shaken_policy,
+    )
     await store.load_full()
     return store
 
@@ -186,3 +193,54 @@ def test_cert_dir_maps_file_names_back_to_x5u(shaken_files: Path, pki: PKI) -> N
     (shaken_files / "certs" / ".hidden").write_text("ignored")
     got = load_cert_dir(str(shaken_files / "certs"))
     assert sorted(got) == sorted([X5U, other])
+
+
+async def test_attestation_policy_blocks_with_the_deterministic_answer(
+    shaken_files: Path, redis_url: str, seeded: str, pki: PKI
+) -> None:
+    cfg = _config(
+        shaken_files,
+        seeded,
+        ON + '[shaken.provider.acme]\nunsigned = "block"\nfailed = "block"\n'
+        '[answer.deterministic]\nkind = "608"\njcard_url = "https://jc.example/j"\n',
+    )
+    assert cfg.shaken is not None and set(cfg.shaken.policy) == {"", "acme"}
+    store = await _store(cfg, redis_url)
+    assert store.snapshot.shaken_policy is cfg.shaken.policy
+    client = aioredis.Redis.from_url(redis_url)
+    records = RecordWriter(client, seeded, 1000, 0)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m, records, clock=lambda: float(NOW), rng=lambda: 1.0)
+    good = identity(passport(pki.signer_key))
+    assert s(_invite(ident=good), SRC, "udp") is None  # A-attested, verified: passes
+    ans = s(_invite(), SRC, "udp")  # unsigned from acme: blocked by the operator's policy
+    assert ans is not None and ans.status == 608
+    ans = s(_invite("+12127360999", ident=good), SRC, "udp")  # failed (claims)
+    assert ans is not None and ans.status == 608
+    # another trunk's provider keeps the default (pass and count)
+    assert s(_invite(), ("10.2.0.1", 5060), "udp") is None
+    assert m.invites_blocked[Rule.SHAKEN_POLICY]._value.get() == 2
+    try:
+        assert await records.flush() == 2
+        recs = [r[1] for r in await client.xrange(seeded + "records")]
+        got = [
+            (r[b"rule"].decode(), r[b"citation"].decode(), r[b"detail"].decode(),
+             r[b"verstat"].decode(), r[b"status"].decode())
+            for r in recs
+        ]  # fmt: skip
+        assert got == [
+            ("shaken_policy", "operator policy", "unsigned", NO_VALIDATION, "608"),
+            ("shaken_policy", "operator policy", "failed:claims_mismatch", FAILED, "608"),
+        ]
+    finally:
+        await client.aclose()
+
+
+def test_policy_config_errors(shaken_files: Path) -> None:
+    with pytest.raises(ConfigError, match=r"shaken.unsigned: must be one of|shaken.unsigned"):
+        _config(shaken_files, "p:", ON + 'unsigned = "drop"\n')
+    with pytest.raises(ConfigError, match=r"shaken.provider.acme.colour: unknown key"):
+        _config(shaken_files, "p:", ON + '[shaken.provider.acme]\ncolour = "red"\n')
+    # pass everywhere: no policy reaches the snapshot (the engine skips the rule)
+    cfg = _config(shaken_files, "p:", ON + '[shaken.provider.acme]\nunsigned = "pass"\n')
+    assert cfg.shaken is not None and cfg.shaken.policy == {} and cfg.shaken_policy == {}
