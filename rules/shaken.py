@@ -472,6 +472,14 @@ class Verifier:
             pp = parse_identity(value)
         except ShakenError as exc:
             return _Checked(None, ShakenResult(FAILED, exc.reason, detail=exc.detail), None, 0.0)
+        if abs(now - pp.iat) > self.iat_window_s:
+            # RFC 8224 §6.2.1 step 4, before any certificate or signature
+            # work: a replayed old header costs a parse, not an ES256 check
+            # (not cached: expires 0).
+            res = ShakenResult(
+                FAILED, "stale", pp.attest, None, pp.x5u, f"iat {pp.iat} outside the window"
+            )
+            return _Checked(pp, res, None, 0.0)
         return self._check_crypto(pp, now)
 
     def _check_crypto(self, pp: PASSporT, now: float) -> _Checked | None:

@@ -427,3 +427,12 @@ def test_chain_validity_is_judged_at_each_call(pki: PKI) -> None:
     assert v.verify([identity(passport(pki.signer_key))], CALLER, CALLEE, NOW).verstat == PASSED
     late = identity(passport(pki.signer_key, iat=NOW + 40))
     assert _reason(v.verify([late], CALLER, CALLEE, NOW + 40)) == (FAILED, "chain")
+
+
+def test_stale_header_costs_no_certificate_or_signature_work(pki: PKI) -> None:
+    src = CountingSource(pki.chain)
+    v = Verifier(pki.anchors, src)
+    old = identity(passport(pki.signer_key, iat=NOW - 3600))
+    for _ in range(3):
+        assert _reason(v.verify([old], CALLER, CALLEE, NOW)) == (FAILED, "stale")
+    assert src.calls == 0 and len(v._cache) == 0
