@@ -153,6 +153,7 @@ def _store(
             emergency=config.emergency_numbers,
             emergency_callers=config.emergency_callers,
             unmapped_provider_policy=config.unmapped_provider_policy,
+            shaken_policy=config.shaken_policy,
         )
     s.clock = now
     s._data = r

@@ -46,6 +46,12 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                over_limit, unacked_per_source, no_ack_hold_s,
                tcp_max_connections, tcp_max_per_source, tcp_idle_timeout_s,
                tcp_header_timeout_s
+    [shaken]   enabled (false), trust_anchors, crl, certs, iat_window_s (60),
+               cache_size (4096): STIR/SHAKEN verification (proxy/shaken.py);
+               off = `Config.shaken` is None; paths relative to the file;
+               unsigned, c_attested, failed ("pass" | "block"): the default
+               attestation policy; [shaken.provider.<id>] the same keys
+               for one upstream provider (the others inherit the default)
 """
 
 from __future__ import annotations
@@ -61,10 +67,12 @@ from pathlib import Path
 from typing import Any
 
 from rules.notices import eastern_midnight
+from rules.shaken import POLICY_ACTIONS, AttestationPolicy
 
 __all__ = [
     "AnswerSpec",
     "Config",
+    "ShakenSpec",
     "ConfigError",
     "TrunkMap",
     "build_answer",
@@ -305,6 +313,98 @@ def _parse_nets(values: Any, key: str) -> tuple[_Net, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class ShakenSpec:
+    """``[shaken]``: STIR/SHAKEN verification (RFC 8224/8588), when enabled."""
+
+    trust_anchors: str  # PEM bundle of STI-CA roots
+    crl: str | None = None  # PEM/DER CRL
+    certs: str | None = None  # directory of certificates by x5u (interim source)
+    iat_window_s: int = 60  # RFC 8224 §6.2.1: freshness of iat
+    cache_size: int = 4096  # verification results kept by Identity value
+    # Attestation policy by upstream provider id ("" = the default); empty
+    # when no policy blocks anything (the engine then skips the rule).
+    policy: Mapping[str, AttestationPolicy] = field(default_factory=dict)
+
+
+_SHAKEN_KEYS: dict[str, type] = {
+    "enabled": bool,
+    "trust_anchors": str,
+    "crl": str,
+    "certs": str,
+    "iat_window_s": int,
+    "cache_size": int,
+    "unsigned": str,
+    "c_attested": str,
+    "failed": str,
+    "provider": dict,
+}
+_POLICY_KEYS = ("unsigned", "c_attested", "failed")
+
+
+def _policy(
+    tab: Mapping[str, Any], key: str, base: AttestationPolicy | None = None
+) -> AttestationPolicy:
+    out: dict[str, str] = {}
+    for name in _POLICY_KEYS:
+        v = _get(tab, name, f"{key}.{name}", str)
+        if v is None:
+            v = getattr(base, name) if base is not None else "pass"
+        _choice(v, f"{key}.{name}", POLICY_ACTIONS)
+        out[name] = v
+    return AttestationPolicy(**out)
+
+
+def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | None:
+    tab = _table(doc, "shaken")
+    for k in tab:
+        if k not in _SHAKEN_KEYS:
+            raise ConfigError(
+                f"shaken.{k}: unknown key (expected one of {', '.join(sorted(_SHAKEN_KEYS))})"
+            )
+    vals = {k: _get(tab, k, f"shaken.{k}", t) for k, t in _SHAKEN_KEYS.items()}
+    if not vals["enabled"]:
+        return None
+    base = Path(source_path).resolve().parent if source_path else None
+
+    def path(v: Any) -> str | None:
+        if not v:
+            return None
+        return str(base / v) if base is not None and not Path(v).is_absolute() else str(v)
+
+    anchors = path(vals["trust_anchors"])
+    if anchors is None:
+        raise ConfigError("shaken.trust_anchors: required when shaken.enabled = true")
+    window = vals["iat_window_s"]
+    if window is not None and not 1 <= window <= 3600:
+        raise ConfigError(f"shaken.iat_window_s: must be within 1..3600, got {window}")
+    size = vals["cache_size"]
+    if size is not None and not 1 <= size <= 10_000_000:
+        raise ConfigError(f"shaken.cache_size: must be within 1..10000000, got {size}")
+    default = _policy(tab, "shaken")
+    policy: dict[str, AttestationPolicy] = {"": default}
+    for pid, sub in (vals["provider"] or {}).items():
+        key = f"shaken.provider.{pid}"
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{key}: must be a table")
+        for k in sub:
+            if k not in _POLICY_KEYS:
+                raise ConfigError(
+                    f"{key}.{k}: unknown key (expected one of {', '.join(_POLICY_KEYS)})"
+                )
+        policy[pid] = _policy(sub, key, default)
+    if not any(p.blocks_anything for p in policy.values()):
+        policy = {}  # pass and count everything: the engine skips the rule
+    return ShakenSpec(
+        anchors,
+        path(vals["crl"]),
+        path(vals["certs"]),
+        60 if window is None else window,
+        4096 if size is None else size,
+        policy,
+    )
+
+
 # ---------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------
@@ -395,7 +495,14 @@ class Config:
     tcp_max_per_source: int = 100
     tcp_idle_timeout_s: float = 600.0
     tcp_header_timeout_s: float = 10.0
+    # [shaken]: STIR/SHAKEN verification; None = off (the default).
+    shaken: ShakenSpec | None = None
     source_path: str | None = None
+
+    @property
+    def shaken_policy(self) -> Mapping[str, AttestationPolicy]:
+        """The attestation policy the snapshot carries ({} = none)."""
+        return self.shaken.policy if self.shaken is not None else {}
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
         return self.answers.get(answer_class) or self.answers["deterministic"]
@@ -605,6 +712,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "records",
         "imports",
         "limits",
+        "shaken",
     }
     for k in doc:
         if k not in known:
@@ -730,6 +838,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
             raise ConfigError(
                 f"limits.{name}: unknown key (expected one of {', '.join(sorted(_LIMIT_KEYS))})"
             )
+    kw["shaken"] = _shaken(doc, source_path)
     return kw
 
 
@@ -878,4 +987,10 @@ def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) ->
         kw["log_level"] = kw["log_level"].upper()
     cfg = Config(**kw)
     _validate(cfg)
+    if cfg.shaken is not None:
+        # Read the trust anchors, CRL and certificates now, so that a bad
+        # file is a start-up error naming it, not a failure at the first call.
+        from proxy.shaken import load_verifier
+
+        load_verifier(cfg.shaken)
     return cfg

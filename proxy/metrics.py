@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.sip.message import METHODS as SIP_METHODS
+from rules.shaken import REASONS as SHAKEN_REASONS
 from rules.verdict import Rule
 
 __all__ = [
@@ -319,6 +320,22 @@ class Metrics:
         self.records_truncated_children: _ChildMap = {
             f: self.records_truncated.labels(f) for f in RECORD_CLIPPED_FIELDS
         }
+        # STIR/SHAKEN (issue 11, [shaken] on): one count per verified INVITE.
+        # result "passed" with attest A/B/C, else the reason with attest "".
+        self.shaken_results = Counter(
+            "sipscreen_shaken_results",
+            "STIR/SHAKEN verification results of INVITEs ([shaken] enabled): "
+            "result passed (attest A/B/C), or why not (unsigned, cert_pending, "
+            "malformed, unsupported, bad_signature, chain, revoked, stale, "
+            "claims_mismatch; attest empty)",
+            ["result", "attest"],
+            registry=reg,
+        )
+        self.shaken_children: dict[tuple[str, str | None], Any] = {
+            ("", a): self.shaken_results.labels("passed", a) for a in ("A", "B", "C")
+        }
+        for reason in SHAKEN_REASONS:
+            self.shaken_children[(reason, None)] = self.shaken_results.labels(reason, "")
         # TCP resources (issue 10.6): connections open now, refused by a cap,
         # closed by a timeout
         self.tcp_open = Gauge(

@@ -124,6 +124,9 @@ FIELDS = (
     "monitor",  # 1 when the proxy ran with --monitor
     "status",  # SIP status sent (reject only)
     "snapshot_version",
+    "attest",  # SHAKEN attestation A/B/C when the Identity verified ([shaken] on)
+    "verstat",  # ATIS-1000074: TN-Validation-Passed / -Failed / No-TN-Validation ([shaken] on)
+    "shaken_reason",  # why it did not pass: unsigned, cert_pending, stale, bad_signature, ...
 )
 STREAM = "records"
 INDEX = "records:ix:"

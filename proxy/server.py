@@ -558,11 +558,13 @@ class Worker:
             store.emergency = new.emergency_numbers
             store.emergency_callers = frozenset(int(n[1:]) for n in new.emergency_callers)
             store.unmapped_provider_policy = new.unmapped_provider_policy
+            store.shaken_policy = new.shaken_policy
             snap = getattr(store, "snapshot", None)
             if snap is not None:
                 snap.emergency = new.emergency_numbers
                 snap.emergency_caller_config = store.emergency_callers
                 snap.unmapped_provider_policy = new.unmapped_provider_policy
+                snap.shaken_policy = new.shaken_policy
         self.reloads += 1
         log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
         return True
@@ -1207,6 +1209,7 @@ def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
         emergency=config.emergency_numbers,
         emergency_callers=config.emergency_callers,
         unmapped_provider_policy=config.unmapped_provider_policy,
+        shaken_policy=config.shaken_policy,
         on_change=on_change,
         on_state=on_state,
     )

@@ -77,6 +77,7 @@ from redis.exceptions import RedisError, ResponseError
 from rules.notices import notice_from_record
 from rules.numbers import normalise
 from rules.orders import order_from_record
+from rules.shaken import AttestationPolicy
 from rules.snapshot import RMD_STATUSES as SNAP_RMD_STATUSES
 from rules.snapshot import (
     Notice,
@@ -405,6 +406,7 @@ class SnapshotStore:
         emergency: frozenset[str],
         emergency_callers: frozenset[str] = frozenset(),
         unmapped_provider_policy: str = "monitor",
+        shaken_policy: Mapping[str, AttestationPolicy] | None = None,
         on_change: Callable[[Snapshot], None] | None = None,
         on_state: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -415,6 +417,7 @@ class SnapshotStore:
         # Configured emergency callers as ints (the engine's number key).
         self.emergency_callers = frozenset(int(n[1:]) for n in emergency_callers)
         self.unmapped_provider_policy = unmapped_provider_policy
+        self.shaken_policy: Mapping[str, AttestationPolicy] = shaken_policy or {}
         self.on_change = on_change
         self.on_state = on_state
         self.clock = clock
@@ -452,6 +455,7 @@ class SnapshotStore:
         snap.emergency = self.emergency
         snap.emergency_caller_config = self.emergency_callers
         snap.unmapped_provider_policy = self.unmapped_provider_policy
+        snap.shaken_policy = self.shaken_policy
         return snap
 
     def _warn(self, key: str, value: object, why: str) -> None:

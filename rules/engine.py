@@ -33,7 +33,11 @@ call"):
 4. do-not-originate (47 CFR 64.1200(o), mandatory since 2025-12-15): invalid
    NANP number, unallocated area code / NPA-NXX (only when NANPA data is
    loaded), inbound-only number;
-5. operator block lists: caller, longest caller prefix, provider;
+5. operator block lists: caller, longest caller prefix, provider; then the
+   STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
+   policy, operator policy: unsigned / C-attested / failed verification,
+   each "pass" by default or "block"; rules/shaken.py AttestationPolicy;
+   a call whose certificate is pending is not judged);
 6. notices: k4 bad actor (47 CFR 64.1200(k)(4), rules/k4.py: the notified
    provider failed to mitigate within 48 hours, or failed to implement
    effective measures, and we notified the FCC with a summary of the basis
@@ -175,6 +179,50 @@ def _provider_block_verdict(provider_id: str) -> Verdict:
         f"provider '{provider_id}' is on the operator's provider blocklist",
         detail=provider_id,
     )
+
+
+_SHAKEN_WHAT = {
+    "unsigned": "carries no Identity header (unsigned)",
+    "c_attested": "is C-attested (gateway attestation, RFC 8588)",
+    "failed": "failed STIR/SHAKEN verification",
+}
+
+
+@lru_cache(maxsize=4096)
+def _shaken_verdict(provider_id: str, kind: str, why: str) -> Verdict:
+    who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
+    what = _SHAKEN_WHAT[kind] + (f" ({why})" if kind == "failed" else "")
+    return Verdict(
+        True,
+        Rule.SHAKEN_POLICY,
+        f"call from {who} {what}; the operator's attestation policy for it is "
+        f"{kind} = block (operator policy, not a CFR requirement)",
+        detail=f"{kind}:{why}" if kind == "failed" else kind,
+    )
+
+
+def _shaken_kind(facts: CallFacts) -> str | None:
+    """Which attestation policy case a call is: unsigned, c_attested, failed or None."""
+    verstat = facts.verstat
+    if verstat == "TN-Validation-Passed":
+        return "c_attested" if facts.attest == "C" else None
+    if verstat == "TN-Validation-Failed":
+        return "failed"
+    if facts.shaken_reason == "unsigned":
+        return "unsigned"
+    return None  # not verified ([shaken] off) or certificate pending
+
+
+def _shaken_policy(snap: Snapshot, provider: str | None, facts: CallFacts) -> Verdict | None:
+    """Step 5, last: the provider's attestation policy, or None."""
+    policies = snap.shaken_policy
+    pol = policies.get(provider or "") or policies.get("")
+    if pol is None:
+        return None
+    kind = _shaken_kind(facts)
+    if kind is None or getattr(pol, kind) != "block":
+        return None
+    return _shaken_verdict(provider or "", kind, facts.shaken_reason)
 
 
 @lru_cache(maxsize=4096)
@@ -404,7 +452,12 @@ def _notice_rules(
 
 
 def _after_allowlist(
-    snap: Snapshot, caller: str | None, key: int | str, provider: str | None, now: float
+    snap: Snapshot,
+    caller: str | None,
+    key: int | str,
+    provider: str | None,
+    now: float,
+    facts: CallFacts | None = None,
 ) -> Verdict | None:
     """Steps 4-6: the first blocking verdict, else the first would-block, else None."""
     if caller is not None:
@@ -427,6 +480,12 @@ def _after_allowlist(
         # 5. Operator policy: provider blocklist.
         if provider in snap.block_provider:
             return _provider_block_verdict(provider)
+    # 5. Operator policy: STIR/SHAKEN attestation ([shaken] on and a policy set).
+    if snap.shaken_policy and facts is not None and facts.verstat is not None:
+        v = _shaken_policy(snap, provider, facts)
+        if v is not None:
+            return v
+    if provider is not None:
         # 6. Notices (47 CFR 64.1200(k)(4), (n)(2)).
         notices = snap.notices.get(provider)
         if notices:
@@ -506,13 +565,13 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
         if expires is None or now < expires:
             if pending is not None:
                 return pending  # a gate's would-block outranks the allowlist
-            over = _after_allowlist(snap, caller, key, provider, now)
+            over = _after_allowlist(snap, caller, key, provider, now, facts)
             if over is not None and over.blocked:
                 return _allow_over_verdict(over)
             return unjudged if unjudged is not None else ALLOW_LISTED
 
     # 4-6. DNO, operator block lists, notices.
-    v = _after_allowlist(snap, caller, key, provider, now)
+    v = _after_allowlist(snap, caller, key, provider, now, facts)
     if v is not None and v.blocked:
         return v
     if pending is not None:
@@ -619,7 +678,7 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         else:
             until = "no expiry" if expires is None else f"until {_iso(expires)}"
             why = f"{caller} is allowlisted ({until}); exempt from DNO, block lists, notices"
-            over = _after_allowlist(snap, caller, key, provider, now)
+            over = _after_allowlist(snap, caller, key, provider, now, facts)
             if over is not None and over.blocked:
                 why += f"; passes over {over.rule.label} ({over.rule.citation}), counted"
             checks.append(Check(Rule.ALLOWLIST, True, why))
@@ -684,6 +743,17 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         checks.append(
             Check(Rule.PROVIDER_BLOCK, False, f"'{provider}' is not on the provider blocklist")
         )
+
+    # 5. STIR/SHAKEN attestation policy (operator policy)
+    shaken_v = _shaken_policy(snap, provider, facts) if facts.verstat is not None else None
+    if shaken_v is not None:
+        checks.append(Check(Rule.SHAKEN_POLICY, True, shaken_v.reason))
+    elif facts.verstat is None:
+        checks.append(Check(Rule.SHAKEN_POLICY, False, "STIR/SHAKEN not verified ([shaken] off)"))
+    else:
+        got = facts.verstat + (f" ({facts.shaken_reason})" if facts.shaken_reason else "")
+        got += f", attest {facts.attest}" if facts.attest else ""
+        checks.append(Check(Rule.SHAKEN_POLICY, False, f"{got}: the attestation policy passes it"))
 
     # 6. k4 notices, n2 notices
     notices = snap.notices.get(provider, []) if provider is not None else []

@@ -26,7 +26,13 @@ class CallFacts:
     :func:`rules.numbers.sos_urn`). ``provider`` is the id of
     the upstream provider the call was received from directly (the one the
     RMD gate of 47 CFR 64.6305(g) is about). ``ocn`` is the SHAKEN signer's
-    OCN when known. ``caller_private`` records a Privacy request (RFC 3323):
+    OCN (the SPC of its certificate, RFC 8226) and ``attest`` its attestation
+    (A/B/C, RFC 8588), both set only when the Identity header verified;
+    ``verstat`` the verification result (ATIS-1000074:
+    ``TN-Validation-Passed`` / ``-Failed`` / ``No-TN-Validation``), all three
+    None when ``[shaken]`` is off (rules/shaken.py), and ``shaken_reason``
+    why it did not pass (``unsigned``, ``stale``, ... ``rules.shaken.REASONS``).
+    ``caller_private`` records a Privacy request (RFC 3323):
     it hides the identity from the callee, not from the carrier, so the
     caller is still screened by number.
     """
@@ -38,3 +44,6 @@ class CallFacts:
     call_id: str = ""
     ocn: str | None = None
     caller_private: bool = False
+    attest: str | None = None
+    verstat: str | None = None
+    shaken_reason: str = ""

@@ -45,10 +45,14 @@ longest-prefix match costs one slice and one set lookup per length present.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rules.numbers import EMERGENCY_DEFAULT, normalise
+
+if TYPE_CHECKING:
+    from rules.shaken import AttestationPolicy
 
 __all__ = [
     "K4_DEADLINES",
@@ -478,6 +482,10 @@ class Snapshot:
     orders: dict[str, list[Order]] = field(default_factory=dict)
     # Provider that cannot be judged against the RMD: "block" or "monitor".
     unmapped_provider_policy: str = "monitor"
+    # STIR/SHAKEN attestation policy by upstream provider id ("" = every
+    # other provider, and calls from an unmapped source); empty = no policy
+    # (rules/shaken.py AttestationPolicy; from [shaken] in the config).
+    shaken_policy: Mapping[str, AttestationPolicy] = field(default_factory=dict)
     version: str = ""
     loaded_at: float = 0.0
 

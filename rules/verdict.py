@@ -75,6 +75,8 @@ class Rule(enum.Enum):
     CALLER_BLOCK = ("caller_block", "operator policy", "deterministic")
     PREFIX_BLOCK = ("prefix_block", "operator policy", "deterministic")
     PROVIDER_BLOCK = ("provider_block", "operator policy", "deterministic")
+    # STIR/SHAKEN attestation policy per upstream provider ([shaken] policy)
+    SHAKEN_POLICY = ("shaken_policy", "operator policy", "deterministic")
     # 6. notices
     NOTICE_K4 = ("notice_k4", "47 CFR 64.1200(k)(4)", "analytics")
     NOTICE_N2 = ("notice_n2", "47 CFR 64.1200(n)(2)", "analytics")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rules.engine import Check, decide, explain
 from rules.facts import CallFacts
 from rules.orders import fdo_blocks_from
+from rules.shaken import AttestationPolicy
 from rules.snapshot import Notice, NumberSet, Order, Provider, Snapshot
 from rules.verdict import (
     ALLOW_DEFAULT,
@@ -553,6 +554,14 @@ CALLEES = st.sampled_from(
     [None, CALLEE, "911", "933", "+12025550911", "urn:service:sos.fire", "urn:service:x"]
 )
 PROVIDERS = st.sampled_from([None, "up", "pz", "gone", "never", "bad", "stranger", "unk", "fdo"])
+SHAKEN_STATES = [
+    (None, "", None),  # [shaken] off
+    ("TN-Validation-Passed", "", "A"),
+    ("TN-Validation-Passed", "", "C"),
+    ("TN-Validation-Failed", "bad_signature", None),
+    ("No-TN-Validation", "unsigned", None),
+    ("No-TN-Validation", "cert_pending", None),
+]
 FDO_RELEASED = date(2021, 10, 1)  # blocks from 2021-10-31, between ISSUED and REPORT_DUE
 
 
@@ -570,6 +579,7 @@ FDO_RELEASED = date(2021, 10, 1)  # blocks from 2021-10-31, between ISSUED and R
     notified=st.sampled_from([None, ISSUED, FCC_AFTER, REPORT_DUE + DAY]),
     policy=st.sampled_from(["block", "monitor"]),
     psap=st.booleans(),
+    shaken=st.sampled_from(SHAKEN_STATES),
 )  # fmt: skip
 def test_explain_agrees_with_decide(
     caller: str | None,
@@ -582,9 +592,14 @@ def test_explain_agrees_with_decide(
     notified: float | None,
     policy: str,
     psap: bool,
+    shaken: tuple[str | None, str, str | None],
 ) -> None:
     s = Snapshot.empty()
     s.unmapped_provider_policy = policy
+    s.shaken_policy = {
+        "": AttestationPolicy(unsigned="block", c_attested="block"),
+        "up": AttestationPolicy(failed="block"),
+    }
     s.set_provider(Provider("unk", rmd_status="unknown"))
     s.set_provider(Provider("fdo", rmd_status="listed"))
     s.set_order(_fdo("fdo", FDO_RELEASED))
@@ -610,6 +625,7 @@ def test_explain_agrees_with_decide(
     if nanpa:
         s.set_nanpa({"202", "301", "346", "800", "809", "900", "416"}, {"202555", "301555"})
     f = CallFacts(caller, callee, provider)
+    f.verstat, f.shaken_reason, f.attest = shaken
     verdict = decide(s, f, when)
     checks = explain(s, f, when)
     assert [c.rule for c in checks][:9] == list(Rule)[:9]
@@ -759,3 +775,82 @@ def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
         assert verdict.rule not in (
             Rule.RMD_GATE, Rule.FDO, Rule.NOTICE_K4, Rule.UNMAPPED_PROVIDER
         )  # fmt: skip
+
+
+# -- STIR/SHAKEN attestation policy (operator policy) ---------------------------
+
+
+def _signed(
+    verstat: str | None, reason: str = "", attest: str | None = None, **kw: str
+) -> CallFacts:
+    f = facts(**kw)  # type: ignore[arg-type]
+    f.verstat, f.shaken_reason, f.attest = verstat, reason, attest
+    return f
+
+
+@pytest.fixture
+def shaken_snap() -> Snapshot:
+    s = Snapshot.empty()
+    for pid in ("up", "strict"):
+        s.set_provider(Provider(pid, rmd_status="listed"))
+    s.shaken_policy = {
+        "": AttestationPolicy(),  # pass and count
+        "strict": AttestationPolicy(unsigned="block", c_attested="block", failed="block"),
+    }
+    return s
+
+
+@pytest.mark.parametrize(
+    ("state", "detail"),
+    [
+        (("No-TN-Validation", "unsigned", None), "unsigned"),
+        (("TN-Validation-Passed", "", "C"), "c_attested"),
+        (("TN-Validation-Failed", "stale", None), "failed:stale"),
+    ],
+)
+def test_shaken_policy_blocks_per_provider(
+    shaken_snap: Snapshot, state: tuple[str, str, str | None], detail: str
+) -> None:
+    v = decide(shaken_snap, _signed(*state, provider="strict"), 0.0)
+    assert v.blocked and v.rule is Rule.SHAKEN_POLICY and v.detail == detail
+    assert v.rule.citation == "operator policy" and v.rule.answer_class == "deterministic"
+    assert "strict" in v.reason and "block" in v.reason
+    # the default policy (pass and count) for another provider
+    assert decide(shaken_snap, _signed(*state, provider="up"), 0.0) is ALLOW_DEFAULT
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        (None, "", None),  # [shaken] off: never judged
+        ("TN-Validation-Passed", "", "A"),
+        ("TN-Validation-Passed", "", "B"),
+        ("No-TN-Validation", "cert_pending", None),  # not the signer's fault
+    ],
+)
+def test_shaken_policy_passes(shaken_snap: Snapshot, state: tuple[str, str, str | None]) -> None:
+    assert decide(shaken_snap, _signed(*state, provider="strict"), 0.0) is ALLOW_DEFAULT
+
+
+def test_shaken_policy_default_applies_to_unlisted_and_unmapped(shaken_snap: Snapshot) -> None:
+    shaken_snap.shaken_policy = {"": AttestationPolicy(unsigned="block")}
+    v = decide(shaken_snap, _signed("No-TN-Validation", "unsigned", provider="up"), 0.0)
+    assert v.rule is Rule.SHAKEN_POLICY
+    v = decide(shaken_snap, _signed("No-TN-Validation", "unsigned", provider=None), 0.0)
+    assert v.rule is Rule.SHAKEN_POLICY and "unmapped source" in v.reason
+
+
+def test_shaken_policy_order(shaken_snap: Snapshot) -> None:
+    """After the provider gates and the operator lists; the allowlist exempts from it."""
+    shaken_snap.set_provider(Provider("gone", rmd_status="removed"))
+    shaken_snap.shaken_policy = {"": AttestationPolicy(unsigned="block")}
+    unsigned = ("No-TN-Validation", "unsigned", None)
+    assert decide(shaken_snap, _signed(*unsigned, provider="gone"), 0.0).rule is Rule.RMD_GATE
+    shaken_snap.apply("block:caller", "add", [GOOD])
+    assert decide(shaken_snap, _signed(*unsigned), 0.0).rule is Rule.CALLER_BLOCK
+    shaken_snap.apply("block:caller", "remove", [GOOD])
+    shaken_snap.apply("allow:caller", "add", [GOOD])
+    v = decide(shaken_snap, _signed(*unsigned), 0.0)
+    assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.SHAKEN_POLICY
+    checks = {c.rule: c for c in explain(shaken_snap, _signed(*unsigned), 0.0)}
+    assert checks[Rule.SHAKEN_POLICY].matched

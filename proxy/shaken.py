@@ -1,0 +1,91 @@
+"""STIR/SHAKEN adapter: files -> rules.shaken.Verifier (interim, no network).
+
+How this works: when ``[shaken] enabled = true``, :func:`load_verifier`
+reads, once, at start and on reload:
+
+- ``trust_anchors``: the STI-CA roots, a PEM bundle as the STI-PA publishes it;
+- ``crl`` (optional): the STI-PA's CRL, PEM or DER;
+- ``certs``: a directory of certificates already fetched, one file per
+  ``x5u`` named by the URL percent-encoded (``urllib.parse.quote(x5u,
+  safe="")``, e.g. ``https%3A%2F%2Fcert.example%2Fsigner.pem``), each the PEM
+  chain the URL serves (or one DER certificate), at most ``MAX_CERT_BYTES``.
+
+The certificates are held in a dict, so the verifier's certificate source is
+one dict lookup on the INVITE path (no file or network I/O); an ``x5u`` with
+no file is "certificate pending" (``No-TN-Validation``). The background HTTPS
+fetcher and the shared Redis certificate cache of issue 11 will replace the
+directory; the verifier does not change.
+
+A file that cannot be read raises ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, unquote
+
+from proxy.config import ConfigError, ShakenSpec
+from rules.shaken import Verifier, load_certificates
+
+__all__ = ["MAX_CERT_BYTES", "cert_file_name", "load_cert_dir", "load_verifier"]
+
+MAX_CERT_BYTES = 64 * 1024
+
+
+def cert_file_name(x5u: str) -> str:
+    """The file name of ``x5u``'s certificate in the ``certs`` directory."""
+    return quote(x5u, safe="")
+
+
+def _read(path: str, key: str, limit: int = 16 << 20) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{key}: {path} is over {limit} bytes")
+    return data
+
+
+def load_cert_dir(directory: str) -> dict[str, bytes]:
+    """x5u -> certificate bytes for every readable certificate file in ``directory``."""
+    out: dict[str, bytes] = {}
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise ConfigError(f"shaken.certs: cannot list {directory}: {exc.strerror or exc}") from None
+    for name in names:
+        path = os.path.join(directory, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        data = _read(path, "shaken.certs", MAX_CERT_BYTES)
+        try:
+            load_certificates(data)
+        except ValueError:
+            raise ConfigError(f"shaken.certs: {path}: no certificate in it") from None
+        out[unquote(name)] = data
+    return out
+
+
+def load_verifier(spec: ShakenSpec) -> Verifier:
+    """The verifier for ``spec`` (``[shaken]``); ConfigError on a bad file."""
+    anchors = _read(spec.trust_anchors, "shaken.trust_anchors")
+    try:
+        load_certificates(anchors)
+    except ValueError:
+        raise ConfigError(
+            f"shaken.trust_anchors: {spec.trust_anchors}: no PEM certificate in it"
+        ) from None
+    crl = _read(spec.crl, "shaken.crl") if spec.crl else None
+    certs = load_cert_dir(spec.certs) if spec.certs else {}
+    try:
+        return Verifier(
+            anchors,
+            certs.get,
+            crl=crl,
+            iat_window_s=spec.iat_window_s,
+            cache_size=spec.cache_size,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"shaken.crl: {spec.crl}: unreadable CRL ({exc})") from None
