@@ -45,7 +45,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [limits]   invites_per_source, invite_window_s, trunk_invites_per_source,
                over_limit, unacked_per_source, no_ack_hold_s,
                tcp_max_connections, tcp_max_per_source, tcp_idle_timeout_s,
-               tcp_header_timeout_s
+               tcp_header_timeout_s, tcp_connect_timeout_s
 """
 
 from __future__ import annotations
@@ -395,6 +395,9 @@ class Config:
     tcp_max_per_source: int = 100
     tcp_idle_timeout_s: float = 600.0
     tcp_header_timeout_s: float = 10.0
+    # An outgoing TCP connection (a request to a TCP peer with none open,
+    # RFC 3261 §18.1.1) that is not up within this many seconds is given up.
+    tcp_connect_timeout_s: float = 5.0
     source_path: str | None = None
 
     def answer_for(self, answer_class: str) -> AnswerSpec:
@@ -744,6 +747,7 @@ _LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "tcp_max_per_source": int,
     "tcp_idle_timeout_s": float,
     "tcp_header_timeout_s": float,
+    "tcp_connect_timeout_s": float,
 }
 
 _OVERRIDE_KEYS = {

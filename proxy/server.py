@@ -11,7 +11,17 @@ How this works (aioquic style, see shared/STYLE.md):
   `core.get_timer()`.
 * Outputs: `"udp"` goes out of our UDP listen socket (so the peer's answers
   come back to the address in our Via, RFC 3261 §18.2.1); `"tcp"` goes on
-  the connection the request came in on, looked up by the peer (ip, port);
+  the connection open to the peer (ip, port), the one a request came in on or
+  one we opened. A request to a TCP peer with no connection open (the BYE
+  to a caller's Contact, its listening port) opens one (RFC 3261 §18.1.1,
+  `Worker._tcp_connect`): the messages wait for it (a bounded queue), the
+  attempt counts against the TCP caps and gives up after
+  `tcp_connect_timeout_s`; a failure is counted
+  (`dropped{reason="tcp_connect_failed"}`) and logged once a minute. A
+  response never opens one (§18.2.2: its connection is gone). Connection
+  reuse by a Via `alias` (RFC 5923) is not honoured: RFC 5923 allows it
+  only over TLS with authenticated peers, so over TCP a connection is found
+  only under the address it is connected to;
   `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
 * Several workers (`--workers N`): the parent binds N UDP sockets with
   SO_REUSEPORT on the same address:port *before* forking, attaches a classic
@@ -20,8 +30,9 @@ How this works (aioquic style, see shared/STYLE.md):
   address+port, and a trunk (or SIPp) sends from one. Socket k stays open in
   the parent, so a restarted worker k finds its queued datagrams. Each worker
   also gets a private handoff socket for the core's owner-worker messages. A
-  TCP response that lands on a worker without the connection is relayed to
-  the other workers (`_TCP_RELAY` prefix on the handoff sockets). A handoff
+  TCP message that lands on a worker without the connection is relayed to
+  the other workers (`_TCP_RELAY` prefix on the handoff sockets); for a
+  request, the worker `_tcp_owner(peer)` opens a connection if it has none. A handoff
   datagram is taken only from a worker's handoff address (the parent binds
   them all, exclusively, before the fork, so no other local process can send
   from one; a spoofed 127/8 source from outside is a martian the kernel
@@ -69,6 +80,7 @@ import struct
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
@@ -102,6 +114,13 @@ _TCP_RELAY = b"\x00TCP "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
 _FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
+_TCP_PENDING = 32  # messages queued per outgoing TCP connection while it opens
+
+
+def _tcp_owner(peer: tuple[str, int], workers: int) -> int:
+    """The worker that opens the outgoing TCP connection to ``peer`` (several
+    workers: one of them, the same for every message to that peer)."""
+    return zlib.crc32(f"{peer[0]} {peer[1]}".encode()) % workers
 
 
 # ---------------------------------------------------------------------------
@@ -487,6 +506,8 @@ class Worker:
         self._tcp_per_ip: dict[str, int] = {}
         self._tcp_cap = config.tcp_max_connections
         self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
+        # Outgoing TCP connections being opened: peer -> the messages waiting for it
+        self._tcp_pending: dict[tuple[str, int], list[bytes]] = {}
 
     # -- construction ----------------------------------------------------------
 
@@ -495,6 +516,7 @@ class Worker:
         first = udp[0] if udp else self.config.listen[0]
         port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
         relay = self.sockets.relay
+        tcp_port = self.sockets.tcp[0].getsockname()[1] if self.sockets.tcp else None
         return _make_core_config(
             self.config,
             first[1],
@@ -503,6 +525,7 @@ class Worker:
             self.sockets.handoff_addrs,
             self.secret,
             relay.getsockname()[1] if relay is not None else None,
+            tcp_port,
         )
 
     def _build(self) -> None:
@@ -858,18 +881,37 @@ class Worker:
             m.count_out(data)
             t.sendto(data, (dest[0], dest[1]))
         elif transport == "tcp":
-            conn = self.tcp_conns.get((dest[0], dest[1]))
+            peer = (dest[0], dest[1])
+            conn = self.tcp_conns.get(peer)
             if conn is not None and not conn.is_closing():
                 m.count_out(data)
                 conn.write(data)
-            elif len(self.sockets.handoff_addrs) > 1 and self.sockets.handoff is not None:
-                # The connection may live in another worker: relay to all.
-                head = _TCP_RELAY + f"{dest[0]} {dest[1]}\n".encode("ascii")
+                return
+            # A request may open a connection (RFC 3261 §18.1.1); a response
+            # goes only on the connection it belongs to (§18.2.2).
+            request = data[:4] != b"SIP/"
+            n = len(self.sockets.handoff_addrs)
+            if n > 1 and self.sockets.handoff is not None:
+                # The connection may live in another worker: relay to all; the
+                # worker that owns the destination opens one if it has none.
+                owner = _tcp_owner(peer, n) if request else -1
+                head = _TCP_RELAY + f"{dest[0]} {dest[1]} {owner}\n".encode("ascii")
                 for k, addr in enumerate(self.sockets.handoff_addrs):
                     if k != self.index:
                         self._to_worker(head + data, addr)
+                if owner == self.index:
+                    self._tcp_connect(peer, data)
+            elif request:
+                self._tcp_connect(peer, data)
             else:
                 m.drop("tcp_no_connection")
+                self._warn_limited(
+                    "tcp_no_connection",
+                    "worker %d: response to %s:%d dropped: its TCP connection is closed",
+                    self.index,
+                    dest[0],
+                    dest[1],
+                )
         else:  # "handoff" to ("worker", k)
             k = dest[1]
             if self.sockets.handoff is None or not 0 <= k < len(self.sockets.handoff_addrs):
@@ -889,17 +931,83 @@ class Worker:
             self.metrics.drop("send_error")
 
     def _relay_tcp_in(self, data: bytes) -> None:
+        """A TCP message another worker could not send: written on our connection to
+        its destination; else, when we own the destination (``_tcp_owner``), sent on
+        a new connection."""
         nl = data.find(b"\n")
         try:
-            host, port_s = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
+            host, port_s, owner_s = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
             peer = (host, int(port_s))
+            owner = int(owner_s)
         except ValueError:
             return
         conn = self.tcp_conns.get(peer)
+        payload = data[nl + 1 :]
         if conn is not None and not conn.is_closing():
-            payload = data[nl + 1 :]
             self.metrics.count_out(payload)
             conn.write(payload)
+        elif owner == self.index:
+            self._tcp_connect(peer, payload)
+
+    # -- outgoing TCP connections (RFC 3261 §18.1.1) ----------------------------------
+
+    def _tcp_connect(self, peer: tuple[str, int], data: bytes) -> None:
+        """Send ``data`` (a request) on a new connection to ``peer``: queued while
+        the connection is being opened (one attempt per peer at a time, at most
+        ``_TCP_PENDING`` messages each), refused when the worker's or the peer's
+        connection cap is reached; a failure is counted and logged."""
+        pending = self._tcp_pending.get(peer)
+        if pending is not None:
+            if len(pending) < _TCP_PENDING:
+                pending.append(data)
+            else:
+                self._tcp_send_failed(peer, "queue_full", 1)
+            return
+        per_source = self.config.tcp_max_per_source
+        if len(self._tcp_protos) + len(self._tcp_pending) >= self._tcp_cap:
+            self._tcp_send_failed(peer, "worker_cap", 1)
+            return
+        if per_source and self._tcp_per_ip.get(peer[0], 0) >= per_source:
+            self._tcp_send_failed(peer, "source_cap", 1)
+            return
+        self._tcp_pending[peer] = [data]
+        self._spawn(self._open_tcp(peer), "tcp_connect")
+
+    async def _open_tcp(self, peer: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.config.tcp_connect_timeout_s or None
+        why = "refused"
+        transport: asyncio.BaseTransport | None = None
+        proto: _TCPProtocol | None = None
+        try:
+            transport, proto = await asyncio.wait_for(
+                loop.create_connection(lambda: _TCPProtocol(self), peer[0], peer[1]),
+                timeout,
+            )
+        except TimeoutError:
+            why = "timeout"
+        except OSError as exc:
+            why = errno.errorcode.get(exc.errno or 0, "error").lower()
+        msgs = self._tcp_pending.pop(peer, [])
+        if proto is None or transport is None or not proto.counted or transport.is_closing():
+            self._tcp_send_failed(peer, why if proto is None else "cap", len(msgs))
+            return
+        tr = cast(asyncio.Transport, transport)
+        for msg in msgs:
+            self.metrics.count_out(msg)
+            tr.write(msg)
+
+    def _tcp_send_failed(self, peer: tuple[str, int], why: str, n: int) -> None:
+        self.metrics.drop("tcp_connect_failed", n)
+        self._warn_limited(
+            "tcp_connect_" + why,
+            "worker %d: TCP connection to %s:%d failed (%s): %d message(s) dropped",
+            self.index,
+            peer[0],
+            peer[1],
+            why,
+            n,
+        )
 
     def _arm_timer(self) -> None:
         # One timer handle per core (STYLE.md §4), re-armed after each input.
@@ -1170,6 +1278,7 @@ def _make_core_config(
     handoff_addrs: list[tuple[str, int]],
     secret: bytes,
     relay_port: int | None = None,
+    tcp_port: int | None = None,
 ) -> CoreConfig:
     return CoreConfig(
         listen_host=host,
@@ -1181,6 +1290,7 @@ def _make_core_config(
         workers=max(1, len(handoff_addrs)),
         secret=secret,
         relay_port=relay_port,
+        tcp_port=tcp_port,
         invite_limit=config.invites_per_source,
         invite_window=config.invite_window_s,
         trunk_invite_limit=config.trunk_invites_per_source,
