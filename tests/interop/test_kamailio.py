@@ -59,6 +59,15 @@ def _kamailio_bin() -> str | None:
     )
 
 
+def _module_dir() -> str | None:
+    import glob
+
+    for d in (*sorted(glob.glob("/usr/lib/*/kamailio/modules")), "/usr/lib/kamailio/modules"):
+        if os.path.exists(os.path.join(d, "tm.so")):
+            return d
+    return None
+
+
 @dataclass
 class Kamailio:
     port: int
@@ -86,6 +95,9 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
     exe = _kamailio_bin()
     if exe is None:
         pytest.skip("Kamailio is not installed (Debian package kamailio)")
+    mdir = _module_dir()
+    if mdir is None:
+        pytest.skip("Kamailio's modules (tm.so ...) are not installed")
     d = tmp_path_factory.mktemp("kamailio")
     port = free_udp_port()
     log = d / "kamailio.log"
@@ -95,6 +107,8 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
                 exe,
                 "-f",
                 str(CFG),
+                "-L",
+                mdir,
                 "-l",
                 f"udp:127.0.0.1:{port}",
                 "-l",
