@@ -76,6 +76,7 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -85,7 +86,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
-from proxy.config import Config
+from proxy.config import Config, client_tls_context, server_tls_context
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
 from proxy.screen import DECISION_LOGGER, Screener
 from proxy.sip.core import CoreConfig, ProxyCore
@@ -243,6 +244,7 @@ class WorkerSockets:
 
     udp: list[socket.socket] = field(default_factory=list)
     tcp: list[socket.socket] = field(default_factory=list)
+    tls: list[socket.socket] = field(default_factory=list)
     handoff: socket.socket | None = None
     handoff_addrs: list[tuple[str, int]] = field(default_factory=list)
     # Several workers: this worker's own UDP port on the first listen address.
@@ -293,11 +295,11 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
             except OSError as exc:
                 s.close()
                 _close_all(per)
-                raise _busy(f"tcp:{host}:{port}", exc) from None
+                raise _busy(f"{transport}:{host}:{port}", exc) from None
             s.listen(1024)
             s.setblocking(False)
             for k in range(n):
-                per[k].tcp.append(s)
+                (per[k].tls if transport == "tls" else per[k].tcp).append(s)
     udp_hosts = [(h, fam) for t, h, _p in config.listen if t == "udp" for fam in [_family(h)]]
     if n > 1 and udp_hosts:
         host, fam = udp_hosts[0]
@@ -323,7 +325,7 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
 def _close_all(per: list[WorkerSockets]) -> None:
     seen: set[int] = set()
     for ws in per:
-        for sock in (*ws.udp, *ws.tcp, ws.handoff, ws.relay):
+        for sock in (*ws.udp, *ws.tcp, *ws.tls, ws.handoff, ws.relay):
             if sock is not None and id(sock) not in seen:
                 seen.add(id(sock))
                 sock.close()
@@ -378,10 +380,20 @@ class _TCPProtocol(asyncio.Protocol):
 
     _MAX_BUFFER = 256 * 1024
 
-    __slots__ = ("worker", "buffer", "peer", "transport", "last", "partial_since", "counted")
+    __slots__ = (
+        "worker",
+        "kind",
+        "buffer",
+        "peer",
+        "transport",
+        "last",
+        "partial_since",
+        "counted",
+    )
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, kind: str = "tcp") -> None:
         self.worker = worker
+        self.kind = kind  # "tcp", or "tls" (the same stream, under TLS)
         self.buffer = bytearray()
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
@@ -430,7 +442,7 @@ class _TCPProtocol(asyncio.Protocol):
                 return
             if self.buffer:  # the next message has begun with these bytes
                 self.partial_since = self.last
-            self.worker.on_datagram(msg, self.peer, "tcp")
+            self.worker.on_datagram(msg, self.peer, self.kind)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
@@ -508,6 +520,7 @@ class Worker:
         self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
         # Outgoing TCP connections being opened: peer -> the messages waiting for it
         self._tcp_pending: dict[tuple[str, int], list[bytes]] = {}
+        self._tls_client: ssl.SSLContext | None = None  # made at the first TLS connect
 
     # -- construction ----------------------------------------------------------
 
@@ -517,6 +530,7 @@ class Worker:
         port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
         relay = self.sockets.relay
         tcp_port = self.sockets.tcp[0].getsockname()[1] if self.sockets.tcp else None
+        tls_port = self.sockets.tls[0].getsockname()[1] if self.sockets.tls else None
         return _make_core_config(
             self.config,
             first[1],
@@ -526,6 +540,7 @@ class Worker:
             self.secret,
             relay.getsockname()[1] if relay is not None else None,
             tcp_port,
+            tls_port,
         )
 
     def _build(self) -> None:
@@ -569,7 +584,7 @@ class Worker:
             )
         self.config = new
         self._tcp_cap = new.tcp_max_connections
-        if self.sockets.tcp:
+        if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
         self.screener = screener
         if self.core is not None:
@@ -880,7 +895,7 @@ class Worker:
                 return
             m.count_out(data)
             t.sendto(data, (dest[0], dest[1]))
-        elif transport == "tcp":
+        elif transport == "tcp" or transport == "tls":
             peer = (dest[0], dest[1])
             conn = self.tcp_conns.get(peer)
             if conn is not None and not conn.is_closing():
@@ -895,14 +910,14 @@ class Worker:
                 # The connection may live in another worker: relay to all; the
                 # worker that owns the destination opens one if it has none.
                 owner = _tcp_owner(peer, n) if request else -1
-                head = _TCP_RELAY + f"{dest[0]} {dest[1]} {owner}\n".encode("ascii")
+                head = _TCP_RELAY + f"{dest[0]} {dest[1]} {owner} {transport}\n".encode("ascii")
                 for k, addr in enumerate(self.sockets.handoff_addrs):
                     if k != self.index:
                         self._to_worker(head + data, addr)
                 if owner == self.index:
-                    self._tcp_connect(peer, data)
+                    self._tcp_connect(peer, data, transport)
             elif request:
-                self._tcp_connect(peer, data)
+                self._tcp_connect(peer, data, transport)
             else:
                 m.drop("tcp_no_connection")
                 self._warn_limited(
@@ -936,7 +951,7 @@ class Worker:
         a new connection."""
         nl = data.find(b"\n")
         try:
-            host, port_s, owner_s = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
+            host, port_s, owner_s, kind = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
             peer = (host, int(port_s))
             owner = int(owner_s)
         except ValueError:
@@ -947,11 +962,11 @@ class Worker:
             self.metrics.count_out(payload)
             conn.write(payload)
         elif owner == self.index:
-            self._tcp_connect(peer, payload)
+            self._tcp_connect(peer, payload, "tls" if kind == "tls" else "tcp")
 
     # -- outgoing TCP connections (RFC 3261 §18.1.1) ----------------------------------
 
-    def _tcp_connect(self, peer: tuple[str, int], data: bytes) -> None:
+    def _tcp_connect(self, peer: tuple[str, int], data: bytes, kind: str = "tcp") -> None:
         """Send ``data`` (a request) on a new connection to ``peer``: queued while
         the connection is being opened (one attempt per peer at a time, at most
         ``_TCP_PENDING`` messages each), refused when the worker's or the peer's
@@ -971,21 +986,31 @@ class Worker:
             self._tcp_send_failed(peer, "source_cap", 1)
             return
         self._tcp_pending[peer] = [data]
-        self._spawn(self._open_tcp(peer), "tcp_connect")
+        self._spawn(self._open_tcp(peer, kind), "tcp_connect")
 
-    async def _open_tcp(self, peer: tuple[str, int]) -> None:
+    async def _open_tcp(self, peer: tuple[str, int], kind: str = "tcp") -> None:
         loop = asyncio.get_running_loop()
         timeout = self.config.tcp_connect_timeout_s or None
         why = "refused"
         transport: asyncio.BaseTransport | None = None
         proto: _TCPProtocol | None = None
         try:
-            transport, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _TCPProtocol(self), peer[0], peer[1]),
-                timeout,
-            )
+            if kind == "tls":
+                # the peer's certificate is verified for its address (tls_ca)
+                coro = loop.create_connection(
+                    lambda: _TCPProtocol(self, "tls"),
+                    peer[0],
+                    peer[1],
+                    ssl=self._client_tls(),
+                    server_hostname=peer[0],
+                )
+            else:
+                coro = loop.create_connection(lambda: _TCPProtocol(self), peer[0], peer[1])
+            transport, proto = await asyncio.wait_for(coro, timeout)
         except TimeoutError:
             why = "timeout"
+        except ssl.SSLError as exc:
+            why = "tls: " + str(exc.reason or exc).lower()
         except OSError as exc:
             why = errno.errorcode.get(exc.errno or 0, "error").lower()
         msgs = self._tcp_pending.pop(peer, [])
@@ -996,6 +1021,12 @@ class Worker:
         for msg in msgs:
             self.metrics.count_out(msg)
             tr.write(msg)
+
+    def _client_tls(self) -> ssl.SSLContext:
+        ctx = self._tls_client
+        if ctx is None:
+            ctx = self._tls_client = client_tls_context(self.config)
+        return ctx
 
     def _tcp_send_failed(self, peer: tuple[str, int], why: str, n: int) -> None:
         self.metrics.drop("tcp_connect_failed", n)
@@ -1180,12 +1211,20 @@ class Worker:
                     lambda: _HandoffProtocol(self), sock=self.sockets.handoff
                 )
                 self.handoff_transport = ht
-        if self.sockets.tcp:
+        if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
             self._spawn(self._sweep_tcp(), "tcp_timeouts")
         for s in self.sockets.tcp:
             srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
             self._servers.append(srv)
+        if self.sockets.tls:
+            ctx = server_tls_context(self.config)
+            hs = self.config.tcp_header_timeout_s or None
+            for s in self.sockets.tls:
+                srv = await loop.create_server(
+                    lambda: _TCPProtocol(self, "tls"), sock=s, ssl=ctx, ssl_handshake_timeout=hs
+                )
+                self._servers.append(srv)
         if ready is not None:
             ready()
         await self._stop.wait()
@@ -1279,6 +1318,7 @@ def _make_core_config(
     secret: bytes,
     relay_port: int | None = None,
     tcp_port: int | None = None,
+    tls_port: int | None = None,
 ) -> CoreConfig:
     return CoreConfig(
         listen_host=host,
@@ -1291,6 +1331,7 @@ def _make_core_config(
         secret=secret,
         relay_port=relay_port,
         tcp_port=tcp_port,
+        tls_port=tls_port,
         invite_limit=config.invites_per_source,
         invite_window=config.invite_window_s,
         trunk_invite_limit=config.trunk_invites_per_source,
@@ -1536,6 +1577,9 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
     for s in ws.tcp:
         h, p = s.getsockname()[:2]
         lines.append(f"sipscreen: listening on tcp:{h}:{p}")
+    for s in ws.tls:
+        h, p = s.getsockname()[:2]
+        lines.append(f"sipscreen: listening on tls:{h}:{p}")
     sh, sp = config.softswitch
     lines.append(f"sipscreen: forwarding to softswitch udp:{sh}:{sp}")
     if config.metrics is not None:

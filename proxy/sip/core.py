@@ -147,6 +147,8 @@ class CoreConfig:
     # TCP listen port, when it differs from listen_port: named in the
     # Record-Route entry facing a TCP peer (None = listen_port)
     tcp_port: int | None = None
+    # TLS listen port (None: no TLS): named in the entry facing a TLS peer
+    tls_port: int | None = None
     # Relay responses in their common shape, and hand initial INVITEs/CANCELs
     # to their owner worker, without the full parse (proxy/sip/relay.py);
     # False = full parse of every message.
@@ -310,6 +312,12 @@ def _uri_hostport(uri: bytes) -> tuple[bytes, int | None, bytes | None]:
         ps = b"" if c < 0 else hostport[c + 1 :]
     if ps.isdigit() and len(ps) <= 5:
         port = int(ps)
+    if colon == 4 and uri[:4].lower() == b"sips":
+        # RFC 3261 §19.1.2, §26.2.2: a sips: URI is reached over TLS, port 5061
+        if transport is None or transport == b"tcp":
+            transport = b"tls"
+        if port is None:
+            port = 5061
     return host.lower(), port, transport
 
 
@@ -371,12 +379,14 @@ class ProxyCore:
         via_sent_by = b"%s:%d" % (uri_host, config.relay_port or config.listen_port)
         self._via = {
             t: b"Via: SIP/2.0/%s %s;branch=%s" % (t.upper().encode(), via_sent_by, BRANCH_PREFIX)
-            for t in ("udp", "tcp")
+            for t in ("udp", "tcp", "tls")
         }
         tcp_sent_by = b"%s:%d" % (uri_host, config.tcp_port or config.listen_port)
+        tls_sent_by = b"%s:%d" % (uri_host, config.tls_port or config.listen_port)
         self._rr = {
             "udp": b"Record-Route: <sip:%s;lr>\r\n" % self._sent_by,
             "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % tcp_sent_by,
+            "tls": b"Record-Route: <sip:%s;transport=tls;lr>\r\n" % tls_sent_by,
         }
         # RFC 5658 §3.2 double Record-Route when the two sides of a request use
         # different transports: the top entry faces the next hop (the outgoing
@@ -387,6 +397,8 @@ class ProxyCore:
         }
         selves: set[tuple[bytes, int]] = set()
         ports = {config.listen_port, config.tcp_port or config.listen_port}
+        if config.tls_port:
+            ports.add(config.tls_port)
         for name in (config.listen_host, adv, *config.proxy_aliases):
             h, _, p = name.rpartition(":") if name.count(":") == 1 else ("", "", "")
             if h and p.isdigit():
@@ -802,7 +814,7 @@ class ProxyCore:
                 return
             dest = (ip, np_ or 5060)
             if nt is not None:
-                if nt not in (b"udp", b"tcp"):
+                if nt not in (b"udp", b"tcp", b"tls"):
                     self._drop("unsupported_transport")
                     return
                 out_transport = nt.decode()
@@ -1020,6 +1032,8 @@ class ProxyCore:
             transport = "udp"
         elif t == b"TCP":
             transport = "tcp"
+        elif t == b"TLS":
+            transport = "tls"
         else:
             self._drop("unsupported_transport")
             return

@@ -18,6 +18,8 @@ import time
 import uuid
 from typing import Any
 
+import pytest
+
 from proxy.sip.message import Request, Response, frame_stream, parse
 
 CALLEE = "+13125557000"
@@ -181,3 +183,19 @@ def test_tcp_bye_to_a_closed_port_is_counted_and_logged(
     finally:
         closed.close()
         ss.close()
+
+
+def test_tls_listen_needs_a_loadable_certificate(tmp_path: Any) -> None:
+    from proxy.config import ConfigError, load_config
+
+    cfg = tmp_path / "tls.toml"
+    cfg.write_text('[proxy]\nlisten = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]\n')
+    with pytest.raises(ConfigError, match="proxy.tls_cert: required"):
+        load_config(str(cfg))
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    cfg.write_text(
+        '[proxy]\nlisten = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061"]\n'
+        'tls_cert = "bad.pem"\ntls_key = "bad.pem"\n'
+    )
+    with pytest.raises(ConfigError, match=r"proxy.tls_cert/proxy.tls_key: .*bad.pem"):
+        load_config(str(cfg))

@@ -50,7 +50,65 @@ CFG = HERE / "kamailio-softswitch.cfg"
 CALLER = "+12127368000"
 BLOCKED = "+12127369999"
 CALLEE = "+13125557000"
-COMBOS = [("udp", 1), ("tcp", 1), ("udp", 2), ("tcp", 2)]
+COMBOS = [("udp", 1), ("tcp", 1), ("udp", 2), ("tcp", 2), ("tls", 1)]
+
+
+def make_certs(d: Path) -> dict[str, str]:
+    """A test CA and one certificate for 127.0.0.1 (server and client), PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sipscreen interop CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"tls_ca": d / "ca.pem", "tls_cert": d / "cert.pem", "tls_key": d / "key.pem"}
+    paths["tls_ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["tls_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["tls_key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return {k: str(v) for k, v in paths.items()}
 
 
 def _kamailio_bin() -> str | None:
@@ -152,6 +210,14 @@ class Setup:
     workers: int
     proxy: ProxyProcess
     kamailio: Kamailio
+    tls: dict[str, str]
+
+    @property
+    def tls_port(self) -> int:
+        text = Path(self.proxy.config_path).read_text()
+        m = re.search(r"tls:127\.0\.0\.1:(\d+)", text)
+        assert m is not None
+        return int(m.group(1))
 
 
 @pytest.fixture(scope="module", params=COMBOS, ids=[f"{t}-w{w}" for t, w in COMBOS])
@@ -171,13 +237,19 @@ def setup(
     d = tmp_path_factory.mktemp(f"proxy-{transport}-{workers}")
     port = free_udp_port()
     mport = free_tcp_port()
+    listen = [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]
+    tls: dict[str, str] = {}
+    if transport == "tls":
+        tls = make_certs(d)
+        listen.append(f"tls:127.0.0.1:{free_tcp_port()}")
     cfg = write_config(
         d / "sipscreen.toml",
         proxy={
-            "listen": [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"],
+            "listen": listen,
             "softswitch": f"udp:127.0.0.1:{kamailio.port}",
             "workers": workers,
             "log_level": "INFO",
+            **tls,
         },
         redis={"url": REDIS_URL, "key_prefix": prefix, "embedded": False},
         metrics={"listen": f"127.0.0.1:{mport}"},
@@ -185,7 +257,7 @@ def setup(
     proxy = ProxyProcess(cfg, port, mport, [], d)
     try:
         proxy.start()
-        yield Setup(transport, workers, proxy, kamailio)
+        yield Setup(transport, workers, proxy, kamailio, tls)
     finally:
         proxy.stop()
         delete_prefix(REDIS_URL, prefix)
@@ -196,7 +268,8 @@ def setup(
 def run_ua(s: Setup, scenario: str, caller: str = CALLER, target: str = CALLEE, **kw: Any) -> Any:
     args = {
         "kamailio": s.kamailio.port,
-        "proxy": s.proxy.port,
+        "proxy": s.tls_port if s.transport == "tls" else s.proxy.port,
+        **s.tls,
         "transport": s.transport,
         "scenario": scenario,
         "caller": caller,

@@ -6,7 +6,9 @@ JSON_ARGS: {"kamailio": port, "proxy": port, "transport": "udp"|"tcp",
 "scenario": name, "caller": "+1...", "target": "+1..." or "911",
 "callee": "+1...", "prack": bool}
 
-Both UAs use ``transport`` only (UDP, or TCP without any UDP transport).
+Both UAs use ``transport`` only (UDP, or TCP without any UDP transport); for
+TLS the caller uses TLS only (its certificate: "tls_cert", "tls_key",
+"tls_ca") and the callee UDP.
 The callee registers with Kamailio (the softswitch and registrar); the
 caller calls through sipscreen (over TCP from one port, its Contact naming
 another port where it listens, ``;transport=tcp``, like a PBX or SBC).
@@ -107,11 +109,23 @@ def main() -> int:
         tc.port = 0
         tc.boundAddress = "127.0.0.1"
         tc.publicAddress = "127.0.0.1"
+        if kind == pj.PJSIP_TRANSPORT_TLS:
+            tc.tlsConfig.CaListFile = a["tls_ca"]
+            tc.tlsConfig.certFile = a["tls_cert"]
+            tc.tlsConfig.privKeyFile = a["tls_key"]
+            tc.tlsConfig.verifyServer = True
+            tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
         return int(ep.transportCreate(kind, tc))
 
-    tcp = a["transport"] == "tcp"
-    kind = pj.PJSIP_TRANSPORT_TCP if tcp else pj.PJSIP_TRANSPORT_UDP
-    callee_tid = transport(kind)
+    tls = a["transport"] == "tls"
+    tcp = a["transport"] == "tcp" or tls
+    kind = {
+        "udp": pj.PJSIP_TRANSPORT_UDP,
+        "tcp": pj.PJSIP_TRANSPORT_TCP,
+        "tls": pj.PJSIP_TRANSPORT_TLS,
+    }[a["transport"]]
+    # TLS: the caller only (Kamailio talks UDP/TCP here), the callee over UDP
+    callee_tid = transport(pj.PJSIP_TRANSPORT_UDP if tls else kind)
     caller_tid = transport(kind)
     # TCP: the caller calls from one port and names another one, where it also
     # listens, in its Contact (a PBX or SBC: calls from an ephemeral port, takes
@@ -135,7 +149,7 @@ def main() -> int:
     ccfg = pj.AccountConfig()
     ccfg.idUri = f"sip:{a['callee']}@127.0.0.1"
     ccfg.regConfig.registrarUri = f"sip:127.0.0.1:{a['kamailio']}" + (
-        ";transport=tcp" if tcp else ""
+        ";transport=tcp" if tcp and not tls else ""
     )
     ccfg.sipConfig.transportId = callee_tid
     ccfg.callConfig.prackUse = prack
@@ -149,14 +163,16 @@ def main() -> int:
     acfg.idUri = f"sip:{a['caller']}@127.0.0.1"
     acfg.sipConfig.transportId = caller_tid
     if tcp:
-        acfg.sipConfig.contactForced = f"<sip:{a['caller']}@127.0.0.1:{contact_port};transport=tcp>"
+        acfg.sipConfig.contactForced = (
+            f"<sip:{a['caller']}@127.0.0.1:{contact_port};transport={a['transport']}>"
+        )
     acfg.callConfig.prackUse = prack
     acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acfg.mediaConfig.transportConfig.port = random.randrange(20000, 50000, 2)
     acc = pj.Account()
     acc.create(acfg)
 
-    tparam = ";transport=tcp" if a["transport"] == "tcp" else ""
+    tparam = f";transport={a['transport']}" if tcp else ""
     target = f"sip:{a['target']}@127.0.0.1:{a['proxy']}{tparam}"
     call = Call(acc)
     notes: list[str] = []

@@ -730,3 +730,31 @@ def test_overloaded_core_sheds_new_invites_with_503_before_parsing() -> None:
     core.datagram_received(invite(), CALLER, "udp", 1.0)
     fwd, dest, _ = one(core)
     assert fwd.startswith(b"INVITE ") and dest == SS and len(screen.calls) == 1
+
+
+def test_tls_caller_record_route_and_sips_contact() -> None:
+    """TLS: the entry facing a TLS caller says transport=tls with the TLS port; a BYE
+    to a sips: Contact leaves over TLS (RFC 3261 §26.2.2), 5061 by default."""
+    core, _ = make(tcp_port=5062, tls_port=5063)
+    raw = invite(via_transport=b"TLS", via_host=b"127.0.0.3:5061")
+    core.datagram_received(raw, ("127.0.0.3", 40001), "tls", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp")
+    assert parse(data).header(b"record-route") == [
+        b"<sip:127.0.0.1:5060;lr>",
+        b"<sip:127.0.0.1:5063;transport=tls;lr>",
+    ]
+    core.datagram_received(response_to(data, 200, b"OK"), SS, "udp", 0.1)
+    assert one(core)[1:] == (("127.0.0.3", 40001), "tls")
+    bye = invite(
+        method=b"BYE",
+        ruri=b"sips:alice@127.0.0.3",
+        via_host=b"127.0.0.2:5070",
+        to_tag=b"from-callee",
+        body=b"",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5063;transport=tls;lr>",
+    )
+    core.datagram_received(bye, SS, "udp", 0.2)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (("127.0.0.3", 5061), "tls")
+    assert parse(data).header(b"route") == [] and parse(data).vias[0].transport == b"TLS"
