@@ -20,8 +20,10 @@ How this works (aioquic style, see shared/STYLE.md):
   (`dropped{reason="tcp_connect_failed"}`) and logged once a minute. A
   response never opens one (§18.2.2: its connection is gone). Connection
   reuse by a Via `alias` (RFC 5923) is not honoured: RFC 5923 allows it
-  only over TLS with authenticated peers, so over TCP a connection is found
-  only under the address it is connected to;
+  only over TLS with authenticated peers, so a connection is found only
+  under the address it is connected to. `"tls"`: the same, under TLS
+  (`tls:` listen addresses, `[proxy] tls_cert`/`tls_key`; the connections we
+  open verify the peer's certificate for its address against `tls_ca`);
   `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
 * Several workers (`--workers N`): the parent binds N UDP sockets with
   SO_REUSEPORT on the same address:port *before* forking, attaches a classic
