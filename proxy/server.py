@@ -1791,6 +1791,9 @@ _RESTART_ONLY = (
     "loop",
     "workers",
     "batched_udp",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
     "spool_dir",
     "clock_start",
 )
