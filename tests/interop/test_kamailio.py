@@ -5,8 +5,8 @@ rr; tests/interop/kamailio-softswitch.cfg) -> pjsua2 callee registered with
 Kamailio. Both UAs talk UDP, or both TCP only (the caller calling from one
 port, its Contact naming another one where it listens, as a PBX does; no
 UDP transport, so it can only follow a route set entry with
-``;transport=tcp``); sipscreen talks UDP to Kamailio and runs with one
-worker or two. Every scenario checks what each peer saw: the two UAs'
+``;transport=tcp``), or a TLS caller (certificate made by the test) and a
+UDP callee; sipscreen talks UDP to Kamailio and runs with one worker or two. Every scenario checks what each peer saw: the two UAs'
 call states and completed transactions (tests/interop/ua.py), Kamailio's
 "KSEEN" log lines for the call's Call-ID, and sipscreen's drop counters.
 
@@ -50,7 +50,7 @@ CFG = HERE / "kamailio-softswitch.cfg"
 CALLER = "+12127368000"
 BLOCKED = "+12127369999"
 CALLEE = "+13125557000"
-COMBOS = [("udp", 1), ("tcp", 1), ("udp", 2), ("tcp", 2), ("tls", 1)]
+COMBOS = [("udp", 1), ("tcp", 1), ("udp", 2), ("tcp", 2), ("tls", 1), ("tls", 2)]
 
 
 def make_certs(d: Path) -> dict[str, str]:
