@@ -6,7 +6,8 @@ Kamailio. Both UAs talk UDP, or both TCP only (the caller calling from one
 port, its Contact naming another one where it listens, as a PBX does; no
 UDP transport, so it can only follow a route set entry with
 ``;transport=tcp``), or a TLS caller (certificate made by the test) and a
-UDP callee; sipscreen talks UDP to Kamailio and runs with one worker or two. Every scenario checks what each peer saw: the two UAs'
+UDP callee; sipscreen talks UDP to Kamailio and runs with one worker or
+two. Every scenario checks what each peer saw: the two UAs'
 call states and completed transactions (tests/interop/ua.py), Kamailio's
 "KSEEN" log lines for the call's Call-ID, and sipscreen's drop counters.
 
@@ -240,6 +241,7 @@ def setup(
     listen = [f"udp:127.0.0.1:{port}", f"tcp:127.0.0.1:{port}"]
     tls: dict[str, str] = {}
     if transport == "tls":
+        pytest.importorskip("cryptography", reason="TLS scenarios make their certificate with it")
         tls = make_certs(d)
         listen.append(f"tls:127.0.0.1:{free_tcp_port()}")
     cfg = write_config(
