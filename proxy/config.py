@@ -27,8 +27,9 @@ integer >= 1, got 0`).
 
 TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
-    [proxy]    listen, softswitch, workers, monitor, record_route,
-               advertised_host, loop, log_level, no_snapshot_policy,
+    [proxy]    listen (udp:/tcp:/tls:HOST:PORT), softswitch, workers, monitor,
+               record_route, tls_cert, tls_key, tls_ca, advertised_host, loop,
+               log_level, no_snapshot_policy,
                emergency_numbers, emergency_callers, unmapped_provider_policy,
                sample_data, clock
     [redis]    url, key_prefix, embedded, data_dir
@@ -45,7 +46,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [limits]   invites_per_source, invite_window_s, trunk_invites_per_source,
                over_limit, unacked_per_source, no_ack_hold_s,
                tcp_max_connections, tcp_max_per_source, tcp_idle_timeout_s,
-               tcp_header_timeout_s
+               tcp_header_timeout_s, tcp_connect_timeout_s
     [shaken]   enabled (false), trust_anchors, crl, certs, iat_window_s (60),
                cache_size (4096): STIR/SHAKEN verification (proxy/shaken.py);
                off = `Config.shaken` is None; paths relative to the file;
@@ -425,6 +426,12 @@ class Config:
     workers: int = 1
     monitor: bool = False
     record_route: bool = True
+    # TLS (a tls:HOST:PORT listen address): our certificate chain and key (PEM
+    # files, required with TLS), and the CA file that verifies the peers we
+    # connect to (None: the system's CAs)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
     advertised_host: str | None = None
     loop: str = "auto"  # "auto" | "uvloop" | "asyncio"
     log_level: str = "INFO"
@@ -497,6 +504,9 @@ class Config:
     tcp_header_timeout_s: float = 10.0
     # [shaken]: STIR/SHAKEN verification; None = off (the default).
     shaken: ShakenSpec | None = None
+    # An outgoing TCP connection (a request to a TCP peer with none open,
+    # RFC 3261 §18.1.1) that is not up within this many seconds is given up.
+    tcp_connect_timeout_s: float = 5.0
     source_path: str | None = None
 
     @property
@@ -563,13 +573,15 @@ def parse_hostport(value: Any, key: str, default_port: int | None = None) -> tup
 
 
 def parse_listen(value: Any, key: str) -> Listen:
-    """`udp:HOST:PORT` / `tcp:HOST:PORT` (transport defaults to udp)."""
+    """`udp:HOST:PORT` / `tcp:HOST:PORT` / `tls:HOST:PORT` (transport defaults to udp)."""
     if isinstance(value, (list, tuple)) and len(value) == 3:
         value = f"{value[0]}:{value[1]}:{value[2]}"
     if not isinstance(value, str):
-        raise ConfigError(f"{key}: must be 'udp:HOST:PORT' or 'tcp:HOST:PORT', got {value!r}")
+        raise ConfigError(
+            f"{key}: must be 'udp:HOST:PORT', 'tcp:HOST:PORT' or 'tls:HOST:PORT', got {value!r}"
+        )
     transport, sep, rest = value.partition(":")
-    if transport.lower() not in ("udp", "tcp"):
+    if transport.lower() not in ("udp", "tcp", "tls"):
         transport, rest = "udp", value
     host, port = parse_hostport(rest, key, default_port=5060)
     return transport.lower(), host, port
@@ -735,6 +747,9 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     for name in ("monitor", "record_route"):
         if (v := _get(p, name, f"proxy.{name}", bool)) is not None:
             kw[name] = v
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        if (v := _get(p, name, f"proxy.{name}", str)) is not None:
+            kw[name] = v or None
     if (v := _get(p, "advertised_host", "proxy.advertised_host", str)) is not None:
         kw["advertised_host"] = v
     if (v := _get(p, "loop", "proxy.loop", str)) is not None:
@@ -853,6 +868,7 @@ _LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "tcp_max_per_source": int,
     "tcp_idle_timeout_s": float,
     "tcp_header_timeout_s": float,
+    "tcp_connect_timeout_s": float,
 }
 
 _OVERRIDE_KEYS = {
@@ -959,9 +975,44 @@ def _validate(c: Config) -> None:
             raise ConfigError(f"limits.{name}: must be >= 0, got {v}")
     if c.invite_window_s <= 0:
         raise ConfigError(f"limits.invite_window_s: must be > 0, got {c.invite_window_s}")
+    if any(t == "tls" for t, _h, _p in c.listen):
+        for name in ("tls_cert", "tls_key"):
+            if not getattr(c, name):
+                raise ConfigError(f"proxy.{name}: required with a tls: listen address")
+        import ssl
+
+        try:
+            server_tls_context(c)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"proxy.tls_cert/proxy.tls_key: {c.tls_cert}, {c.tls_key}: cannot be loaded: {exc}"
+            ) from None
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:
             raise ConfigError(f"proxy.listen[{i}]: port 0 cannot be shared by several workers")
+
+
+def server_tls_context(c: Config) -> Any:
+    """The ssl.SSLContext of our TLS listeners (certificate chain and key of `c`)."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    assert c.tls_cert is not None
+    ctx.load_cert_chain(c.tls_cert, c.tls_key)
+    return ctx
+
+
+def client_tls_context(c: Config) -> Any:
+    """The ssl.SSLContext of the TLS connections we open: the peer's certificate
+    is verified against `tls_ca` (else the system's CAs) and its address."""
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=c.tls_ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if c.tls_cert:
+        ctx.load_cert_chain(c.tls_cert, c.tls_key)
+    return ctx
 
 
 def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -978,6 +1029,9 @@ def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) ->
     kw = _from_doc(doc, str(path))
     if kw.get("spool_dir") and not Path(kw["spool_dir"]).is_absolute():
         kw["spool_dir"] = str(Path(path).resolve().parent / kw["spool_dir"])
+    for name in ("tls_cert", "tls_key", "tls_ca"):
+        if kw.get(name) and not Path(kw[name]).is_absolute():
+            kw[name] = str(Path(path).resolve().parent / kw[name])
     if kw.get("sample_data"):
         sd = Path(kw["sample_data"])
         if not sd.is_absolute():

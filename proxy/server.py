@@ -11,7 +11,19 @@ How this works (aioquic style, see shared/STYLE.md):
   `core.get_timer()`.
 * Outputs: `"udp"` goes out of our UDP listen socket (so the peer's answers
   come back to the address in our Via, RFC 3261 §18.2.1); `"tcp"` goes on
-  the connection the request came in on, looked up by the peer (ip, port);
+  the connection open to the peer (ip, port), the one a request came in on or
+  one we opened. A request to a TCP peer with no connection open (the BYE
+  to a caller's Contact, its listening port) opens one (RFC 3261 §18.1.1,
+  `Worker._tcp_connect`): the messages wait for it (a bounded queue), the
+  attempt counts against the TCP caps and gives up after
+  `tcp_connect_timeout_s`; a failure is counted
+  (`dropped{reason="tcp_connect_failed"}`) and logged once a minute. A
+  response never opens one (§18.2.2: its connection is gone). Connection
+  reuse by a Via `alias` (RFC 5923) is not honoured: RFC 5923 allows it
+  only over TLS with authenticated peers, so a connection is found only
+  under the address it is connected to. `"tls"`: the same, under TLS
+  (`tls:` listen addresses, `[proxy] tls_cert`/`tls_key`; the connections we
+  open verify the peer's certificate for its address against `tls_ca`);
   `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
 * Several workers (`--workers N`): the parent binds N UDP sockets with
   SO_REUSEPORT on the same address:port *before* forking, attaches a classic
@@ -20,8 +32,9 @@ How this works (aioquic style, see shared/STYLE.md):
   address+port, and a trunk (or SIPp) sends from one. Socket k stays open in
   the parent, so a restarted worker k finds its queued datagrams. Each worker
   also gets a private handoff socket for the core's owner-worker messages. A
-  TCP response that lands on a worker without the connection is relayed to
-  the other workers (`_TCP_RELAY` prefix on the handoff sockets). A handoff
+  TCP message that lands on a worker without the connection is relayed to
+  the other workers (`_TCP_RELAY` prefix on the handoff sockets); for a
+  request, the worker `_tcp_owner(peer)` opens a connection if it has none. A handoff
   datagram is taken only from a worker's handoff address (the parent binds
   them all, exclusively, before the fork, so no other local process can send
   from one; a spoofed 127/8 source from outside is a martian the kernel
@@ -65,15 +78,17 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import struct
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
-from proxy.config import Config
+from proxy.config import Config, client_tls_context, server_tls_context
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
 from proxy.screen import DECISION_LOGGER, Screener
 from proxy.sip.core import CoreConfig, ProxyCore
@@ -102,6 +117,13 @@ _TCP_RELAY = b"\x00TCP "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
 _FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
+_TCP_PENDING = 32  # messages queued per outgoing TCP connection while it opens
+
+
+def _tcp_owner(peer: tuple[str, int], workers: int) -> int:
+    """The worker that opens the outgoing TCP connection to ``peer`` (several
+    workers: one of them, the same for every message to that peer)."""
+    return zlib.crc32(f"{peer[0]} {peer[1]}".encode()) % workers
 
 
 # ---------------------------------------------------------------------------
@@ -224,6 +246,7 @@ class WorkerSockets:
 
     udp: list[socket.socket] = field(default_factory=list)
     tcp: list[socket.socket] = field(default_factory=list)
+    tls: list[socket.socket] = field(default_factory=list)
     handoff: socket.socket | None = None
     handoff_addrs: list[tuple[str, int]] = field(default_factory=list)
     # Several workers: this worker's own UDP port on the first listen address.
@@ -274,11 +297,11 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
             except OSError as exc:
                 s.close()
                 _close_all(per)
-                raise _busy(f"tcp:{host}:{port}", exc) from None
+                raise _busy(f"{transport}:{host}:{port}", exc) from None
             s.listen(1024)
             s.setblocking(False)
             for k in range(n):
-                per[k].tcp.append(s)
+                (per[k].tls if transport == "tls" else per[k].tcp).append(s)
     udp_hosts = [(h, fam) for t, h, _p in config.listen if t == "udp" for fam in [_family(h)]]
     if n > 1 and udp_hosts:
         host, fam = udp_hosts[0]
@@ -304,7 +327,7 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
 def _close_all(per: list[WorkerSockets]) -> None:
     seen: set[int] = set()
     for ws in per:
-        for sock in (*ws.udp, *ws.tcp, ws.handoff, ws.relay):
+        for sock in (*ws.udp, *ws.tcp, *ws.tls, ws.handoff, ws.relay):
             if sock is not None and id(sock) not in seen:
                 seen.add(id(sock))
                 sock.close()
@@ -359,10 +382,20 @@ class _TCPProtocol(asyncio.Protocol):
 
     _MAX_BUFFER = 256 * 1024
 
-    __slots__ = ("worker", "buffer", "peer", "transport", "last", "partial_since", "counted")
+    __slots__ = (
+        "worker",
+        "kind",
+        "buffer",
+        "peer",
+        "transport",
+        "last",
+        "partial_since",
+        "counted",
+    )
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, kind: str = "tcp") -> None:
         self.worker = worker
+        self.kind = kind  # "tcp", or "tls" (the same stream, under TLS)
         self.buffer = bytearray()
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
@@ -411,7 +444,7 @@ class _TCPProtocol(asyncio.Protocol):
                 return
             if self.buffer:  # the next message has begun with these bytes
                 self.partial_since = self.last
-            self.worker.on_datagram(msg, self.peer, "tcp")
+            self.worker.on_datagram(msg, self.peer, self.kind)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
@@ -487,6 +520,9 @@ class Worker:
         self._tcp_per_ip: dict[str, int] = {}
         self._tcp_cap = config.tcp_max_connections
         self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
+        # Outgoing TCP connections being opened: peer -> the messages waiting for it
+        self._tcp_pending: dict[tuple[str, int], list[bytes]] = {}
+        self._tls_client: ssl.SSLContext | None = None  # made at the first TLS connect
 
     # -- construction ----------------------------------------------------------
 
@@ -495,6 +531,8 @@ class Worker:
         first = udp[0] if udp else self.config.listen[0]
         port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
         relay = self.sockets.relay
+        tcp_port = self.sockets.tcp[0].getsockname()[1] if self.sockets.tcp else None
+        tls_port = self.sockets.tls[0].getsockname()[1] if self.sockets.tls else None
         return _make_core_config(
             self.config,
             first[1],
@@ -503,6 +541,8 @@ class Worker:
             self.sockets.handoff_addrs,
             self.secret,
             relay.getsockname()[1] if relay is not None else None,
+            tcp_port,
+            tls_port,
         )
 
     def _build(self) -> None:
@@ -547,7 +587,7 @@ class Worker:
             )
         self.config = new
         self._tcp_cap = new.tcp_max_connections
-        if self.sockets.tcp:
+        if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
         self.screener = screener
         if self.core is not None:
@@ -860,19 +900,38 @@ class Worker:
                 return
             m.count_out(data)
             t.sendto(data, (dest[0], dest[1]))
-        elif transport == "tcp":
-            conn = self.tcp_conns.get((dest[0], dest[1]))
+        elif transport == "tcp" or transport == "tls":
+            peer = (dest[0], dest[1])
+            conn = self.tcp_conns.get(peer)
             if conn is not None and not conn.is_closing():
                 m.count_out(data)
                 conn.write(data)
-            elif len(self.sockets.handoff_addrs) > 1 and self.sockets.handoff is not None:
-                # The connection may live in another worker: relay to all.
-                head = _TCP_RELAY + f"{dest[0]} {dest[1]}\n".encode("ascii")
+                return
+            # A request may open a connection (RFC 3261 §18.1.1); a response
+            # goes only on the connection it belongs to (§18.2.2).
+            request = data[:4] != b"SIP/"
+            n = len(self.sockets.handoff_addrs)
+            if n > 1 and self.sockets.handoff is not None:
+                # The connection may live in another worker: relay to all; the
+                # worker that owns the destination opens one if it has none.
+                owner = _tcp_owner(peer, n) if request else -1
+                head = _TCP_RELAY + f"{dest[0]} {dest[1]} {owner} {transport}\n".encode("ascii")
                 for k, addr in enumerate(self.sockets.handoff_addrs):
                     if k != self.index:
                         self._to_worker(head + data, addr)
+                if owner == self.index:
+                    self._tcp_connect(peer, data, transport)
+            elif request:
+                self._tcp_connect(peer, data, transport)
             else:
                 m.drop("tcp_no_connection")
+                self._warn_limited(
+                    "tcp_no_connection",
+                    "worker %d: response to %s:%d dropped: its TCP connection is closed",
+                    self.index,
+                    dest[0],
+                    dest[1],
+                )
         else:  # "handoff" to ("worker", k)
             k = dest[1]
             if self.sockets.handoff is None or not 0 <= k < len(self.sockets.handoff_addrs):
@@ -892,17 +951,99 @@ class Worker:
             self.metrics.drop("send_error")
 
     def _relay_tcp_in(self, data: bytes) -> None:
+        """A TCP message another worker could not send: written on our connection to
+        its destination; else, when we own the destination (``_tcp_owner``), sent on
+        a new connection."""
         nl = data.find(b"\n")
         try:
-            host, port_s = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
+            host, port_s, owner_s, kind = data[len(_TCP_RELAY) : nl].decode("ascii").split(" ")
             peer = (host, int(port_s))
+            owner = int(owner_s)
         except ValueError:
             return
         conn = self.tcp_conns.get(peer)
+        payload = data[nl + 1 :]
         if conn is not None and not conn.is_closing():
-            payload = data[nl + 1 :]
             self.metrics.count_out(payload)
             conn.write(payload)
+        elif owner == self.index:
+            self._tcp_connect(peer, payload, "tls" if kind == "tls" else "tcp")
+
+    # -- outgoing TCP connections (RFC 3261 §18.1.1) ----------------------------------
+
+    def _tcp_connect(self, peer: tuple[str, int], data: bytes, kind: str = "tcp") -> None:
+        """Send ``data`` (a request) on a new connection to ``peer``: queued while
+        the connection is being opened (one attempt per peer at a time, at most
+        ``_TCP_PENDING`` messages each), refused when the worker's or the peer's
+        connection cap is reached; a failure is counted and logged."""
+        pending = self._tcp_pending.get(peer)
+        if pending is not None:
+            if len(pending) < _TCP_PENDING:
+                pending.append(data)
+            else:
+                self._tcp_send_failed(peer, "queue_full", 1)
+            return
+        per_source = self.config.tcp_max_per_source
+        if len(self._tcp_protos) + len(self._tcp_pending) >= self._tcp_cap:
+            self._tcp_send_failed(peer, "worker_cap", 1)
+            return
+        if per_source and self._tcp_per_ip.get(peer[0], 0) >= per_source:
+            self._tcp_send_failed(peer, "source_cap", 1)
+            return
+        self._tcp_pending[peer] = [data]
+        self._spawn(self._open_tcp(peer, kind), "tcp_connect")
+
+    async def _open_tcp(self, peer: tuple[str, int], kind: str = "tcp") -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.config.tcp_connect_timeout_s or None
+        why = "refused"
+        transport: asyncio.BaseTransport | None = None
+        proto: _TCPProtocol | None = None
+        try:
+            if kind == "tls":
+                # the peer's certificate is verified for its address (tls_ca)
+                coro = loop.create_connection(
+                    lambda: _TCPProtocol(self, "tls"),
+                    peer[0],
+                    peer[1],
+                    ssl=self._client_tls(),
+                    server_hostname=peer[0],
+                )
+            else:
+                coro = loop.create_connection(lambda: _TCPProtocol(self), peer[0], peer[1])
+            transport, proto = await asyncio.wait_for(coro, timeout)
+        except TimeoutError:
+            why = "timeout"
+        except ssl.SSLError as exc:
+            why = "tls: " + str(exc.reason or exc).lower()
+        except OSError as exc:
+            why = errno.errorcode.get(exc.errno or 0, "error").lower()
+        msgs = self._tcp_pending.pop(peer, [])
+        if proto is None or transport is None or not proto.counted or transport.is_closing():
+            self._tcp_send_failed(peer, why if proto is None else "cap", len(msgs))
+            return
+        tr = cast(asyncio.Transport, transport)
+        for msg in msgs:
+            self.metrics.count_out(msg)
+            tr.write(msg)
+
+    def _client_tls(self) -> ssl.SSLContext:
+        ctx = self._tls_client
+        if ctx is None:
+            ctx = self._tls_client = client_tls_context(self.config)
+        return ctx
+
+    def _tcp_send_failed(self, peer: tuple[str, int], why: str, n: int) -> None:
+        self.metrics.drop("tcp_connect_failed", n)
+        self._warn_limited(
+            "tcp_connect_" + why,
+            "worker %d: TCP connection to %s:%d failed (%s): %d message(s) dropped",
+            self.index,
+            peer[0],
+            peer[1],
+            why,
+            n,
+        )
 
     def _arm_timer(self) -> None:
         # One timer handle per core (STYLE.md §4), re-armed after each input.
@@ -1075,12 +1216,20 @@ class Worker:
                     lambda: _HandoffProtocol(self), sock=self.sockets.handoff
                 )
                 self.handoff_transport = ht
-        if self.sockets.tcp:
+        if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
             self._spawn(self._sweep_tcp(), "tcp_timeouts")
         for s in self.sockets.tcp:
             srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
             self._servers.append(srv)
+        if self.sockets.tls:
+            ctx = server_tls_context(self.config)
+            hs = self.config.tcp_header_timeout_s or None
+            for s in self.sockets.tls:
+                srv = await loop.create_server(
+                    lambda: _TCPProtocol(self, "tls"), sock=s, ssl=ctx, ssl_handshake_timeout=hs
+                )
+                self._servers.append(srv)
         if ready is not None:
             ready()
         await self._stop.wait()
@@ -1173,6 +1322,8 @@ def _make_core_config(
     handoff_addrs: list[tuple[str, int]],
     secret: bytes,
     relay_port: int | None = None,
+    tcp_port: int | None = None,
+    tls_port: int | None = None,
 ) -> CoreConfig:
     return CoreConfig(
         listen_host=host,
@@ -1184,6 +1335,8 @@ def _make_core_config(
         workers=max(1, len(handoff_addrs)),
         secret=secret,
         relay_port=relay_port,
+        tcp_port=tcp_port,
+        tls_port=tls_port,
         invite_limit=config.invites_per_source,
         invite_window=config.invite_window_s,
         trunk_invite_limit=config.trunk_invites_per_source,
@@ -1430,6 +1583,9 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
     for s in ws.tcp:
         h, p = s.getsockname()[:2]
         lines.append(f"sipscreen: listening on tcp:{h}:{p}")
+    for s in ws.tls:
+        h, p = s.getsockname()[:2]
+        lines.append(f"sipscreen: listening on tls:{h}:{p}")
     sh, sp = config.softswitch
     lines.append(f"sipscreen: forwarding to softswitch udp:{sh}:{sp}")
     if config.metrics is not None:
@@ -1639,6 +1795,9 @@ _RESTART_ONLY = (
     "loop",
     "workers",
     "batched_udp",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
     "spool_dir",
     "clock_start",
 )

@@ -14,7 +14,12 @@ How this works (aioquic style, no I/O, no clock):
   branch, sent-by, Call-ID and CSeq number, so the CANCEL and non-2xx ACK of an
   INVITE get the INVITE's branch), ``received``/``rport`` on the incoming top
   Via (§18.2.1, RFC 3581), decrement Max-Forwards (§16.6 step 3) and
-  Record-Route dialog-creating requests (§16.6 step 4). Forwarding splices
+  Record-Route dialog-creating requests (§16.6 step 4): once, or twice when
+  the request arrived over one transport and leaves over another (RFC 5658
+  §3.2 double Record-Route: the top entry names the outgoing transport, the
+  second the incoming one, e.g. ``;transport=tcp`` towards a TCP caller); a
+  Route entry is ours by host and port (any transport), so both are removed
+  from the dialog's requests. Forwarding splices
   the raw bytes at the offsets the parser recorded; nothing is re-serialised.
 - Responses (§16.7): the top Via must be ours, we pop it and send to the next
   Via's ``received``/``rport``/sent-by (RFC 3581 §4, §18.2.2). No DNS: a
@@ -139,6 +144,11 @@ class CoreConfig:
     # §18.2.1 sent-by), so the responses of a transaction come back to the
     # worker that forwarded it, in order; None = listen_port (one worker).
     relay_port: int | None = None
+    # TCP listen port, when it differs from listen_port: named in the
+    # Record-Route entry facing a TCP peer (None = listen_port)
+    tcp_port: int | None = None
+    # TLS listen port (None: no TLS): named in the entry facing a TLS peer
+    tls_port: int | None = None
     # Relay responses in their common shape, and hand initial INVITEs/CANCELs
     # to their owner worker, without the full parse (proxy/sip/relay.py);
     # False = full parse of every message.
@@ -302,6 +312,12 @@ def _uri_hostport(uri: bytes) -> tuple[bytes, int | None, bytes | None]:
         ps = b"" if c < 0 else hostport[c + 1 :]
     if ps.isdigit() and len(ps) <= 5:
         port = int(ps)
+    if colon == 4 and uri[:4].lower() == b"sips":
+        # RFC 3261 §19.1.2, §26.2.2: a sips: URI is reached over TLS, port 5061
+        if transport is None or transport == b"tcp":
+            transport = b"tls"
+        if port is None:
+            port = 5061
     return host.lower(), port, transport
 
 
@@ -363,19 +379,33 @@ class ProxyCore:
         via_sent_by = b"%s:%d" % (uri_host, config.relay_port or config.listen_port)
         self._via = {
             t: b"Via: SIP/2.0/%s %s;branch=%s" % (t.upper().encode(), via_sent_by, BRANCH_PREFIX)
-            for t in ("udp", "tcp")
+            for t in ("udp", "tcp", "tls")
         }
+        tcp_sent_by = b"%s:%d" % (uri_host, config.tcp_port or config.listen_port)
+        tls_sent_by = b"%s:%d" % (uri_host, config.tls_port or config.listen_port)
         self._rr = {
             "udp": b"Record-Route: <sip:%s;lr>\r\n" % self._sent_by,
-            "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % self._sent_by,
+            "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % tcp_sent_by,
+            "tls": b"Record-Route: <sip:%s;transport=tls;lr>\r\n" % tls_sent_by,
+        }
+        # RFC 5658 §3.2 double Record-Route when the two sides of a request use
+        # different transports: the top entry faces the next hop (the outgoing
+        # transport), the second faces the sender (the incoming one), so each
+        # side's route set starts with an entry it can reach. Keyed (out, in).
+        self._rr2 = {
+            (o, i): self._rr[o] + self._rr[i] for o in self._rr for i in self._rr if o != i
         }
         selves: set[tuple[bytes, int]] = set()
+        ports = {config.listen_port, config.tcp_port or config.listen_port}
+        if config.tls_port:
+            ports.add(config.tls_port)
         for name in (config.listen_host, adv, *config.proxy_aliases):
             h, _, p = name.rpartition(":") if name.count(":") == 1 else ("", "", "")
             if h and p.isdigit():
                 selves.add((h.lower().encode(), int(p)))
             else:
-                selves.add((name.strip("[]").lower().encode(), config.listen_port))
+                for port in ports:
+                    selves.add((name.strip("[]").lower().encode(), port))
         self._selves = frozenset(selves)
         self._ss = (config.softswitch[0], int(config.softswitch[1]))
         self._lean = config.lean_relay
@@ -791,7 +821,7 @@ class ProxyCore:
                 return
             dest = (ip, np_ or 5060)
             if nt is not None:
-                if nt not in (b"udp", b"tcp"):
+                if nt not in (b"udp", b"tcp", b"tls"):
                     self._drop("unsupported_transport")
                     return
                 out_transport = nt.decode()
@@ -943,8 +973,14 @@ class ProxyCore:
                     removed = n_ours
 
         # RFC 3261 §16.6 step 4: Record-Route dialog-creating requests
+        # (RFC 5658 §3.2: twice when the transports of the two sides differ;
+        # both entries are ours, so both are removed from the Route of the
+        # dialog's requests by the loop above)
         if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
-            added += self._rr[out_transport]
+            if transport == out_transport:
+                added += self._rr[out_transport]
+            else:
+                added += self._rr2[(out_transport, transport)]
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
         parts = [raw[:eol], added]
@@ -1003,6 +1039,8 @@ class ProxyCore:
             transport = "udp"
         elif t == b"TCP":
             transport = "tcp"
+        elif t == b"TLS":
+            transport = "tls"
         else:
             self._drop("unsupported_transport")
             return

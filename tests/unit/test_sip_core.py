@@ -555,9 +555,86 @@ def test_tcp_forward_records_connection_in_via() -> None:
     msg = parse(data)
     assert msg.vias[0].transport == b"UDP"
     assert msg.vias[1].rport == b"40001" and msg.vias[1].received == b"127.0.0.3"
-    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    # RFC 5658 §3.2: the two sides differ, so two entries (the softswitch's, the caller's)
+    assert msg.header(b"record-route") == [
+        b"<sip:127.0.0.1:5060;lr>",
+        b"<sip:127.0.0.1:5060;transport=tcp;lr>",
+    ]
     core.datagram_received(response_to(data, 180, b"Ringing"), SS, "udp", 0.1)
     assert one(core)[1:] == (("127.0.0.3", 40001), "tcp")
+
+
+# --- issue 14: one side over TCP, the other over UDP (RFC 5658 double Record-Route)
+
+TCP_CONTACT = b"sip:alice@127.0.0.3:5061;transport=tcp"  # the caller's listening port
+
+
+def test_tcp_caller_record_route_names_its_transport_and_tcp_port() -> None:
+    """A TCP caller's route set starts with an entry it can reach: transport=tcp and
+    the TCP listen port (on today's main: one UDP entry, so the caller's ACK and
+    BYE fail, pjsip "Unsupported transport")."""
+    core, _ = make(tcp_port=5062)
+    raw = invite(via_transport=b"TCP", via_host=b"127.0.0.3:5061;alias")
+    core.datagram_received(raw, ("127.0.0.3", 40001), "tcp", 0.0)
+    data, dest, transport = one(core)
+    rr = parse(data).header(b"record-route")
+    # the caller reverses the list: its first Route is the TCP entry
+    assert rr == [b"<sip:127.0.0.1:5060;lr>", b"<sip:127.0.0.1:5062;transport=tcp;lr>"]
+    # and UDP on both sides stays a single entry
+    core.datagram_received(invite(branch=b"z9hG4bK-2"), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+
+
+def test_bye_from_softswitch_to_tcp_caller_removes_both_entries() -> None:
+    """The callee hangs up: the softswitch sends the BYE along the route set
+    (our two entries); both are ours, both go, and the BYE leaves over TCP for
+    the caller's Contact (its listening port, not the connection it called from)."""
+    core, _ = make(tcp_port=5062)
+    bye = invite(
+        method=b"BYE",
+        ruri=TCP_CONTACT,
+        via_host=b"127.0.0.2:5070",
+        to_tag=b"from-callee",
+        body=b"",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5062;transport=tcp;lr>",
+    )
+    core.datagram_received(bye, SS, "udp", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (("127.0.0.3", 5061), "tcp")
+    msg = parse(data)
+    assert msg.header(b"route") == []
+    assert msg.vias[0].transport == b"TCP"
+    assert core.stats.dropped["loop"] == 0
+
+
+def test_bye_from_tcp_caller_removes_both_entries_keeps_the_softswitch_one() -> None:
+    core, _ = make(tcp_port=5062)
+    bye = invite(
+        method=b"BYE",
+        via_transport=b"TCP",
+        to_tag=b"ss1",
+        body=b"",
+        extra=(
+            b"Route: <sip:127.0.0.1:5062;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>, "
+            b"<sip:127.0.0.2:5070;lr>"
+        ),
+    )
+    core.datagram_received(bye, ("127.0.0.3", 40001), "tcp", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp")
+    assert parse(data).header(b"route") == [b"<sip:127.0.0.2:5070;lr>"]
+
+
+def test_invite_from_softswitch_to_tcp_target_is_double_record_routed() -> None:
+    core, _ = make(tcp_port=5062)
+    inv = invite(ruri=TCP_CONTACT, via_host=b"127.0.0.2:5070")
+    core.datagram_received(inv, SS, "udp", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (("127.0.0.3", 5061), "tcp")
+    assert parse(data).header(b"record-route") == [
+        b"<sip:127.0.0.1:5062;transport=tcp;lr>",
+        b"<sip:127.0.0.1:5060;lr>",
+    ]
 
 
 def test_tcp_request_from_the_softswitch_address_is_a_caller() -> None:
@@ -681,3 +758,31 @@ def test_overloaded_core_sheds_new_invites_with_503_before_parsing() -> None:
     core.datagram_received(invite(), CALLER, "udp", 1.0)
     fwd, dest, _ = one(core)
     assert fwd.startswith(b"INVITE ") and dest == SS and len(screen.calls) == 1
+
+
+def test_tls_caller_record_route_and_sips_contact() -> None:
+    """TLS: the entry facing a TLS caller says transport=tls with the TLS port; a BYE
+    to a sips: Contact leaves over TLS (RFC 3261 §26.2.2), 5061 by default."""
+    core, _ = make(tcp_port=5062, tls_port=5063)
+    raw = invite(via_transport=b"TLS", via_host=b"127.0.0.3:5061")
+    core.datagram_received(raw, ("127.0.0.3", 40001), "tls", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp")
+    assert parse(data).header(b"record-route") == [
+        b"<sip:127.0.0.1:5060;lr>",
+        b"<sip:127.0.0.1:5063;transport=tls;lr>",
+    ]
+    core.datagram_received(response_to(data, 200, b"OK"), SS, "udp", 0.1)
+    assert one(core)[1:] == (("127.0.0.3", 40001), "tls")
+    bye = invite(
+        method=b"BYE",
+        ruri=b"sips:alice@127.0.0.3",
+        via_host=b"127.0.0.2:5070",
+        to_tag=b"from-callee",
+        body=b"",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5063;transport=tls;lr>",
+    )
+    core.datagram_received(bye, SS, "udp", 0.2)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (("127.0.0.3", 5061), "tls")
+    assert parse(data).header(b"route") == [] and parse(data).vias[0].transport == b"TLS"
