@@ -74,6 +74,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from proxy.redis_url import async_client, is_sentinel, parse_sentinel_url
 from rules.notices import notice_from_record
 from rules.numbers import normalise
 from rules.orders import order_from_record
@@ -447,6 +448,10 @@ class SnapshotStore:
         # Redis came back without it (the snapshot is then kept, not reloaded)
         self.generation: str | None = None
         self.data_lost = False
+        # Failover/outage timing: when the connection was lost (monotonic), and
+        # the last outage measured from then to the first full load after it.
+        self._down_at: float | None = None
+        self.last_outage_s: float | None = None
 
     # -- snapshot helpers --------------------------------------------------
 
@@ -1056,6 +1061,7 @@ class SnapshotStore:
             log.info("redis at %s connected (%s feed)", _safe_url(self.redis_url), self.mode)
         else:
             self._down_logged = True
+            self._down_at = time.monotonic()
             log.warning(
                 "redis at %s connection lost (%s); screening on the last snapshot %s",
                 _safe_url(self.redis_url),
@@ -1064,6 +1070,24 @@ class SnapshotStore:
             )
         if self.on_state is not None:
             self.on_state(up)
+
+    async def _log_outage(self, r: aioredis.Redis) -> None:
+        # From the connection loss to this first full load (behind Sentinel:
+        # the failover time as this proxy saw it), with the primary it is on.
+        assert self._down_at is not None
+        self.last_outage_s = time.monotonic() - self._down_at
+        self._down_at = None
+        where = _safe_url(self.redis_url)
+        get_addr = getattr(r.connection_pool, "get_master_address", None)
+        if get_addr is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                host, port = await get_addr()
+                where = f"primary {host}:{port} (Sentinel)"
+        log.warning(
+            "redis outage over: first full load from %s %.2f s after the connection was lost",
+            where,
+            self.last_outage_s,
+        )
 
     async def _check_generation(self, r: aioredis.Redis) -> bool:
         """True when the data under the prefix may be loaded (module docstring:
@@ -1151,6 +1175,8 @@ class SnapshotStore:
                     tg.create_task(self._poll_reload(data))
                 self._set_state(True, None)
                 await self._load_with(data)
+                if self._down_at is not None:
+                    await self._log_outage(data)
                 replay, self._replay = self._replay, None
                 for argv in replay or ():
                     self.apply_argv(argv)
@@ -1443,7 +1469,7 @@ class SnapshotStore:
 
 
 def _client(url: str, *, decode: bool = True, timeout: float | None = 10.0) -> aioredis.Redis:
-    c: aioredis.Redis = aioredis.Redis.from_url(
+    c: aioredis.Redis = async_client(
         url,
         decode_responses=decode,
         encoding_errors="replace",
@@ -1457,6 +1483,8 @@ def _client(url: str, *, decode: bool = True, timeout: float | None = 10.0) -> a
 def _db_of(url: str) -> int:
     from urllib.parse import parse_qs, urlparse
 
+    if is_sentinel(url):
+        return parse_sentinel_url(url).db
     u = urlparse(url)
     q = parse_qs(u.query).get("db")
     if q:
