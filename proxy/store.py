@@ -67,6 +67,7 @@ import logging
 import random
 import time
 from array import array
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -128,6 +129,14 @@ P_META = "meta:"
 K_GENERATION = "meta:generation"
 CONFIRMED = "confirmed-"
 GENERATION_POLL = 1.0
+# The edit journal (module docstring): a stream of the member edits the
+# writers make, so the keyspace path learns an edit in O(edit).
+K_JOURNAL = "journal"
+JOURNAL_MAXLEN = 100_000
+# How long a set edit seen by keyspace notification waits for its journal
+# entry (published right after it, same MULTI/EXEC) before the key is re-read.
+JOURNAL_GRACE = 0.05
+_JOURNAL_OPS = frozenset({"sadd", "srem", "zadd", "zrem"})
 
 # Members edited in place, by SADD/SREM: relative key -> kind.
 NUMBER_SETS = {
@@ -161,8 +170,8 @@ PING_TIMEOUT = 2.0
 
 # Flags the store needs in notify-keyspace-events: K keyspace channel, g
 # generic (del, rename, expire), s set, h hash, z zset, $ string, x expired,
-# e evicted. "A" is the alias of "g$lshzxet".
-_NEEDED_FLAGS = "Kgs$hzxe"
+# e evicted, t stream (the edit journal's XADD). "A" is the alias of "g$lshzxet".
+_NEEDED_FLAGS = "Kgs$hzxet"
 _ALIAS_A = "g$lshzxet"
 
 # Commands that change no member of an existing key (expiry arrives later as
@@ -452,6 +461,11 @@ class SnapshotStore:
         # the last outage measured from then to the first full load after it.
         self._down_at: float | None = None
         self.last_outage_s: float | None = None
+        # The edit journal: last entry id read, the keys of entries read whose
+        # XADD notification has not arrived yet, entries applied.
+        self._journal_id = "0-0"
+        self._journal_ahead: deque[str] = deque()
+        self.journal_entries = 0
 
     # -- snapshot helpers --------------------------------------------------
 
@@ -1149,16 +1163,25 @@ class SnapshotStore:
         while not await self._check_generation(data):
             await asyncio.sleep(GENERATION_POLL)
         await self._learn_write_commands(data)
-        notify_ok = await self._enable_notifications(data)
+        notify = await self._enable_notifications(data)
         mon = _client(self.redis_url, decode=False, timeout=None)
         pubsub = None
         try:
             mon_conn = await self._start_monitor(mon)
-            self.mode = "monitor" if mon_conn is not None else ("keyspace" if notify_ok else "poll")
-            if notify_ok:
+            if notify is not False:
                 pubsub = data.pubsub()
                 pat = f"__keyspace@{self._db}__:{_glob_escape(self.prefix)}*"
                 await pubsub.psubscribe(pat)
+                if notify is None:  # CONFIG refused (managed Redis): see if they come
+                    notify = await self._probe_notifications(pubsub, data)
+                    if not notify:
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                        pubsub = None
+                if pubsub is not None:
+                    await self._journal_start(data)
+            notify_ok = pubsub is not None
+            self.mode = "monitor" if mon_conn is not None else ("keyspace" if notify_ok else "poll")
             self._replay = []
             async with asyncio.TaskGroup() as tg:
                 if mon_conn is not None:
@@ -1204,7 +1227,23 @@ class SnapshotStore:
         if names:
             self._write_commands = frozenset(names | {"flushdb", "flushall", "swapdb"})
 
-    async def _enable_notifications(self, r: aioredis.Redis) -> bool:
+    async def _probe_notifications(self, pubsub: Any, r: aioredis.Redis) -> bool:
+        """CONFIG GET was refused, so the flags cannot be read: write a probe
+        key under the prefix and wait (PING_TIMEOUT) for its notification."""
+        key = self.key(P_META + "notify-probe")
+        await r.set(key, str(self.clock()), ex=60)
+        chan = f"__keyspace@{self._db}__:{key}"
+        deadline = time.monotonic() + PING_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if msg is not None and msg.get("channel") == chan:
+                log.info("keyspace notifications arrive (probe %s): following them", key)
+                return True
+        return False
+
+    async def _enable_notifications(self, r: aioredis.Redis) -> bool | None:
+        """True: on; False: off and not ours to change; None: cannot tell
+        (CONFIG GET refused), `_probe_notifications` decides."""
         try:
             cur = (await r.config_get("notify-keyspace-events")).get("notify-keyspace-events", "")
         except ResponseError as exc:
@@ -1215,7 +1254,7 @@ class SnapshotStore:
                 exc,
                 _NEEDED_FLAGS,
             )
-            return False
+            return None
         want = needed_notify_flags(str(cur or ""))
         if want == cur:
             return True
@@ -1289,8 +1328,19 @@ class SnapshotStore:
 
     async def _follow_keyspace(self, pubsub: Any, *, everything: bool) -> None:
         chan_pfx = f"__keyspace@{self._db}__:"
+        journal = self.key(K_JOURNAL)
+        records = self.key("records")
+        # Set/zset edits waiting for their journal entry: key -> events seen,
+        # and when the oldest arrived (module docstring, "edit journal").
+        pending: dict[str, int] = {}
+        since = 0.0
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            wait = 1.0 if not pending else max(0.0, since + JOURNAL_GRACE - time.monotonic())
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if pending and time.monotonic() >= since + JOURNAL_GRACE:
+                for k in pending:  # no journal entry came: read the whole key
+                    self._schedule_reread(k)
+                pending.clear()
             if msg is None or msg.get("type") != "pmessage":
                 continue
             event = msg.get("data")
@@ -1298,9 +1348,59 @@ class SnapshotStore:
             if not chan.startswith(chan_pfx):
                 continue
             key = chan[len(chan_pfx) :]
+            if key.startswith(records):
+                continue  # the decision records (proxy/records.py): no snapshot key
+            if key == journal:
+                if everything and event == "xadd":
+                    await self._journal_step(pending)
+                continue
+            if everything and event in _JOURNAL_OPS and key[len(self.prefix) :] in KEY_KINDS:
+                if not pending:
+                    since = time.monotonic()
+                pending[key] = pending.get(key, 0) + 1
+                continue
+            if pending.pop(key, 0):
+                self._schedule_reread(key)  # another kind of write: the re-read covers both
             if everything or event in ("expired", "evicted"):
                 if event in ("expired", "evicted") or everything:
                     self._schedule_reread(key)
+
+    async def _journal_start(self, r: aioredis.Redis) -> None:
+        """Where the journal stands now: entries after it are followed."""
+        last = await r.xrevrange(self.key(K_JOURNAL), count=1)
+        self._journal_id = str(last[0][0]) if last else "0-0"
+        self._journal_ahead.clear()
+
+    async def _journal_step(self, pending: dict[str, int]) -> None:
+        """One XADD on the journal was notified: apply the new entries, and let
+        the entry that XADD wrote (one per notification, in order) vouch for
+        the edit notified just before it on the key it names."""
+        r = self._data
+        if r is None:
+            return
+        got = cast(
+            list[tuple[str, list[tuple[str, dict[str, str]]]]],
+            await r.xread({self.key(K_JOURNAL): self._journal_id}, count=1000),
+        )
+        for _stream, entries in got or ():
+            for eid, fields in entries:
+                self._journal_id = str(eid)
+                self.journal_entries += 1
+                rel = str(fields.get("key", ""))
+                op = str(fields.get("op", "")).lower()
+                members = str(fields.get("members", "")).split()
+                if op not in _JOURNAL_OPS or rel not in KEY_KINDS or not members:
+                    self._warn(self.key(K_JOURNAL), dict(fields), "not an edit journal entry")
+                    self._journal_ahead.append("")
+                    continue
+                self._journal_ahead.append(self.key(rel))
+                self.apply_argv([op, self.key(rel), *members])
+        if not self._journal_ahead:
+            return  # an entry from before this session
+        key = self._journal_ahead.popleft()
+        n = pending.pop(key, 0)
+        if n > 1:  # more edits of the key than journal entries: one was not journaled
+            self._schedule_reread(key)
 
     async def _poll_reload(self, r: aioredis.Redis) -> None:
         while True:
@@ -1348,16 +1448,27 @@ class SnapshotStore:
             if r is not self._data:
                 await r.aclose()
 
+    def _journal(self, p: Any, op: str, rel: str, members: Iterable[str]) -> None:
+        """Queue the edit-journal entry of one member edit on pipeline `p`
+        (after the edit itself, in the same MULTI/EXEC)."""
+        p.xadd(
+            self.key(K_JOURNAL),
+            {"op": op, "key": rel, "members": " ".join(members)},
+            maxlen=JOURNAL_MAXLEN,
+            approximate=True,
+        )
+
     async def block_caller(
         self, numbers: Iterable[str], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         """SADD block:caller (normalised); returns the numbers written."""
         nums = _numbers_or_raise(numbers)
-        await self._write(
-            lambda p: p.sadd(self.key(K_BLOCK_CALLER), *nums),
-            [f"{K_BLOCK_CALLER}:{n}" for n in nums],
-            meta,
-        )
+
+        def ops(p: Any) -> None:
+            p.sadd(self.key(K_BLOCK_CALLER), *nums)
+            self._journal(p, "sadd", K_BLOCK_CALLER, nums)
+
+        await self._write(ops, [f"{K_BLOCK_CALLER}:{n}" for n in nums], meta)
         return nums
 
     async def unblock_caller(self, numbers: Iterable[str]) -> list[str]:
@@ -1365,6 +1476,7 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.srem(self.key(K_BLOCK_CALLER), *nums)
+            self._journal(p, "srem", K_BLOCK_CALLER, nums)
             p.delete(*[self.key(f"{P_META}{K_BLOCK_CALLER}:{n}") for n in nums])
 
         await self._write(ops)
@@ -1378,10 +1490,13 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.sadd(self.key(K_ALLOW_CALLER), n)
+            self._journal(p, "sadd", K_ALLOW_CALLER, [n])
             if until is not None:
                 p.zadd(self.key(K_ALLOW_EXPIRY), {n: until})
+                self._journal(p, "zadd", K_ALLOW_EXPIRY, [repr(float(until)), n])
             else:
                 p.zrem(self.key(K_ALLOW_EXPIRY), n)
+                self._journal(p, "zrem", K_ALLOW_EXPIRY, [n])
 
         await self._write(ops, [f"{K_ALLOW_CALLER}:{n}"], meta)
         return n
@@ -1391,7 +1506,9 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.srem(self.key(K_ALLOW_CALLER), *nums)
+            self._journal(p, "srem", K_ALLOW_CALLER, nums)
             p.zrem(self.key(K_ALLOW_EXPIRY), *nums)
+            self._journal(p, "zrem", K_ALLOW_EXPIRY, nums)
 
         await self._write(ops)
         return nums
@@ -1410,8 +1527,14 @@ class SnapshotStore:
                 raise StoreError(f"prefix {raw!r}: expected '+' and 1-15 digits, e.g. +1202555")
             good.append(p)
         key = self.key(K_BLOCK_PREFIX)
+        op = "srem" if remove else "sadd"
+
+        def ops(p: Any) -> None:
+            p.execute_command(op.upper(), key, *good)
+            self._journal(p, op, K_BLOCK_PREFIX, good)
+
         await self._write(
-            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            ops,
             [] if remove else [f"{K_BLOCK_PREFIX}:{g}" for g in good],
             meta,
         )
@@ -1425,8 +1548,14 @@ class SnapshotStore:
             if not _valid_plain("provider id", pid):
                 raise StoreError(f"provider id {pid!r}: letters, digits, '_', '-', '.' only")
         key = self.key(K_BLOCK_PROVIDER)
+        op = "srem" if remove else "sadd"
+
+        def ops(p: Any) -> None:
+            p.execute_command(op.upper(), key, *good)
+            self._journal(p, op, K_BLOCK_PROVIDER, good)
+
         await self._write(
-            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            ops,
             [] if remove else [f"{K_BLOCK_PROVIDER}:{g}" for g in good],
             meta,
         )
