@@ -32,10 +32,25 @@ How this works:
     reload) is in flight are buffered and replayed on the fresh copy, which
     is correct because set/zset/hash member edits are last-writer-wins per
     member and MONITOR delivers them in execution order.
-  - Keyspace notifications (`__keyspace@<db>__:<prefix>*`): when MONITOR is
-    refused (ACL, managed Redis) every event re-reads the touched key, which
-    costs O(size of that key) per edit; with MONITOR they are only used for
-    `expired`/`evicted`, which no command shows.
+  - Keyspace notifications (`__keyspace@<db>__:<prefix>*`): with MONITOR
+    they are only used for `expired`/`evicted`, which no command shows. When
+    MONITOR is refused (ACL, managed Redis) they are the feed, and the edit
+    journal makes a set edit cost O(edit): the writers (`_journal`) XADD
+    `<prefix>journal` {op, key, members} after each SADD/SREM/ZADD/ZREM in
+    the same MULTI/EXEC. A set/zset event waits (JOURNAL_GRACE) for the
+    journal's `xadd` event; each `xadd` event is matched, in order, to the
+    next entry (`_journal_step`: XREAD from the last id, entries applied as
+    edits, idempotent); an event on a key that no entry settles (no entry
+    in time, or more events than entries) re-reads that whole key, O(size).
+    If CONFIG GET is refused the store cannot see the flags: it subscribes,
+    writes `<prefix>meta:notify-probe` and follows notifications if that
+    one arrives (`_probe_notifications`), else reloads every 30 s.
+* The URL may be a Sentinel address (`redis+sentinel://...`,
+  proxy/redis_url.py): every connection asks the sentinels for the current
+  primary, so a failover is a reconnect like any other (below). The
+  promoted replica carries `meta:generation`, so it is not "data lost".
+  `_log_outage` logs the time from the connection loss to the first full
+  load after it (the failover time seen by this proxy), `last_outage_s`.
 * Redis down at any moment: screening keeps the last snapshot; the session
   ends, `connected` turns False (one WARNING line, `on_state(False)`), and
   `run()` reconnects with jittered exponential backoff (0.1 s doubling to
