@@ -54,7 +54,7 @@ How this works:
 * Redis down at any moment: screening keeps the last snapshot; the session
   ends, `connected` turns False (one WARNING line, `on_state(False)`), and
   `run()` reconnects with jittered exponential backoff (0.1 s doubling to
-  5 s). Back up: one INFO line, `on_state(True)`, and a full reload built
+  5 s; to 1 s behind Sentinel). Back up: one INFO line, `on_state(True)`, and a full reload built
   aside, because edits made meanwhile were not seen.
 * Redis back EMPTY (restarted without persistence, issue 10.10): the store
   stamps `<prefix>meta:generation` (SET NX) at its first load and checks it at
@@ -180,6 +180,9 @@ PROGRESS_EVERY = 1_000_000
 WARN_PER_KEY = 20  # invalid members logged one by one per key and load
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
+# Behind Sentinel a failover is the usual outage and the sentinels answer
+# cheaply: retry at least once a second so the promoted replica is found soon.
+BACKOFF_MAX_SENTINEL = 1.0
 PING_INTERVAL = 1.0
 PING_TIMEOUT = 2.0
 
@@ -453,6 +456,7 @@ class SnapshotStore:
         self.edits_applied = 0
         self.rereads = 0
         self._db = _db_of(redis_url)
+        self._backoff_max = BACKOFF_MAX_SENTINEL if is_sentinel(redis_url) else BACKOFF_MAX
         self._pfx_b = prefix.encode()
         self._pfx_q = b'"' + _repr_bytes(self._pfx_b)
         self._load_epoch = 0
@@ -1070,7 +1074,7 @@ class SnapshotStore:
             # Jitter: 50-100 % of the current step, so many proxies restarting
             # together do not hammer Redis in lock step.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, self._backoff_max)
 
     def _set_state(self, up: bool, exc: BaseException | None) -> None:
         if up == self.connected:
