@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -181,6 +182,7 @@ def test_failover_under_load(
     r = sync_client(cluster.url, decode_responses=True, socket_timeout=2)
     blocked_before = "+12127369001"
     blocked_after = "+12127369002"
+    blocked_cli = "+12127369003"
     r.sadd(prefix + "block:caller", blocked_before)
     r.close()
     uas = sipp_uas("uas_rr.xml")
@@ -244,20 +246,34 @@ def test_failover_under_load(
     assert "REDIS DATA LOST" not in proxy.stderr()
     print(f"\nfailover seen by the proxy: {failover_s:.2f} s (redis_up again {t_up:.2f} s)")
 
-    # An edit on the new primary reaches the proxy.
+    # An edit on the new primary reaches the proxy: a plain SADD, and the CLI
+    # writer through the same Sentinel URL.
     r = sync_client(cluster.url, decode_responses=True, socket_timeout=2)
     r.sadd(prefix + "block:caller", blocked_after)
+    cli = subprocess.run(
+        [sys.executable, "-m", "proxy", "--redis", cluster.url, "--key-prefix", prefix]
+        + ["block", "caller", blocked_cli, "--why", "failover test"],
+        cwd=str(Path(__file__).resolve().parents[2]),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert r.sismember(prefix + "block:caller", blocked_cli)
     time.sleep(0.5)
     b = run_sipp(
         "uac_block_603.xml",
         f"127.0.0.1:{proxy.port}",
         tmp_path,
-        calls=2,
-        rate=2,
-        inf=write_callers(tmp_path / "b.csv", [(blocked_after, CALLEE), (blocked_before, CALLEE)]),
+        calls=3,
+        rate=3,
+        inf=write_callers(
+            tmp_path / "b.csv",
+            [(blocked_after, CALLEE), (blocked_before, CALLEE), (blocked_cli, CALLEE)],
+        ),
     )
-    assert b.failed == 0 and b.successful == 2, b.stderr[-2000:]
-    assert count_received(b.messages, "SIP/2.0 603 Decline") >= 2
+    assert b.failed == 0 and b.successful == 3, b.stderr[-2000:]
+    assert count_received(b.messages, "SIP/2.0 603 Decline") >= 3
     assert blocked_after not in uas.messages()
 
     # Every record of the outage calls is in the stream of the new primary.
