@@ -15,12 +15,17 @@ How this works:
   it opens a connection, so every reconnect (the store's session loop, the
   record writer's next batch, a CLI run) lands on whichever replica was
   promoted; nothing else in the code needs to know Sentinel is there.
+* The asyncio `Sentinel` (its connections to the sentinels) is kept per URL
+  and event loop and shared by every client made from it, so a store that
+  reconnects a thousand times holds one set of sentinel connections.
 * The sentinels themselves are asked with short timeouts (`SENTINEL_TIMEOUT`)
   so a dead sentinel costs at most that before the next is tried.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -39,6 +44,9 @@ __all__ = [
 
 SCHEMES = ("redis+sentinel", "rediss+sentinel")
 SENTINEL_TIMEOUT = 0.5
+_ASYNC_SENTINELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -131,7 +139,15 @@ def async_client(url: str, **kw: Any) -> aioredis.Redis:
     from redis.asyncio.sentinel import Sentinel
 
     s = parse_sentinel_url(url)
-    sen = Sentinel(list(s.sentinels), sentinel_kwargs=_sentinel_kwargs(s))
+    # One Sentinel (its connections to the sentinels) per URL and event loop,
+    # reused by every reconnect instead of leaking three sockets each time.
+    try:
+        per_loop = _ASYNC_SENTINELS.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:  # no running loop: nothing to share with
+        per_loop = {}
+    sen = per_loop.get(url)
+    if sen is None:
+        sen = per_loop[url] = Sentinel(list(s.sentinels), sentinel_kwargs=_sentinel_kwargs(s))
     m: aioredis.Redis = sen.master_for(s.master, **_conn_kwargs(s, kw))
     return m
 
