@@ -44,7 +44,8 @@ def _add_global(p: argparse.ArgumentParser, *, top: bool) -> None:
         "--redis",
         metavar="URL",
         default=default,
-        help="Redis URL, redis://HOST:PORT/DB, rediss:// or unix:// (overrides [redis] url)",
+        help="Redis URL, redis://HOST:PORT/DB, rediss://, unix:// or Sentinel "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] (overrides [redis] url)",
     )
     p.add_argument(
         "--key-prefix",

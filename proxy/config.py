@@ -32,7 +32,8 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                log_level, no_snapshot_policy,
                emergency_numbers, emergency_callers, unmapped_provider_policy,
                sample_data, clock
-    [redis]    url, key_prefix, embedded, data_dir
+    [redis]    url (or sentinels + master_name [+ db]: Redis Sentinel), key_prefix,
+               embedded, data_dir
     [metrics]  listen
     [[trunk]]  cidr, provider
     [trusted_header]   name, sources
@@ -67,6 +68,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from proxy.redis_url import is_sentinel, parse_sentinel_url, sentinel_url
 from rules.notices import eastern_midnight
 from rules.shaken import POLICY_ACTIONS, AttestationPolicy
 
@@ -532,6 +534,15 @@ class Config:
 
         u = urlparse(self.redis_url)
         parts = ["redis-cli"]
+        if is_sentinel(self.redis_url):
+            s = parse_sentinel_url(self.redis_url)
+            h, p = s.sentinels[0]
+            prim = f"$(redis-cli -h {h} -p {p} SENTINEL get-master-addr-by-name {s.master})"
+            parts += ["-h", "<primary>", "-p", "<port>"]
+            if s.db:
+                parts += ["-n", str(s.db)]
+            parts += ["SADD", f"{self.key_prefix}block:caller", "+12127364800"]
+            return " ".join(parts) + f"   # <primary> <port>: {prim}"
         if u.scheme == "unix":
             parts += ["-s", u.path]
         else:
@@ -784,6 +795,25 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["redis_embedded"] = v
     if (v := _get(r, "data_dir", "redis.data_dir", str)) is not None:
         kw["redis_data_dir"] = v or None
+    sents = r.get("sentinels")
+    master = _get(r, "master_name", "redis.master_name", str)
+    if sents is not None or master is not None:
+        # Sentinel by keys (proxy/redis_url.py): builds the redis+sentinel:// URL
+        if "url" in r:
+            raise ConfigError("redis.sentinels: give either redis.url or sentinels + master_name")
+        if isinstance(sents, str):
+            sents = [s.strip() for s in sents.split(",")]
+        if not isinstance(sents, list) or not sents or not all(isinstance(x, str) for x in sents):
+            raise ConfigError(
+                f"redis.sentinels: must be a non-empty list of 'host:port', got {sents!r}"
+            )
+        if not master:
+            raise ConfigError("redis.master_name: required with redis.sentinels")
+        db = _get(r, "db", "redis.db", int) or 0
+        try:
+            kw["redis_url"] = sentinel_url(sents, master, db)
+        except ValueError as exc:
+            raise ConfigError(f"redis.sentinels: {exc}") from None
 
     m = _table(doc, "metrics")
     if (v := m.get("listen")) is not None:
@@ -942,9 +972,15 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"proxy.overload_queue_kib: must be within 0..1048576 KiB, got {c.overload_queue_kib}"
         )
-    if not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if is_sentinel(c.redis_url):
+        try:
+            parse_sentinel_url(c.redis_url)
+        except ValueError as exc:
+            raise ConfigError(f"redis.url: {exc}") from None
+    elif not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
-            f"redis.url: must start with redis://, rediss:// or unix://, got {c.redis_url!r}"
+            "redis.url: must start with redis://, rediss://, unix:// or "
+            f"redis+sentinel://host:port[,host:port...]/mastername[/db], got {c.redis_url!r}"
         )
     if c.records_max_len < 0:
         raise ConfigError(f"records.max_len: must be >= 0, got {c.records_max_len}")

@@ -90,6 +90,7 @@ from typing import Any, TypeVar, cast
 
 from proxy.config import Config, client_tls_context, server_tls_context
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
+from proxy.redis_url import async_client, is_sentinel, sync_client
 from proxy.screen import DECISION_LOGGER, Screener
 from proxy.sip.core import CoreConfig, ProxyCore
 from proxy.sip.message import frame_stream
@@ -1369,9 +1370,8 @@ def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
 
 
 def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
-    import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(config.redis_url, socket_timeout=5)
+    client = async_client(config.redis_url, socket_timeout=5)
     return cls(
         client,
         config.key_prefix,
@@ -1413,7 +1413,6 @@ def seed_sample_data(config: Config) -> int:
     """
     if not config.sample_data:
         return 0
-    import redis
 
     cmds: list[list[str]] = []
     with open(config.sample_data, encoding="utf-8") as fh:
@@ -1428,7 +1427,7 @@ def seed_sample_data(config: Config) -> int:
             cmds.append(parts)
     if not cmds:
         return 0
-    r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
+    r = sync_client(config.redis_url, socket_timeout=5)
     try:
         pattern = _glob_escape(config.key_prefix) + "*"
         for _key in r.scan_iter(match=pattern, count=1000):
@@ -1448,9 +1447,8 @@ def _glob_escape(text: str) -> str:
 
 def redis_answers(url: str) -> bool:
     """True when a Redis server answers PING at ``url`` within a second."""
-    import redis
 
-    r = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    r = sync_client(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         return bool(r.ping())
     except Exception:
@@ -1462,6 +1460,8 @@ def redis_answers(url: str) -> bool:
 def _prepare_redis(config: Config) -> tuple[Config, Any]:
     """Start the embedded redis-server when nothing answers at the URL; the
     returned Config names its URL and data directory."""
+    if is_sentinel(config.redis_url):  # Sentinel: never an embedded server
+        return config, None
     if redis_answers(config.redis_url) or not config.redis_embedded:
         return config, None
     from proxy.embedded_redis import default_data_dir, ensure_redis
@@ -1517,7 +1517,7 @@ def monitor_only_providers(config: Config, timeout: float = 1.0) -> list[str] | 
     """
     import redis
 
-    r = redis.Redis.from_url(
+    r = sync_client(
         config.redis_url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -1628,9 +1628,8 @@ def replay_spooled_records(config: Config) -> int:
     from proxy.records import default_spool_dir, replay_spool
 
     directory = config.spool_dir or default_spool_dir()
-    import redis
 
-    r = redis.Redis.from_url(config.redis_url, socket_timeout=5)
+    r = sync_client(config.redis_url, socket_timeout=5)
     try:
         n = replay_spool(r, config.key_prefix, directory, config.redis_url, config.records_max_len)
     except Exception as exc:

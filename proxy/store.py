@@ -32,14 +32,29 @@ How this works:
     reload) is in flight are buffered and replayed on the fresh copy, which
     is correct because set/zset/hash member edits are last-writer-wins per
     member and MONITOR delivers them in execution order.
-  - Keyspace notifications (`__keyspace@<db>__:<prefix>*`): when MONITOR is
-    refused (ACL, managed Redis) every event re-reads the touched key, which
-    costs O(size of that key) per edit; with MONITOR they are only used for
-    `expired`/`evicted`, which no command shows.
+  - Keyspace notifications (`__keyspace@<db>__:<prefix>*`): with MONITOR
+    they are only used for `expired`/`evicted`, which no command shows. When
+    MONITOR is refused (ACL, managed Redis) they are the feed, and the edit
+    journal makes a set edit cost O(edit): the writers (`_journal`) XADD
+    `<prefix>journal` {op, key, members} after each SADD/SREM/ZADD/ZREM in
+    the same MULTI/EXEC. A set/zset event waits (JOURNAL_GRACE) for the
+    journal's `xadd` event; each `xadd` event is matched, in order, to the
+    next entry (`_journal_step`: XREAD from the last id, entries applied as
+    edits, idempotent); an event on a key that no entry settles (no entry
+    in time, or more events than entries) re-reads that whole key, O(size).
+    If CONFIG GET is refused the store cannot see the flags: it subscribes,
+    writes `<prefix>meta:notify-probe` and follows notifications if that
+    one arrives (`_probe_notifications`), else reloads every 30 s.
+* The URL may be a Sentinel address (`redis+sentinel://...`,
+  proxy/redis_url.py): every connection asks the sentinels for the current
+  primary, so a failover is a reconnect like any other (below). The
+  promoted replica carries `meta:generation`, so it is not "data lost".
+  `_log_outage` logs the time from the connection loss to the first full
+  load after it (the failover time seen by this proxy), `last_outage_s`.
 * Redis down at any moment: screening keeps the last snapshot; the session
   ends, `connected` turns False (one WARNING line, `on_state(False)`), and
   `run()` reconnects with jittered exponential backoff (0.1 s doubling to
-  5 s). Back up: one INFO line, `on_state(True)`, and a full reload built
+  5 s; to 1 s behind Sentinel). Back up: one INFO line, `on_state(True)`, and a full reload built
   aside, because edits made meanwhile were not seen.
 * Redis back EMPTY (restarted without persistence, issue 10.10): the store
   stamps `<prefix>meta:generation` (SET NX) at its first load and checks it at
@@ -67,6 +82,7 @@ import logging
 import random
 import time
 from array import array
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -74,6 +90,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from proxy.redis_url import async_client, is_sentinel, parse_sentinel_url
 from rules.notices import notice_from_record
 from rules.numbers import normalise
 from rules.orders import order_from_record
@@ -127,6 +144,14 @@ P_META = "meta:"
 K_GENERATION = "meta:generation"
 CONFIRMED = "confirmed-"
 GENERATION_POLL = 1.0
+# The edit journal (module docstring): a stream of the member edits the
+# writers make, so the keyspace path learns an edit in O(edit).
+K_JOURNAL = "journal"
+JOURNAL_MAXLEN = 100_000
+# How long a set edit seen by keyspace notification waits for its journal
+# entry (published right after it, same MULTI/EXEC) before the key is re-read.
+JOURNAL_GRACE = 0.05
+_JOURNAL_OPS = frozenset({"sadd", "srem", "zadd", "zrem"})
 
 # Members edited in place, by SADD/SREM: relative key -> kind.
 NUMBER_SETS = {
@@ -155,13 +180,16 @@ PROGRESS_EVERY = 1_000_000
 WARN_PER_KEY = 20  # invalid members logged one by one per key and load
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
+# Behind Sentinel a failover is the usual outage and the sentinels answer
+# cheaply: retry at least once a second so the promoted replica is found soon.
+BACKOFF_MAX_SENTINEL = 1.0
 PING_INTERVAL = 1.0
 PING_TIMEOUT = 2.0
 
 # Flags the store needs in notify-keyspace-events: K keyspace channel, g
 # generic (del, rename, expire), s set, h hash, z zset, $ string, x expired,
-# e evicted. "A" is the alias of "g$lshzxet".
-_NEEDED_FLAGS = "Kgs$hzxe"
+# e evicted, t stream (the edit journal's XADD). "A" is the alias of "g$lshzxet".
+_NEEDED_FLAGS = "Kgs$hzxet"
 _ALIAS_A = "g$lshzxet"
 
 # Commands that change no member of an existing key (expiry arrives later as
@@ -428,6 +456,7 @@ class SnapshotStore:
         self.edits_applied = 0
         self.rereads = 0
         self._db = _db_of(redis_url)
+        self._backoff_max = BACKOFF_MAX_SENTINEL if is_sentinel(redis_url) else BACKOFF_MAX
         self._pfx_b = prefix.encode()
         self._pfx_q = b'"' + _repr_bytes(self._pfx_b)
         self._load_epoch = 0
@@ -447,6 +476,15 @@ class SnapshotStore:
         # Redis came back without it (the snapshot is then kept, not reloaded)
         self.generation: str | None = None
         self.data_lost = False
+        # Failover/outage timing: when the connection was lost (monotonic), and
+        # the last outage measured from then to the first full load after it.
+        self._down_at: float | None = None
+        self.last_outage_s: float | None = None
+        # The edit journal: last entry id read, the keys of entries read whose
+        # XADD notification has not arrived yet, entries applied.
+        self._journal_id = "0-0"
+        self._journal_ahead: deque[str] = deque()
+        self.journal_entries = 0
 
     # -- snapshot helpers --------------------------------------------------
 
@@ -1036,7 +1074,7 @@ class SnapshotStore:
             # Jitter: 50-100 % of the current step, so many proxies restarting
             # together do not hammer Redis in lock step.
             await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, self._backoff_max)
 
     def _set_state(self, up: bool, exc: BaseException | None) -> None:
         if up == self.connected:
@@ -1056,6 +1094,7 @@ class SnapshotStore:
             log.info("redis at %s connected (%s feed)", _safe_url(self.redis_url), self.mode)
         else:
             self._down_logged = True
+            self._down_at = time.monotonic()
             log.warning(
                 "redis at %s connection lost (%s); screening on the last snapshot %s",
                 _safe_url(self.redis_url),
@@ -1064,6 +1103,24 @@ class SnapshotStore:
             )
         if self.on_state is not None:
             self.on_state(up)
+
+    async def _log_outage(self, r: aioredis.Redis) -> None:
+        # From the connection loss to this first full load (behind Sentinel:
+        # the failover time as this proxy saw it), with the primary it is on.
+        assert self._down_at is not None
+        self.last_outage_s = time.monotonic() - self._down_at
+        self._down_at = None
+        where = _safe_url(self.redis_url)
+        get_addr = getattr(r.connection_pool, "get_master_address", None)
+        if get_addr is not None:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                host, port = await get_addr()
+                where = f"primary {host}:{port} (Sentinel)"
+        log.warning(
+            "redis outage over: first full load from %s %.2f s after the connection was lost",
+            where,
+            self.last_outage_s,
+        )
 
     async def _check_generation(self, r: aioredis.Redis) -> bool:
         """True when the data under the prefix may be loaded (module docstring:
@@ -1125,16 +1182,25 @@ class SnapshotStore:
         while not await self._check_generation(data):
             await asyncio.sleep(GENERATION_POLL)
         await self._learn_write_commands(data)
-        notify_ok = await self._enable_notifications(data)
+        notify = await self._enable_notifications(data)
         mon = _client(self.redis_url, decode=False, timeout=None)
         pubsub = None
         try:
             mon_conn = await self._start_monitor(mon)
-            self.mode = "monitor" if mon_conn is not None else ("keyspace" if notify_ok else "poll")
-            if notify_ok:
+            if notify is not False:
                 pubsub = data.pubsub()
                 pat = f"__keyspace@{self._db}__:{_glob_escape(self.prefix)}*"
                 await pubsub.psubscribe(pat)
+                if notify is None:  # CONFIG refused (managed Redis): see if they come
+                    notify = await self._probe_notifications(pubsub, data)
+                    if not notify:
+                        with contextlib.suppress(Exception):
+                            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                        pubsub = None
+                if pubsub is not None:
+                    await self._journal_start(data)
+            notify_ok = pubsub is not None
+            self.mode = "monitor" if mon_conn is not None else ("keyspace" if notify_ok else "poll")
             self._replay = []
             async with asyncio.TaskGroup() as tg:
                 if mon_conn is not None:
@@ -1151,6 +1217,8 @@ class SnapshotStore:
                     tg.create_task(self._poll_reload(data))
                 self._set_state(True, None)
                 await self._load_with(data)
+                if self._down_at is not None:
+                    await self._log_outage(data)
                 replay, self._replay = self._replay, None
                 for argv in replay or ():
                     self.apply_argv(argv)
@@ -1178,7 +1246,23 @@ class SnapshotStore:
         if names:
             self._write_commands = frozenset(names | {"flushdb", "flushall", "swapdb"})
 
-    async def _enable_notifications(self, r: aioredis.Redis) -> bool:
+    async def _probe_notifications(self, pubsub: Any, r: aioredis.Redis) -> bool:
+        """CONFIG GET was refused, so the flags cannot be read: write a probe
+        key under the prefix and wait (PING_TIMEOUT) for its notification."""
+        key = self.key(P_META + "notify-probe")
+        await r.set(key, str(self.clock()), ex=60)
+        chan = f"__keyspace@{self._db}__:{key}"
+        deadline = time.monotonic() + PING_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if msg is not None and msg.get("channel") == chan:
+                log.info("keyspace notifications arrive (probe %s): following them", key)
+                return True
+        return False
+
+    async def _enable_notifications(self, r: aioredis.Redis) -> bool | None:
+        """True: on; False: off and not ours to change; None: cannot tell
+        (CONFIG GET refused), `_probe_notifications` decides."""
         try:
             cur = (await r.config_get("notify-keyspace-events")).get("notify-keyspace-events", "")
         except ResponseError as exc:
@@ -1189,7 +1273,7 @@ class SnapshotStore:
                 exc,
                 _NEEDED_FLAGS,
             )
-            return False
+            return None
         want = needed_notify_flags(str(cur or ""))
         if want == cur:
             return True
@@ -1263,8 +1347,19 @@ class SnapshotStore:
 
     async def _follow_keyspace(self, pubsub: Any, *, everything: bool) -> None:
         chan_pfx = f"__keyspace@{self._db}__:"
+        journal = self.key(K_JOURNAL)
+        records = self.key("records")
+        # Set/zset edits waiting for their journal entry: key -> events seen,
+        # and when the oldest arrived (module docstring, "edit journal").
+        pending: dict[str, int] = {}
+        since = 0.0
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            wait = 1.0 if not pending else max(0.0, since + JOURNAL_GRACE - time.monotonic())
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            if pending and time.monotonic() >= since + JOURNAL_GRACE:
+                for k in pending:  # no journal entry came: read the whole key
+                    self._schedule_reread(k)
+                pending.clear()
             if msg is None or msg.get("type") != "pmessage":
                 continue
             event = msg.get("data")
@@ -1272,9 +1367,59 @@ class SnapshotStore:
             if not chan.startswith(chan_pfx):
                 continue
             key = chan[len(chan_pfx) :]
+            if key.startswith(records):
+                continue  # the decision records (proxy/records.py): no snapshot key
+            if key == journal:
+                if everything and event == "xadd":
+                    await self._journal_step(pending)
+                continue
+            if everything and event in _JOURNAL_OPS and key[len(self.prefix) :] in KEY_KINDS:
+                if not pending:
+                    since = time.monotonic()
+                pending[key] = pending.get(key, 0) + 1
+                continue
+            if pending.pop(key, 0):
+                self._schedule_reread(key)  # another kind of write: the re-read covers both
             if everything or event in ("expired", "evicted"):
                 if event in ("expired", "evicted") or everything:
                     self._schedule_reread(key)
+
+    async def _journal_start(self, r: aioredis.Redis) -> None:
+        """Where the journal stands now: entries after it are followed."""
+        last = await r.xrevrange(self.key(K_JOURNAL), count=1)
+        self._journal_id = str(last[0][0]) if last else "0-0"
+        self._journal_ahead.clear()
+
+    async def _journal_step(self, pending: dict[str, int]) -> None:
+        """One XADD on the journal was notified: apply the new entries, and let
+        the entry that XADD wrote (one per notification, in order) vouch for
+        the edit notified just before it on the key it names."""
+        r = self._data
+        if r is None:
+            return
+        got = cast(
+            list[tuple[str, list[tuple[str, dict[str, str]]]]],
+            await r.xread({self.key(K_JOURNAL): self._journal_id}, count=1000),
+        )
+        for _stream, entries in got or ():
+            for eid, fields in entries:
+                self._journal_id = str(eid)
+                self.journal_entries += 1
+                rel = str(fields.get("key", ""))
+                op = str(fields.get("op", "")).lower()
+                members = str(fields.get("members", "")).split()
+                if op not in _JOURNAL_OPS or rel not in KEY_KINDS or not members:
+                    self._warn(self.key(K_JOURNAL), dict(fields), "not an edit journal entry")
+                    self._journal_ahead.append("")
+                    continue
+                self._journal_ahead.append(self.key(rel))
+                self.apply_argv([op, self.key(rel), *members])
+        if not self._journal_ahead:
+            return  # an entry from before this session
+        key = self._journal_ahead.popleft()
+        n = pending.pop(key, 0)
+        if n > 1:  # more edits of the key than journal entries: one was not journaled
+            self._schedule_reread(key)
 
     async def _poll_reload(self, r: aioredis.Redis) -> None:
         while True:
@@ -1322,16 +1467,27 @@ class SnapshotStore:
             if r is not self._data:
                 await r.aclose()
 
+    def _journal(self, p: Any, op: str, rel: str, members: Iterable[str]) -> None:
+        """Queue the edit-journal entry of one member edit on pipeline `p`
+        (after the edit itself, in the same MULTI/EXEC)."""
+        p.xadd(
+            self.key(K_JOURNAL),
+            {"op": op, "key": rel, "members": " ".join(members)},
+            maxlen=JOURNAL_MAXLEN,
+            approximate=True,
+        )
+
     async def block_caller(
         self, numbers: Iterable[str], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         """SADD block:caller (normalised); returns the numbers written."""
         nums = _numbers_or_raise(numbers)
-        await self._write(
-            lambda p: p.sadd(self.key(K_BLOCK_CALLER), *nums),
-            [f"{K_BLOCK_CALLER}:{n}" for n in nums],
-            meta,
-        )
+
+        def ops(p: Any) -> None:
+            p.sadd(self.key(K_BLOCK_CALLER), *nums)
+            self._journal(p, "sadd", K_BLOCK_CALLER, nums)
+
+        await self._write(ops, [f"{K_BLOCK_CALLER}:{n}" for n in nums], meta)
         return nums
 
     async def unblock_caller(self, numbers: Iterable[str]) -> list[str]:
@@ -1339,6 +1495,7 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.srem(self.key(K_BLOCK_CALLER), *nums)
+            self._journal(p, "srem", K_BLOCK_CALLER, nums)
             p.delete(*[self.key(f"{P_META}{K_BLOCK_CALLER}:{n}") for n in nums])
 
         await self._write(ops)
@@ -1352,10 +1509,13 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.sadd(self.key(K_ALLOW_CALLER), n)
+            self._journal(p, "sadd", K_ALLOW_CALLER, [n])
             if until is not None:
                 p.zadd(self.key(K_ALLOW_EXPIRY), {n: until})
+                self._journal(p, "zadd", K_ALLOW_EXPIRY, [repr(float(until)), n])
             else:
                 p.zrem(self.key(K_ALLOW_EXPIRY), n)
+                self._journal(p, "zrem", K_ALLOW_EXPIRY, [n])
 
         await self._write(ops, [f"{K_ALLOW_CALLER}:{n}"], meta)
         return n
@@ -1365,7 +1525,9 @@ class SnapshotStore:
 
         def ops(p: Any) -> None:
             p.srem(self.key(K_ALLOW_CALLER), *nums)
+            self._journal(p, "srem", K_ALLOW_CALLER, nums)
             p.zrem(self.key(K_ALLOW_EXPIRY), *nums)
+            self._journal(p, "zrem", K_ALLOW_EXPIRY, nums)
 
         await self._write(ops)
         return nums
@@ -1384,8 +1546,14 @@ class SnapshotStore:
                 raise StoreError(f"prefix {raw!r}: expected '+' and 1-15 digits, e.g. +1202555")
             good.append(p)
         key = self.key(K_BLOCK_PREFIX)
+        op = "srem" if remove else "sadd"
+
+        def ops(p: Any) -> None:
+            p.execute_command(op.upper(), key, *good)
+            self._journal(p, op, K_BLOCK_PREFIX, good)
+
         await self._write(
-            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            ops,
             [] if remove else [f"{K_BLOCK_PREFIX}:{g}" for g in good],
             meta,
         )
@@ -1399,8 +1567,14 @@ class SnapshotStore:
             if not _valid_plain("provider id", pid):
                 raise StoreError(f"provider id {pid!r}: letters, digits, '_', '-', '.' only")
         key = self.key(K_BLOCK_PROVIDER)
+        op = "srem" if remove else "sadd"
+
+        def ops(p: Any) -> None:
+            p.execute_command(op.upper(), key, *good)
+            self._journal(p, op, K_BLOCK_PROVIDER, good)
+
         await self._write(
-            (lambda p: p.srem(key, *good)) if remove else (lambda p: p.sadd(key, *good)),
+            ops,
             [] if remove else [f"{K_BLOCK_PROVIDER}:{g}" for g in good],
             meta,
         )
@@ -1443,7 +1617,7 @@ class SnapshotStore:
 
 
 def _client(url: str, *, decode: bool = True, timeout: float | None = 10.0) -> aioredis.Redis:
-    c: aioredis.Redis = aioredis.Redis.from_url(
+    c: aioredis.Redis = async_client(
         url,
         decode_responses=decode,
         encoding_errors="replace",
@@ -1457,6 +1631,8 @@ def _client(url: str, *, decode: bool = True, timeout: float | None = 10.0) -> a
 def _db_of(url: str) -> int:
     from urllib.parse import parse_qs, urlparse
 
+    if is_sentinel(url):
+        return parse_sentinel_url(url).db
     u = urlparse(url)
     q = parse_qs(u.query).get("db")
     if q:

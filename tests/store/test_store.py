@@ -56,8 +56,8 @@ def test_parse_monitor_line_plain_and_escaped() -> None:
 
 
 def test_notify_flags_only_added() -> None:
-    assert needed_notify_flags("") == "Kgs$hzxe"
-    assert needed_notify_flags("Ex") == "ExKgs$hze"
+    assert needed_notify_flags("") == "Kgs$hzxet"
+    assert needed_notify_flags("Ex") == "ExKgs$hzet"
     assert needed_notify_flags("KA") == "KA"
 
 
