@@ -249,6 +249,27 @@ def legend(fmt: str | None, metric: dict[str, str], expr: str) -> str:
     return out
 
 
+PALETTE = {"green": "#e3f4e1", "red": "#fbd5d5", "orange": "#fde6c8", "yellow": "#fdf6c8"}
+# Grafana's default when a panel sets no thresholds: green, red from 80.
+DEFAULT_STEPS = [{"color": "green", "value": None}, {"color": "red", "value": 80}]
+
+
+def stat_colour(panel: dict[str, Any], value: float) -> str:
+    """The colour Grafana gives a stat value: its value mapping, else the
+    last threshold step at or below it (the dashboard's own settings)."""
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    for mapping in defaults.get("mappings", []):
+        hit = mapping.get("options", {}).get(f"{value:g}")
+        if mapping.get("type") == "value" and hit and hit.get("color"):
+            return str(hit["color"])
+    steps = defaults.get("thresholds", {}).get("steps") or DEFAULT_STEPS
+    colour = str(steps[0]["color"])
+    for step in steps[1:]:
+        if value >= float(step["value"]):
+            colour = str(step["color"])
+    return colour if colour in PALETTE else "green"
+
+
 def render(
     name: str,
     stack: Stack,
@@ -283,12 +304,11 @@ def render(
                     ax.plot(xs, ys, label=legend(tgt.get("legendFormat"), s["metric"], tgt["expr"]))
                     any_series = True
         if panel["type"] == "stat" and any_series:
-            last = ax.lines[-1].get_ydata()[-1] if ax.lines else float("nan")
-            red = ("Redis up" in panel["title"] and min(ax.lines[-1].get_ydata()) == 0) or (
-                "data lost" in panel["title"] and max(ax.lines[-1].get_ydata()) > 0
-            )
-            ax.set_facecolor("#fbd5d5" if red else "#e3f4e1")
-            ax.text(0.98, 0.85, f"now {last:g}", transform=ax.transAxes, ha="right", fontsize=11)
+            ys = [y for line in ax.lines for y in line.get_ydata()]
+            colours = [stat_colour(panel, y) for y in ys]
+            # red if the value was red at any time in the window (a past outage)
+            ax.set_facecolor(PALETTE["red"] if "red" in colours else PALETTE[colours[-1]])
+            ax.text(0.98, 0.85, f"now {ys[-1]:g}", transform=ax.transAxes, ha="right", fontsize=11)
         elif not any_series:
             ax.text(0.5, 0.5, "all zero", transform=ax.transAxes, ha="center", color="grey")
         else:

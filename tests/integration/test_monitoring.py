@@ -128,6 +128,19 @@ def test_dashboard_datasource_is_a_variable_for_provisioning() -> None:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
 
 
+def test_outage_stats_turn_red_at_a_glance() -> None:
+    """Grafana's default thresholds (green, red from 80) would show Redis up
+    = 0 green: the panels an outage shows on set their own."""
+    panels = {p["title"]: p for p in _dashboard()["panels"]}
+    up = panels["Redis up"]["fieldConfig"]["defaults"]
+    assert up["thresholds"]["steps"] == [
+        {"color": "red", "value": None},
+        {"color": "green", "value": 1},
+    ]
+    lost = panels["Redis data lost"]["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert lost[-1] == {"color": "red", "value": 1}
+
+
 # -- alert rules through promtool ---------------------------------------------
 
 
@@ -266,13 +279,15 @@ def test_dashboard_and_alert_queries_return_data_from_a_live_proxy(
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(uas.port, redis_url, key_prefix)
     prom = prometheus_factory(f"127.0.0.1:{proxy.metrics_port}")
+    # The first scrape (every series at its start value) before any call.
+    assert wait_for(lambda: prom.query('up{job="sipscreen"} == 1')["result"], 20)
     allowed = write_callers(tmp_path / "allowed.csv", [(a, CALLEE) for a in ALLOWED])
     blocked = write_callers(tmp_path / "blocked.csv", [(BLOCKED, CALLEE)] * 5)
     target = f"127.0.0.1:{proxy.port}"
     res = run_sipp("uac_screen.xml", target, tmp_path, calls=len(ALLOWED), rate=20, inf=allowed)
     assert res.successful == len(ALLOWED), res.stderr + res.stdout[-2000:]
-    # Blocked calls in two rounds with a scrape between: a rule's series is
-    # made by its first block, and rate() sees only increases after that.
+    # Blocked calls in two rounds with a scrape between, so that rate() and
+    # increase() see the blocked count rise between two samples.
     for n in (1, 4):
         res = run_sipp("uac_block_603.xml", target, tmp_path, calls=n, rate=10, inf=blocked)
         assert res.successful == n, res.stderr + res.messages[-2000:]
