@@ -115,6 +115,9 @@ def test_containerfile_is_multistage_non_root_and_builds_the_extensions() -> Non
     users = re.findall(r"^USER\s+(\S+)", runtime, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r"useradd .*--uid 10001", runtime)
+    # in-place built extensions of the checkout never reach the build stage
+    ignore = (DEPLOY / "Containerfile.dockerignore").read_text().split()
+    assert "**/*.so" in ignore and ".venv" in ignore
 
 
 def test_dashboard_datasource_is_a_variable_for_provisioning() -> None:
