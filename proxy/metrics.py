@@ -42,6 +42,7 @@ from prometheus_client import values as _prom_values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from proxy.certfetch import RESULTS as CERT_FETCH_RESULTS
 from proxy.sip.message import METHODS as SIP_METHODS
 from rules.shaken import REASONS as SHAKEN_REASONS
 from rules.verdict import Rule
@@ -336,6 +337,18 @@ class Metrics:
         }
         for reason in SHAKEN_REASONS:
             self.shaken_children[(reason, None)] = self.shaken_results.labels(reason, "")
+        # x5u certificate fetches (proxy/certfetch.py, [shaken] fetch = true).
+        self.shaken_cert_fetches = Counter(
+            "sipscreen_shaken_cert_fetches",
+            "STIR/SHAKEN x5u certificate fetches by result: fetched (HTTPS), "
+            "redis (shared cache), timeout, too_large, http_error, bad_cert, "
+            "error, host_not_allowed, backoff (skipped after a failure)",
+            ["result"],
+            registry=reg,
+        )
+        self.shaken_cert_fetch_children: dict[str, Any] = {
+            r: self.shaken_cert_fetches.labels(r) for r in CERT_FETCH_RESULTS
+        }
         # TCP resources (issue 10.6): connections open now, refused by a cap,
         # closed by a timeout
         self.tcp_open = Gauge(

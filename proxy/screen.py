@@ -226,7 +226,12 @@ class Screener:
         if config.shaken is not None:
             from proxy.shaken import load_verifier
 
-            self._shaken = load_verifier(config.shaken)
+            self._shaken = load_verifier(
+                config.shaken,
+                redis_url=config.redis_url,
+                prefix=config.key_prefix,
+                counters=metrics.shaken_cert_fetch_children,
+            )
         self.errors = 0
 
     # -- facts --------------------------------------------------------------
