@@ -56,7 +56,8 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                fetch_max_bytes (65536), fetch_ca, cert_ttl_min_s (60),
                cert_ttl_max_s (86400), fetch_backoff_s (5),
                fetch_backoff_max_s (900): background HTTPS fetch of x5u
-               certificates (proxy/certfetch.py)
+               certificates (proxy/certfetch.py); add_verstat (false):
+               ATIS-1000074 verstat= on the forwarded PAI (else From)
 """
 
 from __future__ import annotations
@@ -341,6 +342,8 @@ class ShakenSpec:
     cert_ttl_max_s: int = 86400
     fetch_backoff_s: float = 5.0
     fetch_backoff_max_s: float = 900.0
+    # ATIS-1000074: add verstat= to the forwarded P-Asserted-Identity (else From).
+    add_verstat: bool = False
 
 
 _SHAKEN_FETCH_KEYS: dict[str, type] = {
@@ -353,6 +356,7 @@ _SHAKEN_FETCH_KEYS: dict[str, type] = {
     "cert_ttl_max_s": int,
     "fetch_backoff_s": float,
     "fetch_backoff_max_s": float,
+    "add_verstat": bool,
 }
 
 _SHAKEN_KEYS: dict[str, type] = {
@@ -459,8 +463,9 @@ def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) ->
         if not lo <= v <= hi:
             raise ConfigError(f"shaken.{k}: must be within {lo:g}..{hi:g}, got {v}")
         out[k] = v
-    if vals["fetch"] is not None:
-        out["fetch"] = vals["fetch"]
+    for flag in ("fetch", "add_verstat"):
+        if vals[flag] is not None:
+            out[flag] = vals[flag]
     if vals["fetch_ca"]:
         out["fetch_ca"] = path(vals["fetch_ca"])
     lo_ttl = out.get("cert_ttl_min_s", 60)

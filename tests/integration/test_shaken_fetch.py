@@ -10,8 +10,6 @@ The clock of the fetcher is the test's, so backoff is checked without sleeping.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -20,63 +18,15 @@ from typing import Any
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from proxy.certfetch import CertFetcher, cert_key
 from proxy.config import ShakenSpec
 from proxy.metrics import Metrics
 from rules.shaken import Verifier
-from tests.unit.shaken_pki import NOW, PKI, identity, passport
+from tests.unit.shaken_pki import NOW, PKI, identity, passport, tls_files
 
 CALLER = "+12127360123"
 CALLEE = "+13125557000"
-
-
-def _tls_files(tmp: Path) -> tuple[str, str, str]:
-    """(CA pem, server cert pem, server key pem) for 127.0.0.1, made now."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fetch test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = (tmp / "ca.pem", tmp / "srv.pem", tmp / "srv.key")
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(paths[0]), str(paths[1]), str(paths[2])
 
 
 @dataclass
@@ -114,7 +64,7 @@ def pki() -> PKI:
 
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[str, str, str]:
-    return _tls_files(tmp_path)
+    return tls_files(tmp_path)
 
 
 def _run(
@@ -345,7 +295,7 @@ def test_untrusted_https_server_is_an_error(
 ) -> None:
     sub = tmp_path / "other"
     sub.mkdir()
-    other = _tls_files(sub)
+    other = tls_files(sub)
     clock = Clock()
     f, m = _fetcher(other, None, key_prefix, clock)  # trusts another CA
 

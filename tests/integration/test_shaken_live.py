@@ -10,22 +10,27 @@ in sipscreen_shaken_results_total.
 
 from __future__ import annotations
 
+import http.server
 import socket
+import ssl
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import redis
 from sipscreen_testlib import udp_recorder
 
+from proxy.certfetch import cert_key
 from proxy.shaken import cert_file_name
-from tests.unit.shaken_pki import PKI, X5U, identity, passport
+from tests.unit.shaken_pki import PKI, X5U, identity, passport, tls_files
 
 CALLER = "+13015551234"  # valid NANP, on no list
 CALLEE = "+13125557000"
 
 
-def _invite(lport: int, proxy_port: int, n: int, ident: bytes | None) -> bytes:
+def _invite(lport: int, proxy_port: int, n: int, ident: bytes | None, extra: str = "") -> bytes:
     head = (
         f"INVITE sip:{CALLEE}@127.0.0.1:{proxy_port} SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
@@ -33,7 +38,7 @@ def _invite(lport: int, proxy_port: int, n: int, ident: bytes | None) -> bytes:
         f"From: <sip:{CALLER}@127.0.0.1:{lport}>;tag=s{n}\r\n"
         f"To: <sip:{CALLEE}@127.0.0.1:{proxy_port}>\r\n"
         f"Call-ID: shaken-{n}-{uuid.uuid4().hex}\r\n"
-        "CSeq: 1 INVITE\r\n"
+        "CSeq: 1 INVITE\r\n" + extra
     )
     if ident is not None:
         head += "Identity: " + ident.decode() + "\r\n"
@@ -103,3 +108,102 @@ def test_unsigned_blocked_signed_forwarded(
             == 1
         )
         assert proxy.stop() == 0
+
+
+def _https_server(tls: tuple[str, str, str], body: bytes) -> tuple[Any, list[str]]:
+    """A threaded HTTPS server on 127.0.0.1 serving ``body`` at every path."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pem-certificate-chain")
+            self.send_header("Cache-Control", "max-age=600")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls[1], tls[2])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, hits
+
+
+def test_fetched_certificate_then_verstat_on_the_forwarded_invite(
+    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """x5u fetched over HTTPS by the running proxy: the first signed call is
+    forwarded as No-TN-Validation (certificate pending) while the fetch runs,
+    the next is TN-Validation-Passed; verstat is added to the P-Asserted-Identity
+    (or the From when there is none) and one sent from upstream is replaced."""
+    pki = PKI()
+    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
+    tls = tls_files(tmp_path)
+    srv, hits = _https_server(tls, pki.chain)
+    x5u = f"https://127.0.0.1:{srv.server_address[1]}/sti/signer.pem"
+    shaken = {
+        "enabled": True,
+        "trust_anchors": str(tmp_path / "sti-ca.pem"),
+        "fetch": True,
+        "fetch_hosts": ["127.0.0.1"],
+        "fetch_ca": tls[0],
+        "add_verstat": True,
+    }
+    pai = (
+        f"P-Asserted-Identity: <sip:{CALLER};verstat=TN-Validation-Passed@10.9.9.9;user=phone>\r\n"
+    )
+
+    def signed(n: int) -> bytes:
+        tok = passport(pki.signer_key, orig=CALLER[1:], iat=int(time.time()), x5u=x5u)
+        return _invite(lport, proxy.port, n, identity(tok, x5u=x5u), pai)
+
+    def forwarded(msg: bytes) -> bytes:
+        ua.sendto(msg, ("127.0.0.1", proxy.port))
+        got = _recv(ss, 5.0)
+        assert got is not None and got.startswith(b"INVITE "), got
+        return got
+
+    try:
+        with udp_recorder() as (ss, ss_port):
+            proxy = start_proxy(ss_port, redis_url, key_prefix, sections={"shaken": shaken})
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind(("127.0.0.1", 0))
+            lport = ua.getsockname()[1]
+            try:
+                first = forwarded(signed(1))
+                want = f"<sip:{CALLER};verstat=No-TN-Validation@10.9.9.9;user=phone>"
+                assert f"P-Asserted-Identity: {want}".encode() in first, first
+                assert first.count(b"verstat") == 1
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if proxy.metric("sipscreen_shaken_cert_fetches_total", result="fetched"):
+                        break
+                    time.sleep(0.05)
+                second = forwarded(signed(2))
+                want = f"<sip:{CALLER};verstat=TN-Validation-Passed@10.9.9.9;user=phone>"
+                assert f"P-Asserted-Identity: {want}".encode() in second, second
+                assert second.count(b"verstat") == 1
+                # no PAI: the From gets it
+                third = forwarded(_invite(lport, proxy.port, 3, None))
+                assert (
+                    f"From: <sip:{CALLER};verstat=No-TN-Validation@127.0.0.1:{lport}>".encode()
+                    in third
+                ), third
+            finally:
+                ua.close()
+            assert hits == ["/sti/signer.pem"]
+            assert proxy.metric("sipscreen_shaken_results_total", result="cert_pending") == 1
+            assert proxy.metric("sipscreen_shaken_results_total", result="passed", attest="A") == 1
+            assert proxy.stop() == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    r = redis.Redis.from_url(redis_url)
+    assert r.get(cert_key(key_prefix, x5u)) == pki.chain
+    r.close()
