@@ -51,6 +51,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -392,13 +393,21 @@ def _provider_rmd(filer: Mapping[str, str] | None, has_snapshot: bool) -> dict[s
         return {"rmd_status": "unknown", "rmd_order": "", "rmd_since": ""}
     if not filer:
         return {"rmd_status": rrmd.NOT_LISTED, "rmd_order": "", "rmd_since": ""}
+    # STIR/SHAKEN (issue 11): the filing's OCN (a signing OCN of the provider)
+    # and its implementation claim, for `report shaken`.
+    claim = {"rmd_ocn": filer.get("ocn", ""), "implementation": filer.get("implementation", "")}
     status = filer.get("status", rrmd.LISTED)
     order = filer.get("removal_order", "") if status == rrmd.REMOVED else ""
     if status == rrmd.REMOVED and not order:
         # Written before absent and removed were told apart: missing from an
         # export, no order recorded.
-        return {"rmd_status": rrmd.ABSENT, "rmd_order": "", "rmd_since": _since(filer)}
-    return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer)}
+        return {
+            "rmd_status": rrmd.ABSENT,
+            "rmd_order": "",
+            "rmd_since": _since(filer),
+            **claim,
+        }
+    return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer), **claim}
 
 
 async def _provider_changes(
@@ -869,6 +878,12 @@ async def _provider_set(args: argparse.Namespace, r: Any, prefix: str, now: Any)
         fields["frn"] = f
     if args.ocn is not None:
         fields["ocn"] = args.ocn.upper()
+    if getattr(args, "signing_ocns", None) is not None:
+        ocns = [o.strip().upper() for o in args.signing_ocns.split(",") if o.strip()]
+        for o in ocns:
+            if not re.fullmatch(r"[0-9A-Z]{4}", o):
+                raise AdminError(f"--signing-ocns: not a 4-character OCN: {o!r}")
+        fields["ocns"] = ",".join(ocns)
     if args.monitor_only is not None:
         fields["monitor_only"] = "1" if args.monitor_only == "yes" else "0"
     cur = await r.hgetall(prefix + f"provider:{args.id}")
@@ -1873,6 +1888,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--rmd-number", help="RMD number, e.g. RMD0001410 (links the RMD gate)")
     p.add_argument("--frn", help="10-digit FCC Registration Number")
     p.add_argument("--ocn", help="Operating Company Number")
+    p.add_argument(
+        "--signing-ocns",
+        metavar="OCN,OCN",
+        help="more OCNs the provider signs STIR/SHAKEN calls with (comma list; '' clears): "
+        "its calls verified with one of them are matched by signature",
+    )
     p.add_argument(
         "--monitor-only",
         choices=("yes", "no"),

@@ -91,6 +91,20 @@ class _Records(Protocol):
     def append(self, record: dict[str, str]) -> Any: ...
 
 
+# Rules about a provider: the record says whether it matched by trunk or by signature.
+_PROVIDER_RULES = frozenset(
+    (
+        Rule.UNMAPPED_PROVIDER,
+        Rule.RMD_GATE,
+        Rule.FDO,
+        Rule.PROVIDER_BLOCK,
+        Rule.SHAKEN_POLICY,
+        Rule.NOTICE_K4,
+        Rule.NOTICE_N2,
+    )
+)
+
+
 def _iso_ms(ts: float) -> str:
     """ISO-8601 UTC with milliseconds, as proxy/records.py exports it."""
     return (
@@ -416,6 +430,7 @@ class Screener:
             "attest": "",
             "verstat": "",
             "shaken_reason": "",
+            "matched_by": "",
         }
         if _log.isEnabledFor(logging.WARNING):
             _log.warning(json.dumps(rec, separators=(",", ":")))
@@ -506,6 +521,9 @@ class Screener:
             "attest": facts.attest or "",
             "verstat": facts.verstat or "",
             "shaken_reason": facts.shaken_reason,
+            "matched_by": "signature"
+            if verdict.by_signature
+            else ("trunk" if r in _PROVIDER_RULES else ""),
         }
         if log and action != "allow" and _log.isEnabledFor(logging.INFO):
             _log.info(json.dumps(rec, separators=(",", ":")))

@@ -1424,6 +1424,9 @@ class SnapshotStore:
             "ocn",
             "monitor_only",
             "trunks",
+            "ocns",  # more signing OCNs (STIR/SHAKEN), comma list
+            "rmd_ocn",  # the RMD filing's OCN
+            "implementation",  # the RMD filing's STIR/SHAKEN implementation claim
         }
         out: dict[str, str] = {}
         for k, v in fields.items():

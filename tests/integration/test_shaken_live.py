@@ -207,3 +207,78 @@ def test_fetched_certificate_then_verstat_on_the_forwarded_invite(
     r = redis.Redis.from_url(redis_url)
     assert r.get(cert_key(key_prefix, x5u)) == pki.chain
     r.close()
+
+
+def test_k4_notice_matches_the_signer_through_a_clean_trunk(
+    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """Provider pz (OCN 1234, the PKI's SPC) has a k4 notice in force; its call
+    reaches us through the clean trunk of provider 'clean': the verified
+    signature names pz, and the notice blocks the call, recorded as matched by
+    signature. The same call unsigned passes."""
+    pki = PKI()
+    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
+    certs = tmp_path / "sti-certs"
+    certs.mkdir()
+    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.hset(key_prefix + "provider:clean", mapping={"name": "Clean", "rmd_status": "listed"})
+    r.hset(
+        key_prefix + "provider:pz",
+        mapping={"name": "PZ", "rmd_status": "listed", "ocns": pki.spc},
+    )
+    r.hset(
+        key_prefix + "notice:k4-pz",
+        mapping={
+            "kind": "k4",
+            "provider": "pz",
+            "issued": "2025-01-02T15:00:00Z",
+            "fcc_notified": "2025-01-10T15:00:00Z",
+        },
+    )
+    shaken = {"enabled": True, "trust_anchors": str(tmp_path / "sti-ca.pem"), "certs": str(certs)}
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            sections={"shaken": shaken},
+            trunks=[{"cidr": "127.0.0.0/8", "provider": "clean"}],
+        )
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        lport = ua.getsockname()[1]
+        try:
+            ident = identity(passport(pki.signer_key, orig=CALLER[1:], iat=int(time.time())))
+            signed = _invite(lport, proxy.port, 1, ident)
+            ua.sendto(signed, ("127.0.0.1", proxy.port))
+            call_id = next(x for x in signed.split(b"\r\n") if x.startswith(b"Call-ID:"))
+            got = _final(ua, call_id)
+            assert got is not None and got.startswith(b"SIP/2.0 6"), got
+            unsigned = _invite(lport, proxy.port, 2, None)
+            ua.sendto(unsigned, ("127.0.0.1", proxy.port))
+            fwd = _recv(ss, 5.0)
+            assert fwd is not None and fwd.startswith(b"INVITE "), fwd
+        finally:
+            ua.close()
+        assert (
+            proxy.metric(
+                "sipscreen_invites_total",
+                verdict="blocked",
+                rule="notice_k4",
+                citation="47 CFR 64.1200(k)(4)",
+            )
+            == 1
+        )
+        assert proxy.stop() == 0
+    deadline = time.monotonic() + 5
+    recs: list[Any] = []
+    while time.monotonic() < deadline and not recs:
+        recs = [x[1] for x in r.xrange(key_prefix + "records") if x[1].get("action") == "reject"]
+        time.sleep(0.05)
+    r.close()
+    assert len(recs) == 1, recs
+    rec = recs[0]
+    assert rec["rule"] == "notice_k4" and rec["matched_by"] == "signature"
+    assert rec["provider"] == "clean" and rec["ocn"] == pki.spc
+    assert "matched by signature" in rec["reason"] and "provider 'clean'" in rec["reason"]
