@@ -346,6 +346,15 @@ class Metrics:
             ["result"],
             registry=reg,
         )
+        # Per provider of the snapshot (bounded): proxy/shakenstats.py.
+        self.shaken_provider_calls = Counter(
+            "sipscreen_shaken_provider_calls",
+            "INVITEs by upstream provider (providers of the snapshot, else '(other)') and "
+            "STIR/SHAKEN outcome: unsigned, pending (certificate not cached), failed, "
+            "A/B/C (verified, by attestation) ([shaken] enabled)",
+            ["provider", "outcome"],
+            registry=reg,
+        )
         self.shaken_cert_fetch_children: dict[str, Any] = {
             r: self.shaken_cert_fetches.labels(r) for r in CERT_FETCH_RESULTS
         }

@@ -60,6 +60,7 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.records import clip
+from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward
 from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
 from proxy.sip.verstat import verstat_edits
@@ -90,6 +91,9 @@ class _Store(Protocol):
 class _Records(Protocol):
     def append(self, record: dict[str, str]) -> Any: ...
 
+
+# proxy/shakenstats.py OUTCOMES index of a verified call, by attestation.
+_ATTEST_OUTCOME = {"A": 3, "B": 4, "C": 5}
 
 # Rules about a provider: the record says whether it matched by trunk or by signature.
 _PROVIDER_RULES = frozenset(
@@ -242,8 +246,13 @@ class Screener:
         self._shaken: Verifier | None = None
         self._add_verstat = config.shaken is not None and config.shaken.add_verstat
         self._shaken_count = metrics.shaken_children
+        self._stats: ShakenStats | None = None
         if config.shaken is not None:
             from proxy.shaken import load_verifier
+
+            self._stats = ShakenStats.shared(
+                config.redis_url, config.key_prefix, metrics.shaken_provider_calls
+            )
 
             self._shaken = load_verifier(
                 config.shaken,
@@ -294,12 +303,21 @@ class Screener:
         res = verifier.verify(req.header(b"identity"), facts.caller, facts.callee, now)
         facts.verstat = res.verstat
         facts.shaken_reason = res.reason
-        if res.reason == "":
+        reason = res.reason
+        if reason == "":
             facts.attest = res.attest
             facts.ocn = res.ocn
             self._shaken_count[("", res.attest)].inc()
+            outcome = _ATTEST_OUTCOME.get(res.attest or "", 2)
         else:
-            self._shaken_count[(res.reason, None)].inc()
+            self._shaken_count[(reason, None)].inc()
+            outcome = 0 if reason == "unsigned" else 1 if reason == "cert_pending" else 2
+        stats = self._stats
+        if stats is not None:
+            provider = facts.provider
+            if provider is None or provider not in self.store.snapshot.providers:
+                provider = OTHER
+            stats.count(provider, outcome)
         edits = verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
         return None if edits is None else Forward(edits)
 

@@ -270,6 +270,17 @@ def test_k4_notice_matches_the_signer_through_a_clean_trunk(
             )
             == 1
         )
+        for outcome in ("A", "unsigned"):
+            got = proxy.metric(
+                "sipscreen_shaken_provider_calls_total", provider="clean", outcome=outcome
+            )
+            assert got == 1, outcome
+        # the per-provider counts reach Redis (flushed every few seconds)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not r.hgetall(key_prefix + "shaken:seen:clean"):
+            time.sleep(0.1)
+        seen = r.hgetall(key_prefix + "shaken:seen:clean")
+        assert (seen.get("A"), seen.get("unsigned")) == ("1", "1"), seen
         assert proxy.stop() == 0
     deadline = time.monotonic() + 5
     recs: list[Any] = []
