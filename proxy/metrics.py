@@ -43,6 +43,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.certfetch import RESULTS as CERT_FETCH_RESULTS
+from proxy.shakenstats import OTHER as SHAKEN_OTHER
+from proxy.shakenstats import OUTCOMES as SHAKEN_OUTCOMES
 from proxy.sip.message import METHODS as SIP_METHODS
 from rules.shaken import REASONS as SHAKEN_REASONS
 from rules.verdict import Rule
@@ -355,6 +357,17 @@ class Metrics:
             ["provider", "outcome"],
             registry=reg,
         )
+        for o in SHAKEN_OUTCOMES:  # the label set at start (panels, docs)
+            self.shaken_provider_calls.labels(SHAKEN_OTHER, o)
+        self.shaken_provider_claim = Gauge(
+            "sipscreen_shaken_provider_claim",
+            "1 per provider seen by [shaken], labelled with its RMD STIR/SHAKEN "
+            "implementation claim (as when first seen by this worker)",
+            ["provider", "implementation"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.shaken_provider_claim.labels(SHAKEN_OTHER, "").set(0)
         self.shaken_cert_fetch_children: dict[str, Any] = {
             r: self.shaken_cert_fetches.labels(r) for r in CERT_FETCH_RESULTS
         }

@@ -251,7 +251,10 @@ class Screener:
             from proxy.shaken import load_verifier
 
             self._stats = ShakenStats.shared(
-                config.redis_url, config.key_prefix, metrics.shaken_provider_calls
+                config.redis_url,
+                config.key_prefix,
+                metrics.shaken_provider_calls,
+                metrics.shaken_provider_claim,
             )
 
             self._shaken = load_verifier(
@@ -315,9 +318,11 @@ class Screener:
         stats = self._stats
         if stats is not None:
             provider = facts.provider
-            if provider is None or provider not in self.store.snapshot.providers:
-                provider = OTHER
-            stats.count(provider, outcome)
+            prov = self.store.snapshot.providers.get(provider) if provider is not None else None
+            if prov is None:
+                stats.count(OTHER, outcome)
+            else:
+                stats.count(prov.id, outcome, prov.implementation)
         edits = verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
         return None if edits is None else Forward(edits)
 

@@ -63,15 +63,23 @@ class ShakenStats:
     _shared: dict[tuple[str, str], ShakenStats] = {}
 
     @classmethod
-    def shared(cls, redis_url: str, prefix: str, metric: Any = None) -> ShakenStats:
+    def shared(
+        cls, redis_url: str, prefix: str, metric: Any = None, claim: Any = None
+    ) -> ShakenStats:
         got = cls._shared.get((redis_url, prefix))
         if got is None:
-            got = cls._shared[(redis_url, prefix)] = cls(redis_url, prefix, metric)
+            got = cls._shared[(redis_url, prefix)] = cls(redis_url, prefix, metric, claim=claim)
         return got
 
     def __init__(
-        self, redis_url: str | None, prefix: str, metric: Any = None, flush_s: float = FLUSH_S
+        self,
+        redis_url: str | None,
+        prefix: str,
+        metric: Any = None,
+        flush_s: float = FLUSH_S,
+        claim: Any = None,
     ) -> None:
+        self._claim = claim
         self.redis_url = redis_url
         self.prefix = prefix
         self.flush_s = flush_s
@@ -81,8 +89,9 @@ class ShakenStats:
         self._task: asyncio.Task[None] | None = None
         self._redis: Any = None
 
-    def count(self, provider: str, outcome: int) -> None:
-        """One call from ``provider`` with outcome ``OUTCOMES[outcome]``."""
+    def count(self, provider: str, outcome: int, claim: str = "") -> None:
+        """One call from ``provider`` with outcome ``OUTCOMES[outcome]``
+        (``claim``: its RMD implementation claim, labelled once per provider)."""
         row = self.pending.get(provider)
         if row is None:
             row = self.pending[provider] = [0] * len(OUTCOMES)
@@ -93,6 +102,8 @@ class ShakenStats:
                 ch = self._children[provider] = tuple(
                     self._metric.labels(provider, o) for o in OUTCOMES
                 )
+                if self._claim is not None:
+                    self._claim.labels(provider, claim).set(1)
             ch[outcome].inc()
         if self._task is None and self.redis_url:
             try:
