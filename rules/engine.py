@@ -45,6 +45,15 @@ call"):
    campaign the notice identified, from that provider);
 7. default: allowed.
 
+Providers tied to OCNs (issue 11): when the call's STIR/SHAKEN Identity
+verified, ``facts.ocn`` is the signer's OCN and ``Snapshot.ocn_provider``
+names the provider that signed it. If that is not the provider the call came
+from, the signer's FDOs (2c, after the trunk's), its provider-blocklist entry
+(5) and its notices (6, after the trunk's) apply too, with the same rule,
+citation and answer; the verdict says "matched by signature" and carries
+``by_signature`` (``_by_signature``). An unsigned call pays one ``is None``
+test for this.
+
 A call without a usable caller ID skips the caller rules (3-5 and n2). A
 caller asking for Privacy (RFC 3323) is still screened by number: privacy
 hides the identity from the callee, not from the carrier.
