@@ -25,7 +25,10 @@ fetched. A failed fetch is backed off per URL: ``fetch_backoff_s`` doubled at
 each failure up to ``fetch_backoff_max_s``; a refused host waits the maximum.
 At most ``MAX_INFLIGHT`` fetches run at once. Every outcome is counted in
 ``sipscreen_shaken_cert_fetches_total{result}`` (:data:`RESULTS`). Redis
-errors are logged and the HTTPS fetch goes ahead.
+errors are logged and the HTTPS fetch goes ahead. On SIGHUP the new
+fetcher adopts the previous one's cache, backoff and Redis client
+(``adopt``, by proxy/shaken.py), so a reload sends no signer back to
+"certificate pending".
 """
 
 from __future__ import annotations
@@ -118,6 +121,22 @@ class CertFetcher:
         self._backoff: dict[str, tuple[int, float]] = {}
         self._hosts = frozenset(spec.fetch_hosts)
         self._ssl: ssl.SSLContext | None = None
+
+    def adopt(self, previous: CertFetcher) -> None:
+        """Take over ``previous``'s cache, backoff and Redis client (a SIGHUP
+        rebuilds the verifier: the certificates already held stay held, and
+        ``previous``'s running fetches fill the same cache)."""
+        if (previous.redis_url, previous.prefix) != (self.redis_url, self.prefix):
+            return
+        mem = previous._mem
+        mem.update(self._mem)  # this configuration's preloaded certificates
+        self._mem = mem
+        self._backoff = previous._backoff
+        self._redis = previous._redis
+
+    @property
+    def redis_url(self) -> str | None:
+        return self._redis_url
 
     # -- the INVITE path (no I/O) ---------------------------------------------
 

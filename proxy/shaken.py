@@ -35,6 +35,9 @@ __all__ = ["MAX_CERT_BYTES", "cert_file_name", "load_cert_dir", "load_verifier"]
 
 MAX_CERT_BYTES = 64 * 1024
 
+# The fetcher built last per (Redis URL, prefix): a reload's new one adopts it.
+_LAST_FETCHER: dict[tuple[str | None, str], CertFetcher] = {}
+
 
 def cert_file_name(x5u: str) -> str:
     """The file name of ``x5u``'s certificate in the ``certs`` directory."""
@@ -101,6 +104,10 @@ def load_verifier(
         fetcher = CertFetcher(
             spec, redis_url=redis_url, prefix=prefix, counters=counters, preload=certs
         )
+        previous = _LAST_FETCHER.get((redis_url, prefix))
+        if previous is not None:
+            fetcher.adopt(previous)  # SIGHUP: keep what was fetched
+        _LAST_FETCHER[(redis_url, prefix)] = fetcher
         source = fetcher.get
     try:
         verifier = Verifier(

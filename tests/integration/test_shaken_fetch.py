@@ -306,3 +306,27 @@ def test_untrusted_https_server_is_an_error(
 
     _run(tls, {"/signer.pem": (200, "", pki.chain, 0.0)}, body)
     assert _count(m, "error") == 1 and _count(m, "fetched") == 0
+
+
+def test_a_reloaded_fetcher_keeps_what_was_fetched(
+    pki: PKI, tls: tuple[str, str, str], redis_url: str, key_prefix: str
+) -> None:
+    """SIGHUP rebuilds the verifier: the new fetcher adopts the old one's cache
+    (no call goes back to "certificate pending", no second fetch)."""
+    clock = Clock()
+    old, _ = _fetcher(tls, redis_url, key_prefix, clock)
+    new, m = _fetcher(tls, redis_url, key_prefix, clock)
+    routes = {"/signer.pem": (200, "", pki.chain, 0.0)}
+
+    async def body(srv: Server) -> None:
+        x5u = f"https://127.0.0.1:{srv.port}/signer.pem"
+        assert old.get(x5u) is None
+        await old.idle()
+        new.adopt(old)
+        assert new.get(x5u) == pki.chain
+        await new.idle()
+        await new.close()
+
+    srv = _run(tls, routes, body)
+    assert srv.hits == ["/signer.pem"]
+    assert _count(m, "redis") == 0 and _count(m, "fetched") == 0
