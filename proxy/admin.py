@@ -217,6 +217,9 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
         source_ip=args.source or "",
         call_id="check",
     )
+    signed = getattr(args, "signed_ocn", None)
+    if signed:
+        facts.verstat, facts.attest, facts.ocn = "TN-Validation-Passed", "A", signed.upper()
     checks = explain(snap, facts, at)
     verdict = decide(snap, facts, at)
     code = CHECK_BLOCKED if verdict.blocked else CHECK_ALLOWED
@@ -1907,6 +1910,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--callee", help="number, or urn:service:sos[.<sub>] (RFC 5031)")
     p.add_argument("--provider", help="upstream provider id (provider:<id> in Redis)")
     p.add_argument("--source", help="source IP (mapped to a provider by the trunk map)")
+    p.add_argument(
+        "--signed-ocn",
+        metavar="OCN",
+        help="the call carries an A-attested STIR/SHAKEN Identity that verified, signed "
+        "with this OCN (the signer's provider rules apply by signature)",
+    )
     p.add_argument("--at", help="ISO date/time of the call, e.g. 2021-11-10T12:00Z (default now)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(handler=_wrap(_check), trunks=None, screen_config=None)

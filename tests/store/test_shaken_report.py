@@ -92,3 +92,20 @@ async def test_rmd_claim_on_the_provider_and_report_shaken(
     out, _ = capsys.readouterr()
     assert "## STIR/SHAKEN: RMD claim and traffic seen" in out
     assert "claims complete STIR/SHAKEN" in out
+
+
+async def test_check_explains_a_match_by_signature(
+    prefix: str, operator: aioredis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await run(prefix, "provider", "set", "clean", "--rmd-number", "RMD0000001") == 0
+    assert await run(prefix, "provider", "set", "pz", "--signing-ocns", "PZ01") == 0
+    await operator.hset(prefix + "provider:clean", "rmd_status", "listed")
+    await operator.hset(prefix + "provider:pz", "rmd_status", "listed")
+    await operator.sadd(prefix + "block:provider", "pz")
+    capsys.readouterr()
+    args = ("check", "--caller", "+13015551234", "--callee", "+12025551000")
+    assert await run(prefix, *args, "--provider", "clean") == 0
+    capsys.readouterr()
+    rc = await run(prefix, *args, "--provider", "clean", "--signed-ocn", "pz01")
+    out = capsys.readouterr()[0]
+    assert rc != 0 and "provider_block" in out and "matched by signature" in out
