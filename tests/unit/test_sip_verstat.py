@@ -88,3 +88,11 @@ def test_core_applies_forward_edits_with_its_own() -> None:
     assert msg.vias[1].rport == b"5099" and msg.max_forwards == 69
     assert msg.from_.raw == b'"Alice" <sip:+13035551111@example.net>;tag=from1'
     assert core.stats.forwarded_requests == 1
+
+
+def test_odd_case_upstream_verstat_is_stripped() -> None:
+    """URI parameter names are case-insensitive (RFC 3261 §19.1.4): an upstream
+    ';VeRsTaT=' cannot slip past the quick check."""
+    req = _req(b"P-Asserted-Identity: <sip:+13035551111;VeRsTaT=TN-Validation-Passed@h>")
+    (edit,) = verstat_edits(req, None) or ()
+    assert edit[2] == b" <sip:+13035551111@h>"
