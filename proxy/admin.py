@@ -25,7 +25,8 @@ RMD keys written here (docs/REDIS.md):
   rmd:meta:<version>       HASH    as_of, as_of_source, file, filers, imported, previous, ...
   rmd:undo:<version>       HASH    rmd_number -> its filer hash before that import (JSON)
   rmd:filer:<rmd_number>   HASH    status (listed/absent/removed), name, frn, ocn,
-                                   listed_since, absent_since, removed_since, removal_order
+                                   implementation (STIR/SHAKEN claim), listed_since,
+                                   absent_since, removed_since, removal_order
   rmd:history:<rmd_number> LIST    JSON events (listed, missing from export, removed, rollback)
   rmd:by_frn, rmd:by_ocn   HASH    FRN (and other FRNs) / OCN -> rmd_number
 An import writes the new snapshot under a new version first, then switches
@@ -51,6 +52,7 @@ import dataclasses
 import datetime as dt
 import getpass
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -61,6 +63,7 @@ from redis.exceptions import RedisError, WatchError
 from proxy.config import Config
 from proxy.records import export as export_records
 from proxy.records import summary as records_summary
+from proxy.shakenstats import claim_vs_seen, seen_key
 from proxy.store import SnapshotStore, StoreError, _client, valid_prefix
 from rules import dno as rdno
 from rules import k4 as rk4
@@ -214,6 +217,9 @@ async def _check(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
         source_ip=args.source or "",
         call_id="check",
     )
+    signed = getattr(args, "signed_ocn", None)
+    if signed:
+        facts.verstat, facts.attest, facts.ocn = "TN-Validation-Passed", "A", signed.upper()
     checks = explain(snap, facts, at)
     verdict = decide(snap, facts, at)
     code = CHECK_BLOCKED if verdict.blocked else CHECK_ALLOWED
@@ -392,13 +398,21 @@ def _provider_rmd(filer: Mapping[str, str] | None, has_snapshot: bool) -> dict[s
         return {"rmd_status": "unknown", "rmd_order": "", "rmd_since": ""}
     if not filer:
         return {"rmd_status": rrmd.NOT_LISTED, "rmd_order": "", "rmd_since": ""}
+    # STIR/SHAKEN (issue 11): the filing's OCN (a signing OCN of the provider)
+    # and its implementation claim, for `report shaken`.
+    claim = {"rmd_ocn": filer.get("ocn", ""), "implementation": filer.get("implementation", "")}
     status = filer.get("status", rrmd.LISTED)
     order = filer.get("removal_order", "") if status == rrmd.REMOVED else ""
     if status == rrmd.REMOVED and not order:
         # Written before absent and removed were told apart: missing from an
         # export, no order recorded.
-        return {"rmd_status": rrmd.ABSENT, "rmd_order": "", "rmd_since": _since(filer)}
-    return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer)}
+        return {
+            "rmd_status": rrmd.ABSENT,
+            "rmd_order": "",
+            "rmd_since": _since(filer),
+            **claim,
+        }
+    return {"rmd_status": status, "rmd_order": order, "rmd_since": _since(filer), **claim}
 
 
 async def _provider_changes(
@@ -513,6 +527,7 @@ async def _rmd_import(args: argparse.Namespace, r: Any, prefix: str, now: Any) -
     for num, f in new.items():
         cur = current.get(num, {})
         st = {**cur, "name": f.business_name, "frn": f.frn, "ocn": f.ocn}
+        st["implementation"] = f.implementation  # STIR/SHAKEN claim (report shaken)
         st["status"] = rrmd.filer_status(True, True, cur.get("removal_order", ""))
         if cur.get("status") in (None, rrmd.ABSENT) or not cur.get("listed_since"):
             st["listed_since"] = as_of
@@ -869,6 +884,12 @@ async def _provider_set(args: argparse.Namespace, r: Any, prefix: str, now: Any)
         fields["frn"] = f
     if args.ocn is not None:
         fields["ocn"] = args.ocn.upper()
+    if getattr(args, "signing_ocns", None) is not None:
+        ocns = [o.strip().upper() for o in args.signing_ocns.split(",") if o.strip()]
+        for o in ocns:
+            if not re.fullmatch(r"[0-9A-Z]{4}", o):
+                raise AdminError(f"--signing-ocns: not a 4-character OCN: {o!r}")
+        fields["ocns"] = ",".join(ocns)
     if args.monitor_only is not None:
         fields["monitor_only"] = "1" if args.monitor_only == "yes" else "0"
     cur = await r.hgetall(prefix + f"provider:{args.id}")
@@ -1535,6 +1556,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
         )
     if not basis:
         basis.append("No regulatory basis for blocking this provider's traffic is recorded.")
+    shaken = claim_vs_seen(h.get("implementation", ""), await r.hgetall(seen_key(prefix, pid)))
     doc = {
         "provider": pid,
         "name": h.get("name", ""),
@@ -1560,6 +1582,7 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
             for (d, rule, a), c in sorted(counts.items())
         ],
         "basis": basis,
+        "stir_shaken": shaken,
         "generated": _iso(t),
     }
     if args.format == "json":
@@ -1616,8 +1639,64 @@ async def _report(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> in
     ]
     for (d, rule, a), c in sorted(counts.items()):
         lines.append(f"| {d} | {rule} | {a} | {c} |")
+    lines += ["", "## STIR/SHAKEN: RMD claim and traffic seen", ""]
+    lines += [_SHAKEN_HEAD, _SHAKEN_RULE, _shaken_row(pid, doc["name"], shaken)]
     lines += ["", "## Basis", ""]
     lines += [f"- {b}" for b in basis]
+    print("\n".join(lines))
+    return 0
+
+
+_SHAKEN_HEAD = (
+    "| provider | name | RMD implementation | calls | signed | A | B | C | failed "
+    "| pending | since | flag |"
+)
+_SHAKEN_RULE = "|---|---|---|---|---|---|---|---|---|---|---|---|"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}%"
+
+
+def _shaken_row(pid: str, name: str, c: Mapping[str, Any]) -> str:
+    return (
+        f"| {pid} | {name or '-'} | {c['implementation'] or '-'} | {c['calls']} "
+        f"| {_pct(c['signed_share'])} | {c['A']} | {c['B']} | {c['C']} "
+        f"| {c['failed']} ({_pct(c['failed_share'])}) | {c['pending']} | {c['since'] or '-'} "
+        f"| {('**' + c['flag'] + '**') if c['flag'] else ''} |"
+    )
+
+
+async def _report_shaken(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int:
+    """Per provider: the RMD STIR/SHAKEN implementation claim next to what its
+    traffic showed ([shaken] on: proxy/shakenstats.py counts)."""
+    provs = {k[len(prefix) + len("provider:") :]: h for k, h in await _providers(r, prefix)}
+    seen_pfx = seen_key(prefix, "")
+    seen_ids = sorted(k[len(seen_pfx) :] for k in await _scan(r, seen_pfx + "*"))
+    seen = dict(
+        zip(seen_ids, await _hgetall_many(r, [seen_pfx + i for i in seen_ids]), strict=True)
+    )
+    rows = []
+    for pid in sorted(set(provs) | set(seen)):
+        h = provs.get(pid, {})
+        c = claim_vs_seen(h.get("implementation", ""), seen.get(pid, {}))
+        if c["implementation"] or c["calls"]:
+            rows.append({"provider": pid, "name": h.get("name", ""), **c})
+    if args.format == "json":
+        print(json.dumps({"providers": rows, "generated": _iso(now())}, indent=2))
+        return 0
+    lines = [
+        "# STIR/SHAKEN: RMD implementation claim and traffic seen, by provider",
+        "",
+        f"Generated {_iso(now())}. signed = calls that carried an Identity header "
+        "(pending included); failed = verification failed (share of the signed).",
+        "",
+        _SHAKEN_HEAD,
+        _SHAKEN_RULE,
+    ]
+    lines += [_shaken_row(x["provider"], x["name"], x) for x in rows]
+    flagged = [x["provider"] for x in rows if x["flag"]]
+    lines += ["", f"Flagged: {', '.join(flagged) if flagged else 'none'}."]
     print("\n".join(lines))
     return 0
 
@@ -1831,6 +1910,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--callee", help="number, or urn:service:sos[.<sub>] (RFC 5031)")
     p.add_argument("--provider", help="upstream provider id (provider:<id> in Redis)")
     p.add_argument("--source", help="source IP (mapped to a provider by the trunk map)")
+    p.add_argument(
+        "--signed-ocn",
+        metavar="OCN",
+        help="the call carries an A-attested STIR/SHAKEN Identity that verified, signed "
+        "with this OCN (the signer's provider rules apply by signature)",
+    )
     p.add_argument("--at", help="ISO date/time of the call, e.g. 2021-11-10T12:00Z (default now)")
     p.add_argument("--json", action="store_true", help="print the explanation as JSON")
     p.set_defaults(handler=_wrap(_check), trunks=None, screen_config=None)
@@ -1873,6 +1958,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--rmd-number", help="RMD number, e.g. RMD0001410 (links the RMD gate)")
     p.add_argument("--frn", help="10-digit FCC Registration Number")
     p.add_argument("--ocn", help="Operating Company Number")
+    p.add_argument(
+        "--signing-ocns",
+        metavar="OCN,OCN",
+        help="more OCNs the provider signs STIR/SHAKEN calls with (comma list; '' clears): "
+        "its calls verified with one of them are matched by signature",
+    )
     p.add_argument(
         "--monitor-only",
         choices=("yes", "no"),
@@ -2089,6 +2180,12 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("id", help="provider id")
     p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json")
     p.set_defaults(handler=_wrap(_report))
+    p = rep.add_parser(
+        "shaken",
+        help="per provider: RMD STIR/SHAKEN implementation claim vs the traffic seen",
+    )
+    p.add_argument("--format", choices=("md", "json"), default="md", help="md (default) or json")
+    p.set_defaults(handler=_wrap(_report_shaken))
 
     rd = sub.add_parser("redis", help="Redis state").add_subparsers(
         dest="redis_command", required=True

@@ -53,7 +53,13 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                off = `Config.shaken` is None; paths relative to the file;
                unsigned, c_attested, failed ("pass" | "block"): the default
                attestation policy; [shaken.provider.<id>] the same keys
-               for one upstream provider (the others inherit the default)
+               for one upstream provider (the others inherit the default);
+               fetch (false), fetch_hosts ([] = any), fetch_timeout_s (2),
+               fetch_max_bytes (65536), fetch_ca, cert_ttl_min_s (60),
+               cert_ttl_max_s (86400), fetch_backoff_s (5),
+               fetch_backoff_max_s (900): background HTTPS fetch of x5u
+               certificates (proxy/certfetch.py); add_verstat (false):
+               ATIS-1000074 verstat= on the forwarded PAI (else From)
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import datetime as dt
 import ipaddress
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -328,9 +334,36 @@ class ShakenSpec:
     # Attestation policy by upstream provider id ("" = the default); empty
     # when no policy blocks anything (the engine then skips the rule).
     policy: Mapping[str, AttestationPolicy] = field(default_factory=dict)
+    # Background HTTPS fetch of x5u certificates (proxy/certfetch.py); off
+    # unless fetch = true. fetch_hosts empty = any host.
+    fetch: bool = False
+    fetch_hosts: tuple[str, ...] = ()
+    fetch_timeout_s: float = 2.0
+    fetch_max_bytes: int = 64 * 1024
+    fetch_ca: str | None = None  # CA bundle for the HTTPS servers (None = system)
+    cert_ttl_min_s: int = 60
+    cert_ttl_max_s: int = 86400
+    fetch_backoff_s: float = 5.0
+    fetch_backoff_max_s: float = 900.0
+    # ATIS-1000074: add verstat= to the forwarded P-Asserted-Identity (else From).
+    add_verstat: bool = False
 
+
+_SHAKEN_FETCH_KEYS: dict[str, type] = {
+    "fetch": bool,
+    "fetch_hosts": list,
+    "fetch_timeout_s": float,
+    "fetch_max_bytes": int,
+    "fetch_ca": str,
+    "cert_ttl_min_s": int,
+    "cert_ttl_max_s": int,
+    "fetch_backoff_s": float,
+    "fetch_backoff_max_s": float,
+    "add_verstat": bool,
+}
 
 _SHAKEN_KEYS: dict[str, type] = {
+    **_SHAKEN_FETCH_KEYS,
     "enabled": bool,
     "trust_anchors": str,
     "crl": str,
@@ -405,7 +438,43 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
         60 if window is None else window,
         4096 if size is None else size,
         policy,
+        **_shaken_fetch(vals, path),
     )
+
+
+def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) -> dict[str, Any]:
+    """The fetch keys of ``[shaken]`` (checked; absent = the ShakenSpec default)."""
+    out: dict[str, Any] = {}
+    hosts = vals["fetch_hosts"]
+    if hosts is not None:
+        for i, h in enumerate(hosts):
+            if not isinstance(h, str) or not h or "/" in h or " " in h:
+                raise ConfigError(f"shaken.fetch_hosts[{i}]: must be a host name, got {h!r}")
+        out["fetch_hosts"] = tuple(h.lower() for h in hosts)
+    bounds: dict[str, tuple[float, float]] = {
+        "fetch_timeout_s": (0.05, 60),
+        "fetch_max_bytes": (1024, 1 << 20),
+        "cert_ttl_min_s": (1, 7 * 86400),
+        "cert_ttl_max_s": (1, 30 * 86400),
+        "fetch_backoff_s": (0.01, 3600),
+        "fetch_backoff_max_s": (0.01, 86400),
+    }
+    for k, (lo, hi) in bounds.items():
+        v = vals[k]
+        if v is None:
+            continue
+        if not lo <= v <= hi:
+            raise ConfigError(f"shaken.{k}: must be within {lo:g}..{hi:g}, got {v}")
+        out[k] = v
+    for flag in ("fetch", "add_verstat"):
+        if vals[flag] is not None:
+            out[flag] = vals[flag]
+    if vals["fetch_ca"]:
+        out["fetch_ca"] = path(vals["fetch_ca"])
+    lo_ttl = out.get("cert_ttl_min_s", 60)
+    if out.get("cert_ttl_max_s", 86400) < lo_ttl:
+        raise ConfigError("shaken.cert_ttl_max_s: must be at least shaken.cert_ttl_min_s")
+    return out
 
 
 # ---------------------------------------------------------------------------

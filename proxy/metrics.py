@@ -42,6 +42,9 @@ from prometheus_client import values as _prom_values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from proxy.certfetch import RESULTS as CERT_FETCH_RESULTS
+from proxy.shakenstats import OTHER as SHAKEN_OTHER
+from proxy.shakenstats import OUTCOMES as SHAKEN_OUTCOMES
 from proxy.sip.message import METHODS as SIP_METHODS
 from rules.shaken import REASONS as SHAKEN_REASONS
 from rules.verdict import Rule
@@ -336,6 +339,38 @@ class Metrics:
         }
         for reason in SHAKEN_REASONS:
             self.shaken_children[(reason, None)] = self.shaken_results.labels(reason, "")
+        # x5u certificate fetches (proxy/certfetch.py, [shaken] fetch = true).
+        self.shaken_cert_fetches = Counter(
+            "sipscreen_shaken_cert_fetches",
+            "STIR/SHAKEN x5u certificate fetches by result: fetched (HTTPS), "
+            "redis (shared cache), timeout, too_large, http_error, bad_cert, "
+            "error, host_not_allowed, backoff (skipped after a failure)",
+            ["result"],
+            registry=reg,
+        )
+        # Per provider of the snapshot (bounded): proxy/shakenstats.py.
+        self.shaken_provider_calls = Counter(
+            "sipscreen_shaken_provider_calls",
+            "INVITEs by upstream provider (providers of the snapshot, else '(other)') and "
+            "STIR/SHAKEN outcome: unsigned, pending (certificate not cached), failed, "
+            "A/B/C (verified, by attestation) ([shaken] enabled)",
+            ["provider", "outcome"],
+            registry=reg,
+        )
+        for o in SHAKEN_OUTCOMES:  # the label set at start (panels, docs)
+            self.shaken_provider_calls.labels(SHAKEN_OTHER, o)
+        self.shaken_provider_claim = Gauge(
+            "sipscreen_shaken_provider_claim",
+            "1 per provider seen by [shaken], labelled with its RMD STIR/SHAKEN "
+            "implementation claim (as when first seen by this worker)",
+            ["provider", "implementation"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.shaken_provider_claim.labels(SHAKEN_OTHER, "").set(0)
+        self.shaken_cert_fetch_children: dict[str, Any] = {
+            r: self.shaken_cert_fetches.labels(r) for r in CERT_FETCH_RESULTS
+        }
         # TCP resources (issue 10.6): connections open now, refused by a cap,
         # closed by a timeout
         self.tcp_open = Gauge(

@@ -127,6 +127,7 @@ FIELDS = (
     "attest",  # SHAKEN attestation A/B/C when the Identity verified ([shaken] on)
     "verstat",  # ATIS-1000074: TN-Validation-Passed / -Failed / No-TN-Validation ([shaken] on)
     "shaken_reason",  # why it did not pass: unsigned, cert_pending, stale, bad_signature, ...
+    "matched_by",  # provider rules: "trunk" (the provider it came from) or "signature" (its signer)
 )
 STREAM = "records"
 INDEX = "records:ix:"

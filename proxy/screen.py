@@ -26,7 +26,10 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
 3. maps a block to the answer configured for the rule's answer class
    (`603` / `603+` / `608`, precomputed in proxy/config.py), or
    forwards (returns None) when allowed, when only a would-block matched, or
-   in `--monitor` mode;
+   in `--monitor` mode; with `[shaken]` on, a forwarded call whose
+   P-Asserted-Identity/From needs a verstat edit (an upstream one stripped,
+   ours added with `add_verstat`, proxy/sip/verstat.py) returns
+   `Forward(edits)` instead of None;
 4. counts on pre-bound metric children, logs one JSON line per blocked (or
    would-block) call, and appends a decision record (all blocks, sampled
    allows) to the RecordWriter. An allowlist pass over a rule that would
@@ -57,8 +60,10 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.records import clip
-from proxy.sip.core import RETRY_AFTER, Answer
+from proxy.shakenstats import OTHER, ShakenStats
+from proxy.sip.core import RETRY_AFTER, Answer, Forward
 from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
+from proxy.sip.verstat import verstat_edits
 from rules.engine import decide
 from rules.facts import CallFacts
 from rules.numbers import normalise, sos_urn
@@ -85,6 +90,23 @@ class _Store(Protocol):
 
 class _Records(Protocol):
     def append(self, record: dict[str, str]) -> Any: ...
+
+
+# proxy/shakenstats.py OUTCOMES index of a verified call, by attestation.
+_ATTEST_OUTCOME = {"A": 3, "B": 4, "C": 5}
+
+# Rules about a provider: the record says whether it matched by trunk or by signature.
+_PROVIDER_RULES = frozenset(
+    (
+        Rule.UNMAPPED_PROVIDER,
+        Rule.RMD_GATE,
+        Rule.FDO,
+        Rule.PROVIDER_BLOCK,
+        Rule.SHAKEN_POLICY,
+        Rule.NOTICE_K4,
+        Rule.NOTICE_N2,
+    )
+)
 
 
 def _iso_ms(ts: float) -> str:
@@ -222,11 +244,25 @@ class Screener:
         self._observe = metrics.decision_seconds.observe
         # [shaken] (off by default): None keeps the INVITE path as it was.
         self._shaken: Verifier | None = None
+        self._add_verstat = config.shaken is not None and config.shaken.add_verstat
         self._shaken_count = metrics.shaken_children
+        self._stats: ShakenStats | None = None
         if config.shaken is not None:
             from proxy.shaken import load_verifier
 
-            self._shaken = load_verifier(config.shaken)
+            self._stats = ShakenStats.shared(
+                config.redis_url,
+                config.key_prefix,
+                metrics.shaken_provider_calls,
+                metrics.shaken_provider_claim,
+            )
+
+            self._shaken = load_verifier(
+                config.shaken,
+                redis_url=config.redis_url,
+                prefix=config.key_prefix,
+                counters=metrics.shaken_cert_fetch_children,
+            )
         self.errors = 0
 
     # -- facts --------------------------------------------------------------
@@ -257,25 +293,44 @@ class Screener:
             _private(req.privacy),
         )
 
-    def _verify(self, verifier: Verifier, req: Request, facts: CallFacts, now: float) -> None:
+    def _verify(
+        self, verifier: Verifier, req: Request, facts: CallFacts, now: float
+    ) -> Forward | None:
         """STIR/SHAKEN (RFC 8224 §6.2): the verification result into the facts,
-        counted in sipscreen_shaken_results_total{result,attest}.
+        counted in sipscreen_shaken_results_total{result,attest}; the edits of
+        the forwarded INVITE (ATIS-1000074 verstat: an upstream one stripped,
+        ours added with ``add_verstat``), if any.
 
         The signer's OCN and attestation are taken only from a header that
         verified: a failed one names no one."""
         res = verifier.verify(req.header(b"identity"), facts.caller, facts.callee, now)
         facts.verstat = res.verstat
         facts.shaken_reason = res.reason
-        if res.reason == "":
+        reason = res.reason
+        if reason == "":
             facts.attest = res.attest
             facts.ocn = res.ocn
             self._shaken_count[("", res.attest)].inc()
+            outcome = _ATTEST_OUTCOME.get(res.attest or "", 2)
         else:
-            self._shaken_count[(res.reason, None)].inc()
+            self._shaken_count[(reason, None)].inc()
+            outcome = 0 if reason == "unsigned" else 1 if reason == "cert_pending" else 2
+        stats = self._stats
+        if stats is not None:
+            provider = facts.provider
+            prov = self.store.snapshot.providers.get(provider) if provider is not None else None
+            if prov is None:
+                stats.count(OTHER, outcome)
+            else:
+                stats.count(prov.id, outcome, prov.implementation)
+        edits = verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
+        return None if edits is None else Forward(edits)
 
     # -- the hot path ----------------------------------------------------------
 
-    def __call__(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+    def __call__(
+        self, req: Request, src: tuple[str, int], transport: str
+    ) -> Answer | Forward | None:
         store = self.store
         if not store.loaded:
             if self._closed:
@@ -290,8 +345,9 @@ class Screener:
         except AmbiguousProvider as exc:
             return self._refuse_ambiguous(req, src, transport, exc)
         now = self._clock()
+        fwd: Forward | None = None
         if self._shaken is not None:
-            self._verify(self._shaken, req, facts, now)
+            fwd = self._verify(self._shaken, req, facts, now)
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
         if not verdict.blocked:
@@ -300,7 +356,7 @@ class Screener:
                 self._allowed[verdict.rule].inc()
                 if self._sample and self.records is not None and self._rng() < self._sample:
                     self._record(req, src, transport, facts, verdict, "allow", snap, now)
-                return None
+                return fwd
             if verdict.rule is Rule.ALLOWLIST:
                 # The allowlist passed the call over `would`: allowed, counted
                 # by the rule it passed over, recorded and logged.
@@ -309,7 +365,7 @@ class Screener:
                 self._record(
                     req, src, transport, facts, verdict, "allowlist_override", snap, now, rule=would
                 )
-                return None
+                return fwd
             if would is Rule.UNMAPPED_PROVIDER:
                 self._unmapped_passed.inc()
                 if snap.unmapped_provider_policy != "block":
@@ -330,19 +386,19 @@ class Screener:
                             rule=would,
                             log=False,
                         )
-                    return None
+                    return fwd
                 # policy block, provider monitor_only: a call the gate would have
                 # refused, counted as would_block and recorded like the others
             self._would[would].inc()
             self._record(req, src, transport, facts, verdict, "would_block", snap, now, rule=would)
-            return None
+            return fwd
         if self._monitor:
             # --monitor: count and log what would be blocked, forward it.
             self._would[verdict.rule].inc()
             if verdict.rule is Rule.UNMAPPED_PROVIDER:
                 self._unmapped_passed.inc()
             self._record(req, src, transport, facts, verdict, "monitor", snap, now)
-            return None
+            return fwd
         self._blocked[verdict.rule].inc()
         if verdict.rule is Rule.UNMAPPED_PROVIDER:
             self._unmapped_blocked.inc()
@@ -397,6 +453,7 @@ class Screener:
             "attest": "",
             "verstat": "",
             "shaken_reason": "",
+            "matched_by": "",
         }
         if _log.isEnabledFor(logging.WARNING):
             _log.warning(json.dumps(rec, separators=(",", ":")))
@@ -487,6 +544,9 @@ class Screener:
             "attest": facts.attest or "",
             "verstat": facts.verstat or "",
             "shaken_reason": facts.shaken_reason,
+            "matched_by": "signature"
+            if verdict.by_signature
+            else ("trunk" if r in _PROVIDER_RULES else ""),
         }
         if log and action != "allow" and _log.isEnabledFor(logging.INFO):
             _log.info(json.dumps(rec, separators=(",", ":")))

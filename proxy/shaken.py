@@ -1,4 +1,4 @@
-"""STIR/SHAKEN adapter: files -> rules.shaken.Verifier (interim, no network).
+"""STIR/SHAKEN adapter: files (and the x5u fetcher) -> rules.shaken.Verifier.
 
 How this works: when ``[shaken] enabled = true``, :func:`load_verifier`
 reads, once, at start and on reload:
@@ -12,9 +12,10 @@ reads, once, at start and on reload:
 
 The certificates are held in a dict, so the verifier's certificate source is
 one dict lookup on the INVITE path (no file or network I/O); an ``x5u`` with
-no file is "certificate pending" (``No-TN-Validation``). The background HTTPS
-fetcher and the shared Redis certificate cache of issue 11 will replace the
-directory; the verifier does not change.
+no file is "certificate pending" (``No-TN-Validation``). With ``fetch =
+true`` the source is instead proxy/certfetch.py's ``CertFetcher`` (the
+directory preloaded into it): a pending ``x5u`` is fetched over HTTPS in the
+background and shared through Redis; the verifier does not change.
 
 A file that cannot be read raises ``ConfigError`` naming it.
 """
@@ -22,14 +23,20 @@ A file that cannot be read raises ``ConfigError`` naming it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote, unquote
 
+from proxy.certfetch import CertFetcher
 from proxy.config import ConfigError, ShakenSpec
 from rules.shaken import Verifier, load_certificates
 
 __all__ = ["MAX_CERT_BYTES", "cert_file_name", "load_cert_dir", "load_verifier"]
 
 MAX_CERT_BYTES = 64 * 1024
+
+# The fetcher built last per (Redis URL, prefix): a reload's new one adopts it.
+_LAST_FETCHER: dict[tuple[str | None, str], CertFetcher] = {}
 
 
 def cert_file_name(x5u: str) -> str:
@@ -68,8 +75,18 @@ def load_cert_dir(directory: str) -> dict[str, bytes]:
     return out
 
 
-def load_verifier(spec: ShakenSpec) -> Verifier:
-    """The verifier for ``spec`` (``[shaken]``); ConfigError on a bad file."""
+def load_verifier(
+    spec: ShakenSpec,
+    *,
+    redis_url: str | None = None,
+    prefix: str = "",
+    counters: Mapping[str, Any] | None = None,
+) -> Verifier:
+    """The verifier for ``spec`` (``[shaken]``); ConfigError on a bad file.
+
+    With ``spec.fetch`` its certificate source is a :class:`CertFetcher`
+    (``verifier.fetcher``) preloaded with the ``certs`` directory, sharing
+    certificates through Redis at ``redis_url`` under ``prefix``."""
     anchors = _read(spec.trust_anchors, "shaken.trust_anchors")
     try:
         load_certificates(anchors)
@@ -79,13 +96,28 @@ def load_verifier(spec: ShakenSpec) -> Verifier:
         ) from None
     crl = _read(spec.crl, "shaken.crl") if spec.crl else None
     certs = load_cert_dir(spec.certs) if spec.certs else {}
+    source: Callable[[str], bytes | None] = certs.get
+    fetcher = None
+    if spec.fetch:
+        if spec.fetch_ca:
+            _read(spec.fetch_ca, "shaken.fetch_ca")
+        fetcher = CertFetcher(
+            spec, redis_url=redis_url, prefix=prefix, counters=counters, preload=certs
+        )
+        previous = _LAST_FETCHER.get((redis_url, prefix))
+        if previous is not None:
+            fetcher.adopt(previous)  # SIGHUP: keep what was fetched
+        _LAST_FETCHER[(redis_url, prefix)] = fetcher
+        source = fetcher.get
     try:
-        return Verifier(
+        verifier = Verifier(
             anchors,
-            certs.get,
+            source,
             crl=crl,
             iat_window_s=spec.iat_window_s,
             cache_size=spec.cache_size,
         )
     except ValueError as exc:
         raise ConfigError(f"shaken.crl: {spec.crl}: unreadable CRL ({exc})") from None
+    verifier.fetcher = fetcher
+    return verifier

@@ -651,6 +651,9 @@ class SnapshotStore:
             monitor_only=mo == "1",
             rmd_order=h.get("rmd_order", ""),
             rmd_since=h.get("rmd_since", ""),
+            ocns=h.get("ocns", ""),
+            rmd_ocn=h.get("rmd_ocn", ""),
+            implementation=h.get("implementation", ""),
         )
 
     def _notice_from(self, key: str, nid: str, h: Mapping[str, str]) -> Notice | None:
@@ -770,10 +773,10 @@ class SnapshotStore:
             self._rmd_version = v
         elif rel.startswith(P_PROVIDER):
             pid = rel[len(P_PROVIDER) :]
-            if v is None:
-                snap.providers.pop(pid, None)
-            else:
+            old = snap.providers.pop(pid, None)
+            if v is not None:
                 snap.providers[pid] = v
+            snap.index_provider(old, v)
         elif rel.startswith(P_NOTICE):
             nid = rel[len(P_NOTICE) :]
             _drop_notice(snap, nid)
@@ -814,6 +817,7 @@ class SnapshotStore:
             p = self._provider_from(key, pid, h)
             if p is not None:
                 snap.providers[pid] = p
+                snap.index_provider(None, p)
                 nprov += 1
         nnot = 0
         for key, h, typ in await self._hgetall_many(
@@ -1599,6 +1603,9 @@ class SnapshotStore:
             "ocn",
             "monitor_only",
             "trunks",
+            "ocns",  # more signing OCNs (STIR/SHAKEN), comma list
+            "rmd_ocn",  # the RMD filing's OCN
+            "implementation",  # the RMD filing's STIR/SHAKEN implementation claim
         }
         out: dict[str, str] = {}
         for k, v in fields.items():

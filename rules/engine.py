@@ -45,6 +45,15 @@ call"):
    campaign the notice identified, from that provider);
 7. default: allowed.
 
+Providers tied to OCNs (issue 11): when the call's STIR/SHAKEN Identity
+verified, ``facts.ocn`` is the signer's OCN and ``Snapshot.ocn_provider``
+names the provider that signed it. If that is not the provider the call came
+from, the signer's FDOs (2c, after the trunk's), its provider-blocklist entry
+(5) and its notices (6, after the trunk's) apply too, with the same rule,
+citation and answer; the verdict says "matched by signature" and carries
+``by_signature`` (``_by_signature``). An unsigned call pays one ``is None``
+test for this.
+
 A call without a usable caller ID skips the caller rules (3-5 and n2). A
 caller asking for Privacy (RFC 3323) is still screened by number: privacy
 hides the identity from the callee, not from the carrier.
@@ -345,6 +354,30 @@ def _allow_over_verdict(over: Verdict) -> Verdict:
 
 
 @lru_cache(maxsize=4096)
+def _by_signature(v: Verdict, ocn: str, trunk: str) -> Verdict:
+    """``v`` (a provider rule about the provider that signed the call) marked
+    as matched by signature: same rule, citation and answer."""
+    via = f"provider '{trunk}'" if trunk else "an unmapped source"
+    return Verdict(
+        v.blocked,
+        v.rule,
+        f"{v.reason}; matched by signature: it signed this call (verified STIR/SHAKEN "
+        f"Identity, OCN {ocn}), received through {via}",
+        detail=v.detail,
+        would_block=v.would_block,
+        by_signature=True,
+    )
+
+
+def _signer(snap: Snapshot, facts: CallFacts | None, provider: str | None) -> str | None:
+    """The provider tied to the verified signer's OCN, when not the trunk's own."""
+    if facts is None or facts.ocn is None:
+        return None
+    signer = snap.ocn_provider.get(facts.ocn)
+    return None if signer == provider else signer
+
+
+@lru_cache(maxsize=4096)
 def _n2_verdict(
     notice_id: str, provider_id: str, name: str, campaign: str, monitor_only: bool
 ) -> Verdict:
@@ -480,17 +513,31 @@ def _after_allowlist(
         # 5. Operator policy: provider blocklist.
         if provider in snap.block_provider:
             return _provider_block_verdict(provider)
+    ocn = facts.ocn if facts is not None else None
+    signer = None if ocn is None else _signer(snap, facts, provider)  # unsigned: None
+    if signer is not None and signer in snap.block_provider:
+        return _by_signature(_provider_block_verdict(signer), ocn or "", provider or "")
     # 5. Operator policy: STIR/SHAKEN attestation ([shaken] on and a policy set).
     if snap.shaken_policy and facts is not None and facts.verstat is not None:
         v = _shaken_policy(snap, provider, facts)
         if v is not None:
             return v
+    out: Verdict | None = None
     if provider is not None:
         # 6. Notices (47 CFR 64.1200(k)(4), (n)(2)).
         notices = snap.notices.get(provider)
         if notices:
-            return _notice_rules(snap, notices, provider, caller, now)
-    return None
+            out = _notice_rules(snap, notices, provider, caller, now)
+            if signer is None or (out is not None and out.blocked):
+                return out
+    if signer is not None:
+        # 6. The signer's notices, matched by signature.
+        notices = snap.notices.get(signer)
+        if notices:
+            v = _notice_rules(snap, notices, signer, caller, now)
+            if v is not None and (v.blocked or out is None):
+                return _by_signature(v, ocn or "", provider or "")
+    return out
 
 
 def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
@@ -558,6 +605,20 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
                     return v
                 if pending is None:
                     pending = v
+    ocn = facts.ocn
+    if ocn is not None:
+        # 2c. An order against the provider that SIGNED the call (verified OCN).
+        signer = snap.ocn_provider.get(ocn)
+        if signer is not None and signer != provider:
+            orders = snap.orders.get(signer)
+            if orders:
+                v = _fdo_rules(snap, orders, snap.providers.get(signer), now)
+                if v is not None:
+                    v = _by_signature(v, ocn, provider or "")
+                    if v.blocked:
+                        return v
+                    if pending is None:
+                        pending = v
 
     # 3. Operator allowlist: exempts from 4-6; a pass over a rule is counted.
     if caller is not None and key in snap.allow_caller:
@@ -664,6 +725,16 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
             prov.monitor_only if prov else False,
         )  # fmt: skip
         checks.append(Check(Rule.FDO, v.blocked, v.reason))
+    signer = _signer(snap, facts, provider)
+    sprov = snap.providers.get(signer) if signer is not None else None
+    ocn, trunk = facts.ocn or "", provider or ""
+    for o in snap.orders.get(signer, []) if signer is not None else []:
+        v = _fdo_verdict(
+            o.id, o.order, o.provider, sprov.name if sprov else "", o.blocks_from,
+            now >= o.blocks_from, sprov.monitor_only if sprov else False,
+        )  # fmt: skip
+        v = _by_signature(v, ocn, trunk)
+        checks.append(Check(Rule.FDO, v.blocked, v.reason))
 
     no_caller = "no usable caller ID; caller rules skipped"
     # 3. allowlist
@@ -743,6 +814,12 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         checks.append(
             Check(Rule.PROVIDER_BLOCK, False, f"'{provider}' is not on the provider blocklist")
         )
+    if signer is not None and signer in snap.block_provider:
+        v = _by_signature(_provider_block_verdict(signer), ocn, trunk)
+        checks.append(Check(Rule.PROVIDER_BLOCK, True, v.reason))
+    elif signer is not None:
+        why = f"signer '{signer}' (OCN {ocn}) is not on the provider blocklist"
+        checks.append(Check(Rule.PROVIDER_BLOCK, False, why))
 
     # 5. STIR/SHAKEN attestation policy (operator policy)
     shaken_v = _shaken_policy(snap, provider, facts) if facts.verstat is not None else None
@@ -783,6 +860,28 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         else:
             v = _n2_verdict(notice.id, provider or "", name, campaign, monitor_only)
             checks.append(Check(Rule.NOTICE_N2, True, v.reason))
+
+    # 6. the signer's notices (k4, n2), matched by signature, after the trunk's
+    s_notices = snap.notices.get(signer, []) if signer is not None else []
+    s_name = sprov.name if sprov is not None else ""
+    s_mo = sprov.monitor_only if sprov is not None else False
+    for notice in s_notices:
+        if notice.kind == "k4" and signer is not None:
+            blocks, why = k4_check(notice, signer, s_name, s_mo, now)
+            checks.append(Check(Rule.NOTICE_K4, blocks, f"{why} (signer, OCN {ocn})"))
+    for notice in s_notices:
+        if notice.kind == "n2" and signer is not None:
+            campaign = _n2_match(notice, caller, now) if caller is not None else None
+            if campaign is None:
+                why = (
+                    f"notice {notice.id} (signer, OCN {ocn}): caller matches none of its campaigns"
+                )
+                checks.append(Check(Rule.NOTICE_N2, False, why))
+            else:
+                v = _by_signature(
+                    _n2_verdict(notice.id, signer, s_name, campaign, s_mo), ocn, trunk
+                )
+                checks.append(Check(Rule.NOTICE_N2, v.blocked, v.reason))
 
     verdict = decide(snap, facts, now)
     if verdict.rule is Rule.DEFAULT:

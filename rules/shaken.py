@@ -459,6 +459,8 @@ class Verifier:
         # x5u -> its certificate checked once (chain, CRL, TNAuthList, key).
         self._signers: dict[str, _Signer] = {}
         self._cache_size = cache_size
+        # The adapter that feeds ``certs`` (proxy/certfetch.py), if any: opaque here.
+        self.fetcher: object | None = None
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -370,6 +370,19 @@ class Provider:
     monitor_only: bool = False
     rmd_order: str = ""  # the removal order when rmd_status is "removed"
     rmd_since: str = ""  # ISO date the RMD status began (as-of or order date)
+    # STIR/SHAKEN: more OCNs the provider signs with (operator, comma list),
+    # the OCN and the STIR/SHAKEN implementation claim of its RMD filing.
+    ocns: str = ""
+    rmd_ocn: str = ""
+    implementation: str = ""
+
+    def signing_ocns(self) -> set[str]:
+        """Every OCN this provider signs with: ``ocn``, ``rmd_ocn``, ``ocns``."""
+        out = {o.strip().upper() for o in self.ocns.split(",")}
+        out.add(self.ocn.strip().upper())
+        out.add(self.rmd_ocn.strip().upper())
+        out.discard("")
+        return out
 
 
 @dataclass(slots=True)
@@ -486,6 +499,10 @@ class Snapshot:
     # other provider, and calls from an unmapped source); empty = no policy
     # (rules/shaken.py AttestationPolicy; from [shaken] in the config).
     shaken_policy: Mapping[str, AttestationPolicy] = field(default_factory=dict)
+    # Derived (index_provider): signer OCN -> provider id, the lowest id when
+    # several providers claim one OCN; and every claim, to keep it on edits.
+    ocn_provider: dict[str, str] = field(default_factory=dict)
+    ocn_claims: dict[str, set[str]] = field(default_factory=dict)
     version: str = ""
     loaded_at: float = 0.0
 
@@ -596,10 +613,32 @@ class Snapshot:
     def set_provider(self, provider: Provider) -> None:
         if provider.rmd_status not in RMD_STATUSES:
             raise ValueError(f"unknown rmd_status {provider.rmd_status!r}")
+        self.index_provider(self.providers.get(provider.id), provider)
         self.providers[provider.id] = provider
 
     def remove_provider(self, provider_id: str) -> None:
-        self.providers.pop(provider_id, None)
+        self.index_provider(self.providers.pop(provider_id, None), None)
+
+    def index_provider(self, old: Provider | None, new: Provider | None) -> None:
+        """Keep ``ocn_provider`` in step with one provider replaced (``old`` ->
+        ``new``, either None): only the OCNs the two name are touched."""
+        if old is None and new is None:
+            return
+        pid = new.id if new is not None else old.id  # type: ignore[union-attr]
+        before = old.signing_ocns() if old is not None else set()
+        after = new.signing_ocns() if new is not None else set()
+        claims = self.ocn_claims
+        for ocn in before ^ after:
+            got = claims.setdefault(ocn, set())
+            if ocn in after:
+                got.add(pid)
+            else:
+                got.discard(pid)
+            if got:
+                self.ocn_provider[ocn] = min(got)
+            else:
+                del claims[ocn]
+                self.ocn_provider.pop(ocn, None)
 
     def set_notice(self, notice: Notice) -> None:
         """Add or replace (by id) a notice."""

@@ -102,6 +102,9 @@ class Verdict:
     reason: str
     detail: str = ""
     would_block: Rule | None = None
+    # The provider rule matched the provider that SIGNED the call (verified
+    # STIR/SHAKEN OCN), not the trunk it came in on (records: matched_by).
+    by_signature: bool = False
 
 
 # Pre-built verdicts: the common path returns one of these (no allocation).

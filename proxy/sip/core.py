@@ -32,7 +32,9 @@ How this works (aioquic style, no I/O, no clock):
   ``200 OK`` to OPTIONS addressed to the proxy. Initial INVITEs go to
   ``screen(req, src, transport)``; an ``Answer`` starts an INVITE server
   transaction (transaction.py) that retransmits the final response on timer
-  G, absorbs the ACK and answers a CANCEL with 200.
+  G, absorbs the ACK and answers a CANCEL with 200; a ``Forward`` forwards it
+  with the screen's byte edits applied along with the core's own (``[shaken]``
+  verstat); None forwards it as it is.
 - Per-source limits (issue 10.8, off unless configured): an ``INVITE``
   datagram from the network is counted per source IP in fixed windows before
   any parsing (``_over_limit``, one dict update); over the limit it is dropped
@@ -91,6 +93,7 @@ from .transaction import (
 
 __all__ = [
     "Answer",
+    "Forward",
     "CoreConfig",
     "CoreStats",
     "ProxyCore",
@@ -126,7 +129,16 @@ class Answer:
     extra_headers: bytes = b""  # complete header lines, each ending in CRLF
 
 
-Screen = Callable[[Request, tuple[str, int], str], Answer | None]
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """The screen passes the INVITE with edits of its raw bytes: ``(start, end,
+    replacement)`` spans of ``req.raw``, disjoint from the core's own (Via,
+    Max-Forwards, Route, the trusted header); e.g. ATIS-1000074 ``verstat``."""
+
+    edits: tuple[tuple[int, int, bytes], ...]
+
+
+Screen = Callable[[Request, tuple[str, int], str], Answer | Forward | None]
 
 
 @dataclass
@@ -830,6 +842,7 @@ class ProxyCore:
                 return
 
         # Screening (initial INVITEs only; in-dialog requests are never screened)
+        fwd: Forward | None = None
         if initial and method == b"INVITE":
             st.screened += 1
             try:
@@ -837,7 +850,10 @@ class ProxyCore:
             except Exception:  # fail open: a screening fault must not drop lawful calls
                 st.screen_errors += 1
                 answer = None
+            if type(answer) is Forward:
+                fwd, answer = answer, None
             if answer is not None:
+                assert type(answer) is Answer
                 st.rejected += 1
                 if key is None:
                     key = transaction_key(req)
@@ -857,7 +873,7 @@ class ProxyCore:
 
         self._out.append(
             (
-                self._forward_bytes(req, src, transport, out_transport, n_ours, strip),
+                self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd),
                 dest,
                 out_transport,
             )
@@ -904,10 +920,11 @@ class ProxyCore:
         out_transport: str,
         n_ours: int,
         strip: list[tuple[int, int]] | None = None,
+        fwd: Forward | None = None,
     ) -> bytes:
         raw = req.raw
         eol = req._hstart  # just past the start line's CRLF
-        edits: list[tuple[int, int, bytes]] = []
+        edits: list[tuple[int, int, bytes]] = [] if fwd is None else list(fwd.edits)
         if strip is not None:
             # whole header lines (a folded value included) with their CRLF
             for s, e in strip:

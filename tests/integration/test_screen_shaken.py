@@ -18,7 +18,7 @@ from proxy.config import ConfigError, load_config
 from proxy.metrics import Metrics
 from proxy.records import RecordWriter
 from proxy.screen import Screener
-from proxy.shaken import cert_file_name, load_cert_dir
+from proxy.shaken import cert_file_name, load_cert_dir, load_verifier
 from proxy.sip.message import parse
 from proxy.store import SnapshotStore
 from rules.shaken import FAILED, NO_VALIDATION, PASSED
@@ -244,3 +244,29 @@ def test_policy_config_errors(shaken_files: Path) -> None:
     # pass everywhere: no policy reaches the snapshot (the engine skips the rule)
     cfg = _config(shaken_files, "p:", ON + '[shaken.provider.acme]\nunsigned = "pass"\n')
     assert cfg.shaken is not None and cfg.shaken.policy == {} and cfg.shaken_policy == {}
+
+
+def test_fetch_keys(shaken_files: Path, pki: PKI) -> None:
+    cfg = _config(
+        shaken_files,
+        "p:",
+        ON + 'fetch = true\nfetch_hosts = ["Certs.Example.org"]\nfetch_timeout_s = 1\n'
+        "cert_ttl_min_s = 30\ncert_ttl_max_s = 3600\n",
+    )
+    s = cfg.shaken
+    assert s.fetch and s.fetch_hosts == ("certs.example.org",)
+    assert (s.fetch_timeout_s, s.cert_ttl_min_s, s.cert_ttl_max_s) == (1.0, 30, 3600)
+    v = load_verifier(s, redis_url=cfg.redis_url, prefix="p:")
+    assert v.fetcher is not None
+    assert v.fetcher.get(X5U) == pki.chain  # the certs directory is preloaded
+    assert load_verifier(_config(shaken_files, "p:", ON).shaken).fetcher is None
+    for bad, msg in [
+        ("fetch_hosts = [1]", r"shaken.fetch_hosts\[0\]: must be a host name"),
+        ('fetch_hosts = "x"', "shaken.fetch_hosts: must be list"),
+        ("fetch_timeout_s = 0", "shaken.fetch_timeout_s: must be within"),
+        ("fetch_max_bytes = 10", "shaken.fetch_max_bytes: must be within"),
+        ("cert_ttl_min_s = 100\ncert_ttl_max_s = 50", "cert_ttl_max_s: must be at least"),
+        ('fetch_ca = "nope.pem"', r"shaken.fetch_ca: cannot read .*nope.pem"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            _config(shaken_files, "p:", ON + "fetch = true\n" + bad + "\n")

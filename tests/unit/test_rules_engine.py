@@ -714,6 +714,7 @@ K4_VARIANTS = st.sampled_from(
     k4_fields=K4_VARIANTS,
     policy=st.sampled_from(["block", "monitor"]),
     blocked_provider=st.booleans(),
+    ocn=st.sampled_from([None, None, "PZ01", "WK04", "WF01", "GF01", "AB01", "ZZZZ"]),
 )  # fmt: skip
 def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
     caller: str | None,
@@ -725,16 +726,17 @@ def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
     k4_fields: dict[str, float],
     policy: str,
     blocked_provider: bool,
+    ocn: str | None,
 ) -> None:
     s = Snapshot.empty()
     s.unmapped_provider_policy = policy
-    s.set_provider(Provider("absent", rmd_status="absent", rmd_since="2021-10-01"))
+    s.set_provider(Provider("absent", rmd_status="absent", rmd_since="2021-10-01", ocn="AB01"))
     s.set_provider(Provider("watch", rmd_status="removed", monitor_only=True))
-    s.set_provider(Provider("watchfdo", rmd_status="listed", monitor_only=True))
-    s.set_provider(Provider("watchk4", rmd_status="listed", monitor_only=True))
+    s.set_provider(Provider("watchfdo", rmd_status="listed", monitor_only=True, ocns="WF01"))
+    s.set_provider(Provider("watchk4", rmd_status="listed", monitor_only=True, rmd_ocn="WK04"))
     s.set_provider(Provider("watchunk", rmd_status="unknown", monitor_only=True))
-    s.set_provider(Provider("pz", rmd_status="listed"))
-    s.set_provider(Provider("gonefdo", rmd_status="removed", rmd_order="DA 25-694"))
+    s.set_provider(Provider("pz", rmd_status="listed", ocn="PZ01"))
+    s.set_provider(Provider("gonefdo", rmd_status="removed", rmd_order="DA 25-694", ocn="GF01"))
     s.set_order(_fdo("watchfdo", FDO_RELEASED, "O1"))
     s.set_order(_fdo("gonefdo", FDO_RELEASED, "O2"))
     s.set_order(_fdo("pz", date(2021, 10, 20), "O3"))  # blocks from 2021-11-19
@@ -755,9 +757,12 @@ def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
     if allow and caller is not None:
         s.apply("allow:caller", "add", [caller])
     f = CallFacts(caller, callee, provider)
+    if ocn is not None:  # a verified signer (rules/shaken.py sets it only then)
+        f.verstat, f.attest, f.ocn = "TN-Validation-Passed", "A", ocn
     verdict = decide(s, f, when)
     checks = explain(s, f, when)
-    assert [c.rule for c in checks][:9] == list(Rule)[:9]
+    rules = [c.rule for c in checks]
+    assert [r for i, r in enumerate(rules) if i == 0 or rules[i - 1] is not r][:9] == list(Rule)[:9]
     first = _first_decider(checks)
     if verdict.would_block is None or verdict.rule is Rule.ALLOWLIST:
         assert verdict.rule is first, (verdict, [(c.rule, c.matched) for c in checks])
@@ -766,11 +771,18 @@ def test_explain_agrees_with_decide_absent_monitor_fdo_k4(
             verdict,
             [(c.rule, c.matched, c.why) for c in checks],
         )
+    if verdict.by_signature:
+        assert ocn is not None and "matched by signature" in verdict.reason
+        assert s.ocn_provider[ocn] != provider
     if callee in ("911", "urn:service:sos"):
         assert verdict is ALLOW_EMERGENCY
     elif provider in ("absent", "gonefdo"):
         assert verdict.blocked and verdict.rule is Rule.RMD_GATE
-    elif provider in ("watch", "watchfdo", "watchk4", "watchunk") and verdict.blocked:
+    elif (
+        provider in ("watch", "watchfdo", "watchk4", "watchunk")
+        and verdict.blocked
+        and not verdict.by_signature  # the signer's own rules are its own
+    ):
         # a monitor-only provider is never blocked by a provider rule (2, 6)
         assert verdict.rule not in (
             Rule.RMD_GATE, Rule.FDO, Rule.NOTICE_K4, Rule.UNMAPPED_PROVIDER
@@ -854,3 +866,71 @@ def test_shaken_policy_order(shaken_snap: Snapshot) -> None:
     assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.SHAKEN_POLICY
     checks = {c.rule: c for c in explain(shaken_snap, _signed(*unsigned), 0.0)}
     assert checks[Rule.SHAKEN_POLICY].matched
+
+
+# -- providers tied to OCNs: rules by signature (issue 11) ------------------------
+
+
+@pytest.fixture
+def ocn_snap() -> Snapshot:
+    s = Snapshot.empty()
+    s.set_provider(Provider("clean", rmd_status="listed", ocn="CL01"))
+    s.set_provider(Provider("pz", rmd_status="listed", ocn="PZ01", ocns="PZ02, pz03"))
+    s.set_provider(Provider("ordered", rmd_status="listed", rmd_ocn="OR01"))
+    s.set_provider(Provider("listed", rmd_status="listed", ocn="BL01"))
+    s.set_notice(k4(fcc_notified=FCC_AFTER))  # k4 against pz
+    s.set_order(_fdo("ordered", FDO_RELEASED, "O9"))
+    s.apply("block:provider", "add", ["listed"])
+    return s
+
+
+def _by(ocn: str | None, provider: str = "clean", caller: str = GOOD) -> CallFacts:
+    f = CallFacts(caller, CALLEE, provider)
+    if ocn is not None:
+        f.verstat, f.attest, f.ocn = "TN-Validation-Passed", "A", ocn
+    return f
+
+
+def test_ocn_index_follows_provider_edits(ocn_snap: Snapshot) -> None:
+    s = ocn_snap
+    assert s.ocn_provider["PZ03"] == "pz" and s.ocn_provider["OR01"] == "ordered"
+    s.set_provider(Provider("aaa", rmd_status="listed", ocns="PZ02"))
+    assert s.ocn_provider["PZ02"] == "aaa"  # two claims: the lowest id, deterministic
+    s.remove_provider("aaa")
+    assert s.ocn_provider["PZ02"] == "pz"
+    s.set_provider(Provider("pz", rmd_status="listed", ocn="PZ01"))
+    assert "PZ02" not in s.ocn_provider and "PZ03" not in s.ocn_provider
+
+
+def test_k4_applies_to_the_calls_a_provider_signed_through_a_clean_trunk(
+    ocn_snap: Snapshot,
+) -> None:
+    when = REPORT_DUE + 9 * DAY
+    v = decide(ocn_snap, _by("PZ02"), when)
+    assert v.blocked and v.rule is Rule.NOTICE_K4 and v.by_signature
+    assert "matched by signature" in v.reason and "OCN PZ02" in v.reason
+    assert "received through provider 'clean'" in v.reason
+    # the same notice by trunk: not "by signature"
+    v2 = decide(ocn_snap, _by(None, provider="pz"), when)
+    assert v2.blocked and v2.rule is Rule.NOTICE_K4 and not v2.by_signature
+    # unsigned, or signed by the trunk's own OCN, or an OCN no provider claims: allowed
+    for f in (_by(None), _by("CL01"), _by("ZZ99")):
+        assert decide(ocn_snap, f, when) is ALLOW_DEFAULT
+    # the allowlist exempts from step 6, by signature as by trunk
+    ocn_snap.apply("allow:caller", "add", [GOOD])
+    v3 = decide(ocn_snap, _by("PZ02"), when)
+    assert not v3.blocked and v3.rule is Rule.ALLOWLIST and v3.would_block is Rule.NOTICE_K4
+
+
+def test_fdo_and_provider_block_by_signature(ocn_snap: Snapshot) -> None:
+    when = REPORT_DUE + 9 * DAY
+    v = decide(ocn_snap, _by("OR01"), when)
+    assert v.blocked and v.rule is Rule.FDO and v.by_signature and v.detail == "O9"
+    assert v.rule.citation == "47 CFR 64.1200(n)(3)"
+    ocn_snap.apply("allow:caller", "add", [GOOD])
+    assert decide(ocn_snap, _by("OR01"), when).rule is Rule.FDO  # no allowlist lifts it
+    v = decide(ocn_snap, _by("BL01", caller="+13015551299"), when)
+    assert v.blocked and v.rule is Rule.PROVIDER_BLOCK and v.by_signature
+    checks = explain(ocn_snap, _by("BL01", caller="+13015551299"), when)
+    assert [c.rule for c in checks if c.matched][0] is Rule.PROVIDER_BLOCK
+    assert any("matched by signature" in c.why for c in checks if c.matched)
