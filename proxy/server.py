@@ -1405,6 +1405,7 @@ def _make_core_config(
         listen_host=host,
         listen_port=port,
         softswitch=config.softswitch,
+        softswitch_transport=config.softswitch_transport,
         record_route=config.record_route,
         advertised_host=config.advertised_host,
         worker_index=index,
@@ -1663,7 +1664,7 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
         h, p = s.getsockname()[:2]
         lines.append(f"sipscreen: listening on tls:{h}:{p}")
     sh, sp = config.softswitch
-    lines.append(f"sipscreen: forwarding to softswitch udp:{sh}:{sp}")
+    lines.append(f"sipscreen: forwarding to softswitch {config.softswitch_transport}:{sh}:{sp}")
     if config.metrics is not None:
         mh, mp = config.metrics
         lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
@@ -1865,6 +1866,7 @@ def _run_single(
 _RESTART_ONLY = (
     "listen",
     "softswitch",
+    "softswitch_transport",
     "redis_url",
     "key_prefix",
     "metrics",

@@ -1,4 +1,5 @@
-"""Issue 14, live: TLS callers named by their client certificate.
+"""Issue 14, live: TLS callers named by their client certificate, and TLS
+towards the softswitch.
 
 The proxy runs as a subprocess with a ``tls:`` listener, ``tls_client_ca`` and
 ``tls_verify_client``; a raw UDP socket plays the softswitch. A caller whose
@@ -8,6 +9,11 @@ provider is found once at the handshake and travels with a message handed to
 another worker. With ``required``, a connection without a certificate is
 refused (``sipscreen_tcp_refused_total{reason="tls_client_cert"}``), and a
 certificate from another CA fails the handshake in both modes.
+
+With ``softswitch = "tls:HOST:PORT"`` a Python TLS server plays the
+softswitch: a full call (INVITE/200/ACK, its BYE on the connection the proxy
+opened), Record-Route ``transport=tls`` facing it; its certificate is
+verified against ``tls_ca`` (one from another CA: nothing is sent).
 """
 
 from __future__ import annotations
@@ -316,3 +322,207 @@ def test_tls_trunk_config(tmp_path: Path, pki: dict[str, Any]) -> None:
         "subjectAltName": (("DNS", "SBC.carrier-b.example"), ("IP Address", "127.0.0.1")),
     }
     assert cert_names(cert) == ["CN=edge1,O=B", "CN=edge1", "O=B", "sbc.carrier-b.example"]
+
+
+# --- TLS towards the softswitch ---------------------------------------------
+
+
+def _tls_softswitch(pki: dict[str, Any], who: str) -> tuple[ssl.SSLContext, socket.socket]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki[who]["cert"], pki[who]["key"])
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(5)
+    return ctx, lsock
+
+
+def _reply(req: Request, status: int) -> bytes:
+    from test_transports import _answer
+
+    return _answer(req, status)
+
+
+def _recv_tls(conn: ssl.SSLSocket, buf: bytearray) -> Any:
+    from test_transports import _recv_tcp
+
+    return parse(_recv_tcp(conn, buf))
+
+
+def _ss_proxy(
+    start_proxy: Any, pki: dict[str, Any], key_prefix: str, redis_url: str, ss_port: int
+) -> Any:
+    from sipscreen_testlib import free_tcp_port
+
+    tport = free_tcp_port()
+    proxy = start_proxy(
+        1,
+        redis_url,
+        key_prefix,
+        sections={
+            "proxy": {
+                "tls_cert": pki["server"]["cert"],
+                "tls_key": pki["server"]["key"],
+                "tls_ca": pki["ca"],
+            }
+        },
+        start=False,
+    )
+    cfg = proxy.config_path
+    text = cfg.read_text().replace('"udp:127.0.0.1:1"', f'"tls:127.0.0.1:{ss_port}"', 1)
+    udp = f'"udp:127.0.0.1:{proxy.port}"'
+    cfg.write_text(text.replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
+    proxy.start()
+    return proxy, tport
+
+
+def test_full_call_to_a_tls_softswitch(
+    pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """A UDP caller, the softswitch over TLS: INVITE/200/ACK, then the callee's BYE
+    on the connection the proxy opened; double Record-Route, transport=tls facing
+    the softswitch."""
+    ctx, lsock = _tls_softswitch(pki, "server")
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+    caller.settimeout(5)
+    try:
+        proxy, tport = _ss_proxy(start_proxy, pki, key_prefix, redis_url, lsock.getsockname()[1])
+        assert "forwarding to softswitch tls:" in proxy.stdout() + proxy.stderr()
+        cport = caller.getsockname()[1]
+        call_id = uuid.uuid4().hex.encode()
+        invite = (
+            b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-%s\r\n"
+            b"Max-Forwards: 70\r\n"
+            b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+            b"To: <sip:%s@127.0.0.1>\r\n"
+            b"Call-ID: %s\r\n"
+            b"CSeq: 1 INVITE\r\n"
+            b"Contact: <sip:alice@127.0.0.1:%d>\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        ) % (
+            CALLEE.encode(),
+            proxy.port,
+            cport,
+            call_id[:8],
+            CALLER.encode(),
+            CALLEE.encode(),
+            call_id,
+            cport,
+        )
+        caller.sendto(invite, ("127.0.0.1", proxy.port))
+        raw, _ = lsock.accept()
+        with ctx.wrap_socket(raw, server_side=True) as conn:
+            buf = bytearray()
+            fwd = _recv_tls(conn, buf)
+            assert isinstance(fwd, Request) and fwd.method == b"INVITE"
+            assert fwd.vias[0].transport == b"TLS"
+            rr = fwd.header(b"record-route")
+            assert rr == [
+                b"<sip:127.0.0.1:%d;transport=tls;lr>" % tport,
+                b"<sip:127.0.0.1:%d;lr>" % proxy.port,
+            ], rr
+            conn.sendall(_reply(fwd, 200))
+            while True:
+                ok = parse(caller.recvfrom(65535)[0])
+                if not (hasattr(ok, "status") and ok.status < 200):
+                    break
+            assert ok.status == 200  # type: ignore[union-attr]
+            ack = (
+                b"ACK sip:bob@127.0.0.1 SIP/2.0\r\n"
+                b"Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-ack%s\r\n"
+                b"Route: %s\r\n"
+                b"Max-Forwards: 70\r\n"
+                b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+                b"To: <sip:%s@127.0.0.1>;tag=callee1\r\n"
+                b"Call-ID: %s\r\n"
+                b"CSeq: 1 ACK\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            ) % (
+                cport,
+                call_id[:6],
+                b", ".join(reversed(rr)),
+                CALLER.encode(),
+                CALLEE.encode(),
+                call_id,
+            )
+            caller.sendto(ack, ("127.0.0.1", proxy.port))
+            got = _recv_tls(conn, buf)
+            assert isinstance(got, Request) and got.method == b"ACK"
+            # the callee hangs up: the softswitch's BYE on the same connection
+            bye = (
+                b"BYE sip:alice@127.0.0.1:%d SIP/2.0\r\n"
+                b"Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-ssbye1\r\n"
+                b"Route: %s\r\n"
+                b"Max-Forwards: 70\r\n"
+                b"From: <sip:%s@127.0.0.1>;tag=callee1\r\n"
+                b"To: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+                b"Call-ID: %s\r\n"
+                b"CSeq: 2 BYE\r\n"
+                b"Content-Length: 0\r\n\r\n"
+            ) % (
+                cport,
+                lsock.getsockname()[1],
+                b", ".join(rr),
+                CALLEE.encode(),
+                CALLER.encode(),
+                call_id,
+            )
+            conn.sendall(bye)
+            got = parse(caller.recvfrom(65535)[0])
+            assert isinstance(got, Request) and got.method == b"BYE"
+            assert got.header(b"route") == []
+            caller.sendto(_reply(got, 200), ("127.0.0.1", proxy.port))
+            resp = _recv_tls(conn, buf)
+            assert resp.status == 200 and resp.cseq == (2, b"BYE")
+    finally:
+        caller.close()
+        lsock.close()
+
+
+def test_tls_softswitch_with_an_unknown_certificate_is_not_sent_to(
+    pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """The softswitch's certificate is verified against tls_ca: one from another CA
+    fails the connection, counted (tcp_connect_failed) and logged; no INVITE leaves."""
+    ctx, lsock = _tls_softswitch(pki, "rogue")
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+    try:
+        proxy, _ = _ss_proxy(start_proxy, pki, key_prefix, redis_url, lsock.getsockname()[1])
+        cport = caller.getsockname()[1]
+        invite = (
+            b"INVITE sip:%s@127.0.0.1 SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-rogue1\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:%s@127.0.0.1>;tag=c1\r\n"
+            b"To: <sip:%s@127.0.0.1>\r\nCall-ID: rogue-ss\r\nCSeq: 1 INVITE\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        ) % (CALLEE.encode(), cport, CALLER.encode(), CALLEE.encode())
+        caller.sendto(invite, ("127.0.0.1", proxy.port))
+        raw, _ = lsock.accept()
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            with ctx.wrap_socket(raw, server_side=True) as conn:
+                conn.settimeout(5)
+                if not conn.recv(1):
+                    raise ConnectionError("closed")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if proxy.metric("sipscreen_dropped_total", reason="tcp_connect_failed") >= 1:
+                break
+            time.sleep(0.2)
+        assert proxy.metric("sipscreen_dropped_total", reason="tcp_connect_failed") >= 1
+        assert "certificate_verify_failed" in proxy.stderr() + proxy.stdout()
+    finally:
+        caller.close()
+        lsock.close()
+
+
+def test_softswitch_tls_config(tmp_path: Path, pki: dict[str, Any]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[proxy]\nlisten = ["udp:127.0.0.1:5060"]\nsoftswitch = "tls:127.0.0.1:5061"\n')
+    with pytest.raises(ConfigError, match="proxy.softswitch: tls needs a tls: listen"):
+        load_config(str(cfg))
+    cfg.write_text('[proxy]\nsoftswitch = "tcp:127.0.0.1:5061"\n')
+    with pytest.raises(ConfigError, match="proxy.softswitch: must be 'udp:HOST:PORT' or"):
+        load_config(str(cfg))
