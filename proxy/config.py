@@ -27,8 +27,9 @@ integer >= 1, got 0`).
 
 TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
-    [proxy]    listen (udp:/tcp:/tls:HOST:PORT), softswitch, workers, monitor,
-               record_route, tls_cert, tls_key, tls_ca, advertised_host, loop,
+    [proxy]    listen (udp:/tcp:/tls:HOST:PORT), softswitch (udp:/tls:HOST:PORT),
+               workers, monitor, record_route, tls_cert, tls_key, tls_ca,
+               tls_client_ca, tls_verify_client, advertised_host, loop,
                log_level, no_snapshot_policy,
                emergency_numbers, emergency_callers, unmapped_provider_policy,
                sample_data, clock

@@ -23,7 +23,11 @@ How this works (aioquic style, see shared/STYLE.md):
   only over TLS with authenticated peers, so a connection is found only
   under the address it is connected to. `"tls"`: the same, under TLS
   (`tls:` listen addresses, `[proxy] tls_cert`/`tls_key`; the connections we
-  open verify the peer's certificate for its address against `tls_ca`);
+  open verify the peer's certificate for its address against `tls_ca`; a
+  caller's client certificate, verified against `tls_client_ca`, can name its
+  trunk: `Worker.tls_client` finds the provider once at the handshake, and
+  every message of that connection is screened with it, see
+  `Screener.provider_override`; the softswitch may be reached over TLS too);
   `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
 * Several workers (`--workers N`): the parent binds N UDP sockets with
   SO_REUSEPORT on the same address:port *before* forking, attaches a classic
