@@ -278,6 +278,10 @@ def render_tls_report(
         *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
         f"- {ratio_line(results, 'TLS ')}",
         "",
+        "Both clean at the top step means the ladder did not reach either limit (the ratio "
+        "is then 1.00 by construction): compare CPU µs/call. Run briefly on a shared 2-core "
+        "machine (the other CPU s column), the load generator on the same cores.",
+        "",
     ]
     lines += [f"- {n}: skipped: {why}" for n, why in skipped.items()]
     return "\n".join(lines)

@@ -1880,6 +1880,8 @@ _RESTART_ONLY = (
     "tls_cert",
     "tls_key",
     "tls_ca",
+    "tls_client_ca",
+    "tls_verify_client",
     "spool_dir",
     "clock_start",
 )
