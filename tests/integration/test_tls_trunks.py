@@ -350,7 +350,12 @@ def _recv_tls(conn: ssl.SSLSocket, buf: bytearray) -> Any:
 
 
 def _ss_proxy(
-    start_proxy: Any, pki: dict[str, Any], key_prefix: str, redis_url: str, ss_port: int
+    start_proxy: Any,
+    pki: dict[str, Any],
+    key_prefix: str,
+    redis_url: str,
+    ss_port: int,
+    workers: int = 1,
 ) -> Any:
     from sipscreen_testlib import free_tcp_port
 
@@ -359,6 +364,7 @@ def _ss_proxy(
         1,
         redis_url,
         key_prefix,
+        workers=workers,
         sections={
             "proxy": {
                 "tls_cert": pki["server"]["cert"],
@@ -376,8 +382,9 @@ def _ss_proxy(
     return proxy, tport
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_full_call_to_a_tls_softswitch(
-    pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
+    workers: int, pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
     """A UDP caller, the softswitch over TLS: INVITE/200/ACK, then the callee's BYE
     on the connection the proxy opened; double Record-Route, transport=tls facing
@@ -387,7 +394,9 @@ def test_full_call_to_a_tls_softswitch(
     caller.bind(("127.0.0.1", 0))
     caller.settimeout(5)
     try:
-        proxy, tport = _ss_proxy(start_proxy, pki, key_prefix, redis_url, lsock.getsockname()[1])
+        proxy, tport = _ss_proxy(
+            start_proxy, pki, key_prefix, redis_url, lsock.getsockname()[1], workers
+        )
         assert "forwarding to softswitch tls:" in proxy.stdout() + proxy.stderr()
         cport = caller.getsockname()[1]
         call_id = uuid.uuid4().hex.encode()
