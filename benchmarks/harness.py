@@ -249,6 +249,23 @@ def ensure_deps(install: bool = True) -> list[str]:
     return problems
 
 
+def kamailio_tls(install: bool = True) -> str | None:
+    """None when Kamailio's tls module is there (apt-get installs
+    kamailio-tls-modules if missing and allowed), else why not."""
+    import glob
+
+    pattern = "/usr/lib/*/kamailio/modules/tls.so"
+    if not glob.glob(pattern) and install and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "kamailio-tls-modules"],
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    if glob.glob(pattern):
+        return None
+    return "Kamailio's tls module not found (apt-get install -y kamailio-tls-modules)"
+
+
 def sipscreen_available() -> str | None:
     """None when `python -m proxy run` can be started, else why not."""
     sys.path.insert(0, str(REPO))

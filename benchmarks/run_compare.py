@@ -70,6 +70,10 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
         raise SystemExit("cannot benchmark: " + "; ".join(problems))
     if "kamailio" in wanted and harness.which_kamailio() is None:
         skipped["kamailio"] = "; ".join(problems)
+    elif tls and "kamailio" in wanted:
+        why_tls = harness.kamailio_tls(install=not a.no_install)
+        if why_tls:
+            skipped["kamailio"] = why_tls
     if "sipscreen" in wanted:
         why = harness.sipscreen_available()
         if why:
