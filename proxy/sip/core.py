@@ -161,6 +161,9 @@ class CoreConfig:
     tcp_port: int | None = None
     # TLS listen port (None: no TLS): named in the entry facing a TLS peer
     tls_port: int | None = None
+    # How the softswitch is reached: "udp", or "tls" (on a connection the
+    # adapter opens, RFC 3261 §18.1.1; its requests come back on it)
+    softswitch_transport: str = "udp"
     # Relay responses in their common shape, and hand initial INVITEs/CANCELs
     # to their owner worker, without the full parse (proxy/sip/relay.py);
     # False = full parse of every message.
@@ -420,11 +423,12 @@ class ProxyCore:
                     selves.add((name.strip("[]").lower().encode(), port))
         self._selves = frozenset(selves)
         self._ss = (config.softswitch[0], int(config.softswitch[1]))
+        self._ss_t = config.softswitch_transport
         self._lean = config.lean_relay
         # Set by the adapter while its receive queue is backed up (load
         # shedding): new INVITEs are then answered 503 before any parsing.
         self.overloaded = False
-        self._our_via = self._via["udp"]
+        self._our_via = self._via[self._ss_t]
         # the Route entry callers echo from our Record-Route: the lean forward of
         # their in-dialog ACK/BYE (relay.scan_request) removes exactly this one
         rr = b"<sip:%s;lr>" % self._sent_by
@@ -561,7 +565,7 @@ class ProxyCore:
                 st.forwarded_requests += 1
                 branch = self._branch_of(material)
                 out = b"".join((data[:hstart], self._our_via, branch, b"\r\n", tail))
-                self._out.append((out, self._ss, "udp"))
+                self._out.append((out, self._ss, self._ss_t))
                 return
         try:
             msg = parse(data)
@@ -803,15 +807,16 @@ class ProxyCore:
                 return
 
         # Where does it go?
-        # The softswitch is reached over UDP (CoreConfig.softswitch): a request
-        # is "from the softswitch" only when it comes over UDP from that very
-        # address and port; anything else, TCP callers included, goes to it.
+        # The softswitch is reached over UDP or TLS (CoreConfig.softswitch): a
+        # request is "from the softswitch" only when it comes over that transport
+        # from that very address and port (over TLS: on our connection to it);
+        # anything else, TCP callers included, goes to it.
         ss = self._ss
         out_transport = transport
         strip: list[tuple[int, int]] | None = None
-        if transport != "udp" or src[1] != ss[1] or src[0] != ss[0]:
+        if transport != self._ss_t or src[1] != ss[1] or src[0] != ss[0]:
             dest: tuple[str, int] = ss
-            out_transport = "udp"
+            out_transport = self._ss_t
             th = self._th
             if th is not None:
                 strip = req._hdrs.get(th)
@@ -837,6 +842,8 @@ class ProxyCore:
                     self._drop("unsupported_transport")
                     return
                 out_transport = nt.decode()
+            else:  # a sip: URI of an address, no transport: UDP (RFC 3263 §4.1)
+                out_transport = "udp"
             if self._is_self(nh, np_):
                 self._drop("loop")
                 return

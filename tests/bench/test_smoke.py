@@ -139,3 +139,41 @@ def test_sipscreen(smoke: dict[str, object]) -> None:
     if why is not None:
         pytest.skip(f"sipscreen cannot start yet: {why}")
     _check_calls(smoke, "sipscreen", screened=True)
+
+
+@pytest.mark.sipp
+@pytest.mark.slow
+def test_tls_side_by_side(tmp_path: Path) -> None:
+    """run_compare --transport tls, briefly: full calls over TLS to both proxies
+    (benchmarks/tls_uac.py), the same cipher suite, the TLS section and ratio line
+    appended to an existing report without touching the UDP section."""
+    import glob
+
+    pytest.importorskip("cryptography")
+    if shutil.which("sipp") is None or harness.which_kamailio() is None:
+        pytest.skip("sipp or kamailio not installed")
+    if not glob.glob("/usr/lib/*/kamailio/modules/tls.so"):
+        pytest.skip("Kamailio's tls module not installed (apt-get install kamailio-tls-modules)")
+    if harness.sipscreen_available() is not None:
+        pytest.skip("sipscreen cannot start")
+    out = tmp_path / "RESULTS.md"
+    out.write_text(f"intro\n{run_compare.BEGIN}\nudp table\n{run_compare.END}\n")
+    args = run_compare.parse_args(
+        [
+            "--transport", "tls", "--rates", str(RATE), "--duration", str(DURATION),
+            "--blocked", "2000", "--csv-lines", "2000", "--systems", "sipscreen,kamailio",
+            "--ports", "auto", "--out", str(out), "--workdir", str(tmp_path / "work"),
+            "--no-install",
+        ]
+    )  # fmt: skip
+    results, skipped, report = run_compare.compare(args)
+    assert not skipped
+    by = {r.system: r for r in results}
+    for name in ("sipscreen", "kamailio"):
+        r = by[name]
+        assert r.successful == r.attempted and r.failed == 0, f"{name}: {r}"
+        assert 0 < r.declined < r.attempted and r.declined + r.answered_200 == r.attempted
+        assert "ECDHE-ECDSA-AES128-GCM-SHA256" in r.note
+    text = out.read_text()
+    assert text.startswith(f"intro\n{run_compare.BEGIN}\nudp table\n{run_compare.END}\n")
+    assert run_compare.TLS_BEGIN in text and "sipscreen/kamailio TLS max clean CPS ratio:" in text
