@@ -25,10 +25,12 @@ based on and be findable later by callee, caller and provider
   written), then `ZADD` of the returned stream IDs, each scored by its own
   ms, into the index sorted sets `<prefix>records:ix:callee:<E.164>`,
   `...:ix:caller:<E.164>` and `...:ix:provider:<id>:<YYYY-MM-DD>` (the UTC
-  day of the write), one ZADD per key. Each index key touched by a batch has
+  day of the write), one ZADD per key. An index key touched by a batch has
   its members older than `max_age_s` removed (`ZREMRANGEBYSCORE`) and its
-  TTL set to `max_age_s` (`PEXPIRE`), so an index entry outlives the
-  retention by at most that and an idle key expires whole. (Plain commands,
+  TTL set to `max_age_s` (`PEXPIRE`), at most once per `trim_every_s` (or
+  half the retention, when shorter) for a key written again and again (a
+  busy callee, a provider's day), so an index entry outlives the retention
+  by at most that plus the retention and an idle key expires whole. (Plain commands,
   not a Lua script: a script writing a batch blocked Redis ~100 ms per 1,000
   records; these interleave with the store's reads.) Every time filter is
   on this write time (the stream ID), also under a replay clock; the
@@ -251,6 +253,10 @@ class RecordWriter:
         self._wake = asyncio.Event()
         self._failing = False
         self._trimmed_at = 0.0
+        # Index key -> when this writer last trimmed it and set its TTL
+        # (monotonic): a key written again within `_retrim_s` gets its ZADD
+        # only (a busy callee's or provider-day key, once per batch else).
+        self._key_trimmed: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -344,6 +350,15 @@ class RecordWriter:
             for key in index_keys(self.prefix, rec, day):
                 members.setdefault(key, {})[sid] = ms
         keep_ms = int(self.max_age_s * 1000) if self.max_age_s > 0 else 0
+        # A key's trim and TTL at most every `retrim` seconds (the periodic
+        # trim's period, or half the retention when that is shorter): its
+        # members then outlive the retention by at most that much, and each
+        # of these commands is one more line in every worker's MONITOR feed.
+        retrim = min(self.trim_every_s if self.trim_every_s > 0 else 60.0, self.max_age_s / 2)
+        now_m = time.monotonic()
+        trimmed = self._key_trimmed
+        if len(trimmed) > 100_000:
+            trimmed.clear()
         cmds = [("CLIENT", "REPLY", "OFF")]
         for key, m in members.items():
             zadd: list[Any] = ["ZADD", key]
@@ -351,6 +366,10 @@ class RecordWriter:
                 zadd += (ms, sid)
             cmds.append(tuple(zadd))
             if keep_ms:
+                last = trimmed.get(key)
+                if last is not None and now_m - last < retrim:
+                    continue
+                trimmed[key] = now_m
                 newest = max(m.values())
                 cmds.append(("ZREMRANGEBYSCORE", key, "-inf", f"({newest - keep_ms}"))
                 cmds.append(("PEXPIRE", key, keep_ms))
