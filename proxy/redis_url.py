@@ -28,7 +28,7 @@ import asyncio
 import weakref
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import redis
 import redis.asyncio as aioredis
@@ -69,8 +69,13 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise ValueError(f"not a Sentinel URL (redis+sentinel://...): {url!r}")
-    u = urlsplit("redis://" + rest)
-    netloc = u.netloc.rpartition("@")[2]
+    # Split by hand: urlsplit refuses a netloc of several hosts with an IPv6
+    # literal among them on some Python 3.11 patch releases ("Invalid IPv6 URL").
+    rest, _, query = rest.partition("?")
+    rest, _, _frag = rest.partition("#")
+    full_netloc, slash, path_part = rest.partition("/")
+    userinfo, at, netloc = full_netloc.rpartition("@")
+    user, _, pw = userinfo.partition(":") if at else ("", "", "")
     if not netloc:
         raise ValueError(f"no sentinel host:port in {url!r}")
     sentinels: list[tuple[str, int]] = []
@@ -84,20 +89,20 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"sentinel {part!r}: port must be 1..65535 in {url!r}")
         sentinels.append((host, int(port)))
-    path = [p for p in u.path.split("/") if p]
+    path = [p for p in path_part.split("/") if p] if slash else []
     if not path:
         raise ValueError(f"no master name after the sentinels in {url!r} (…/mymaster)")
     if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError(f"path must be /mastername or /mastername/<db number> in {url!r}")
-    q = parse_qs(u.query)
+    q = parse_qs(query)
     db = int(path[1]) if len(path) == 2 else int(q.get("db", ["0"])[0] or 0)
     sp = q.get("sentinel_password", [None])[0]
     return SentinelURL(
         sentinels=tuple(sentinels),
         master=unquote(path[0]),
         db=db,
-        username=unquote(u.username) if u.username else None,
-        password=unquote(u.password) if u.password else None,
+        username=unquote(user) if user else None,
+        password=unquote(pw) if pw else None,
         sentinel_password=sp,
         ssl=scheme.lower().startswith("rediss"),
     )
