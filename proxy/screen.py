@@ -208,7 +208,9 @@ class Screener:
         self._rng = rng
         self._monitor = config.monitor
         self._closed = config.no_snapshot_policy == "closed"
-        self._sample = config.records_sample_allowed
+        # The share of allowed calls recorded; 0 without a record writer, so
+        # the allow path tests one number.
+        self._sample = config.records_sample_allowed if records is not None else 0.0
         self._trunk_lookup = config.trunks.lookup
         # Set by the worker while it takes a message from a TLS connection whose
         # verified client certificate names a trunk (tls_subject, found once per
@@ -358,7 +360,7 @@ class Screener:
             would = verdict.would_block
             if would is None:
                 self._allowed[verdict.rule].inc()
-                if self._sample and self.records is not None and self._rng() < self._sample:
+                if self._sample and self._rng() < self._sample:
                     self._record(req, src, transport, facts, verdict, "allow", snap, now)
                 return fwd
             if verdict.rule is Rule.ALLOWLIST:
@@ -377,7 +379,7 @@ class Screener:
                     # unmapped counter on every call; recorded at the allow sample
                     # rate and not logged (a configuration state, not an event).
                     self._allowed[verdict.rule].inc()
-                    if self._sample and self.records is not None and self._rng() < self._sample:
+                    if self._sample and self._rng() < self._sample:
                         self._record(
                             req,
                             src,
