@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from rules.shaken import AttestationPolicy
 
 __all__ = [
-    "K4_DEADLINES",
     "NOTICE_KINDS",
     "NUMBER_KINDS",
     "ORDER_KINDS",
@@ -79,7 +78,6 @@ __all__ = [
 RMD_STATUSES = ("listed", "removed", "absent", "not_listed", "unknown")
 RMD_BLOCKING = frozenset({"removed", "absent", "not_listed"})
 NOTICE_KINDS = ("k4", "n2")
-K4_DEADLINES = ("mitigation", "report")
 ORDER_KINDS = ("fdo",)
 # What the engine does with a call whose provider cannot be judged against
 # the RMD (no trunk entry, no provider record, rmd_status "unknown").
