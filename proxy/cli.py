@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="never block: count and log what would be blocked",
     )
     run.add_argument(
+        "--mode",
+        choices=("inline", "redirect"),
+        help="inline: proxy the calls; redirect: answer every INVITE (302 or the block) "
+        "and forward nothing (default: [proxy] mode, inline)",
+    )
+    run.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
         help="event loop (auto: uvloop when installed)",
@@ -156,6 +162,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "redis_embedded": False if args.no_embedded_redis else None,
         "redis_data_dir": args.data_dir,
         "clock": args.clock,
+        "mode": args.mode,
     }
 
 

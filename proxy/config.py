@@ -32,7 +32,10 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                tls_client_ca, tls_verify_client, advertised_host, loop,
                log_level, no_snapshot_policy,
                emergency_numbers, emergency_callers, unmapped_provider_policy,
-               sample_data, clock
+               sample_data, clock, mode ("inline" | "redirect")
+    [redirect] target (host[:port] in the 302 Contact; "" = the Request-URI
+               unchanged), allow_status (302), allow_reason, verdict_headers
+               (true): redirect mode (proxy/sip/redirect.py, README)
     [redis]    url (or sentinels + master_name [+ db]: Redis Sentinel), key_prefix,
                embedded, data_dir
     [metrics]  listen
@@ -590,6 +593,16 @@ class Config:
     # An outgoing TCP connection (a request to a TCP peer with none open,
     # RFC 3261 §18.1.1) that is not up within this many seconds is given up.
     tcp_connect_timeout_s: float = 5.0
+    # "inline" (a proxy in the call path) or "redirect" (answer every INVITE
+    # with a block or a 302 and forward nothing: proxy/sip/redirect.py)
+    mode: str = "inline"
+    # [redirect]: the host[:port] the allow answer's Contact names instead of
+    # the Request-URI's (None = unchanged), the allow answer's status and
+    # reason phrase ("" = the standard one), and the X-Sipscreen-* headers
+    redirect_target: str | None = None
+    redirect_allow_status: int = 302
+    redirect_allow_reason: str = ""
+    redirect_verdict_headers: bool = True
     source_path: str | None = None
 
     @property
@@ -817,6 +830,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         "imports",
         "limits",
         "shaken",
+        "redirect",
     }
     for k in doc:
         if k not in known:
@@ -869,6 +883,9 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["sample_data"] = v or None
     if (v := p.get("clock")) is not None:
         kw["clock_start"] = parse_clock(v, "proxy.clock")
+    if (v := _get(p, "mode", "proxy.mode", str)) is not None:
+        kw["mode"] = v
+    kw.update(_redirect(_table(doc, "redirect")))
 
     r = _table(doc, "redis")
     if (v := _get(r, "url", "redis.url", str)) is not None:
@@ -993,6 +1010,45 @@ _LIMIT_KEYS: dict[str, type | tuple[type, ...]] = {
     "tcp_connect_timeout_s": float,
 }
 
+_REDIRECT_KEYS: dict[str, type] = {
+    "target": str,
+    "allow_status": int,
+    "allow_reason": str,
+    "verdict_headers": bool,
+}
+
+
+def _redirect(tab: Mapping[str, Any]) -> dict[str, Any]:
+    """[redirect] -> Config keyword arguments (checked in _validate)."""
+    kw: dict[str, Any] = {}
+    for k in tab:
+        if k not in _REDIRECT_KEYS:
+            raise ConfigError(
+                f"redirect.{k}: unknown key (expected one of {', '.join(sorted(_REDIRECT_KEYS))})"
+            )
+    for k, kind in _REDIRECT_KEYS.items():
+        if (v := _get(tab, k, f"redirect.{k}", kind)) is not None:
+            kw[f"redirect_{k}"] = (v or None) if k == "target" else v
+    return kw
+
+
+def _check_redirect(c: Config) -> None:
+    _choice(c.mode, "proxy.mode", ("inline", "redirect"))
+    st = c.redirect_allow_status
+    if not 300 <= st <= 599:
+        raise ConfigError(
+            f"redirect.allow_status: must be a 3xx, 4xx or 5xx status (302, 380, 404, 503 ...), "
+            f"got {st}"
+        )
+    if not _quoted_string_ok(c.redirect_allow_reason):
+        raise ConfigError(
+            f"redirect.allow_reason: must be printable ASCII, got {c.redirect_allow_reason!r}"
+        )
+    t = c.redirect_target
+    if t is not None and not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?", t):
+        raise ConfigError(f"redirect.target: must be 'HOST' or 'HOST:PORT', got {t!r}")
+
+
 _OVERRIDE_KEYS = {
     "listen",
     "softswitch",
@@ -1013,6 +1069,7 @@ _OVERRIDE_KEYS = {
     "redis_embedded",
     "redis_data_dir",
     "clock",
+    "mode",
 }
 
 
@@ -1060,6 +1117,7 @@ def _validate(c: Config) -> None:
         c.log_level.upper(), "proxy.log_level", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
     )
     _choice(c.no_snapshot_policy, "proxy.no_snapshot_policy", ("open", "closed"))
+    _check_redirect(c)
     _choice(c.unmapped_provider_policy, "proxy.unmapped_provider_policy", ("block", "monitor"))
     if not 0 <= c.overload_queue_kib <= 1 << 20:
         raise ConfigError(

@@ -270,6 +270,13 @@ class Screener:
                 counters=metrics.shaken_cert_fetch_children,
             )
         self.errors = 0
+        # The last decision (verdict, facts), None when the last INVITE was not
+        # decided (no snapshot, ambiguous provider): redirect mode's headers
+        # (proxy/redirect.py) read it right after the call.
+        self.last: tuple[Verdict, CallFacts] | None = None
+        # Records say which mode took the decision in redirect mode only (the
+        # inline records are unchanged).
+        self._mode = config.mode if config.mode != "inline" else None
 
     # -- facts --------------------------------------------------------------
 
@@ -338,6 +345,7 @@ class Screener:
         self, req: Request, src: tuple[str, int], transport: str
     ) -> Answer | Forward | None:
         store = self.store
+        self.last = None
         if not store.loaded:
             if self._closed:
                 self.metrics.invites_no_snapshot_refused.inc()
@@ -355,6 +363,7 @@ class Screener:
         if self._shaken is not None:
             fwd = self._verify(self._shaken, req, facts, now)
         verdict: Verdict = decide(snap, facts, now)
+        self.last = (verdict, facts)
         self._observe(time.perf_counter() - t0)
         if not verdict.blocked:
             would = verdict.would_block
@@ -554,6 +563,8 @@ class Screener:
             if verdict.by_signature
             else ("trunk" if r in _PROVIDER_RULES else ""),
         }
+        if self._mode is not None:
+            rec["mode"] = self._mode
         if log and action != "allow" and _log.isEnabledFor(logging.INFO):
             _log.info(json.dumps(rec, separators=(",", ":")))
         if self.records is not None:

@@ -96,7 +96,7 @@ from proxy.config import Config, cert_names, client_tls_context, server_tls_cont
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
 from proxy.redis_url import async_client, is_sentinel, sync_client
 from proxy.screen import DECISION_LOGGER, Screener
-from proxy.sip.core import CoreConfig, ProxyCore
+from proxy.sip.core import CoreConfig
 from proxy.sip.message import frame_stream
 
 __all__ = [
@@ -573,7 +573,9 @@ class Worker:
         self.store = _make_store(SnapshotStore, cfg, self.metrics)
         self.records = _make_records(RecordWriter, cfg, self.metrics)
         self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
-        self.core = ProxyCore(self._core_config(), self.screener)
+        from proxy.redirect import make_core  # inline: ProxyCore; redirect: RedirectCore
+
+        self.core = make_core(cfg, self._core_config(), self.screener, self.metrics)
 
     # -- configuration reload (SIGHUP) ---------------------------------------------
 
@@ -1668,7 +1670,12 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
         h, p = s.getsockname()[:2]
         lines.append(f"sipscreen: listening on tls:{h}:{p}")
     sh, sp = config.softswitch
-    lines.append(f"sipscreen: forwarding to softswitch {config.softswitch_transport}:{sh}:{sp}")
+    if config.mode == "redirect":
+        lines.append(
+            "sipscreen: REDIRECT mode: every INVITE answered (302 or the block), none forwarded"
+        )
+    else:
+        lines.append(f"sipscreen: forwarding to softswitch {config.softswitch_transport}:{sh}:{sp}")
     if config.metrics is not None:
         mh, mp = config.metrics
         lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
@@ -1883,6 +1890,11 @@ _RESTART_ONLY = (
     "tls_verify_client",
     "spool_dir",
     "clock_start",
+    "mode",
+    "redirect_target",
+    "redirect_allow_status",
+    "redirect_allow_reason",
+    "redirect_verdict_headers",
 )
 
 
