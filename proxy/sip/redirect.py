@@ -51,6 +51,14 @@ __all__ = ["RedirectConfig", "RedirectCore", "ALLOW", "contact_uri"]
 ALLOW = b"Allow: INVITE, ACK, CANCEL, OPTIONS\r\n"
 _OPTIONS_HEADERS = ALLOW + b"Accept: application/sdp\r\n"
 _SCHEMES = frozenset((b"sip", b"sips", b"tel"))
+# RFC 3261 §21.3 (message.reason_phrase knows the statuses the proxy sends)
+_PHRASES_3XX = {
+    300: b"Multiple Choices",
+    301: b"Moved Permanently",
+    302: b"Moved Temporarily",
+    305: b"Use Proxy",
+    380: b"Alternative Service",
+}
 
 
 def _no_headers(screen: object) -> bytes:
@@ -105,7 +113,9 @@ class RedirectCore(ProxyCore):
         self.redirect = redirect or RedirectConfig()
         rd = self.redirect
         self._allow_status = rd.allow_status
-        self._allow_reason = rd.allow_reason or reason_phrase(rd.allow_status)
+        self._allow_reason = (
+            rd.allow_reason or _PHRASES_3XX.get(rd.allow_status) or reason_phrase(rd.allow_status)
+        )
         self._allow_contact = 300 <= rd.allow_status < 400
         self._target = rd.target
         self._verdict = rd.verdict_headers
