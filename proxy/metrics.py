@@ -259,6 +259,14 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        # 1 for the mode this proxy runs in (proxy/redirect.py sets it)
+        self.mode = Gauge(
+            "sipscreen_mode",
+            "1 for the mode this proxy runs in: inline (in the call path) or redirect",
+            ["mode"],
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self.redis_up = Gauge(
             "sipscreen_redis_up",
             "1 when the store is connected to Redis and following edits",

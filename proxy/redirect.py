@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Gauge
-
 from proxy.config import Config
 from proxy.sip.core import CoreConfig, ProxyCore, Screen
 from proxy.sip.redirect import RedirectConfig, RedirectCore
@@ -70,18 +68,10 @@ def redirect_config(config: Config) -> RedirectConfig:
 
 
 def _mark_mode(metrics: Any, mode: str) -> None:
-    """sipscreen_mode{mode} = 1 (once per Metrics registry)."""
-    if metrics is None or getattr(metrics, "_mode_gauge", None) is not None:
-        return
-    g = Gauge(
-        "sipscreen_mode",
-        "1 for the mode this proxy runs in: inline (in the call path) or redirect",
-        ["mode"],
-        registry=metrics.registry,
-        multiprocess_mode="livemax",
-    )
-    g.labels(mode).set(1)
-    metrics._mode_gauge = g
+    """sipscreen_mode{mode} = 1."""
+    gauge = getattr(metrics, "mode", None)
+    if gauge is not None:
+        gauge.labels(mode).set(1)
 
 
 def make_core(config: Config, core_config: CoreConfig, screen: Screen, metrics: Any) -> ProxyCore:
