@@ -470,6 +470,8 @@ class Screener:
             "shaken_reason": "",
             "matched_by": "",
         }
+        if self._mode is not None:
+            rec["mode"] = self._mode
         if _log.isEnabledFor(logging.WARNING):
             _log.warning(json.dumps(rec, separators=(",", ":")))
         if self.records is not None:
