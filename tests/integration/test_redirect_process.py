@@ -6,6 +6,7 @@ softswitch (a UDP socket standing in for it receives nothing)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 from typing import Any
 
@@ -79,3 +80,18 @@ def test_redirect_process_answers_everything_itself(
         )
         assert proxy.metric("sipscreen_core_events_total", event="forwarded_requests") == 0
         assert recv_datagram(softswitch, 0.2) is None  # nothing reached the softswitch
+
+        # SIGHUP: the [redirect] keys need a restart (logged); the screen is reloaded
+        # and the verdict headers follow it
+        with open(proxy.config_path, "a") as fh:
+            fh.write("\n[redirect]\nallow_status = 380\n")
+        assert proxy.proc is not None
+        proxy.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "redirect_allow_status changed" in proxy.stderr(), 5)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            lp = s.getsockname()[1]
+            s.sendto(_req("INVITE", proxy.port, lp, "inv2"), ("127.0.0.1", proxy.port))
+            ans = recv_datagram(s, 2.0)
+            assert _status(ans) == 302 and ans is not None
+            assert b"X-Sipscreen-Verdict: " in ans
