@@ -94,7 +94,9 @@ def today_et(now: Clock) -> str:
     return rnotices.eastern_date(dt.datetime.fromtimestamp(now(), dt.UTC)).isoformat()
 
 
-def read_file(path: str) -> str:
+def read_file(path: str | Path) -> str:
+    """The text of ``path`` (UTF-8, a BOM dropped, bad bytes replaced) for a
+    parser of ``rules/``; unreadable: AdminError naming the file."""
     try:
         return Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
