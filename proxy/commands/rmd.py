@@ -11,24 +11,20 @@ RMD keys written here (docs/REDIS.md):
                                    absent_since, removed_since, removal_order
   rmd:history:<rmd_number> LIST    JSON events (listed, missing from export, removed, rollback)
   rmd:by_frn, rmd:by_ocn   HASH    FRN (and other FRNs) / OCN -> rmd_number
-`rmd import` reads the CSV export and hands its text to rules.rmd.parse_rmd_csv;
-it writes the new snapshot under a new version first, then switches
-`rmd:current`, the filer statuses and every tied `provider:<id>`
-rmd_status/rmd_order/rmd_since in one MULTI/EXEC: a failed import leaves
-the previous snapshot in force; `rmd rollback` reverses the last one.
-`rmd remove` records an FCC removal order; `rmd status` prints a filer or
-the snapshots. The import rules shared with nanpa are in imports.py.
+`rmd import` (proxy/commands/rmd_import.py) writes the new snapshot under a
+new version first, then switches `rmd:current`, the filer statuses and every
+tied `provider:<id>` rmd_status/rmd_order/rmd_since in one MULTI/EXEC: a
+failed import leaves the previous snapshot in force. `rmd rollback` reverses
+the last import in one MULTI/EXEC (a removal order recorded since stays);
+`rmd remove` records an FCC removal order; `rmd status` prints a filer's
+status and history, or with no id the snapshots.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Mapping
-from pathlib import Path
-
-from redis.exceptions import WatchError
 
 from proxy.commands.common import (
     AdminError,
@@ -36,198 +32,19 @@ from proxy.commands.common import (
     Clock,
     Subparsers,
     day_arg,
-    iso,
-    read_file,
     today_et,
     wrap,
 )
-from proxy.commands.imports import (
-    check_bad_rows,
-    drop_guard_answer,
-    import_flags,
-    max_share,
-    would_refuse,
-)
+from proxy.commands.imports import import_flags
 from proxy.commands.rmd_filers import (
-    as_of_score,
     filer_hashes,
+    history_event,
     provider_changes,
+    still_current,
     version_seq,
 )
+from proxy.commands.rmd_import import rmd_import
 from rules import rmd as rrmd
-from rules.imports import drop_guard
-
-
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty() and total:
-        width = 30
-        fill = width * done // total
-        print(f"\r[{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr)
-        if done >= total:
-            print(file=sys.stderr)
-
-
-async def _load_rmd_snapshot(r: Client, prefix: str, version: str) -> dict[str, rrmd.Filer]:
-    old: dict[str, rrmd.Filer] = {}
-    if version:
-        for num, js in (await r.hgetall(prefix + f"rmd:snap:{version}")).items():
-            old[num] = rrmd.from_record(json.loads(js))
-    return old
-
-
-async def _still_current(tx: Client, prefix: str, version: str) -> None:
-    """WATCH `rmd:current` and check it still names ``version`` (what the
-    import or rollback was computed from); then start the MULTI. Another
-    import in between makes EXEC fail (WatchError), not interleave."""
-    key = prefix + "rmd:current"
-    await tx.watch(key)
-    if (await tx.get(key) or "") != version:
-        await tx.unwatch()
-        raise AdminError("the RMD snapshot in force changed meanwhile (another import?); run again")
-    tx.multi()
-
-
-def _event(day: str, event: str, **extra: str) -> str:
-    return json.dumps({"date": day, "event": event, **extra}, separators=(",", ":"))
-
-
-async def _rmd_import(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
-    path = args.file
-    filers, errors = rrmd.parse_rmd_csv(read_file(path))
-    check_bad_rows(path, errors, args)
-    if not filers:
-        raise AdminError(f"{path}: no valid filer rows; previous RMD snapshot kept")
-    new = rrmd.index_filers(filers)
-    # The snapshot describes the database as of its newest change, not the
-    # day it was downloaded or imported.
-    if args.as_of:
-        as_of, source = day_arg(args.as_of, "--as-of"), "--as-of"
-    else:
-        as_of, source = rrmd.as_of_date(filers), "newest last_updated"
-    if not as_of:
-        as_of, source = today_et(now), "import day (the file has no last_updated; see --as-of)"
-    old_version = await r.get(prefix + "rmd:current") or ""
-    old_meta = await r.hgetall(prefix + f"rmd:meta:{old_version}") if old_version else {}
-    old_as_of = old_meta.get("as_of", "")
-    if old_as_of and as_of < old_as_of:
-        raise AdminError(
-            f"{path}: as of {as_of}, older than the RMD snapshot in force ({old_version}, as of "
-            f"{old_as_of}); import exports oldest first, or give --as-of"
-        )
-    old = await _load_rmd_snapshot(r, prefix, old_version)
-    diff = rrmd.diff_snapshots(old, new)
-    why = drop_guard("filers", len(old), len(new), len(diff.gone), max_share(args))
-
-    # The filer hashes as they will be after this import (the version is
-    # numbered once the import is sure to happen).
-    t = now()
-    nums = sorted(set(new) | set(old))
-    current = await filer_hashes(r, prefix, nums)
-    states: dict[str, dict[str, str]] = {}
-    events: list[tuple[str, str]] = []  # (rmd_number, event)
-    for num, f in new.items():
-        cur = current.get(num, {})
-        st = {**cur, "name": f.business_name, "frn": f.frn, "ocn": f.ocn}
-        st["implementation"] = f.implementation  # STIR/SHAKEN claim (report shaken)
-        st["status"] = rrmd.filer_status(True, True, cur.get("removal_order", ""))
-        if cur.get("status") in (None, rrmd.ABSENT) or not cur.get("listed_since"):
-            st["listed_since"] = as_of
-            st.pop("absent_since", None)
-            events.append((num, "listed"))
-        if st != cur:
-            states[num] = st
-    for f in diff.gone:
-        num = f.rmd_number
-        cur = current.get(num) or {"name": f.business_name, "frn": f.frn, "ocn": f.ocn}
-        st = {**cur, "status": rrmd.filer_status(False, True, cur.get("removal_order", ""))}
-        st.setdefault("absent_since", as_of)
-        if st != cur:
-            states[num] = st
-        events.append((num, "missing from export"))
-    by_frn = {f.frn: n for n, f in new.items()}
-    for n, f in new.items():
-        for other in f.other_frns:
-            by_frn.setdefault(other, n)
-    by_ocn = {f.ocn: n for n, f in new.items() if f.ocn}
-    known_frn = {**(await r.hgetall(prefix + "rmd:by_frn")), **by_frn}
-    known_ocn = {**(await r.hgetall(prefix + "rmd:by_ocn")), **by_ocn}
-    provs = await provider_changes(
-        r, prefix, {**current, **states}, known_frn, known_ocn, has_snapshot=True
-    )
-
-    head = f"RMD snapshot: {len(new)} filers as of {as_of} ({source})"
-    if errors:
-        head += f"; {len(errors)} bad rows skipped" if args.skip_bad_rows else ""
-    if args.dry_run:
-        print("dry run: nothing written")
-    print(head)
-    if old_version:
-        print(f"replaces {old_version} ({len(old)} filers)")
-    print(diff.summary())
-    for _, _, desc in provs:
-        print(f"  {desc}")
-    drop_guard_answer(args, path, why, "the download")
-    if args.dry_run:
-        return 2 if would_refuse(args, errors, why) else 0
-
-    version = f"{as_of}.{int(await r.incr(prefix + 'rmd:seq'))}"
-    for st in states.values():
-        st["version"] = version
-    snap_key = prefix + f"rmd:snap:{version}"
-    items = list(new.items())
-    try:
-        for i in range(0, len(items), 1000):
-            async with r.pipeline(transaction=False) as p:
-                for num, f in items[i : i + 1000]:
-                    p.hset(snap_key, num, json.dumps(rrmd.to_record(f), separators=(",", ":")))
-                await p.execute()
-            _progress(min(i + 1000, len(items)), len(items))
-    except BaseException:
-        await r.delete(snap_key)
-        raise
-    meta = {
-        "as_of": as_of,
-        "as_of_source": source,
-        "file": str(Path(path).resolve()),
-        "filers": str(len(new)),
-        "imported": iso(t),
-        "previous": old_version,
-        "bad_rows_skipped": str(len(errors)),
-        "accepted_removals": why or "",
-    }
-    # The undo record: each filer hash this import changes, as it was ("" =
-    # none). `rmd rollback` puts them back (keeping removal orders).
-    undo = {n: json.dumps(current[n]) if n in current else "" for n in states}
-    async with r.pipeline(transaction=True) as tx:
-        try:
-            await _still_current(tx, prefix, old_version)
-        except AdminError:
-            await r.delete(snap_key)
-            raise
-        tx.hset(prefix + f"rmd:meta:{version}", mapping=meta)
-        if undo:
-            tx.hset(prefix + f"rmd:undo:{version}", mapping=undo)
-        tx.zadd(prefix + "rmd:versions", {version: as_of_score(as_of)})
-        tx.set(prefix + "rmd:current", version)
-        if by_frn:
-            tx.hset(prefix + "rmd:by_frn", mapping=by_frn)
-        if by_ocn:
-            tx.hset(prefix + "rmd:by_ocn", mapping=by_ocn)
-        for num, st in states.items():
-            fk = prefix + f"rmd:filer:{num}"
-            tx.delete(fk)
-            tx.hset(fk, mapping=st)
-        for num, ev in events:
-            tx.rpush(prefix + f"rmd:history:{num}", _event(as_of, ev, version=version))
-        for key, fields, _ in provs:
-            tx.hset(key, mapping=fields)  # 47 CFR 64.6305(g)
-        try:
-            await tx.execute()
-        except WatchError:
-            await r.delete(snap_key)
-            raise
-    print(f"in force: {version} (undo: sipscreen rmd rollback)")
-    return 0
 
 
 async def _rmd_rollback(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
@@ -259,7 +76,7 @@ async def _rmd_rollback(args: argparse.Namespace, r: Client, prefix: str, now: C
     provs = await provider_changes(r, prefix, states, by_frn, by_ocn, has_snapshot=True)
     day = today_et(now)
     async with r.pipeline(transaction=True) as tx:
-        await _still_current(tx, prefix, version)
+        await still_current(tx, prefix, version)
         for num, st in states.items():
             fk = prefix + f"rmd:filer:{num}"
             tx.delete(fk)
@@ -267,7 +84,7 @@ async def _rmd_rollback(args: argparse.Namespace, r: Client, prefix: str, now: C
                 tx.hset(fk, mapping=st)
             tx.rpush(
                 prefix + f"rmd:history:{num}",
-                _event(day, "import rolled back", version=version, restored=previous),
+                history_event(day, "import rolled back", version=version, restored=previous),
             )
         for key, fields, _ in provs:
             tx.hset(key, mapping=fields)
@@ -310,7 +127,7 @@ async def _rmd_remove(args: argparse.Namespace, r: Client, prefix: str, now: Clo
     provs = await provider_changes(r, prefix, {norm: st}, by_frn, by_ocn, has_snapshot=has)
     async with r.pipeline(transaction=True) as tx:
         tx.hset(fk, mapping=st)
-        tx.rpush(prefix + f"rmd:history:{norm}", _event(day, "removed", order=args.order))
+        tx.rpush(prefix + f"rmd:history:{norm}", history_event(day, "removed", order=args.order))
         for key, fields, _ in provs:
             tx.hset(key, mapping=fields)  # 47 CFR 64.6305(g)
         await tx.execute()
@@ -410,7 +227,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("file", help="the RMD CSV export")
     p.add_argument("--as-of", help="date the export describes (default: its newest last_updated)")
     import_flags(p, guard=True)
-    p.set_defaults(handler=wrap(_rmd_import))
+    p.set_defaults(handler=wrap(rmd_import))
     p = rmd.add_parser("rollback", help="restore the RMD snapshot in force before the last import")
     p.set_defaults(handler=wrap(_rmd_rollback))
     p = rmd.add_parser("remove", help="record an FCC removal order")

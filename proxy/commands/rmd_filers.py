@@ -9,14 +9,16 @@ filer hash `rmd:filer:<rmd_number>` (``provider_rmd``): listed, absent
 (in no export), unknown (no RMD snapshot yet) (47 CFR 64.6305(g)).
 ``provider_changes`` lists every provider whose fields an RMD change moves.
 Versions are "<as-of date>.<seq>" (``version_seq``) scored YYYYMMDD in
-`rmd:versions` (``as_of_score``).
+`rmd:versions` (``as_of_score``). An import or a rollback switches the
+snapshot under WATCH of `rmd:current` (``still_current``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from proxy.commands.common import Client, hgetall_many, scan_keys
+from proxy.commands.common import AdminError, Client, hgetall_many, scan_keys
 from rules import rmd as rrmd
 
 
@@ -128,3 +130,20 @@ async def provider_filer(
     # an RMD snapshot exists to compare with.
     has = bool(await r.exists(prefix + "rmd:current"))
     return provider_rmd(filer, has), num
+
+
+async def still_current(tx: Client, prefix: str, version: str) -> None:
+    """WATCH `rmd:current` and check it still names ``version`` (what the
+    import or rollback was computed from); then start the MULTI. Another
+    import in between makes EXEC fail (WatchError), not interleave."""
+    key = prefix + "rmd:current"
+    await tx.watch(key)
+    if (await tx.get(key) or "") != version:
+        await tx.unwatch()
+        raise AdminError("the RMD snapshot in force changed meanwhile (another import?); run again")
+    tx.multi()
+
+
+def history_event(day: str, event: str, **extra: str) -> str:
+    """One `rmd:history:<rmd_number>` entry (JSON)."""
+    return json.dumps({"date": day, "event": event, **extra}, separators=(",", ":"))
