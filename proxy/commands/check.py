@@ -30,7 +30,7 @@ from proxy.commands.common import (
     when_arg,
     wrap,
 )
-from proxy.commands.notice import notice_history
+from proxy.commands.notice_history import notice_history
 from proxy.commands.rmd_filers import as_of_score, filer_num, version_seq
 from proxy.config import Config
 from rules import notices as rnotices

@@ -1,13 +1,12 @@
 """`sipscreen notice`: FCC notices (47 CFR 64.1200(k)(4), (n)(2)).
 
 How this works: a notice is the hash `notice:<id>` plus its append-only
-history `notice:<id>:history` (JSON entries: issued, mitigated, reported,
-determination, fcc_notified, correction). Every change appends one entry and
-rewrites the hash fields derived from the whole history
-(rules.notices.derive_fields) in one MULTI/EXEC under WATCH (``_append``); a
-correction voids an earlier entry, it never deletes it. `notice add` prints
-the deadlines (48 hours to mitigate, the letter's report date); `notice show`
-and `list` the state, k4 included (rules.k4).
+history `notice:<id>:history` (notice_history.py). Every change appends one
+entry and rewrites the hash fields derived from the whole history in one
+MULTI/EXEC (notice_history.append_event); a correction voids an earlier
+entry, it never deletes it. `notice add` prints the deadlines (48 hours to
+mitigate, the letter's report date); `notice show` and `list` the state, k4
+included (rules.k4).
 """
 
 from __future__ import annotations
@@ -16,11 +15,9 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from redis.exceptions import WatchError
 
 from proxy.commands.common import (
     AdminError,
@@ -30,81 +27,19 @@ from proxy.commands.common import (
     iso,
     read_file,
     recorded_by,
-    scan_keys,
     when_arg,
     wrap,
+)
+from proxy.commands.notice_history import (
+    append_event,
+    history_key,
+    load_notice,
+    notice_history,
+    notices_of,
 )
 from rules import k4 as rk4
 from rules import notices as rnotices
 from rules.snapshot import Notice, parse_campaigns
-
-
-def _history_key(prefix: str, nid: str) -> str:
-    return prefix + f"notice:{nid}:history"
-
-
-async def notice_history(r: Client, prefix: str, nid: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in await r.lrange(_history_key(prefix, nid), 0, -1)]
-
-
-async def load_notice(r: Client, prefix: str, nid: str) -> Notice:
-    h = await r.hgetall(prefix + f"notice:{nid}")
-    if not h:
-        raise AdminError(f"notice {nid}: not found")
-    try:
-        return rnotices.notice_from_record(h, nid)
-    except ValueError as exc:
-        raise AdminError(f"notice:{nid}: {exc}") from None
-
-
-def _legacy_events(n: Notice, recorded: float) -> list[dict[str, object]]:
-    """History for a notice written before histories existed: its recorded
-    fields become entries (by "legacy-hash"), so that deriving from the history
-    never drops them."""
-    out: list[dict[str, object]] = [
-        rnotices.new_event(1, "issued", n.issued, recorded, "legacy-hash")
-    ]
-    for event, at in (
-        ("mitigated", n.mitigated),
-        ("reported", n.reported),
-        ("fcc_notified", n.fcc_notified),
-    ):
-        if at is not None:
-            summary = "recorded before notice histories" if event == "fcc_notified" else ""
-            out.append(
-                rnotices.new_event(
-                    len(out) + 1, event, at, recorded, "legacy-hash", summary=summary
-                )
-            )
-    return out
-
-
-async def _append(
-    r: Client, prefix: str, nid: str, make: Callable[[int], dict[str, object]], now: float
-) -> dict[str, object]:
-    """Append one entry to the notice's history and rewrite the derived HASH
-    fields, in one MULTI/EXEC under WATCH (a concurrent append retries)."""
-    hkey, key = _history_key(prefix, nid), prefix + f"notice:{nid}"
-    while True:
-        async with r.pipeline(transaction=True) as p:
-            await p.watch(hkey, key)
-            raw = await p.lrange(hkey, 0, -1)
-            events: list[dict[str, object]] = [json.loads(x) for x in raw]
-            fresh: list[dict[str, object]] = []
-            if not events:
-                n = rnotices.notice_from_record(await p.hgetall(key), nid)
-                fresh = _legacy_events(n, now)
-            entry = make(len(events) + len(fresh) + 1)
-            fields = rnotices.derive_fields([*events, *fresh, entry])
-            p.multi()
-            for e in [*fresh, entry]:
-                p.rpush(hkey, json.dumps(e, sort_keys=True))
-            p.hset(key, mapping=fields)
-            try:
-                await p.execute()
-            except WatchError:
-                continue
-            return entry
 
 
 def _print_entry(e: Mapping[str, Any], gone: set[int]) -> None:
@@ -170,7 +105,7 @@ async def _notice_add(args: argparse.Namespace, r: Client, prefix: str, now: Clo
     entry = rnotices.new_event(1, "issued", n.issued, t, recorded_by(args), summary=letter_name)
     async with r.pipeline(transaction=True) as p:
         p.hset(key, mapping=rnotices.notice_to_record(n))
-        p.rpush(_history_key(prefix, nid), json.dumps(entry, sort_keys=True))
+        p.rpush(history_key(prefix, nid), json.dumps(entry, sort_keys=True))
         await p.execute()
     print(f"notice {nid}: {args.kind} for provider {args.provider}, issued {iso(n.issued)}")
     print(f"  issued         {rnotices.fmt_et_utc(n.issued)}")
@@ -209,7 +144,7 @@ async def _notice_respond(args: argparse.Namespace, r: Client, prefix: str, now:
     at = when_arg(text, f"--{event}")
     t = now()
     _check_at(n, at, t, f"--{event}")
-    e = await _append(
+    e = await append_event(
         r, prefix, args.id,
         lambda seq: rnotices.new_event(
             seq, event, at, t, recorded_by(args), summary=args.summary or ""
@@ -230,7 +165,7 @@ async def _notice_determine(args: argparse.Namespace, r: Client, prefix: str, no
     at = when_arg(args.date, "--date") if args.date else t
     _check_at(n, at, t, "--date")
     value = "ineffective" if args.ineffective else "effective"
-    e = await _append(
+    e = await append_event(
         r, prefix, args.id,
         lambda seq: rnotices.new_event(
             seq, "determination", at, t, recorded_by(args), summary=args.summary, value=value
@@ -251,7 +186,7 @@ async def _notice_fcc(args: argparse.Namespace, r: Client, prefix: str, now: Clo
     err = rk4.fcc_notice_error(n, at)
     if err is not None:
         raise AdminError(err)
-    e = await _append(
+    e = await append_event(
         r, prefix, args.id,
         lambda seq: rnotices.new_event(
             seq, "fcc_notified", at, t, recorded_by(args), summary=args.summary
@@ -275,7 +210,7 @@ async def _notice_correct(args: argparse.Namespace, r: Client, prefix: str, now:
     if args.entry in rnotices.voided(events):
         raise AdminError(f"notice {args.id}: entry #{args.entry} is already voided")
     t = now()
-    e = await _append(
+    e = await append_event(
         r, prefix, args.id,
         lambda seq: rnotices.new_event(
             seq, "correction", t, t, recorded_by(args), summary=args.summary, voids=args.entry
@@ -318,22 +253,6 @@ async def _notice_show(args: argparse.Namespace, r: Client, prefix: str, now: Cl
         print(f"k4 state at {rnotices.fmt_et_utc(t)}: {st.state}")
         print(f"  {why}")
     return 0
-
-
-async def notices_of(r: Client, prefix: str, provider: str | None) -> list[Notice]:
-    out = []
-    for key in sorted(await scan_keys(r, prefix + "notice:*")):
-        nid = key[len(prefix) + len("notice:") :]
-        if ":" in nid:
-            continue
-        h = await r.hgetall(key)
-        try:
-            n = rnotices.notice_from_record(h, nid)
-        except ValueError:
-            continue
-        if provider is None or n.provider == provider:
-            out.append(n)
-    return out
 
 
 async def _notice_list(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:

@@ -25,7 +25,7 @@ from proxy.commands.common import (
     scan_keys,
     wrap,
 )
-from proxy.commands.notice import notices_of
+from proxy.commands.notice_history import notices_of
 from proxy.commands.order import provider_orders
 from proxy.commands.rmd_filers import provider_filer, provider_hashes
 from proxy.records import summary as records_summary
