@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from proxy.commands.common import (
     AdminError,
@@ -33,21 +33,22 @@ from proxy.shakenstats import claim_vs_seen, seen_key
 from rules import k4 as rk4
 from rules import notices as rnotices
 from rules import traceback as rtraceback
+from rules.snapshot import Notice
 
 
-async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
-    pid = args.id
-    h = await r.hgetall(prefix + f"provider:{pid}")
-    if not h:
-        raise AdminError(f"provider {pid}: not found")
-    _, num = await provider_filer(r, prefix, h)  # tied by RMD number, FRN or OCN
-    filer = await r.hgetall(prefix + f"rmd:filer:{num}") if num else {}
-    history = (
-        [json.loads(x) for x in await r.lrange(prefix + f"rmd:history:{num}", 0, -1)] if num else []
-    )
-    notices = await notices_of(r, prefix, pid)
-    traces: dict[str, Any] = {}
-    for owner in [pid, *(n.id for n in notices)]:
+class _Trace(TypedDict):
+    """The traceback evidence filed under one owner (provider or notice)."""
+
+    rows: int
+    customers: int
+    campaigns: dict[str, int]
+    first: str
+    last: str
+
+
+async def _traces(r: Client, prefix: str, owners: list[str]) -> dict[str, _Trace]:
+    traces: dict[str, _Trace] = {}
+    for owner in owners:
         rows = [json.loads(x) for x in await r.lrange(prefix + f"traceback:{owner}", 0, -1)]
         if rows:
             camp: dict[str, int] = {}
@@ -61,30 +62,44 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
                 "first": min(x["call_time"] for x in rows),
                 "last": max(x["call_time"] for x in rows),
             }
-    counts = await records_summary(r, prefix, pid)
-    t = now()
-    basis: list[str] = []
-    status = h.get("rmd_status", "unknown")
-    order, since = h.get("rmd_order", ""), h.get("rmd_since", "")
+    return traces
+
+
+def _rmd_basis(status: str, order: str, since: str) -> list[str]:
     gate = (
         "intermediate and terminating providers must not accept its traffic directly "
         "(47 CFR 64.6305(g))."
     )
     if status == "removed":
-        basis.append(
+        return [
             "The provider was removed from the Robocall Mitigation Database"
             + (f" by order {order}" if order else " (no order named)")
             + (f" on {since}" if since else "")
             + f"; {gate}"
-        )
-    elif status == "absent":
-        basis.append(
+        ]
+    if status == "absent":
+        return [
             "The provider's filing is absent from the Robocall Mitigation Database export"
             + (f" (missing since the export of {since})" if since else "")
             + f"; no removal order is recorded; {gate}"
-        )
-    elif status == "not_listed":
-        basis.append(f"The provider has no filing in the Robocall Mitigation Database; {gate}")
+        ]
+    if status == "not_listed":
+        return [f"The provider has no filing in the Robocall Mitigation Database; {gate}"]
+    return []
+
+
+def _basis(
+    pid: str,
+    h: Mapping[str, str],
+    notices: list[Notice],
+    orders: list[dict[str, str]],
+    t: float,
+) -> list[str]:
+    """The regulatory basis for blocking the provider's traffic at ``t``:
+    RMD (64.6305(g)), notices (64.1200(k)(4), (n)(2)), FDOs (64.1200(n)(3))."""
+    basis = _rmd_basis(
+        h.get("rmd_status", "unknown"), h.get("rmd_order", ""), h.get("rmd_since", "")
+    )
     for n in notices:
         if n.kind == "k4":
             st = rk4.k4_state(n, t)
@@ -96,7 +111,6 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
                 f"Notice {n.id} identifies campaigns {', '.join(n.campaigns) or '(none)'}: "
                 "traffic substantially similar is blocked (47 CFR 64.1200(n)(2))."
             )
-    orders = await provider_orders(r, prefix, pid)
     for o in orders:
         if o["status"] != "active" or not o["blocks_from"]:
             continue
@@ -109,6 +123,25 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
         )
     if not basis:
         basis.append("No regulatory basis for blocking this provider's traffic is recorded.")
+    return basis
+
+
+async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
+    pid = args.id
+    h = await r.hgetall(prefix + f"provider:{pid}")
+    if not h:
+        raise AdminError(f"provider {pid}: not found")
+    _, num = await provider_filer(r, prefix, h)  # tied by RMD number, FRN or OCN
+    filer = await r.hgetall(prefix + f"rmd:filer:{num}") if num else {}
+    history = (
+        [json.loads(x) for x in await r.lrange(prefix + f"rmd:history:{num}", 0, -1)] if num else []
+    )
+    notices = await notices_of(r, prefix, pid)
+    traces = await _traces(r, prefix, [pid, *(n.id for n in notices)])
+    counts = await records_summary(r, prefix, pid)
+    t = now()
+    orders = await provider_orders(r, prefix, pid)
+    basis = _basis(pid, h, notices, orders, t)
     shaken = claim_vs_seen(h.get("implementation", ""), await r.hgetall(seen_key(prefix, pid)))
     doc = {
         "provider": pid,
@@ -116,9 +149,9 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
         "rmd_number": num,
         "frn": h.get("frn", ""),
         "ocn": h.get("ocn", ""),
-        "rmd_status": status,
-        "rmd_order": order,
-        "rmd_since": since,
+        "rmd_status": h.get("rmd_status", "unknown"),
+        "rmd_order": h.get("rmd_order", ""),
+        "rmd_since": h.get("rmd_since", ""),
         "rmd_filer": filer,
         "rmd_history": history,
         "notices": [
@@ -153,36 +186,7 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
         lines.append(
             f"- RMD {ev['date']}: {ev['event']} {ev.get('order') or ev.get('version', '')}"
         )
-    lines += ["", "## Notices", ""]
-    for n in notices:
-        lines.append(
-            f"- {n.id} ({n.kind}) issued {iso(n.issued)}; mitigation due "
-            f"{iso(n.mitigation_due)}; report due {iso(n.report_due)}; mitigated "
-            f"{iso(n.mitigated) if n.mitigated else 'not recorded'}; reported "
-            f"{iso(n.reported) if n.reported else 'not recorded'}; FCC notified "
-            f"{iso(n.fcc_notified) if n.fcc_notified else 'no'}"
-        )
-    if not notices:
-        lines.append("- none")
-    lines += ["", "## Final Determination Orders", ""]
-    for o in orders:
-        state = (
-            f"blocks from {o['blocks_from']}"
-            if o["status"] == "active"
-            else f"removed {o['removed_at']}: {o['removed_reason']}"
-        )
-        lines.append(f"- {o['id']} ({o['order']}) released {o['released']}; {state}")
-    if not orders:
-        lines.append("- none")
-    lines += ["", "## Traceback evidence", ""]
-    for owner, tr in traces.items():
-        lines.append(
-            f"- {owner}: {tr['rows']} traced calls, {tr['customers']} customers, "
-            f"{tr['first']} to {tr['last']}; campaigns: "
-            + ", ".join(f"{k} ({v})" for k, v in tr["campaigns"].items())
-        )
-    if not traces:
-        lines.append("- none")
+    lines += _notices_md(notices) + _orders_md(orders) + _traces_md(traces)
     lines += [
         "",
         "## Decisions by day and rule",
@@ -193,11 +197,53 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
     for (d, rule, a), c in sorted(counts.items()):
         lines.append(f"| {d} | {rule} | {a} | {c} |")
     lines += ["", "## STIR/SHAKEN: RMD claim and traffic seen", ""]
-    lines += [_SHAKEN_HEAD, _SHAKEN_RULE, _shaken_row(pid, doc["name"], shaken)]
+    lines += [_SHAKEN_HEAD, _SHAKEN_RULE, _shaken_row(pid, h.get("name", ""), shaken)]
     lines += ["", "## Basis", ""]
     lines += [f"- {b}" for b in basis]
     print("\n".join(lines))
     return 0
+
+
+def _notices_md(notices: list[Notice]) -> list[str]:
+    lines = ["", "## Notices", ""]
+    for n in notices:
+        lines.append(
+            f"- {n.id} ({n.kind}) issued {iso(n.issued)}; mitigation due "
+            f"{iso(n.mitigation_due)}; report due {iso(n.report_due)}; mitigated "
+            f"{iso(n.mitigated) if n.mitigated else 'not recorded'}; reported "
+            f"{iso(n.reported) if n.reported else 'not recorded'}; FCC notified "
+            f"{iso(n.fcc_notified) if n.fcc_notified else 'no'}"
+        )
+    if not notices:
+        lines.append("- none")
+    return lines
+
+
+def _orders_md(orders: list[dict[str, str]]) -> list[str]:
+    lines = ["", "## Final Determination Orders", ""]
+    for o in orders:
+        state = (
+            f"blocks from {o['blocks_from']}"
+            if o["status"] == "active"
+            else f"removed {o['removed_at']}: {o['removed_reason']}"
+        )
+        lines.append(f"- {o['id']} ({o['order']}) released {o['released']}; {state}")
+    if not orders:
+        lines.append("- none")
+    return lines
+
+
+def _traces_md(traces: Mapping[str, _Trace]) -> list[str]:
+    lines = ["", "## Traceback evidence", ""]
+    for owner, tr in traces.items():
+        lines.append(
+            f"- {owner}: {tr['rows']} traced calls, {tr['customers']} customers, "
+            f"{tr['first']} to {tr['last']}; campaigns: "
+            + ", ".join(f"{k} ({v})" for k, v in tr["campaigns"].items())
+        )
+    if not traces:
+        lines.append("- none")
+    return lines
 
 
 _SHAKEN_HEAD = (
