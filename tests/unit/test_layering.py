@@ -5,7 +5,8 @@ redis, time, prometheus_client, uvloop or logging handlers (the caller passes
 ``now``); ``rules/*`` imports nothing from ``proxy``; ``proxy/sip/*`` imports
 nothing from ``proxy`` outside ``proxy/sip``; ``rules/*`` does no file I/O
 (no ``open()``, no path or file methods, no filesystem modules, no ``io``
-but its in-memory buffers): it parses the text proxy/commands reads for it.
+but its in-memory buffers): it parses the text proxy/commands reads for it;
+no module of ``proxy`` but the CLI entry imports ``proxy/commands``.
 """
 
 from __future__ import annotations
@@ -194,3 +195,17 @@ def test_checkers_see_sip_escapes_and_file_io() -> None:
         "line 8: io.open",
         "line 9: .write_bytes()",
     ]
+
+
+ADAPTER_FILES = [
+    p
+    for p in sorted((ROOT / "proxy").rglob("*.py"))
+    if "commands" not in p.relative_to(ROOT).parts and p.name != "cli.py"
+]
+
+
+@pytest.mark.parametrize("path", ADAPTER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_cli_entry_uses_the_commands(path: Path) -> None:
+    """proxy/commands (the data subcommands) sits on top: proxy/cli.py loads
+    it, nothing in the proxy imports it."""
+    assert _hits(imported_modules(path), {"proxy.commands"}) == set()
