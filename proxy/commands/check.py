@@ -36,10 +36,11 @@ from proxy.config import Config
 from rules import notices as rnotices
 from rules import orders as rorders
 from rules import rmd as rrmd
-from rules.engine import decide, explain
+from rules.engine import Check, decide, explain
 from rules.facts import CallFacts
 from rules.numbers import normalise
 from rules.snapshot import Snapshot
+from rules.verdict import Verdict
 
 CHECK_ALLOWED, CHECK_BLOCKED, CHECK_BAD_INPUT, CHECK_REDIS_DOWN = 0, 1, 2, 3
 
@@ -94,32 +95,51 @@ async def _check(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -
     verdict = decide(snap, facts, at)
     code = CHECK_BLOCKED if verdict.blocked else CHECK_ALLOWED
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "caller": caller,
-                    "callee": callee,
-                    "provider": provider,
-                    "at": iso(at),
-                    "snapshot_version": snap.version,
-                    "unmapped_provider_policy": snap.unmapped_provider_policy,
-                    "checks": [
-                        {"rule": c.rule.label, "matched": c.matched, "why": c.why} for c in checks
-                    ],
-                    "verdict": {
-                        "blocked": verdict.blocked,
-                        "rule": verdict.rule.label,
-                        "citation": verdict.rule.citation,
-                        "reason": verdict.reason,
-                        "detail": verdict.detail,
-                        "would_block": verdict.would_block.label if verdict.would_block else None,
-                    },
-                    "exit_status": code,
+        _print_json(facts, at, snap, checks, verdict, code)
+    else:
+        _print_text(facts, at, snap, checks, verdict)
+    return code
+
+
+def _print_json(
+    facts: CallFacts,
+    at: float,
+    snap: Snapshot,
+    checks: list[Check],
+    verdict: Verdict,
+    code: int,
+) -> None:
+    print(
+        json.dumps(
+            {
+                "caller": facts.caller,
+                "callee": facts.callee,
+                "provider": facts.provider,
+                "at": iso(at),
+                "snapshot_version": snap.version,
+                "unmapped_provider_policy": snap.unmapped_provider_policy,
+                "checks": [
+                    {"rule": c.rule.label, "matched": c.matched, "why": c.why} for c in checks
+                ],
+                "verdict": {
+                    "blocked": verdict.blocked,
+                    "rule": verdict.rule.label,
+                    "citation": verdict.rule.citation,
+                    "reason": verdict.reason,
+                    "detail": verdict.detail,
+                    "would_block": verdict.would_block.label if verdict.would_block else None,
                 },
-                indent=2,
-            )
+                "exit_status": code,
+            },
+            indent=2,
         )
-        return code
+    )
+
+
+def _print_text(
+    facts: CallFacts, at: float, snap: Snapshot, checks: list[Check], verdict: Verdict
+) -> None:
+    caller, callee, provider = facts.caller, facts.callee, facts.provider
     print(f"caller {caller}  callee {callee or '-'}  provider {provider or '-'}  at {iso(at)}")
     print(f"snapshot {snap.version}  unmapped_provider_policy {snap.unmapped_provider_policy}")
     print(
@@ -135,7 +155,6 @@ async def _check(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -
     if verdict.would_block is not None:
         what = "allowlist passed over" if verdict.rule.label == "allowlist" else "would block"
         print(f"{what}: {verdict.would_block.label} ({verdict.would_block.citation})")
-    return code
 
 
 async def _rmd_at(r: Client, prefix: str, snap: Snapshot, at_text: str, at: float) -> None:

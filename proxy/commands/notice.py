@@ -58,7 +58,10 @@ def _print_entry(e: Mapping[str, Any], gone: set[int]) -> None:
     )
 
 
-async def _notice_add(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
+def _letter_dates(args: argparse.Namespace) -> tuple[dt.date | dt.datetime, dt.date | None, str]:
+    """The letter's date, the report date it states (None: not stated) and
+    the letter's file name: read from --letter, --issued and --report-due
+    overriding it."""
     letter_name = ""
     issued: dt.date | dt.datetime
     stated: dt.date | None = None
@@ -87,6 +90,11 @@ async def _notice_add(args: argparse.Namespace, r: Client, prefix: str, now: Clo
         if isinstance(due, dt.datetime):
             raise AdminError("--report-due: the date the letter states (YYYY-MM-DD), not a time")
         stated = due
+    return issued, stated, letter_name
+
+
+async def _notice_add(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
+    issued, stated, letter_name = _letter_dates(args)
     day = issued.strftime("%Y%m%d")
     nid = args.id or f"{args.kind}-{args.provider}-{day}"
     campaigns = [c for c in (args.campaign or [])]
