@@ -12,10 +12,12 @@ unreachable. `check` differs: 0 allowed, 1 blocked, 2 bad input, 3 Redis
 unreachable, and it decides with the running proxy's settings.
 
   check.py        check: the decision for one call, `--at` a past instant
-  rmd.py          rmd import / rollback / remove / status
+  rmd.py          rmd rollback / remove / status (registers rmd import too)
+  rmd_import.py   rmd import, step by step
   rmd_filers.py   the RMD fields of filers and providers (shared)
   provider.py     provider set
   notice.py       notice add / respond / determine / fcc-notified / correct / show / list
+  notice_history.py  the notice hash and its append-only history (shared)
   order.py        order add / list / remove (Final Determination Orders)
   tracebacks.py   traceback import
   dno.py          dno import
