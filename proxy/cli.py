@@ -6,13 +6,14 @@ the packaged proxy/defaults/sipscreen.toml) overridden by the flags given
 (`--clock ISO-DATETIME` sets a replay clock for the decisions, see
 proxy/config.py).
 The data subcommands (`check`, `rmd`, `notice`, `traceback`, `dno`, `nanpa`,
-`records`, `report`, ...) are registered by proxy/admin.py through
-`admin.add_subcommands(sub)`; each sets `args.handler(args, redis_url,
-prefix, clock) -> int`. admin is imported lazily and a broken admin never
-stops `run`. The global `--config`, `--redis` and `--key-prefix` are added
-to every parser, nested ones included (`rmd status`), with SUPPRESS defaults:
-they are accepted before or after any subcommand, and a later parser that
-did not see the flag does not reset a value given earlier.
+`records`, `report`, ...) are registered by the proxy/commands package (one
+module per command group) through `commands.add_subcommands(sub)`; each sets
+`args.handler(args, redis_url, prefix, clock) -> int`. The package is
+imported lazily and a broken command module never stops `run`. The global
+`--config`, `--redis` and `--key-prefix` are added to every parser, nested
+ones included (`rmd status`), with SUPPRESS defaults: they are accepted
+before or after any subcommand, and a later parser that did not see the
+flag does not reset a value given earlier.
 """
 
 from __future__ import annotations
@@ -124,12 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=None)
 
     try:
-        admin = importlib.import_module("proxy.admin")
-    except Exception as exc:  # a broken admin module must not stop `run`
+        commands = importlib.import_module("proxy.commands")
+    except Exception as exc:  # a broken command module must not stop `run`
         logging.getLogger("sipscreen").debug("data subcommands unavailable: %s", exc)
     else:
         before = set(sub.choices)
-        admin.add_subcommands(sub)
+        commands.add_subcommands(sub)
         for name in sorted(set(sub.choices) - before):
             _add_global_everywhere(sub.choices[name])
     return parser

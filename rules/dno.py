@@ -6,7 +6,8 @@ unallocated and unused numbers and numbers a subscriber asked not to appear
 as caller ID because they only receive calls (government agency help lines
 that imposters spoof). Invalid and unallocated numbers are judged by
 ``rules.numbers`` and ``rules.nanpa``; the inbound-only numbers come from a
-plain text list the operator keeps, which ``parse_dno_list`` reads:
+plain text list the operator keeps, whose text ``parse_dno_list`` reads
+(proxy/commands/dno.py reads the file):
 
     # comment line
     +1 800 829 1040   IRS individual help line
@@ -23,12 +24,11 @@ A number listed twice keeps its first comment.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from rules.errors import RowError
 from rules.numbers import nanp_invalid_reason, normalise
 
-__all__ = ["RowError", "load_dno_list", "parse_dno_list", "to_e164"]
+__all__ = ["RowError", "parse_dno_list", "to_e164"]
 
 # A number as people write it: digits, +, RFC 3966 visual separators, spaces.
 _NUMBER_CHARS_RE = re.compile(r"[+(\d][\d\s().\-]*")
@@ -83,8 +83,3 @@ def parse_dno_list(text: str) -> tuple[list[tuple[str, str]], list[RowError]]:
         seen.add(e164)
         entries.append((e164, comment))
     return entries, errors
-
-
-def load_dno_list(path: str | Path) -> tuple[list[tuple[str, str]], list[RowError]]:
-    """Thin helper: read ``path`` (UTF-8) and parse it."""
-    return parse_dno_list(Path(path).read_text(encoding="utf-8", errors="replace"))

@@ -11,9 +11,10 @@ Company, RateCenter, EffectiveDate, Use, AssignDate, Initial/Growth``).
 Both parsers find the header row by name (any preamble line before it is
 skipped), sniff tab vs comma, match columns case- and punctuation-
 insensitively, and return the set of codes plus a ``RowError`` per rejected
-row. Where the file is ambiguous they lean towards *including* a code: an
-allocated code missing from the set would block lawful calls, a spare code
-in it only lets a spoofed call through.
+row. They take the file's text: the caller (proxy/commands/nanpa.py) reads
+the file and names it in each error. Where the file is ambiguous they lean
+towards *including* a code: an allocated code missing from the set would
+block lawful calls, a spare code in it only lets a spoofed call through.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import io
 import re
 from collections.abc import Sequence
 from datetime import date, datetime
-from pathlib import Path
 
 from rules.errors import RowError
 
-__all__ = ["RowError", "load_co_codes", "load_npa_file", "parse_co_codes", "parse_npa_file"]
+__all__ = ["RowError", "parse_co_codes", "parse_npa_file"]
 
 # ATIS-0300055 (NPA Allocation Plan): an NPA is NXX, N = 2-9.
 _NPA_RE = re.compile(r"[2-9]\d\d")
@@ -172,13 +172,3 @@ def parse_co_codes(text: str) -> tuple[set[str], list[RowError]]:
             continue
         codes.add(m.group(1) + m.group(2))
     return codes, errors
-
-
-def load_npa_file(path: str | Path, as_of: date | None = None) -> tuple[set[str], list[RowError]]:
-    """Thin helper: read ``path`` (UTF-8, Latin-1 bytes tolerated) and parse it."""
-    return parse_npa_file(Path(path).read_text(encoding="utf-8", errors="replace"), as_of)
-
-
-def load_co_codes(path: str | Path) -> tuple[set[str], list[RowError]]:
-    """Thin helper: read ``path`` and parse it as a CO code assignment file."""
-    return parse_co_codes(Path(path).read_text(encoding="utf-8", errors="replace"))

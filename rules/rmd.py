@@ -30,8 +30,9 @@ by RMD number; a vanished filer is ``absent`` (missing from the export, for
 whatever reason) unless a removal order was recorded for it, which makes it
 ``removed`` (``filer_status``). Both fail the 64.6305(g) gate.
 ``to_record``/``from_record`` flatten a ``Filer`` to a ``dict[str, str]`` for
-a Redis HASH or JSON and back. Nothing here does I/O except the thin
-``load_rmd_csv`` path helper.
+a Redis HASH or JSON and back. Nothing here does I/O: the caller reads the
+file (proxy/commands/rmd.py) and hands ``parse_rmd_csv`` its text; a
+``RowError`` carries the line, the caller names the file.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 from rules.errors import RowError
 
@@ -61,7 +61,6 @@ __all__ = [
     "filer_status",
     "from_record",
     "index_filers",
-    "load_rmd_csv",
     "normalise_frn",
     "normalise_rmd_number",
     "parse_rmd_csv",
@@ -412,11 +411,6 @@ def parse_rmd_csv(text: str) -> tuple[list[Filer], list[RowError]]:
     if header is None:
         return [], [RowError(1, "number", _MISSING_RMD_NUMBER + " (empty file)")]
     return filers, errors
-
-
-def load_rmd_csv(path: str | Path) -> tuple[list[Filer], list[RowError]]:
-    """Thin helper: read ``path`` (UTF-8, BOM allowed) and parse it."""
-    return parse_rmd_csv(Path(path).read_text(encoding="utf-8-sig", errors="replace"))
 
 
 def index_filers(filers: Iterable[Filer]) -> dict[str, Filer]:

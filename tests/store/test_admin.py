@@ -1,4 +1,4 @@
-"""The data subcommands (proxy/admin.py) against the real Redis."""
+"""The data subcommands (proxy/commands/) against the real Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from proxy import admin
+from proxy import commands
 from proxy.records import RecordWriter
 from tests.store.conftest import REDIS_URL
 
@@ -24,7 +24,7 @@ ROW_B = "Bad Actor Inc,0087654321,RMD0000002,N/A,BA99\n"
 def cli(prefix: str, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="sipscreen")
     sub = parser.add_subparsers(dest="command", required=True)
-    admin.add_subcommands(sub)
+    commands.add_subcommands(sub)
     args = parser.parse_args(list(argv))
     return int(args.handler(args, REDIS_URL, prefix, lambda: NOW))
 

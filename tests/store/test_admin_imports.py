@@ -376,14 +376,15 @@ async def test_an_import_computed_on_a_stale_snapshot_is_not_applied(
 ) -> None:
     """Two imports at once: the one computed from a snapshot no longer in
     force writes nothing (WATCH on rmd:current)."""
-    from proxy import admin
+    from proxy.commands.common import AdminError
+    from proxy.commands.rmd_filers import still_current
 
     await operator.set(prefix + "rmd:current", "2025-09-01.2")
     async with operator.pipeline(transaction=True) as tx:
-        with pytest.raises(admin.AdminError, match="changed meanwhile"):
-            await admin._still_current(tx, prefix, "2025-08-01.1")
+        with pytest.raises(AdminError, match="changed meanwhile"):
+            await still_current(tx, prefix, "2025-08-01.1")
     async with operator.pipeline(transaction=True) as tx:
-        await admin._still_current(tx, prefix, "2025-09-01.2")
+        await still_current(tx, prefix, "2025-09-01.2")
         tx.set(prefix + "rmd:current", "2025-09-05.3")
         await operator.set(prefix + "rmd:current", "2025-09-04.9")  # someone else, meanwhile
         with pytest.raises(aioredis.WatchError):

@@ -7,7 +7,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.dno import load_dno_list, parse_dno_list, to_e164
+from proxy.commands.common import read_file
+from rules.dno import parse_dno_list, to_e164
 from rules.errors import RowError
 from rules.numbers import normalise
 
@@ -15,7 +16,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "data" / "dno" / "inbound_only
 
 
 def test_sample_list() -> None:
-    entries, errors = load_dno_list(SAMPLE)
+    entries, errors = parse_dno_list(read_file(SAMPLE))
     assert entries == [
         ("+18008291040", "IRS individual tax help line"),
         ("+18008294933", "IRS business and specialty tax line"),

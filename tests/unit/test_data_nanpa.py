@@ -8,8 +8,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.commands.common import read_file
 from rules.errors import RowError
-from rules.nanpa import load_co_codes, load_npa_file, parse_co_codes, parse_npa_file
+from rules.nanpa import parse_co_codes, parse_npa_file
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nanpa"
 NPA_FILE = DATA / "npa_report_sample.csv"
@@ -22,7 +23,7 @@ def _line_of(path: Path, start: str) -> int:
 
 
 def test_npa_sample() -> None:
-    npas, errors = load_npa_file(NPA_FILE)
+    npas, errors = parse_npa_file(read_file(NPA_FILE))
     assert len(npas) == 25
     assert {"201", "202", "212", "416", "800", "833", "876", "900"} <= npas
     # N11, N9X, 37X/96X, 555, 950: reserved or unassignable; 357 not in service yet.
@@ -36,8 +37,8 @@ def test_npa_sample() -> None:
 
 
 def test_npa_in_service_date_counts_with_as_of() -> None:
-    before, _ = load_npa_file(NPA_FILE, as_of=date(2026, 5, 31))
-    after, _ = load_npa_file(NPA_FILE, as_of=date(2026, 6, 1))
+    before, _ = parse_npa_file(read_file(NPA_FILE), as_of=date(2026, 5, 31))
+    after, _ = parse_npa_file(read_file(NPA_FILE), as_of=date(2026, 6, 1))
     assert after - before == {"357"}
 
 
@@ -57,7 +58,7 @@ def test_npa_tab_separated_and_column_variants() -> None:
 
 
 def test_co_code_sample() -> None:
-    codes, errors = load_co_codes(CO_FILE)
+    codes, errors = parse_co_codes(read_file(CO_FILE))
     assert len(codes) == 25
     assert {"201202", "202418", "212209", "202555"} <= codes  # "201-202", "202418", "212 209"
     assert "203201" not in codes  # Use UA: not in use
@@ -67,7 +68,7 @@ def test_co_code_sample() -> None:
         (_line_of(CO_FILE, "TX\t51-2201"), "NPA-NXX"),
     ]
     # Every allocated exchange lies in an area code the NPA file has in service.
-    npas, _ = load_npa_file(NPA_FILE)
+    npas, _ = parse_npa_file(read_file(NPA_FILE))
     assert {c[:3] for c in codes} <= npas
 
 

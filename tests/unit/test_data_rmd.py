@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.commands.common import read_file
 from rules.errors import RowError
 from rules.imports import bad_rows_message, drop_guard
 from rules.rmd import (
@@ -21,7 +22,6 @@ from rules.rmd import (
     filer_status,
     from_record,
     index_filers,
-    load_rmd_csv,
     parse_rmd_csv,
     to_record,
 )
@@ -75,7 +75,7 @@ def test_august_export_counts_and_errors() -> None:
 
 
 def test_august_rows_parsed_through_field_names_and_messy_cells() -> None:
-    filers, _ = load_rmd_csv(AUG)
+    filers, _ = parse_rmd_csv(read_file(AUG))
     by_name = {f.business_name: f for f in filers}
     pz = by_name[PZ]
     assert pz.rmd_number == "RMD0009001"
@@ -103,8 +103,8 @@ def test_august_rows_parsed_through_field_names_and_messy_cells() -> None:
 
 
 def test_september_export_and_diff() -> None:
-    old, old_errors = load_rmd_csv(AUG)
-    new, new_errors = load_rmd_csv(SEP)
+    old, old_errors = parse_rmd_csv(read_file(AUG))
+    new, new_errors = parse_rmd_csv(read_file(SEP))
     assert (len(old), len(old_errors)) == (300, 5)
     assert len(new) == 290
     assert [(e.column, "'AB1'" in e.message) for e in new_errors] == [("ocn", True)]
@@ -139,7 +139,7 @@ def test_september_export_and_diff() -> None:
 
 
 def test_diff_of_identical_snapshots_is_empty() -> None:
-    filers, _ = load_rmd_csv(SEP)
+    filers, _ = parse_rmd_csv(read_file(SEP))
     snap = index_filers(filers)
     diff = diff_snapshots(snap, dict(snap))
     assert diff.empty and diff.unchanged == len(filers)
@@ -158,7 +158,7 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_record_round_trip() -> None:
-    filers, _ = load_rmd_csv(AUG)
+    filers, _ = parse_rmd_csv(read_file(AUG))
     for f in filers:
         record = to_record(f)
         assert all(isinstance(v, str) for v in record.values())
@@ -189,9 +189,9 @@ def test_missing_rmd_column_is_one_error() -> None:
 
 def test_listing_display_labels() -> None:
     """The listing page's labels read the same filers as the export's field names."""
-    labelled, errors = load_rmd_csv(LABELS)
+    labelled, errors = parse_rmd_csv(read_file(LABELS))
     assert errors == [] and len(labelled) == 6
-    exported = index_filers(load_rmd_csv(SEP)[0])
+    exported = index_filers(parse_rmd_csv(read_file(SEP))[0])
     for f in labelled[:5]:
         e = exported[f.rmd_number]
         assert (f.frn, f.business_name, f.implementation, f.roles, f.ocn, f.foreign) == (

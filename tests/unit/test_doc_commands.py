@@ -1,6 +1,6 @@
 """README.md lists every `sipscreen` command the CLI has (issue 10 item 19:
 the README lists every command), and every option of `records export` (the
-evidence queries), so a command added to proxy/admin.py without a line in
+evidence queries), so a command added to proxy/commands/ without a line in
 the README fails here."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import argparse
 import re
 from pathlib import Path
 
-from proxy import admin
+from proxy import commands
+from proxy.commands import records as records_cmd
+from proxy.commands.common import when_arg
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -26,7 +28,7 @@ def _leaves(parser: argparse.ArgumentParser, path: list[str]) -> list[tuple[str,
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sipscreen")
-    admin.add_subcommands(p.add_subparsers(dest="command"))
+    commands.add_subcommands(p.add_subparsers(dest="command"))
     return p
 
 
@@ -84,9 +86,9 @@ def test_records_export_day_is_a_us_eastern_day() -> None:
     provider's day of records is not shifted by the UTC offset."""
     from datetime import UTC, datetime
 
-    since, until = admin._et_day_range("2026-11-28")  # noqa: SLF001
+    since, until = records_cmd._et_day_range("2026-11-28")  # noqa: SLF001
     assert since == datetime(2026, 11, 28, 5, 0, tzinfo=UTC).timestamp()  # 00:00 EST
     assert until == datetime(2026, 11, 29, 5, 0, tzinfo=UTC).timestamp() - 0.001
-    assert since == admin._when("2026-11-28", "--since")  # noqa: SLF001
-    s, u = admin._et_day_range("2026-03-08")  # noqa: SLF001  (DST starts: 23 hours)
+    assert since == when_arg("2026-11-28", "--since")  # noqa: SLF001
+    s, u = records_cmd._et_day_range("2026-03-08")  # noqa: SLF001  (DST starts: 23 hours)
     assert round(u + 0.001 - s) == 23 * 3600
