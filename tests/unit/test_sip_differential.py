@@ -120,5 +120,6 @@ def test_c_and_python_agree_on_the_corpus() -> None:
     assert parsed > 200 and scanned > 2000, (parsed, scanned)
     assert relayed >= 10 and forwarded >= 10, (relayed, forwarded)
     print(
-        f"{len(msgs)} messages: C answered parse {parsed}, scan {scanned}, response {relayed}, forward {forwarded}"
+        f"{len(msgs)} messages, C answered: parse {parsed}, scan {scanned}, "
+        f"response {relayed}, forward {forwarded}"
     )
