@@ -224,9 +224,9 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
     PyObject *result = PyDict_New();
     if (result == NULL)
         return NULL;
-    Py_ssize_t start = pos;
-    for (;;) {
-        Py_ssize_t end, vstart;
+    Py_ssize_t start = pos, end;
+    do { /* one header line per round, the last one ending at hend */
+        Py_ssize_t vstart;
         PyObject *canon;
         int rc = header_line(buf, start, hend, fast, &end, &vstart, &canon);
         if (rc == -2)
@@ -261,10 +261,8 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
                     goto error;
             }
         }
-        if (end >= hend)
-            break;
         start = end + 2;
-    }
+    } while (end < hend);
     return result;
 
 decline: /* no error set: the caller declines */
@@ -525,8 +523,9 @@ params_dict(const char *b, Py_ssize_t s, Py_ssize_t e)
     if (out == NULL)
         return NULL;
     Py_ssize_t ps = s;
-    for (;;) {
-        const char *semi = memchr(b + ps, ';', (size_t)(e - ps));
+    const char *semi;
+    do { /* one parameter per round, up to the next ';' or e */
+        semi = memchr(b + ps, ';', (size_t)(e - ps));
         Py_ssize_t pe = semi ? semi - b : e;
         const char *eq = memchr(b + ps, '=', (size_t)(pe - ps));
         Py_ssize_t ns = ps, ne = eq ? eq - b : pe;
@@ -558,10 +557,8 @@ params_dict(const char *b, Py_ssize_t s, Py_ssize_t e)
         Py_DECREF(value);
         if (rc < 0)
             goto error;
-        if (semi == NULL)
-            break;
         ps = pe + 1;
-    }
+    } while (semi != NULL);
     return out;
 decline:
 error:
@@ -1340,9 +1337,9 @@ scan_request(PyObject *self, PyObject *args)
                            k_content_length, k_route};
     int count[H_N] = {0};
     Py_ssize_t vs[H_N] = {0}, ve[H_N] = {0}, lst[H_N] = {0}; /* value, line start */
-    Py_ssize_t start = hstart;
-    for (;;) {
-        Py_ssize_t end, s;
+    Py_ssize_t start = hstart, end;
+    do { /* one header line per round, the last one ending at hend */
+        Py_ssize_t s;
         PyObject *canon;
         int rc = header_line(b, start, hend, fast_names, &end, &s, &canon);
         if (rc == -2)
@@ -1368,10 +1365,8 @@ scan_request(PyObject *self, PyObject *args)
                 Py_RETURN_NONE;
             }
         }
-        if (end >= hend)
-            break;
         start = end + 2;
-    }
+    } while (end < hend);
     if (count[H_VIA] != 1 || count[H_FROM] != 1 || count[H_TO] != 1 ||
         count[H_CALL_ID] != 1 || count[H_CSEQ] != 1 || count[H_MF] != 1 || count[H_CL] > 1 ||
         count[H_ROUTE] > 1)
