@@ -17,6 +17,14 @@
  * rest) and raises OSError for an error on the first unsent item, so the
  * caller can count it, skip it and go on. A host that is not a numeric IPv4
  * or IPv6 address raises ValueError.
+ *
+ * Reentrancy: both calls keep the GIL. With MSG_DONTWAIT neither system call
+ * waits, so releasing the GIL would buy nothing, and holding it keeps the
+ * bytes objects of send_batch's list alive while the kernel reads them. The
+ * message headers live on each call's stack. The 4 MiB of receive buffers are
+ * too big for the stack and too costly to allocate per call, so one spare set
+ * is kept: a call takes it (or, if another call holds it, allocates its own)
+ * and gives it back when done, so no two calls ever share one.
  */
 #define PY_SSIZE_T_CLEAN
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
@@ -30,14 +38,27 @@
 #define BATCH 64
 #define DGRAM_MAX 65536
 
-static char *rbuf;                      /* BATCH receive buffers of DGRAM_MAX */
-static struct mmsghdr rmsg[BATCH];
-static struct iovec riov[BATCH];
-static struct sockaddr_storage raddr[BATCH];
+static char *spare; /* BATCH receive buffers of DGRAM_MAX, free for the next call */
 
-static struct mmsghdr smsg[BATCH];
-static struct iovec siov[BATCH];
-static struct sockaddr_storage saddr[BATCH];
+/* receive buffers owned by the caller until give_back(); NULL = MemoryError */
+static char *
+take_buffers(void)
+{
+    char *buf = spare;
+    spare = NULL;
+    if (buf == NULL && (buf = PyMem_RawMalloc((size_t)BATCH * DGRAM_MAX)) == NULL)
+        PyErr_NoMemory();
+    return buf;
+}
+
+static void
+give_back(char *buf)
+{
+    if (spare == NULL)
+        spare = buf;
+    else
+        PyMem_RawFree(buf);
+}
 
 static PyObject *
 address(const struct sockaddr_storage *sa)
@@ -71,6 +92,12 @@ recv_batch(PyObject *self, PyObject *args)
         n = 1;
     if (n > BATCH)
         n = BATCH;
+    struct mmsghdr rmsg[BATCH];
+    struct iovec riov[BATCH];
+    struct sockaddr_storage raddr[BATCH];
+    char *rbuf = take_buffers();
+    if (rbuf == NULL)
+        return NULL;
     for (int i = 0; i < n; i++) {
         riov[i].iov_base = rbuf + (size_t)i * DGRAM_MAX;
         riov[i].iov_len = DGRAM_MAX;
@@ -81,19 +108,23 @@ recv_batch(PyObject *self, PyObject *args)
         rmsg[i].msg_hdr.msg_namelen = sizeof raddr[i];
     }
     int got;
-    Py_BEGIN_ALLOW_THREADS
-    do {
+    do { /* MSG_DONTWAIT: never waits, so the GIL is kept */
         got = recvmmsg(fd, rmsg, (unsigned int)n, MSG_DONTWAIT, NULL);
     } while (got < 0 && errno == EINTR);
-    Py_END_ALLOW_THREADS
+    PyObject *out;
     if (got < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return PyList_New(0);
-        return PyErr_SetFromErrno(PyExc_OSError);
+            out = PyList_New(0);
+        else
+            out = PyErr_SetFromErrno(PyExc_OSError);
+        give_back(rbuf);
+        return out;
     }
-    PyObject *out = PyList_New(got);
-    if (out == NULL)
+    out = PyList_New(got);
+    if (out == NULL) {
+        give_back(rbuf);
         return NULL;
+    }
     for (int i = 0; i < got; i++) {
         PyObject *data = PyBytes_FromStringAndSize(rbuf + (size_t)i * DGRAM_MAX,
                                                    (Py_ssize_t)rmsg[i].msg_len);
@@ -103,10 +134,12 @@ recv_batch(PyObject *self, PyObject *args)
         Py_XDECREF(addr);
         if (item == NULL) {
             Py_DECREF(out);
+            give_back(rbuf);
             return NULL;
         }
         PyList_SET_ITEM(out, i, item);
     }
+    give_back(rbuf);
     return out;
 }
 
@@ -147,14 +180,21 @@ send_batch(PyObject *self, PyObject *args)
     PyObject *items;
     if (!PyArg_ParseTuple(args, "iO!", &fd, &PyList_Type, &items))
         return NULL;
+    struct mmsghdr smsg[BATCH];
+    struct iovec siov[BATCH];
+    struct sockaddr_storage saddr[BATCH];
     Py_ssize_t total = PyList_GET_SIZE(items), done = 0;
+    /* No Python code runs from reading an item to the sendmmsg that sends it
+     * (the port must be an int: no __index__ call; the host's UTF-8 is made in
+     * C), so the list and the bytes it holds cannot change under us. */
     while (done < total) {
         Py_ssize_t n = total - done < BATCH ? total - done : BATCH;
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *it = PyList_GET_ITEM(items, done + i);
             if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 3 ||
                 !PyBytes_Check(PyTuple_GET_ITEM(it, 0)) ||
-                !PyUnicode_Check(PyTuple_GET_ITEM(it, 1))) {
+                !PyUnicode_Check(PyTuple_GET_ITEM(it, 1)) ||
+                !PyLong_Check(PyTuple_GET_ITEM(it, 2))) {
                 PyErr_SetString(PyExc_TypeError, "items are (bytes, str host, int port)");
                 return NULL;
             }
@@ -174,12 +214,11 @@ send_batch(PyObject *self, PyObject *args)
             smsg[i].msg_hdr.msg_namelen = alen;
         }
         int sent;
-        /* the bytes objects stay referenced by `items` while the GIL is released */
-        Py_BEGIN_ALLOW_THREADS
+        /* the GIL is kept (MSG_DONTWAIT never waits): nothing can drop the bytes
+         * objects from `items` while the kernel reads them */
         do {
             sent = sendmmsg(fd, smsg, (unsigned int)n, MSG_DONTWAIT);
         } while (sent < 0 && errno == EINTR);
-        Py_END_ALLOW_THREADS
         if (sent < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
@@ -210,8 +249,5 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__udpio(void)
 {
-    rbuf = PyMem_RawMalloc((size_t)BATCH * DGRAM_MAX);
-    if (rbuf == NULL)
-        return PyErr_NoMemory();
     return PyModule_Create(&module);
 }

@@ -224,9 +224,9 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
     PyObject *result = PyDict_New();
     if (result == NULL)
         return NULL;
-    Py_ssize_t start = pos;
-    for (;;) {
-        Py_ssize_t end, vstart;
+    Py_ssize_t start = pos, end;
+    do { /* one header line per round, the last one ending at hend */
+        Py_ssize_t vstart;
         PyObject *canon;
         int rc = header_line(buf, start, hend, fast, &end, &vstart, &canon);
         if (rc == -2)
@@ -261,10 +261,8 @@ scan_block(const char *buf, Py_ssize_t pos, Py_ssize_t hend, PyObject *fast)
                     goto error;
             }
         }
-        if (end >= hend)
-            break;
         start = end + 2;
-    }
+    } while (end < hend);
     return result;
 
 decline: /* no error set: the caller declines */
@@ -337,9 +335,12 @@ slot_offset(PyTypeObject *type, const char *name)
     if (d == NULL)
         return -1;
     Py_ssize_t off = -1;
-    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+        PyType_IsSubtype(type, ((PyMemberDescrObject *)d)->d_common.d_type)) {
+        /* a member of this type or a base: its offset lies inside every instance */
         PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type == T_OBJECT_EX && !(m->flags & READONLY))
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY) && m->offset > 0 &&
+            m->offset + (Py_ssize_t)sizeof(PyObject *) <= type->tp_basicsize)
             off = m->offset;
     }
     Py_DECREF(d);
@@ -389,30 +390,42 @@ new_instance(PyTypeObject *type)
 static PyObject *
 init(PyObject *self, PyObject *args)
 {
+    /* Everything is read and checked into locals first; the module's state is
+     * swapped only when all of it holds, so a failed call leaves the previous
+     * set-up working, and a second call releases what the first one held. */
     PyObject *req, *resp, *via, *na, *fast;
+    long long cmax, mmax, lmax;
+    Py_ssize_t oreq[M_NSHARED + Q_N], oresp[M_NSHARED + R_N], ovia[V_N], ona[N_N];
     if (!PyArg_ParseTuple(args, "O!O!O!O!O!LLL", &PyType_Type, &req, &PyType_Type, &resp,
-                          &PyType_Type, &via, &PyType_Type, &na, &PyDict_Type, &fast,
-                          &cseq_max, &mf_max, &cl_max))
+                          &PyType_Type, &via, &PyType_Type, &na, &PyDict_Type, &fast, &cmax,
+                          &mmax, &lmax))
+        return NULL;
+    if (cmax < 0 || mmax < 0 || lmax < 0) {
+        PyErr_SetString(PyExc_ValueError, "init: the limits must not be negative");
+        return NULL;
+    }
+    if (slot_offsets((PyTypeObject *)req, shared_slots, M_NSHARED, oreq) < 0 ||
+        slot_offsets((PyTypeObject *)req, req_slots, Q_N, oreq + M_NSHARED) < 0 ||
+        slot_offsets((PyTypeObject *)resp, shared_slots, M_NSHARED, oresp) < 0 ||
+        slot_offsets((PyTypeObject *)resp, resp_slots, R_N, oresp + M_NSHARED) < 0 ||
+        slot_offsets((PyTypeObject *)via, via_slots, V_N, ovia) < 0 ||
+        slot_offsets((PyTypeObject *)na, na_slots, N_N, ona) < 0)
         return NULL;
     ready = 0;
-    request_type = (PyTypeObject *)req;
-    response_type = (PyTypeObject *)resp;
-    via_type = (PyTypeObject *)via;
-    name_addr_type = (PyTypeObject *)na;
-    if (slot_offsets(request_type, shared_slots, M_NSHARED, off_req) < 0 ||
-        slot_offsets(request_type, req_slots, Q_N, off_req + M_NSHARED) < 0 ||
-        slot_offsets(response_type, shared_slots, M_NSHARED, off_resp) < 0 ||
-        slot_offsets(response_type, resp_slots, R_N, off_resp + M_NSHARED) < 0 ||
-        slot_offsets(via_type, via_slots, V_N, off_via) < 0 ||
-        slot_offsets(name_addr_type, na_slots, N_N, off_na) < 0)
-        return NULL;
-    Py_INCREF(req);
-    Py_INCREF(resp);
-    Py_INCREF(via);
-    Py_INCREF(na);
-    Py_INCREF(fast);
-    clear_names();
-    Py_XSETREF(fast_names, fast);
+    memcpy(off_req, oreq, sizeof off_req);
+    memcpy(off_resp, oresp, sizeof off_resp);
+    memcpy(off_via, ovia, sizeof off_via);
+    memcpy(off_na, ona, sizeof off_na);
+    cseq_max = cmax;
+    mf_max = mmax;
+    cl_max = lmax;
+    clear_names(); /* its answers came from the old dict */
+    /* new references first, the old ones released last (Py_XSETREF) */
+    Py_XSETREF(request_type, (PyTypeObject *)Py_NewRef(req));
+    Py_XSETREF(response_type, (PyTypeObject *)Py_NewRef(resp));
+    Py_XSETREF(via_type, (PyTypeObject *)Py_NewRef(via));
+    Py_XSETREF(name_addr_type, (PyTypeObject *)Py_NewRef(na));
+    Py_XSETREF(fast_names, Py_NewRef(fast));
     ready = 1;
     Py_RETURN_NONE;
 }
@@ -446,18 +459,56 @@ digits(const char *b, Py_ssize_t s, Py_ssize_t e, long long limit)
     return v > limit ? -1 : v;
 }
 
-/* the one span of a header given exactly once; 0 = absent, -1 = twice or more */
+/* A (start, end) span made by span_tuple, read back: 0, or -1 (error set when
+ * the objects are not what scan_block stores, or the span is not inside [0, n]). */
 static int
-one_span(PyObject *hdrs, PyObject *key, Py_ssize_t *s, Py_ssize_t *e, int required)
+span_at(PyObject *t, Py_ssize_t n, Py_ssize_t *s, Py_ssize_t *e)
 {
-    PyObject *lst = PyDict_GetItem(hdrs, key); /* borrowed; keys are bytes */
-    if (lst == NULL)
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 2) {
+        PyErr_SetString(PyExc_SystemError, "_scan: a header span is not a pair");
+        return -1;
+    }
+    *s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+    if (*s == -1 && PyErr_Occurred())
+        return -1;
+    *e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+    if (*e == -1 && PyErr_Occurred())
+        return -1;
+    if (*s < 0 || *e < *s || *e > n) {
+        PyErr_SetString(PyExc_SystemError, "_scan: a header span lies outside its buffer");
+        return -1;
+    }
+    return 0;
+}
+
+/* hdrs[key], borrowed: a list, or NULL (absent: no error set; error: set) */
+static PyObject *
+spans_of(PyObject *hdrs, PyObject *key)
+{
+    PyObject *lst = PyDict_GetItemWithError(hdrs, key);
+    if (lst != NULL && !PyList_Check(lst)) {
+        PyErr_SetString(PyExc_SystemError, "_scan: a header index entry is not a list");
+        return NULL;
+    }
+    return lst;
+}
+
+/* the one span of a header given exactly once in b[0:n]; 1, 0 = absent,
+ * -1 = twice or more (or absent and required), -2 = error set */
+static int
+one_span(PyObject *hdrs, PyObject *key, Py_ssize_t n, Py_ssize_t *s, Py_ssize_t *e,
+         int required)
+{
+    PyObject *lst = spans_of(hdrs, key); /* borrowed */
+    if (lst == NULL) {
+        if (PyErr_Occurred())
+            return -2;
         return required ? -1 : 0;
+    }
     if (PyList_GET_SIZE(lst) != 1)
         return -1;
-    PyObject *t = PyList_GET_ITEM(lst, 0);
-    *s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
-    *e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+    if (span_at(PyList_GET_ITEM(lst, 0), n, s, e) < 0)
+        return -2;
     return 1;
 }
 
@@ -472,8 +523,9 @@ params_dict(const char *b, Py_ssize_t s, Py_ssize_t e)
     if (out == NULL)
         return NULL;
     Py_ssize_t ps = s;
-    for (;;) {
-        const char *semi = memchr(b + ps, ';', (size_t)(e - ps));
+    const char *semi;
+    do { /* one parameter per round, up to the next ';' or e */
+        semi = memchr(b + ps, ';', (size_t)(e - ps));
         Py_ssize_t pe = semi ? semi - b : e;
         const char *eq = memchr(b + ps, '=', (size_t)(pe - ps));
         Py_ssize_t ns = ps, ne = eq ? eq - b : pe;
@@ -505,10 +557,8 @@ params_dict(const char *b, Py_ssize_t s, Py_ssize_t e)
         Py_DECREF(value);
         if (rc < 0)
             goto error;
-        if (semi == NULL)
-            break;
         ps = pe + 1;
-    }
+    } while (semi != NULL);
     return out;
 decline:
 error:
@@ -596,23 +646,30 @@ via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
         Py_DECREF(params);
         return NULL;
     }
-    PyObject *rport = PyDict_GetItem(params, k_rport); /* borrowed */
-    PyObject *branch = PyDict_GetItem(params, k_branch);
-    PyObject *received = PyDict_GetItem(params, k_received);
+    /* params first: from here on `via` owns it, and every exit below releases `via` */
+    (void)put(via, off_via[V_PARAMS], params);
+    PyObject *rport, *branch, *received; /* borrowed from params */
+    if (((rport = PyDict_GetItemWithError(params, k_rport)) == NULL && PyErr_Occurred()) ||
+        ((branch = PyDict_GetItemWithError(params, k_branch)) == NULL && PyErr_Occurred()) ||
+        ((received = PyDict_GetItemWithError(params, k_received)) == NULL &&
+         PyErr_Occurred())) {
+        Py_DECREF(via);
+        return NULL;
+    }
     if (rport == Py_None)
-        rport = PyBytes_FromStringAndSize("", 0);
+        rport = PyBytes_FromStringAndSize("", 0); /* NULL: put() fails, via released */
     else if (rport != NULL)
         Py_INCREF(rport);
     else
         rport = Py_NewRef(Py_None);
-    if (put_borrowed(via, off_via[V_TRANSPORT], transports[t]) < 0 ||
+    if (put(via, off_via[V_RPORT], rport) < 0 ||
+        put_borrowed(via, off_via[V_TRANSPORT], transports[t]) < 0 ||
         put(via, off_via[V_HOST], PyBytes_FromStringAndSize(b + hs, he - hs)) < 0 ||
         put(via, off_via[V_PORT], port < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(port)) <
             0 ||
         put(via, off_via[V_SENT_BY], PyBytes_FromStringAndSize(b + hs, sbe - hs)) < 0 ||
         put_borrowed(via, off_via[V_BRANCH], branch ? branch : Py_None) < 0 ||
         put_borrowed(via, off_via[V_RECEIVED], received ? received : Py_None) < 0 ||
-        put(via, off_via[V_RPORT], rport) < 0 || put(via, off_via[V_PARAMS], params) < 0 ||
         put(via, off_via[V_SPAN], span_tuple(s, e)) < 0 ||
         put(via, off_via[V_LINE], span_tuple(ls, line_end)) < 0) {
         Py_DECREF(via);
@@ -623,16 +680,16 @@ via_value(const char *b, Py_ssize_t s, Py_ssize_t e, Py_ssize_t ls)
 
 /* the via-parm line values of a message: a list of Via, NULL = decline or error */
 static PyObject *
-vias_of(const char *b, PyObject *spans)
+vias_of(const char *b, Py_ssize_t size, PyObject *spans)
 {
     Py_ssize_t n = PyList_GET_SIZE(spans);
     PyObject *out = PyList_New(n);
     if (out == NULL)
         return NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *t = PyList_GET_ITEM(spans, k);
-        Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
-        Py_ssize_t e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+        Py_ssize_t s, e;
+        if (span_at(PyList_GET_ITEM(spans, k), size, &s, &e) < 0)
+            goto fail;
         if (memchr(b + s, ',', (size_t)(e - s)) != NULL)
             goto fail; /* several values on one line: the Python code splits them */
         /* the line starts after the CRLF before the value (message._parse: rfind) */
@@ -1003,28 +1060,30 @@ parse(PyObject *self, PyObject *data)
         goto out; /* hdrs is now borrowed from msg */
 
     /* RFC 3261 section 8.1.1 mandatory headers, single ones once (else: Python answers) */
-    PyObject *via_spans = PyDict_GetItem(hdrs, k_via);
+    /* every lookup below: NULL and an error set = error (out: returns NULL) */
+    PyObject *via_spans = spans_of(hdrs, k_via);
     Py_ssize_t fs, fe, ts, te, cs, ce, qs, qe, ms = 0, me = 0, ls = 0, le = 0;
-    if (via_spans == NULL || one_span(hdrs, k_from, &fs, &fe, 1) < 0 ||
-        one_span(hdrs, k_to, &ts, &te, 1) < 0 || one_span(hdrs, k_call_id, &cs, &ce, 1) < 0 ||
-        one_span(hdrs, k_cseq, &qs, &qe, 1) < 0)
+    if (via_spans == NULL || one_span(hdrs, k_from, n, &fs, &fe, 1) < 0 ||
+        one_span(hdrs, k_to, n, &ts, &te, 1) < 0 ||
+        one_span(hdrs, k_call_id, n, &cs, &ce, 1) < 0 ||
+        one_span(hdrs, k_cseq, n, &qs, &qe, 1) < 0)
         goto out;
-    int has_mf = one_span(hdrs, k_max_forwards, &ms, &me, 0);
-    int has_cl = one_span(hdrs, k_content_length, &ls, &le, 0);
+    int has_mf = one_span(hdrs, k_max_forwards, n, &ms, &me, 0);
+    int has_cl = one_span(hdrs, k_content_length, n, &ls, &le, 0);
     if (has_mf < 0 || has_cl < 0)
         goto out;
     if (is_request) {
-        if (PyDict_GetItem(hdrs, k_date) != NULL)
+        if (spans_of(hdrs, k_date) != NULL || PyErr_Occurred())
             goto out; /* RFC 3261 section 20.17 GMT check: the Python code */
-        PyObject *contacts = PyDict_GetItem(hdrs, k_contact);
-        if (contacts != NULL) {
-            for (Py_ssize_t k = 0; k < PyList_GET_SIZE(contacts); k++) {
-                PyObject *t = PyList_GET_ITEM(contacts, k);
-                Py_ssize_t s = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
-                Py_ssize_t e = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
-                if (memchr(b + s, '?', (size_t)(e - s)) != NULL)
-                    goto out; /* a '?' outside <> is an error: the Python code */
-            }
+        PyObject *contacts = spans_of(hdrs, k_contact);
+        if (contacts == NULL && PyErr_Occurred())
+            goto out;
+        Py_ssize_t nc = contacts != NULL ? PyList_GET_SIZE(contacts) : 0;
+        for (Py_ssize_t k = 0; k < nc; k++) {
+            Py_ssize_t s, e;
+            if (span_at(PyList_GET_ITEM(contacts, k), n, &s, &e) < 0 ||
+                memchr(b + s, '?', (size_t)(e - s)) != NULL)
+                goto out; /* a '?' outside <> is an error: the Python code */
         }
     }
 
@@ -1046,7 +1105,7 @@ parse(PyObject *self, PyObject *data)
     if (put(msg, off[M_CSEQ], pair(PyLong_FromLongLong(cseq), cmethod)) < 0)
         goto error;
 
-    PyObject *vias = vias_of(b, via_spans);
+    PyObject *vias = vias_of(b, n, via_spans);
     if (vias == NULL)
         goto out;
     if (put(msg, off[M_VIAS], vias) < 0)
@@ -1077,8 +1136,14 @@ parse(PyObject *self, PyObject *data)
         raw = cl < avail ? PyBytes_FromStringAndSize(b, body_start + (Py_ssize_t)cl)
                          : Py_NewRef(data);
     }
-    if (put(msg, off[M_BODY], body) < 0 || put(msg, off[M_RAW], raw) < 0 ||
-        put(msg, off[M_CALL_ID], PyBytes_FromStringAndSize(b + cs, ce - cs)) < 0 ||
+    if (body == NULL || raw == NULL) {
+        Py_XDECREF(body);
+        Py_XDECREF(raw);
+        goto error;
+    }
+    (void)put(msg, off[M_BODY], body);
+    (void)put(msg, off[M_RAW], raw);
+    if (put(msg, off[M_CALL_ID], PyBytes_FromStringAndSize(b + cs, ce - cs)) < 0 ||
         put(msg, off[M_MAX_FORWARDS], has_mf ? PyLong_FromLongLong(mf) : Py_NewRef(Py_None)) <
             0 ||
         put(msg, off[M_CONTENT_LENGTH],
@@ -1139,7 +1204,11 @@ struct edit {
     Py_ssize_t rlen;
 };
 
-/* b[from:n] with the edits (sorted here, not overlapping) applied; NULL = error */
+/* b[from:n] with the edits applied; NULL = error. The edits are sorted here by
+ * start; they must then lie inside [from, n], each with s <= e and a
+ * non-negative replacement length, and not overlap (one may start where the
+ * previous one ends): anything else raises ValueError instead of writing
+ * outside the result. */
 static PyObject *
 edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
 {
@@ -1149,9 +1218,26 @@ edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
             ed[j] = ed[j - 1];
             ed[j - 1] = t;
         }
-    Py_ssize_t len = n - from;
-    for (int i = 0; i < k; i++)
+    if (from < 0 || n < from) {
+        PyErr_SetString(PyExc_ValueError, "edited: the range is not inside the buffer");
+        return NULL;
+    }
+    Py_ssize_t len = n - from, prev = from;
+    for (int i = 0; i < k; i++) {
+        if (ed[i].s < prev || ed[i].e < ed[i].s || ed[i].e > n || ed[i].rlen < 0 ||
+            (ed[i].rlen > 0 && ed[i].rep == NULL)) {
+            PyErr_Format(PyExc_ValueError,
+                         "edited: edit [%zd, %zd) overlaps another or lies outside [%zd, %zd]",
+                         ed[i].s, ed[i].e, from, n);
+            return NULL;
+        }
+        if (ed[i].rlen > PY_SSIZE_T_MAX - len) {
+            PyErr_NoMemory();
+            return NULL;
+        }
         len += ed[i].rlen - (ed[i].e - ed[i].s);
+        prev = ed[i].e;
+    }
     PyObject *out = PyBytes_FromStringAndSize(NULL, len);
     if (out == NULL)
         return NULL;
@@ -1160,12 +1246,40 @@ edited(const char *b, Py_ssize_t from, Py_ssize_t n, struct edit *ed, int k)
     for (int i = 0; i < k; i++) {
         memcpy(o, b + pos, (size_t)(ed[i].s - pos));
         o += ed[i].s - pos;
-        memcpy(o, ed[i].rep, (size_t)ed[i].rlen);
+        if (ed[i].rlen > 0)
+            memcpy(o, ed[i].rep, (size_t)ed[i].rlen);
         o += ed[i].rlen;
         pos = ed[i].e;
     }
     memcpy(o, b + pos, (size_t)(n - pos));
     return out;
+}
+
+#define EDITS_MAX 8
+
+/* _edited(data, from, [(s, e, rep), ...]) -> bytes: edited() on its own, for the
+ * tests (tests/unit/test_sip_csafe.py); the edits are checked as scan_request's */
+static PyObject *
+edited_py(PyObject *self, PyObject *args)
+{
+    PyObject *data, *edits;
+    Py_ssize_t from;
+    if (!PyArg_ParseTuple(args, "SnO!", &data, &from, &PyList_Type, &edits))
+        return NULL;
+    Py_ssize_t k = PyList_GET_SIZE(edits);
+    if (k > EDITS_MAX) {
+        PyErr_Format(PyExc_ValueError, "_edited: at most %d edits", EDITS_MAX);
+        return NULL;
+    }
+    struct edit ed[EDITS_MAX];
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *rep;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(edits, i), "nnS", &ed[i].s, &ed[i].e, &rep))
+            return NULL;
+        ed[i].rep = PyBytes_AS_STRING(rep); /* kept alive by `edits` (the GIL is held) */
+        ed[i].rlen = PyBytes_GET_SIZE(rep);
+    }
+    return edited(PyBytes_AS_STRING(data), from, PyBytes_GET_SIZE(data), ed, (int)k);
 }
 
 /* scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) | None
@@ -1223,9 +1337,9 @@ scan_request(PyObject *self, PyObject *args)
                            k_content_length, k_route};
     int count[H_N] = {0};
     Py_ssize_t vs[H_N] = {0}, ve[H_N] = {0}, lst[H_N] = {0}; /* value, line start */
-    Py_ssize_t start = hstart;
-    for (;;) {
-        Py_ssize_t end, s;
+    Py_ssize_t start = hstart, end;
+    do { /* one header line per round, the last one ending at hend */
+        Py_ssize_t s;
         PyObject *canon;
         int rc = header_line(b, start, hend, fast_names, &end, &s, &canon);
         if (rc == -2)
@@ -1251,10 +1365,8 @@ scan_request(PyObject *self, PyObject *args)
                 Py_RETURN_NONE;
             }
         }
-        if (end >= hend)
-            break;
         start = end + 2;
-    }
+    } while (end < hend);
     if (count[H_VIA] != 1 || count[H_FROM] != 1 || count[H_TO] != 1 ||
         count[H_CALL_ID] != 1 || count[H_CSEQ] != 1 || count[H_MF] != 1 || count[H_CL] > 1 ||
         count[H_ROUTE] > 1)
@@ -1289,7 +1401,10 @@ scan_request(PyObject *self, PyObject *args)
         Py_RETURN_NONE; /* RFC 3261 section 18.2.1 received: the full path adds it */
     Py_ssize_t bs = -1, be = -1, rp = -1, ns_[8], ne_[8];
     int np = 0;
-    for (Py_ssize_t ps = v.sbe + 1; v.sbe < e0;) {
+    /* the parameters b[v.sbe + 1:e0], one per ';' (none when sent-by ends the value) */
+    Py_ssize_t ps = v.sbe + 1;
+    int more = v.sbe < e0;
+    while (more) {
         const char *semi = memchr(b + ps, ';', (size_t)(e0 - ps));
         Py_ssize_t pe = semi ? semi - b : e0;
         const char *eq = memchr(b + ps, '=', (size_t)(pe - ps));
@@ -1315,8 +1430,7 @@ scan_request(PyObject *self, PyObject *args)
             be = pe;
             strip(b, &bs, &be);
         }
-        if (semi == NULL)
-            break;
+        more = semi != NULL;
         ps = pe + 1;
     }
     if (bs < 0 || be - bs < 7 || memcmp(b + bs, "z9hG4bK", 7) != 0)
@@ -1372,6 +1486,9 @@ static PyMethodDef methods[] = {
     {"scan_request", scan_request, METH_VARARGS,
      "scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) "
      "| None: the lean forward of an in-dialog ACK/BYE from a caller; None declines."},
+    {"_edited", edited_py, METH_VARARGS,
+     "_edited(data, from, [(s, e, rep)]) -> bytes: data[from:] with the edits applied "
+     "(scan_request's rewrite, for tests); ValueError for overlapping or outside edits."},
     {"parse", parse, METH_O,
      "parse(data) -> Request | Response | None: message._parse for the common shapes; "
      "None declines."},
@@ -1383,34 +1500,37 @@ static struct PyModuleDef module = {
     methods,
 };
 
+/* The constant names, made once per process: a second import (the module
+ * dropped from sys.modules) reuses them instead of leaking the first set. */
+static int
+make_keys(void)
+{
+    static const struct {
+        PyObject **slot;
+        const char *text;
+    } keys[] = {
+        {&k_via, "via"}, {&k_from, "from"}, {&k_to, "to"}, {&k_call_id, "call-id"},
+        {&k_cseq, "cseq"}, {&k_max_forwards, "max-forwards"},
+        {&k_content_length, "content-length"}, {&k_date, "date"}, {&k_contact, "contact"},
+        {&k_branch, "branch"}, {&k_received, "received"}, {&k_rport, "rport"},
+        {&k_tag, "tag"}, {&k_version, "SIP/2.0"}, {&k_route, "route"},
+        {&k_proxy_require, "proxy-require"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (*keys[i].slot == NULL && (*keys[i].slot = PyBytes_FromString(keys[i].text)) == NULL)
+            return -1; /* the ones made stay for the next attempt */
+    for (int k = 0; k < 6; k++)
+        if (transports[k] == NULL &&
+            (transports[k] = PyBytes_FromString(transport_names[k])) == NULL)
+            return -1;
+    return 0;
+}
+
 PyMODINIT_FUNC
 PyInit__scan(void)
 {
     init_classes();
-    k_via = PyBytes_FromString("via");
-    k_from = PyBytes_FromString("from");
-    k_to = PyBytes_FromString("to");
-    k_call_id = PyBytes_FromString("call-id");
-    k_cseq = PyBytes_FromString("cseq");
-    k_max_forwards = PyBytes_FromString("max-forwards");
-    k_content_length = PyBytes_FromString("content-length");
-    k_date = PyBytes_FromString("date");
-    k_contact = PyBytes_FromString("contact");
-    k_branch = PyBytes_FromString("branch");
-    k_received = PyBytes_FromString("received");
-    k_rport = PyBytes_FromString("rport");
-    k_tag = PyBytes_FromString("tag");
-    k_version = PyBytes_FromString("SIP/2.0");
-    k_route = PyBytes_FromString("route");
-    k_proxy_require = PyBytes_FromString("proxy-require");
-    for (int k = 0; k < 6; k++) {
-        transports[k] = PyBytes_FromString(transport_names[k]);
-        if (transports[k] == NULL)
-            return NULL;
-    }
-    if (!k_via || !k_from || !k_to || !k_call_id || !k_cseq || !k_max_forwards ||
-        !k_content_length || !k_date || !k_contact || !k_branch || !k_received || !k_rport ||
-        !k_tag || !k_version || !k_route || !k_proxy_require)
+    if (make_keys() < 0)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -27,6 +27,7 @@ How this works:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 
@@ -1072,6 +1073,8 @@ _RequestFn = Callable[
     ..., "tuple[bytes, int, bytes] | None"
 ]  # (data, host, port, route[, decline])
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
+    if os.environ.get("SIPSCREEN_NO_C"):  # read once, at import: CI's leg without C
+        raise ImportError("SIPSCREEN_NO_C is set: the pure-Python parser runs")
     from . import _scan as _built
 except ImportError:  # pragma: no cover - no compiler at install time
     _C_SCAN: _ScanFn | None = None
