@@ -1429,7 +1429,7 @@ async def _allow(args: argparse.Namespace, r: Any, prefix: str, now: Any) -> int
     return 0
 
 
-RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow")
+RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow", "mark")
 
 
 def _et_day_range(text: str) -> tuple[float, float]:

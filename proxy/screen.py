@@ -60,11 +60,12 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.records import clip
+from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward
 from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
-from proxy.sip.verstat import verstat_edits
-from rules.engine import decide
+from proxy.sip.verstat import Edits, verstat_edits
+from rules.engine import decide, shaken_mark
 from rules.facts import CallFacts
 from rules.numbers import normalise, sos_urn
 from rules.shaken import Verifier
@@ -252,6 +253,10 @@ class Screener:
         self._shaken: Verifier | None = None
         self._add_verstat = config.shaken is not None and config.shaken.add_verstat
         self._shaken_count = metrics.shaken_children
+        self._marked = metrics.shaken_marked_children
+        self._mark_name = (
+            config.shaken.mark_header if config.shaken else "X-Sipscreen-Mark"
+        ).encode()
         self._stats: ShakenStats | None = None
         if config.shaken is not None:
             from proxy.shaken import load_verifier
@@ -301,7 +306,7 @@ class Screener:
 
     def _verify(
         self, verifier: Verifier, req: Request, facts: CallFacts, now: float
-    ) -> Forward | None:
+    ) -> Edits | None:
         """STIR/SHAKEN (RFC 8224 §6.2): the verification result into the facts,
         counted in sipscreen_shaken_results_total{result,attest}; the edits of
         the forwarded INVITE (ATIS-1000074 verstat: an upstream one stripped,
@@ -329,8 +334,7 @@ class Screener:
                 stats.count(OTHER, outcome)
             else:
                 stats.count(prov.id, outcome, prov.implementation)
-        edits = verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
-        return None if edits is None else Forward(edits)
+        return verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
 
     # -- the hot path ----------------------------------------------------------
 
@@ -352,13 +356,33 @@ class Screener:
             return self._refuse_ambiguous(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
+        edits: Edits | None = None
         if self._shaken is not None:
-            fwd = self._verify(self._shaken, req, facts, now)
+            edits = self._verify(self._shaken, req, facts, now)
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
+        mark: Verdict | None = None
+        if self._shaken is not None and (not verdict.blocked or self._monitor):
+            # forwarded: our mark header (if the policy marks the call), any
+            # upstream copy of it stripped (a caller cannot forge or pre-set it)
+            mark = shaken_mark(snap, facts)
+            value = None if mark is None else mark_value(mark, facts)
+            more = mark_edits(req, self._mark_name, value)
+            if more is not None:
+                edits = more if edits is None else edits + more
+            if mark is not None:
+                self._marked[mark.detail.split(":")[1]].inc()
+        if edits is not None:
+            fwd = Forward(edits)
         if not verdict.blocked:
             would = verdict.would_block
             if would is None:
+                if mark is not None:
+                    # the attestation policy's mark: allowed by that rule,
+                    # recorded and logged (a mark is an event, not sampled)
+                    self._allowed[Rule.SHAKEN_POLICY].inc()
+                    self._record(req, src, transport, facts, mark, "mark", snap, now)
+                    return fwd
                 self._allowed[verdict.rule].inc()
                 if self._sample and self._rng() < self._sample:
                     self._record(req, src, transport, facts, verdict, "allow", snap, now)

@@ -121,7 +121,7 @@ class ShakenResult:
 
 UNSIGNED = ShakenResult(NO_VALIDATION, "unsigned", detail="no Identity header")
 
-POLICY_ACTIONS = ("pass", "block")
+POLICY_ACTIONS = ("pass", "mark", "block")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,10 @@ class AttestationPolicy:
     """What the operator does with an upstream provider's calls by their
     verification result (operator policy, not a rule of the CFR: blocking on
     attestation alone is a carrier's choice). Each is "pass" (counted in
-    sipscreen_shaken_results_total) or "block" (the deterministic answer).
+    sipscreen_shaken_results_total), "mark" (passed, never blocked, but the
+    forwarded INVITE carries the mark header for the softswitch to route or
+    display on; counted, logged and recorded: rules/engine.py shaken_mark) or
+    "block" (the deterministic answer).
 
     ``unsigned``: no Identity header; ``c_attested``: verified, attestation C
     (gateway); ``failed``: TN-Validation-Failed, whatever the reason. A call
@@ -143,6 +146,11 @@ class AttestationPolicy:
     @property
     def blocks_anything(self) -> bool:
         return "block" in (self.unsigned, self.c_attested, self.failed)
+
+    @property
+    def acts_on_anything(self) -> bool:
+        """Some case is marked or blocked (else the engine can skip the policy)."""
+        return any(a != "pass" for a in (self.unsigned, self.c_attested, self.failed))
 
 
 @dataclass(frozen=True, slots=True)
