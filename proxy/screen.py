@@ -365,7 +365,7 @@ class Screener:
         if self._shaken is not None and (not verdict.blocked or self._monitor):
             # forwarded: our mark header (if the policy marks the call), any
             # upstream copy of it stripped (a caller cannot forge or pre-set it)
-            mark = shaken_mark(snap, facts)
+            mark = shaken_mark(snap, facts, verdict)
             value = None if mark is None else mark_value(mark, facts)
             more = mark_edits(req, self._mark_name, value)
             if more is not None:
@@ -402,6 +402,10 @@ class Screener:
                     # unmapped_provider_policy = monitor: allowed/default plus the
                     # unmapped counter on every call; recorded at the allow sample
                     # rate and not logged (a configuration state, not an event).
+                    if mark is not None:  # ...unless the attestation policy marked it
+                        self._allowed[Rule.SHAKEN_POLICY].inc()
+                        self._record(req, src, transport, facts, mark, "mark", snap, now)
+                        return fwd
                     self._allowed[verdict.rule].inc()
                     if self._sample and self._rng() < self._sample:
                         self._record(

@@ -223,6 +223,9 @@ def _shaken_kind(facts: CallFacts) -> str | None:
     return None  # not verified ([shaken] off) or certificate pending
 
 
+_NO_MARK = (Rule.EMERGENCY, Rule.ALLOWLIST)
+
+
 @lru_cache(maxsize=4096)
 def _mark_verdict(provider_id: str, kind: str, why: str) -> Verdict:
     who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
@@ -237,15 +240,17 @@ def _mark_verdict(provider_id: str, kind: str, why: str) -> Verdict:
     )
 
 
-def shaken_mark(snap: Snapshot, facts: CallFacts) -> Verdict | None:
-    """The attestation policy's "mark" for a call that is forwarded, or None.
+def shaken_mark(snap: Snapshot, facts: CallFacts, verdict: Verdict) -> Verdict | None:
+    """The attestation policy's "mark" for a call forwarded with ``verdict``, or None.
 
     Never blocking (``blocked`` is False): the screening glue adds the mark
     header to the forwarded INVITE, counts and records it. ``decide`` never
-    returns it (a mark does not stop the rules after it: a notice still blocks).
+    returns it (a mark does not stop the rules after it: a notice still
+    blocks). An emergency call (47 CFR 64.1200(k)(5)/(k)(6)) and an
+    allowlisted caller (exempt from step 5) are never marked.
     """
     policies = snap.shaken_policy
-    if not policies or facts.verstat is None:
+    if not policies or facts.verstat is None or verdict.rule in _NO_MARK:
         return None
     provider = facts.provider
     pol = policies.get(provider or "") or policies.get("")
@@ -865,7 +870,7 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
     else:
         got = facts.verstat + (f" ({facts.shaken_reason})" if facts.shaken_reason else "")
         got += f", attest {facts.attest}" if facts.attest else ""
-        mark = shaken_mark(snap, facts)
+        mark = shaken_mark(snap, facts, ALLOW_DEFAULT)
         how = "marks it (forwarded with the mark header)" if mark is not None else "passes it"
         checks.append(Check(Rule.SHAKEN_POLICY, False, f"{got}: the attestation policy {how}"))
 
