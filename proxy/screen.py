@@ -336,6 +336,26 @@ class Screener:
                 stats.count(prov.id, outcome, prov.implementation)
         return verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
 
+    def _shaken_forward(
+        self, req: Request, facts: CallFacts, snap: Any, verdict: Verdict, edits: Edits | None
+    ) -> tuple[Forward | None, Verdict | None]:
+        """The forwarded INVITE's edits ([shaken] on): verstat's, plus the mark.
+
+        A call that is forwarded (allowed, or any call under --monitor) loses
+        every mark header that arrived (a caller cannot forge or pre-set it)
+        and, when the attestation policy marks it, gets ours; the mark is
+        counted here, recorded by the caller."""
+        mark = None
+        if not verdict.blocked or self._monitor:
+            mark = shaken_mark(snap, facts, verdict)
+            value = None if mark is None else mark_value(mark, facts)
+            more = mark_edits(req, self._mark_name, value)
+            if more is not None:
+                edits = more if edits is None else edits + more
+            if mark is not None:
+                self._marked[mark.detail.split(":")[1]].inc()
+        return (None if edits is None else Forward(edits)), mark
+
     # -- the hot path ----------------------------------------------------------
 
     def __call__(
@@ -356,24 +376,15 @@ class Screener:
             return self._refuse_ambiguous(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
+        mark: Verdict | None = None
+        shaken = self._shaken
         edits: Edits | None = None
-        if self._shaken is not None:
-            edits = self._verify(self._shaken, req, facts, now)
+        if shaken is not None:
+            edits = self._verify(shaken, req, facts, now)
         verdict: Verdict = decide(snap, facts, now)
         self._observe(time.perf_counter() - t0)
-        mark: Verdict | None = None
-        if self._shaken is not None and (not verdict.blocked or self._monitor):
-            # forwarded: our mark header (if the policy marks the call), any
-            # upstream copy of it stripped (a caller cannot forge or pre-set it)
-            mark = shaken_mark(snap, facts, verdict)
-            value = None if mark is None else mark_value(mark, facts)
-            more = mark_edits(req, self._mark_name, value)
-            if more is not None:
-                edits = more if edits is None else edits + more
-            if mark is not None:
-                self._marked[mark.detail.split(":")[1]].inc()
-        if edits is not None:
-            fwd = Forward(edits)
+        if shaken is not None:
+            fwd, mark = self._shaken_forward(req, facts, snap, verdict, edits)
         if not verdict.blocked:
             would = verdict.would_block
             if would is None:
