@@ -28,8 +28,12 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    forwards (returns None) when allowed, when only a would-block matched, or
    in `--monitor` mode; with `[shaken]` on, a forwarded call whose
    P-Asserted-Identity/From needs a verstat edit (an upstream one stripped,
-   ours added with `add_verstat`, proxy/sip/verstat.py) returns
-   `Forward(edits)` instead of None;
+   ours added with `add_verstat`, proxy/sip/verstat.py) or carries a mark
+   header (every arriving copy stripped; ours added when the attestation
+   policy says "mark": rules.engine.shaken_mark, proxy/shaken.py
+   mark_edits) returns `Forward(edits)` instead of None; a marked allow
+   counts as allowed/shaken_policy and in `sipscreen_shaken_marked_total`,
+   and is logged and recorded (action `mark`);
 4. counts on pre-bound metric children, logs one JSON line per blocked (or
    would-block) call, and appends a decision record (all blocks, sampled
    allows) to the RecordWriter. An allowlist pass over a rule that would
