@@ -65,6 +65,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="STIR/SHAKEN: every INVITE signed, verified by sipscreen and Kamailio secsipid",
     )
+    ap.add_argument(
+        "--secsipid-cert-verify",
+        type=int,
+        default=21,
+        help="--signed: libsecsipid CertVerify bits (21 = dates + chain to the anchor + CRL, "
+        "the work sipscreen does; 0 = no certificate check, signature and iat only)",
+    )
     return ap.parse_args(argv)
 
 
@@ -341,6 +348,7 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
     # one distinct header per call of the largest step (+5%: SIPp may start a few more)
     n_headers = int(max(rates) * a.duration * 1.05) + 100
     sdata = signed.SignedData(work, data, n_headers)
+    sdata.cert_verify = a.secsipid_cert_verify
     sdata.sign()
     systems = signed.signed_systems([w for w in wanted if w not in skipped], sdata)
     prefix = f"sipscreen-bench-{uuid.uuid4().hex[:8]}:"
@@ -400,7 +408,7 @@ def render_signed_report(
         f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
         f"- {n_headers:,} distinct Identity headers; blocklist {counts['blocked']:,} numbers, "
         f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers (603)",
-        *signed.report_lines(),
+        *signed.report_lines(cert_verify=a.secsipid_cert_verify),
         "",
         harness.table(results),
         "Summary (max clean rate = highest step with every call completed and verified, "
