@@ -429,6 +429,8 @@ class Env:
     transport: str = "udp"
     tls_port: int = 0
     tls: dict[str, str] | None = None
+    # the SIPp UAC scenario in benchmarks/sipp/ (run_compare --signed: uac_signed.xml)
+    uac_xml: str = "uac_screen.xml"
 
 
 class System:
@@ -876,7 +878,7 @@ def run_step(
         busy0 = machine_busy_seconds()
         wall = duration * 2 + 40  # calls can take 32 s (Timer B) past the last INVITE
         uac_cmd = [
-            "sipp", "-sf", str(SIPP_DIR / "uac_screen.xml"), "-inf", str(env.data / "callers.csv"),
+            "sipp", "-sf", str(SIPP_DIR / env.uac_xml), "-inf", str(env.data / "callers.csv"),
             f"{HOST}:{system.target_port(env)}", "-i", HOST, "-p", str(env.ports.uac),
             "-r", str(rate), "-rp", "1000", "-m", str(res.attempted),
             "-l", str(max(1000, rate * 40)), "-pause_msg_ign", "-nostdin",
@@ -919,7 +921,8 @@ def run_step(
                 res.under_1ms_pct = 100.0 * total / allrt
         else:
             res.note = (res.note + "; " if res.note else "") + "no SIPp statistics"
-        rtts = sorted(v for f in step.glob("uac_screen_*_rtt.csv") for v in read_rtt(f))
+        rtt_files = step.glob(f"{Path(env.uac_xml).stem}_*_rtt.csv")
+        rtts = sorted(v for f in rtt_files for v in read_rtt(f))
         if rtts:
             res.p50_ms, res.p99_ms = percentile(rtts, 50), percentile(rtts, 99)
         return res

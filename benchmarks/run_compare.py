@@ -14,6 +14,12 @@ Markdown table (benchmarks/RESULTS.md by default) and the line
 
     python3 benchmarks/run_compare.py                 # the full comparison
     python3 benchmarks/run_compare.py --rates 500,1000 --duration 5
+    python3 benchmarks/run_compare.py --signed        # STIR/SHAKEN: see benchmarks/signed.py
+
+``--signed``: every INVITE carries a valid, distinct Identity header; sipscreen
+(``[shaken]`` on) and Kamailio (``secsipid_check_identity``) verify it, same
+run, alternating; the line ``sipscreen/kamailio signed max clean CPS ratio:
+X.XX`` is printed and written to its own section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -53,6 +59,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("udp", "tls"),
         default="udp",
         help="the callers' side: udp (SIPp) or tls (benchmarks/tls_uac.py; softswitch over UDP)",
+    )
+    ap.add_argument(
+        "--signed",
+        action="store_true",
+        help="STIR/SHAKEN: every INVITE signed, verified by sipscreen and Kamailio secsipid",
+    )
+    ap.add_argument(
+        "--secsipid-cert-verify",
+        type=int,
+        default=21,
+        help="--signed: libsecsipid CertVerify bits (21 = dates + chain to the anchor + CRL, "
+        "the work sipscreen does; 0 = no certificate check, signature and iat only)",
     )
     return ap.parse_args(argv)
 
@@ -291,9 +309,129 @@ def render_tls_report(
     return "\n".join(lines)
 
 
+SIGNED_BEGIN, SIGNED_END = "<!-- run_compare_signed:begin -->", "<!-- run_compare_signed:end -->"
+
+
+def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, str], str]:
+    """The signed-traffic ladder (benchmarks/signed.py): sipscreen and Kamailio
+    verifying every INVITE's Identity, alternating per step, over UDP."""
+    import signed  # noqa: PLC0415
+
+    rates = [int(x) for x in a.rates.split(",") if x.strip()]
+    wanted = [s.strip() for s in a.systems.split(",") if s.strip() in ("sipscreen", "kamailio")]
+    skipped: dict[str, str] = {}
+    problems = harness.ensure_deps(install=not a.no_install)
+    if any(p.startswith("sipp") for p in problems):
+        raise SystemExit("cannot benchmark: " + "; ".join(problems))
+    if "kamailio" in wanted:
+        why = "; ".join(problems) if harness.which_kamailio() is None else signed.secsipid_missing()
+        if why:
+            skipped["kamailio"] = why
+    if "sipscreen" in wanted and (why := harness.sipscreen_available()):
+        skipped["sipscreen"] = why
+    ports = (
+        harness.Ports.ephemeral()
+        if a.ports == "auto"
+        else harness.Ports(*[int(p) for p in a.ports.split(",")])
+    )
+    ports.check_free()
+    tmp = None
+    if a.workdir:
+        work = Path(a.workdir)
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="sipscreen-bench-signed-")
+        work = Path(tmp.name)
+    data = work / "data"
+    counts = gen_data.generate(str(data), a.blocked, max(a.csv_lines, 100), a.blocked_pct, a.seed)
+    sample = next(iter(gen_data.blocked_numbers(1, a.seed)))
+    # one distinct header per call of the largest step (+5%: SIPp may start a few more)
+    n_headers = int(max(rates) * a.duration * 1.05) + 100
+    sdata = signed.SignedData(work, data, n_headers)
+    sdata.cert_verify = a.secsipid_cert_verify
+    sdata.sign()
+    systems = signed.signed_systems([w for w in wanted if w not in skipped], sdata)
+    prefix = f"sipscreen-bench-{uuid.uuid4().hex[:8]}:"
+    started = dt.datetime.now(dt.UTC)
+    results: list[harness.StepResult] = []
+    try:
+        with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
+            env = harness.Env(work, sdata.data, ports, a.workers, url, prefix, sample, a.blocked)
+            env.uac_xml = "uac_signed.xml"
+            failing = {s.name: 0 for s in systems}
+            for i, rate in enumerate(rates):
+                active = [s for s in systems if failing[s.name] < a.max_failing]
+                if not active:
+                    break
+                active = active[i % len(active) :] + active[: i % len(active)]
+                for s in active:
+                    sdata.fresh()
+                    print(f"[{rate} calls/s signed] {s.name} ...", end=" ", flush=True)
+                    r = harness.run_step(s, env, rate, a.duration, f"signed-{s.name}-{rate}")
+                    signed.account(r, s)
+                    results.append(r)
+                    failing[s.name] = 0 if r.clean else failing[s.name] + 1
+                    print(
+                        f"achieved {r.achieved:.0f}/s ok={r.successful} failed={r.failed} "
+                        f"retrans={r.retrans} p50/p99={r.p50_ms}/{r.p99_ms} ms "
+                        f"cpu={r.cpu_s} {'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
+                        flush=True,
+                    )
+    finally:
+        harness.kill_all()
+        if tmp is not None:
+            tmp.cleanup()
+    report = render_signed_report(a, results, skipped, counts, started, n_headers)
+    write_section(Path(a.out), report, SIGNED_BEGIN, SIGNED_END)
+    return results, skipped, report
+
+
+def render_signed_report(
+    a: argparse.Namespace,
+    results: Sequence[harness.StepResult],
+    skipped: dict[str, str],
+    counts: dict[str, int],
+    started: dt.datetime,
+    n_headers: int,
+) -> str:
+    import signed  # noqa: PLC0415
+
+    names = list(dict.fromkeys(r.system for r in results))
+    lines = [
+        "## Signed traffic: sipscreen vs Kamailio secsipid (run_compare.py --signed)",
+        "",
+        f"Written by `benchmarks/run_compare.py --signed` on {started:%Y-%m-%d %H:%M} UTC "
+        "(this section is overwritten by every signed run).",
+        "",
+        *[f"- {k}: {v}" for k, v in harness.machine_info().items()],
+        f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
+        f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
+        f"- {n_headers:,} distinct Identity headers; blocklist {counts['blocked']:,} numbers, "
+        f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers (603)",
+        *signed.report_lines(cert_verify=a.secsipid_cert_verify),
+        "",
+        harness.table(results),
+        "Summary (max clean rate = highest step with every call completed and verified, "
+        "0 failed, and ≥ 90% of the rate carried):",
+        "",
+        *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
+        f"- {ratio_line(results, 'signed ')}",
+        "",
+    ]
+    lines += [f"- {n}: skipped: {why}" for n, why in skipped.items()]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     harness.install_signal_handlers()
     a = parse_args(argv)
+    if a.signed:
+        results, skipped, _ = compare_signed(a)
+        for n, why in skipped.items():
+            print(f"skipped {n}: {why}")
+        print(f"wrote {a.out}")
+        print(ratio_line(results, "signed "))
+        return 0
     results, skipped, _ = compare(a)
     for n, why in skipped.items():
         print(f"skipped {n}: {why}")

@@ -55,7 +55,7 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
     [shaken]   enabled (false), trust_anchors, crl, certs, iat_window_s (60),
                cache_size (4096): STIR/SHAKEN verification (proxy/shaken.py);
                off = `Config.shaken` is None; paths relative to the file;
-               unsigned, c_attested, failed ("pass" | "block"): the default
+               unsigned, c_attested, failed ("pass" | "mark" | "block"): the default
                attestation policy; [shaken.provider.<id>] the same keys
                for one upstream provider (the others inherit the default);
                fetch (false), fetch_hosts ([] = any), fetch_timeout_s (2),
@@ -63,7 +63,9 @@ TOML layout (every key optional, see proxy/defaults/sipscreen.toml):
                cert_ttl_max_s (86400), fetch_backoff_s (5),
                fetch_backoff_max_s (900): background HTTPS fetch of x5u
                certificates (proxy/certfetch.py); add_verstat (false):
-               ATIS-1000074 verstat= on the forwarded PAI (else From)
+               ATIS-1000074 verstat= on the forwarded PAI (else From);
+               mark_header ("X-Sipscreen-Mark"): the header a "mark" adds
+               (always stripped from what arrives)
 """
 
 from __future__ import annotations
@@ -351,6 +353,9 @@ class ShakenSpec:
     fetch_backoff_max_s: float = 900.0
     # ATIS-1000074: add verstat= to the forwarded P-Asserted-Identity (else From).
     add_verstat: bool = False
+    # The header a "mark" action adds to the forwarded INVITE; any copy that
+    # arrives is stripped (a caller must not forge or pre-set the mark).
+    mark_header: str = "X-Sipscreen-Mark"
 
 
 _SHAKEN_FETCH_KEYS: dict[str, type] = {
@@ -364,6 +369,7 @@ _SHAKEN_FETCH_KEYS: dict[str, type] = {
     "fetch_backoff_s": float,
     "fetch_backoff_max_s": float,
     "add_verstat": bool,
+    "mark_header": str,
 }
 
 _SHAKEN_KEYS: dict[str, type] = {
@@ -433,7 +439,7 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
                     f"{key}.{k}: unknown key (expected one of {', '.join(_POLICY_KEYS)})"
                 )
         policy[pid] = _policy(sub, key, default)
-    if not any(p.blocks_anything for p in policy.values()):
+    if not any(p.acts_on_anything for p in policy.values()):
         policy = {}  # pass and count everything: the engine skips the rule
     return ShakenSpec(
         anchors,
@@ -444,6 +450,28 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
         policy,
         **_shaken_fetch(vals, path),
     )
+
+
+# RFC 3261 §25.1 token (a header name); and names the proxy or the softswitch
+# read for routing and identity, which a mark must never replace or strip.
+_HEADER_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_MARK_RESERVED = frozenset(
+    "via v from f to t call-id i cseq contact m max-forwards route record-route "
+    "content-length l content-type c identity y p-asserted-identity "
+    "p-preferred-identity privacy".split()
+)
+
+
+def _mark_header(name: str) -> str:
+    """``shaken.mark_header``: a header name the proxy can add and strip."""
+    if not _HEADER_TOKEN.fullmatch(name) or len(name) > 64:
+        raise ConfigError(f"shaken.mark_header: must be a SIP header name (token), got {name!r}")
+    if name.lower() in _MARK_RESERVED:
+        raise ConfigError(
+            f"shaken.mark_header: {name!r} is a header the proxy or softswitch relies on; "
+            "choose another (e.g. X-Sipscreen-Mark)"
+        )
+    return name
 
 
 def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) -> dict[str, Any]:
@@ -475,6 +503,9 @@ def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) ->
             out[flag] = vals[flag]
     if vals["fetch_ca"]:
         out["fetch_ca"] = path(vals["fetch_ca"])
+    mark = vals["mark_header"]
+    if mark is not None:
+        out["mark_header"] = _mark_header(mark)
     lo_ttl = out.get("cert_ttl_min_s", 60)
     if out.get("cert_ttl_max_s", 86400) < lo_ttl:
         raise ConfigError("shaken.cert_ttl_max_s: must be at least shaken.cert_ttl_min_s")

@@ -347,6 +347,18 @@ class Metrics:
         }
         for reason in SHAKEN_REASONS:
             self.shaken_children[(reason, None)] = self.shaken_results.labels(reason, "")
+        # The attestation policy's "mark" action: forwarded calls that carried
+        # the mark header, by policy case (rules/engine.py shaken_mark).
+        self.shaken_marked = Counter(
+            "sipscreen_shaken_marked",
+            "INVITEs forwarded with the STIR/SHAKEN mark header ([shaken] policy "
+            "action mark), by case: unsigned, c_attested, failed",
+            ["case"],
+            registry=reg,
+        )
+        self.shaken_marked_children: dict[str, Any] = {
+            c: self.shaken_marked.labels(c) for c in ("unsigned", "c_attested", "failed")
+        }
         # x5u certificate fetches (proxy/certfetch.py, [shaken] fetch = true).
         self.shaken_cert_fetches = Counter(
             "sipscreen_shaken_cert_fetches",

@@ -28,8 +28,12 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    forwards (returns None) when allowed, when only a would-block matched, or
    in `--monitor` mode; with `[shaken]` on, a forwarded call whose
    P-Asserted-Identity/From needs a verstat edit (an upstream one stripped,
-   ours added with `add_verstat`, proxy/sip/verstat.py) returns
-   `Forward(edits)` instead of None;
+   ours added with `add_verstat`, proxy/sip/verstat.py) or carries a mark
+   header (every arriving copy stripped; ours added when the attestation
+   policy says "mark": rules.engine.shaken_mark, proxy/shaken.py
+   mark_edits) returns `Forward(edits)` instead of None; a marked allow
+   counts as allowed/shaken_policy and in `sipscreen_shaken_marked_total`,
+   and is logged and recorded (action `mark`);
 4. counts on pre-bound metric children, logs one JSON line per blocked (or
    would-block) call, and appends a decision record (all blocks, sampled
    allows) to the RecordWriter. An allowlist pass over a rule that would
@@ -60,11 +64,12 @@ from typing import Any, Protocol
 from proxy.config import Config
 from proxy.metrics import Metrics
 from proxy.records import clip
+from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward
 from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
-from proxy.sip.verstat import verstat_edits
-from rules.engine import decide
+from proxy.sip.verstat import Edits, verstat_edits
+from rules.engine import decide, shaken_mark
 from rules.facts import CallFacts
 from rules.numbers import normalise, sos_urn
 from rules.shaken import Verifier
@@ -252,6 +257,10 @@ class Screener:
         self._shaken: Verifier | None = None
         self._add_verstat = config.shaken is not None and config.shaken.add_verstat
         self._shaken_count = metrics.shaken_children
+        self._marked = metrics.shaken_marked_children
+        self._mark_name = (
+            config.shaken.mark_header if config.shaken else "X-Sipscreen-Mark"
+        ).encode()
         self._stats: ShakenStats | None = None
         if config.shaken is not None:
             from proxy.shaken import load_verifier
@@ -308,7 +317,7 @@ class Screener:
 
     def _verify(
         self, verifier: Verifier, req: Request, facts: CallFacts, now: float
-    ) -> Forward | None:
+    ) -> Edits | None:
         """STIR/SHAKEN (RFC 8224 §6.2): the verification result into the facts,
         counted in sipscreen_shaken_results_total{result,attest}; the edits of
         the forwarded INVITE (ATIS-1000074 verstat: an upstream one stripped,
@@ -336,8 +345,27 @@ class Screener:
                 stats.count(OTHER, outcome)
             else:
                 stats.count(prov.id, outcome, prov.implementation)
-        edits = verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
-        return None if edits is None else Forward(edits)
+        return verstat_edits(req, res.verstat.encode() if self._add_verstat else None)
+
+    def _shaken_forward(
+        self, req: Request, facts: CallFacts, snap: Any, verdict: Verdict, edits: Edits | None
+    ) -> tuple[Forward | None, Verdict | None]:
+        """The forwarded INVITE's edits ([shaken] on): verstat's, plus the mark.
+
+        A call that is forwarded (allowed, or any call under --monitor) loses
+        every mark header that arrived (a caller cannot forge or pre-set it)
+        and, when the attestation policy marks it, gets ours; the mark is
+        counted here, recorded by the caller."""
+        mark = None
+        if not verdict.blocked or self._monitor:
+            mark = shaken_mark(snap, facts, verdict)
+            value = None if mark is None else mark_value(mark, facts)
+            more = mark_edits(req, self._mark_name, value)
+            if more is not None:
+                edits = more if edits is None else edits + more
+            if mark is not None:
+                self._marked[mark.detail.split(":")[1]].inc()
+        return (None if edits is None else Forward(edits)), mark
 
     # -- the hot path ----------------------------------------------------------
 
@@ -360,14 +388,25 @@ class Screener:
             return self._refuse_ambiguous(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
-        if self._shaken is not None:
-            fwd = self._verify(self._shaken, req, facts, now)
+        mark: Verdict | None = None
+        shaken = self._shaken
+        edits: Edits | None = None
+        if shaken is not None:
+            edits = self._verify(shaken, req, facts, now)
         verdict: Verdict = decide(snap, facts, now)
         self.last = (verdict, facts)
         self._observe(time.perf_counter() - t0)
+        if shaken is not None:
+            fwd, mark = self._shaken_forward(req, facts, snap, verdict, edits)
         if not verdict.blocked:
             would = verdict.would_block
             if would is None:
+                if mark is not None:
+                    # the attestation policy's mark: allowed by that rule,
+                    # recorded and logged (a mark is an event, not sampled)
+                    self._allowed[Rule.SHAKEN_POLICY].inc()
+                    self._record(req, src, transport, facts, mark, "mark", snap, now)
+                    return fwd
                 self._allowed[verdict.rule].inc()
                 if self._sample and self._rng() < self._sample:
                     self._record(req, src, transport, facts, verdict, "allow", snap, now)
@@ -387,6 +426,10 @@ class Screener:
                     # unmapped_provider_policy = monitor: allowed/default plus the
                     # unmapped counter on every call; recorded at the allow sample
                     # rate and not logged (a configuration state, not an event).
+                    if mark is not None:  # ...unless the attestation policy marked it
+                        self._allowed[Rule.SHAKEN_POLICY].inc()
+                        self._record(req, src, transport, facts, mark, "mark", snap, now)
+                        return fwd
                     self._allowed[verdict.rule].inc()
                     if self._sample and self._rng() < self._sample:
                         self._record(

@@ -18,20 +18,39 @@ directory preloaded into it): a pending ``x5u`` is fetched over HTTPS in the
 background and shared through Redis; the verifier does not change.
 
 A file that cannot be read raises ``ConfigError`` naming it.
+
+The attestation policy's "mark" (rules/engine.py ``shaken_mark``) is carried
+to the softswitch by :func:`mark_edits`: every copy of the mark header that
+arrived is removed (from any source: the mark is ours to state, as verstat
+is, ATIS-1000074 §5.3.1) and, for a marked call, one line
+``X-Sipscreen-Mark: shaken-policy;case=failed;reason=bad_signature;
+verstat=TN-Validation-Failed;provider=acme`` is added at the end of the
+header block (byte edits of the raw INVITE, like proxy/sip/verstat.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
 from proxy.certfetch import CertFetcher
 from proxy.config import ConfigError, ShakenSpec
+from proxy.sip.message import Request
+from rules.facts import CallFacts
 from rules.shaken import Verifier, load_certificates
+from rules.verdict import Verdict
 
-__all__ = ["MAX_CERT_BYTES", "cert_file_name", "load_cert_dir", "load_verifier"]
+__all__ = [
+    "MAX_CERT_BYTES",
+    "cert_file_name",
+    "load_cert_dir",
+    "load_verifier",
+    "mark_edits",
+    "mark_value",
+]
 
 MAX_CERT_BYTES = 64 * 1024
 
@@ -121,3 +140,43 @@ def load_verifier(
         raise ConfigError(f"shaken.crl: {spec.crl}: unreadable CRL ({exc})") from None
     verifier.fetcher = fetcher
     return verifier
+
+
+_UNSAFE = re.compile(rb"[^A-Za-z0-9._~+-]")
+
+
+def mark_value(verdict: Verdict, facts: CallFacts) -> bytes:
+    """The mark header's value for a marked call (``verdict`` from shaken_mark)."""
+    parts = verdict.detail.split(":")  # "mark:<case>" or "mark:failed:<reason>"
+    out = b"shaken-policy;case=" + parts[1].encode()
+    if len(parts) > 2 and parts[2]:
+        out += b";reason=" + parts[2].encode()
+    if facts.verstat:
+        out += b";verstat=" + facts.verstat.encode()
+    if facts.provider:
+        # a provider id is operator data: anything outside a token is replaced
+        out += b";provider=" + _UNSAFE.sub(b"_", facts.provider.encode("utf-8", "replace"))[:64]
+    return out
+
+
+def mark_edits(
+    req: Request, name: bytes, value: bytes | None
+) -> tuple[tuple[int, int, bytes], ...] | None:
+    """Edits of ``req.raw``: strip every ``name`` header line (case-insensitive)
+    and, when ``value`` is given, add ``name: value`` as the last header line.
+
+    None when there is nothing to do (no such header and nothing to add): one
+    lowered copy of the header block and a find, as verstat_edits does."""
+    raw = req.raw
+    hend = req.headers_end
+    present = raw[:hend].lower().find(b"\n" + name.lower()) >= 0
+    if not present and value is None:
+        return None
+    edits: list[tuple[int, int, bytes]] = []
+    if present:
+        for s, e in req.header_spans(name):
+            edits.append((req.header_line_start(s), e + 2, b""))
+    if value is not None:
+        # after the last header line's CRLF, before the empty line
+        edits.append((hend + 2, hend + 2, name + b": " + value + b"\r\n"))
+    return tuple(edits) if edits else None

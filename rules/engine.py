@@ -36,7 +36,8 @@ call"):
 5. operator block lists: caller, longest caller prefix, provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
    policy, operator policy: unsigned / C-attested / failed verification,
-   each "pass" by default or "block"; rules/shaken.py AttestationPolicy;
+   each "pass" by default, "mark" (forwarded with a mark header: never a
+   block, ``shaken_mark``) or "block"; rules/shaken.py AttestationPolicy;
    a call whose certificate is pending is not judged);
 6. notices: k4 bad actor (47 CFR 64.1200(k)(4), rules/k4.py: the notified
    provider failed to mitigate within 48 hours, or failed to implement
@@ -100,7 +101,7 @@ from rules.verdict import (
     Verdict,
 )
 
-__all__ = ["Check", "decide", "explain", "is_emergency_callee"]
+__all__ = ["Check", "decide", "explain", "is_emergency_callee", "shaken_mark"]
 
 
 @dataclass(slots=True)
@@ -220,6 +221,45 @@ def _shaken_kind(facts: CallFacts) -> str | None:
     if facts.shaken_reason == "unsigned":
         return "unsigned"
     return None  # not verified ([shaken] off) or certificate pending
+
+
+_NO_MARK = (Rule.EMERGENCY, Rule.ALLOWLIST)
+
+
+@lru_cache(maxsize=4096)
+def _mark_verdict(provider_id: str, kind: str, why: str) -> Verdict:
+    who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
+    what = _SHAKEN_WHAT[kind] + (f" ({why})" if kind == "failed" else "")
+    return Verdict(
+        False,
+        Rule.SHAKEN_POLICY,
+        f"call from {who} {what}; the operator's attestation policy for it is "
+        f"{kind} = mark: forwarded with the mark header, not blocked "
+        "(operator policy, not a CFR requirement)",
+        detail=f"mark:{kind}:{why}" if kind == "failed" else f"mark:{kind}",
+    )
+
+
+def shaken_mark(snap: Snapshot, facts: CallFacts, verdict: Verdict) -> Verdict | None:
+    """The attestation policy's "mark" for a call forwarded with ``verdict``, or None.
+
+    Never blocking (``blocked`` is False): the screening glue adds the mark
+    header to the forwarded INVITE, counts and records it. ``decide`` never
+    returns it (a mark does not stop the rules after it: a notice still
+    blocks). An emergency call (47 CFR 64.1200(k)(5)/(k)(6)) and an
+    allowlisted caller (exempt from step 5) are never marked.
+    """
+    policies = snap.shaken_policy
+    if not policies or facts.verstat is None or verdict.rule in _NO_MARK:
+        return None
+    provider = facts.provider
+    pol = policies.get(provider or "") or policies.get("")
+    if pol is None:
+        return None
+    kind = _shaken_kind(facts)
+    if kind is None or getattr(pol, kind) != "mark":
+        return None
+    return _mark_verdict(provider or "", kind, facts.shaken_reason)
 
 
 def _shaken_policy(snap: Snapshot, provider: str | None, facts: CallFacts) -> Verdict | None:
@@ -830,7 +870,9 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
     else:
         got = facts.verstat + (f" ({facts.shaken_reason})" if facts.shaken_reason else "")
         got += f", attest {facts.attest}" if facts.attest else ""
-        checks.append(Check(Rule.SHAKEN_POLICY, False, f"{got}: the attestation policy passes it"))
+        mark = shaken_mark(snap, facts, ALLOW_DEFAULT)
+        how = "marks it (forwarded with the mark header)" if mark is not None else "passes it"
+        checks.append(Check(Rule.SHAKEN_POLICY, False, f"{got}: the attestation policy {how}"))
 
     # 6. k4 notices, n2 notices
     notices = snap.notices.get(provider, []) if provider is not None else []

@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ class ShakenResult:
 
 UNSIGNED = ShakenResult(NO_VALIDATION, "unsigned", detail="no Identity header")
 
-POLICY_ACTIONS = ("pass", "block")
+POLICY_ACTIONS = ("pass", "mark", "block")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,10 @@ class AttestationPolicy:
     """What the operator does with an upstream provider's calls by their
     verification result (operator policy, not a rule of the CFR: blocking on
     attestation alone is a carrier's choice). Each is "pass" (counted in
-    sipscreen_shaken_results_total) or "block" (the deterministic answer).
+    sipscreen_shaken_results_total), "mark" (passed, never blocked, but the
+    forwarded INVITE carries the mark header for the softswitch to route or
+    display on; counted, logged and recorded: rules/engine.py shaken_mark) or
+    "block" (the deterministic answer).
 
     ``unsigned``: no Identity header; ``c_attested``: verified, attestation C
     (gateway); ``failed``: TN-Validation-Failed, whatever the reason. A call
@@ -143,6 +147,11 @@ class AttestationPolicy:
     @property
     def blocks_anything(self) -> bool:
         return "block" in (self.unsigned, self.c_attested, self.failed)
+
+    @property
+    def acts_on_anything(self) -> bool:
+        """Some case is marked or blocked (else the engine can skip the policy)."""
+        return any(a != "pass" for a in (self.unsigned, self.c_attested, self.failed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +170,14 @@ class PASSporT:
 
 # -- parsing (RFC 8224 §4, RFC 8225 §5, RFC 8588 §4) ---------------------------
 
-_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+_B64URL_RE = re.compile(rb"[A-Za-z0-9_-]+")
 
 
 def _b64url(part: bytes, what: str) -> bytes:
     # RFC 7515 §2: base64url without padding; any other byte is malformed.
-    if not part or not _B64URL.issuperset(part):
+    # (A compiled fullmatch: the alphabet check in C, not per byte in Python.)
+    if _B64URL_RE.fullmatch(part) is None:
         raise ShakenError("malformed", f"{what} is not base64url")
     try:
         return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
@@ -220,6 +231,29 @@ def _params(rest: bytes) -> dict[str, str]:
     return out
 
 
+# parse_identity's memo of Identity parameters and valid JOSE headers (pure:
+# the same bytes always parse the same); cleared whole when full.
+_SEEN_MAX = 256
+_PARAMS_SEEN: dict[bytes, dict[str, str]] = {}
+_HEADER_SEEN: dict[bytes, str] = {}
+
+
+def _jose_header(h64: bytes) -> str:
+    """The x5u of a valid SHAKEN JOSE header (RFC 8225 §4.1, RFC 8588 §4)."""
+    header = _json_object(_b64url(h64, "PASSporT header"), "PASSporT header")
+    alg = header.get("alg")
+    if alg != "ES256":  # RFC 8225 §4.1 / RFC 8588 §4
+        raise ShakenError("unsupported", f"header alg {alg!r}")
+    if header.get("typ") != "passport":  # RFC 8225 §4.1
+        raise ShakenError("unsupported", f"header typ {header.get('typ')!r}")
+    if header.get("ppt") != "shaken":  # RFC 8588 §4
+        raise ShakenError("unsupported", f"header ppt {header.get('ppt')!r}")
+    x5u = header.get("x5u")
+    if not isinstance(x5u, str) or not x5u:
+        raise ShakenError("malformed", "header x5u missing")
+    return x5u
+
+
 def parse_identity(value: bytes) -> PASSporT:
     """Parse one Identity header value; raise :class:`ShakenError` on any defect."""
     if len(value) > MAX_IDENTITY:
@@ -227,7 +261,14 @@ def parse_identity(value: bytes) -> PASSporT:
     value = value.strip()
     semi = value.find(b";")
     token, rest = (value, b"") if semi < 0 else (value[:semi].strip(), value[semi + 1 :])
-    params = _params(rest)
+    # The parameters and the JOSE header are the same on every call from one
+    # signer: each is parsed once and kept (bounded) by its exact bytes.
+    params = _PARAMS_SEEN.get(rest)
+    if params is None:
+        params = _params(rest)
+        if len(_PARAMS_SEEN) >= _SEEN_MAX:
+            _PARAMS_SEEN.clear()
+        _PARAMS_SEEN[rest] = params
     # RFC 8224 §4: alg defaults to ES256, ppt absent means a plain PASSporT.
     if params.get("alg", "ES256") != "ES256":
         raise ShakenError("unsupported", f"alg={params['alg']}")
@@ -240,20 +281,14 @@ def parse_identity(value: bytes) -> PASSporT:
     if not p64:
         # RFC 8224 §4: the Identity header carries the full form.
         raise ShakenError("unsupported", "compact-form PASSporT")
-    header = _json_object(_b64url(h64, "PASSporT header"), "PASSporT header")
+    x5u = _HEADER_SEEN.get(h64)
+    if x5u is None:
+        x5u = _jose_header(h64)
+        if len(_HEADER_SEEN) >= _SEEN_MAX:
+            _HEADER_SEEN.clear()
+        _HEADER_SEEN[h64] = x5u
     payload = _json_object(_b64url(p64, "PASSporT payload"), "PASSporT payload")
     signature = _b64url(s64, "PASSporT signature")
-
-    alg = header.get("alg")
-    if alg != "ES256":  # RFC 8225 §4.1 / RFC 8588 §4
-        raise ShakenError("unsupported", f"header alg {alg!r}")
-    if header.get("typ") != "passport":  # RFC 8225 §4.1
-        raise ShakenError("unsupported", f"header typ {header.get('typ')!r}")
-    if header.get("ppt") != "shaken":  # RFC 8588 §4
-        raise ShakenError("unsupported", f"header ppt {header.get('ppt')!r}")
-    x5u = header.get("x5u")
-    if not isinstance(x5u, str) or not x5u:
-        raise ShakenError("malformed", "header x5u missing")
     info = params.get("info")
     if info is not None and info != x5u:  # RFC 8224 §4: info carries x5u
         raise ShakenError("malformed", "Identity info differs from x5u")
@@ -295,6 +330,9 @@ def _tn(number: str | None) -> str:
     """RFC 8224 §8.3 canonical form: digits only (the leading + dropped)."""
     if not number:
         return ""
+    body = number[1:] if number[0] == "+" else number
+    if body.isascii() and body.isdigit():  # the common case: no copy per character
+        return body
     return "".join(c for c in number if c.isdigit())
 
 

@@ -270,3 +270,92 @@ def test_fetch_keys(shaken_files: Path, pki: PKI) -> None:
     ]:
         with pytest.raises(ConfigError, match=msg):
             _config(shaken_files, "p:", ON + "fetch = true\n" + bad + "\n")
+
+
+def _forwarded(req: Any, fwd: Any) -> bytes:
+    """req.raw with the screen's edits applied (as ProxyCore applies them)."""
+    raw, out, pos = req.raw, [], 0
+    for s, e, rep in sorted(fwd.edits, key=lambda t: t[0]):
+        out += [raw[pos:s], rep]
+        pos = e
+    return b"".join(out) + raw[pos:]
+
+
+async def test_attestation_policy_marks_never_blocks_and_strips_forged_marks(
+    shaken_files: Path, redis_url: str, seeded: str, pki: PKI
+) -> None:
+    cfg = _config(
+        shaken_files,
+        seeded,
+        ON + '[shaken.provider.acme]\nunsigned = "mark"\nfailed = "mark"\nc_attested = "mark"\n',
+    )
+    assert cfg.shaken is not None and cfg.shaken.mark_header == "X-Sipscreen-Mark"
+    store = await _store(cfg, redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    records = RecordWriter(client, seeded, 1000, 0)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m, records, clock=lambda: float(NOW), rng=lambda: 1.0)
+    # unsigned from acme: forwarded (never blocked) with the mark
+    req = _invite()
+    fwd = s(req, SRC, "udp")
+    assert fwd is not None and not hasattr(fwd, "status")
+    out = _forwarded(req, fwd)
+    mark = b"\r\nX-Sipscreen-Mark: shaken-policy;case=unsigned;verstat=No-TN-Validation;"
+    assert mark + b"provider=acme\r\n\r\n" in out and out.count(b"X-Sipscreen-Mark") == 1
+    # failed verification (claims): the reason is in the mark
+    req = _invite("+12127360999", ident=identity(passport(pki.signer_key)))
+    out = _forwarded(req, s(req, SRC, "udp"))
+    assert b"X-Sipscreen-Mark: shaken-policy;case=failed;reason=claims_mismatch;" in out
+    # C-attested, verified
+    req = _invite(ident=identity(passport(pki.signer_key, attest="C")))
+    out = _forwarded(req, s(req, SRC, "udp"))
+    assert b"case=c_attested;verstat=TN-Validation-Passed;provider=acme" in out
+    # an attacker pre-sets the mark (any case, twice) on an A-attested call:
+    # both copies are stripped and no mark is added
+    forged = _invite(ident=identity(passport(pki.signer_key))).raw.replace(
+        b"CSeq: 1 INVITE\r\n",
+        b"CSeq: 1 INVITE\r\nx-sipscreen-MARK: shaken-policy;case=none\r\n"
+        b"X-Sipscreen-Mark: trusted\r\n",
+    )
+    req = parse(forged)
+    out = _forwarded(req, s(req, SRC, "udp"))
+    assert b"sipscreen-mark" not in out.lower() and b"CSeq: 1 INVITE\r\nIdentity:" in out
+    # a forged mark on an unsigned call is replaced by ours
+    req = parse(
+        _invite().raw.replace(b"CSeq: 1 INVITE\r\n", b"CSeq: 1 INVITE\r\nX-Sipscreen-Mark: ok\r\n")
+    )
+    out = _forwarded(req, s(req, SRC, "udp"))
+    assert out.count(b"X-Sipscreen-Mark") == 1 and b"X-Sipscreen-Mark: ok" not in out
+    # another trunk keeps the default policy: no mark
+    req = _invite()
+    assert s(req, ("10.2.0.1", 5060), "udp") is None
+    assert m.shaken_marked_children["unsigned"]._value.get() == 2
+    assert m.shaken_marked_children["failed"]._value.get() == 1
+    assert m.shaken_marked_children["c_attested"]._value.get() == 1
+    assert m.invites_allowed[Rule.SHAKEN_POLICY]._value.get() == 4
+    assert m.invites_blocked[Rule.SHAKEN_POLICY]._value.get() == 0
+    try:
+        assert await records.flush() == 4
+        recs = [r[1] for r in await client.xrange(seeded + "records")]
+        got = [(r[b"action"], r[b"rule"], r[b"detail"], r[b"status"]) for r in recs]
+        assert got == [
+            (b"mark", b"shaken_policy", b"mark:unsigned", b""),
+            (b"mark", b"shaken_policy", b"mark:failed:claims_mismatch", b""),
+            (b"mark", b"shaken_policy", b"mark:c_attested", b""),
+            (b"mark", b"shaken_policy", b"mark:unsigned", b""),
+        ]
+        assert b"attestation policy for it is unsigned = mark" in recs[0][b"reason"]
+    finally:
+        await client.aclose()
+
+
+def test_mark_header_config(shaken_files: Path) -> None:
+    cfg = _config(shaken_files, "p:", ON + 'mark_header = "X-Robo-Label"\nunsigned = "mark"\n')
+    assert cfg.shaken is not None and cfg.shaken.mark_header == "X-Robo-Label"
+    assert cfg.shaken_policy[""].unsigned == "mark"
+    with pytest.raises(ConfigError, match=r"shaken.mark_header: 'Via' is a header the proxy"):
+        _config(shaken_files, "p:", ON + 'mark_header = "Via"\n')
+    with pytest.raises(ConfigError, match=r"shaken.mark_header: must be a SIP header name"):
+        _config(shaken_files, "p:", ON + 'mark_header = "X Mark: 1"\n')
+    with pytest.raises(ConfigError, match=r"shaken.failed: must be one of"):
+        _config(shaken_files, "p:", ON + 'failed = "label"\n')

@@ -293,3 +293,67 @@ def test_k4_notice_matches_the_signer_through_a_clean_trunk(
     assert rec["rule"] == "notice_k4" and rec["matched_by"] == "signature"
     assert rec["provider"] == "clean" and rec["ocn"] == pki.spc
     assert "matched by signature" in rec["reason"] and "provider 'clean'" in rec["reason"]
+
+
+def _forwarded(ss: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes | None:
+    """The INVITE the proxy forwarded to the softswitch for call_id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = _recv(ss, max(0.05, deadline - time.monotonic()))
+        if got is not None and got.startswith(b"INVITE ") and call_id in got:
+            return got
+    return None
+
+
+def test_mark_forwards_with_our_mark_and_strips_forged_ones(
+    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    pki = PKI()
+    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
+    certs = tmp_path / "sti-certs"
+    certs.mkdir()
+    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
+    shaken = {
+        "enabled": True,
+        "trust_anchors": str(tmp_path / "sti-ca.pem"),
+        "certs": str(certs),
+        "unsigned": "mark",
+        "failed": "mark",
+    }
+    forged = "X-Sipscreen-Mark: shaken-policy;case=none\r\nx-sipscreen-mark: ok\r\n"
+    with udp_recorder() as (ss, ss_port):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, sections={"shaken": shaken})
+        ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ua.bind(("127.0.0.1", 0))
+        lport = ua.getsockname()[1]
+
+        def send(n: int, ident: bytes | None) -> bytes:
+            msg = _invite(lport, proxy.port, n, ident, extra=forged)
+            ua.sendto(msg, ("127.0.0.1", proxy.port))
+            call_id = next(x for x in msg.split(b"\r\n") if x.startswith(b"Call-ID:"))
+            fwd = _forwarded(ss, call_id)
+            assert fwd is not None, f"call {n} not forwarded"
+            return fwd
+
+        try:
+            # unsigned: marked (a forged mark of the caller replaced by ours), not blocked
+            fwd = send(1, None)
+            assert fwd.lower().count(b"x-sipscreen-mark") == 1
+            assert (
+                b"X-Sipscreen-Mark: shaken-policy;case=unsigned;verstat=No-TN-Validation\r\n" in fwd
+            )
+            # verified A: no mark at all (the forged ones stripped)
+            good = identity(passport(pki.signer_key, orig=CALLER[1:], iat=int(time.time())))
+            fwd = send(2, good)
+            assert b"sipscreen-mark" not in fwd.lower() and b"Identity: " + good in fwd
+            # failed verification (orig.tn is not the caller): marked with the reason
+            bad = identity(passport(pki.signer_key, orig="13015550000", iat=int(time.time())))
+            fwd = send(3, bad)
+            assert b"X-Sipscreen-Mark: shaken-policy;case=failed;reason=claims_mismatch;" in fwd
+        finally:
+            ua.close()
+        assert proxy.metric("sipscreen_shaken_marked_total", case="unsigned") == 1
+        assert proxy.metric("sipscreen_shaken_marked_total", case="failed") == 1
+        allowed = {"verdict": "allowed", "rule": "shaken_policy", "citation": "operator policy"}
+        assert proxy.metric("sipscreen_invites_total", **allowed) == 2
+        assert proxy.stop() == 0

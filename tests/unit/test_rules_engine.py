@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.engine import Check, decide, explain
+from rules.engine import Check, decide, explain, shaken_mark
 from rules.facts import CallFacts
 from rules.orders import fdo_blocks_from
 from rules.shaken import AttestationPolicy
@@ -934,3 +934,49 @@ def test_fdo_and_provider_block_by_signature(ocn_snap: Snapshot) -> None:
     checks = explain(ocn_snap, _by("BL01", caller="+13015551299"), when)
     assert [c.rule for c in checks if c.matched][0] is Rule.PROVIDER_BLOCK
     assert any("matched by signature" in c.why for c in checks if c.matched)
+
+
+@pytest.mark.parametrize(
+    ("state", "detail"),
+    [
+        (("No-TN-Validation", "unsigned", None), "mark:unsigned"),
+        (("TN-Validation-Passed", "", "C"), "mark:c_attested"),
+        (("TN-Validation-Failed", "bad_signature", None), "mark:failed:bad_signature"),
+    ],
+)
+def test_shaken_mark_never_blocks(
+    shaken_snap: Snapshot, state: tuple[str, str, str | None], detail: str
+) -> None:
+    shaken_snap.shaken_policy = {
+        "": AttestationPolicy(),
+        "strict": AttestationPolicy(unsigned="mark", c_attested="mark", failed="mark"),
+    }
+    f = _signed(*state, provider="strict")
+    v = decide(shaken_snap, f, 0.0)
+    assert v is ALLOW_DEFAULT  # a mark is not a decision: the call passes
+    mark = shaken_mark(shaken_snap, f, v)
+    assert mark is not None and not mark.blocked and mark.rule is Rule.SHAKEN_POLICY
+    assert mark.detail == detail and "= mark" in mark.reason and "strict" in mark.reason
+    checks = {c.rule: c for c in explain(shaken_snap, f, 0.0)}
+    assert "marks it" in checks[Rule.SHAKEN_POLICY].why
+    # the default policy (pass) of another provider: no mark
+    other = _signed(*state, provider="up")
+    assert shaken_mark(shaken_snap, other, decide(shaken_snap, other, 0.0)) is None
+
+
+def test_shaken_mark_exemptions_and_later_blocks(shaken_snap: Snapshot) -> None:
+    shaken_snap.shaken_policy = {"": AttestationPolicy(unsigned="mark")}
+    unsigned = ("No-TN-Validation", "unsigned", None)
+    for state in ((None, "", None), ("TN-Validation-Passed", "", "A")):
+        f = _signed(*state)  # type: ignore[arg-type]
+        assert shaken_mark(shaken_snap, f, ALLOW_DEFAULT) is None
+    # an emergency call and an allowlisted caller are never marked
+    assert shaken_mark(shaken_snap, _signed(*unsigned), ALLOW_EMERGENCY) is None
+    shaken_snap.apply("allow:caller", "add", [GOOD])
+    f = _signed(*unsigned)
+    assert decide(shaken_snap, f, 0.0) is ALLOW_LISTED
+    assert shaken_mark(shaken_snap, f, ALLOW_LISTED) is None
+    # a mark does not stop the rules after it: a block still blocks
+    shaken_snap.apply("allow:caller", "remove", [GOOD])
+    shaken_snap.apply("block:caller", "add", [GOOD])
+    assert decide(shaken_snap, f, 0.0).rule is Rule.CALLER_BLOCK
