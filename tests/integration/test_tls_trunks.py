@@ -12,7 +12,7 @@ certificate from another CA fails the handshake in both modes.
 
 With ``softswitch = "tls:HOST:PORT"`` a Python TLS server plays the
 softswitch: a full call (INVITE/200/ACK, its BYE on the connection the proxy
-opened), Record-Route ``transport=tls`` facing it; its certificate is
+opened), a ``sips:`` Record-Route entry facing it; its certificate is
 verified against ``tls_ca`` (one from another CA: nothing is sent).
 """
 
@@ -387,8 +387,8 @@ def test_full_call_to_a_tls_softswitch(
     workers: int, pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
     """A UDP caller, the softswitch over TLS: INVITE/200/ACK, then the callee's BYE
-    on the connection the proxy opened; double Record-Route, transport=tls facing
-    the softswitch."""
+    on the connection the proxy opened; double Record-Route, sips: facing the
+    softswitch (RFC 3261 §16.6 step 4, RFC 5630 §4.3)."""
     ctx, lsock = _tls_softswitch(pki, "server")
     caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     caller.bind(("127.0.0.1", 0))
@@ -429,7 +429,7 @@ def test_full_call_to_a_tls_softswitch(
             assert fwd.vias[0].transport == b"TLS"
             rr = fwd.header(b"record-route")
             assert rr == [
-                b"<sip:127.0.0.1:%d;transport=tls;lr>" % tport,
+                b"<sips:127.0.0.1:%d;lr>" % tport,
                 b"<sip:127.0.0.1:%d;lr>" % proxy.port,
             ], rr
             conn.sendall(_reply(fwd, 200))
@@ -459,6 +459,7 @@ def test_full_call_to_a_tls_softswitch(
             caller.sendto(ack, ("127.0.0.1", proxy.port))
             got = _recv_tls(conn, buf)
             assert isinstance(got, Request) and got.method == b"ACK"
+            assert got.header(b"route") == []  # both our entries, sip: and sips:, removed
             # the callee hangs up: the softswitch's BYE on the same connection
             bye = (
                 b"BYE sip:alice@127.0.0.1:%d SIP/2.0\r\n"
