@@ -265,11 +265,16 @@ def render_tls_report(
         f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
         f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}` "
         f"and `tcp_children={a.workers}`",
-        "- callers' side over TLS 1.2 on persistent connections (4, calls round robin), the "
+        "- callers' side over TLS 1.2 on persistent connections (4 per generator process, "
+        "calls round robin, many calls per connection as on a carrier interconnect), the "
         "softswitch side over UDP (SIPp UAS); the same certificate (ECDSA P-256, made for the "
         "run) served by both, the cipher suite fixed by the client (shown per row)",
-        "- load generator: `benchmarks/tls_uac.py` (Python asyncio + ssl), the same for both: "
-        "the Debian SIPp 3.6.1 has no TLS transport (`sipp -h`: `-t` u1/un/ui/t1/tn/s1/sn)",
+        "- load generator: `benchmarks/tls_uac.py` (Python, uvloop + ssl; one process per "
+        "1,500 calls/s, at most one per CPU), the same for both: the Debian SIPp 3.6.1 has no "
+        "TLS transport (`sipp -h`: `-t` u1/un/ui/t1/tn/s1/sn). Each row's note gives its "
+        "processes and connections, the rate it really offered, how far behind schedule it "
+        "got (lag) and its own CPU: a row whose generator lagged is the generator's limit, "
+        "not the proxy's",
         f"- blocklist: {counts['blocked']:,} numbers, "
         f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers (603)",
         "- INVITE→final in ms as measured by the Python generator (not SIPp's 1 ms tick); "
