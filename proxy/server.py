@@ -98,6 +98,7 @@ from proxy.redis_url import async_client, is_sentinel, sync_client
 from proxy.screen import DECISION_LOGGER, Screener
 from proxy.sip.alias import alias_target, cert_identities
 from proxy.sip.core import CoreConfig, ProxyCore
+from proxy.sip.framing import frame_common
 from proxy.sip.message import frame_stream
 
 __all__ = [
@@ -451,7 +452,9 @@ class _TCPProtocol(asyncio.Protocol):
     def _frame(self) -> None:
         while self.buffer:
             try:
-                msg, consumed = frame_stream(bytes(self.buffer))
+                # the common shape without reading every header line (proxy/sip/framing.py)
+                got = frame_common(self.buffer)
+                msg, consumed = got if got is not None else frame_stream(bytes(self.buffer))
             except Exception:
                 # Unframeable stream: nothing can be resynchronised (§18.3).
                 self.worker.metrics.parse_error("stream")
