@@ -303,7 +303,7 @@ class Gen:
             "send_lag_max_ms": round(self.lag * 1000.0, 1),
             "declined": self.declined,
             "answered_200": self.answered,
-            "rtd_ms": self.rtd,
+            "rtd_ms": sorted(self.rtd),
             "cipher": list(cipher) if cipher else None,
             "connections": nconn,
             "connections_lost": self.lost,
