@@ -287,6 +287,11 @@ def render_tls_report(
         *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
         f"- {ratio_line(results, 'TLS ')}",
         "",
+        "Not completed calls over TLS: sipscreen forwards statelessly (RFC 3261 §16.11), so "
+        "a datagram lost on the UDP leg or between its workers under overload is never "
+        "sent again (a TLS caller does not retransmit, §17.1.1.2), where Kamailio's tm "
+        "retransmits on the UDP leg; look at the row's not-completed column with its 503s.",
+        "",
         "Both clean at the top step means the ladder did not reach either limit (the ratio "
         "is then 1.00 by construction): compare CPU µs/call. Run briefly on a shared 2-core "
         "machine (the other CPU s column), the load generator on the same cores.",
