@@ -979,6 +979,15 @@ def _tls_uac(
     if r.get("cipher"):
         env_note = f"{r['cipher'][1]} {r['cipher'][0]}"
         res.note = (res.note + "; " if res.note else "") + env_note
+    # the generator's own account: was it the bottleneck, and how did calls fail
+    gen = (
+        f"generator {r.get('procs', 1)} proc x {r.get('connections', 0)} conns, "
+        f"offered {float(r.get('offered_cps', 0.0)):.0f}/s, "
+        f"lag max {r.get('send_lag_max_ms', 0)} ms, CPU {float(r.get('cpu_s', 0.0)):.2f} s"
+    )
+    if r.get("fail_status"):
+        gen += ", failed by status " + ", ".join(f"{k}: {v}" for k, v in r["fail_status"].items())
+    res.note = (res.note + "; " if res.note else "") + gen
 
 
 # --------------------------------------------------------------------------

@@ -283,11 +283,16 @@ def render_tls_report(
         f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
         f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}` "
         f"and `tcp_children={a.workers}`",
-        "- callers' side over TLS 1.2 on persistent connections (4, calls round robin), the "
+        "- callers' side over TLS 1.2 on persistent connections (4 per generator process, "
+        "calls round robin, many calls per connection as on a carrier interconnect), the "
         "softswitch side over UDP (SIPp UAS); the same certificate (ECDSA P-256, made for the "
         "run) served by both, the cipher suite fixed by the client (shown per row)",
-        "- load generator: `benchmarks/tls_uac.py` (Python asyncio + ssl), the same for both: "
-        "the Debian SIPp 3.6.1 has no TLS transport (`sipp -h`: `-t` u1/un/ui/t1/tn/s1/sn)",
+        "- load generator: `benchmarks/tls_uac.py` (Python, uvloop + ssl; one process per "
+        "1,500 calls/s, at most one per CPU), the same for both: the Debian SIPp 3.6.1 has no "
+        "TLS transport (`sipp -h`: `-t` u1/un/ui/t1/tn/s1/sn). Each row's note gives its "
+        "processes and connections, the rate it really offered, how far behind schedule it "
+        "got (lag) and its own CPU: a row whose generator lagged is the generator's limit, "
+        "not the proxy's",
         f"- blocklist: {counts['blocked']:,} numbers, "
         f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers (603)",
         "- INVITE→final in ms as measured by the Python generator (not SIPp's 1 ms tick); "
@@ -299,6 +304,11 @@ def render_tls_report(
         "",
         *[f"- {n}: {harness.max_clean(results, n)} calls/s" for n in names],
         f"- {ratio_line(results, 'TLS ')}",
+        "",
+        "Not completed calls over TLS: sipscreen forwards statelessly (RFC 3261 §16.11), so "
+        "a datagram lost on the UDP leg or between its workers under overload is never "
+        "sent again (a TLS caller does not retransmit, §17.1.1.2), where Kamailio's tm "
+        "retransmits on the UDP leg; look at the row's not-completed column with its 503s.",
         "",
         "Both clean at the top step means the ladder did not reach either limit (the ratio "
         "is then 1.00 by construction): compare CPU µs/call. Run briefly on a shared 2-core "

@@ -96,7 +96,9 @@ from proxy.config import Config, cert_names, client_tls_context, server_tls_cont
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
 from proxy.redis_url import async_client, is_sentinel, sync_client
 from proxy.screen import DECISION_LOGGER, Screener
+from proxy.sip.alias import alias_target, cert_identities
 from proxy.sip.core import CoreConfig
+from proxy.sip.framing import frame_common
 from proxy.sip.message import frame_stream
 
 __all__ = [
@@ -122,6 +124,9 @@ _TCP_RELAY = b"\x00TCP "
 # Before a handoff frame: the provider of the TLS connection the message came on
 # (its verified client certificate, issue 14), for the screen of the owner worker
 _TLS_PROVIDER = b"\x00PROV "
+# RFC 5923 alias: "host port k" (worker k holds a connection aliased to host:port,
+# k = -1: no longer), so a request to host:port is relayed to worker k
+_TCP_ALIAS = b"\x00ALIAS "
 _UDP_RCVBUF = 4 * 1024 * 1024
 _FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
 _FD_RESERVE = 64  # descriptors kept free of TCP connections (Redis, metrics, files)
@@ -400,6 +405,8 @@ class _TCPProtocol(asyncio.Protocol):
         "partial_since",
         "counted",
         "provider",
+        "identities",
+        "alias",
     )
 
     def __init__(self, worker: Worker, kind: str = "tcp") -> None:
@@ -414,6 +421,11 @@ class _TCPProtocol(asyncio.Protocol):
         # TLS: the trunk whose tls_subject the verified client certificate names,
         # found once at the handshake; it overrides the screen's provider lookup
         self.provider: str | None = None
+        # RFC 5923: set on a TLS connection whose client certificate was verified
+        # (tls_verify_client optional/required): the identities an ;alias Via may
+        # name; the address it is registered under once one did
+        self.identities: frozenset[str] | None = None
+        self.alias: tuple[str, int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -440,7 +452,9 @@ class _TCPProtocol(asyncio.Protocol):
     def _frame(self) -> None:
         while self.buffer:
             try:
-                msg, consumed = frame_stream(bytes(self.buffer))
+                # the common shape without reading every header line (proxy/sip/framing.py)
+                got = frame_common(self.buffer)
+                msg, consumed = got if got is not None else frame_stream(bytes(self.buffer))
             except Exception:
                 # Unframeable stream: nothing can be resynchronised (§18.3).
                 self.worker.metrics.parse_error("stream")
@@ -459,11 +473,15 @@ class _TCPProtocol(asyncio.Protocol):
                 return
             if self.buffer:  # the next message has begun with these bytes
                 self.partial_since = self.last
+            if self.identities is not None and self.alias is None:
+                self.worker.tcp_alias(self, msg)
             self.worker.on_datagram(msg, self.peer, self.kind, self.provider)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.worker.tcp_conns.get(self.peer) is self.transport:
             del self.worker.tcp_conns[self.peer]
+        if self.alias is not None:
+            self.worker.tcp_unalias(self)
         self.worker.tcp_release(self)
 
 
@@ -543,6 +561,8 @@ class Worker:
         # The provider of the TLS connection whose message is being taken (and
         # flushed): the screen's override, and what a handoff carries along
         self._provider: str | None = None
+        # RFC 5923 aliases other workers hold: address -> that worker
+        self._alias_at: dict[tuple[str, int], int] = {}
 
     # -- construction ----------------------------------------------------------
 
@@ -679,6 +699,7 @@ class Worker:
             return True
         cert = transport.get_extra_info("peercert")
         if cert:
+            proto.identities = cert_identities(cert)  # RFC 5923 alias: mutual TLS
             subjects = self._tls_subjects
             if subjects:
                 for name in cert_names(cert):
@@ -698,6 +719,56 @@ class Worker:
             proto.peer[0],
         )
         return False
+
+    def tcp_alias(self, proto: _TCPProtocol, msg: bytes) -> None:
+        """RFC 5923: a request with ``;alias`` on a mutually authenticated TLS
+        connection (``proto.identities`` set by ``tls_client``) whose Via sent-by
+        is one of its certificate's identities: requests to that address go on
+        this connection (the other workers are told) instead of a new one."""
+        target = alias_target(msg, cast(frozenset[str], proto.identities))
+        if target is None or proto.transport is None:
+            return
+        old = self.tcp_conns.get(target)
+        if old is not None and not old.is_closing():
+            return  # an open connection to that address already serves it
+        proto.alias = target
+        self.tcp_conns[target] = proto.transport
+        self._alias_at.pop(target, None)
+        self._alias_note(target, self.index)
+        log.info(
+            "worker %d: TLS connection from %s:%d aliased to %s:%d (RFC 5923)",
+            self.index,
+            proto.peer[0],
+            proto.peer[1],
+            target[0],
+            target[1],
+        )
+
+    def tcp_unalias(self, proto: _TCPProtocol) -> None:
+        target = cast(tuple[str, int], proto.alias)
+        proto.alias = None
+        if self.tcp_conns.get(target) is proto.transport:
+            del self.tcp_conns[target]
+            self._alias_note(target, -1)
+
+    def _alias_note(self, target: tuple[str, int], k: int) -> None:
+        """Tell the other workers that worker k (-1: none) holds ``target``'s alias."""
+        if len(self.sockets.handoff_addrs) > 1 and self.sockets.handoff is not None:
+            note = _TCP_ALIAS + f"{target[0]} {target[1]} {k}".encode("ascii")
+            for i, addr in enumerate(self.sockets.handoff_addrs):
+                if i != self.index:
+                    self._to_worker(note, addr)
+
+    def _alias_in(self, data: bytes) -> None:
+        try:
+            host, port_s, k_s = data[len(_TCP_ALIAS) :].decode("ascii").split(" ")
+            target, k = (host, int(port_s)), int(k_s)
+        except ValueError:
+            return
+        if k < 0:
+            self._alias_at.pop(target, None)
+        else:
+            self._alias_at[target] = k
 
     def tcp_release(self, proto: _TCPProtocol) -> None:
         if not proto.counted:
@@ -870,6 +941,9 @@ class Worker:
         if data.startswith(_TCP_RELAY):
             self._relay_tcp_in(data)
             return
+        if data.startswith(_TCP_ALIAS):
+            self._alias_in(data)
+            return
         if data.startswith(_TLS_PROVIDER):
             nl = data.find(b"\n")
             provider = data[len(_TLS_PROVIDER) : nl].decode("utf-8", "replace")
@@ -996,6 +1070,8 @@ class Worker:
                 # The connection may live in another worker: relay to all; the
                 # worker that owns the destination opens one if it has none.
                 owner = _tcp_owner(peer, n) if request else -1
+                if request and peer in self._alias_at:  # RFC 5923: its aliased one
+                    owner = self._alias_at[peer]
                 head = _TCP_RELAY + f"{dest[0]} {dest[1]} {owner} {transport}\n".encode("ascii")
                 for k, addr in enumerate(self.sockets.handoff_addrs):
                     if k != self.index:

@@ -16,7 +16,7 @@ from proxy.commands.common import AdminError, Client, Clock, Subparsers, when_ar
 from proxy.records import export as export_records
 from rules.numbers import normalise
 
-RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow")
+RECORD_ACTIONS = ("reject", "would_block", "monitor", "allowlist_override", "allow", "mark")
 
 
 def _et_day_range(text: str) -> tuple[float, float]:

@@ -328,9 +328,9 @@ def _uri_hostport(uri: bytes) -> tuple[bytes, int | None, bytes | None]:
     if ps.isdigit() and len(ps) <= 5:
         port = int(ps)
     if colon == 4 and uri[:4].lower() == b"sips":
-        # RFC 3261 §19.1.2, §26.2.2: a sips: URI is reached over TLS, port 5061
-        if transport is None or transport == b"tcp":
-            transport = b"tls"
+        # RFC 3261 §19.1.2, §26.2.2, RFC 5630 §3.1.3: a sips: URI is reached over
+        # TLS, port 5061, whatever transport parameter it carries
+        transport = b"tls"
         if port is None:
             port = 5061
     return host.lower(), port, transport
@@ -401,7 +401,11 @@ class ProxyCore:
         self._rr = {
             "udp": b"Record-Route: <sip:%s;lr>\r\n" % self._sent_by,
             "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % tcp_sent_by,
-            "tls": b"Record-Route: <sip:%s;transport=tls;lr>\r\n" % tls_sent_by,
+            # RFC 3261 §16.6 step 4, RFC 5630 §4.3: the entry facing a TLS peer is a
+            # sips: URI (transport=tls is deprecated, RFC 3261 §26.2.2); entries of
+            # dialogs set up before, <sip:...;transport=tls;lr>, stay ours (_is_self
+            # compares host and port only)
+            "tls": b"Record-Route: <sips:%s;lr>\r\n" % tls_sent_by,
         }
         # RFC 5658 §3.2 double Record-Route when the two sides of a request use
         # different transports: the top entry faces the next hop (the outgoing
@@ -429,10 +433,15 @@ class ProxyCore:
         # shedding): new INVITEs are then answered 503 before any parsing.
         self.overloaded = False
         self._our_via = self._via[self._ss_t]
-        # the Route entry callers echo from our Record-Route: the lean forward of
-        # their in-dialog ACK/BYE (relay.scan_request) removes exactly this one
-        rr = b"<sip:%s;lr>" % self._sent_by
-        self._lean_route = rr if self._lean and self._is_self(*_route_target(rr)[:2]) else None
+        # the Route entries UDP callers echo from our Record-Route: the lean forward
+        # of their in-dialog ACK/BYE (relay.scan_request) removes exactly this Route
+        # line: our UDP entry, then (RFC 5658 double Record-Route towards a TLS
+        # softswitch) our sips: entry, both ours (_is_self)
+        rr = self._rr["udp"][14:-2]
+        if self._ss_t != "udp":
+            rr += b", " + self._rr[self._ss_t][14:-2]
+        ours = all(self._is_self(*_route_target(e)[:2]) for e in split_commas(rr))
+        self._lean_route = rr if self._lean and ours else None
         # indexed in the parser's one pass: its presence costs a dict lookup
         th = config.trusted_header
         self._th = index_header(th.encode("ascii")) if th else None

@@ -12,7 +12,7 @@ certificate from another CA fails the handshake in both modes.
 
 With ``softswitch = "tls:HOST:PORT"`` a Python TLS server plays the
 softswitch: a full call (INVITE/200/ACK, its BYE on the connection the proxy
-opened), Record-Route ``transport=tls`` facing it; its certificate is
+opened), a ``sips:`` Record-Route entry facing it; its certificate is
 verified against ``tls_ca`` (one from another CA: nothing is sent).
 """
 
@@ -387,8 +387,8 @@ def test_full_call_to_a_tls_softswitch(
     workers: int, pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
     """A UDP caller, the softswitch over TLS: INVITE/200/ACK, then the callee's BYE
-    on the connection the proxy opened; double Record-Route, transport=tls facing
-    the softswitch."""
+    on the connection the proxy opened; double Record-Route, sips: facing the
+    softswitch (RFC 3261 §16.6 step 4, RFC 5630 §4.3)."""
     ctx, lsock = _tls_softswitch(pki, "server")
     caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     caller.bind(("127.0.0.1", 0))
@@ -429,7 +429,7 @@ def test_full_call_to_a_tls_softswitch(
             assert fwd.vias[0].transport == b"TLS"
             rr = fwd.header(b"record-route")
             assert rr == [
-                b"<sip:127.0.0.1:%d;transport=tls;lr>" % tport,
+                b"<sips:127.0.0.1:%d;lr>" % tport,
                 b"<sip:127.0.0.1:%d;lr>" % proxy.port,
             ], rr
             conn.sendall(_reply(fwd, 200))
@@ -459,6 +459,7 @@ def test_full_call_to_a_tls_softswitch(
             caller.sendto(ack, ("127.0.0.1", proxy.port))
             got = _recv_tls(conn, buf)
             assert isinstance(got, Request) and got.method == b"ACK"
+            assert got.header(b"route") == []  # both our entries, sip: and sips:, removed
             # the callee hangs up: the softswitch's BYE on the same connection
             bye = (
                 b"BYE sip:alice@127.0.0.1:%d SIP/2.0\r\n"
@@ -535,3 +536,155 @@ def test_softswitch_tls_config(tmp_path: Path, pki: dict[str, Any]) -> None:
     cfg.write_text('[proxy]\nsoftswitch = "tcp:127.0.0.1:5061"\n')
     with pytest.raises(ConfigError, match="proxy.softswitch: must be 'udp:HOST:PORT' or"):
         load_config(str(cfg))
+
+
+# --- RFC 5923 connection reuse (;alias) ---------------------------------------
+
+
+def _alias_proxy(
+    start_proxy: Any,
+    pki: dict[str, Any],
+    key_prefix: str,
+    redis_url: str,
+    ss_port: int,
+    workers: int,
+) -> tuple[Any, int]:
+    from sipscreen_testlib import free_tcp_port
+
+    tport = free_tcp_port()
+    proxy = start_proxy(
+        ss_port,
+        redis_url,
+        key_prefix,
+        workers=workers,
+        tcp=True,
+        sections={
+            "proxy": {
+                "tls_cert": pki["server"]["cert"],
+                "tls_key": pki["server"]["key"],
+                "tls_client_ca": pki["ca"],
+                "tls_verify_client": "optional",
+                "tls_ca": pki["ca"],  # our own connections to a caller's address
+            }
+        },
+        start=False,
+    )
+    cfg = proxy.config_path
+    udp = f'"udp:127.0.0.1:{proxy.port}"'
+    cfg.write_text(cfg.read_text().replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
+    proxy.start()
+    return proxy, tport
+
+
+def _aliased_invite(kind: bytes, listen: int, port: int, call_id: bytes) -> bytes:
+    return (
+        b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
+        b"Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-%s;alias\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+        b"To: <sip:%s@127.0.0.1>\r\n"
+        b"Call-ID: %s\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Contact: <sip:alice@127.0.0.1:%d;transport=%s>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    ) % (
+        CALLEE.encode(),
+        port,
+        kind,
+        listen,
+        call_id[:10],
+        CALLER.encode(),
+        CALLEE.encode(),
+        call_id,
+        listen,
+        kind.lower(),
+    )
+
+
+def _ss_bye(ss_port: int, listen: int, kind: bytes, call_id: bytes) -> bytes:
+    """The softswitch's request to the caller's listening address (its Contact)."""
+    return (
+        b"BYE sip:alice@127.0.0.1:%d;transport=%s SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-ssbye-%s\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: <sip:%s@127.0.0.1>;tag=callee1\r\n"
+        b"To: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+        b"Call-ID: %s\r\n"
+        b"CSeq: 2 BYE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    ) % (listen, kind.lower(), ss_port, call_id[-10:], CALLEE.encode(), CALLER.encode(), call_id)
+
+
+@pytest.mark.parametrize(
+    ("case", "workers"),
+    [("tls_mutual", 1), ("tls_mutual", 2), ("tls_no_client_cert", 1), ("tcp", 1)],
+)
+def test_alias_reuses_only_a_mutually_authenticated_tls_connection(
+    case: str, workers: int, pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """RFC 5923: a caller's ``;alias`` on a TLS connection whose client certificate
+    was verified (tls_verify_client) registers that connection under its Via
+    sent-by: the softswitch's BYE to that address comes back on it, nothing
+    connects to the caller's listening port. Over plain TCP, or TLS without a
+    client certificate, the alias is ignored (RFC 5923 §9): the proxy opens a
+    connection to the listening port and sends the BYE there."""
+    kind = b"TCP" if case == "tcp" else b"TLS"
+    ss = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ss.bind(("127.0.0.1", 0))
+    ss.settimeout(5)
+    ss_port = ss.getsockname()[1]
+    lctx, lsock = _tls_softswitch(pki, "server")  # the caller's listening socket
+    listen = lsock.getsockname()[1]
+    try:
+        proxy, tport = _alias_proxy(start_proxy, pki, key_prefix, redis_url, ss_port, workers)
+        raw = socket.create_connection(
+            ("127.0.0.1", tport if kind == b"TLS" else proxy.port), timeout=5
+        )
+        if kind == b"TLS":
+            who = "server" if case == "tls_mutual" else None  # its SAN: IP 127.0.0.1
+            conn: Any = _client(pki, who).wrap_socket(raw, server_hostname="127.0.0.1")
+        else:
+            conn = raw
+        with conn:
+            call_id = uuid.uuid4().hex.encode()
+            conn.sendall(_aliased_invite(kind, listen, tport, call_id))
+            fwd = parse(ss.recvfrom(65535)[0])
+            assert isinstance(fwd, Request) and fwd.method == b"INVITE"
+            assert b";alias" in fwd.raw  # the caller's Via goes on untouched
+            if workers > 1:
+                time.sleep(0.3)  # the other worker learns of the alias
+            buf = bytearray()
+            if case == "tls_mutual":
+                # several requests (each lands on a worker at random: with two, some
+                # on the one without the connection, relayed to the one holding it)
+                for k in range(6 if workers > 1 else 1):
+                    cid = call_id + b"-%d" % k
+                    ss.sendto(_ss_bye(ss_port, listen, kind, cid), ("127.0.0.1", proxy.port))
+                    got = parse(_recv_tcp_msg(conn, buf))
+                    assert isinstance(got, Request) and got.method == b"BYE"
+                    assert got.call_id == cid
+                lsock.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    lsock.accept()  # no new connection to the caller's port
+                return
+            # the alias ignored: a new connection to the listening port carries it
+            ss.sendto(_ss_bye(ss_port, listen, kind, call_id), ("127.0.0.1", proxy.port))
+            new, _ = lsock.accept()
+            sock = lctx.wrap_socket(new, server_side=True) if kind == b"TLS" else new
+            with sock:
+                got = parse(_recv_tcp_msg(sock, bytearray()))
+                assert isinstance(got, Request) and got.method == b"BYE"
+                assert got.call_id == call_id
+            conn.settimeout(0.3)
+            with pytest.raises((TimeoutError, ssl.SSLError)):
+                if not conn.recv(1):
+                    raise TimeoutError
+    finally:
+        ss.close()
+        lsock.close()
+
+
+def _recv_tcp_msg(conn: Any, buf: bytearray) -> bytes:
+    from test_transports import _recv_tcp
+
+    return _recv_tcp(conn, buf)  # type: ignore[no-any-return]

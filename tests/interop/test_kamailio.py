@@ -369,3 +369,42 @@ def test_emergency_call_through_blocklist(setup: Setup) -> None:
     caller, _callee, _seen = _answered(setup, res, "caller")
     lines = setup.kamailio.lines(caller["call_id"])
     assert any("KSEEN INVITE ruri=sip:911@" in ln for ln in lines), lines
+
+
+def test_route_set_each_caller_follows(setup: Setup) -> None:
+    """The entry facing the caller names its transport: sips: for a TLS caller (RFC
+    3261 §16.6 step 4, RFC 5630 §4.3; never transport=tls, deprecated by §26.2.2),
+    transport=tcp for a TCP one, plain sip: over UDP, where a UDP or TCP caller never
+    sees a sips: entry. pjsua2 follows it: its re-INVITE's Route starts with that
+    entry, and its ACKs, re-INVITE and BYE reach Kamailio through sipscreen, which
+    removed both its entries (RFC 3261 §16.4; RFC 5658 double Record-Route)."""
+    res = run_ua(setup, "reinvite")
+    caller, _callee, seen = _answered(setup, res, "caller")
+    assert res["notes"] == ["caller reinvite ok", "callee reinvite ok"], res
+    rr = caller["record_route"]
+    port = setup.tls_port if setup.transport == "tls" else setup.proxy.port
+    facing = {
+        "tls": f"<sips:127.0.0.1:{port};lr>",
+        "tcp": f"<sip:127.0.0.1:{port};transport=tcp;lr>",
+        "udp": f"<sip:127.0.0.1:{port};lr>",
+    }[setup.transport]
+    # the 200's Record-Route: Kamailio's, then ours (facing Kamailio, then the caller)
+    assert rr[-1] == facing, rr
+    assert all("transport=tls" not in e for e in rr), rr
+    if setup.transport != "tls":
+        assert all(not e.startswith("<sips:") for e in rr), rr
+    # the caller's route set is the Record-Route reversed (RFC 3261 §12.1.2)
+    sent = [route for method, route in caller["routes"] if method == "INVITE" and route]
+    assert sent and sent[0] == rr[::-1], (caller["routes"], rr)
+    assert seen.count("ACK") == 3 and seen.count("BYE") == 1, seen
+    lines = setup.kamailio.lines(caller["call_id"])
+    assert not any("KNOROUTE" in ln for ln in lines), lines
+    # what reached Kamailio in the dialog names Kamailio alone: sipscreen removed
+    # both its entries (the callee's requests go to sipscreen after Kamailio)
+    caller_side = [ln for ln in lines if re.search(r"KSEEN (ACK|BYE|INVITE) ", ln)][1:]
+    assert caller_side, lines
+    for ln in caller_side:
+        rt = ln.split(" rt=", 1)[1]
+        assert "sips:" not in rt and "transport=tls" not in rt, ln
+        assert rt.startswith(f"<sip:127.0.0.1:{setup.kamailio.port};"), ln
+    _no_drops(setup)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 import time
 from typing import Any
@@ -43,6 +44,9 @@ class Call(pj.Call):  # type: ignore[misc]
         self.disconnected = False
         self.tsx: list[str] = []  # "uac INVITE 200", "uas BYE 200", ...
         self.call_id = ""
+        # the Record-Route of the 2xx to our INVITE, the Route of the requests we sent
+        self.record_route: list[str] = []
+        self.routes: list[tuple[str, list[str]]] = []
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 API
         ci = self.getInfo()
@@ -63,10 +67,29 @@ class Call(pj.Call):  # type: ignore[misc]
         if e.type != pj.PJSIP_EVENT_TSX_STATE:
             return
         tsx = e.body.tsxState.tsx
+        src = e.body.tsxState.src
+        if e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG and tsx.method == "INVITE":
+            msg = str(src.rdata.wholeMsg)
+            if msg.startswith("SIP/2.0 2") and not self.record_route:
+                self.record_route = _header(msg, "Record-Route")
+        elif e.body.tsxState.type == pj.PJSIP_EVENT_TX_MSG and tsx.role == pj.PJSIP_ROLE_UAC:
+            msg = str(src.tdata.wholeMsg)
+            if msg[:1] != "S" and (str(tsx.method), _header(msg, "Route")) not in self.routes:
+                self.routes.append((str(tsx.method), _header(msg, "Route")))
         if tsx.state in (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED):
             entry = f"{ROLE.get(tsx.role, '?')} {tsx.method} {tsx.statusCode}"
             if tsx.statusCode and entry not in self.tsx:
                 self.tsx.append(entry)
+
+
+def _header(msg: str, name: str) -> list[str]:
+    """The comma-separated values of header ``name`` (name-addr values) in ``msg``."""
+    out: list[str] = []
+    for line in msg.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+        hname, _, value = line.partition(":")
+        if hname.strip().lower() == name.lower():
+            out.extend(v.strip() for v in re.split(r",(?=\s*<)", value))
+    return out
 
 
 class Callee(pj.Account):  # type: ignore[misc]
@@ -213,6 +236,8 @@ def main() -> int:
             "disconnected": call.disconnected,
             "tsx": call.tsx,
             "call_id": call.call_id,
+            "record_route": call.record_route,
+            "routes": call.routes,
         },
         "callee": [
             {

@@ -761,7 +761,7 @@ def test_overloaded_core_sheds_new_invites_with_503_before_parsing() -> None:
 
 
 def test_tls_caller_record_route_and_sips_contact() -> None:
-    """TLS: the entry facing a TLS caller says transport=tls with the TLS port; a BYE
+    """TLS: the entry facing a TLS caller is sips: with the TLS port; a BYE
     to a sips: Contact leaves over TLS (RFC 3261 §26.2.2), 5061 by default."""
     core, _ = make(tcp_port=5062, tls_port=5063)
     raw = invite(via_transport=b"TLS", via_host=b"127.0.0.3:5061")
@@ -770,7 +770,7 @@ def test_tls_caller_record_route_and_sips_contact() -> None:
     assert (dest, transport) == (SS, "udp")
     assert parse(data).header(b"record-route") == [
         b"<sip:127.0.0.1:5060;lr>",
-        b"<sip:127.0.0.1:5063;transport=tls;lr>",
+        b"<sips:127.0.0.1:5063;lr>",
     ]
     core.datagram_received(response_to(data, 200, b"OK"), SS, "udp", 0.1)
     assert one(core)[1:] == (("127.0.0.3", 40001), "tls")
@@ -780,7 +780,7 @@ def test_tls_caller_record_route_and_sips_contact() -> None:
         via_host=b"127.0.0.2:5070",
         to_tag=b"from-callee",
         body=b"",
-        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5063;transport=tls;lr>",
+        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5063;lr>",
     )
     core.datagram_received(bye, SS, "udp", 0.2)
     data, dest, transport = one(core)

@@ -4,9 +4,12 @@ Sans-I/O, fake clock."""
 
 from __future__ import annotations
 
+import pytest
 from test_sip_core import CALLER, SS, invite, make, one, response_to
 
+from proxy.sip import message
 from proxy.sip.message import Request, parse
+from proxy.sip.relay import scan_request
 
 
 def test_invite_to_a_tls_softswitch_and_its_bye_back() -> None:
@@ -17,9 +20,9 @@ def test_invite_to_a_tls_softswitch_and_its_bye_back() -> None:
     fwd = parse(data)
     assert isinstance(fwd, Request)
     assert fwd.vias[0].transport == b"TLS"
-    # RFC 5658 double Record-Route: transport=tls facing the softswitch, UDP the caller
+    # RFC 5658 double Record-Route: sips: facing the softswitch, UDP the caller
     rr = fwd.header(b"record-route")
-    assert rr == [b"<sip:127.0.0.1:5061;transport=tls;lr>", b"<sip:127.0.0.1:5060;lr>"]
+    assert rr == [b"<sips:127.0.0.1:5061;lr>", b"<sip:127.0.0.1:5060;lr>"]
     # the softswitch's 200 comes back on our connection (src = its address)
     core.datagram_received(response_to(data, 200, b"OK"), SS, "tls", 1.1)
     _, dest, transport = one(core)
@@ -50,3 +53,152 @@ def test_a_request_over_udp_from_the_softswitch_address_is_a_callers() -> None:
     _, dest, transport = one(core)
     assert dest == SS and transport == "tls"
     assert len(screen.calls) == 1
+
+
+# --- sips: Record-Route facing a TLS peer (RFC 3261 §16.6 step 4, RFC 5630 §4.3) ---
+
+TLS_CALLER = ("127.0.0.3", 40001)
+
+
+def _tls_invite() -> bytes:
+    return invite(via_transport=b"TLS", via_host=b"127.0.0.3:5061")
+
+
+def test_tls_caller_udp_softswitch_gets_a_sips_entry_and_its_bye_pops_both() -> None:
+    """RFC 5658 double Record-Route: sip: (UDP) facing the softswitch on top, sips:
+    facing the TLS caller; the caller's BYE naming both (its route set reversed)
+    leaves with no Route left, over UDP to the softswitch."""
+    core, _ = make(tcp_port=5062, tls_port=5063)
+    core.datagram_received(_tls_invite(), TLS_CALLER, "tls", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp")
+    assert parse(data).header(b"record-route") == [
+        b"<sip:127.0.0.1:5060;lr>",
+        b"<sips:127.0.0.1:5063;lr>",
+    ]
+    assert b"transport=tls" not in data
+    for method in (b"ACK", b"BYE"):
+        req = invite(
+            method=method,
+            via_transport=b"TLS",
+            to_tag=b"ss1",
+            branch=b"z9hG4bK-in-" + method,
+            body=b"",
+            extra=b"Route: <sips:127.0.0.1:5063;lr>, <sip:127.0.0.1:5060;lr>",
+        )
+        core.datagram_received(req, TLS_CALLER, "tls", 0.1)
+        out, dest, transport = one(core)
+        assert (dest, transport) == (SS, "udp")
+        fwd = parse(out)
+        assert fwd.method == method and fwd.header(b"route") == []
+
+
+def test_tls_caller_and_tls_softswitch_one_sips_entry() -> None:
+    core, _ = make(softswitch_transport="tls", tls_port=5061)
+    core.datagram_received(_tls_invite(), TLS_CALLER, "tls", 0.0)
+    data, dest, transport = one(core)
+    assert (dest, transport) == (SS, "tls")
+    assert parse(data).header(b"record-route") == [b"<sips:127.0.0.1:5061;lr>"]
+    # the caller's BYE: its only Route entry, ours, removed (loose routing, §16.4)
+    bye = invite(
+        method=b"BYE",
+        via_transport=b"TLS",
+        to_tag=b"ss1",
+        branch=b"z9hG4bK-bye",
+        body=b"",
+        extra=b"Route: <sips:127.0.0.1:5061;lr>",
+    )
+    core.datagram_received(bye, TLS_CALLER, "tls", 0.1)
+    out, dest, transport = one(core)
+    assert (dest, transport) == (SS, "tls") and parse(out).header(b"route") == []
+
+
+def test_transport_tls_entries_of_older_dialogs_are_still_ours() -> None:
+    """Dialogs set up before the change echo <sip:...;transport=tls;lr>: still popped."""
+    core, _ = make(tcp_port=5062, tls_port=5063)
+    bye = invite(
+        method=b"BYE",
+        via_transport=b"TLS",
+        to_tag=b"ss1",
+        body=b"",
+        extra=b"Route: <sip:127.0.0.1:5063;transport=tls;lr>, <sip:127.0.0.1:5060;lr>",
+    )
+    core.datagram_received(bye, TLS_CALLER, "tls", 0.0)
+    out, dest, transport = one(core)
+    assert (dest, transport) == (SS, "udp") and parse(out).header(b"route") == []
+
+
+def test_no_sips_entry_towards_udp_or_tcp_peers() -> None:
+    """A sips: entry never faces a UDP or TCP peer: a UDP caller behind a TLS
+    softswitch sees sip: (its own transport), the softswitch sees sips:; a TCP
+    caller sees transport=tcp."""
+    core, _ = make(softswitch_transport="tls", tcp_port=5062, tls_port=5061)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    data, _, _ = one(core)
+    assert parse(data).header(b"record-route") == [
+        b"<sips:127.0.0.1:5061;lr>",
+        b"<sip:127.0.0.1:5060;lr>",
+    ]
+    core.datagram_received(
+        invite(via_transport=b"TCP", branch=b"z9hG4bK-tcp"), ("127.0.0.3", 40002), "tcp", 0.0
+    )
+    data, _, _ = one(core)
+    assert parse(data).header(b"record-route") == [
+        b"<sips:127.0.0.1:5061;lr>",
+        b"<sip:127.0.0.1:5062;transport=tcp;lr>",
+    ]
+    core, _ = make(tcp_port=5062, tls_port=5061)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert parse(one(core)[0]).header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+
+
+@pytest.mark.parametrize(
+    ("target", "dest"),
+    [
+        (b"sips:alice@127.0.0.3", ("127.0.0.3", 5061)),
+        (b"sips:alice@127.0.0.3:5071;transport=udp", ("127.0.0.3", 5071)),
+        (b"sips:alice@127.0.0.3:5071;transport=tcp", ("127.0.0.3", 5071)),
+    ],
+)
+def test_sips_request_uri_or_route_forces_tls(target: bytes, dest: tuple[str, int]) -> None:
+    """RFC 3261 §26.2.2, RFC 5630 §3.1.3: the hop to a sips: URI is TLS, whatever
+    transport parameter the URI carries; as Request-URI and as the next Route entry."""
+    core, _ = make(tls_port=5063)
+    bye = invite(method=b"BYE", ruri=target, via_host=b"127.0.0.2:5070", to_tag=b"c", body=b"")
+    core.datagram_received(bye, SS, "udp", 0.0)
+    assert one(core)[1:] == (dest, "tls")
+    routed = invite(
+        method=b"BYE",
+        ruri=b"sip:alice@127.0.0.9:5999",
+        via_host=b"127.0.0.2:5070",
+        to_tag=b"c",
+        body=b"",
+        extra=b"Route: <sips:127.0.0.1:5063;lr>, <%s;lr>" % target,
+    )
+    core.datagram_received(routed, SS, "udp", 0.0)
+    out, got, transport = one(core)
+    assert (got, transport) == (dest, "tls")
+    assert parse(out).header(b"route") == [b"<%s;lr>" % target]
+
+
+def test_lean_and_full_forward_of_a_udp_callers_bye_behind_a_tls_softswitch() -> None:
+    """The lean C forward (relay.scan_request) knows the double Route line a UDP
+    caller echoes when the softswitch is over TLS (our sip: entry, then our sips:
+    one): it sends exactly the bytes of the full path, with neither entry left."""
+    outs = []
+    for lean in (True, False):
+        core, _ = make(softswitch_transport="tls", tls_port=5061, lean_relay=lean)
+        bye = invite(
+            method=b"BYE",
+            to_tag=b"ss1",
+            body=b"",
+            extra=b"Route: <sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5061;lr>",
+        )
+        if lean and message._c_request is not None:  # the C forward takes it
+            assert core._lean_route is not None
+            assert scan_request(bye, CALLER[0], CALLER[1], core._lean_route) is not None
+        core.datagram_received(bye, CALLER, "udp", 0.0)
+        out, dest, transport = one(core)
+        assert (dest, transport) == (SS, "tls") and parse(out).header(b"route") == []
+        outs.append(out)
+    assert outs[0] == outs[1]
