@@ -64,7 +64,9 @@ from proxy.config import Config
 from proxy.records import export as export_records
 from proxy.records import summary as records_summary
 from proxy.shakenstats import claim_vs_seen, seen_key
-from proxy.store import SnapshotStore, StoreError, _client, valid_prefix
+from proxy.store.keys import StoreError, valid_prefix
+from proxy.store.snapshot_store import SnapshotStore
+from proxy.store.state import _client
 from rules import dno as rdno
 from rules import k4 as rk4
 from rules import nanpa as rnanpa
@@ -1882,7 +1884,7 @@ async def _redis_confirm_empty(args: argparse.Namespace, r: Any, prefix: str, no
     REDIS DATA LOST (proxy/store.py): a new `confirmed-` generation stamp."""
     import os
 
-    from proxy.store import CONFIRMED, K_GENERATION
+    from proxy.store.keys import CONFIRMED, K_GENERATION
 
     stamp = f"{CONFIRMED}{int(now())}-{os.urandom(4).hex()}"
     await r.set(prefix + K_GENERATION, stamp)

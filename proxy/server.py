@@ -567,7 +567,7 @@ class Worker:
 
     def _build(self) -> None:
         from proxy.records import RecordWriter
-        from proxy.store import SnapshotStore
+        from proxy.store.snapshot_store import SnapshotStore
 
         cfg = self.config
         self.store = _make_store(SnapshotStore, cfg, self.metrics)

@@ -20,7 +20,7 @@ from proxy.records import RecordWriter
 from proxy.screen import Screener
 from proxy.shaken import cert_file_name, load_cert_dir, load_verifier
 from proxy.sip.message import parse
-from proxy.store import SnapshotStore
+from proxy.store.snapshot_store import SnapshotStore
 from rules.shaken import FAILED, NO_VALIDATION, PASSED
 from rules.verdict import Rule
 from tests.unit.shaken_pki import NOW, PKI, X5U, identity, passport, pem
