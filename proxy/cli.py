@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sipscreen: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":
-        from proxy.server import run
+        from proxy.server.supervisor import run
 
         def reloader() -> Config:
             return load_config(args.config, run_overrides(args))

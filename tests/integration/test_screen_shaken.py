@@ -86,7 +86,7 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
 
 
 async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    # as proxy/server.py _make_store builds it: with the attestation policy
+    # as proxy/server/worker.py _make_store builds it: with the attestation policy
     store = SnapshotStore(
         redis_url,
         cfg.key_prefix,

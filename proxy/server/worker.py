@@ -1,0 +1,414 @@
+"""`Worker`: one event loop, one ProxyCore with its Screener, SnapshotStore and
+RecordWriter, the listeners and the background tasks; built and served by
+`serve()`, reconfigured by `reload()` (SIGHUP), closed by `stop()` (the
+decision records Redis did not take are spooled for the next start)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from proxy.config import Config, server_tls_context
+from proxy.metrics import Metrics
+from proxy.redis_url import async_client
+from proxy.screen import Screener
+from proxy.server.datapath import BATCHED_UDP, Datapath, _HandoffProtocol, _UDPProtocol
+from proxy.server.tcp import _TCPProtocol
+from proxy.sip.core import CoreConfig, ProxyCore
+
+log = logging.getLogger("sipscreen")
+
+_FIRST_SNAPSHOT_WAIT = 5.0  # seconds a worker waits for its first snapshot
+
+
+class Worker(Datapath):
+    """One event loop, one ProxyCore, its listeners and background tasks."""
+
+    # -- construction ----------------------------------------------------------
+
+    def _core_config(self) -> CoreConfig:
+        udp = [ls for ls in self.config.listen if ls[0] == "udp"]
+        first = udp[0] if udp else self.config.listen[0]
+        port = self.sockets.udp[0].getsockname()[1] if self.sockets.udp else first[2]
+        relay = self.sockets.relay
+        tcp_port = self.sockets.tcp[0].getsockname()[1] if self.sockets.tcp else None
+        tls_port = self.sockets.tls[0].getsockname()[1] if self.sockets.tls else None
+        return _make_core_config(
+            self.config,
+            first[1],
+            port,
+            self.index,
+            self.sockets.handoff_addrs,
+            self.secret,
+            relay.getsockname()[1] if relay is not None else None,
+            tcp_port,
+            tls_port,
+        )
+
+    def _build(self) -> None:
+        from proxy.records import RecordWriter
+        from proxy.store.snapshot_store import SnapshotStore
+
+        cfg = self.config
+        self.store = _make_store(SnapshotStore, cfg, self.metrics)
+        self.records = _make_records(RecordWriter, cfg, self.metrics)
+        self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
+        self.core = ProxyCore(self._core_config(), self.screener)
+
+    # -- configuration reload (SIGHUP) ---------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration again and apply what a worker builds from it: the
+        screener (trunk map, trusted header, answers, monitor, records sampling,
+        no-snapshot policy), the emergency numbers and callers and the
+        unmapped-provider policy of the store and its snapshot, the core's
+        per-source limits and the trusted header it cuts from untrusted sources.
+        Runs on the loop, between two datagrams. A configuration that does not
+        load is refused (logged), the one in force is kept. Returns True when applied."""
+        if self.reloader is None:
+            log.warning("worker %d: SIGHUP: no configuration file to reload", self.index)
+            return False
+        try:
+            new = self.reloader()
+            screener = Screener(new, self.store, self.metrics, self.records, clock=self.clock)
+        except Exception as exc:
+            log.error(
+                "worker %d: configuration reload refused, the old one stays in force: %s",
+                self.index,
+                exc,
+            )
+            return False
+        new, kept = restart_only(self.config, new)
+        if kept:
+            log.warning(
+                "worker %d: reload: %s changed, applied only at the next restart",
+                self.index,
+                ", ".join(kept),
+            )
+        self.config = new
+        self._tls_subjects = dict(new.tls_trunks)  # for connections from now on
+        self._tcp_cap = new.tcp_max_connections
+        if self.sockets.tcp or self.sockets.tls:
+            self._clip_tcp_cap()
+        self.screener = screener
+        if self.core is not None:
+            self.core.screen = screener
+            self.core.set_limits(self._core_config())
+        store = self.store
+        if store is not None:
+            store.emergency = new.emergency_numbers
+            store.emergency_callers = frozenset(int(n[1:]) for n in new.emergency_callers)
+            store.unmapped_provider_policy = new.unmapped_provider_policy
+            store.shaken_policy = new.shaken_policy
+            snap = getattr(store, "snapshot", None)
+            if snap is not None:
+                snap.emergency = new.emergency_numbers
+                snap.emergency_caller_config = store.emergency_callers
+                snap.unmapped_provider_policy = new.unmapped_provider_policy
+                snap.shaken_policy = new.shaken_policy
+        self.reloads += 1
+        log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
+        return True
+
+    def _parent_gone(self) -> bool:
+        """A forked worker whose supervisor died (it is then re-parented)."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+    async def _sync_metrics(self) -> None:
+        while True:
+            try:
+                self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+                snap = getattr(self.store, "snapshot", None) if self.store.loaded else None
+                if snap is not None:
+                    self.metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
+                self.metrics.redis_up.set(1 if getattr(self.store, "connected", False) else 0)
+                by_reason = getattr(self.records, "dropped_by_reason", None) or {}
+                for reason, dropped in by_reason.items():
+                    seen = self._records_dropped.get(reason, 0)
+                    if dropped > seen:
+                        self.metrics.records_dropped_children[reason].inc(dropped - seen)
+                        self._records_dropped[reason] = dropped
+                self.metrics.redis_data_lost.set(
+                    1 if getattr(self.store, "data_lost", False) else 0
+                )
+                if self._parent_gone():
+                    log.error("worker %d: the supervisor is gone; stopping", self.index)
+                    self.stop()
+            except Exception:
+                self._callback_error("sync_metrics")
+            await asyncio.sleep(0.5)
+
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._offset = time.time() - loop.time()
+        loop.set_exception_handler(self._exception_handler)
+        self._stop = asyncio.Event()
+        self._build()
+        self._spawn(self.store.run(), "store")
+        if hasattr(self.records, "run"):
+            self._spawn(self.records.run(), "records")
+        self._spawn(self._sync_metrics(), "metrics")
+        if self.config.overload_queue_kib > 0:
+            self._spawn(self._watch_overload(), "overload")
+        # Screen the first call on real data: the sockets are bound already,
+        # so datagrams wait in the kernel while the first snapshot loads. If
+        # Redis does not answer in time, no_snapshot_policy applies.
+        try:
+            await asyncio.wait_for(self.store.synced.wait(), _FIRST_SNAPSHOT_WAIT)
+        except TimeoutError:
+            log.warning(
+                "worker %d: no snapshot after %.0f s; serving with no_snapshot_policy=%s",
+                self.index,
+                _FIRST_SNAPSHOT_WAIT,
+                self.config.no_snapshot_policy,
+            )
+        self._batched = self.config.batched_udp and BATCHED_UDP
+        for s in self.sockets.udp:
+            if self._batched:
+                loop.add_reader(s.fileno(), self._drain, s.fileno())
+                self._readers.append(s.fileno())
+                self._udp_fd.setdefault(s.family, s.fileno())
+                continue
+            _t, up = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=s)
+            assert up.transport is not None
+            self.udp_out.setdefault(s.family, up.transport)
+        if self.sockets.relay is not None:
+            if self._batched:
+                fd = self.sockets.relay.fileno()
+                loop.add_reader(fd, self._drain, fd)
+                self._readers.append(fd)
+                self._relay_fd = fd
+            else:
+                _t, rp = await loop.create_datagram_endpoint(
+                    lambda: _UDPProtocol(self), sock=self.sockets.relay
+                )
+                self.relay_transport = rp.transport
+        if self.sockets.handoff is not None:
+            if self._batched:
+                fd = self.sockets.handoff.fileno()
+                loop.add_reader(fd, self._drain, fd, True)
+                self._readers.append(fd)
+                self._handoff_fd = fd
+            else:
+                ht, _ = await loop.create_datagram_endpoint(
+                    lambda: _HandoffProtocol(self), sock=self.sockets.handoff
+                )
+                self.handoff_transport = ht
+        if self.sockets.tcp or self.sockets.tls:
+            self._clip_tcp_cap()
+            self._spawn(self._sweep_tcp(), "tcp_timeouts")
+        for s in self.sockets.tcp:
+            srv = await loop.create_server(lambda: _TCPProtocol(self), sock=s)
+            self._servers.append(srv)
+        if self.sockets.tls:
+            ctx = server_tls_context(self.config)
+            hs = self.config.tcp_header_timeout_s or None
+            for s in self.sockets.tls:
+                srv = await loop.create_server(
+                    lambda: _TCPProtocol(self, "tls"), sock=s, ssl=ctx, ssl_handshake_timeout=hs
+                )
+                self._servers.append(srv)
+        if ready is not None:
+            ready()
+        await self._stop.wait()
+        await self._close()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _spool_records(self) -> None:
+        """Decision records the last flush could not write (Redis down): to the spool
+        file that the next start replays (proxy/records.py)."""
+        take = getattr(self.records, "take_all", None)
+        if take is None or not len(self.records):
+            return
+        from proxy.records import default_spool_dir, spool
+
+        recs = take()
+        directory = self.config.spool_dir or default_spool_dir()
+        try:
+            path = spool(recs, directory, self.config.redis_url, self.config.key_prefix)
+        except OSError as exc:
+            log.error(
+                "worker %d: %d decision records lost: cannot write the spool in %s: %s",
+                self.index,
+                len(recs),
+                directory,
+                exc,
+            )
+            return
+        log.warning(
+            "worker %d: Redis did not take %d decision records; spooled to %s "
+            "(replayed into Redis at the next start)",
+            self.index,
+            len(recs),
+            path,
+        )
+
+    async def _close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for srv in self._servers:
+            srv.close()
+        for conn in list(self.tcp_conns.values()):
+            conn.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        # the last counts since the periodic _sync_metrics
+        with contextlib.suppress(Exception):
+            self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+        self._spool_records()
+        for t in list(self.udp_out.values()):
+            t.close()
+        if self._readers and self._loop is not None:
+            for fd in self._readers:
+                self._loop.remove_reader(fd)
+            self._readers = []
+            for sock in [*self.sockets.udp, self.sockets.relay, self.sockets.handoff]:
+                if sock is not None:
+                    sock.close()
+        if self.handoff_transport is not None:
+            self.handoff_transport.close()
+        if self.relay_transport is not None:
+            self.relay_transport.close()
+        close = getattr(self.store, "close", None) or getattr(self.store, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                res = close()
+                if asyncio.iscoroutine(res):
+                    await res
+        client = getattr(self.records, "redis", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        await asyncio.sleep(0)
+
+
+# ---------------------------------------------------------------------------
+# Glue to the other layers (kept in one place: their constructors)
+# ---------------------------------------------------------------------------
+
+
+def _make_core_config(
+    config: Config,
+    host: str,
+    port: int,
+    index: int,
+    handoff_addrs: list[tuple[str, int]],
+    secret: bytes,
+    relay_port: int | None = None,
+    tcp_port: int | None = None,
+    tls_port: int | None = None,
+) -> CoreConfig:
+    return CoreConfig(
+        listen_host=host,
+        listen_port=port,
+        softswitch=config.softswitch,
+        softswitch_transport=config.softswitch_transport,
+        record_route=config.record_route,
+        advertised_host=config.advertised_host,
+        worker_index=index,
+        workers=max(1, len(handoff_addrs)),
+        secret=secret,
+        relay_port=relay_port,
+        tcp_port=tcp_port,
+        tls_port=tls_port,
+        invite_limit=config.invites_per_source,
+        invite_window=config.invite_window_s,
+        trunk_invite_limit=config.trunk_invites_per_source,
+        trunk_of=config.trunks.lookup,
+        over_limit_503=config.over_limit == "503",
+        unacked_per_source=config.unacked_per_source,
+        no_ack_hold=config.no_ack_hold_s,
+        trusted_header=config.trusted_provider_header,
+        is_trusted_source=config.is_trusted_source,
+    )
+
+
+def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
+    def on_state(up: bool) -> None:
+        metrics.redis_up.set(1 if up else 0)
+
+    def on_change(snap: Any) -> None:
+        metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
+
+    return cls(
+        config.redis_url,
+        config.key_prefix,
+        emergency=config.emergency_numbers,
+        emergency_callers=config.emergency_callers,
+        unmapped_provider_policy=config.unmapped_provider_policy,
+        shaken_policy=config.shaken_policy,
+        on_change=on_change,
+        on_state=on_state,
+    )
+
+
+def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
+
+    client = async_client(config.redis_url, socket_timeout=5)
+    return cls(
+        client,
+        config.key_prefix,
+        config.records_max_len,
+        config.records_max_age_s,
+        queue_max=config.records_buffer_max,
+        queue_max_bytes=config.records_buffer_max_bytes,
+    )
+
+
+def _snapshot_entries(snap: Any) -> int | None:
+    for name in ("entries", "size", "__len__"):
+        v = getattr(snap, name, None)
+        if v is None:
+            continue
+        v = v() if callable(v) else v
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def _loaded_at(snap: Any) -> float | None:
+    v = getattr(snap, "loaded_at", None)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+# What the sockets, the Redis connections and the processes were set up with: a
+# reload keeps these (they need a restart).
+_RESTART_ONLY = (
+    "listen",
+    "softswitch",
+    "softswitch_transport",
+    "redis_url",
+    "key_prefix",
+    "metrics",
+    "loop",
+    "workers",
+    "batched_udp",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_client_ca",
+    "tls_verify_client",
+    "spool_dir",
+    "clock_start",
+)
+
+
+def restart_only(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """``new`` with the settings only a restart can change taken from ``old``,
+    and the names of those that differed."""
+    kept = [n for n in _RESTART_ONLY if getattr(new, n) != getattr(old, n)]
+    if kept:
+        new = replace(new, **{n: getattr(old, n) for n in kept})
+    return new, kept
