@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from proxy.config import Config
 from proxy.metrics import Metrics
+from proxy.records import RecordWriter
 from proxy.screen import Screener
 from proxy.server.loops import decision_clock
 from proxy.server.sockets import WorkerSockets
+from proxy.sip.core import ProxyCore
+from proxy.store.snapshot_store import SnapshotStore
 
 if TYPE_CHECKING:
     from proxy.server.tcp import _TCPProtocol
@@ -30,6 +33,10 @@ log = logging.getLogger("sipscreen")
 
 class WorkerBase:
     """One event loop, one ProxyCore, its listeners and background tasks."""
+
+    # Built by Worker._build when serve() starts, before any input can reach the
+    # worker (the loop callbacks that read it are registered after it).
+    core: ProxyCore
 
     def __init__(
         self,
@@ -76,9 +83,9 @@ class WorkerBase:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.Server] = []
         self._stop: asyncio.Event | None = None
-        self.store: Any = None
-        self.records: Any = None
-        self.core: Any = None
+        # Built by serve() with the core; None before (a metrics scrape may come first)
+        self.store: SnapshotStore | None = None
+        self.records: RecordWriter | None = None
         self.screener: Screener | None = None
         self._records_dropped: dict[str, int] = {}  # by reason, as last synced
         # The handoff sockets of the workers (bound by the parent before the

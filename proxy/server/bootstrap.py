@@ -9,10 +9,13 @@ import asyncio
 import logging
 import shlex
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from proxy.config import Config
 from proxy.redis_url import is_sentinel, sync_client
+
+if TYPE_CHECKING:
+    from proxy.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("sipscreen")
 
@@ -75,7 +78,7 @@ def redis_answers(url: str) -> bool:
         r.close()
 
 
-def _prepare_redis(config: Config) -> tuple[Config, Any]:
+def _prepare_redis(config: Config) -> tuple[Config, EmbeddedRedis | None]:
     """Start the embedded redis-server when nothing answers at the URL; the
     returned Config names its URL and data directory."""
     if is_sentinel(config.redis_url):  # Sentinel: never an embedded server

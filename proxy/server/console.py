@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from proxy.config import Config
 from proxy.screen import DECISION_LOGGER
 from proxy.server.bootstrap import monitor_only_providers
 from proxy.server.sockets import WorkerSockets
+
+if TYPE_CHECKING:
+    from proxy.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("sipscreen")
 
@@ -69,7 +72,7 @@ def _policy_lines(config: Config, monitored: list[str] | str) -> list[str]:
     return lines
 
 
-def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> str:
+def _banner(config: Config, per: list[WorkerSockets], embedded: EmbeddedRedis | None = None) -> str:
 
     lines = []
     ws = per[0]
@@ -89,7 +92,7 @@ def _banner(config: Config, per: list[WorkerSockets], embedded: Any = None) -> s
         lines.append(f"sipscreen: metrics at http://{mh}:{mp}/metrics")
     lines.append(f"sipscreen: redis {config.redis_url} prefix {config.key_prefix!r}")
     if embedded is not None:
-        if getattr(embedded, "persistent", False):
+        if embedded.persistent:
             lines.append(
                 f"sipscreen: embedded redis-server, data kept in {embedded.workdir} "
                 "(append-only file on; --data-dir to move it)"

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from proxy.server.loops import _is_uvloop
 from proxy.server.sockets import _family, receive_queue
 from proxy.server.tcp import _TCP_RELAY, TcpSide, _tcp_owner
+from proxy.sip.core import Out
 
 log = logging.getLogger("sipscreen")
 
@@ -197,7 +198,7 @@ class Datapath(TcpSide):
             self._callback_error("datagrams_to_send")
         self._arm_timer()
 
-    def _send_batched(self, out: list[Any]) -> None:
+    def _send_batched(self, out: list[Out]) -> None:
         """Send the core's output in order, the UDP datagrams in sendmmsg batches."""
         m = self.metrics
         items: list[tuple[bytes, str, int]] = []
@@ -243,7 +244,9 @@ class Datapath(TcpSide):
                 return
             items = items[n:]
 
-    def _udp_route(self, dest: Any, relay: _Out | None, by_family: dict[int, _Out]) -> _Out | None:
+    def _udp_route(
+        self, dest: tuple[str, int], relay: _Out | None, by_family: dict[int, _Out]
+    ) -> _Out | None:
         """What a UDP datagram to ``dest`` leaves by (a transport, or a socket fd when
         batched): the relay socket towards the softswitch, so that its responses
         come back to this worker; else the listen socket of its address family.
@@ -255,7 +258,7 @@ class Datapath(TcpSide):
                 self.metrics.drop("no_route")
         return out
 
-    def _send(self, data: bytes, dest: Any, transport: str) -> None:
+    def _send(self, data: bytes, dest: tuple[str, int], transport: str) -> None:
         m = self.metrics
         if transport == "udp":
             t = self._udp_route(dest, self.relay_transport, self.udp_out)

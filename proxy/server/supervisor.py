@@ -19,7 +19,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client.registry import Collector
 
 from proxy.config import Config
 from proxy.metrics import Metrics, enable_multiprocess, multiprocess_registry
@@ -34,7 +38,10 @@ from proxy.server.sockets import (
     _close_all,
     bind_sockets,
 )
-from proxy.server.worker import Worker, _loaded_at, restart_only
+from proxy.server.worker import Worker, restart_only
+
+if TYPE_CHECKING:
+    from proxy.embedded_redis import EmbeddedRedis
 
 log = logging.getLogger("sipscreen")
 
@@ -93,7 +100,7 @@ def run(config: Config, reloader: Callable[[], Config] | None = None) -> int:
                 embedded.stop()
 
 
-def _start_metrics_http(config: Config, registry: Any) -> Any:
+def _start_metrics_http(config: Config, registry: Collector) -> WSGIServer | None:
     if config.metrics is None:
         return None
     from prometheus_client import start_http_server
@@ -110,7 +117,7 @@ def _run_single(
     config: Config,
     sockets: WorkerSockets,
     clock: Callable[[], float] | None = None,
-    embedded: Any = None,
+    embedded: EmbeddedRedis | None = None,
     reloader: Callable[[], Config] | None = None,
 ) -> int:
     holder: dict[str, Worker] = {}
@@ -170,7 +177,7 @@ def _loaded_at_of(holder: dict[str, Worker]) -> float | None:
     w = holder.get("w")
     if w is None or w.store is None or not w.store.loaded:
         return None
-    return _loaded_at(w.store.snapshot)
+    return w.store.snapshot.loaded_at
 
 
 def _worker_main(
@@ -233,7 +240,7 @@ def _run_parent(
     config: Config,
     per: list[WorkerSockets],
     clock: Callable[[], float] | None = None,
-    embedded: Any = None,
+    embedded: EmbeddedRedis | None = None,
     reloader: Callable[[], Config] | None = None,
 ) -> int:
     from prometheus_client.multiprocess import mark_process_dead
@@ -245,11 +252,11 @@ def _run_parent(
     hup = False
     parent_pid = os.getpid()
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    def on_hup(signum: int, frame: Any) -> None:
+    def on_hup(signum: int, frame: FrameType | None) -> None:
         nonlocal hup
         hup = True
 

@@ -12,15 +12,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from proxy.config import Config, server_tls_context
 from proxy.metrics import Metrics
+from proxy.records import RecordWriter
 from proxy.redis_url import async_client
 from proxy.screen import Screener
 from proxy.server.datapath import BATCHED_UDP, Datapath, _HandoffProtocol, _UDPProtocol
 from proxy.server.tcp import _TCPProtocol
 from proxy.sip.core import CoreConfig, ProxyCore
+from proxy.store.snapshot_store import SnapshotStore
+from rules.snapshot import Snapshot
 
 log = logging.getLogger("sipscreen")
 
@@ -51,15 +53,13 @@ class Worker(Datapath):
             tls_port,
         )
 
-    def _build(self) -> None:
-        from proxy.records import RecordWriter
-        from proxy.store.snapshot_store import SnapshotStore
-
+    def _build(self) -> tuple[SnapshotStore, RecordWriter]:
         cfg = self.config
-        self.store = _make_store(SnapshotStore, cfg, self.metrics)
-        self.records = _make_records(RecordWriter, cfg, self.metrics)
-        self.screener = Screener(cfg, self.store, self.metrics, self.records, clock=self.clock)
+        store = self.store = _make_store(cfg, self.metrics)
+        records = self.records = _make_records(cfg, self.metrics)
+        self.screener = Screener(cfg, store, self.metrics, records, clock=self.clock)
         self.core = ProxyCore(self._core_config(), self.screener)
+        return store, records
 
     # -- configuration reload (SIGHUP) ---------------------------------------------
 
@@ -74,9 +74,11 @@ class Worker(Datapath):
         if self.reloader is None:
             log.warning("worker %d: SIGHUP: no configuration file to reload", self.index)
             return False
+        store = self.store
+        assert store is not None  # serve() builds it before the loop runs a signal handler
         try:
             new = self.reloader()
-            screener = Screener(new, self.store, self.metrics, self.records, clock=self.clock)
+            screener = Screener(new, store, self.metrics, self.records, clock=self.clock)
         except Exception as exc:
             log.error(
                 "worker %d: configuration reload refused, the old one stays in force: %s",
@@ -97,21 +99,17 @@ class Worker(Datapath):
         if self.sockets.tcp or self.sockets.tls:
             self._clip_tcp_cap()
         self.screener = screener
-        if self.core is not None:
-            self.core.screen = screener
-            self.core.set_limits(self._core_config())
-        store = self.store
-        if store is not None:
-            store.emergency = new.emergency_numbers
-            store.emergency_callers = frozenset(int(n[1:]) for n in new.emergency_callers)
-            store.unmapped_provider_policy = new.unmapped_provider_policy
-            store.shaken_policy = new.shaken_policy
-            snap = getattr(store, "snapshot", None)
-            if snap is not None:
-                snap.emergency = new.emergency_numbers
-                snap.emergency_caller_config = store.emergency_callers
-                snap.unmapped_provider_policy = new.unmapped_provider_policy
-                snap.shaken_policy = new.shaken_policy
+        self.core.screen = screener
+        self.core.set_limits(self._core_config())
+        store.emergency = new.emergency_numbers
+        store.emergency_callers = frozenset(int(n[1:]) for n in new.emergency_callers)
+        store.unmapped_provider_policy = new.unmapped_provider_policy
+        store.shaken_policy = new.shaken_policy
+        snap = store.snapshot
+        snap.emergency = new.emergency_numbers
+        snap.emergency_caller_config = store.emergency_callers
+        snap.unmapped_provider_policy = new.unmapped_provider_policy
+        snap.shaken_policy = new.shaken_policy
         self.reloads += 1
         log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
         return True
@@ -120,23 +118,21 @@ class Worker(Datapath):
         """A forked worker whose supervisor died (it is then re-parented)."""
         return self.parent_pid is not None and os.getppid() != self.parent_pid
 
-    async def _sync_metrics(self) -> None:
+    async def _sync_metrics(self, store: SnapshotStore, records: RecordWriter) -> None:
         while True:
             try:
-                self.metrics.sync_core_stats(getattr(self.core, "stats", None))
-                snap = getattr(self.store, "snapshot", None) if self.store.loaded else None
-                if snap is not None:
-                    self.metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
-                self.metrics.redis_up.set(1 if getattr(self.store, "connected", False) else 0)
-                by_reason = getattr(self.records, "dropped_by_reason", None) or {}
+                self.metrics.sync_core_stats(self.core.stats)
+                if store.loaded:
+                    snap = store.snapshot
+                    self.metrics.set_snapshot(snap.entries(), snap.loaded_at)
+                self.metrics.redis_up.set(1 if store.connected else 0)
+                by_reason = records.dropped_by_reason
                 for reason, dropped in by_reason.items():
                     seen = self._records_dropped.get(reason, 0)
                     if dropped > seen:
                         self.metrics.records_dropped_children[reason].inc(dropped - seen)
                         self._records_dropped[reason] = dropped
-                self.metrics.redis_data_lost.set(
-                    1 if getattr(self.store, "data_lost", False) else 0
-                )
+                self.metrics.redis_data_lost.set(1 if store.data_lost else 0)
                 if self._parent_gone():
                     log.error("worker %d: the supervisor is gone; stopping", self.index)
                     self.stop()
@@ -150,18 +146,17 @@ class Worker(Datapath):
         self._offset = time.time() - loop.time()
         loop.set_exception_handler(self._exception_handler)
         self._stop = asyncio.Event()
-        self._build()
-        self._spawn(self.store.run(), "store")
-        if hasattr(self.records, "run"):
-            self._spawn(self.records.run(), "records")
-        self._spawn(self._sync_metrics(), "metrics")
+        store, records = self._build()
+        self._spawn(store.run(), "store")
+        self._spawn(records.run(), "records")
+        self._spawn(self._sync_metrics(store, records), "metrics")
         if self.config.overload_queue_kib > 0:
             self._spawn(self._watch_overload(), "overload")
         # Screen the first call on real data: the sockets are bound already,
         # so datagrams wait in the kernel while the first snapshot loads. If
         # Redis does not answer in time, no_snapshot_policy applies.
         try:
-            await asyncio.wait_for(self.store.synced.wait(), _FIRST_SNAPSHOT_WAIT)
+            await asyncio.wait_for(store.synced.wait(), _FIRST_SNAPSHOT_WAIT)
         except TimeoutError:
             log.warning(
                 "worker %d: no snapshot after %.0f s; serving with no_snapshot_policy=%s",
@@ -227,12 +222,12 @@ class Worker(Datapath):
     def _spool_records(self) -> None:
         """Decision records the last flush could not write (Redis down): to the spool
         file that the next start replays (proxy/records.py)."""
-        take = getattr(self.records, "take_all", None)
-        if take is None or not len(self.records):
+        records = self.records
+        if records is None or not len(records):
             return
         from proxy.records import default_spool_dir, spool
 
-        recs = take()
+        recs = records.take_all()
         directory = self.config.spool_dir or default_spool_dir()
         try:
             path = spool(recs, directory, self.config.redis_url, self.config.key_prefix)
@@ -266,7 +261,7 @@ class Worker(Datapath):
             await asyncio.gather(*self.tasks, return_exceptions=True)
         # the last counts since the periodic _sync_metrics
         with contextlib.suppress(Exception):
-            self.metrics.sync_core_stats(getattr(self.core, "stats", None))
+            self.metrics.sync_core_stats(self.core.stats)
         self._spool_records()
         for t in list(self.udp_out.values()):
             t.close()
@@ -281,16 +276,10 @@ class Worker(Datapath):
             self.handoff_transport.close()
         if self.relay_transport is not None:
             self.relay_transport.close()
-        close = getattr(self.store, "close", None) or getattr(self.store, "aclose", None)
-        if close is not None:
+        # the store's connections close with its task (cancelled above)
+        if self.records is not None:
             with contextlib.suppress(Exception):
-                res = close()
-                if asyncio.iscoroutine(res):
-                    await res
-        client = getattr(self.records, "redis", None)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+                await self.records.redis.aclose()
         await asyncio.sleep(0)
 
 
@@ -335,14 +324,14 @@ def _make_core_config(
     )
 
 
-def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
+def _make_store(config: Config, metrics: Metrics) -> SnapshotStore:
     def on_state(up: bool) -> None:
         metrics.redis_up.set(1 if up else 0)
 
-    def on_change(snap: Any) -> None:
-        metrics.set_snapshot(_snapshot_entries(snap), _loaded_at(snap))
+    def on_change(snap: Snapshot) -> None:
+        metrics.set_snapshot(snap.entries(), snap.loaded_at)
 
-    return cls(
+    return SnapshotStore(
         config.redis_url,
         config.key_prefix,
         emergency=config.emergency_numbers,
@@ -354,10 +343,9 @@ def _make_store(cls: Any, config: Config, metrics: Metrics) -> Any:
     )
 
 
-def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
-
+def _make_records(config: Config, metrics: Metrics) -> RecordWriter:
     client = async_client(config.redis_url, socket_timeout=5)
-    return cls(
+    return RecordWriter(
         client,
         config.key_prefix,
         config.records_max_len,
@@ -365,22 +353,6 @@ def _make_records(cls: Any, config: Config, metrics: Metrics) -> Any:
         queue_max=config.records_buffer_max,
         queue_max_bytes=config.records_buffer_max_bytes,
     )
-
-
-def _snapshot_entries(snap: Any) -> int | None:
-    for name in ("entries", "size", "__len__"):
-        v = getattr(snap, name, None)
-        if v is None:
-            continue
-        v = v() if callable(v) else v
-        if isinstance(v, int):
-            return v
-    return None
-
-
-def _loaded_at(snap: Any) -> float | None:
-    v = getattr(snap, "loaded_at", None)
-    return float(v) if isinstance(v, (int, float)) else None
 
 
 # What the sockets, the Redis connections and the processes were set up with: a
