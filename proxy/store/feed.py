@@ -157,7 +157,7 @@ class Feed(LiveEdits):
         journal = self.key(K_JOURNAL)
         records = self.key("records")
         # Set/zset edits waiting for their journal entry: key -> events seen,
-        # and when the oldest arrived (module docstring, "edit journal").
+        # and when the oldest arrived (proxy/store/__init__.py, "edit journal").
         pending: dict[str, int] = {}
         since = 0.0
         while True:

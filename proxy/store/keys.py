@@ -36,12 +36,12 @@ P_ORDER = "order:"  # Final Determination Orders (47 CFR 64.1200(n)(3)), rules/o
 # Hashes one per id (`<prefix><id>`, no further ":"), re-read whole on an edit.
 _HASH_PREFIXES = (P_PROVIDER, P_NOTICE, P_ORDER)
 P_META = "meta:"
-# The store's generation stamp (see the module docstring); a value an operator
+# The store's generation stamp (see proxy/store/__init__.py); a value an operator
 # sets to accept what Redis now holds starts with CONFIRMED.
 K_GENERATION = "meta:generation"
 CONFIRMED = "confirmed-"
 GENERATION_POLL = 1.0
-# The edit journal (module docstring): a stream of the member edits the
+# The edit journal (proxy/store/__init__.py): a stream of the member edits the
 # writers make, so the keyspace path learns an edit in O(edit).
 K_JOURNAL = "journal"
 JOURNAL_MAXLEN = 100_000

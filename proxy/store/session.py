@@ -105,7 +105,7 @@ class Session(Feed):
         )
 
     async def _check_generation(self, r: aioredis.Redis) -> bool:
-        """True when the data under the prefix may be loaded (module docstring:
+        """True when the data under the prefix may be loaded (proxy/store/__init__.py:
         Redis back empty); False while it is lost and not confirmed."""
         key = self.key(K_GENERATION)
         gen = cast(str | None, await r.get(key))  # a decode_responses client
