@@ -69,4 +69,12 @@ How this works (aioquic style, see shared/STYLE.md):
 * uvloop when importable (`--loop auto|uvloop|asyncio`); on the stdlib loop
   `transport.max_size = 65536` (its 256 KiB per-datagram receive buffer is
   its main cost, shared/PERFORMANCE.md).
+
+Where things are: `supervisor.run` is the entry point (one process, or a
+parent with N forked workers); `sockets.py` binds everything before the fork;
+`worker.Worker` builds and serves one worker, from `base.WorkerBase` (state),
+`tcp.TcpSide` (TCP/TLS connections) and `datapath.Datapath` (message in ->
+core -> out); `bootstrap.py` prepares Redis before any worker; `console.py`
+sets the log handlers and prints the banner; `loops.py` picks the event loop
+and the decision clock. docs/DESIGN.md has the table.
 """

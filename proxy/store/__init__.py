@@ -72,4 +72,12 @@ How this works:
 * Writer helpers (`block_caller`, `allow_caller`, `set_provider`, ...) are
   what the CLI and tests use: they validate, normalise, write the key and its
   optional `meta:<key>` companion (who/why/when) in one MULTI/EXEC.
+
+Where things are: `snapshot_store.SnapshotStore` is the object the proxy and
+the CLI use, assembled from `state.StoreState` (what it holds),
+`readers.Readers` and `loader.Loader` (the full load), `edits.LiveEdits` (how
+an edit reaches the snapshot), `feed.Feed` (MONITOR, keyspace, journal),
+`session.Session` (`run()`, reconnects, generation) and `writers.Writers`;
+`keys.py` is the key schema and `monitor_line.py` the MONITOR-line parser,
+both pure. docs/DESIGN.md has the table.
 """

@@ -214,8 +214,6 @@ class LiveEdits(Loader):
         finally:
             self._replay = None
 
-    # -- the long-running task ----------------------------------------------
-
     def compact(self) -> None:
         """Fold NumberSet deltas into their base arrays (off the hot path)."""
         snap = self.snapshot
@@ -224,5 +222,3 @@ class LiveEdits(Loader):
             fn = getattr(ns, "compact", None)
             if callable(fn):
                 fn()
-
-    # -- writer helpers (CLI, tests) -----------------------------------------

@@ -191,5 +191,3 @@ class Loader(Readers):
         if self.on_change is not None:
             self.on_change(snap)
         return snap
-
-    # -- live edits ----------------------------------------------------------
