@@ -4,7 +4,7 @@
   relay (the Python code in proxy/sip/ is the reference and the fallback),
   and the lean forward of in-dialog ACK/BYE (without it: the full parse).
 - proxy/_udpio.c: batched UDP receive and send (recvmmsg/sendmmsg) for the
-  worker (proxy/server.py falls back to one transport callback per datagram).
+  worker (proxy/server/datapath.py falls back to one transport callback per datagram).
 
 Everything else about the package is in pyproject.toml. ``optional=True``:
 without a C compiler the install still succeeds and the pure-Python code runs

@@ -42,7 +42,7 @@ sys.path.insert(0, ROOT)
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from proxy.store import SnapshotStore  # noqa: E402
+from proxy.store.snapshot_store import SnapshotStore  # noqa: E402
 
 
 def _size(s: str) -> int:

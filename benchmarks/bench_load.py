@@ -131,7 +131,7 @@ def child(prefix: str, n: int, calls: int, blocked_pct: float) -> dict[str, Any]
 
     import redis
 
-    import proxy.store as store_mod
+    import proxy.store.snapshot_store as store_mod
     from rules.engine import decide
     from rules.facts import CallFacts
     from rules.numbers import nanp_invalid_reason

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, __file__.rsplit("/benchmarks/", 1)[0])
 
-from proxy.store import SnapshotStore  # noqa: E402
+from proxy.store.snapshot_store import SnapshotStore  # noqa: E402
 
 URL = "redis://127.0.0.1:6379/0"
 ENTRIES = 1_000_000

@@ -1,5 +1,5 @@
 /*
- * proxy/_udpio.c: batched UDP receive and send for the worker (proxy/server.py).
+ * proxy/_udpio.c: batched UDP receive and send for the worker (proxy/server/datapath.py).
  *
  * How this works: recv_batch(fd, n) takes up to n datagrams waiting on a
  * non-blocking UDP socket with one recvmmsg(2) call and returns them as a

@@ -1,7 +1,7 @@
 """Command line: `sipscreen run` and the data subcommands.
 
 How this works: `main()` builds one argparse parser. `run` starts the proxy
-(proxy.server.run) on a `Config` from the TOML file (`--config`, default
+(proxy.server.supervisor.run) on a `Config` from the TOML file (`--config`, default
 the packaged proxy/defaults/sipscreen.toml) overridden by the flags given
 (`--clock ISO-DATETIME` sets a replay clock for the decisions, see
 proxy/config.py).
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sipscreen: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "run":
-        from proxy.server import run
+        from proxy.server.supervisor import run
 
         def reloader() -> Config:
             return load_config(args.config, run_overrides(args))

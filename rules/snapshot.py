@@ -1,6 +1,6 @@
 """Everything a decision reads, held in memory.
 
-How this works: ``proxy/store.py`` loads the Redis keys (docs/DESIGN.md, key
+How this works: ``proxy/store/`` loads the Redis keys (docs/DESIGN.md, key
 schema) into a :class:`Snapshot` built aside and swaps it in with one
 reference assignment; a single live edit is applied in place with
 :meth:`Snapshot.apply` (or the ``set_*``/``remove_*`` methods) between two

@@ -22,7 +22,7 @@ from proxy.commands.common import (
     when_arg,
     wrap,
 )
-from proxy.store import valid_prefix
+from proxy.store.keys import valid_prefix
 from rules.numbers import normalise
 
 _BLOCK_SETS = {"caller": "block:caller", "prefix": "block:prefix", "provider": "block:provider"}

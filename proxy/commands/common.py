@@ -26,7 +26,9 @@ from typing import Any, TypeAlias
 from redis.exceptions import RedisError, WatchError
 
 from proxy.config import Config
-from proxy.store import SnapshotStore, StoreError, _client
+from proxy.store.keys import StoreError
+from proxy.store.snapshot_store import SnapshotStore
+from proxy.store.state import _client
 from rules import notices as rnotices
 from rules.errors import RowError
 
@@ -138,7 +140,8 @@ def wrap(job: Job, redis_down: int = 1) -> Handler:
 
 def make_store(r: Client, prefix: str, now: Clock, config: Config | None = None) -> SnapshotStore:
     """A store on the open client; with `config`, the snapshot it loads is
-    built with exactly the running proxy's decision settings (server._make_store)."""
+    built with exactly the running proxy's decision settings
+    (proxy/server/worker.py, _make_store)."""
     url = "redis://"  # not used: _data is set to the open client
     if config is None:
         s = SnapshotStore(url, prefix, emergency=frozenset({"911", "933"}))

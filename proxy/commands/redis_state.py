@@ -1,7 +1,7 @@
 """`sipscreen redis confirm-empty`: accept what Redis holds after a data loss.
 
 How this works: the proxies refuse to load a Redis that came back without
-the generation stamp they knew (REDIS DATA LOST, proxy/store.py); a new
+the generation stamp they knew (REDIS DATA LOST, proxy/store/); a new
 `confirmed-` stamp tells them to load what it holds now.
 """
 
@@ -11,12 +11,12 @@ import argparse
 import os
 
 from proxy.commands.common import Client, Clock, Subparsers, wrap
-from proxy.store import CONFIRMED, K_GENERATION
+from proxy.store.keys import CONFIRMED, K_GENERATION
 
 
 async def _redis_confirm_empty(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
     """Accept what Redis holds now under the prefix after the proxy reported
-    REDIS DATA LOST (proxy/store.py): a new `confirmed-` generation stamp."""
+    REDIS DATA LOST (proxy/store/): a new `confirmed-` generation stamp."""
     stamp = f"{CONFIRMED}{int(now())}-{os.urandom(4).hex()}"
     await r.set(prefix + K_GENERATION, stamp)
     n = 0

@@ -11,7 +11,7 @@ On top of that the sent-by host must be one of the certificate's identities
 (subjectAltName IP addresses and DNS names, or its CN when it has no
 subjectAltName): a verified peer cannot take over another peer's address.
 
-Sans-I/O: the server (proxy/server.py) calls ``alias_target`` for a request
+Sans-I/O: the server (proxy/server/tcp.py) calls ``alias_target`` for a request
 that came on a mutually authenticated TLS connection, with the verified peer
 certificate (``SSLObject.getpeercert()``), and registers the connection under
 the address it returns.

@@ -300,7 +300,7 @@ def test_bad_clock_is_a_config_error(tmp_path: Path) -> None:
 
 def test_replay_clock_advances_in_real_time() -> None:
     from proxy.config import load_config
-    from proxy.server import decision_clock, replay_clock
+    from proxy.server.loops import decision_clock, replay_clock
 
     clock = replay_clock(1_000.0, anchor=time.time() - 2.0)
     assert 1_002.0 <= clock() < 1_010.0

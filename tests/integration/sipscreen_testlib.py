@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from proxy.config import load_config
-from proxy.server import redis_answers
-from proxy.store import SnapshotStore
+from proxy.server.bootstrap import redis_answers
+from proxy.store.snapshot_store import SnapshotStore
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SIPP_DIR = ROOT / "tests" / "sipp"

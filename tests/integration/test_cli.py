@@ -12,7 +12,8 @@ from typing import Any
 
 from proxy.cli import build_parser, run_overrides
 from proxy.config import load_config
-from proxy.server import attach_random_cbpf, seed_sample_data
+from proxy.server.bootstrap import seed_sample_data
+from proxy.server.sockets import attach_random_cbpf
 
 ROOT = Path(__file__).resolve().parents[2]
 

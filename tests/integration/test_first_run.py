@@ -21,7 +21,7 @@ import pytest
 from sipscreen_testlib import ROOT, free_tcp_port, free_udp_port
 
 from proxy.config import load_config
-from proxy.server import seed_sample_data
+from proxy.server.bootstrap import seed_sample_data
 
 
 def _env() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Load shedding on a real proxy process (proxy/server.py `_watch_overload`).
+"""Load shedding on a real proxy process (proxy/server/datapath.py `_watch_overload`).
 
 The proxy is frozen (SIGSTOP) while a burst of INVITEs fills its UDP receive
 queue past `overload_queue_kib`, then thawed: it must answer part of the
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sipscreen_testlib import udp_recorder
 
-from proxy.server import receive_queue
+from proxy.server.sockets import receive_queue
 
 
 def _invite(lport: int, proxy_port: int, n: int) -> bytes:

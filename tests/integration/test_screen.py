@@ -21,7 +21,7 @@ from proxy.records import RecordWriter
 from proxy.screen import DECISION_LOGGER, Screener, caller_from_request
 from proxy.sip.core import Answer
 from proxy.sip.message import parse
-from proxy.store import SnapshotStore
+from proxy.store.snapshot_store import SnapshotStore
 from rules.verdict import Rule
 
 BLOCKED = "+12127369999"

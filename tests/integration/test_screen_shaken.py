@@ -20,7 +20,7 @@ from proxy.records import RecordWriter
 from proxy.screen import Screener
 from proxy.shaken import cert_file_name, load_cert_dir, load_verifier
 from proxy.sip.message import parse
-from proxy.store import SnapshotStore
+from proxy.store.snapshot_store import SnapshotStore
 from rules.shaken import FAILED, NO_VALIDATION, PASSED
 from rules.verdict import Rule
 from tests.unit.shaken_pki import NOW, PKI, X5U, identity, passport, pem
@@ -86,7 +86,7 @@ def seeded(redis_client: Any, key_prefix: str) -> str:
 
 
 async def _store(cfg: Any, redis_url: str) -> SnapshotStore:
-    # as proxy/server.py _make_store builds it: with the attestation policy
+    # as proxy/server/worker.py _make_store builds it: with the attestation policy
     store = SnapshotStore(
         redis_url,
         cfg.key_prefix,

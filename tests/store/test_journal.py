@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store import SnapshotStore
+from proxy.store.snapshot_store import SnapshotStore
 from tests.store.conftest import free_port
 from tests.store.test_store import EMERG, _wait_ping, until
 

@@ -1,4 +1,4 @@
-"""The bulk load path of proxy/store.py: raw SSCAN batches, the batch-level
+"""The bulk load path of proxy/store/readers.py: raw SSCAN batches, the batch-level
 validation of canonical members, and the NumberSet table laid out directly
 checked against rules.snapshot's own constructor
 and against a real Redis under a unique prefix."""
@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import proxy.store as store_mod
-from proxy.store import SnapshotStore, _canonical_joined
+import proxy.store.readers as readers_mod
+from proxy.store.keys import _canonical_joined
+from proxy.store.snapshot_store import SnapshotStore
 from rules.snapshot import NumberSet
 from tests.store.conftest import REDIS_URL
 
@@ -100,7 +101,7 @@ async def test_large_load_with_bad_members(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(store_mod, "PROGRESS_EVERY", 100_000)
+    monkeypatch.setattr(readers_mod, "PROGRESS_EVERY", 100_000)
     good = sorted({f"+{v}" for v in _values(NumberSet.SET_MAX + 30_000, 9)})
     bad = [f"junk-{i}" for i in range(30)] + ["+0123", "+1234567890123456", "+", ""]
     # An operator's `SADD ... 2025550199` without the +1: normalised, kept.
@@ -116,12 +117,12 @@ async def test_large_load_with_bad_members(
     assert set(snap.dno_caller) == {"+18005550100"}
     warned = [r for r in caplog.records if "skipping invalid value" in r.getMessage()]
     # 20 for block:caller (the cap) and 1 for dno:caller, then one summary.
-    assert len(warned) == store_mod.WARN_PER_KEY + 1
+    assert len(warned) == readers_mod.WARN_PER_KEY + 1
     messages = [r.getMessage() for r in caplog.records]
     summary = [m for m in messages if "invalid members skipped" in m]
     assert summary == [
         f"{prefix}block:caller: {len(bad)} invalid members skipped (not a phone number); "
-        f"the first {store_mod.WARN_PER_KEY} were logged"
+        f"the first {readers_mod.WARN_PER_KEY} were logged"
     ]
     progress = [m for m in messages if "entries read" in m]
     assert len(progress) == len(want | set(bad)) // 100_000

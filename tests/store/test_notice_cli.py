@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store import SnapshotStore
+from proxy.store.snapshot_store import SnapshotStore
 from rules.engine import decide
 from rules.facts import CallFacts
 from tests.store.conftest import REDIS_URL

@@ -376,7 +376,7 @@ async def test_store_monitor_skips_the_record_writes(prefix: str, operator: aior
     """The snapshot store follows edits by MONITOR: the records' own writes
     (XADD, index ZADD/ZREMRANGEBYSCORE/PEXPIRE) are skipped before parsing;
     a DEL naming a records key and a snapshot key still applies."""
-    from proxy.store import SnapshotStore
+    from proxy.store.snapshot_store import SnapshotStore
 
     seen: list[list[str]] = []
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from proxy.store import SnapshotStore, needed_notify_flags, parse_date, parse_monitor_line
+from proxy.store.snapshot_store import SnapshotStore
 from tests.store.conftest import REDIS_URL, free_port
 
 EMERG = frozenset({"911", "933"})
@@ -42,30 +42,6 @@ async def running(prefix: str) -> AsyncIterator[SnapshotStore]:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-
-
-# -- pure helpers ------------------------------------------------------------
-
-
-def test_parse_monitor_line_plain_and_escaped() -> None:
-    line = b'1339518083.107412 [0 127.0.0.1:60866] "SADD" "sipscreen:block:caller" "+1202"'
-    assert parse_monitor_line(line) == (0, [b"SADD", b"sipscreen:block:caller", b"+1202"])
-    esc = b'1.0 [3 lua] "hset" "k" "f" "a\\"b\\\\c\\x01 d"'
-    assert parse_monitor_line(esc) == (3, [b"hset", b"k", b"f", b'a"b\\c\x01 d'])
-    assert parse_monitor_line(b"OK") is None
-
-
-def test_notify_flags_only_added() -> None:
-    assert needed_notify_flags("") == "Kgs$hzxet"
-    assert needed_notify_flags("Ex") == "ExKgs$hzet"
-    assert needed_notify_flags("KA") == "KA"
-
-
-def test_parse_date_forms() -> None:
-    assert parse_date("2021-10-21") == 1634774400.0
-    assert parse_date("2021-10-21T12:00:00Z") == 1634774400.0 + 43200
-    assert parse_date("1634774400") == 1634774400.0
-    assert parse_date("21/10/2021") is None
 
 
 # -- full load ---------------------------------------------------------------
@@ -258,7 +234,7 @@ async def test_writer_helpers_normalise_and_meta(
     await until(lambda: running.snapshot.allow_expiry.get("+14155550100") == 2e9)
     await running.set_provider("acme", name="Acme", rmd_status="not_listed")
     await until(lambda: running.snapshot.providers.get("acme") is not None)
-    from proxy.store import StoreError
+    from proxy.store.keys import StoreError
 
     with pytest.raises(StoreError, match="not-a-number"):
         await running.block_caller(["not-a-number"])
