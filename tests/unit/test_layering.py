@@ -209,3 +209,20 @@ def test_only_the_cli_entry_uses_the_commands(path: Path) -> None:
     """proxy/commands (the data subcommands) sits on top: proxy/cli.py loads
     it, nothing in the proxy imports it."""
     assert _hits(imported_modules(path), {"proxy.commands"}) == set()
+
+
+STORE_PURE = [ROOT / "proxy" / "store" / "keys.py", ROOT / "proxy" / "store" / "monitor_line.py"]
+STORE_FILES = sorted((ROOT / "proxy" / "store").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", STORE_PURE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_store_schema_and_monitor_parser_are_pure(path: Path) -> None:
+    """The key schema and the MONITOR-line parser are pure (tested without
+    Redis in tests/unit): no sockets, no event loop, no clock."""
+    assert _hits(imported_modules(path), FORBIDDEN) == set()
+
+
+@pytest.mark.parametrize("path", STORE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_store_does_not_reach_up_into_the_server(path: Path) -> None:
+    """proxy/store sits under the server and the screening glue, never above."""
+    assert _hits(imported_modules(path), {"proxy.server", "proxy.screen"}) == set()
