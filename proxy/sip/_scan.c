@@ -96,20 +96,31 @@ span_tuple(Py_ssize_t s, Py_ssize_t e)
 }
 
 /* The canonical name of a header spelling: `fast` (message._FAST) answers,
- * and the answers for message._FAST itself are kept in a small table, so
- * that a known spelling costs a hash of its octets and one compare instead
- * of a bytes object and a dict lookup. Safe because message._FAST only ever
- * gains entries (message._remember), it never changes one. */
+ * and the answers for message._FAST itself are kept in a small fixed-size
+ * table, so that a known spelling costs a hash of its octets and one compare
+ * instead of a bytes object and a dict lookup. Safe because an answer never
+ * goes stale: message._FAST only gains entries, and when it changes one
+ * (message.index_header) it calls init(), which empties the table.
+ *
+ * The table is bounded (NAME_SLOTS entries, NAME_PROBES places a name may
+ * stand in), and traffic with made-up names cannot crowd the real ones out:
+ * init() pins the spellings `fast` holds then (the common names message.py
+ * seeds it with, in its insertion order, up to NAME_PINNED), which are never
+ * evicted; a later name takes a free place in its probe window, else evicts
+ * an unpinned one there (round robin), else (all pinned) is not cached. */
 #define NAME_SLOTS 1024 /* a power of two */
 #define NAME_MAX_LEN 32
 #define NAME_PROBES 8
+#define NAME_PINNED (NAME_SLOTS / 2)
 struct name_slot {
     Py_ssize_t len; /* 0 = free */
+    int pinned;
     char name[NAME_MAX_LEN];
     PyObject *canon; /* strong reference */
 };
 static struct name_slot name_table[NAME_SLOTS];
 static PyObject *fast_names; /* message._FAST, the dict name_table mirrors */
+static unsigned name_clock;  /* the round robin of evictions */
 
 static inline size_t
 name_hash(const char *p, Py_ssize_t n)
@@ -120,21 +131,62 @@ name_hash(const char *p, Py_ssize_t n)
     return h;
 }
 
+static inline struct name_slot *
+name_slot_at(size_t h, int k)
+{
+    return &name_table[(h + (size_t)k) & (NAME_SLOTS - 1)];
+}
+
+/* Keep p[:n] -> canon (n < NAME_MAX_LEN, the spelling not in the table):
+ * a free place of its window, else an unpinned one (evicted), else none. */
+static void
+name_keep(size_t h, const char *p, Py_ssize_t n, PyObject *canon, int pinned)
+{
+    struct name_slot *sl = NULL;
+    for (int k = 0; k < NAME_PROBES && sl == NULL; k++)
+        if (name_slot_at(h, k)->len == 0)
+            sl = name_slot_at(h, k);
+    if (sl == NULL && !pinned) {
+        int first = (int)(name_clock++ % NAME_PROBES);
+        for (int k = 0; k < NAME_PROBES && sl == NULL; k++)
+            if (!name_slot_at(h, (first + k) % NAME_PROBES)->pinned)
+                sl = name_slot_at(h, (first + k) % NAME_PROBES);
+    }
+    if (sl == NULL)
+        return;
+    sl->len = n;
+    sl->pinned = pinned;
+    memcpy(sl->name, p, (size_t)n);
+    Py_XSETREF(sl->canon, Py_NewRef(canon)); /* the evicted answer: bytes, no side effect */
+}
+
+/* the slot holding p[:n], or NULL; a free place ends the search (a place
+ * is only ever freed with the whole table, and a name takes the first free
+ * place of its window, so it is never behind one) */
+static struct name_slot *
+name_find(size_t h, const char *p, Py_ssize_t n)
+{
+    for (int k = 0; k < NAME_PROBES; k++) {
+        struct name_slot *sl = name_slot_at(h, k);
+        if (sl->len == 0)
+            return NULL;
+        if (sl->len == n && memcmp(sl->name, p, (size_t)n) == 0)
+            return sl;
+    }
+    return NULL;
+}
+
 /* borrowed canonical name, or NULL (error set, or none: the spelling is unknown) */
 static PyObject *
 canonical(PyObject *fast, const char *p, Py_ssize_t n)
 {
-    int cached = fast == fast_names && n < NAME_MAX_LEN;
+    int cached = fast == fast_names && n > 0 && n < NAME_MAX_LEN;
     size_t h = 0;
     if (cached) {
         h = name_hash(p, n);
-        for (int k = 0; k < NAME_PROBES; k++) {
-            struct name_slot *sl = &name_table[(h + (size_t)k) & (NAME_SLOTS - 1)];
-            if (sl->len == 0)
-                break;
-            if (sl->len == n && memcmp(sl->name, p, (size_t)n) == 0)
-                return sl->canon;
-        }
+        struct name_slot *sl = name_find(h, p, n);
+        if (sl != NULL)
+            return sl->canon;
     }
     PyObject *spelling = PyBytes_FromStringAndSize(p, n);
     if (spelling == NULL)
@@ -143,17 +195,8 @@ canonical(PyObject *fast, const char *p, Py_ssize_t n)
     Py_DECREF(spelling);
     if (canon == NULL || !PyBytes_Check(canon))
         return NULL;
-    if (cached) {
-        for (int k = 0; k < NAME_PROBES; k++) {
-            struct name_slot *sl = &name_table[(h + (size_t)k) & (NAME_SLOTS - 1)];
-            if (sl->len == 0) {
-                sl->len = n;
-                memcpy(sl->name, p, (size_t)n);
-                sl->canon = Py_NewRef(canon);
-                break;
-            }
-        }
-    }
+    if (cached)
+        name_keep(h, p, n, canon, 0);
     return canon;
 }
 
@@ -161,11 +204,55 @@ static void
 clear_names(void)
 {
     for (int k = 0; k < NAME_SLOTS; k++) {
-        if (name_table[k].len) {
-            name_table[k].len = 0;
-            Py_CLEAR(name_table[k].canon);
+        name_table[k].len = 0;
+        name_table[k].pinned = 0;
+        Py_CLEAR(name_table[k].canon);
+    }
+}
+
+/* pin the first NAME_PINNED spellings of `fast` (its insertion order: the
+ * common names message.py seeds it with come first) */
+static void
+pin_names(PyObject *fast)
+{
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    int pinned = 0;
+    while (pinned < NAME_PINNED && PyDict_Next(fast, &pos, &key, &value)) {
+        if (!PyBytes_Check(key) || !PyBytes_Check(value))
+            continue;
+        Py_ssize_t n = PyBytes_GET_SIZE(key);
+        const char *p = PyBytes_AS_STRING(key);
+        if (n == 0 || n >= NAME_MAX_LEN)
+            continue;
+        size_t h = name_hash(p, n);
+        if (name_find(h, p, n) == NULL) {
+            name_keep(h, p, n, value, 1);
+            pinned++;
         }
     }
+}
+
+/* _name_cache([spelling]) -> (slots, used, pinned) | bool: the table's size
+ * and fill, or whether it holds `spelling` (for tests) */
+static PyObject *
+name_cache_py(PyObject *self, PyObject *args)
+{
+    PyObject *spelling = NULL;
+    if (!PyArg_ParseTuple(args, "|S", &spelling))
+        return NULL;
+    if (spelling != NULL) {
+        Py_ssize_t n = PyBytes_GET_SIZE(spelling);
+        const char *p = PyBytes_AS_STRING(spelling);
+        int held = n > 0 && n < NAME_MAX_LEN && name_find(name_hash(p, n), p, n) != NULL;
+        return PyBool_FromLong(held);
+    }
+    Py_ssize_t used = 0, pinned = 0;
+    for (int k = 0; k < NAME_SLOTS; k++) {
+        used += name_table[k].len != 0;
+        pinned += name_table[k].pinned != 0;
+    }
+    return Py_BuildValue("(inn)", NAME_SLOTS, used, pinned);
 }
 
 /* ------------------------------------------------------------------ */
@@ -426,6 +513,7 @@ init(PyObject *self, PyObject *args)
     Py_XSETREF(via_type, (PyTypeObject *)Py_NewRef(via));
     Py_XSETREF(name_addr_type, (PyTypeObject *)Py_NewRef(na));
     Py_XSETREF(fast_names, Py_NewRef(fast));
+    pin_names(fast);
     ready = 1;
     Py_RETURN_NONE;
 }
@@ -1489,6 +1577,9 @@ static PyMethodDef methods[] = {
     {"_edited", edited_py, METH_VARARGS,
      "_edited(data, from, [(s, e, rep)]) -> bytes: data[from:] with the edits applied "
      "(scan_request's rewrite, for tests); ValueError for overlapping or outside edits."},
+    {"_name_cache", name_cache_py, METH_VARARGS,
+     "_name_cache([spelling]) -> (slots, used, pinned) | bool: the C header-name cache's "
+     "size and fill, or whether it holds spelling (for tests)."},
     {"parse", parse, METH_O,
      "parse(data) -> Request | Response | None: message._parse for the common shapes; "
      "None declines."},
