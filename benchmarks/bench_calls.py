@@ -39,16 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ports", default="auto", help="proxy,uas,uac or 'auto'")
     ap.add_argument("--out", default=None, help="also write the Markdown table here")
     ap.add_argument("--seed", type=int, default=20240601)
+    harness.add_install_flag(ap)
     a = ap.parse_args(argv)
 
     why = harness.sipscreen_available()
     if why:
         print(f"sipscreen not runnable: {why}")
         return 2
-    if problems := harness.ensure_deps(install=True):
-        if any(p.startswith("sipp") for p in problems):
-            print("cannot benchmark: " + "; ".join(problems))
-            return 2
+    harness.require_sipp(harness.ensure_deps(install=a.install))
     rates = [int(x) for x in a.rates.split(",")]
     ports = (
         harness.Ports.ephemeral()

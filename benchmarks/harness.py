@@ -20,6 +20,7 @@ whole process group) when the step ends or the interpreter exits.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import csv
@@ -220,8 +221,22 @@ def which_kamailio() -> str | None:
     )
 
 
-def ensure_deps(install: bool = True) -> list[str]:
-    """Check sipp and kamailio; apt-get install them if missing and allowed.
+def add_install_flag(ap: argparse.ArgumentParser) -> None:
+    """``--install``: the opt-in to apt-get the missing SIPp/Kamailio packages."""
+    ap.add_argument(
+        "--install",
+        action="store_true",
+        help="apt-get install what is missing (sipp, kamailio; root on Debian/Ubuntu); "
+        "default: say what is missing and exit 2",
+    )
+    ap.add_argument(
+        "--no-install", dest="install", action="store_false", help="the default: never apt-get"
+    )
+
+
+def ensure_deps(install: bool = False) -> list[str]:
+    """Check sipp and kamailio; apt-get install them if missing and asked to
+    (``install``, the ``--install`` flag).
 
     Returns the human-readable problems left (empty when all is there).
     """
@@ -239,19 +254,24 @@ def ensure_deps(install: bool = True) -> list[str]:
                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
             )
         have = {"sipp": shutil.which("sipp"), "kamailio": which_kamailio()}
-    problems = []
-    for name, pkg in missing.items():
-        if not have[name]:
-            problems.append(
-                f"{name} not found (Debian/Ubuntu: apt-get install -y {pkg}; "
-                "apt-get unavailable or not root here)"
-            )
-    return problems
+    hint = "apt-get unavailable or not root here" if install else "or rerun with --install as root"
+    return [
+        f"{name} not found (Debian/Ubuntu: apt-get install -y {pkg}; {hint})"
+        for name, pkg in missing.items()
+        if not have[name]
+    ]
 
 
-def kamailio_tls(install: bool = True) -> str | None:
+def require_sipp(problems: list[str]) -> None:
+    """Exit 2 with what is missing when SIPp (the load generator) is not there."""
+    if any(p.startswith("sipp") for p in problems):
+        print("cannot benchmark: " + "; ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def kamailio_tls(install: bool = False) -> str | None:
     """None when Kamailio's tls module is there (apt-get installs
-    kamailio-tls-modules if missing and allowed), else why not."""
+    kamailio-tls-modules if missing and asked to: ``--install``), else why not."""
     import glob
 
     pattern = "/usr/lib/*/kamailio/modules/tls.so"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sipscreen vs Kamailio vs SIPp direct, side by side, in one command.
 
-How this works: check (and on Debian/Ubuntu install) sipp and kamailio,
+How this works: check sipp and kamailio (with --install, apt-get them),
 generate the seeded data (benchmarks/gen_data.py: valid NANP numbers, E.164
 From users, ~5% blocked), load the blocklist into a throw-away Redis for
 sipscreen, then climb the rate ladder. At EACH rate the three systems run in
@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
     ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
     ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
-    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    harness.add_install_flag(ap)
     ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument(
@@ -83,13 +83,12 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
     if tls:
         wanted = [w for w in wanted if w != "direct"]  # no TLS UAS to call directly
     skipped: dict[str, str] = {}
-    problems = harness.ensure_deps(install=not a.no_install)
-    if any(p.startswith("sipp") for p in problems):
-        raise SystemExit("cannot benchmark: " + "; ".join(problems))
+    problems = harness.ensure_deps(install=a.install)
+    harness.require_sipp(problems)
     if "kamailio" in wanted and harness.which_kamailio() is None:
         skipped["kamailio"] = "; ".join(problems)
     elif tls and "kamailio" in wanted:
-        why_tls = harness.kamailio_tls(install=not a.no_install)
+        why_tls = harness.kamailio_tls(install=a.install)
         if why_tls:
             skipped["kamailio"] = why_tls
     if "sipscreen" in wanted:
@@ -330,9 +329,8 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
     rates = [int(x) for x in a.rates.split(",") if x.strip()]
     wanted = [s.strip() for s in a.systems.split(",") if s.strip() in ("sipscreen", "kamailio")]
     skipped: dict[str, str] = {}
-    problems = harness.ensure_deps(install=not a.no_install)
-    if any(p.startswith("sipp") for p in problems):
-        raise SystemExit("cannot benchmark: " + "; ".join(problems))
+    problems = harness.ensure_deps(install=a.install)
+    harness.require_sipp(problems)
     if "kamailio" in wanted:
         why = "; ".join(problems) if harness.which_kamailio() is None else signed.secsipid_missing()
         if why:

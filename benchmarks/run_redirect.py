@@ -114,7 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
     ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
     ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
-    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    harness.add_install_flag(ap)
     ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
     ap.add_argument("--seed", type=int, default=20240601)
     return ap.parse_args(argv)
@@ -127,9 +127,8 @@ def run_redirect_ladder(
     rates = [int(x) for x in a.rates.split(",") if x.strip()]
     wanted = [s.strip() for s in a.systems.split(",") if s.strip()]
     skipped: dict[str, str] = {}
-    problems = harness.ensure_deps(install=not a.no_install)
-    if any(p.startswith("sipp") for p in problems):
-        raise SystemExit("cannot benchmark: " + "; ".join(problems))
+    problems = harness.ensure_deps(install=a.install)
+    harness.require_sipp(problems)
     if "kamailio-redirect" in wanted and harness.which_kamailio() is None:
         skipped["kamailio-redirect"] = "; ".join(problems)
     why = harness.sipscreen_available()
