@@ -97,8 +97,6 @@ DROP_REASONS = (
     "handoff_foreign",
 )
 
-VERDICTS = ("allowed", "blocked", "would_block")
-
 # proxy/records.py DROP_REASONS (not imported: metrics stays free of redis).
 RECORD_DROP_REASONS = ("buffer_count", "buffer_bytes", "error")
 # The record fields proxy/screen.py clips (received strings).
@@ -229,16 +227,16 @@ class Metrics:
             ["direction", "kind"],
             registry=reg,
         )
-        # Keyed by the first token of the datagram (b"INVITE") for requests
-        # and by the status-class digit (b"1".."6") for responses.
-        self.msg_in: _ChildMap = {}
-        self.msg_out: _ChildMap = {}
-        for table, direction in ((self.msg_in, "in"), (self.msg_out, "out")):
-            for m in METHODS:
-                table[m.encode()] = self.sip_messages.labels(direction, m)
-            for sc in STATUS_CLASSES:
-                table[sc[0].encode()] = self.sip_messages.labels(direction, sc)
-        self.msg_in_other = self.sip_messages.labels("in", "OTHER")
+        # Every (direction, kind) series exists at 0 from the start. The sent
+        # ones are keyed by the first token of the datagram (b"INVITE") for
+        # requests and by the status-class digit (b"1".."6") for responses
+        # (count_out); the received ones come from the core's stats.
+        for direction in ("in", "out"):
+            for kind in (*METHODS, *STATUS_CLASSES, "OTHER"):
+                self.sip_messages.labels(direction, kind)
+        out = self.sip_messages.labels
+        self.msg_out: _ChildMap = {m.encode(): out("out", m) for m in METHODS}
+        self.msg_out.update({sc[0].encode(): out("out", sc) for sc in STATUS_CLASSES})
         self.msg_out_other = self.sip_messages.labels("out", "OTHER")
 
         self.decision_seconds = Histogram(
@@ -450,16 +448,6 @@ class Metrics:
         self._core_last: dict[tuple[str, str], float] = {}
 
     # -- hot-path helpers ---------------------------------------------------
-
-    def count_in(self, data: bytes) -> None:
-        """Count one received datagram by method / status class."""
-        sp = data.find(b" ", 0, 24)
-        tok = data[:sp] if sp > 0 else b""
-        if tok == b"SIP/2.0":
-            child = self.msg_in.get(data[sp + 1 : sp + 2])
-        else:
-            child = self.msg_in.get(tok)
-        (child or self.msg_in_other).inc()
 
     def count_out(self, data: bytes) -> None:
         """Count one sent message by method / status class (exported by `flush_counts`)."""

@@ -91,7 +91,6 @@ class WorkerBase:
         # The handoff sockets of the workers (bound by the parent before the
         # fork): the only sources a handoff datagram is taken from (issue 10.5).
         self._handoff_peers = frozenset((h, p) for h, p in sockets.handoff_addrs)
-        self.reloads = 0
         # TCP connections (issue 10.6): the open ones, their count per source IP,
         # the per-worker cap in force (config, clipped below RLIMIT_NOFILE by serve)
         self._tcp_protos: set[_TCPProtocol] = set()

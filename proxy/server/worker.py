@@ -112,7 +112,6 @@ class Worker(Datapath):
         snap.emergency_caller_config = store.emergency_callers
         snap.unmapped_provider_policy = new.unmapped_provider_policy
         snap.shaken_policy = new.shaken_policy
-        self.reloads += 1
         log.info("worker %d: configuration reloaded from %s", self.index, new.source_path)
         return True
 

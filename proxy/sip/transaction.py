@@ -168,7 +168,6 @@ class TransactionTable:
         "_deadline",
         "_deadline_stale",
         "ack_timeouts",
-        "created",
         "terminated",
         "unacked_limit",
         "no_ack_hold",
@@ -186,7 +185,6 @@ class TransactionTable:
         self._deadline: float | None = None
         self._deadline_stale = False
         self.ack_timeouts = 0
-        self.created = 0
         self.terminated = 0
         # The retransmission budget (module docstring); 0 = RFC 3261 timer G always
         self.unacked_limit = unacked_limit
@@ -212,7 +210,6 @@ class TransactionTable:
         """Create a transaction for a rejected INVITE and send its final response."""
         tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
         self._tx[key] = tx
-        self.created += 1
         if self.unacked_limit and not tx.reliable:
             ip = dest[0]
             n = self._unacked.get(ip, 0)

@@ -81,7 +81,6 @@ class LiveEdits(Loader):
                         self._install(snap, _Part(r, _empty_value(KEY_KINDS[r])))
                     elif r.startswith(_HASH_PREFIXES) and r.count(":") == 1:
                         self._install(snap, _Part(r, None))
-            self.edits_applied += 1
             return True
         if kind == "numbers" and cmd in ("sadd", "srem"):
             ns: NumberSet = getattr(snap, NUMBER_SETS[rel])
@@ -92,7 +91,6 @@ class LiveEdits(Loader):
                     self._warn(key, m, "not a phone number")
                 else:
                     op(n)
-            self.edits_applied += 1
             return True
         if kind == "prefix" and cmd in ("sadd", "srem"):
             ps = snap.block_prefix
@@ -104,7 +102,6 @@ class LiveEdits(Loader):
                     ps.add(p)
                 else:
                     ps.discard(p)
-            self.edits_applied += 1
             return True
         if kind in ("provider_set", "npa", "nxx") and cmd in ("sadd", "srem"):
             what = {"provider_set": "provider id", "npa": "npa", "nxx": "nxx"}[kind]
@@ -126,14 +123,12 @@ class LiveEdits(Loader):
                 snap.set_nanpa(s or None, snap.nanpa_nxx)
             else:
                 snap.set_nanpa(snap.nanpa_npa, s or None)
-            self.edits_applied += 1
             return True
         if kind == "expiry" and cmd == "zrem":
             for m in members:
                 n = _number(m)
                 if n is not None:
                     snap.allow_expiry.pop(n, None)
-            self.edits_applied += 1
             return True
         if kind == "expiry" and cmd == "zadd":
             # Plain `ZADD key score member ...` only; NX/XX/GT/LT/INCR/CH are
@@ -153,7 +148,6 @@ class LiveEdits(Loader):
                 pairs.append((n, score))
             for n, score in pairs:
                 snap.allow_expiry[n] = score
-            self.edits_applied += 1
             return True
         return False
 

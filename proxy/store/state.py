@@ -82,7 +82,6 @@ class StoreState:
         self.loaded = False
         self.connected = False
         self.mode = "none"  # "monitor" | "keyspace" | "poll"
-        self.edits_applied = 0
         self.rereads = 0
         self._db = _db_of(redis_url)
         self._backoff_max = BACKOFF_MAX_SENTINEL if is_sentinel(redis_url) else BACKOFF_MAX

@@ -104,18 +104,6 @@ class Writers(StoreState):
         await self._write(ops, [f"{K_ALLOW_CALLER}:{n}"], meta)
         return n
 
-    async def disallow_caller(self, numbers: Iterable[str]) -> list[str]:
-        nums = _numbers_or_raise(numbers)
-
-        def ops(p: Any) -> None:
-            p.srem(self.key(K_ALLOW_CALLER), *nums)
-            self._journal(p, "srem", K_ALLOW_CALLER, nums)
-            p.zrem(self.key(K_ALLOW_EXPIRY), *nums)
-            self._journal(p, "zrem", K_ALLOW_EXPIRY, nums)
-
-        await self._write(ops)
-        return nums
-
     async def block_prefix(
         self,
         prefixes: Iterable[str],
