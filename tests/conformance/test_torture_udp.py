@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sipscreen_testlib import options_ping
+from sipscreen_testlib import options_ping, stays, wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -109,16 +108,50 @@ def _drain(sock: socket.socket) -> list[bytes]:
             return got
 
 
-def _local_answers(proxy: Any) -> dict[str, float]:
+def _counters(proxy: Any) -> tuple[dict[str, float], float]:
+    """The local answers by status, and the datagrams the workers took in."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    out: dict[str, float] = {}
+    answers: dict[str, float] = {}
+    datagrams = 0.0
     for fam in text_string_to_metric_families(proxy.metrics_text()):
         for s in fam.samples:
             ev = s.labels.get("event", "")
             if s.name == "sipscreen_core_events_total" and ev.startswith("local_responses_"):
-                out[ev.rsplit("_", 1)[1]] = s.value
-    return out
+                answers[ev.rsplit("_", 1)[1]] = s.value
+            elif s.name == "sipscreen_worker_datagrams_total":
+                datagrams += s.value
+    return answers, datagrams
+
+
+def _outcome(
+    proxy: Any, ss: socket.socket, before: tuple[dict[str, float], float], want: str | int
+) -> tuple[list[bytes], dict[int, float]]:
+    """What one message sent came to: the datagrams relayed to the softswitch
+    and the local answers by status. Polls (core counters are exported twice
+    a second) until the message is counted in and, unless it must be dropped,
+    relayed or answered (at most 5 s); a drop is then watched 0.3 s more for
+    a late relay or answer."""
+    forwarded: list[bytes] = []
+    answered: dict[int, float] = {}
+
+    def settled() -> bool:
+        forwarded.extend(_drain(ss))
+        answers, datagrams = _counters(proxy)
+        answered.clear()
+        for k, v in answers.items():
+            if v > before[0].get(k, 0.0):
+                answered[int(k)] = v - before[0].get(k, 0.0)
+        return datagrams > before[1] and (want == "drop" or bool(forwarded or answered))
+
+    def quiet() -> bool:
+        settled()  # the latest relays and answers
+        return not (forwarded or answered)
+
+    wait_for(settled, timeout=5.0, interval=0.05)
+    if want == "drop":
+        stays(quiet, 0.3)
+    return forwarded, answered
 
 
 def test_table_covers_every_message() -> None:
@@ -137,16 +170,10 @@ def test_torture_over_udp(private_redis: Any, start_proxy: Any) -> None:
         for name in sorted(EXPECTED):
             want = EXPECTED[name]
             data = (DATA / f"{name}.dat").read_bytes()
-            before = _local_answers(proxy)
+            before = _counters(proxy)
             _drain(ss)
             ua.sendto(data, ("127.0.0.1", proxy.port))
-            # Core counters are exported twice a second.
-            time.sleep(0.8)
-            forwarded = _drain(ss)
-            after = _local_answers(proxy)
-            answered = {
-                int(k): v - before.get(k, 0.0) for k, v in after.items() if v > before.get(k, 0.0)
-            }
+            forwarded, answered = _outcome(proxy, ss, before, want)
             if want == "forward":
                 refused = [s for s in answered if 600 <= s < 700]
                 if not forwarded and not refused:

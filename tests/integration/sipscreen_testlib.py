@@ -9,6 +9,7 @@ folder on sys.path).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import os
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -473,15 +474,44 @@ def recv_datagram(sock: socket.socket, timeout: float) -> bytes | None:
 # ---------------------------------------------------------------------------
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0) -> bool:
-    """Poll `cond` every 0.1 s until it is true or `timeout` seconds pass;
-    one last look after the deadline."""
+T = TypeVar("T")
+
+
+def wait_for(cond: Callable[[], T], timeout: float = 10.0, interval: float = 0.1) -> T:
+    """Poll `cond` every `interval` s until it returns something true or
+    `timeout` seconds pass; returns its last answer (one last look after the
+    deadline). The one polling helper of the suite, with `until` (asyncio):
+    wait for what a test needs, never a fixed sleep."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    return cond()
+
+
+def stays(cond: Callable[[], object], duration: float, interval: float = 0.05) -> bool:
+    """True when `cond` holds at every look for `duration` seconds (an
+    absence: a packet that must not arrive, a count that must not move)."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not cond():
+            return False
+        time.sleep(interval)
     return bool(cond())
+
+
+async def until(cond: Callable[[], object], timeout: float = 5.0) -> float:
+    """asyncio: wait until `cond()` holds, looking every 0.5 ms (so a quick
+    change is timed closely); returns the seconds it took, fails after
+    `timeout` (a bound for a busy machine: it returns as soon as true)."""
+    t0 = time.perf_counter()
+    while not cond():
+        if time.perf_counter() - t0 > timeout:
+            raise AssertionError(f"condition not met within {timeout:.1f} s")
+        await asyncio.sleep(0.0005)
+    return time.perf_counter() - t0
 
 
 def one_call(

@@ -6,7 +6,6 @@ documented metric names; the stdlib loop and uvloop behave the same."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,15 @@ def test_live_block_and_unblock(
 
     # An operator blocks the number with redis-cli; the next call is refused.
     redis_client.sadd(key_prefix + "block:caller", CALLER)
-    time.sleep(0.5)  # the store follows MONITOR; give it a moment
+    # the store follows MONITOR: wait until the snapshot holds the entry
+    wait_for(lambda: proxy.metric("sipscreen_snapshot_entries") == 1)
     res = one_call("uac_block_603.xml", proxy, tmp_path, CALLER, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 1
 
     # Unblocked again: the next call passes.
     redis_client.srem(key_prefix + "block:caller", CALLER)
-    time.sleep(0.5)
+    wait_for(lambda: proxy.metric("sipscreen_snapshot_entries") == 0)
     res = one_call("uac_screen.xml", proxy, tmp_path, CALLER, CALLEE)
     assert res.successful == 1, res.stderr + res.messages[-2000:]
     assert uas.received("INVITE") == 2
@@ -127,10 +127,11 @@ def test_redis_restart_during_traffic(
     t2 = threading.Thread(target=blocked_traffic)
     t1.start()
     t2.start()
-    time.sleep(1.5)
+    wait_for(lambda: uas.received("INVITE") >= 10)  # traffic is flowing
     private_redis.stop()
     assert wait_for(lambda: proxy.metric("sipscreen_redis_up") == 0)
-    time.sleep(1.5)
+    during = uas.received("INVITE")  # calls keep going through while Redis is away
+    wait_for(lambda: uas.received("INVITE") >= during + 10)
     private_redis.start()
     assert wait_for(lambda: proxy.metric("sipscreen_redis_up") == 1, timeout=20)
     t1.join(120)

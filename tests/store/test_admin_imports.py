@@ -338,7 +338,9 @@ async def test_running_store_follows_imports_and_rollbacks(
 ) -> None:
     """The proxy's snapshot follows an RMD import and rollback (provider
     status, order id) and a NANPA import and rollback, with no reload."""
-    from tests.store.test_store import make_store, until
+    from sipscreen_testlib import until
+
+    from tests.store.test_store import make_store
 
     store = make_store(prefix)
     task = asyncio.create_task(store.run())

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from sipscreen_testlib import until
 
 from proxy.store.snapshot_store import SnapshotStore
 from tests.store.conftest import free_port
-from tests.store.test_store import EMERG, _wait_ping, until
+from tests.store.test_store import EMERG, _wait_ping
 
 PFX = "sipscreen:"
 

@@ -205,7 +205,7 @@ async def test_running_store_follows_history_appends(
     # live and ignores the history list (not part of the snapshot).
     import asyncio
 
-    from tests.store.test_store import until
+    from sipscreen_testlib import until
 
     await add_seed(prefix)
     store = SnapshotStore(REDIS_URL, prefix, emergency=frozenset({"911"}))

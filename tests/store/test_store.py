@@ -7,11 +7,11 @@ import asyncio
 import logging
 import shutil
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from sipscreen_testlib import until
 
 from proxy.store.snapshot_store import SnapshotStore
 from tests.store.conftest import REDIS_URL, free_port
@@ -21,16 +21,6 @@ EMERG = frozenset({"911", "933"})
 
 def make_store(prefix: str, url: str = REDIS_URL, **kw: object) -> SnapshotStore:
     return SnapshotStore(url, prefix, emergency=EMERG, **kw)  # type: ignore[arg-type]
-
-
-async def until(cond: Callable[[], bool], timeout: float = 0.1) -> float:
-    """Wait until cond() holds; return the seconds it took (fail after timeout)."""
-    t0 = time.perf_counter()
-    while not cond():
-        if time.perf_counter() - t0 > timeout:
-            raise AssertionError(f"condition not met within {timeout * 1000:.0f} ms")
-        await asyncio.sleep(0.0005)
-    return time.perf_counter() - t0
 
 
 @pytest.fixture
