@@ -63,7 +63,7 @@ def test_allowed_calls_all_succeed(
     [
         # 603+ is analytics-only (the notice rules): on the wire in
         # tests/e2e/test_seed_letter.py; 607 is refused by the config
-        # (tests/integration/test_config.py, test_cli.py).
+        # (tests/unit/test_config.py, tests/integration/test_cli.py).
         (
             "608",
             "uac_block_608.xml",
