@@ -174,6 +174,17 @@ def options_ping(host: str, port: int, timeout: float = 0.5) -> bytes | None:
         s.close()
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM a child still running, wait `timeout` s, then SIGKILL it (and reap)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
 @dataclass
 class ProxyProcess:
     config_path: Path
@@ -184,6 +195,7 @@ class ProxyProcess:
     proc: subprocess.Popen[bytes] | None = None
     stdout_path: Path = field(init=False)
     stderr_path: Path = field(init=False)
+    host = "127.0.0.1"  # where start() waits for the OPTIONS answer (not a field)
 
     def __post_init__(self) -> None:
         self.stdout_path = self.log_dir / f"proxy-{self.port}.out"
@@ -214,7 +226,7 @@ class ProxyProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited early:\n{self.stderr()}\n{self.stdout()}")
-            resp = options_ping("127.0.0.1", self.port)
+            resp = options_ping(self.host, self.port)
             if resp is not None and resp.startswith(b"SIP/2.0 200"):
                 return
             time.sleep(0.1)
@@ -247,13 +259,7 @@ class ProxyProcess:
     def stop(self, timeout: float = 15.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        stop_process(self.proc, timeout)
         rc = self.proc.returncode
         self.proc = None
         return int(rc)
@@ -440,13 +446,7 @@ class SippServer:
         return count_received(self.messages(), method)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 @contextlib.contextmanager

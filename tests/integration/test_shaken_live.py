@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 from sipscreen_testlib import udp_recorder
 
@@ -28,6 +29,26 @@ from tests.unit.shaken_pki import PKI, X5U, identity, passport, tls_files
 
 CALLER = "+13015551234"  # valid NANP, on no list
 CALLEE = "+13125557000"
+
+
+@pytest.fixture
+def pki_anchors(tmp_path: Path) -> tuple[PKI, Path]:
+    """A fresh STI PKI and its trust anchors written to tmp_path/sti-ca.pem."""
+    pki = PKI()
+    anchors = tmp_path / "sti-ca.pem"
+    anchors.write_bytes(pki.anchors)
+    return pki, anchors
+
+
+@pytest.fixture
+def sti(tmp_path: Path, pki_anchors: tuple[PKI, Path]) -> tuple[PKI, dict[str, Any]]:
+    """The PKI, its signer's chain placed in the certs directory, and the
+    [shaken] section that points at both (tests add their policies)."""
+    pki, anchors = pki_anchors
+    certs = tmp_path / "sti-certs"
+    certs.mkdir()
+    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
+    return pki, {"enabled": True, "trust_anchors": str(anchors), "certs": str(certs)}
 
 
 def _invite(lport: int, proxy_port: int, n: int, ident: bytes | None, extra: str = "") -> bytes:
@@ -63,19 +84,10 @@ def _final(sock: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes |
 
 
 def test_unsigned_blocked_signed_forwarded(
-    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+    sti: tuple[PKI, dict[str, Any]], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
-    pki = PKI()
-    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
-    certs = tmp_path / "sti-certs"
-    certs.mkdir()
-    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
-    shaken = {
-        "enabled": True,
-        "trust_anchors": str(tmp_path / "sti-ca.pem"),
-        "certs": str(certs),
-        "unsigned": "block",
-    }
+    pki, base = sti
+    shaken = {**base, "unsigned": "block"}
     with udp_recorder() as (ss, ss_port):
         proxy = start_proxy(ss_port, redis_url, key_prefix, sections={"shaken": shaken})
         ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -136,20 +148,23 @@ def _https_server(tls: tuple[str, str, str], body: bytes) -> tuple[Any, list[str
 
 
 def test_fetched_certificate_then_verstat_on_the_forwarded_invite(
-    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+    tmp_path: Path,
+    pki_anchors: tuple[PKI, Path],
+    key_prefix: str,
+    redis_url: str,
+    start_proxy: Any,
 ) -> None:
     """x5u fetched over HTTPS by the running proxy: the first signed call is
     forwarded as No-TN-Validation (certificate pending) while the fetch runs,
     the next is TN-Validation-Passed; verstat is added to the P-Asserted-Identity
     (or the From when there is none) and one sent from upstream is replaced."""
-    pki = PKI()
-    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
+    pki, anchors = pki_anchors
     tls = tls_files(tmp_path)
     srv, hits = _https_server(tls, pki.chain)
     x5u = f"https://127.0.0.1:{srv.server_address[1]}/sti/signer.pem"
     shaken = {
         "enabled": True,
-        "trust_anchors": str(tmp_path / "sti-ca.pem"),
+        "trust_anchors": str(anchors),
         "fetch": True,
         "fetch_hosts": ["127.0.0.1"],
         "fetch_ca": tls[0],
@@ -210,17 +225,13 @@ def test_fetched_certificate_then_verstat_on_the_forwarded_invite(
 
 
 def test_k4_notice_matches_the_signer_through_a_clean_trunk(
-    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+    sti: tuple[PKI, dict[str, Any]], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
     """Provider pz (OCN 1234, the PKI's SPC) has a k4 notice in force; its call
     reaches us through the clean trunk of provider 'clean': the verified
     signature names pz, and the notice blocks the call, recorded as matched by
     signature. The same call unsigned passes."""
-    pki = PKI()
-    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
-    certs = tmp_path / "sti-certs"
-    certs.mkdir()
-    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
+    pki, shaken = sti
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     r.hset(key_prefix + "provider:clean", mapping={"name": "Clean", "rmd_status": "listed"})
     r.hset(
@@ -236,7 +247,6 @@ def test_k4_notice_matches_the_signer_through_a_clean_trunk(
             "fcc_notified": "2025-01-10T15:00:00Z",
         },
     )
-    shaken = {"enabled": True, "trust_anchors": str(tmp_path / "sti-ca.pem"), "certs": str(certs)}
     with udp_recorder() as (ss, ss_port):
         proxy = start_proxy(
             ss_port,
@@ -306,20 +316,10 @@ def _forwarded(ss: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes
 
 
 def test_mark_forwards_with_our_mark_and_strips_forged_ones(
-    tmp_path: Path, key_prefix: str, redis_url: str, start_proxy: Any
+    sti: tuple[PKI, dict[str, Any]], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:
-    pki = PKI()
-    (tmp_path / "sti-ca.pem").write_bytes(pki.anchors)
-    certs = tmp_path / "sti-certs"
-    certs.mkdir()
-    (certs / cert_file_name(X5U)).write_bytes(pki.chain)
-    shaken = {
-        "enabled": True,
-        "trust_anchors": str(tmp_path / "sti-ca.pem"),
-        "certs": str(certs),
-        "unsigned": "mark",
-        "failed": "mark",
-    }
+    pki, base = sti
+    shaken = {**base, "unsigned": "mark", "failed": "mark"}
     forged = "X-Sipscreen-Mark: shaken-policy;case=none\r\nx-sipscreen-mark: ok\r\n"
     with udp_recorder() as (ss, ss_port):
         proxy = start_proxy(ss_port, redis_url, key_prefix, sections={"shaken": shaken})

@@ -14,11 +14,8 @@ in flight on the dead host fail.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,12 +25,10 @@ from typing import Any
 
 import pytest
 from sipscreen_testlib import (
-    ROOT,
     ProxyProcess,
     SippResult,
     free_tcp_port,
     free_udp_port,
-    options_ping,
     run_sipp,
     wait_for,
     write_callers,
@@ -51,32 +46,7 @@ LATE_BLOCK = "+12127364801"
 
 
 class HostProxy(ProxyProcess):
-    """A sipscreen process listening on ``host`` (ProxyProcess waits on 127.0.0.1)."""
-
-    host = "127.0.0.1"
-
-    def start(self, timeout: float = 30.0) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "proxy", "run", "--config", str(self.config_path)],
-                cwd=str(ROOT),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited early:\n{self.stderr()}")
-            resp = options_ping(self.host, self.port)
-            if resp is not None and resp.startswith(b"SIP/2.0 200"):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"proxy did not answer OPTIONS:\n{self.stderr()}")
+    """A sipscreen process listening on ``host`` (set per instance)."""
 
 
 def _loopback_ok(host: str) -> bool:
