@@ -150,6 +150,41 @@ def _providers(redis_client: Any, key_prefix: str, call_ids: list[str]) -> dict[
     return got
 
 
+def _tls_listening_proxy(
+    start_proxy: Any,
+    pki: dict[str, Any],
+    ss_port: int,
+    tls: dict[str, Any],
+    *args: Any,
+    softswitch_tls: int | None = None,
+    **kw: Any,
+) -> tuple[Any, int]:
+    """The proxy with our server certificate and ``tls`` (more [proxy] keys),
+    listening on TLS too (a free port, returned); ``softswitch_tls``: the
+    softswitch is reached over TLS on that port. ``args``/``kw`` go to
+    start_proxy (redis_url, key_prefix, workers, ...)."""
+    from sipscreen_testlib import free_tcp_port
+
+    tport = free_tcp_port()
+    sections = kw.pop("sections", {})
+    proxy_section = {"tls_cert": pki["server"]["cert"], "tls_key": pki["server"]["key"], **tls}
+    proxy = start_proxy(
+        1 if softswitch_tls else ss_port,
+        *args,
+        sections={"proxy": proxy_section, **sections},
+        start=False,
+        **kw,
+    )
+    cfg = proxy.config_path
+    text = cfg.read_text()
+    if softswitch_tls:
+        text = text.replace('"udp:127.0.0.1:1"', f'"tls:127.0.0.1:{softswitch_tls}"', 1)
+    udp = f'"udp:127.0.0.1:{proxy.port}"'
+    cfg.write_text(text.replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
+    proxy.start()
+    return proxy, tport
+
+
 def _proxy(
     start_proxy: Any,
     pki: dict[str, Any],
@@ -159,35 +194,21 @@ def _proxy(
     mode: str,
     workers: int = 1,
 ) -> tuple[Any, int]:
-    from sipscreen_testlib import free_tcp_port
-
-    tport = free_tcp_port()
-    proxy = start_proxy(
+    return _tls_listening_proxy(
+        start_proxy,
+        pki,
         ss_port,
+        {"tls_client_ca": pki["ca"], "tls_verify_client": mode},
         redis_url,
         key_prefix,
         workers=workers,
-        sections={
-            "proxy": {
-                "tls_cert": pki["server"]["cert"],
-                "tls_key": pki["server"]["key"],
-                "tls_client_ca": pki["ca"],
-                "tls_verify_client": mode,
-            },
-            "records": {"sample_allowed": 1.0},
-        },
+        sections={"records": {"sample_allowed": 1.0}},
         trunks=[
             {"tls_subject": "CN=carrier-a.example", "provider": "carrier-a"},
             {"tls_subject": "sbc.carrier-b.example", "provider": "carrier-b"},
             {"cidr": "127.0.0.1/32", "provider": "by-address"},
         ],
-        start=False,
     )
-    cfg = proxy.config_path
-    udp = f'"udp:127.0.0.1:{proxy.port}"'
-    cfg.write_text(cfg.read_text().replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
-    proxy.start()
-    return proxy, tport
 
 
 def _call(pki: dict[str, Any], who: str | None, tport: int, n: int = 1) -> list[str]:
@@ -357,29 +378,16 @@ def _ss_proxy(
     ss_port: int,
     workers: int = 1,
 ) -> Any:
-    from sipscreen_testlib import free_tcp_port
-
-    tport = free_tcp_port()
-    proxy = start_proxy(
-        1,
+    return _tls_listening_proxy(
+        start_proxy,
+        pki,
+        ss_port,
+        {"tls_ca": pki["ca"]},
         redis_url,
         key_prefix,
         workers=workers,
-        sections={
-            "proxy": {
-                "tls_cert": pki["server"]["cert"],
-                "tls_key": pki["server"]["key"],
-                "tls_ca": pki["ca"],
-            }
-        },
-        start=False,
+        softswitch_tls=ss_port,
     )
-    cfg = proxy.config_path
-    text = cfg.read_text().replace('"udp:127.0.0.1:1"', f'"tls:127.0.0.1:{ss_port}"', 1)
-    udp = f'"udp:127.0.0.1:{proxy.port}"'
-    cfg.write_text(text.replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
-    proxy.start()
-    return proxy, tport
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -549,31 +557,20 @@ def _alias_proxy(
     ss_port: int,
     workers: int,
 ) -> tuple[Any, int]:
-    from sipscreen_testlib import free_tcp_port
-
-    tport = free_tcp_port()
-    proxy = start_proxy(
+    return _tls_listening_proxy(
+        start_proxy,
+        pki,
         ss_port,
+        {
+            "tls_client_ca": pki["ca"],
+            "tls_verify_client": "optional",
+            "tls_ca": pki["ca"],  # our own connections to a caller's address
+        },
         redis_url,
         key_prefix,
         workers=workers,
         tcp=True,
-        sections={
-            "proxy": {
-                "tls_cert": pki["server"]["cert"],
-                "tls_key": pki["server"]["key"],
-                "tls_client_ca": pki["ca"],
-                "tls_verify_client": "optional",
-                "tls_ca": pki["ca"],  # our own connections to a caller's address
-            }
-        },
-        start=False,
     )
-    cfg = proxy.config_path
-    udp = f'"udp:127.0.0.1:{proxy.port}"'
-    cfg.write_text(cfg.read_text().replace(udp, f'{udp}, "tls:127.0.0.1:{tport}"', 1))
-    proxy.start()
-    return proxy, tport
 
 
 def _aliased_invite(kind: bytes, listen: int, port: int, call_id: bytes) -> bytes:
