@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import harness  # noqa: E402
 import run_compare  # noqa: E402
 import signed  # noqa: E402
 
@@ -44,13 +42,9 @@ def _args(tmp: Path, out: Path) -> argparse.Namespace:
 
 
 @pytest.fixture
-def peers() -> None:
-    if shutil.which("sipp") is None or harness.which_kamailio() is None:
-        pytest.skip("sipp or kamailio not installed")
+def peers(side_by_side_peers: None) -> None:
     if not glob.glob("/usr/lib/*/kamailio/modules/secsipid.so"):
         pytest.skip("secsipid not installed (apt-get install kamailio-secsipid-modules)")
-    if harness.sipscreen_available() is not None:
-        pytest.skip("sipscreen cannot start")
 
 
 def test_signed_side_by_side_every_call_verified(tmp_path: Path, peers: None) -> None:

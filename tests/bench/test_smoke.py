@@ -143,19 +143,15 @@ def test_sipscreen(smoke: dict[str, object]) -> None:
 
 @pytest.mark.sipp
 @pytest.mark.slow
-def test_tls_side_by_side(tmp_path: Path) -> None:
+def test_tls_side_by_side(tmp_path: Path, side_by_side_peers: None) -> None:
     """run_compare --transport tls, briefly: full calls over TLS to both proxies
     (benchmarks/tls_uac.py), the same cipher suite, the TLS section and ratio line
     appended to an existing report without touching the UDP section."""
     import glob
 
     pytest.importorskip("cryptography")
-    if shutil.which("sipp") is None or harness.which_kamailio() is None:
-        pytest.skip("sipp or kamailio not installed")
     if not glob.glob("/usr/lib/*/kamailio/modules/tls.so"):
         pytest.skip("Kamailio's tls module not installed (apt-get install kamailio-tls-modules)")
-    if harness.sipscreen_available() is not None:
-        pytest.skip("sipscreen cannot start")
     out = tmp_path / "RESULTS.md"
     out.write_text(f"intro\n{run_compare.BEGIN}\nudp table\n{run_compare.END}\n")
     args = run_compare.parse_args(
