@@ -221,6 +221,28 @@ def which_kamailio() -> str | None:
     )
 
 
+def ladder_args(
+    description: str, rates: str, rate_unit: str, systems: str
+) -> argparse.ArgumentParser:
+    """The options every side-by-side ladder (run_compare.py, run_redirect.py) takes."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--rates", default=rates, help=f"{rate_unit} steps")
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per step")
+    ap.add_argument("--workers", type=int, default=2, help="sipscreen workers = Kamailio children")
+    ap.add_argument("--blocked", type=int, default=100_000, help="blocklist size")
+    ap.add_argument("--blocked-pct", type=float, default=5.0, help="%% of calls from blocked")
+    ap.add_argument("--systems", default=systems)
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown report")
+    ap.add_argument("--workdir", default=None, help="keep logs/data here (default: temp dir)")
+    ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
+    ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
+    ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
+    add_install_flag(ap)
+    ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
+    ap.add_argument("--seed", type=int, default=20240601)
+    return ap
+
+
 def add_install_flag(ap: argparse.ArgumentParser) -> None:
     """``--install``: the opt-in to apt-get the missing SIPp/Kamailio packages."""
     ap.add_argument(

@@ -39,21 +39,12 @@ import harness  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description="sipscreen vs Kamailio vs SIPp direct")
-    ap.add_argument("--rates", default="500,1000,2000,4000,6000,8000", help="calls/s steps")
-    ap.add_argument("--duration", type=float, default=15.0, help="seconds per step")
-    ap.add_argument("--workers", type=int, default=2, help="sipscreen workers = Kamailio children")
-    ap.add_argument("--blocked", type=int, default=100_000, help="blocklist size")
-    ap.add_argument("--blocked-pct", type=float, default=5.0, help="%% of calls from blocked")
-    ap.add_argument("--systems", default="sipscreen,kamailio,direct")
-    ap.add_argument("--out", default=str(harness.HERE / "RESULTS.md"), help="Markdown report")
-    ap.add_argument("--workdir", default=None, help="keep logs/data here (default: temp dir)")
-    ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
-    ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
-    ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
-    harness.add_install_flag(ap)
-    ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
-    ap.add_argument("--seed", type=int, default=20240601)
+    ap = harness.ladder_args(
+        "sipscreen vs Kamailio vs SIPp direct",
+        "500,1000,2000,4000,6000,8000",
+        "calls/s",
+        "sipscreen,kamailio,direct",
+    )
     ap.add_argument(
         "--transport",
         choices=("udp", "tls"),
