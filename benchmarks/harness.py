@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -241,6 +242,25 @@ def ladder_args(
     ap.add_argument("--csv-lines", type=int, default=200_000, help="SIPp caller file lines")
     ap.add_argument("--seed", type=int, default=20240601)
     return ap
+
+
+def ladder_ports(spec: str) -> Ports:
+    """``--ports``: 'auto' (free ephemeral ports) or proxy,uas,uac; checked free."""
+    ports = Ports.ephemeral() if spec == "auto" else Ports(*[int(p) for p in spec.split(",")])
+    ports.check_free()
+    return ports
+
+
+def ladder_workdir(
+    path: str | None, prefix: str
+) -> tuple[Path, tempfile.TemporaryDirectory[str] | None]:
+    """``--workdir`` (kept), else a temporary directory (the caller cleans it up)."""
+    if path:
+        work = Path(path)
+        work.mkdir(parents=True, exist_ok=True)
+        return work, None
+    tmp = tempfile.TemporaryDirectory(prefix=prefix)
+    return Path(tmp.name), tmp
 
 
 def add_install_flag(ap: argparse.ArgumentParser) -> None:

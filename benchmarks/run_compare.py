@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,20 +87,8 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
             skipped["sipscreen"] = why
     systems = [harness.SYSTEMS[n]() for n in wanted if n not in skipped]
 
-    ports = (
-        harness.Ports.ephemeral()
-        if a.ports == "auto"
-        else harness.Ports(*[int(p) for p in a.ports.split(",")])
-    )
-    ports.check_free()
-
-    tmp = None
-    if a.workdir:
-        work = Path(a.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sipscreen-bench-")
-        work = Path(tmp.name)
+    ports = harness.ladder_ports(a.ports)
+    work, tmp = harness.ladder_workdir(a.workdir, "sipscreen-bench-")
     data = work / "data"
     calls = max(a.csv_lines, 100)
     counts = gen_data.generate(str(data), a.blocked, calls, a.blocked_pct, a.seed)
@@ -328,19 +315,8 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
             skipped["kamailio"] = why
     if "sipscreen" in wanted and (why := harness.sipscreen_available()):
         skipped["sipscreen"] = why
-    ports = (
-        harness.Ports.ephemeral()
-        if a.ports == "auto"
-        else harness.Ports(*[int(p) for p in a.ports.split(",")])
-    )
-    ports.check_free()
-    tmp = None
-    if a.workdir:
-        work = Path(a.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sipscreen-bench-signed-")
-        work = Path(tmp.name)
+    ports = harness.ladder_ports(a.ports)
+    work, tmp = harness.ladder_workdir(a.workdir, "sipscreen-bench-signed-")
     data = work / "data"
     counts = gen_data.generate(str(data), a.blocked, max(a.csv_lines, 100), a.blocked_pct, a.seed)
     sample = next(iter(gen_data.blocked_numbers(1, a.seed)))

@@ -35,7 +35,6 @@ import contextlib
 import datetime as dt
 import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -127,19 +126,8 @@ def run_redirect_ladder(
         if why and n in wanted:
             skipped[n] = why
     systems = [SYSTEMS[n]() for n in wanted if n not in skipped]
-    ports = (
-        harness.Ports.ephemeral()
-        if a.ports == "auto"
-        else harness.Ports(*[int(p) for p in a.ports.split(",")])
-    )
-    ports.check_free()
-    tmp = None
-    if a.workdir:
-        work = Path(a.workdir)
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.TemporaryDirectory(prefix="sipscreen-redirect-bench-")
-        work = Path(tmp.name)
+    ports = harness.ladder_ports(a.ports)
+    work, tmp = harness.ladder_workdir(a.workdir, "sipscreen-redirect-bench-")
     data = work / "data"
     counts = gen_data.generate(str(data), a.blocked, max(a.csv_lines, 100), a.blocked_pct, a.seed)
     sample = next(iter(gen_data.blocked_numbers(1, a.seed)))
