@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from proxy.sip.core import (
@@ -81,6 +83,17 @@ class Screen:
     def __call__(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
         self.calls.append((req.call_id, src, transport))
         return self.answer
+
+
+def caller_bye(route: bytes = b"", *, to_tag: bytes = b"ss1", **kw: Any) -> bytes:
+    """An in-dialog BYE (no body) from the caller; ``route``: its Route header value."""
+    extra = b"Route: " + route if route else b""
+    return invite(method=b"BYE", to_tag=to_tag, body=b"", extra=extra, **kw)
+
+
+def ss_bye(ruri: bytes, route: bytes = b"", *, to_tag: bytes = b"from-callee", **kw: Any) -> bytes:
+    """An in-dialog BYE from the softswitch (its Via 127.0.0.2:5070) to ``ruri``."""
+    return caller_bye(route, to_tag=to_tag, ruri=ruri, via_host=b"127.0.0.2:5070", **kw)
 
 
 def make(answer: Answer | None = None, **kw: object) -> tuple[ProxyCore, Screen]:
@@ -418,14 +431,7 @@ def test_cancel_of_rejected_invite_gets_200() -> None:
 
 def test_in_dialog_requests_not_screened_and_route_removed() -> None:
     core, screen = make(REJECT)
-    bye = invite(
-        method=b"BYE",
-        to_tag=b"ss1",
-        cseq=2,
-        ruri=b"sip:ss@127.0.0.2:5070",
-        extra=b"Route: <sip:127.0.0.1:5060;lr>",
-        body=b"",
-    )
+    bye = caller_bye(b"<sip:127.0.0.1:5060;lr>", cseq=2, ruri=b"sip:ss@127.0.0.2:5070")
     core.datagram_received(bye, CALLER, "udp", 0.0)
     data, dest, _ = one(core)
     assert dest == SS and screen.calls == []
@@ -513,14 +519,7 @@ def test_reload_carries_the_trusted_header_and_sources_to_the_core() -> None:
 
 def test_request_from_softswitch_routed_by_ruri_and_route() -> None:
     core, _ = make()
-    bye = invite(
-        method=b"BYE",
-        to_tag=b"t1",
-        ruri=b"sip:alice@127.0.0.3:5061",
-        via_host=b"127.0.0.2:5070",
-        extra=b"Route: <sip:127.0.0.1:5060;lr>",
-        body=b"",
-    )
+    bye = ss_bye(b"sip:alice@127.0.0.3:5061", b"<sip:127.0.0.1:5060;lr>", to_tag=b"t1")
     core.datagram_received(bye, SS, "udp", 0.0)
     data, dest, _ = one(core)
     assert dest == CALLER
@@ -590,14 +589,7 @@ def test_bye_from_softswitch_to_tcp_caller_removes_both_entries() -> None:
     (our two entries); both are ours, both go, and the BYE leaves over TCP for
     the caller's Contact (its listening port, not the connection it called from)."""
     core, _ = make(tcp_port=5062)
-    bye = invite(
-        method=b"BYE",
-        ruri=TCP_CONTACT,
-        via_host=b"127.0.0.2:5070",
-        to_tag=b"from-callee",
-        body=b"",
-        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5062;transport=tcp;lr>",
-    )
+    bye = ss_bye(TCP_CONTACT, b"<sip:127.0.0.1:5060;lr>, <sip:127.0.0.1:5062;transport=tcp;lr>")
     core.datagram_received(bye, SS, "udp", 0.0)
     data, dest, transport = one(core)
     assert (dest, transport) == (("127.0.0.3", 5061), "tcp")
@@ -609,15 +601,9 @@ def test_bye_from_softswitch_to_tcp_caller_removes_both_entries() -> None:
 
 def test_bye_from_tcp_caller_removes_both_entries_keeps_the_softswitch_one() -> None:
     core, _ = make(tcp_port=5062)
-    bye = invite(
-        method=b"BYE",
+    bye = caller_bye(
+        b"<sip:127.0.0.1:5062;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>, <sip:127.0.0.2:5070;lr>",
         via_transport=b"TCP",
-        to_tag=b"ss1",
-        body=b"",
-        extra=(
-            b"Route: <sip:127.0.0.1:5062;transport=tcp;lr>, <sip:127.0.0.1:5060;lr>, "
-            b"<sip:127.0.0.2:5070;lr>"
-        ),
     )
     core.datagram_received(bye, ("127.0.0.3", 40001), "tcp", 0.0)
     data, dest, transport = one(core)
@@ -750,7 +736,7 @@ def test_overloaded_core_sheds_new_invites_with_503_before_parsing() -> None:
     )
     assert core.datagrams_to_send() == [] and core.stats.dropped["ack_absorbed"] == 1
     # calls already set up go on: in-dialog requests are relayed as usual
-    core.datagram_received(invite(method=b"BYE", to_tag=b"ss1", body=b""), CALLER, "udp", 1.0)
+    core.datagram_received(caller_bye(), CALLER, "udp", 1.0)
     bye, dest, _ = one(core)
     assert bye.startswith(b"BYE ") and dest == SS
     # back to normal: screened and forwarded
@@ -774,14 +760,7 @@ def test_tls_caller_record_route_and_sips_contact() -> None:
     ]
     core.datagram_received(response_to(data, 200, b"OK"), SS, "udp", 0.1)
     assert one(core)[1:] == (("127.0.0.3", 40001), "tls")
-    bye = invite(
-        method=b"BYE",
-        ruri=b"sips:alice@127.0.0.3",
-        via_host=b"127.0.0.2:5070",
-        to_tag=b"from-callee",
-        body=b"",
-        extra=b"Route: <sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5063;lr>",
-    )
+    bye = ss_bye(b"sips:alice@127.0.0.3", b"<sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5063;lr>")
     core.datagram_received(bye, SS, "udp", 0.2)
     data, dest, transport = one(core)
     assert (dest, transport) == (("127.0.0.3", 5061), "tls")

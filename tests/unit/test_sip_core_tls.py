@@ -5,7 +5,7 @@ Sans-I/O, fake clock."""
 from __future__ import annotations
 
 import pytest
-from test_sip_core import CALLER, SS, invite, make, one, response_to
+from test_sip_core import CALLER, SS, caller_bye, invite, make, one, response_to, ss_bye
 
 from proxy.sip import message
 from proxy.sip.message import Request, parse
@@ -100,14 +100,7 @@ def test_tls_caller_and_tls_softswitch_one_sips_entry() -> None:
     assert (dest, transport) == (SS, "tls")
     assert parse(data).header(b"record-route") == [b"<sips:127.0.0.1:5061;lr>"]
     # the caller's BYE: its only Route entry, ours, removed (loose routing, §16.4)
-    bye = invite(
-        method=b"BYE",
-        via_transport=b"TLS",
-        to_tag=b"ss1",
-        branch=b"z9hG4bK-bye",
-        body=b"",
-        extra=b"Route: <sips:127.0.0.1:5061;lr>",
-    )
+    bye = caller_bye(b"<sips:127.0.0.1:5061;lr>", via_transport=b"TLS", branch=b"z9hG4bK-bye")
     core.datagram_received(bye, TLS_CALLER, "tls", 0.1)
     out, dest, transport = one(core)
     assert (dest, transport) == (SS, "tls") and parse(out).header(b"route") == []
@@ -116,12 +109,8 @@ def test_tls_caller_and_tls_softswitch_one_sips_entry() -> None:
 def test_transport_tls_entries_of_older_dialogs_are_still_ours() -> None:
     """Dialogs set up before the change echo <sip:...;transport=tls;lr>: still popped."""
     core, _ = make(tcp_port=5062, tls_port=5063)
-    bye = invite(
-        method=b"BYE",
-        via_transport=b"TLS",
-        to_tag=b"ss1",
-        body=b"",
-        extra=b"Route: <sip:127.0.0.1:5063;transport=tls;lr>, <sip:127.0.0.1:5060;lr>",
+    bye = caller_bye(
+        b"<sip:127.0.0.1:5063;transport=tls;lr>, <sip:127.0.0.1:5060;lr>", via_transport=b"TLS"
     )
     core.datagram_received(bye, TLS_CALLER, "tls", 0.0)
     out, dest, transport = one(core)
@@ -164,16 +153,11 @@ def test_sips_request_uri_or_route_forces_tls(target: bytes, dest: tuple[str, in
     """RFC 3261 §26.2.2, RFC 5630 §3.1.3: the hop to a sips: URI is TLS, whatever
     transport parameter the URI carries; as Request-URI and as the next Route entry."""
     core, _ = make(tls_port=5063)
-    bye = invite(method=b"BYE", ruri=target, via_host=b"127.0.0.2:5070", to_tag=b"c", body=b"")
+    bye = ss_bye(target, to_tag=b"c")
     core.datagram_received(bye, SS, "udp", 0.0)
     assert one(core)[1:] == (dest, "tls")
-    routed = invite(
-        method=b"BYE",
-        ruri=b"sip:alice@127.0.0.9:5999",
-        via_host=b"127.0.0.2:5070",
-        to_tag=b"c",
-        body=b"",
-        extra=b"Route: <sips:127.0.0.1:5063;lr>, <%s;lr>" % target,
+    routed = ss_bye(
+        b"sip:alice@127.0.0.9:5999", b"<sips:127.0.0.1:5063;lr>, <%s;lr>" % target, to_tag=b"c"
     )
     core.datagram_received(routed, SS, "udp", 0.0)
     out, got, transport = one(core)
@@ -188,12 +172,7 @@ def test_lean_and_full_forward_of_a_udp_callers_bye_behind_a_tls_softswitch() ->
     outs = []
     for lean in (True, False):
         core, _ = make(softswitch_transport="tls", tls_port=5061, lean_relay=lean)
-        bye = invite(
-            method=b"BYE",
-            to_tag=b"ss1",
-            body=b"",
-            extra=b"Route: <sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5061;lr>",
-        )
+        bye = caller_bye(b"<sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5061;lr>")
         if lean and message._c_request is not None:  # the C forward takes it
             assert core._lean_route is not None
             assert scan_request(bye, CALLER[0], CALLER[1], core._lean_route) is not None
