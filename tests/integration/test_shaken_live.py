@@ -16,6 +16,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,21 @@ def _recv(sock: socket.socket, timeout: float) -> bytes | None:
         return None
 
 
-def _final(sock: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes | None:
+def _first(
+    sock: socket.socket, match: Callable[[bytes], bool], timeout: float = 5.0
+) -> bytes | None:
+    """The first datagram on ``sock`` that ``match``es, within ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = _recv(sock, max(0.05, deadline - time.monotonic()))
-        if got is not None and call_id in got and not got.startswith(b"SIP/2.0 1"):
+        if got is not None and match(got):
             return got
     return None
+
+
+def _final(sock: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes | None:
+    """The final response for call_id."""
+    return _first(sock, lambda g: call_id in g and not g.startswith(b"SIP/2.0 1"), timeout)
 
 
 def test_unsigned_blocked_signed_forwarded(
@@ -307,12 +316,7 @@ def test_k4_notice_matches_the_signer_through_a_clean_trunk(
 
 def _forwarded(ss: socket.socket, call_id: bytes, timeout: float = 5.0) -> bytes | None:
     """The INVITE the proxy forwarded to the softswitch for call_id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = _recv(ss, max(0.05, deadline - time.monotonic()))
-        if got is not None and got.startswith(b"INVITE ") and call_id in got:
-            return got
-    return None
+    return _first(ss, lambda g: g.startswith(b"INVITE ") and call_id in g, timeout)
 
 
 def test_mark_forwards_with_our_mark_and_strips_forged_ones(
