@@ -114,7 +114,15 @@ RECORD_CLIPPED_FIELDS = (
 )
 
 # sipscreen_core_events_total{event} children created at start (CoreStats names)
-WATCHED_CORE_EVENTS = ("shed", "rate_limited", "retransmit_suppressed", "ack_timeouts")
+WATCHED_CORE_EVENTS = (
+    "shed",
+    "rate_limited",
+    "retransmit_suppressed",
+    "ack_timeouts",
+    # requests retransmitted for reliable senders (proxy/sip/retransmit.py)
+    "relay_retransmit_timeout_408",
+    "relay_retransmit_refused",
+)
 
 _ChildMap = dict[Any, Any]
 

@@ -41,6 +41,10 @@ How this works (aioquic style, no I/O, no clock):
   or answered 503 + Retry-After, counted in ``stats.rate_limited``. Rejections
   whose destination never ACKs lose their timer G retransmissions
   (transaction.py, ``stats.retransmit_suppressed``).
+- A request received over TCP/TLS and forwarded over UDP is retransmitted
+  by the proxy on RFC 3261 timer A/E, its sender running none (§17.1.1.2,
+  §17.1.2.2); an INVITE without any response by timer B is answered 408
+  (proxy/sip/retransmit.py). Nothing changes for requests received over UDP.
 - If ``screen`` raises, the call is forwarded (fail open) and counted: a
   screening fault must not drop lawful traffic.
 - The trusted provider header (``CoreConfig.trusted_header``) is indexed in
