@@ -117,9 +117,7 @@ async def test_tcp_invite_to_a_dead_softswitch_gets_408(
         assert len(ss.invites) == 7
         assert 31.0 <= ss.invites[-1][0] - ss.invites[0][0] <= 33.0
         for _ in range(30):
-            n = proxy.metric(
-                "sipscreen_core_events_total", event="relay_retransmit_timeout_408"
-            )
+            n = proxy.metric("sipscreen_core_events_total", event="relay_retransmit_timeout_408")
             if n:
                 break
             await asyncio.sleep(0.2)
