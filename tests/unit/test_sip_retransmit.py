@@ -208,3 +208,15 @@ def test_stale_timers_are_bounded_under_a_flood_of_answered_requests() -> None:
         table.response(branch, b"INVITE", 100, 0.0)
         assert len(table._heap) <= 8 * 4 + 2
     assert len(table) == 1
+
+
+def test_udp_caller_to_a_tls_softswitch_each_copy_is_forwarded_untracked() -> None:
+    """UDP in, TLS out: the caller's own timer A drives it, each copy is relayed
+    (the softswitch's server transaction absorbs the duplicates, §17.2.1)."""
+    core, _ = make(softswitch_transport="tls", tls_port=5063)
+    core.datagram_received(invite(), ("127.0.0.3", 5061), "udp", 0.0)
+    first, dest, t = one(core)
+    assert (dest, t) == (SS, "tls")
+    core.datagram_received(invite(), ("127.0.0.3", 5061), "udp", 0.5)
+    assert one(core) == (first, SS, "tls")
+    assert core.get_timer() is None and len(core.retransmissions) == 0
