@@ -219,6 +219,7 @@ class CoreStats:
         "retransmit_suppressed",
         "ack_timeouts",
         "relay_retransmit",
+        "relay_retransmit_last",
     )
 
     def __init__(self) -> None:
@@ -265,6 +266,7 @@ class CoreStats:
         self.relay_retransmit: dict[str, int] = dict.fromkeys(
             ("sent", "timeout_408", "timeout_non_invite", "refused"), 0
         )
+        self.relay_retransmit_last = ""  # the last expiry in words (logged by the adapter)
 
 
 def wrap_handoff(data: bytes, src: tuple[str, int], transport: str) -> bytes:
@@ -1148,3 +1150,4 @@ class ProxyCore:
         rr["sent"] = rtx.retransmitted
         rr["timeout_408"] = rtx.timeouts_invite
         rr["timeout_non_invite"] = rtx.timeouts_non_invite
+        self.stats.relay_retransmit_last = rtx.last_timeout

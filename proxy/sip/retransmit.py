@@ -48,19 +48,14 @@ How this works:
 from __future__ import annotations
 
 import heapq
-import logging
 from dataclasses import dataclass
 
 from .message import Request
 from .transaction import T1, T2, Out
 
-__all__ = ["TIMER_B", "Pending", "RetransmitTable"]
+__all__ = ["TIMER_B", "Pending", "RetransmitTable", "describe"]
 
 TIMER_B = 64 * T1  # RFC 3261 §17.1.1.2 timer B, §17.1.2.2 timer F: 64*T1
-LOG_EVERY = 60.0  # at most one timeout log line a minute (an attacker can cause many)
-
-log = logging.getLogger(__name__)
-
 _RETRANSMIT = 0
 _EXPIRE = 1
 
@@ -98,8 +93,7 @@ class RetransmitTable:
         "refused",
         "timeouts_invite",
         "timeouts_non_invite",
-        "_log_next",
-        "_log_quiet",
+        "last_timeout",
     )
 
     def __init__(self, cap: int = 4096) -> None:
@@ -113,8 +107,9 @@ class RetransmitTable:
         self.refused = 0  # requests not tracked: the table was full
         self.timeouts_invite = 0  # timer B: the caller was answered 408
         self.timeouts_non_invite = 0  # timer F: nothing sent (RFC 4320 §4.1)
-        self._log_next = 0.0
-        self._log_quiet = 0  # timeouts not logged since the last line
+        # the last expiry in words, for the adapter's log line (this layer does
+        # no I/O: proxy/metrics.py logs it, once a minute at most)
+        self.last_timeout = ""
 
     def __len__(self) -> int:
         return self._n
@@ -234,7 +229,7 @@ class RetransmitTable:
                     self.timeouts_invite += 1
                 else:
                     self.timeouts_non_invite += 1
-                self._log_timeout(p, now)
+                self.last_timeout = describe(p)
                 continue
             if p.next_at != when:
                 continue
@@ -251,22 +246,11 @@ class RetransmitTable:
                 self._push(p.next_at, p, _RETRANSMIT)
         return out, expired
 
-    def _log_timeout(self, p: Pending, now: float) -> None:
-        if now < self._log_next:
-            self._log_quiet += 1
-            return
-        quiet, self._log_quiet = self._log_quiet, 0
-        self._log_next = now + LOG_EVERY
-        log.warning(
-            "no response from %s:%d to a %s from %s %s:%d after %d copies over UDP "
-            "(%s; %d more timeouts not logged in the last minute)",
-            p.dest[0],
-            p.dest[1],
-            p.method.decode("latin-1"),
-            p.transport,
-            p.src[0],
-            p.src[1],
-            p.sent,
-            "answered 408" if p.method == b"INVITE" else "no 408, RFC 4320 §4.1",
-            quiet,
-        )
+
+def describe(p: Pending) -> str:
+    """One expired entry in words (for the log)."""
+    outcome = "answered 408" if p.method == b"INVITE" else "no 408 (RFC 4320 §4.1)"
+    return (
+        f"{p.method.decode('latin-1')} from {p.transport} {p.src[0]}:{p.src[1]} "
+        f"to {p.dest[0]}:{p.dest[1]}, {p.sent} copies over UDP, {outcome}"
+    )
