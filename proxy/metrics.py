@@ -26,6 +26,7 @@ from the store's snapshot (`Gauge.set_function`); with workers, the parent's
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,8 @@ __all__ = [
     "enable_multiprocess",
     "multiprocess_registry",
 ]
+
+_log = logging.getLogger("sipscreen.sip")
 
 # 1 µs .. 10 ms: a decision is ~1.5 µs on these machines (PERFORMANCE.md).
 DECISION_BUCKETS = (
@@ -112,7 +115,15 @@ RECORD_CLIPPED_FIELDS = (
 )
 
 # sipscreen_core_events_total{event} children created at start (CoreStats names)
-WATCHED_CORE_EVENTS = ("shed", "rate_limited", "retransmit_suppressed", "ack_timeouts")
+WATCHED_CORE_EVENTS = (
+    "shed",
+    "rate_limited",
+    "retransmit_suppressed",
+    "ack_timeouts",
+    # requests retransmitted for reliable senders (proxy/sip/retransmit.py)
+    "relay_retransmit_timeout_408",
+    "relay_retransmit_refused",
+)
 
 _ChildMap = dict[Any, Any]
 
@@ -446,6 +457,8 @@ class Metrics:
             (event, ""): self.core_stats.labels(event) for event in WATCHED_CORE_EVENTS
         }
         self._core_last: dict[tuple[str, str], float] = {}
+        # relay retransmission timeouts logged so far: (all, INVITE, next log time)
+        self._rtx_logged: tuple[int, int, float] = (0, 0, 0.0)
 
     # -- hot-path helpers ---------------------------------------------------
 
@@ -500,6 +513,7 @@ class Metrics:
         self.flush_counts()
         if stats is None:
             return
+        self._log_relay_timeouts(stats)
         names = getattr(stats, "__slots__", None) or list(vars(stats))
         for name in names:
             value = getattr(stats, name, None)
@@ -508,6 +522,27 @@ class Metrics:
                     self._delta((name, str(k)), v)
             else:
                 self._delta((name, ""), value)
+
+    def _log_relay_timeouts(self, stats: Any) -> None:
+        """Log the requests the core retransmitted for TCP/TLS senders that got no
+        response over UDP (proxy/sip/retransmit.py), once a minute at most: a dead
+        softswitch under a flood of INVITEs must not flood the log."""
+        rr = getattr(stats, "relay_retransmit", None)
+        if not rr:
+            return
+        n408 = rr.get("timeout_408", 0)
+        n = n408 + rr.get("timeout_non_invite", 0)
+        if n <= self._rtx_logged[0] or time.monotonic() < self._rtx_logged[2]:
+            return
+        new, new408 = n - self._rtx_logged[0], n408 - self._rtx_logged[1]
+        self._rtx_logged = (n, n408, time.monotonic() + 60.0)
+        _log.warning(
+            "%d request(s) from TCP/TLS senders got no response over UDP in 64*T1 "
+            "(%d INVITE answered 408 Request Timeout); the last: %s",
+            new,
+            new408,
+            getattr(stats, "relay_retransmit_last", ""),
+        )
 
     def _delta(self, key: tuple[str, str], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -41,6 +41,10 @@ How this works (aioquic style, no I/O, no clock):
   or answered 503 + Retry-After, counted in ``stats.rate_limited``. Rejections
   whose destination never ACKs lose their timer G retransmissions
   (transaction.py, ``stats.retransmit_suppressed``).
+- A request received over TCP/TLS and forwarded over UDP is retransmitted
+  by the proxy on RFC 3261 timer A/E, its sender running none (§17.1.1.2,
+  §17.1.2.2); an INVITE without any response by timer B is answered 408
+  (proxy/sip/retransmit.py). Nothing changes for requests received over UDP.
 - If ``screen`` raises, the call is forwarded (fail open) and counted: a
   screening fault must not drop lawful traffic.
 - The trusted provider header (``CoreConfig.trusted_header``) is indexed in
@@ -82,6 +86,7 @@ from .message import (
     split_commas,
 )
 from .relay import initial_via, scan_request, scan_response
+from .retransmit import RetransmitTable
 from .transaction import (
     MAGIC_COOKIE,
     Out,
@@ -186,6 +191,9 @@ class CoreConfig:
     # caller can stamp it for the softswitch; None = nothing to remove.
     trusted_header: str | None = None
     is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
+    # At most this many requests retransmitted at once for reliable senders whose
+    # request leaves over UDP (proxy/sip/retransmit.py); more go out untracked
+    relay_retransmit_cap: int = 4096
 
 
 class CoreStats:
@@ -210,6 +218,8 @@ class CoreStats:
         "rate_limited",
         "retransmit_suppressed",
         "ack_timeouts",
+        "relay_retransmit",
+        "relay_retransmit_last",
     )
 
     def __init__(self) -> None:
@@ -250,6 +260,13 @@ class CoreStats:
         # copies of TransactionTable.suppressed / .ack_timeouts (for the metrics)
         self.retransmit_suppressed = 0
         self.ack_timeouts = 0
+        # requests retransmitted over UDP for a reliable sender (retransmit.py):
+        # copies sent again, INVITEs answered 408 (timer B), non-INVITEs expired
+        # (timer F), requests not tracked because the table was full
+        self.relay_retransmit: dict[str, int] = dict.fromkeys(
+            ("sent", "timeout_408", "timeout_non_invite", "refused"), 0
+        )
+        self.relay_retransmit_last = ""  # the last expiry in words (logged by the adapter)
 
 
 def wrap_handoff(data: bytes, src: tuple[str, int], transport: str) -> bytes:
@@ -369,6 +386,10 @@ class ProxyCore:
         self.stats = CoreStats()
         self._out: list[Out] = []
         self._tx = TransactionTable(config.unacked_per_source, config.no_ack_hold)
+        # requests retransmitted for reliable senders; its dict is tested for
+        # emptiness alone on the response path and in get_timer (retransmit.py)
+        self._rtx = RetransmitTable(config.relay_retransmit_cap)
+        self._rtx_pending = self._rtx.pending
         # Per-source INVITE counts of the current fixed window (cleared at its end,
         # so the dict holds one window's sources at most)
         self._rate: dict[str, int] = {}
@@ -482,15 +503,26 @@ class ProxyCore:
         return out
 
     def get_timer(self) -> float | None:
-        return self._tx.next_deadline()
+        at = self._tx.next_deadline()
+        if self._rtx_pending:
+            rt = self._rtx.next_deadline()
+            if rt is not None and (at is None or rt < at):
+                return rt
+        return at
 
     def handle_timer(self, now: float) -> None:
         self._out.extend(self._tx.fire(now))
         self.stats.ack_timeouts = self._tx.ack_timeouts
+        if self._rtx_pending:
+            self._retransmit_timer(now)
 
     @property
     def transactions(self) -> TransactionTable:
         return self._tx
+
+    @property
+    def retransmissions(self) -> RetransmitTable:
+        return self._rtx
 
     def datagram_received(
         self, data: bytes, src: tuple[str, int], transport: str, now: float
@@ -528,7 +560,7 @@ class ProxyCore:
             if self._lean:
                 # proxy/sip/relay.py: a response in its common shape, relayed unparsed
                 r = scan_response(data, self._our_via)
-                if r is not None:
+                if r is not None and not (self._rtx_pending and self._rtx_branch(data)):
                     status, nxt, cut = r
                     self.stats.responses_in[_CLASS_LABELS[status // 100]] += 1
                     self._relay_response(data, nxt, cut)
@@ -582,7 +614,7 @@ class ProxyCore:
             self._parse_error(data, exc, src, transport)
             return
         if isinstance(msg, Response):
-            self._response(msg)
+            self._response(msg, now)
         else:
             self._request(msg, src, transport, now, owned)
 
@@ -887,14 +919,13 @@ class ProxyCore:
                 st.retransmit_suppressed = self._tx.suppressed
                 return
 
-        self._out.append(
-            (
-                self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd),
-                dest,
-                out_transport,
-            )
-        )
+        data = self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd)
+        self._out.append((data, dest, out_transport))
         st.forwarded_requests += 1
+        if transport != "udp" and out_transport == "udp" and method != b"ACK":
+            # a reliable sender runs no timer A/E (RFC 3261 §17.1.1.2, §17.1.2.2):
+            # on UDP the proxy retransmits for it (proxy/sip/retransmit.py)
+            self._rtx_track(req, data, dest, src, transport, now)
 
     @staticmethod
     def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:
@@ -1027,7 +1058,7 @@ class ProxyCore:
         parts.append(raw[pos:])
         return b"".join(parts)
 
-    def _response(self, resp: Response) -> None:
+    def _response(self, resp: Response, now: float) -> None:
         st = self.stats
         st.responses_in[_CLASS_LABELS[resp.status // 100]] += 1
         vias = resp.vias
@@ -1045,6 +1076,8 @@ class ProxyCore:
         if len(vias) < 2:
             self._drop("no_next_via")
             return
+        if self._rtx_pending:
+            self._rtx.response(branch[9:], resp.cseq[1], resp.status, now)
         nxt = vias[1]
         if nxt.line == top.line:
             cut = (top.span[0], nxt.span[0])
@@ -1079,3 +1112,42 @@ class ProxyCore:
             return
         self.stats.forwarded_responses += 1
         self._out.append((raw[: cut[0]] + raw[cut[1] :], (ip, port), transport))
+
+    # --- retransmission for reliable senders (proxy/sip/retransmit.py) ---------
+
+    def _rtx_track(
+        self,
+        req: Request,
+        data: bytes,
+        dest: tuple[str, int],
+        src: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> None:
+        # our Via is the first header line of what we forwarded: its branch tail
+        # (the 16 hex digits after BRANCH_PREFIX) keys the entry
+        s = req._hstart + len(self._via["udp"])
+        rtx = self._rtx
+        if not rtx.track(data[s : s + 16], req.method, data, dest, req, src, transport, now):
+            self.stats.relay_retransmit["refused"] = rtx.refused
+
+    def _rtx_branch(self, data: bytes) -> bool:
+        """A response the lean relay took (our Via the first header line) whose
+        branch is one we retransmit for: the full parse then matches it."""
+        s = data.find(b"\r\n") + 2 + len(self._our_via)
+        return data[s : s + 16] in self._rtx_pending
+
+    def _retransmit_timer(self, now: float) -> None:
+        rtx = self._rtx
+        out, expired = rtx.fire(now)
+        self._out.extend(out)
+        for p in expired:
+            if p.req is not None:
+                # RFC 3261 §16.8: timer B fired without any response: as if the
+                # client transaction had received a 408, which goes to the caller
+                self._reply(p.req, 408, reason_phrase(408), p.src, p.transport)
+        rr = self.stats.relay_retransmit
+        rr["sent"] = rtx.retransmitted
+        rr["timeout_408"] = rtx.timeouts_invite
+        rr["timeout_non_invite"] = rtx.timeouts_non_invite
+        self.stats.relay_retransmit_last = rtx.last_timeout
