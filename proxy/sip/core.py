@@ -774,10 +774,10 @@ class ProxyCore:
 
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
         routes: list[bytes] = []
-        route_spans = req._hdrs.get(b"route")
+        route_spans = req.spans(b"route")
         n_ours = 0
         if route_spans is not None:
-            buf = req._buf
+            buf = req.header_block
             for rs, re_ in route_spans:
                 routes.extend(split_commas(buf[rs:re_].strip()))
             while n_ours < len(routes):
@@ -800,7 +800,7 @@ class ProxyCore:
             return
 
         # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
-        if method != b"ACK" and method != b"CANCEL" and req._hdrs.get(b"proxy-require") is not None:
+        if method != b"ACK" and method != b"CANCEL" and req.spans(b"proxy-require") is not None:
             opts: list[bytes] = []
             for v in req.header(b"proxy-require"):
                 opts.extend(split_commas(v))
@@ -828,7 +828,7 @@ class ProxyCore:
             out_transport = self._ss_t
             th = self._th
             if th is not None:
-                strip = req._hdrs.get(th)
+                strip = req.spans(th)
                 if strip is not None and self._is_trusted(src[0]):
                     strip = None  # the trusted SBC's own stamp goes through
         else:
@@ -939,7 +939,7 @@ class ProxyCore:
         fwd: Forward | None = None,
     ) -> bytes:
         raw = req.raw
-        eol = req._hstart  # just past the start line's CRLF
+        eol = req.headers_start  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = [] if fwd is None else list(fwd.edits)
         if strip is not None:
             # whole header lines (a folded value included) with their CRLF
@@ -982,13 +982,15 @@ class ProxyCore:
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            s, e = req._hdrs[b"max-forwards"][0]
+            mf_spans = req.spans(b"max-forwards")
+            assert mf_spans is not None  # max_forwards was read from it
+            s, e = mf_spans[0]
             edits.append((s, e, b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
             removed = 0
-            for s, e in req._hdrs[b"route"]:
+            for s, e in req.spans(b"route") or ():
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])

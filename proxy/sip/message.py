@@ -595,14 +595,14 @@ _TRANSPORTS = frozenset((b"UDP", b"TCP", b"TLS", b"SCTP", b"WS", b"WSS"))
 
 # The common shape of a via-parm: upper-case transport, one SP, a host name or
 # IPv4 address, an optional port, then parameters. A match gives exactly what
-# the general code in _parse_via would; anything else takes the general code.
+# the general code in parse_via would; anything else takes the general code.
 _VIA_RE = re.compile(
     rb"SIP/2\.0/(UDP|TCP|TLS|SCTP|WS|WSS) (([-A-Za-z0-9.]+)(?::([0-9]{1,5}))?)(?:;(.*))?\Z",
     re.S,
 )
 
 
-def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
+def parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
     """One via-parm (RFC 3261 §20.42): sent-protocol LWS sent-by *( SEMI via-params )."""
     # trim to exact value offsets (SP / HTAB only)
     v = buf[s:e]
@@ -805,6 +805,29 @@ class _Message:
             cache[key] = got
         return got
 
+    # The public span API: what code outside this module reads of the header block.
+    # Spans are [start, end) offsets of a header line's value (after the colon, up
+    # to its CRLF, untrimmed) in ``raw`` and in ``header_block``.
+
+    def spans(self, key: bytes) -> list[tuple[int, int]] | None:
+        """Spans of header ``key``, a canonical name (lower-case full form, as
+        ``index_header`` returns), or None when absent: the message's own list, not
+        a copy (do not mutate); for the indexed headers a dict lookup."""
+        if key in _EAGER:
+            return self._hdrs.get(key)
+        return self._spans(key)
+
+    @property
+    def header_block(self) -> bytes:
+        """``raw`` up to ``headers_end``, folded lines (RFC 3261 §7.3.1) joined by
+        spaces at the same offsets: the text the spans index."""
+        return self._buf
+
+    @property
+    def headers_start(self) -> int:
+        """Offset of the first header line (just past the start line's CRLF)."""
+        return self._hstart
+
     def header_spans(self, name: bytes) -> list[tuple[int, int]]:
         """[start, end) of each line value of header ``name`` in ``raw`` (untrimmed)."""
         key = name.lower()
@@ -911,9 +934,10 @@ def _strip_leading_crlf(data: bytes) -> bytes:
 
 def parse(data: bytes) -> Request | Response:
     """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
-    if _c_parse is not None:
+    c_parse = ACCEL.parse
+    if c_parse is not None:
         # the common shapes in C (_scan.c); it declines (None) anything else
-        msg = _c_parse(data)
+        msg = c_parse(data)
         if msg is not None:
             return msg
     if data[:1] in (b"\r", b"\n") or not data:
@@ -1093,11 +1117,39 @@ else:
         _C_VIA = _built.parse_via
         _C_RESPONSE = _built.scan_response
         _C_REQUEST = _built.scan_request
-_c_scan = _C_SCAN
-_c_parse = _C_PARSE
-_c_via = _C_VIA
-_c_response = _C_RESPONSE  # relay.scan_response in C
-_c_request = _C_REQUEST  # relay.scan_request (C only)
+
+
+class Accelerator:
+    """The C entry points (_scan.c) in use, each None where the Python reference runs.
+
+    ``parse`` and proxy/sip/relay.py read them from ``ACCEL``; SIPSCREEN_NO_C
+    (read once, at import) leaves them all None; ``set_accelerated`` switches
+    them for tests and benchmarks that compare the two.
+    """
+
+    __slots__ = ("scan", "parse", "via", "response", "request")
+
+    scan: _ScanFn | None
+    parse: _ParseFn | None
+    via: _ViaFn | None
+    response: _ResponseFn | None  # relay.scan_response in C
+    request: _RequestFn | None  # relay.scan_request (C only)
+
+    def __init__(self, on: bool) -> None:
+        self.set(on)
+
+    def set(self, on: bool) -> bool:
+        """Use the C entry points (when built) or none; returns the old setting."""
+        old = self.scan is not None if hasattr(self, "scan") else False
+        self.scan = _C_SCAN if on else None
+        self.parse = _C_PARSE if on else None
+        self.via = _C_VIA if on else None
+        self.response = _C_RESPONSE if on else None
+        self.request = _C_REQUEST if on else None
+        return old
+
+
+ACCEL = Accelerator(True)
 
 
 def index_header(name: bytes) -> bytes:
@@ -1130,7 +1182,7 @@ def index_header(name: bytes) -> bytes:
 
 def accelerated() -> bool:
     """True when the common path of the parser runs in C (proxy/sip/_scan.c)."""
-    return _c_scan is not None
+    return ACCEL.scan is not None
 
 
 def set_accelerated(on: bool) -> bool:
@@ -1139,14 +1191,7 @@ def set_accelerated(on: bool) -> bool:
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).
     """
-    global _c_scan, _c_parse, _c_via, _c_response, _c_request
-    old = _c_scan is not None
-    _c_scan = _C_SCAN if on else None
-    _c_parse = _C_PARSE if on else None
-    _c_via = _C_VIA if on else None
-    _c_response = _C_RESPONSE if on else None
-    _c_request = _C_REQUEST if on else None
-    return old
+    return ACCEL.set(on)
 
 
 def _parse(data: bytes, is_request: bool) -> Request | Response:
@@ -1173,7 +1218,8 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     hdrs: dict[bytes, list[tuple[int, int]]]
     if hstart < hend:
         # the C scan (_scan.c) answers for blocks of remembered spellings only
-        scanned = _c_scan(buf, hstart, hend, _FAST) if _c_scan is not None else None
+        c_scan = ACCEL.scan
+        scanned = c_scan(buf, hstart, hend, _FAST) if c_scan is not None else None
         if scanned is not None:
             hdrs = scanned
         else:
@@ -1231,10 +1277,10 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     for s, e in via_sp:
         ln = (buf.rfind(b"\r\n", 0, s) + 2, e + 2)  # the line's own CRLF included
         if buf.find(b",", s, e) < 0:
-            vias.append(_parse_via(buf, s, e, ln))
+            vias.append(parse_via(buf, s, e, ln))
         else:
             for vs, ve in _split_via_values(buf, s, e):
-                vias.append(_parse_via(buf, vs, ve, ln))
+                vias.append(parse_via(buf, vs, ve, ln))
     msg.vias = vias
 
     s, e = cid_sp[0]

@@ -43,7 +43,7 @@ def _na(v: bytes) -> tuple[object, ...]:
 
 def _via(v: bytes) -> tuple[object, ...]:
     try:
-        x: Via = message._parse_via(v, 0, len(v), (0, len(v)))
+        x: Via = message.parse_via(v, 0, len(v), (0, len(v)))
     except SIPError as exc:
         return ("error", exc.status, exc.kind)
     return (x.transport, x.host, x.port, x.sent_by, x.params, x.branch, x.rport, x.span)
