@@ -69,6 +69,8 @@ from operator import itemgetter
 
 from .message import (
     METHODS,
+    PARSER,
+    Parser,
     Request,
     Response,
     SIPError,
@@ -77,7 +79,6 @@ from .message import (
     build_response,
     index_header,
     is_service_urn,
-    parse,
     reason_phrase,
     split_commas,
 )
@@ -272,14 +273,9 @@ def unwrap_handoff(data: bytes) -> tuple[bytes, tuple[str, int], str]:
 
 # --- addresses --------------------------------------------------------------
 
-_HOST_CACHE: dict[bytes, tuple[str | None, bool]] = {}
-
 
 def _classify_host(host: bytes) -> tuple[str | None, bool]:
     """(normalised IP text or None for a hostname, forbidden destination?)."""
-    got = _HOST_CACHE.get(host)
-    if got is not None:
-        return got
     try:
         ip = ipaddress.ip_address(host.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
@@ -290,9 +286,6 @@ def _classify_host(host: bytes) -> tuple[str | None, bool]:
         if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
             bad = True
         res = (str(ip), bad)
-    if len(_HOST_CACHE) > 4096:
-        _HOST_CACHE.clear()
-    _HOST_CACHE[host] = res
     return res
 
 
@@ -344,28 +337,55 @@ def _route_uri(entry: bytes) -> bytes:
     return entry[lt + 1 : gt if gt > 0 else len(entry)]
 
 
-# Route entries repeat on every in-dialog request (our own Record-Route, the
-# softswitch's): their decoded (host, port, transport) is remembered, bounded.
-_ROUTE_CACHE: dict[bytes, tuple[bytes, int | None, bytes | None]] = {}
-
-
 def _route_target(entry: bytes) -> tuple[bytes, int | None, bytes | None]:
     """(host, port, transport) of one Route entry (RFC 3261 §20.34)."""
-    got = _ROUTE_CACHE.get(entry)
-    if got is None:
-        got = _uri_hostport(_route_uri(entry))
-        if len(_ROUTE_CACHE) > 4096:
-            _ROUTE_CACHE.clear()
-        _ROUTE_CACHE[entry] = got
-    return got
+    return _uri_hostport(_route_uri(entry))
+
+
+class Addresses:
+    """What ``_classify_host`` and ``_route_target`` answered, remembered by the
+    core that asks (each bounded: cleared past ``limit`` entries). The same few
+    hosts and Route entries (our own Record-Route, the softswitch's) recur on
+    every call."""
+
+    __slots__ = ("hosts", "routes", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.hosts: dict[bytes, tuple[str | None, bool]] = {}
+        self.routes: dict[bytes, tuple[bytes, int | None, bytes | None]] = {}
+        self.limit = limit
+
+    def classify_host(self, host: bytes) -> tuple[str | None, bool]:
+        """(normalised IP text or None for a hostname, forbidden destination?)."""
+        got = self.hosts.get(host)
+        if got is None:
+            got = _classify_host(host)
+            if len(self.hosts) > self.limit:
+                self.hosts.clear()
+            self.hosts[host] = got
+        return got
+
+    def route_target(self, entry: bytes) -> tuple[bytes, int | None, bytes | None]:
+        """(host, port, transport) of one Route entry (RFC 3261 §20.34)."""
+        got = self.routes.get(entry)
+        if got is None:
+            got = _route_target(entry)
+            if len(self.routes) > self.limit:
+                self.routes.clear()
+            self.routes[entry] = got
+        return got
 
 
 class ProxyCore:
     """RFC 3261 proxy core in front of one softswitch (see module docstring)."""
 
-    def __init__(self, config: CoreConfig, screen: Screen) -> None:
+    def __init__(self, config: CoreConfig, screen: Screen, parser: Parser | None = None) -> None:
         self.config = config
         self.screen = screen
+        # the parser (C or the Python reference, message.Parser) and the
+        # decoded-address caches are this core's own state
+        self.parser = PARSER if parser is None else parser
+        self._addr = Addresses()
         self.stats = CoreStats()
         self._out: list[Out] = []
         self._tx = TransactionTable(config.unacked_per_source, config.no_ack_hold)
@@ -577,7 +597,7 @@ class ProxyCore:
                 self._out.append((out, self._ss, self._ss_t))
                 return
         try:
-            msg = parse(data)
+            msg = self.parser.parse(data)
         except SIPError as exc:
             self._parse_error(data, exc, src, transport)
             return
@@ -656,7 +676,7 @@ class ProxyCore:
         self._emit_local(resp, src, transport, exc.status)
 
     def _emit_local(self, data: bytes, dest: tuple[str, int], transport: str, status: int) -> None:
-        ip, bad = _classify_host(dest[0].encode())
+        ip, bad = self._addr.classify_host(dest[0].encode())
         if bad:
             self._drop("broadcast")
             return
@@ -781,7 +801,7 @@ class ProxyCore:
             for rs, re_ in route_spans:
                 routes.extend(split_commas(buf[rs:re_].strip()))
             while n_ours < len(routes):
-                h, p, _ = _route_target(routes[n_ours])
+                h, p, _ = self._addr.route_target(routes[n_ours])
                 if not self._is_self(h, p):
                     break
                 n_ours += 1
@@ -833,12 +853,12 @@ class ProxyCore:
                     strip = None  # the trusted SBC's own stamp goes through
         else:
             if n_ours < len(routes):
-                nh, np_, nt = _route_target(routes[n_ours])
+                nh, np_, nt = self._addr.route_target(routes[n_ours])
             else:
                 if rtarget is None:
                     rtarget = self._ruri_target(ruri)
                 nh, np_, nt = rtarget
-            ip, bad = _classify_host(nh)
+            ip, bad = self._addr.classify_host(nh)
             if ip is None:
                 self._drop("unroutable")  # no DNS here
                 return
@@ -877,7 +897,7 @@ class ProxyCore:
                     req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
                 )
                 rdest = self._local_dest(req.vias[0], src, transport)
-                _, bad = _classify_host(rdest[0].encode())
+                _, bad = self._addr.classify_host(rdest[0].encode())
                 if bad:
                     self._drop("broadcast")
                     return
@@ -1058,7 +1078,7 @@ class ProxyCore:
         """Send ``raw`` without ``raw[cut]`` (our Via) to the next Via (RFC 3261 §16.7)."""
         # RFC 3581 §4 / RFC 3261 §18.2.2: received, rport, else sent-by
         host = nxt.received or nxt.host
-        ip, bad = _classify_host(host)
+        ip, bad = self._addr.classify_host(host)
         if ip is None:
             self._drop("unroutable")
             return

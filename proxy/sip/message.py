@@ -922,25 +922,8 @@ def _strip_leading_crlf(data: bytes) -> bytes:
 
 
 def parse(data: bytes) -> Request | Response:
-    """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
-    c_parse = ACCEL.parse
-    if c_parse is not None:
-        # the common shapes in C (_scan.c); it declines (None) anything else
-        msg = c_parse(data)
-        if msg is not None:
-            return msg
-    if data[:1] in (b"\r", b"\n") or not data:
-        if not data:
-            raise SIPError(0, "empty", "empty datagram")
-        data = _strip_leading_crlf(data)
-    if data[:4] == b"SIP/":
-        try:
-            return _parse(data, False)
-        except SIPError as exc:
-            # RFC 3261 §16.7 / §18.1.2: a broken response is discarded, never answered
-            exc.status = 0
-            raise
-    return _parse(data, True)
+    """Parse one SIP message with the default ``PARSER``; raises ``SIPError``."""
+    return PARSER.parse(data)
 
 
 # Methods of RFC 3261 and its extensions (also the core's metric labels).
@@ -1108,37 +1091,69 @@ else:
         _C_REQUEST = _built.scan_request
 
 
-class Accelerator:
-    """The C entry points (_scan.c) in use, each None where the Python reference runs.
+class Parser:
+    """The SIP parser: the C entry points it uses (_scan.c), each None where the
+    Python reference runs, and ``parse``.
 
-    ``parse`` and proxy/sip/relay.py read them from ``ACCEL``; SIPSCREEN_NO_C
-    (read once, at import) leaves them all None; ``set_accelerated`` switches
-    them for tests and benchmarks that compare the two.
+    The core holds one (``ProxyCore.parser``); ``PARSER`` is the process's
+    default, which the module-level ``parse`` and proxy/sip/relay.py use.
+    SIPSCREEN_NO_C (read once, at import) leaves every entry None whatever the
+    switch says. ``set_accelerated`` switches a parser between the two for tests
+    and benchmarks that compare them. The header-name caches (``_CANON``,
+    ``_FAST``) stay module state: _scan.c keeps one process-wide name cache
+    (``init``) that mirrors ``_FAST``.
     """
 
-    __slots__ = ("scan", "parse", "via", "response", "request")
+    __slots__ = ("c_scan", "c_parse", "c_via", "c_response", "c_request")
 
-    scan: _ScanFn | None
-    parse: _ParseFn | None
-    via: _ViaFn | None
-    response: _ResponseFn | None  # relay.scan_response in C
-    request: _RequestFn | None  # relay.scan_request (C only)
+    c_scan: _ScanFn | None
+    c_parse: _ParseFn | None
+    c_via: _ViaFn | None
+    c_response: _ResponseFn | None  # relay.scan_response in C
+    c_request: _RequestFn | None  # relay.scan_request (C only)
 
-    def __init__(self, on: bool) -> None:
-        self.set(on)
+    def __init__(self, accelerated: bool = True) -> None:
+        self.c_scan = None
+        self.set_accelerated(accelerated)
 
-    def set(self, on: bool) -> bool:
+    @property
+    def accelerated(self) -> bool:
+        """True when the common path runs in C (proxy/sip/_scan.c)."""
+        return self.c_scan is not None
+
+    def set_accelerated(self, on: bool) -> bool:
         """Use the C entry points (when built) or none; returns the old setting."""
-        old = self.scan is not None if hasattr(self, "scan") else False
-        self.scan = _C_SCAN if on else None
-        self.parse = _C_PARSE if on else None
-        self.via = _C_VIA if on else None
-        self.response = _C_RESPONSE if on else None
-        self.request = _C_REQUEST if on else None
+        old = self.c_scan is not None
+        self.c_scan = _C_SCAN if on else None
+        self.c_parse = _C_PARSE if on else None
+        self.c_via = _C_VIA if on else None
+        self.c_response = _C_RESPONSE if on else None
+        self.c_request = _C_REQUEST if on else None
         return old
 
+    def parse(self, data: bytes) -> Request | Response:
+        """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
+        c_parse = self.c_parse
+        if c_parse is not None:
+            # the common shapes in C (_scan.c); it declines (None) anything else
+            msg = c_parse(data)
+            if msg is not None:
+                return msg
+        if data[:1] in (b"\r", b"\n") or not data:
+            if not data:
+                raise SIPError(0, "empty", "empty datagram")
+            data = _strip_leading_crlf(data)
+        if data[:4] == b"SIP/":
+            try:
+                return _parse(data, False, self.c_scan)
+            except SIPError as exc:
+                # RFC 3261 §16.7 / §18.1.2: a broken response is discarded, never answered
+                exc.status = 0
+                raise
+        return _parse(data, True, self.c_scan)
 
-ACCEL = Accelerator(True)
+
+PARSER = Parser()
 
 
 def index_header(name: bytes) -> bytes:
@@ -1171,19 +1186,19 @@ def index_header(name: bytes) -> bytes:
 
 def accelerated() -> bool:
     """True when the common path of the parser runs in C (proxy/sip/_scan.c)."""
-    return ACCEL.scan is not None
+    return PARSER.accelerated
 
 
 def set_accelerated(on: bool) -> bool:
-    """Use the C parse and scan (when built) or the pure-Python ones; returns the old setting.
+    """Switch the default PARSER to C (when built) or the Python reference; returns the old one.
 
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).
     """
-    return ACCEL.set(on)
+    return PARSER.set_accelerated(on)
 
 
-def _parse(data: bytes, is_request: bool) -> Request | Response:
+def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | Response:
     eol = data.find(b"\r\n")
     if eol <= 0:
         raise SIPError(0, "bad_request_line", "no CRLF after start line")
@@ -1207,7 +1222,6 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     hdrs: dict[bytes, list[tuple[int, int]]]
     if hstart < hend:
         # the C scan (_scan.c) answers for blocks of remembered spellings only
-        c_scan = ACCEL.scan
         scanned = c_scan(buf, hstart, hend, _FAST) if c_scan is not None else None
         if scanned is not None:
             hdrs = scanned

@@ -39,7 +39,6 @@ from .core import (
     CoreConfig,
     ProxyCore,
     Screen,
-    _classify_host,
     wrap_handoff,
 )
 from .message import Request, Via, build_response, is_service_urn, reason_phrase
@@ -215,7 +214,7 @@ class RedirectCore(ProxyCore):
             final = build_response(req, status, self._allow_reason, self._to_tag(req, key), extra)
             self.redirected += 1
         rdest = self._local_dest(req.vias[0], src, transport)
-        if _classify_host(rdest[0].encode())[1]:
+        if self._addr.classify_host(rdest[0].encode())[1]:
             self._drop("broadcast")
             return
         lr = st.local_responses

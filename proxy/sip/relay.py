@@ -53,7 +53,7 @@ def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
     them), the line folded onto the next one, or a value the parser refuses."""
     if data.find(b",", s, e) >= 0 or data[e + 2 : e + 3] in (b" ", b"\t"):
         return None
-    c_via = message.ACCEL.via
+    c_via = message.PARSER.c_via
     if c_via is not None:
         # the common shape in C (_scan.c), which declines (None) anything else
         via = c_via(data, s, e, line[0])
@@ -90,7 +90,7 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
 
     Runs in C (_scan.c) when built: the same answer, or None where the C Via
     reader declines a shape (the full parse then takes the response)."""
-    c_scan = message.ACCEL.response
+    c_scan = message.PARSER.c_response
     if c_scan is not None:
         return c_scan(data, our_via)
     return _scan_response(data, our_via)
@@ -106,7 +106,7 @@ def scan_request(
     Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``:
     a header (canonical name, indexed by ``message.index_header``) whose presence
     declines, as the core strips it on the full path."""
-    c_scan = message.ACCEL.request
+    c_scan = message.PARSER.c_request
     if c_scan is None:
         return None
     if decline is None:  # cheaper than passing None through the argument parser
