@@ -41,8 +41,12 @@ How this works (aioquic style, no I/O, no clock):
   or answered 503 + Retry-After, counted in ``stats.rate_limited``. Rejections
   whose destination never ACKs lose their timer G retransmissions
   (transaction.py, ``stats.retransmit_suppressed``).
-- If ``screen`` raises, the call is forwarded (fail open) and counted: a
-  screening fault must not drop lawful traffic.
+- ``screen`` is the core's ``Screen`` (a typed Protocol, its contract):
+  ``ScreenError`` is the failure it may raise, answered with the error's
+  ``answer`` or, when None, forwarded (fail open: a screening fault must not
+  drop lawful traffic), counted in ``stats.screen_errors``; any other
+  exception is a bug: also counted in ``stats.screen_bugs`` and logged, and
+  the call fails open.
 - The trusted provider header (``CoreConfig.trusted_header``) is indexed in
   the parser's one pass (``message.index_header``) and its lines are cut from
   any request a caller that is not ``is_trusted_source`` sends to the
@@ -62,10 +66,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
+from typing import Protocol
 
 from .message import (
     METHODS,
@@ -119,6 +125,7 @@ _ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER,
 _OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
 _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
 _first = itemgetter(0)
+_log = logging.getLogger("sipscreen.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +146,36 @@ class Forward:
     edits: tuple[tuple[int, int, bytes], ...]
 
 
-Screen = Callable[[Request, tuple[str, int], str], Answer | Forward | None]
+class ScreenError(Exception):
+    """The screen could not decide: the failure its contract allows (``Screen``).
+
+    ``answer`` None fails open (the INVITE goes on as it is: a screening fault
+    must not drop lawful traffic), an ``Answer`` fails closed (e.g. 503 +
+    Retry-After). Counted in ``CoreStats.screen_errors``. Any other exception
+    out of a screen is a bug: counted in ``screen_errors`` and ``screen_bugs``,
+    logged with its traceback, and the call fails open.
+    """
+
+    def __init__(self, detail: str, answer: Answer | None = None) -> None:
+        super().__init__(detail)
+        self.answer = answer
+
+
+class Screen(Protocol):
+    """The screening step of the core's contract (docs/DESIGN.md "The core's contract").
+
+    Called once per initial INVITE (never for in-dialog requests), after the
+    core's own checks (RFC 3261 §16.3) and routing (§16.4, §16.5), in the same
+    synchronous call as ``datagram_received`` (the decision is in memory).
+    Returns an ``Answer`` (the INVITE is answered with it from an INVITE server
+    transaction), a ``Forward`` (forwarded with its byte edits), or None
+    (forwarded as it is); raises ``ScreenError`` when it cannot decide.
+    ``proxy/screen.py``'s ``Screener`` is the production one.
+    """
+
+    def __call__(
+        self, req: Request, src: tuple[str, int], transport: str, /
+    ) -> Answer | Forward | None: ...
 
 
 @dataclass
@@ -205,6 +241,7 @@ class CoreStats:
         "screened",
         "rejected",
         "screen_errors",
+        "screen_bugs",
         "handoffs_out",
         "handoffs_in",
         "shed",
@@ -243,7 +280,8 @@ class CoreStats:
         )
         self.screened = 0
         self.rejected = 0
-        self.screen_errors = 0
+        self.screen_errors = 0  # ScreenError and bugs: the call failed open (or closed)
+        self.screen_bugs = 0  # any other exception out of the screen (logged)
         self.handoffs_out = 0
         self.handoffs_in = 0
         self.shed = 0  # initial INVITEs answered 503 while overloaded
@@ -883,9 +921,8 @@ class ProxyCore:
             st.screened += 1
             try:
                 answer = self.screen(req, src, transport)
-            except Exception:  # fail open: a screening fault must not drop lawful calls
-                st.screen_errors += 1
-                answer = None
+            except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
+                answer = self._screen_failed(exc)
             if type(answer) is Forward:
                 fwd, answer = answer, None
             if answer is not None:
@@ -915,6 +952,18 @@ class ProxyCore:
             )
         )
         st.forwarded_requests += 1
+
+    def _screen_failed(self, exc: Exception) -> Answer | None:
+        """What the core does when the screen raised (``Screen``, ``ScreenError``):
+        the error's answer (None: fail open); any other exception is a bug,
+        counted and logged, and the call fails open."""
+        st = self.stats
+        st.screen_errors += 1
+        if isinstance(exc, ScreenError):
+            return exc.answer
+        st.screen_bugs += 1
+        _log.error("screen bug, INVITE forwarded unscreened", exc_info=exc)
+        return None
 
     @staticmethod
     def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:

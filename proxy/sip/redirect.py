@@ -193,9 +193,8 @@ class RedirectCore(ProxyCore):
         st.screened += 1
         try:
             answer = self.screen(req, src, transport)
-        except Exception:  # fail open: a screening fault must not drop lawful calls
-            st.screen_errors += 1
-            answer = None
+        except Exception as exc:  # the contract's ScreenError, or a bug (core.Screen)
+            answer = self._screen_failed(exc)
         try:
             verdict = self._verdict(self.screen)
         except Exception:
