@@ -7,9 +7,9 @@ import pytest
 from proxy.sip.core import (
     BRANCH_PREFIX,
     Answer,
-    ScreenError,
     CoreConfig,
     ProxyCore,
+    ScreenError,
     unwrap_handoff,
     wrap_handoff,
 )
