@@ -819,17 +819,44 @@ class ProxyCore:
                     self._reply(req, 200, b"OK", src, transport)
                 return
 
-        # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
-        # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
-        ruri = req.ruri
-        if (
-            ruri[:4] != b"sip:"
-            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
-            and not is_service_urn(ruri)
-        ):
-            self._reply(req, 416, reason_phrase(416), src, transport)
+        # RFC 3261 §16.4 first: §16.3 step 3 answers an OPTIONS for us, which the
+        # Route entries say; it has no side effect, so the order of answers holds
+        routes, n_ours = self._preprocess_route(req)
+        if not self._validate(req, src, transport, routes, n_ours):  # §16.3
             return
+        target = self._determine_target(req, src, transport, routes, n_ours)  # §16.5
+        if target is None:
+            return
+        dest, out_transport, strip = target
 
+        # Screening (initial INVITEs only; in-dialog requests are never screened)
+        fwd: Forward | None = None
+        if initial and method == b"INVITE":
+            st.screened += 1
+            try:
+                answer = self.screen(req, src, transport)
+            except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
+                answer = self._screen_failed(exc)
+            if type(answer) is Forward:
+                fwd, answer = answer, None
+            if answer is not None:
+                assert type(answer) is Answer
+                self._answer_invite(req, answer, src, transport, now, key)
+                return
+
+        # RFC 3261 §16.6: forward (the request processing of each target)
+        self._out.append(
+            (
+                self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd),
+                dest,
+                out_transport,
+            )
+        )
+        st.forwarded_requests += 1
+
+    def _preprocess_route(self, req: Request) -> tuple[list[bytes], int]:
+        """RFC 3261 §16.4 route information preprocessing: the Route entries, and
+        how many at the top name us (removed when the request is forwarded)."""
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
         routes: list[bytes] = []
         route_spans = req.spans(b"route")
@@ -843,19 +870,39 @@ class ProxyCore:
                 if not self._is_self(h, p):
                     break
                 n_ours += 1
-        # the Request-URI target, decoded only when routing needs it
-        rtarget: tuple[bytes, int | None, bytes | None] | None = None
+        return routes, n_ours
+
+    def _validate(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        routes: list[bytes],
+        n_ours: int,
+    ) -> bool:
+        """RFC 3261 §16.3 request validation; False when the request was answered."""
+        method = req.method
+        # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
+        # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
+        ruri = req.ruri
+        if (
+            ruri[:4] != b"sip:"
+            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
+            and not is_service_urn(ruri)
+        ):
+            self._reply(req, 416, reason_phrase(416), src, transport)
+            return False
 
         # RFC 3261 §11 / §16.3 step 3: OPTIONS to the proxy itself is answered here
         if method == b"OPTIONS" and n_ours == len(routes):
             rtarget = self._ruri_target(ruri)
             if self._is_self(rtarget[0], rtarget[1]):
                 self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
-                return
+                return False
 
         if req.max_forwards == 0:  # RFC 3261 §16.3 step 3
             self._reply(req, 483, reason_phrase(483), src, transport)
-            return
+            return False
 
         # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
         if method != b"ACK" and method != b"CANCEL" and req.spans(b"proxy-require") is not None:
@@ -871,8 +918,21 @@ class ProxyCore:
                     transport,
                     b"Unsupported: " + b", ".join(opts) + b"\r\n",
                 )
-                return
+                return False
 
+        return True
+
+    def _determine_target(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        routes: list[bytes],
+        n_ours: int,
+    ) -> tuple[tuple[str, int], str, list[tuple[int, int]] | None] | None:
+        """RFC 3261 §16.5 determining request targets (one: no DNS, no forking):
+        (destination, outgoing transport, trusted-header spans to cut), or None
+        when the request was dropped."""
         # Where does it go?
         # The softswitch is reached over UDP or TLS (CoreConfig.softswitch): a
         # request is "from the softswitch" only when it comes over that transport
@@ -892,66 +952,56 @@ class ProxyCore:
         else:
             if n_ours < len(routes):
                 nh, np_, nt = self._addr.route_target(routes[n_ours])
-            else:
-                if rtarget is None:
-                    rtarget = self._ruri_target(ruri)
-                nh, np_, nt = rtarget
+            else:  # the Request-URI, decoded only when routing needs it
+                nh, np_, nt = self._ruri_target(req.ruri)
             ip, bad = self._addr.classify_host(nh)
             if ip is None:
                 self._drop("unroutable")  # no DNS here
-                return
+                return None
             if bad:
                 self._drop("broadcast")
-                return
+                return None
             dest = (ip, np_ or 5060)
             if nt is not None:
                 if nt not in (b"udp", b"tcp", b"tls"):
                     self._drop("unsupported_transport")
-                    return
+                    return None
                 out_transport = nt.decode()
             else:  # a sip: URI of an address, no transport: UDP (RFC 3263 §4.1)
                 out_transport = "udp"
             if self._is_self(nh, np_):
                 self._drop("loop")
-                return
+                return None
 
-        # Screening (initial INVITEs only; in-dialog requests are never screened)
-        fwd: Forward | None = None
-        if initial and method == b"INVITE":
-            st.screened += 1
-            try:
-                answer = self.screen(req, src, transport)
-            except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
-                answer = self._screen_failed(exc)
-            if type(answer) is Forward:
-                fwd, answer = answer, None
-            if answer is not None:
-                assert type(answer) is Answer
-                st.rejected += 1
-                if key is None:
-                    key = transaction_key(req)
-                final = build_response(
-                    req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
-                )
-                rdest = self._local_dest(req.vias[0], src, transport)
-                _, bad = self._addr.classify_host(rdest[0].encode())
-                if bad:
-                    self._drop("broadcast")
-                    return
-                lr = st.local_responses
-                lr[answer.status] = lr.get(answer.status, 0) + 1
-                self._out.extend(self._tx.start(key, final, rdest, transport, now))
-                st.retransmit_suppressed = self._tx.suppressed
-                return
+        return dest, out_transport, strip
 
-        self._out.append(
-            (
-                self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd),
-                dest,
-                out_transport,
-            )
+    def _answer_invite(
+        self,
+        req: Request,
+        answer: Answer,
+        src: tuple[str, int],
+        transport: str,
+        now: float,
+        key: bytes | None,
+    ) -> None:
+        """The screen's Answer to an INVITE, from an INVITE server transaction
+        (RFC 3261 §17.2.1: retransmitted on timer G until the ACK)."""
+        st = self.stats
+        st.rejected += 1
+        if key is None:
+            key = transaction_key(req)
+        final = build_response(
+            req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
         )
-        st.forwarded_requests += 1
+        rdest = self._local_dest(req.vias[0], src, transport)
+        _, bad = self._addr.classify_host(rdest[0].encode())
+        if bad:
+            self._drop("broadcast")
+            return
+        lr = st.local_responses
+        lr[answer.status] = lr.get(answer.status, 0) + 1
+        self._out.extend(self._tx.start(key, final, rdest, transport, now))
+        st.retransmit_suppressed = self._tx.suppressed
 
     def _screen_failed(self, exc: Exception) -> Answer | None:
         """What the core does when the screen raised (``Screen``, ``ScreenError``):
