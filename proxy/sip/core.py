@@ -45,8 +45,8 @@ How this works (aioquic style, no I/O, no clock):
   ``ScreenError`` is the failure it may raise, answered with the error's
   ``answer`` or, when None, forwarded (fail open: a screening fault must not
   drop lawful traffic), counted in ``stats.screen_errors``; any other
-  exception is a bug: also counted in ``stats.screen_bugs`` and logged, and
-  the call fails open.
+  exception is a bug: also counted in ``stats.screen_bugs`` and handed to
+  ``CoreConfig.on_screen_bug`` for the adapter to log, and the call fails open.
 - The trusted provider header (``CoreConfig.trusted_header``) is indexed in
   the parser's one pass (``message.index_header``) and its lines are cut from
   any request a caller that is not ``is_trusted_source`` sends to the
@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -125,7 +124,6 @@ _ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER,
 _OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
 _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
 _first = itemgetter(0)
-_log = logging.getLogger("sipscreen.core")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +151,8 @@ class ScreenError(Exception):
     must not drop lawful traffic), an ``Answer`` fails closed (e.g. 503 +
     Retry-After). Counted in ``CoreStats.screen_errors``. Any other exception
     out of a screen is a bug: counted in ``screen_errors`` and ``screen_bugs``,
-    logged with its traceback, and the call fails open.
+    handed to ``CoreConfig.on_screen_bug`` (the adapter logs it with its
+    traceback), and the call fails open.
     """
 
     def __init__(self, detail: str, answer: Answer | None = None) -> None:
@@ -223,6 +222,10 @@ class CoreConfig:
     # caller can stamp it for the softswitch; None = nothing to remove.
     trusted_header: str | None = None
     is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
+    # Told each exception out of the screen other than ScreenError (a bug: the
+    # call fails open, stats.screen_bugs counts it); the adapter logs it with
+    # its traceback (the core does no logging). None = counted only.
+    on_screen_bug: Callable[[Exception], None] | None = None
 
 
 class CoreStats:
@@ -1012,7 +1015,9 @@ class ProxyCore:
         if isinstance(exc, ScreenError):
             return exc.answer
         st.screen_bugs += 1
-        _log.error("screen bug, INVITE forwarded unscreened", exc_info=exc)
+        report = self.config.on_screen_bug
+        if report is not None:
+            report(exc)  # the adapter logs it (CoreConfig.on_screen_bug)
         return None
 
     @staticmethod

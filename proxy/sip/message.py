@@ -1199,6 +1199,9 @@ def set_accelerated(on: bool) -> bool:
 
 
 def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | Response:
+    """The Python reference parse (RFC 3261 §7), one step per helper: start line
+    (§7.1, §7.2), header index (§7.3), mandatory headers (§8.1.1), then each
+    field's reader."""
     eol = data.find(b"\r\n")
     if eol <= 0:
         raise SIPError(0, "bad_request_line", "no CRLF after start line")
@@ -1217,31 +1220,9 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
         msg = _status_line(data[:eol])
         method = None
 
-    buf = data[:hend]
     hstart = eol + 2
-    hdrs: dict[bytes, list[tuple[int, int]]]
-    if hstart < hend:
-        # the C scan (_scan.c) answers for blocks of remembered spellings only
-        scanned = c_scan(buf, hstart, hend, _FAST) if c_scan is not None else None
-        if scanned is not None:
-            hdrs = scanned
-        else:
-            try:
-                hdrs = _scan_headers(buf, hstart, hend, True)
-            except _Folded:
-                # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
-                buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
-                hdrs = _scan_headers(buf, hstart, hend, False)
-    else:
-        hdrs = {}
-
-    for name in _MANDATORY:  # RFC 3261 §8.1.1
-        if name not in hdrs:
-            raise _bad("missing_header", name.decode())
-    for name in _SINGLE:  # RFC 3261 §7.3.1
-        got = hdrs.get(name)
-        if got is not None and len(got) > 1:
-            raise _bad("duplicate_header", name.decode())
+    buf, hdrs = _index_headers(data[:hend], hstart, hend, c_scan)
+    _check_mandatory(hdrs)
     via_sp = hdrs[b"via"]
     from_sp = hdrs[b"from"]
     to_sp = hdrs[b"to"]
@@ -1258,6 +1239,58 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
     msg._cache = None
     msg.headers_end = hend
 
+    msg.vias = _read_vias(buf, via_sp)
+    _read_call_id_cseq(msg, buf, cid_sp[0], cseq_sp[0], method)
+    _read_from_to(msg, buf, from_sp[0], to_sp[0])
+    if mf_sp is None:
+        msg.max_forwards = None
+    else:
+        s, e = mf_sp[0]
+        msg.max_forwards = _digits(buf[s:e].strip(), "bad_max_forwards", _MF_MAX)
+
+    _read_body(msg, data, buf, body_start, cl_sp)
+    if method is not None:
+        _check_request_headers(buf, hdrs)
+    return msg
+
+
+def _index_headers(
+    buf: bytes, hstart: int, hend: int, c_scan: _ScanFn | None
+) -> tuple[bytes, dict[bytes, list[tuple[int, int]]]]:
+    """RFC 3261 §7.3 header fields: (the block, folding joined, and the index of
+    the eager headers' value spans)."""
+    hdrs: dict[bytes, list[tuple[int, int]]]
+    if hstart < hend:
+        # the C scan (_scan.c) answers for blocks of remembered spellings only
+        scanned = c_scan(buf, hstart, hend, _FAST) if c_scan is not None else None
+        if scanned is not None:
+            hdrs = scanned
+        else:
+            try:
+                hdrs = _scan_headers(buf, hstart, hend, True)
+            except _Folded:
+                # RFC 3261 §7.3.1: folding is equivalent to a single SP; same length keeps offsets
+                buf = buf.replace(b"\r\n ", b"   ").replace(b"\r\n\t", b"  \t")
+                hdrs = _scan_headers(buf, hstart, hend, False)
+    else:
+        hdrs = {}
+
+    return buf, hdrs
+
+
+def _check_mandatory(hdrs: dict[bytes, list[tuple[int, int]]]) -> None:
+    """RFC 3261 §8.1.1 mandatory headers, §7.3.1 single-value headers at most once."""
+    for name in _MANDATORY:  # RFC 3261 §8.1.1
+        if name not in hdrs:
+            raise _bad("missing_header", name.decode())
+    for name in _SINGLE:  # RFC 3261 §7.3.1
+        got = hdrs.get(name)
+        if got is not None and len(got) > 1:
+            raise _bad("duplicate_header", name.decode())
+
+
+def _read_vias(buf: bytes, via_sp: list[tuple[int, int]]) -> list[Via]:
+    """RFC 3261 §20.42 Via, each value read by ``parse_via``."""
     # Via: all values in order, several per line allowed (RFC 3261 §7.3.1)
     vias: list[Via] = []
     for s, e in via_sp:
@@ -1267,16 +1300,25 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
         else:
             for vs, ve in _split_via_values(buf, s, e):
                 vias.append(parse_via(buf, vs, ve, ln))
-    msg.vias = vias
+    return vias
 
-    s, e = cid_sp[0]
+
+def _read_call_id_cseq(
+    msg: Request | Response,
+    buf: bytes,
+    cid: tuple[int, int],
+    cseq: tuple[int, int],
+    method: bytes | None,
+) -> None:
+    """RFC 3261 §20.8 Call-ID, §20.16 CSeq (its method the request's)."""
+    s, e = cid
     call_id = buf[s:e].strip()
     if not call_id or call_id.find(b" ") >= 0:
         raise _bad("bad_header", "bad Call-ID")
     msg.call_id = call_id
 
     # CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16)
-    s, e = cseq_sp[0]
+    s, e = cseq
     cparts = buf[s:e].split()
     if len(cparts) != 2:
         raise _bad("bad_cseq", "CSeq needs number and method")
@@ -1285,25 +1327,33 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
     if method is not None and cmethod != method:
         raise _bad("cseq_mismatch", "CSeq method differs from request method")
 
+
+def _read_from_to(
+    msg: Request | Response, buf: bytes, from_sp: tuple[int, int], to_sp: tuple[int, int]
+) -> None:
+    """RFC 3261 §20.20 From, §20.39 To: read now in a request, on access in a response."""
     if isinstance(msg, Request):
         # requests: From/To validated now (RFC 4475 quotbal, baddn, badaspec answer 400)
-        s, e = from_sp[0]
+        s, e = from_sp
         msg.from_ = parse_name_addr(buf[s:e])
-        s, e = to_sp[0]
+        s, e = to_sp
         msg.to = parse_name_addr(buf[s:e])
     else:
         # responses: a proxy never reads their From/To (RFC 3261 §16.7); decoded on access
-        msg._from_span = from_sp[0]
-        msg._to_span = to_sp[0]
+        msg._from_span = from_sp
+        msg._to_span = to_sp
         msg._from = None
         msg._to = None
 
-    if mf_sp is None:
-        msg.max_forwards = None
-    else:
-        s, e = mf_sp[0]
-        msg.max_forwards = _digits(buf[s:e].strip(), "bad_max_forwards", _MF_MAX)
 
+def _read_body(
+    msg: Request | Response,
+    data: bytes,
+    buf: bytes,
+    body_start: int,
+    cl_sp: list[tuple[int, int]] | None,
+) -> None:
+    """RFC 3261 §20.14 Content-Length and §18.3 framing of the body."""
     avail = len(data) - body_start
     if cl_sp is None:
         msg.content_length = None
@@ -1320,21 +1370,22 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
             # RFC 3261 §18.3: octets past Content-Length are discarded (dblreq)
             msg.raw = data[: body_start + n]
 
-    if method is not None:
-        # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
-        got = hdrs.get(b"date")
-        if got is not None:
-            for s, e in got:
-                if not buf[s:e].strip().endswith(b"GMT"):
-                    raise _bad("bad_header", "Date not in GMT")
-        # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
-        got = hdrs.get(b"contact")
-        if got is not None:
-            for s, e in got:
-                c = buf[s:e]
-                if c.find(b"?") >= 0 and c.find(b"<") < 0:
-                    raise _bad("bad_header", "Contact URI with headers outside <>")
-    return msg
+
+def _check_request_headers(buf: bytes, hdrs: dict[bytes, list[tuple[int, int]]]) -> None:
+    """Request-only checks of the RFC 4475 torture tests (§20.17 Date, §20.10 Contact)."""
+    # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
+    got = hdrs.get(b"date")
+    if got is not None:
+        for s, e in got:
+            if not buf[s:e].strip().endswith(b"GMT"):
+                raise _bad("bad_header", "Date not in GMT")
+    # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
+    got = hdrs.get(b"contact")
+    if got is not None:
+        for s, e in got:
+            c = buf[s:e]
+            if c.find(b"?") >= 0 and c.find(b"<") < 0:
+                raise _bad("bad_header", "Contact URI with headers outside <>")
 
 
 def frame_stream(buf: bytes | bytearray) -> tuple[bytes | None, int]:
