@@ -862,7 +862,7 @@ class ProxyCore:
         how many at the top name us (removed when the request is forwarded)."""
         # Route entries (RFC 3261 §16.4): remove the top ones that name us
         routes: list[bytes] = []
-        route_spans = req.spans(b"route")
+        route_spans = req.indexed.get(b"route")
         n_ours = 0
         if route_spans is not None:
             buf = req.header_block
@@ -908,7 +908,11 @@ class ProxyCore:
             return False
 
         # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
-        if method != b"ACK" and method != b"CANCEL" and req.spans(b"proxy-require") is not None:
+        if (
+            method != b"ACK"
+            and method != b"CANCEL"
+            and req.indexed.get(b"proxy-require") is not None
+        ):
             opts: list[bytes] = []
             for v in req.header(b"proxy-require"):
                 opts.extend(split_commas(v))
@@ -949,7 +953,7 @@ class ProxyCore:
             out_transport = self._ss_t
             th = self._th
             if th is not None:
-                strip = req.spans(th)
+                strip = req.indexed.get(th)
                 if strip is not None and self._is_trusted(src[0]):
                     strip = None  # the trusted SBC's own stamp goes through
         else:
@@ -1106,15 +1110,13 @@ class ProxyCore:
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            mf_spans = req.spans(b"max-forwards")
-            assert mf_spans is not None  # max_forwards was read from it
-            s, e = mf_spans[0]
+            s, e = req.indexed[b"max-forwards"][0]
             edits.append((s, e, b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
             removed = 0
-            for s, e in req.spans(b"route") or ():
+            for s, e in req.indexed[b"route"]:
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])

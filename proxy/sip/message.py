@@ -727,10 +727,10 @@ class _Message:
         "content_length",
         "body",
         "headers_end",
-        "_buf",
-        "_hdrs",
+        "header_block",
+        "indexed",
         "_all",
-        "_hstart",
+        "headers_start",
         "_cache",
     )
 
@@ -742,16 +742,23 @@ class _Message:
     content_length: int | None
     body: bytes
     headers_end: int  # offset of the CRLF CRLF ending the header block
-    _buf: bytes  # raw header block with folding replaced by spaces (same offsets)
-    _hdrs: dict[bytes, list[tuple[int, int]]]  # the _EAGER headers only
+    # The public span API (what code outside this module reads of the header
+    # block): a span is the [start, end) offsets of one header line's value
+    # (after the colon, up to its CRLF, untrimmed) in ``raw`` and ``header_block``.
+    # ``raw`` up to headers_end, folded lines (RFC 3261 §7.3.1) joined by spaces
+    # at the same offsets: the text the spans index
+    header_block: bytes
+    # the spans of the headers the one pass indexes (_EAGER and those named by
+    # index_header), by canonical name; the message's own dict: do not mutate
+    indexed: dict[bytes, list[tuple[int, int]]]
     _all: dict[bytes, list[tuple[int, int]]] | None  # every header, built on demand
-    _hstart: int  # offset of the first header line
+    headers_start: int  # offset of the first header line (past the start line's CRLF)
     _cache: dict[bytes, list[bytes]] | None
 
     def _spans(self, key: bytes) -> list[tuple[int, int]] | None:
         """Spans of canonical header ``key``: eager index, else the lazily built full one."""
         if key in _EAGER:
-            return self._hdrs.get(key)
+            return self.indexed.get(key)
         idx = self._all
         if idx is None:
             idx = self._all = self._index_all()
@@ -760,12 +767,12 @@ class _Message:
     def _index_all(self) -> dict[bytes, list[tuple[int, int]]]:
         # second pass over the (already validated) header block, RFC 3261 §7.3
         idx: dict[bytes, list[tuple[int, int]]] = {}
-        pos = self._hstart
+        pos = self.headers_start
         hend = self.headers_end
         if pos >= hend:
             return idx
         canon_of = _CANON
-        for hline in self._buf[pos:hend].split(b"\r\n"):
+        for hline in self.header_block[pos:hend].split(b"\r\n"):
             colon = hline.find(b":")
             spelling = hline[:colon]
             name = canon_of.get(spelling)
@@ -789,33 +796,18 @@ class _Message:
             cache = self._cache = {}
         got = cache.get(key)
         if got is None:
-            buf = self._buf
+            buf = self.header_block
             got = [buf[s:e].strip() for s, e in self._spans(key) or ()]
             cache[key] = got
         return got
-
-    # The public span API: what code outside this module reads of the header block.
-    # Spans are [start, end) offsets of a header line's value (after the colon, up
-    # to its CRLF, untrimmed) in ``raw`` and in ``header_block``.
 
     def spans(self, key: bytes) -> list[tuple[int, int]] | None:
         """Spans of header ``key``, a canonical name (lower-case full form, as
         ``index_header`` returns), or None when absent: the message's own list, not
         a copy (do not mutate); for the indexed headers a dict lookup."""
         if key in _EAGER:
-            return self._hdrs.get(key)
+            return self.indexed.get(key)
         return self._spans(key)
-
-    @property
-    def header_block(self) -> bytes:
-        """``raw`` up to ``headers_end``, folded lines (RFC 3261 §7.3.1) joined by
-        spaces at the same offsets: the text the spans index."""
-        return self._buf
-
-    @property
-    def headers_start(self) -> int:
-        """Offset of the first header line (just past the start line's CRLF)."""
-        return self._hstart
 
     def header_spans(self, name: bytes) -> list[tuple[int, int]]:
         """[start, end) of each line value of header ``name`` in ``raw`` (untrimmed)."""
@@ -828,12 +820,12 @@ class _Message:
 
     def header_line_start(self, value_start: int) -> int:
         """Offset of the first octet of the header line holding ``value_start``."""
-        return self._buf.rfind(b"\r\n", 0, value_start) + 2
+        return self.header_block.rfind(b"\r\n", 0, value_start) + 2
 
     def _one(self, key: bytes) -> bytes:
-        spans = self._hdrs[key]
+        spans = self.indexed[key]
         s, e = spans[0]
-        return self._buf[s:e].strip()
+        return self.header_block[s:e].strip()
 
     @property
     def pai(self) -> list[bytes]:
@@ -885,7 +877,7 @@ class Response(_Message):
 
     def _name_addr(self, span: tuple[int, int]) -> NameAddr:
         try:
-            return parse_name_addr(self._buf[span[0] : span[1]])
+            return parse_name_addr(self.header_block[span[0] : span[1]])
         except SIPError as exc:
             exc.status = 0  # RFC 3261 §16.7: a broken response is dropped, never answered
             raise
@@ -1232,10 +1224,10 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
     cl_sp = hdrs.get(b"content-length")
 
     msg.raw = data
-    msg._buf = buf
-    msg._hdrs = hdrs
+    msg.header_block = buf
+    msg.indexed = hdrs
     msg._all = None
-    msg._hstart = hstart
+    msg.headers_start = hstart
     msg._cache = None
     msg.headers_end = hend
 

@@ -3,8 +3,8 @@
 Checked on the source with ``ast``: no module of ``proxy/``, ``rules/`` or
 ``benchmarks/`` other than message.py imports an underscore name from it, reads
 an underscore attribute of the ``message`` module, or touches a private slot or
-method of the message classes (``req._hdrs``, ``req._buf``, ``req._hstart`` ...);
-the spans are read with ``spans()``, ``header_spans()``, ``header_block`` and
+method of the message classes (``req._all``, ``req._spans`` ...); the spans are
+read with ``indexed``, ``spans()``, ``header_spans()``, ``header_block`` and
 ``headers_start``. ``self._x`` is a module's own attribute and is not counted.
 """
 
@@ -71,7 +71,7 @@ def escapes(source: str, private: set[str]) -> list[str]:
 
 
 def test_the_private_names_are_found() -> None:
-    assert {"_hdrs", "_buf", "_hstart", "_spans", "_from_span"} <= PRIVATE
+    assert {"_all", "_cache", "_spans", "_from_span"} <= PRIVATE
 
 
 def test_checker_sees_escapes() -> None:
@@ -79,14 +79,14 @@ def test_checker_sees_escapes() -> None:
         "from proxy.sip.message import parse, _parse\n"
         "from . import message\n"
         "x = message._c_via\n"
-        "y = req._hdrs.get(b'route')\n"
-        "self._hdrs = {}\n"
+        "y = req._all.get(b'route')\n"
+        "self._all = {}\n"
         "z = req.spans(b'route')\n"
     )
     assert escapes(src, PRIVATE) == [
         "line 1: import _parse",
         "line 3: message._c_via",
-        "line 4: ._hdrs",
+        "line 4: ._all",
     ]
 
 
@@ -107,6 +107,7 @@ def test_public_span_api() -> None:
     (s, e) = (req.spans(b"route") or [(0, 0)])[0]
     assert req.header_block[s:e].strip() == b"<sip:p;lr>,   <sip:q;lr>"  # folding joined
     assert req.spans(b"x-odd") == req.header_spans(b"X-Odd")
-    assert req.spans(b"proxy-require") is None
+    assert req.spans(b"proxy-require") is None and b"proxy-require" not in req.indexed
+    assert req.indexed[b"route"] == req.spans(b"route")
     mf = req.spans(b"max-forwards") or [(0, 0)]
     assert raw[mf[0][0] : mf[0][1]] == b" 9"
