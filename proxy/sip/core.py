@@ -824,7 +824,11 @@ class ProxyCore:
 
         # RFC 3261 §16.4 first: §16.3 step 3 answers an OPTIONS for us, which the
         # Route entries say; it has no side effect, so the order of answers holds
-        routes, n_ours = self._preprocess_route(req)
+        routes: list[bytes]
+        if b"route" in req.indexed:
+            routes, n_ours = self._preprocess_route(req)
+        else:  # no Route (an initial INVITE): nothing to preprocess, no call
+            routes, n_ours = [], 0
         if not self._validate(req, src, transport, routes, n_ours):  # §16.3
             return
         target = self._determine_target(req, src, transport, routes, n_ours)  # §16.5
@@ -1047,7 +1051,10 @@ class ProxyCore:
                 req.cseq[0],
                 b or b"",
             )
-        return self._branch_of(material)
+        # _branch_of, inlined: one call less on the INVITE path
+        h = self._branch_mac.copy()
+        h.update(material)
+        return h.hexdigest().encode()
 
     def _branch_of(self, material: bytes) -> bytes:
         """Our branch tail for ``material`` (``_branch``; relay.scan_request gives it
