@@ -102,7 +102,7 @@ def scan_request(
     """(branch material, header start, edited rest) of an in-dialog ACK or BYE from a
     caller over UDP in its common shape (see _scan.c), else None; always None
     without the C code. Forwarded as ``data[:hstart] + our Via line + rest``, where
-    our branch hashes the material (ProxyCore._branch). ``route``: our own
+    our branch hashes the material (ProxyCore._forward_bytes, §16.11). ``route``: our own
     Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``:
     a header (canonical name, indexed by ``message.index_header``) whose presence
     declines, as the core strips it on the full path."""
@@ -130,7 +130,7 @@ def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, in
         return None
     q = p + len(our_via) + 16
     if data[q - 16 : q].translate(None, b"0123456789abcdef"):
-        return None  # not the 16 hex digits of our branch (core._branch)
+        return None  # not the 16 hex digits of our branch (core.ProxyCore._branch_of)
     sep = data[q : q + 2]
     if sep == b", ":
         v0 = q + 2
