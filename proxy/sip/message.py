@@ -913,11 +913,6 @@ def _strip_leading_crlf(data: bytes) -> bytes:
     return data[i:]
 
 
-def parse(data: bytes) -> Request | Response:
-    """Parse one SIP message with the default ``PARSER``; raises ``SIPError``."""
-    return PARSER.parse(data)
-
-
 # Methods of RFC 3261 and its extensions (also the core's metric labels).
 METHODS = frozenset(
     (
@@ -1146,6 +1141,8 @@ class Parser:
 
 
 PARSER = Parser()
+# parse(data): one SIP message with the default PARSER (no wrapper call)
+parse = PARSER.parse
 
 
 def index_header(name: bytes) -> bytes:
