@@ -845,7 +845,7 @@ class ProxyCore:
                 self._drop("ack_absorbed")
                 return
 
-        if initial and len(self._tx) and (method == b"INVITE" or method == b"CANCEL"):
+        if initial and self._tx.live and (method == b"INVITE" or method == b"CANCEL"):
             if key is None:
                 key = transaction_key(req)
             tx = self._tx.get(key)
