@@ -66,7 +66,7 @@ from proxy.metrics import Metrics
 from proxy.records import clip
 from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
-from proxy.sip.core import RETRY_AFTER, Answer, Forward
+from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
 from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
 from rules.engine import decide, shaken_mark
@@ -192,8 +192,13 @@ class AmbiguousProvider(Exception):
         self.values = values
 
 
-class Screener:
-    """The `screen` callable handed to `ProxyCore`."""
+class Screener(Screen):
+    """The core's `Screen` (proxy/sip/core.py), handed to `ProxyCore` and `RedirectCore`.
+
+    It raises no `ScreenError`: with no snapshot loaded it answers itself
+    (`no_snapshot_policy`: forward as it is, or 503), counted in its own
+    metrics; an exception out of it is a bug, which the core counts
+    (`screen_bugs`), logs, and fails open on."""
 
     def __init__(
         self,

@@ -322,7 +322,14 @@ def _make_core_config(
         no_ack_hold=config.no_ack_hold_s,
         trusted_header=config.trusted_provider_header,
         is_trusted_source=config.is_trusted_source,
+        on_screen_bug=_log_screen_bug,
     )
+
+
+def _log_screen_bug(exc: Exception) -> None:
+    """An exception out of the screen other than ScreenError (core.Screen's
+    contract): a bug; the core counted it (screen_bugs) and forwarded the call."""
+    log.error("screen bug (the call was forwarded): %r", exc, exc_info=exc)
 
 
 def _make_store(config: Config, metrics: Metrics) -> SnapshotStore:

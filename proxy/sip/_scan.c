@@ -384,7 +384,7 @@ enum {
 };
 static const char *const shared_slots[M_NSHARED] = {
     "raw", "vias", "call_id", "cseq", "max_forwards", "content_length", "body",
-    "headers_end", "_buf", "_hdrs", "_all", "_hstart", "_cache",
+    "headers_end", "header_block", "indexed", "_all", "headers_start", "_cache",
 };
 enum { Q_METHOD, Q_RURI, Q_VERSION, Q_FROM, Q_TO, Q_N };
 static const char *const req_slots[Q_N] = {"method", "ruri", "version", "from_", "to"};

@@ -45,8 +45,12 @@ How this works (aioquic style, no I/O, no clock):
   by the proxy on RFC 3261 timer A/E, its sender running none (§17.1.1.2,
   §17.1.2.2); an INVITE without any response by timer B is answered 408
   (proxy/sip/retransmit.py). Nothing changes for requests received over UDP.
-- If ``screen`` raises, the call is forwarded (fail open) and counted: a
-  screening fault must not drop lawful traffic.
+- ``screen`` is the core's ``Screen`` (a typed Protocol, its contract):
+  ``ScreenError`` is the failure it may raise, answered with the error's
+  ``answer`` or, when None, forwarded (fail open: a screening fault must not
+  drop lawful traffic), counted in ``stats.screen_errors``; any other
+  exception is a bug: also counted in ``stats.screen_bugs`` and handed to
+  ``CoreConfig.on_screen_bug`` for the adapter to log, and the call fails open.
 - The trusted provider header (``CoreConfig.trusted_header``) is indexed in
   the parser's one pass (``message.index_header``) and its lines are cut from
   any request a caller that is not ``is_trusted_source`` sends to the
@@ -70,9 +74,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
+from typing import Protocol
 
 from .message import (
     METHODS,
+    PARSER,
+    Parser,
     Request,
     Response,
     SIPError,
@@ -81,7 +88,6 @@ from .message import (
     build_response,
     index_header,
     is_service_urn,
-    parse,
     reason_phrase,
     split_commas,
 )
@@ -143,7 +149,37 @@ class Forward:
     edits: tuple[tuple[int, int, bytes], ...]
 
 
-Screen = Callable[[Request, tuple[str, int], str], Answer | Forward | None]
+class ScreenError(Exception):
+    """The screen could not decide: the failure its contract allows (``Screen``).
+
+    ``answer`` None fails open (the INVITE goes on as it is: a screening fault
+    must not drop lawful traffic), an ``Answer`` fails closed (e.g. 503 +
+    Retry-After). Counted in ``CoreStats.screen_errors``. Any other exception
+    out of a screen is a bug: counted in ``screen_errors`` and ``screen_bugs``,
+    handed to ``CoreConfig.on_screen_bug`` (the adapter logs it with its
+    traceback), and the call fails open.
+    """
+
+    def __init__(self, detail: str, answer: Answer | None = None) -> None:
+        super().__init__(detail)
+        self.answer = answer
+
+
+class Screen(Protocol):
+    """The screening step of the core's contract (docs/DESIGN.md "The core's contract").
+
+    Called once per initial INVITE (never for in-dialog requests), after the
+    core's own checks (RFC 3261 §16.3) and routing (§16.4, §16.5), in the same
+    synchronous call as ``datagram_received`` (the decision is in memory).
+    Returns an ``Answer`` (the INVITE is answered with it from an INVITE server
+    transaction), a ``Forward`` (forwarded with its byte edits), or None
+    (forwarded as it is); raises ``ScreenError`` when it cannot decide.
+    ``proxy/screen.py``'s ``Screener`` is the production one.
+    """
+
+    def __call__(
+        self, req: Request, src: tuple[str, int], transport: str, /
+    ) -> Answer | Forward | None: ...
 
 
 @dataclass
@@ -194,6 +230,10 @@ class CoreConfig:
     # At most this many requests retransmitted at once for reliable senders whose
     # request leaves over UDP (proxy/sip/retransmit.py); more go out untracked
     relay_retransmit_cap: int = 4096
+    # Told each exception out of the screen other than ScreenError (a bug: the
+    # call fails open, stats.screen_bugs counts it); the adapter logs it with
+    # its traceback (the core does no logging). None = counted only.
+    on_screen_bug: Callable[[Exception], None] | None = None
 
 
 class CoreStats:
@@ -212,6 +252,7 @@ class CoreStats:
         "screened",
         "rejected",
         "screen_errors",
+        "screen_bugs",
         "handoffs_out",
         "handoffs_in",
         "shed",
@@ -252,7 +293,8 @@ class CoreStats:
         )
         self.screened = 0
         self.rejected = 0
-        self.screen_errors = 0
+        self.screen_errors = 0  # ScreenError and bugs: the call failed open (or closed)
+        self.screen_bugs = 0  # any other exception out of the screen (logged)
         self.handoffs_out = 0
         self.handoffs_in = 0
         self.shed = 0  # initial INVITEs answered 503 while overloaded
@@ -289,14 +331,9 @@ def unwrap_handoff(data: bytes) -> tuple[bytes, tuple[str, int], str]:
 
 # --- addresses --------------------------------------------------------------
 
-_HOST_CACHE: dict[bytes, tuple[str | None, bool]] = {}
-
 
 def _classify_host(host: bytes) -> tuple[str | None, bool]:
     """(normalised IP text or None for a hostname, forbidden destination?)."""
-    got = _HOST_CACHE.get(host)
-    if got is not None:
-        return got
     try:
         ip = ipaddress.ip_address(host.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
@@ -307,9 +344,6 @@ def _classify_host(host: bytes) -> tuple[str | None, bool]:
         if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
             bad = True
         res = (str(ip), bad)
-    if len(_HOST_CACHE) > 4096:
-        _HOST_CACHE.clear()
-    _HOST_CACHE[host] = res
     return res
 
 
@@ -361,28 +395,92 @@ def _route_uri(entry: bytes) -> bytes:
     return entry[lt + 1 : gt if gt > 0 else len(entry)]
 
 
-# Route entries repeat on every in-dialog request (our own Record-Route, the
-# softswitch's): their decoded (host, port, transport) is remembered, bounded.
-_ROUTE_CACHE: dict[bytes, tuple[bytes, int | None, bytes | None]] = {}
-
-
 def _route_target(entry: bytes) -> tuple[bytes, int | None, bytes | None]:
     """(host, port, transport) of one Route entry (RFC 3261 §20.34)."""
-    got = _ROUTE_CACHE.get(entry)
-    if got is None:
-        got = _uri_hostport(_route_uri(entry))
-        if len(_ROUTE_CACHE) > 4096:
-            _ROUTE_CACHE.clear()
-        _ROUTE_CACHE[entry] = got
-    return got
+    return _uri_hostport(_route_uri(entry))
+
+
+class Addresses:
+    """What ``_classify_host`` and ``_route_target`` answered, remembered by the
+    core that asks (each bounded: cleared past ``limit`` entries). The same few
+    hosts and Route entries (our own Record-Route, the softswitch's) recur on
+    every call."""
+
+    __slots__ = ("hosts", "routes", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.hosts: dict[bytes, tuple[str | None, bool]] = {}
+        self.routes: dict[bytes, tuple[bytes, int | None, bytes | None]] = {}
+        self.limit = limit
+
+    def classify_host(self, host: bytes) -> tuple[str | None, bool]:
+        """(normalised IP text or None for a hostname, forbidden destination?)."""
+        got = self.hosts.get(host)
+        if got is None:
+            got = _classify_host(host)
+            if len(self.hosts) > self.limit:
+                self.hosts.clear()
+            self.hosts[host] = got
+        return got
+
+    def route_target(self, entry: bytes) -> tuple[bytes, int | None, bytes | None]:
+        """(host, port, transport) of one Route entry (RFC 3261 §20.34)."""
+        got = self.routes.get(entry)
+        if got is None:
+            got = _route_target(entry)
+            if len(self.routes) > self.limit:
+                self.routes.clear()
+            self.routes[entry] = got
+        return got
 
 
 class ProxyCore:
     """RFC 3261 proxy core in front of one softswitch (see module docstring)."""
 
-    def __init__(self, config: CoreConfig, screen: Screen) -> None:
+    # Slots: 30 attributes are past what CPython 3.11 keeps fast in an instance
+    # dict (measured: some 1,800 instructions per forwarded INVITE).
+    __slots__ = (
+        "config",
+        "screen",
+        "parser",
+        "_addr",
+        "stats",
+        "_out",
+        "_tx",
+        "_rate",
+        "_rate_end",
+        "_rate_window",
+        "_rate_floor",
+        "_secret",
+        "_branch_mac",
+        "_record_route",
+        "_index",
+        "_workers",
+        "_sent_by",
+        "_via_host",
+        "_via",
+        "_rr",
+        "_rr2",
+        "_selves",
+        "_ss",
+        "_ss_t",
+        "_lean",
+        "overloaded",
+        "_our_via",
+        "_lean_route",
+        "_rtx",
+        "_rtx_pending",
+        "_th",
+        "_is_trusted",
+    )
+
+    def __init__(self, config: CoreConfig, screen: Screen, parser: Parser | None = None) -> None:
         self.config = config
         self.screen = screen
+        # the parser (C or the Python reference, message.Parser) and the
+        # decoded-address caches are this core's own state
+        self.parser = PARSER if parser is None else parser
+        self._addr = Addresses()
         self.stats = CoreStats()
         self._out: list[Out] = []
         self._tx = TransactionTable(config.unacked_per_source, config.no_ack_hold)
@@ -609,7 +707,7 @@ class ProxyCore:
                 self._out.append((out, self._ss, self._ss_t))
                 return
         try:
-            msg = parse(data)
+            msg = self.parser.parse(data)
         except SIPError as exc:
             self._parse_error(data, exc, src, transport)
             return
@@ -688,7 +786,7 @@ class ProxyCore:
         self._emit_local(resp, src, transport, exc.status)
 
     def _emit_local(self, data: bytes, dest: tuple[str, int], transport: str, status: int) -> None:
-        ip, bad = _classify_host(dest[0].encode())
+        ip, bad = self._addr.classify_host(dest[0].encode())
         if bad:
             self._drop("broadcast")
             return
@@ -781,7 +879,7 @@ class ProxyCore:
                 self._drop("ack_absorbed")
                 return
 
-        if initial and len(self._tx) and (method == b"INVITE" or method == b"CANCEL"):
+        if initial and self._tx.live and (method == b"INVITE" or method == b"CANCEL"):
             if key is None:
                 key = transaction_key(req)
             tx = self._tx.get(key)
@@ -793,6 +891,72 @@ class ProxyCore:
                     self._reply(req, 200, b"OK", src, transport)
                 return
 
+        # RFC 3261 §16.4 first: §16.3 step 3 answers an OPTIONS for us, which the
+        # Route entries say; it has no side effect, so the order of answers holds
+        routes: list[bytes]
+        if b"route" in req.indexed:
+            routes, n_ours = self._preprocess_route(req)
+        else:  # no Route (an initial INVITE): nothing to preprocess, no call
+            routes, n_ours = [], 0
+        if not self._validate(req, src, transport, routes, n_ours):  # §16.3
+            return
+        target = self._determine_target(req, src, transport, routes, n_ours)  # §16.5
+        if target is None:
+            return
+        dest, out_transport, strip = target
+
+        # Screening (initial INVITEs only; in-dialog requests are never screened)
+        fwd: Forward | None = None
+        if initial and method == b"INVITE":
+            st.screened += 1
+            try:
+                answer = self.screen(req, src, transport)
+            except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
+                answer = self._screen_failed(exc)
+            if type(answer) is Forward:
+                fwd, answer = answer, None
+            if answer is not None:
+                assert type(answer) is Answer
+                self._answer_invite(req, answer, src, transport, now, key)
+                return
+
+        # RFC 3261 §16.6: forward (the request processing of each target)
+        data = self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd)
+        self._out.append((data, dest, out_transport))
+        st.forwarded_requests += 1
+        if transport != "udp" and out_transport == "udp" and method != b"ACK":
+            # a reliable sender runs no timer A/E (RFC 3261 §17.1.1.2, §17.1.2.2):
+            # on UDP the proxy retransmits for it (proxy/sip/retransmit.py)
+            self._rtx_track(req, data, dest, src, transport, now)
+
+    def _preprocess_route(self, req: Request) -> tuple[list[bytes], int]:
+        """RFC 3261 §16.4 route information preprocessing: the Route entries, and
+        how many at the top name us (removed when the request is forwarded)."""
+        # Route entries (RFC 3261 §16.4): remove the top ones that name us
+        routes: list[bytes] = []
+        route_spans = req.indexed.get(b"route")
+        n_ours = 0
+        if route_spans is not None:
+            buf = req.header_block
+            for rs, re_ in route_spans:
+                routes.extend(split_commas(buf[rs:re_].strip()))
+            while n_ours < len(routes):
+                h, p, _ = self._addr.route_target(routes[n_ours])
+                if not self._is_self(h, p):
+                    break
+                n_ours += 1
+        return routes, n_ours
+
+    def _validate(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        routes: list[bytes],
+        n_ours: int,
+    ) -> bool:
+        """RFC 3261 §16.3 request validation; False when the request was answered."""
+        method = req.method
         # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
         # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
         ruri = req.ruri
@@ -802,37 +966,25 @@ class ProxyCore:
             and not is_service_urn(ruri)
         ):
             self._reply(req, 416, reason_phrase(416), src, transport)
-            return
-
-        # Route entries (RFC 3261 §16.4): remove the top ones that name us
-        routes: list[bytes] = []
-        route_spans = req._hdrs.get(b"route")
-        n_ours = 0
-        if route_spans is not None:
-            buf = req._buf
-            for rs, re_ in route_spans:
-                routes.extend(split_commas(buf[rs:re_].strip()))
-            while n_ours < len(routes):
-                h, p, _ = _route_target(routes[n_ours])
-                if not self._is_self(h, p):
-                    break
-                n_ours += 1
-        # the Request-URI target, decoded only when routing needs it
-        rtarget: tuple[bytes, int | None, bytes | None] | None = None
+            return False
 
         # RFC 3261 §11 / §16.3 step 3: OPTIONS to the proxy itself is answered here
         if method == b"OPTIONS" and n_ours == len(routes):
             rtarget = self._ruri_target(ruri)
             if self._is_self(rtarget[0], rtarget[1]):
                 self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
-                return
+                return False
 
         if req.max_forwards == 0:  # RFC 3261 §16.3 step 3
             self._reply(req, 483, reason_phrase(483), src, transport)
-            return
+            return False
 
         # RFC 3261 §16.3 step 5: we support no extension: every Proxy-Require is unsupported
-        if method != b"ACK" and method != b"CANCEL" and req._hdrs.get(b"proxy-require") is not None:
+        if (
+            method != b"ACK"
+            and method != b"CANCEL"
+            and req.indexed.get(b"proxy-require") is not None
+        ):
             opts: list[bytes] = []
             for v in req.header(b"proxy-require"):
                 opts.extend(split_commas(v))
@@ -845,8 +997,21 @@ class ProxyCore:
                     transport,
                     b"Unsupported: " + b", ".join(opts) + b"\r\n",
                 )
-                return
+                return False
 
+        return True
+
+    def _determine_target(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        routes: list[bytes],
+        n_ours: int,
+    ) -> tuple[tuple[str, int], str, list[tuple[int, int]] | None] | None:
+        """RFC 3261 §16.5 determining request targets (one: no DNS, no forking):
+        (destination, outgoing transport, trusted-header spans to cut), or None
+        when the request was dropped."""
         # Where does it go?
         # The softswitch is reached over UDP or TLS (CoreConfig.softswitch): a
         # request is "from the softswitch" only when it comes over that transport
@@ -860,72 +1025,76 @@ class ProxyCore:
             out_transport = self._ss_t
             th = self._th
             if th is not None:
-                strip = req._hdrs.get(th)
+                strip = req.indexed.get(th)
                 if strip is not None and self._is_trusted(src[0]):
                     strip = None  # the trusted SBC's own stamp goes through
         else:
             if n_ours < len(routes):
-                nh, np_, nt = _route_target(routes[n_ours])
-            else:
-                if rtarget is None:
-                    rtarget = self._ruri_target(ruri)
-                nh, np_, nt = rtarget
-            ip, bad = _classify_host(nh)
+                nh, np_, nt = self._addr.route_target(routes[n_ours])
+            else:  # the Request-URI, decoded only when routing needs it
+                nh, np_, nt = self._ruri_target(req.ruri)
+            ip, bad = self._addr.classify_host(nh)
             if ip is None:
                 self._drop("unroutable")  # no DNS here
-                return
+                return None
             if bad:
                 self._drop("broadcast")
-                return
+                return None
             dest = (ip, np_ or 5060)
             if nt is not None:
                 if nt not in (b"udp", b"tcp", b"tls"):
                     self._drop("unsupported_transport")
-                    return
+                    return None
                 out_transport = nt.decode()
             else:  # a sip: URI of an address, no transport: UDP (RFC 3263 §4.1)
                 out_transport = "udp"
             if self._is_self(nh, np_):
                 self._drop("loop")
-                return
+                return None
 
-        # Screening (initial INVITEs only; in-dialog requests are never screened)
-        fwd: Forward | None = None
-        if initial and method == b"INVITE":
-            st.screened += 1
-            try:
-                answer = self.screen(req, src, transport)
-            except Exception:  # fail open: a screening fault must not drop lawful calls
-                st.screen_errors += 1
-                answer = None
-            if type(answer) is Forward:
-                fwd, answer = answer, None
-            if answer is not None:
-                assert type(answer) is Answer
-                st.rejected += 1
-                if key is None:
-                    key = transaction_key(req)
-                final = build_response(
-                    req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
-                )
-                rdest = self._local_dest(req.vias[0], src, transport)
-                _, bad = _classify_host(rdest[0].encode())
-                if bad:
-                    self._drop("broadcast")
-                    return
-                lr = st.local_responses
-                lr[answer.status] = lr.get(answer.status, 0) + 1
-                self._out.extend(self._tx.start(key, final, rdest, transport, now))
-                st.retransmit_suppressed = self._tx.suppressed
-                return
+        return dest, out_transport, strip
 
-        data = self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd)
-        self._out.append((data, dest, out_transport))
-        st.forwarded_requests += 1
-        if transport != "udp" and out_transport == "udp" and method != b"ACK":
-            # a reliable sender runs no timer A/E (RFC 3261 §17.1.1.2, §17.1.2.2):
-            # on UDP the proxy retransmits for it (proxy/sip/retransmit.py)
-            self._rtx_track(req, data, dest, src, transport, now)
+    def _answer_invite(
+        self,
+        req: Request,
+        answer: Answer,
+        src: tuple[str, int],
+        transport: str,
+        now: float,
+        key: bytes | None,
+    ) -> None:
+        """The screen's Answer to an INVITE, from an INVITE server transaction
+        (RFC 3261 §17.2.1: retransmitted on timer G until the ACK)."""
+        st = self.stats
+        st.rejected += 1
+        if key is None:
+            key = transaction_key(req)
+        final = build_response(
+            req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
+        )
+        rdest = self._local_dest(req.vias[0], src, transport)
+        _, bad = self._addr.classify_host(rdest[0].encode())
+        if bad:
+            self._drop("broadcast")
+            return
+        lr = st.local_responses
+        lr[answer.status] = lr.get(answer.status, 0) + 1
+        self._out.extend(self._tx.start(key, final, rdest, transport, now))
+        st.retransmit_suppressed = self._tx.suppressed
+
+    def _screen_failed(self, exc: Exception) -> Answer | None:
+        """What the core does when the screen raised (``Screen``, ``ScreenError``):
+        the error's answer (None: fail open); any other exception is a bug,
+        counted and logged, and the call fails open."""
+        st = self.stats
+        st.screen_errors += 1
+        if isinstance(exc, ScreenError):
+            return exc.answer
+        st.screen_bugs += 1
+        report = self.config.on_screen_bug
+        if report is not None:
+            report(exc)  # the adapter logs it (CoreConfig.on_screen_bug)
+        return None
 
     @staticmethod
     def _ruri_target(ruri: bytes) -> tuple[bytes, int | None, bytes | None]:
@@ -934,27 +1103,10 @@ class ProxyCore:
             return _uri_hostport(ruri)
         return (b"", None, None)
 
-    def _branch(self, req: Request) -> bytes:
-        """RFC 3261 §16.11 stateless branch: same input -> same branch on any worker."""
-        top = req.vias[0]
-        b = top.branch
-        if b is not None and b[:7] == MAGIC_COOKIE:
-            material = b"%s|%s|%s|%d" % (b, top.sent_by, req.call_id, req.cseq[0])
-        else:
-            # RFC 2543 peers: the §17.2.3 fields (To tag left out so ACK/CANCEL match)
-            material = b"%s|%s|%s|%s|%d|%s" % (
-                req.ruri,
-                req.from_.tag or b"",
-                req.call_id,
-                top.sent_by,
-                req.cseq[0],
-                b or b"",
-            )
-        return self._branch_of(material)
-
     def _branch_of(self, material: bytes) -> bytes:
-        """Our branch tail for ``material`` (``_branch``; relay.scan_request gives it
-        for the requests it forwards): keyed BLAKE2s, key block already absorbed."""
+        """Our branch tail for ``material`` (RFC 3261 §16.11, as ``_forward_bytes``
+        computes it inline; relay.scan_request gives the material of the requests
+        it forwards): keyed BLAKE2s, key block already absorbed."""
         h = self._branch_mac.copy()
         h.update(material)
         return h.hexdigest().encode()
@@ -970,7 +1122,7 @@ class ProxyCore:
         fwd: Forward | None = None,
     ) -> bytes:
         raw = req.raw
-        eol = req._hstart  # just past the start line's CRLF
+        eol = req.headers_start  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = [] if fwd is None else list(fwd.edits)
         if strip is not None:
             # whole header lines (a folded value included) with their CRLF
@@ -1007,19 +1159,40 @@ class ProxyCore:
         elif need_received:
             edits.append((e0, e0, b";received=" + src_ip.encode()))
 
+        # RFC 3261 §16.11 stateless branch: same input -> same branch on any worker
+        # (inline: a call costs some 900 instructions on the INVITE path)
+        top = req.vias[0]
+        b = top.branch
+        if b is not None and b[:7] == MAGIC_COOKIE:
+            material = b"%s|%s|%s|%d" % (b, top.sent_by, req.call_id, req.cseq[0])
+        else:
+            # RFC 2543 peers: the §17.2.3 fields (To tag left out so ACK/CANCEL match)
+            material = b"%s|%s|%s|%s|%d|%s" % (
+                req.ruri,
+                req.from_.tag or b"",
+                req.call_id,
+                top.sent_by,
+                req.cseq[0],
+                b or b"",
+            )
+        # _branch_of, inlined: no call on the INVITE path
+        h = self._branch_mac.copy()
+        h.update(material)
+        branch = h.hexdigest().encode()
+        added = self._via[out_transport] + branch + b"\r\n"
+
         # RFC 3261 §16.6 step 3: Max-Forwards
-        added = self._via[out_transport] + self._branch(req) + b"\r\n"
         mf = req.max_forwards
         if mf is None:
             added += b"Max-Forwards: 70\r\n"
         else:
-            s, e = req._hdrs[b"max-forwards"][0]
+            s, e = req.indexed[b"max-forwards"][0]
             edits.append((s, e, b" %d" % (mf - 1)))
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
             removed = 0
-            for s, e in req._hdrs[b"route"]:
+            for s, e in req.indexed[b"route"]:
                 if removed == n_ours:
                     break
                 entries = split_commas(raw[s:e])
@@ -1089,7 +1262,7 @@ class ProxyCore:
         """Send ``raw`` without ``raw[cut]`` (our Via) to the next Via (RFC 3261 §16.7)."""
         # RFC 3581 §4 / RFC 3261 §18.2.2: received, rport, else sent-by
         host = nxt.received or nxt.host
-        ip, bad = _classify_host(host)
+        ip, bad = self._addr.classify_host(host)
         if ip is None:
             self._drop("unroutable")
             return
@@ -1126,7 +1299,7 @@ class ProxyCore:
     ) -> None:
         # our Via is the first header line of what we forwarded: its branch tail
         # (the 16 hex digits after BRANCH_PREFIX) keys the entry
-        s = req._hstart + len(self._via["udp"])
+        s = data.find(b"\r\n") + 2 + len(self._via["udp"])
         rtx = self._rtx
         if not rtx.track(data[s : s + 16], req.method, data, dest, req, src, transport, now):
             self.stats.relay_retransmit["refused"] = rtx.refused

@@ -89,9 +89,10 @@ _COMPACT: dict[bytes, bytes] = {
 }
 
 # Header fields that may appear at most once (RFC 3261 §7.3.1, table in §20).
+# RFC 3261 §8.1.1 mandatory headers (requests and responses alike), and §7.3.1
+# single-value headers, at most once (RFC 4475 §3.3.7 multi01, mcl01)
+_MANDATORY = (b"via", b"from", b"to", b"call-id", b"cseq")
 _SINGLE = (b"from", b"to", b"call-id", b"cseq", b"max-forwards", b"content-length")
-_MANDATORY_REQ = (b"via", b"from", b"to", b"call-id", b"cseq")  # RFC 3261 §8.1.1
-_MANDATORY_RESP = (b"via", b"from", b"to", b"call-id", b"cseq")
 
 # Headers whose offsets the one pass over the header block records (what the
 # proxy core and the screen read on every message); any other header is
@@ -472,6 +473,10 @@ def _close_quote(v: bytes, start: int) -> int:
 # name (no quoted-pair) or token display name, <URI> without LWS, at most a
 # ";tag=" parameter. A match gives exactly what the general code below would
 # (same display, uri, params); anything else takes the general code.
+# It stays beside the reference (unlike Via's, which _scan.c mirrors) because
+# the screen reads every P-Asserted-Identity entry with ``name_addr_user`` in
+# Python, C or not: 2.5 times the general code's time without it (tests/unit/
+# test_sip_fastpath.py checks both give the same answer).
 _NAME_ADDR_RE = re.compile(
     rb'(?:("[^"\\]*")[ \t]*|([-A-Za-z0-9.!%*_+`\'~ \t]*))'
     rb'<([^<>" \t:]*:[^<>" \t]*)>(?:;tag=([^;= \t\r\n\x0b\x0c]*))?\Z'
@@ -593,17 +598,12 @@ def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:
 _TRANSPORTS = frozenset((b"UDP", b"TCP", b"TLS", b"SCTP", b"WS", b"WSS"))
 
 
-# The common shape of a via-parm: upper-case transport, one SP, a host name or
-# IPv4 address, an optional port, then parameters. A match gives exactly what
-# the general code in _parse_via would; anything else takes the general code.
-_VIA_RE = re.compile(
-    rb"SIP/2\.0/(UDP|TCP|TLS|SCTP|WS|WSS) (([-A-Za-z0-9.]+)(?::([0-9]{1,5}))?)(?:;(.*))?\Z",
-    re.S,
-)
+def parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
+    """One via-parm (RFC 3261 §20.42): sent-protocol LWS sent-by *( SEMI via-params ).
 
-
-def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
-    """One via-parm (RFC 3261 §20.42): sent-protocol LWS sent-by *( SEMI via-params )."""
+    The reference reader of a Via value; _scan.c's ``parse_via`` mirrors it for
+    the common shapes (and the C ``parse`` for whole messages), so this runs on
+    the hot path only without the C accelerator."""
     # trim to exact value offsets (SP / HTAB only)
     v = buf[s:e]
     lv = v.lstrip(b" \t")
@@ -611,17 +611,6 @@ def _parse_via(buf: bytes, s: int, e: int, line: tuple[int, int]) -> Via:
         s = e - len(lv)
     v = lv.rstrip(b" \t")
     e = s + len(v)
-    m = _VIA_RE.match(v)
-    if m is not None:
-        transport, sent_by, host, ps, ptext = m.groups()
-        port: int | None = None if ps is None else int(ps)
-        if port is None or 0 < port <= 65535:
-            if ptext is None:
-                return Via(transport, host, port, sent_by, {}, (s, e), line)
-            params = _params(ptext, "bad_via")
-            if params:
-                return Via(transport, host, port, sent_by, params, (s, e), line)
-        # else: the general code below raises the right error
     if not v:
         raise _bad("bad_via", "empty Via value")  # RFC 4475 §3.1.2.1 badinv01
     head, semi, ptext = v.partition(b";")
@@ -738,10 +727,10 @@ class _Message:
         "content_length",
         "body",
         "headers_end",
-        "_buf",
-        "_hdrs",
+        "header_block",
+        "indexed",
         "_all",
-        "_hstart",
+        "headers_start",
         "_cache",
     )
 
@@ -753,16 +742,23 @@ class _Message:
     content_length: int | None
     body: bytes
     headers_end: int  # offset of the CRLF CRLF ending the header block
-    _buf: bytes  # raw header block with folding replaced by spaces (same offsets)
-    _hdrs: dict[bytes, list[tuple[int, int]]]  # the _EAGER headers only
+    # The public span API (what code outside this module reads of the header
+    # block): a span is the [start, end) offsets of one header line's value
+    # (after the colon, up to its CRLF, untrimmed) in ``raw`` and ``header_block``.
+    # ``raw`` up to headers_end, folded lines (RFC 3261 §7.3.1) joined by spaces
+    # at the same offsets: the text the spans index
+    header_block: bytes
+    # the spans of the headers the one pass indexes (_EAGER and those named by
+    # index_header), by canonical name; the message's own dict: do not mutate
+    indexed: dict[bytes, list[tuple[int, int]]]
     _all: dict[bytes, list[tuple[int, int]]] | None  # every header, built on demand
-    _hstart: int  # offset of the first header line
+    headers_start: int  # offset of the first header line (past the start line's CRLF)
     _cache: dict[bytes, list[bytes]] | None
 
     def _spans(self, key: bytes) -> list[tuple[int, int]] | None:
         """Spans of canonical header ``key``: eager index, else the lazily built full one."""
         if key in _EAGER:
-            return self._hdrs.get(key)
+            return self.indexed.get(key)
         idx = self._all
         if idx is None:
             idx = self._all = self._index_all()
@@ -771,12 +767,12 @@ class _Message:
     def _index_all(self) -> dict[bytes, list[tuple[int, int]]]:
         # second pass over the (already validated) header block, RFC 3261 §7.3
         idx: dict[bytes, list[tuple[int, int]]] = {}
-        pos = self._hstart
+        pos = self.headers_start
         hend = self.headers_end
         if pos >= hend:
             return idx
         canon_of = _CANON
-        for hline in self._buf[pos:hend].split(b"\r\n"):
+        for hline in self.header_block[pos:hend].split(b"\r\n"):
             colon = hline.find(b":")
             spelling = hline[:colon]
             name = canon_of.get(spelling)
@@ -800,10 +796,18 @@ class _Message:
             cache = self._cache = {}
         got = cache.get(key)
         if got is None:
-            buf = self._buf
+            buf = self.header_block
             got = [buf[s:e].strip() for s, e in self._spans(key) or ()]
             cache[key] = got
         return got
+
+    def spans(self, key: bytes) -> list[tuple[int, int]] | None:
+        """Spans of header ``key``, a canonical name (lower-case full form, as
+        ``index_header`` returns), or None when absent: the message's own list, not
+        a copy (do not mutate); for the indexed headers a dict lookup."""
+        if key in _EAGER:
+            return self.indexed.get(key)
+        return self._spans(key)
 
     def header_spans(self, name: bytes) -> list[tuple[int, int]]:
         """[start, end) of each line value of header ``name`` in ``raw`` (untrimmed)."""
@@ -816,12 +820,12 @@ class _Message:
 
     def header_line_start(self, value_start: int) -> int:
         """Offset of the first octet of the header line holding ``value_start``."""
-        return self._buf.rfind(b"\r\n", 0, value_start) + 2
+        return self.header_block.rfind(b"\r\n", 0, value_start) + 2
 
     def _one(self, key: bytes) -> bytes:
-        spans = self._hdrs[key]
+        spans = self.indexed[key]
         s, e = spans[0]
-        return self._buf[s:e].strip()
+        return self.header_block[s:e].strip()
 
     @property
     def pai(self) -> list[bytes]:
@@ -873,7 +877,7 @@ class Response(_Message):
 
     def _name_addr(self, span: tuple[int, int]) -> NameAddr:
         try:
-            return parse_name_addr(self._buf[span[0] : span[1]])
+            return parse_name_addr(self.header_block[span[0] : span[1]])
         except SIPError as exc:
             exc.status = 0  # RFC 3261 §16.7: a broken response is dropped, never answered
             raise
@@ -907,27 +911,6 @@ def _strip_leading_crlf(data: bytes) -> bytes:
     if i == n:
         raise SIPError(0, "keepalive", "only CRLF")
     return data[i:]
-
-
-def parse(data: bytes) -> Request | Response:
-    """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
-    if _c_parse is not None:
-        # the common shapes in C (_scan.c); it declines (None) anything else
-        msg = _c_parse(data)
-        if msg is not None:
-            return msg
-    if data[:1] in (b"\r", b"\n") or not data:
-        if not data:
-            raise SIPError(0, "empty", "empty datagram")
-        data = _strip_leading_crlf(data)
-    if data[:4] == b"SIP/":
-        try:
-            return _parse(data, False)
-        except SIPError as exc:
-            # RFC 3261 §16.7 / §18.1.2: a broken response is discarded, never answered
-            exc.status = 0
-            raise
-    return _parse(data, True)
 
 
 # Methods of RFC 3261 and its extensions (also the core's metric labels).
@@ -1093,11 +1076,73 @@ else:
         _C_VIA = _built.parse_via
         _C_RESPONSE = _built.scan_response
         _C_REQUEST = _built.scan_request
-_c_scan = _C_SCAN
-_c_parse = _C_PARSE
-_c_via = _C_VIA
-_c_response = _C_RESPONSE  # relay.scan_response in C
-_c_request = _C_REQUEST  # relay.scan_request (C only)
+
+
+class Parser:
+    """The SIP parser: the C entry points it uses (_scan.c), each None where the
+    Python reference runs, and ``parse``.
+
+    The core holds one (``ProxyCore.parser``); ``PARSER`` is the process's
+    default, which the module-level ``parse`` and proxy/sip/relay.py use.
+    SIPSCREEN_NO_C (read once, at import) leaves every entry None whatever the
+    switch says. ``set_accelerated`` switches a parser between the two for tests
+    and benchmarks that compare them. The header-name caches (``_CANON``,
+    ``_FAST``) stay module state: _scan.c keeps one process-wide name cache
+    (``init``) that mirrors ``_FAST``.
+    """
+
+    __slots__ = ("c_scan", "c_parse", "c_via", "c_response", "c_request")
+
+    c_scan: _ScanFn | None
+    c_parse: _ParseFn | None
+    c_via: _ViaFn | None
+    c_response: _ResponseFn | None  # relay.scan_response in C
+    c_request: _RequestFn | None  # relay.scan_request (C only)
+
+    def __init__(self, accelerated: bool = True) -> None:
+        self.c_scan = None
+        self.set_accelerated(accelerated)
+
+    @property
+    def accelerated(self) -> bool:
+        """True when the common path runs in C (proxy/sip/_scan.c)."""
+        return self.c_scan is not None
+
+    def set_accelerated(self, on: bool) -> bool:
+        """Use the C entry points (when built) or none; returns the old setting."""
+        old = self.c_scan is not None
+        self.c_scan = _C_SCAN if on else None
+        self.c_parse = _C_PARSE if on else None
+        self.c_via = _C_VIA if on else None
+        self.c_response = _C_RESPONSE if on else None
+        self.c_request = _C_REQUEST if on else None
+        return old
+
+    def parse(self, data: bytes) -> Request | Response:
+        """Parse one SIP message; raises ``SIPError`` (status 0 for responses)."""
+        c_parse = self.c_parse
+        if c_parse is not None:
+            # the common shapes in C (_scan.c); it declines (None) anything else
+            msg = c_parse(data)
+            if msg is not None:
+                return msg
+        if data[:1] in (b"\r", b"\n") or not data:
+            if not data:
+                raise SIPError(0, "empty", "empty datagram")
+            data = _strip_leading_crlf(data)
+        if data[:4] == b"SIP/":
+            try:
+                return _parse(data, False, self.c_scan)
+            except SIPError as exc:
+                # RFC 3261 §16.7 / §18.1.2: a broken response is discarded, never answered
+                exc.status = 0
+                raise
+        return _parse(data, True, self.c_scan)
+
+
+PARSER = Parser()
+# parse(data): one SIP message with the default PARSER (no wrapper call)
+parse = PARSER.parse
 
 
 def index_header(name: bytes) -> bytes:
@@ -1130,26 +1175,22 @@ def index_header(name: bytes) -> bytes:
 
 def accelerated() -> bool:
     """True when the common path of the parser runs in C (proxy/sip/_scan.c)."""
-    return _c_scan is not None
+    return PARSER.accelerated
 
 
 def set_accelerated(on: bool) -> bool:
-    """Use the C parse and scan (when built) or the pure-Python ones; returns the old setting.
+    """Switch the default PARSER to C (when built) or the Python reference; returns the old one.
 
     For tests and benchmarks that compare the two; both give the same message
     or the same error (tests/unit/test_sip_cscan.py).
     """
-    global _c_scan, _c_parse, _c_via, _c_response, _c_request
-    old = _c_scan is not None
-    _c_scan = _C_SCAN if on else None
-    _c_parse = _C_PARSE if on else None
-    _c_via = _C_VIA if on else None
-    _c_response = _C_RESPONSE if on else None
-    _c_request = _C_REQUEST if on else None
-    return old
+    return PARSER.set_accelerated(on)
 
 
-def _parse(data: bytes, is_request: bool) -> Request | Response:
+def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | Response:
+    """The Python reference parse (RFC 3261 §7), one step per helper: start line
+    (§7.1, §7.2), header index (§7.3), mandatory headers (§8.1.1), then each
+    field's reader."""
     eol = data.find(b"\r\n")
     if eol <= 0:
         raise SIPError(0, "bad_request_line", "no CRLF after start line")
@@ -1168,12 +1209,49 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
         msg = _status_line(data[:eol])
         method = None
 
-    buf = data[:hend]
     hstart = eol + 2
+    buf, hdrs = _index_headers(data[:hend], hstart, hend, c_scan)
+    _check_mandatory(hdrs)
+    via_sp = hdrs[b"via"]
+    from_sp = hdrs[b"from"]
+    to_sp = hdrs[b"to"]
+    cid_sp = hdrs[b"call-id"]
+    cseq_sp = hdrs[b"cseq"]
+    mf_sp = hdrs.get(b"max-forwards")
+    cl_sp = hdrs.get(b"content-length")
+
+    msg.raw = data
+    msg.header_block = buf
+    msg.indexed = hdrs
+    msg._all = None
+    msg.headers_start = hstart
+    msg._cache = None
+    msg.headers_end = hend
+
+    msg.vias = _read_vias(buf, via_sp)
+    _read_call_id_cseq(msg, buf, cid_sp[0], cseq_sp[0], method)
+    _read_from_to(msg, buf, from_sp[0], to_sp[0])
+    if mf_sp is None:
+        msg.max_forwards = None
+    else:
+        s, e = mf_sp[0]
+        msg.max_forwards = _digits(buf[s:e].strip(), "bad_max_forwards", _MF_MAX)
+
+    _read_body(msg, data, buf, body_start, cl_sp)
+    if method is not None:
+        _check_request_headers(buf, hdrs)
+    return msg
+
+
+def _index_headers(
+    buf: bytes, hstart: int, hend: int, c_scan: _ScanFn | None
+) -> tuple[bytes, dict[bytes, list[tuple[int, int]]]]:
+    """RFC 3261 §7.3 header fields: (the block, folding joined, and the index of
+    the eager headers' value spans)."""
     hdrs: dict[bytes, list[tuple[int, int]]]
     if hstart < hend:
         # the C scan (_scan.c) answers for blocks of remembered spellings only
-        scanned = _c_scan(buf, hstart, hend, _FAST) if _c_scan is not None else None
+        scanned = c_scan(buf, hstart, hend, _FAST) if c_scan is not None else None
         if scanned is not None:
             hdrs = scanned
         else:
@@ -1186,65 +1264,50 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     else:
         hdrs = {}
 
-    # RFC 3261 §8.1.1 mandatory headers (requests and responses alike)
-    via_sp = hdrs.get(b"via")
-    if via_sp is None:
-        raise _bad("missing_header", "via")
-    from_sp = hdrs.get(b"from")
-    if from_sp is None:
-        raise _bad("missing_header", "from")
-    to_sp = hdrs.get(b"to")
-    if to_sp is None:
-        raise _bad("missing_header", "to")
-    cid_sp = hdrs.get(b"call-id")
-    if cid_sp is None:
-        raise _bad("missing_header", "call-id")
-    cseq_sp = hdrs.get(b"cseq")
-    if cseq_sp is None:
-        raise _bad("missing_header", "cseq")
-    # RFC 3261 §7.3.1: single-value headers at most once (RFC 4475 §3.3.7 multi01, mcl01)
-    if len(from_sp) > 1:
-        raise _bad("duplicate_header", "from")
-    if len(to_sp) > 1:
-        raise _bad("duplicate_header", "to")
-    if len(cid_sp) > 1:
-        raise _bad("duplicate_header", "call-id")
-    if len(cseq_sp) > 1:
-        raise _bad("duplicate_header", "cseq")
-    mf_sp = hdrs.get(b"max-forwards")
-    if mf_sp is not None and len(mf_sp) > 1:
-        raise _bad("duplicate_header", "max-forwards")
-    cl_sp = hdrs.get(b"content-length")
-    if cl_sp is not None and len(cl_sp) > 1:
-        raise _bad("duplicate_header", "content-length")
+    return buf, hdrs
 
-    msg.raw = data
-    msg._buf = buf
-    msg._hdrs = hdrs
-    msg._all = None
-    msg._hstart = hstart
-    msg._cache = None
-    msg.headers_end = hend
 
+def _check_mandatory(hdrs: dict[bytes, list[tuple[int, int]]]) -> None:
+    """RFC 3261 §8.1.1 mandatory headers, §7.3.1 single-value headers at most once."""
+    for name in _MANDATORY:  # RFC 3261 §8.1.1
+        if name not in hdrs:
+            raise _bad("missing_header", name.decode())
+    for name in _SINGLE:  # RFC 3261 §7.3.1
+        got = hdrs.get(name)
+        if got is not None and len(got) > 1:
+            raise _bad("duplicate_header", name.decode())
+
+
+def _read_vias(buf: bytes, via_sp: list[tuple[int, int]]) -> list[Via]:
+    """RFC 3261 §20.42 Via, each value read by ``parse_via``."""
     # Via: all values in order, several per line allowed (RFC 3261 §7.3.1)
     vias: list[Via] = []
     for s, e in via_sp:
         ln = (buf.rfind(b"\r\n", 0, s) + 2, e + 2)  # the line's own CRLF included
         if buf.find(b",", s, e) < 0:
-            vias.append(_parse_via(buf, s, e, ln))
+            vias.append(parse_via(buf, s, e, ln))
         else:
             for vs, ve in _split_via_values(buf, s, e):
-                vias.append(_parse_via(buf, vs, ve, ln))
-    msg.vias = vias
+                vias.append(parse_via(buf, vs, ve, ln))
+    return vias
 
-    s, e = cid_sp[0]
+
+def _read_call_id_cseq(
+    msg: Request | Response,
+    buf: bytes,
+    cid: tuple[int, int],
+    cseq: tuple[int, int],
+    method: bytes | None,
+) -> None:
+    """RFC 3261 §20.8 Call-ID, §20.16 CSeq (its method the request's)."""
+    s, e = cid
     call_id = buf[s:e].strip()
     if not call_id or call_id.find(b" ") >= 0:
         raise _bad("bad_header", "bad Call-ID")
     msg.call_id = call_id
 
     # CSeq = 1*DIGIT LWS Method (RFC 3261 §20.16)
-    s, e = cseq_sp[0]
+    s, e = cseq
     cparts = buf[s:e].split()
     if len(cparts) != 2:
         raise _bad("bad_cseq", "CSeq needs number and method")
@@ -1253,25 +1316,33 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
     if method is not None and cmethod != method:
         raise _bad("cseq_mismatch", "CSeq method differs from request method")
 
+
+def _read_from_to(
+    msg: Request | Response, buf: bytes, from_sp: tuple[int, int], to_sp: tuple[int, int]
+) -> None:
+    """RFC 3261 §20.20 From, §20.39 To: read now in a request, on access in a response."""
     if isinstance(msg, Request):
         # requests: From/To validated now (RFC 4475 quotbal, baddn, badaspec answer 400)
-        s, e = from_sp[0]
+        s, e = from_sp
         msg.from_ = parse_name_addr(buf[s:e])
-        s, e = to_sp[0]
+        s, e = to_sp
         msg.to = parse_name_addr(buf[s:e])
     else:
         # responses: a proxy never reads their From/To (RFC 3261 §16.7); decoded on access
-        msg._from_span = from_sp[0]
-        msg._to_span = to_sp[0]
+        msg._from_span = from_sp
+        msg._to_span = to_sp
         msg._from = None
         msg._to = None
 
-    if mf_sp is None:
-        msg.max_forwards = None
-    else:
-        s, e = mf_sp[0]
-        msg.max_forwards = _digits(buf[s:e].strip(), "bad_max_forwards", _MF_MAX)
 
+def _read_body(
+    msg: Request | Response,
+    data: bytes,
+    buf: bytes,
+    body_start: int,
+    cl_sp: list[tuple[int, int]] | None,
+) -> None:
+    """RFC 3261 §20.14 Content-Length and §18.3 framing of the body."""
     avail = len(data) - body_start
     if cl_sp is None:
         msg.content_length = None
@@ -1288,21 +1359,22 @@ def _parse(data: bytes, is_request: bool) -> Request | Response:
             # RFC 3261 §18.3: octets past Content-Length are discarded (dblreq)
             msg.raw = data[: body_start + n]
 
-    if method is not None:
-        # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
-        got = hdrs.get(b"date")
-        if got is not None:
-            for s, e in got:
-                if not buf[s:e].strip().endswith(b"GMT"):
-                    raise _bad("bad_header", "Date not in GMT")
-        # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
-        got = hdrs.get(b"contact")
-        if got is not None:
-            for s, e in got:
-                c = buf[s:e]
-                if c.find(b"?") >= 0 and c.find(b"<") < 0:
-                    raise _bad("bad_header", "Contact URI with headers outside <>")
-    return msg
+
+def _check_request_headers(buf: bytes, hdrs: dict[bytes, list[tuple[int, int]]]) -> None:
+    """Request-only checks of the RFC 4475 torture tests (§20.17 Date, §20.10 Contact)."""
+    # RFC 4475 §3.1.2.11 baddate: only GMT is allowed (RFC 3261 §20.17)
+    got = hdrs.get(b"date")
+    if got is not None:
+        for s, e in got:
+            if not buf[s:e].strip().endswith(b"GMT"):
+                raise _bad("bad_header", "Date not in GMT")
+    # RFC 4475 §3.1.2.12 regbadct: URI with '?' outside <> in Contact
+    got = hdrs.get(b"contact")
+    if got is not None:
+        for s, e in got:
+            c = buf[s:e]
+            if c.find(b"?") >= 0 and c.find(b"<") < 0:
+                raise _bad("bad_header", "Contact URI with headers outside <>")
 
 
 def frame_stream(buf: bytes | bytearray) -> tuple[bytes | None, int]:

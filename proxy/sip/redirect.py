@@ -39,7 +39,6 @@ from .core import (
     CoreConfig,
     ProxyCore,
     Screen,
-    _classify_host,
     wrap_handoff,
 )
 from .message import Request, Via, build_response, is_service_urn, reason_phrase
@@ -194,9 +193,8 @@ class RedirectCore(ProxyCore):
         st.screened += 1
         try:
             answer = self.screen(req, src, transport)
-        except Exception:  # fail open: a screening fault must not drop lawful calls
-            st.screen_errors += 1
-            answer = None
+        except Exception as exc:  # the contract's ScreenError, or a bug (core.Screen)
+            answer = self._screen_failed(exc)
         try:
             verdict = self._verdict(self.screen)
         except Exception:
@@ -215,7 +213,7 @@ class RedirectCore(ProxyCore):
             final = build_response(req, status, self._allow_reason, self._to_tag(req, key), extra)
             self.redirected += 1
         rdest = self._local_dest(req.vias[0], src, transport)
-        if _classify_host(rdest[0].encode())[1]:
+        if self._addr.classify_host(rdest[0].encode())[1]:
             self._drop("broadcast")
             return
         lr = st.local_responses

@@ -13,7 +13,7 @@ The common shape (else ``None``): status line ``SIP/2.0 NNN reason``; our own
 Via as the first header line (this worker's exact prefix, then the
 16-character branch tail we wrote); the next Via right after it, on the same
 line after ``, `` (SIPp's ``[last_Via:]``) or alone on the next line spelled
-``Via:``, one value that the parser's own ``_parse_via`` reads, not
+``Via:``, one value that the parser's own ``parse_via`` reads, not
 folded; Content-Length, when spelled so, equal to the body, and no body
 without it (RFC 3261 §18.3).
 
@@ -42,25 +42,25 @@ for every RFC 4475 message and for mutations of real responses.
 from __future__ import annotations
 
 from . import message
-from .message import SIPError, Via, _parse_via
+from .message import SIPError, Via, parse_via
 
 __all__ = ["initial_via", "scan_request", "scan_response"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
     """The one Via value on the line data[s:e], exactly as the full parser reads it
-    (message._parse_via), else None: several values on the line (the parser splits
+    (message.parse_via), else None: several values on the line (the parser splits
     them), the line folded onto the next one, or a value the parser refuses."""
     if data.find(b",", s, e) >= 0 or data[e + 2 : e + 3] in (b" ", b"\t"):
         return None
-    c_via = message._c_via
+    c_via = message.PARSER.c_via
     if c_via is not None:
         # the common shape in C (_scan.c), which declines (None) anything else
         via = c_via(data, s, e, line[0])
         if via is not None:
             return via
     try:
-        return _parse_via(data, s, e, line)
+        return parse_via(data, s, e, line)
     except SIPError:
         return None
 
@@ -90,7 +90,7 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
 
     Runs in C (_scan.c) when built: the same answer, or None where the C Via
     reader declines a shape (the full parse then takes the response)."""
-    c_scan = message._c_response
+    c_scan = message.PARSER.c_response
     if c_scan is not None:
         return c_scan(data, our_via)
     return _scan_response(data, our_via)
@@ -102,11 +102,11 @@ def scan_request(
     """(branch material, header start, edited rest) of an in-dialog ACK or BYE from a
     caller over UDP in its common shape (see _scan.c), else None; always None
     without the C code. Forwarded as ``data[:hstart] + our Via line + rest``, where
-    our branch hashes the material (ProxyCore._branch). ``route``: our own
+    our branch hashes the material (ProxyCore._forward_bytes, §16.11). ``route``: our own
     Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``:
     a header (canonical name, indexed by ``message.index_header``) whose presence
     declines, as the core strips it on the full path."""
-    c_scan = message._c_request
+    c_scan = message.PARSER.c_request
     if c_scan is None:
         return None
     if decline is None:  # cheaper than passing None through the argument parser
@@ -130,7 +130,7 @@ def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, in
         return None
     q = p + len(our_via) + 16
     if data[q - 16 : q].translate(None, b"0123456789abcdef"):
-        return None  # not the 16 hex digits of our branch (core._branch)
+        return None  # not the 16 hex digits of our branch (core.ProxyCore._branch_of)
     sep = data[q : q + 2]
     if sep == b", ":
         v0 = q + 2

@@ -163,6 +163,7 @@ class TransactionTable:
 
     __slots__ = (
         "_tx",
+        "live",
         "_heap",
         "_seq",
         "_deadline",
@@ -178,6 +179,9 @@ class TransactionTable:
 
     def __init__(self, unacked_limit: int = 0, no_ack_hold: float = 300.0) -> None:
         self._tx: dict[bytes, InviteServerTransaction] = {}
+        # the same dict, read-only for the core: ``if table.live`` costs no call
+        # (``len(table)`` is a Python __len__ on the INVITE path)
+        self.live: dict[bytes, InviteServerTransaction] = self._tx
         self._heap: list[tuple[float, int, bytes, TxEvent]] = []
         self._seq = 0
         # next_deadline() is asked after every message: kept until dispatch or

@@ -11,6 +11,7 @@ from proxy.sip.core import (
     Answer,
     CoreConfig,
     ProxyCore,
+    ScreenError,
     unwrap_handoff,
     wrap_handoff,
 )
@@ -653,6 +654,36 @@ def test_screen_failure_fails_open() -> None:
     core = ProxyCore(CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET), boom)
     core.datagram_received(invite(), CALLER, "udp", 0.0)
     assert one(core)[1] == SS and core.stats.screen_errors == 1
+
+
+def test_screen_error_is_the_contract_a_bug_is_reported() -> None:
+    """core.Screen: ScreenError fails open (answer None) or closed (its Answer),
+    counted; any other exception is a bug, counted apart and handed to the
+    adapter's on_screen_bug (which logs it)."""
+    busy = Answer(503, b"Service Unavailable", b"Retry-After: 5\r\n")
+    raised: list[Exception] = []
+
+    def screen(req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+        raise raised[-1]
+
+    bugs: list[Exception] = []
+    config = CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET, on_screen_bug=bugs.append)
+    core = ProxyCore(config, screen)
+    raised.append(ScreenError("no decision"))
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS  # fail open: forwarded as it is
+    raised.append(ScreenError("no decision", busy))
+    core.datagram_received(invite(branch=b"z9hG4bK-c2"), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert data.startswith(b"SIP/2.0 503 Service Unavailable\r\n") and dest == CALLER
+    assert b"Retry-After: 5\r\n" in data
+    assert (core.stats.screen_errors, core.stats.screen_bugs, core.stats.rejected) == (2, 0, 1)
+    assert bugs == []
+    raised.append(KeyError("a bug"))
+    core.datagram_received(invite(branch=b"z9hG4bK-c3"), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS
+    assert (core.stats.screen_errors, core.stats.screen_bugs) == (3, 1)
+    assert bugs == [raised[-1]] and bugs[0].__traceback__ is not None
 
 
 def test_handoff_framing_round_trip() -> None:
