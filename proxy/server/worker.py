@@ -323,6 +323,7 @@ def _make_core_config(
         trusted_header=config.trusted_provider_header,
         is_trusted_source=config.is_trusted_source,
         on_screen_bug=_log_screen_bug,
+        strip_header=config.shaken.mark_header if config.shaken else None,
     )
 
 

@@ -226,6 +226,11 @@ class CoreConfig:
     # caller that is not trusted sends towards the softswitch, so that no
     # caller can stamp it for the softswitch; None = nothing to remove.
     trusted_header: str | None = None
+    # A header no source may send towards the softswitch because the proxy
+    # alone sets it (the STIR/SHAKEN mark, [shaken] mark_header): cut from every
+    # request forwarded there, in-dialog ones included (the screen cuts it from
+    # initial INVITEs with its own edits; the same line is cut once). None = none.
+    strip_header: str | None = None
     is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
     # At most this many requests retransmitted at once for reliable senders whose
     # request leaves over UDP (proxy/sip/retransmit.py); more go out untracked
@@ -471,6 +476,7 @@ class ProxyCore:
         "_rtx",
         "_rtx_pending",
         "_th",
+        "_strip_more",
         "_is_trusted",
     )
 
@@ -565,6 +571,8 @@ class ProxyCore:
         th = config.trusted_header
         self._th = index_header(th.encode("ascii")) if th else None
         self._is_trusted = config.is_trusted_source
+        sh = config.strip_header
+        self._strip_more = index_header(sh.encode("ascii")) if sh else None
 
     # --- adapter API -------------------------------------------------------
 
@@ -583,10 +591,13 @@ class ProxyCore:
             no_ack_hold=config.no_ack_hold,
             trusted_header=config.trusted_header,
             is_trusted_source=config.is_trusted_source,
+            strip_header=config.strip_header,
         )
         # the header cut from untrusted sources follows the screen's (reloaded) one
         th = config.trusted_header
         self._th = index_header(th.encode("ascii")) if th else None
+        sh = config.strip_header
+        self._strip_more = index_header(sh.encode("ascii")) if sh else None
         self._is_trusted = config.is_trusted_source
         self._rate_window = config.invite_window
         lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
@@ -1028,6 +1039,11 @@ class ProxyCore:
                 strip = req.indexed.get(th)
                 if strip is not None and self._is_trusted(src[0]):
                     strip = None  # the trusted SBC's own stamp goes through
+            more = self._strip_more
+            if more is not None:
+                cut = req.indexed.get(more)  # the proxy's own header: from no one
+                if cut is not None:
+                    strip = cut if strip is None else sorted(strip + cut)
         else:
             if n_ours < len(routes):
                 nh, np_, nt = self._addr.route_target(routes[n_ours])
@@ -1125,9 +1141,13 @@ class ProxyCore:
         eol = req.headers_start  # just past the start line's CRLF
         edits: list[tuple[int, int, bytes]] = [] if fwd is None else list(fwd.edits)
         if strip is not None:
-            # whole header lines (a folded value included) with their CRLF
+            # whole header lines (a folded value included) with their CRLF; a
+            # line the screen's edits already cut (the mark) is cut once
+            cut = {s for s, _, r in edits if not r} if edits else ()
             for s, e in strip:
-                edits.append((req.header_line_start(s), e + 2, b""))
+                start = req.header_line_start(s)
+                if start not in cut:
+                    edits.append((start, e + 2, b""))
 
         # RFC 3261 §18.2.1 received, RFC 3581 §4 rport on the incoming top Via
         top = req.vias[0]
