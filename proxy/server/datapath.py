@@ -202,11 +202,14 @@ class Datapath(TcpSide):
         self._arm_timer()
 
     def _send_batched(self, out: list[Out]) -> None:
-        """Send the core's output in order, the UDP datagrams in sendmmsg batches."""
+        """Send the core's output in order, the UDP datagrams in sendmmsg batches,
+        the messages for one open TCP/TLS connection in one write (one TLS
+        record and one send for all of them, in their order)."""
         m = self.metrics
         items: list[tuple[bytes, str, int]] = []
         fd = -1
         workers = self.sockets.handoff_addrs
+        streams: dict[asyncio.Transport, list[bytes]] | None = None
         for data, dest, transport in out:
             if transport == "udp":
                 f = self._udp_route(dest, self._relay_fd, self._udp_fd)
@@ -223,6 +226,18 @@ class Datapath(TcpSide):
                 if self._provider is not None and data[:1] == b"S":  # see _send
                     data = b"%s%s\n%s" % (_TLS_PROVIDER, self._provider.encode(), data)
             else:
+                if transport == "tcp" or transport == "tls":
+                    conn = self.tcp_conns.get((dest[0], dest[1]))
+                    if conn is not None and not conn.is_closing():
+                        m.count_out(data)
+                        if streams is None:
+                            streams = {}
+                        queued = streams.get(conn)
+                        if queued is None:
+                            streams[conn] = [data]
+                        else:
+                            queued.append(data)
+                        continue
                 self._send(data, dest, transport)
                 continue
             if f != fd and items:
@@ -232,6 +247,9 @@ class Datapath(TcpSide):
             items.append((data, dest[0], dest[1]))
         if items:
             self._send_items(fd, items)
+        if streams is not None:
+            for conn, chunks in streams.items():
+                conn.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     def _send_items(self, fd: int, items: list[tuple[bytes, str, int]]) -> None:
         send = _udpio.send_batch
