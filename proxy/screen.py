@@ -24,7 +24,7 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
 2. calls `rules.engine.decide(store.snapshot, facts, now)` synchronously on
    the in-memory snapshot (no await, no Redis round trip);
 3. maps a block to the answer configured for the rule's answer class
-   (`603` / `603+` / `608`, precomputed in proxy/config.py), or
+   (`603` / `603+` / `608`, precomputed in proxy/config/answers.py), or
    forwards (returns None) when allowed, when only a would-block matched, or
    in `--monitor` mode; with `[shaken]` on, a forwarded call whose
    P-Asserted-Identity/From needs a verstat edit (an upstream one stripped,
