@@ -115,7 +115,7 @@ _PROVIDER_RULES = frozenset(
 
 
 def _iso_ms(ts: float) -> str:
-    """ISO-8601 UTC with milliseconds, as proxy/records.py exports it."""
+    """ISO-8601 UTC with milliseconds, as proxy/records/ exports it."""
     return (
         datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         + "Z"
@@ -537,7 +537,7 @@ class Screener(Screen):
         cap_id = cfg.records_max_call_id
         cap_hdr = cfg.records_max_header
         frm = req.from_
-        # Field names of proxy/records.py FIELDS; every value a str (XADD).
+        # Field names of proxy/records/schema.py FIELDS; every value a str (XADD).
         raw: dict[str, str] = {
             "call_id": call_id,
             "provider": provider,
