@@ -3,7 +3,7 @@
 
 How this works: loads N decision records (default 1,000,000) into a scratch
 key prefix on the local Redis, spread evenly over the last 30 days (the
-retention), in the layout proxy/records.py writes: the `records` stream with
+retention), in the layout proxy/records/ writes: the `records` stream with
 explicit stream IDs at those times, and each record's stream ID in its index
 sorted sets (`records.index_keys`: callee, caller, provider-day), scored by
 the ID's ms (the records' own writer cannot back-date IDs). The mix: 20

@@ -4,7 +4,7 @@ How this works: `main()` builds one argparse parser. `run` starts the proxy
 (proxy.server.supervisor.run) on a `Config` from the TOML file (`--config`, default
 the packaged proxy/defaults/sipscreen.toml) overridden by the flags given
 (`--clock ISO-DATETIME` sets a replay clock for the decisions, see
-proxy/config.py).
+proxy/config/).
 The data subcommands (`check`, `rmd`, `notice`, `traceback`, `dno`, `nanpa`,
 `records`, `report`, ...) are registered by the proxy/commands package (one
 module per command group) through `commands.add_subcommands(sub)`; each sets

@@ -100,7 +100,7 @@ DROP_REASONS = (
     "handoff_foreign",
 )
 
-# proxy/records.py DROP_REASONS (not imported: metrics stays free of redis).
+# proxy/records/writer.py DROP_REASONS (not imported: metrics stays free of redis).
 RECORD_DROP_REASONS = ("buffer_count", "buffer_bytes", "error")
 # The record fields proxy/screen.py clips (received strings).
 RECORD_CLIPPED_FIELDS = (

@@ -24,7 +24,7 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
 2. calls `rules.engine.decide(store.snapshot, facts, now)` synchronously on
    the in-memory snapshot (no await, no Redis round trip);
 3. maps a block to the answer configured for the rule's answer class
-   (`603` / `603+` / `608`, precomputed in proxy/config.py), or
+   (`603` / `603+` / `608`, precomputed in proxy/config/answers.py), or
    forwards (returns None) when allowed, when only a would-block matched, or
    in `--monitor` mode; with `[shaken]` on, a forwarded call whose
    P-Asserted-Identity/From needs a verstat edit (an upstream one stripped,
@@ -115,7 +115,7 @@ _PROVIDER_RULES = frozenset(
 
 
 def _iso_ms(ts: float) -> str:
-    """ISO-8601 UTC with milliseconds, as proxy/records.py exports it."""
+    """ISO-8601 UTC with milliseconds, as proxy/records/ exports it."""
     return (
         datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         + "Z"
@@ -537,7 +537,7 @@ class Screener(Screen):
         cap_id = cfg.records_max_call_id
         cap_hdr = cfg.records_max_header
         frm = req.from_
-        # Field names of proxy/records.py FIELDS; every value a str (XADD).
+        # Field names of proxy/records/schema.py FIELDS; every value a str (XADD).
         raw: dict[str, str] = {
             "call_id": call_id,
             "provider": provider,

@@ -222,7 +222,7 @@ class Worker(Datapath):
 
     def _spool_records(self) -> None:
         """Decision records the last flush could not write (Redis down): to the spool
-        file that the next start replays (proxy/records.py)."""
+        file that the next start replays (proxy/records/)."""
         records = self.records
         if records is None or not len(records):
             return

@@ -124,7 +124,7 @@ class Feed(LiveEdits):
 
     async def _follow_monitor(self, conn: Any) -> None:
         pfx_q = self._pfx_q
-        rec_q = pfx_q + b"records"  # proxy/records.py: the stream and its indexes
+        rec_q = pfx_q + b"records"  # proxy/records/: the stream and its indexes
         db = self._db
         while True:
             line = await conn.read_response(disconnect_on_error=True)
@@ -175,7 +175,7 @@ class Feed(LiveEdits):
                 continue
             key = chan[len(chan_pfx) :]
             if key.startswith(records):
-                continue  # the decision records (proxy/records.py): no snapshot key
+                continue  # the decision records (proxy/records/): no snapshot key
             if key == journal:
                 if everything and event == "xadd":
                     await self._journal_step(pending)

@@ -63,7 +63,7 @@ def _split_args(body: bytes) -> list[bytes]:
     return args
 
 
-# The commands proxy/records.py sends with a `records*` key first.
+# The commands proxy/records/ sends with a `records*` key first.
 _RECORD_WRITES = frozenset((b"xadd", b"xtrim", b"zadd", b"zremrangebyscore", b"pexpire", b"expire"))
 
 

@@ -172,7 +172,7 @@ class Session(Feed):
             if notify is not False:
                 pubsub = data.pubsub()
                 # Every key under the prefix but the decision records
-                # (`records`, `records:ix:*`, proxy/records.py): their ~10
+                # (`records`, `records:ix:*`, proxy/records/): their ~10
                 # writes per blocked call would each wake every worker's
                 # subscriber (~5% of a worker's CPU at 6,000 calls/s).
                 base = f"__keyspace@{self._db}__:{_glob_escape(self.prefix)}"

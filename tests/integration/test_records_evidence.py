@@ -1,4 +1,4 @@
-"""Decision records as evidence (proxy/screen.py `_record` -> proxy/records.py)
+"""Decision records as evidence (proxy/screen.py `_record` -> proxy/records/)
 on real data: a SnapshotStore loaded from the real Redis (per-test prefix),
 real parsed INVITEs, a real RecordWriter.
 

@@ -190,7 +190,7 @@ async def test_filtered_export_across_pages_matches_client_side_filter(
     """The scan (records from before the indexes): the filter runs inside
     Redis a page at a time: pages with no match, matches on page boundaries
     and the last short page all count."""
-    import proxy.records as records_mod
+    import proxy.records.query as records_mod
 
     monkeypatch.setattr(records_mod, "PAGE", 7)
     key = prefix + "records"

@@ -1,4 +1,4 @@
-"""proxy/config.py: TOML + CLI overrides, validation naming the key, the
+"""proxy/config/: TOML + CLI overrides, validation naming the key, the
 trunk map's longest-prefix match, and the precomputed block answers."""
 
 from __future__ import annotations

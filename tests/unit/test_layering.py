@@ -226,3 +226,33 @@ def test_store_schema_and_monitor_parser_are_pure(path: Path) -> None:
 def test_store_does_not_reach_up_into_the_server(path: Path) -> None:
     """proxy/store sits under the server and the screening glue, never above."""
     assert _hits(imported_modules(path), {"proxy.server", "proxy.screen"}) == set()
+
+
+UNDER_SERVER_FILES = sorted((ROOT / "proxy" / "config").glob("*.py")) + sorted(
+    (ROOT / "proxy" / "records").glob("*.py")
+)
+ABOVE_CONFIG_AND_RECORDS = {
+    "proxy.server",
+    "proxy.screen",
+    "proxy.store",
+    "proxy.commands",
+    "proxy.cli",
+}
+
+
+def test_config_and_records_packages_exist() -> None:
+    assert UNDER_SERVER_FILES, "proxy/config and proxy/records have no modules"
+
+
+@pytest.mark.parametrize("path", UNDER_SERVER_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_config_and_records_sit_under_the_server(path: Path) -> None:
+    """proxy/config and proxy/records are read by the server, the screening
+    glue and the CLI; they never reach up into them (or into the store)."""
+    assert _hits(imported_modules(path), ABOVE_CONFIG_AND_RECORDS) == set()
+
+
+def test_record_schema_is_pure() -> None:
+    """The record's columns and `clip` (used on the screening path) need no
+    event loop, socket, Redis or clock."""
+    path = ROOT / "proxy" / "records" / "schema.py"
+    assert _hits(imported_modules(path), FORBIDDEN) == set()
