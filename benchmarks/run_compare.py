@@ -114,12 +114,7 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
                     r = harness.run_step(s, env, rate, a.duration, f"{s.name}-{rate}")
                     results.append(r)
                     failing[s.name] = 0 if r.clean else failing[s.name] + 1
-                    print(
-                        f"achieved {r.achieved:.0f}/s ok={r.successful} failed={r.failed} "
-                        f"retrans={r.retrans} p50/p99={r.p50_ms}/{r.p99_ms} ms "
-                        f"cpu={r.cpu_s} {'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
-                        flush=True,
-                    )
+                    print(step_line(r), flush=True)
     finally:
         harness.kill_all()
         if tmp is not None:
@@ -346,12 +341,7 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
                     signed.account(r, s)
                     results.append(r)
                     failing[s.name] = 0 if r.clean else failing[s.name] + 1
-                    print(
-                        f"achieved {r.achieved:.0f}/s ok={r.successful} failed={r.failed} "
-                        f"retrans={r.retrans} p50/p99={r.p50_ms}/{r.p99_ms} ms "
-                        f"cpu={r.cpu_s} {'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
-                        flush=True,
-                    )
+                    print(step_line(r), flush=True)
     finally:
         harness.kill_all()
         if tmp is not None:
@@ -359,6 +349,15 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
     report = render_signed_report(a, results, skipped, counts, started, n_headers)
     write_section(Path(a.out), report, SIGNED_BEGIN, SIGNED_END)
     return results, skipped, report
+
+
+def step_line(r: harness.StepResult) -> str:
+    """One ladder step as the console shows it (the UDP, TLS and signed ladders)."""
+    return (
+        f"achieved {r.achieved:.0f}/s ok={r.successful} failed={r.failed} "
+        f"retrans={r.retrans} p50/p99={r.p50_ms}/{r.p99_ms} ms "
+        f"cpu={r.cpu_s} {'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}"
+    )
 
 
 def render_signed_report(

@@ -198,14 +198,18 @@ _SHAKEN_WHAT = {
 }
 
 
+def _shaken_case(provider_id: str, kind: str, why: str) -> str:
+    """'call from <who> <what the attestation case is>', as both policy verdicts say it."""
+    who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
+    return f"call from {who} " + _SHAKEN_WHAT[kind] + (f" ({why})" if kind == "failed" else "")
+
+
 @lru_cache(maxsize=4096)
 def _shaken_verdict(provider_id: str, kind: str, why: str) -> Verdict:
-    who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
-    what = _SHAKEN_WHAT[kind] + (f" ({why})" if kind == "failed" else "")
     return Verdict(
         True,
         Rule.SHAKEN_POLICY,
-        f"call from {who} {what}; the operator's attestation policy for it is "
+        f"{_shaken_case(provider_id, kind, why)}; the operator's attestation policy for it is "
         f"{kind} = block (operator policy, not a CFR requirement)",
         detail=f"{kind}:{why}" if kind == "failed" else kind,
     )
@@ -228,12 +232,10 @@ _NO_MARK = (Rule.EMERGENCY, Rule.ALLOWLIST)
 
 @lru_cache(maxsize=4096)
 def _mark_verdict(provider_id: str, kind: str, why: str) -> Verdict:
-    who = f"provider '{provider_id}'" if provider_id else "an unmapped source"
-    what = _SHAKEN_WHAT[kind] + (f" ({why})" if kind == "failed" else "")
     return Verdict(
         False,
         Rule.SHAKEN_POLICY,
-        f"call from {who} {what}; the operator's attestation policy for it is "
+        f"{_shaken_case(provider_id, kind, why)}; the operator's attestation policy for it is "
         f"{kind} = mark: forwarded with the mark header, not blocked "
         "(operator policy, not a CFR requirement)",
         detail=f"mark:{kind}:{why}" if kind == "failed" else f"mark:{kind}",
