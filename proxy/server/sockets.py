@@ -1,9 +1,11 @@
 """Every socket a worker serves, bound by the parent before the fork.
 
 UDP: one SO_REUSEPORT socket per worker per address and a classic BPF
-program (SO_ATTACH_REUSEPORT_CBPF) that spreads datagrams at random over the
-group, because a trunk sends from one address and port that plain
-SO_REUSEPORT would pin to one worker; per worker a relay port towards the
+program (SO_ATTACH_REUSEPORT_CBPF) that spreads datagrams over the group by
+the hash of the top Via's branch (proxy/sip/steer.py: a transaction's INVITE,
+retransmissions, ACK and CANCEL reach the worker that owns it), because a
+trunk sends from one address and port that plain SO_REUSEPORT would pin to
+one worker; per worker a relay port towards the
 softswitch and a private 127.0.0.1 handoff socket. TCP/TLS: one listening
 socket per address, shared. An address that cannot be bound is a
 `StartupError` naming it. `receive_queue` reads a socket's queued bytes
@@ -20,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 
 from proxy.config import Config
+from proxy.sip import steer
 
 log = logging.getLogger("sipscreen")
 
@@ -47,19 +50,36 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
 
 
+def attach_cbpf(sock: socket.socket, insns: list[tuple[int, int, int, int]]) -> None:
+    """Attach a classic BPF program to ``sock``'s SO_REUSEPORT group: for each
+    datagram it returns the index of the socket (in bind order) to deliver to."""
+    prog = (_SockFilter * len(insns))(*(_SockFilter(*i) for i in insns))
+    fprog = _SockFprog(len(insns), ctypes.cast(prog, ctypes.POINTER(_SockFilter)))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
+
+
+def attach_steering_cbpf(sock: socket.socket, n: int) -> None:
+    """Spread a SO_REUSEPORT group's datagrams over its n sockets by the hash of the
+    top Via's branch (proxy/sip/steer.py): a transaction's datagrams reach the
+    worker that owns it; a datagram without a branch goes to one at random."""
+    attach_cbpf(sock, steer.program(n))
+
+
 def attach_random_cbpf(sock: socket.socket, n: int) -> None:
     """Spread a SO_REUSEPORT group's datagrams at random over its n sockets.
 
     Classic BPF: A = random u32 (SKF_AD_RANDOM); A %= n; return A (the
-    index of the socket in the group, in bind order).
+    index of the socket in the group, in bind order). Not used by the proxy
+    any more (attach_steering_cbpf); kept for the comparison in tests.
     """
-    prog = (_SockFilter * 3)(
-        _SockFilter(0x20, 0, 0, (_SKF_AD_OFF + _SKF_AD_RANDOM) & 0xFFFFFFFF),  # ld [rand]
-        _SockFilter(0x94, 0, 0, n),  # BPF_ALU|BPF_MOD|BPF_K: mod #n
-        _SockFilter(0x16, 0, 0, 0),  # BPF_RET|BPF_A: ret a
+    attach_cbpf(
+        sock,
+        [
+            (0x20, 0, 0, (_SKF_AD_OFF + _SKF_AD_RANDOM) & 0xFFFFFFFF),  # ld [rand]
+            (0x94, 0, 0, n),  # BPF_ALU|BPF_MOD|BPF_K: mod #n
+            (0x16, 0, 0, 0),  # BPF_RET|BPF_A: ret a
+        ],
     )
-    fprog = _SockFprog(3, ctypes.cast(prog, ctypes.POINTER(_SockFilter)))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, bytes(fprog))
 
 
 SO_MEMINFO = 55  # linux/asm-generic/socket.h: struct of SK_MEMINFO_VARS u32
@@ -102,8 +122,8 @@ class WorkerSockets:
 def bind_sockets(config: Config) -> list[WorkerSockets]:
     """Bind every listen socket for `config.workers` workers.
 
-    UDP: one SO_REUSEPORT socket per worker per address (plus the random
-    CBPF spreader when workers > 1). TCP: one listening socket per address
+    UDP: one SO_REUSEPORT socket per worker per address (plus the steering
+    CBPF program when workers > 1). TCP: one listening socket per address
     shared by all workers (the kernel spreads accept()s). Handoff: one
     private 127.0.0.1 UDP socket per worker. An address that cannot be
     bound (in use, not local) raises `StartupError` naming it, with every
@@ -131,7 +151,7 @@ def bind_sockets(config: Config) -> list[WorkerSockets]:
                 s.setblocking(False)
                 per[k].udp.append(s)
             if n > 1:
-                attach_random_cbpf(per[0].udp[-1], n)
+                attach_steering_cbpf(per[0].udp[-1], n)
         else:
             s = socket.socket(fam, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from operator import itemgetter
@@ -93,6 +92,7 @@ from .message import (
 )
 from .relay import initial_via, scan_request, scan_response
 from .retransmit import RetransmitTable
+from .steer import key_owner
 from .transaction import (
     MAGIC_COOKIE,
     Out,
@@ -806,7 +806,8 @@ class ProxyCore:
         self._out.append((data, dest, transport))
 
     def _owner(self, key: bytes) -> int:
-        return zlib.crc32(key) % self._workers
+        # the hash the kernel's steering program computes (steer.py): no handoff
+        return key_owner(key, self._workers)
 
     def _to_tag(self, req: Request, key: bytes) -> bytes:
         """Deterministic To tag: owner index + short keyed hash (any worker agrees)."""
