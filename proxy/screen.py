@@ -257,7 +257,7 @@ class Screener(Screen):
         self._overrides = metrics.allowlist_overrides_by_rule
         self._unmapped_passed = metrics.unmapped_passed
         self._unmapped_blocked = metrics.unmapped_blocked
-        self._observe = metrics.decision_seconds.observe
+        self._observe = metrics.decision_tally.observe  # flushed by flush_counts
         # [shaken] (off by default): None keeps the INVITE path as it was.
         self._shaken: Verifier | None = None
         self._add_verstat = config.shaken is not None and config.shaken.add_verstat

@@ -809,9 +809,10 @@ class ProxyCore:
         # the hash the kernel's steering program computes (steer.py): no handoff
         return key_owner(key, self._workers)
 
-    def _to_tag(self, req: Request, key: bytes) -> bytes:
+    def _to_tag(self, req: Request, key: bytes, owner: int | None = None) -> bytes:
         """Deterministic To tag: owner index + short keyed hash (any worker agrees)."""
-        owner = self._owner(key)
+        if owner is None:
+            owner = self._owner(key)
         mac = hashlib.blake2s(req.call_id + b"|" + key, digest_size=5, key=self._secret)
         return b"sc%d.%s" % (owner, mac.hexdigest().encode())
 
@@ -825,9 +826,35 @@ class ProxyCore:
         if not tag.startswith(b"sc"):
             return None
         key = transaction_key(req)
-        if tag != self._to_tag(req, key):
+        owner = self._owner(key)
+        if tag != self._to_tag(req, key, owner):
             return None
-        return self._owner(key)
+        return owner
+
+    def _take_ack(
+        self, req: Request, src: tuple[str, int], transport: str, now: float, owned: bool
+    ) -> bool:
+        """An ACK whose To tag may be one we minted (``sc...``): the ACK of our own
+        3xx-6xx answer is hop-by-hop (RFC 3261 §17.2.1): absorbed by the INVITE
+        server transaction, or handed to the worker that holds it. False: not ours.
+        The transaction here, naming its To tag, answers it without the keyed hash."""
+        key = transaction_key(req)
+        tx = self._tx.get(key)
+        if tx is not None and tx.to_tag == req.to.tag:
+            self._tx.dispatch(tx, TxEvent.ACK, now)
+            self._drop("ack_absorbed")
+            return True
+        owner = self._our_tag_owner(req)
+        if owner is None:
+            return False
+        if owner != self._index and self._workers > 1 and not owned:
+            self.stats.handoffs_out += 1
+            self._out.append((wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff"))
+            return True
+        if tx is not None:  # ours, with another tag (ERROR_TO_TAG): the same transaction
+            self._tx.dispatch(tx, TxEvent.ACK, now)
+        self._drop("ack_absorbed")
+        return True
 
     def _local_dest(self, via: Via, src: tuple[str, int], transport: str) -> tuple[str, int]:
         """Where a locally generated response goes (RFC 3261 §18.2.2, RFC 3581 §4)."""
@@ -868,27 +895,20 @@ class ProxyCore:
         key: bytes | None = None
 
         # Multi-worker: stateful requests are handled by their owner worker.
-        if self._workers > 1 and not owned:
-            owner: int | None = None
-            if initial and (method == b"INVITE" or method == b"CANCEL"):
+        if self._workers > 1 and not owned and initial:
+            if method == b"INVITE" or method == b"CANCEL":
                 key = transaction_key(req)
                 owner = self._owner(key)
-            elif method == b"ACK":
-                owner = self._our_tag_owner(req)
-            if owner is not None and owner != self._index:
-                st.handoffs_out += 1
-                self._out.append(
-                    (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
-                )
-                return
+                if owner != self._index:
+                    st.handoffs_out += 1
+                    self._out.append(
+                        (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
+                    )
+                    return
 
         if method == b"ACK" and to_tag is not None and to_tag[:2] == b"sc":
-            if self._our_tag_owner(req) is not None:
-                # RFC 3261 §17.2.1: the ACK to our final response is absorbed, never forwarded
-                tx = self._tx.get(transaction_key(req))
-                if tx is not None:
-                    self._tx.dispatch(tx, TxEvent.ACK, now)
-                self._drop("ack_absorbed")
+            # RFC 3261 §17.2.1: the ACK to our final response is absorbed, never forwarded
+            if self._take_ack(req, src, transport, now, owned):
                 return
 
         if initial and self._tx.live and (method == b"INVITE" or method == b"CANCEL"):
@@ -1086,9 +1106,8 @@ class ProxyCore:
         st.rejected += 1
         if key is None:
             key = transaction_key(req)
-        final = build_response(
-            req, answer.status, answer.reason, self._to_tag(req, key), answer.extra_headers
-        )
+        tag = self._to_tag(req, key)
+        final = build_response(req, answer.status, answer.reason, tag, answer.extra_headers)
         rdest = self._local_dest(req.vias[0], src, transport)
         _, bad = self._addr.classify_host(rdest[0].encode())
         if bad:
@@ -1096,7 +1115,7 @@ class ProxyCore:
             return
         lr = st.local_responses
         lr[answer.status] = lr.get(answer.status, 0) + 1
-        self._out.extend(self._tx.start(key, final, rdest, transport, now))
+        self._out.extend(self._tx.start(key, final, rdest, transport, now, tag))
         st.retransmit_suppressed = self._tx.suppressed
 
     def _screen_failed(self, exc: Exception) -> Answer | None:

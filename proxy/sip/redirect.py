@@ -133,27 +133,22 @@ class RedirectCore(ProxyCore):
         st.requests_in[_METHOD_LABELS.get(method, "other")] += 1
         initial = req.to.tag is None
         key: bytes | None = None
-        if self._workers > 1 and not owned:
-            owner: int | None = None
-            if initial and (method == b"INVITE" or method == b"CANCEL"):
-                key = transaction_key(req)
-                owner = self._owner(key)
-            elif method == b"ACK":
-                owner = self._our_tag_owner(req)
-            if owner is not None and owner != self._index:
+        owner: int | None = None
+        if method == b"ACK":
+            # RFC 3261 §17.2.1: the ACK of a 3xx-6xx is hop-by-hop: absorbed here
+            # or by the worker that holds its transaction; never forwarded
+            if not self._take_ack(req, src, transport, now, owned):
+                self._drop("ack_absorbed")
+            return
+        if self._workers > 1 and initial and (method == b"INVITE" or method == b"CANCEL"):
+            key = transaction_key(req)
+            owner = self._owner(key)
+            if owner != self._index and not owned:
                 st.handoffs_out += 1
                 self._out.append(
                     (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
                 )
                 return
-        if method == b"ACK":
-            # RFC 3261 §17.2.1: the ACK of a 3xx-6xx is hop-by-hop: absorbed
-            if self._our_tag_owner(req) is not None:
-                tx = self._tx.get(transaction_key(req))
-                if tx is not None:
-                    self._tx.dispatch(tx, TxEvent.ACK, now)
-            self._drop("ack_absorbed")
-            return
         if method == b"CANCEL" and initial:
             # RFC 3261 §9.2: the INVITE is already answered (200), or unknown (481)
             tx = self._tx.get(key or transaction_key(req))
@@ -163,7 +158,7 @@ class RedirectCore(ProxyCore):
                 self._reply(req, 200, b"OK", src, transport)
             return
         if method == b"INVITE" and initial:
-            self._invite(req, src, transport, now, key)
+            self._invite(req, src, transport, now, key, owner)
         elif method == b"OPTIONS":
             self._reply(req, 200, b"OK", src, transport, _OPTIONS_HEADERS)
         elif not initial:
@@ -172,7 +167,13 @@ class RedirectCore(ProxyCore):
             self._reply(req, 405, reason_phrase(405), src, transport, ALLOW)
 
     def _invite(
-        self, req: Request, src: tuple[str, int], transport: str, now: float, key: bytes | None
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        now: float,
+        key: bytes | None,
+        owner: int | None = None,
     ) -> None:
         st = self.stats
         if key is None:
@@ -199,18 +200,17 @@ class RedirectCore(ProxyCore):
             verdict = self._verdict(self.screen)
         except Exception:
             verdict = b""
+        tag = self._to_tag(req, key, owner)
         if type(answer) is Answer:
             st.rejected += 1
             status = answer.status
-            final = build_response(
-                req, status, answer.reason, self._to_tag(req, key), answer.extra_headers + verdict
-            )
+            final = build_response(req, status, answer.reason, tag, answer.extra_headers + verdict)
         else:
             status = self._allow_status
             extra = verdict
             if self._allow_contact:
                 extra = b"Contact: <" + contact_uri(ruri, self._target) + b">\r\n" + extra
-            final = build_response(req, status, self._allow_reason, self._to_tag(req, key), extra)
+            final = build_response(req, status, self._allow_reason, tag, extra)
             self.redirected += 1
         rdest = self._local_dest(req.vias[0], src, transport)
         if self._addr.classify_host(rdest[0].encode())[1]:
@@ -218,5 +218,5 @@ class RedirectCore(ProxyCore):
             return
         lr = st.local_responses
         lr[status] = lr.get(status, 0) + 1
-        self._out.extend(self._tx.start(key, final, rdest, transport, now))
+        self._out.extend(self._tx.start(key, final, rdest, transport, now, tag))
         st.retransmit_suppressed = self._tx.suppressed

@@ -31,6 +31,7 @@ cookie, or one too short for the program to read safely, is spread at random
 from __future__ import annotations
 
 import zlib
+from operator import mul
 
 __all__ = ["COOKIE", "SCAN", "SPAN", "branch_hash", "key_owner", "program"]
 
@@ -65,14 +66,17 @@ _SKF_AD_RANDOM = (-0x1000 + 56) & _MASK  # ld [rand]
 
 Insn = tuple[int, int, int, int]  # code, jt, jf, k (struct sock_filter)
 
+# 31**(n-1-i) mod 2**32 for i < n: the Horner loop as one sum of products
+_POWERS = [tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n)) for n in range(SPAN + 1)]
+
 
 def branch_hash(branch: bytes) -> int | None:
     """The owner hash of an RFC 3261 branch (module docstring); None without the cookie."""
     if not branch.startswith(COOKIE):
         return None
-    h = 0
-    for c in branch[7 : 7 + SPAN]:
-        h = (h * 31 + c) & _MASK
+    tail = branch[7 : 7 + SPAN]
+    # h = (h * 31 + c) mod 2**32 over the tail, without a Python-level loop
+    h = sum(map(mul, tail, _POWERS[len(tail)])) & _MASK
     h ^= h >> 16
     h ^= h >> 8
     return h

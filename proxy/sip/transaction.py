@@ -70,14 +70,14 @@ MAGIC_COOKIE = b"z9hG4bK"  # RFC 3261 §8.1.1.7
 Out = tuple[bytes, tuple[str, int], str]
 
 
-class TxState(enum.Enum):
+class TxState(str, enum.Enum):  # str: C-level hash (TABLE lookups)
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
 
 
-class TxEvent(enum.Enum):
+class TxEvent(str, enum.Enum):  # str: C-level hash (TABLE lookups)
     FINAL_RESPONSE = "final_response"  # the TU (the screen) answered
     INVITE_RETRANSMISSION = "invite_retransmission"
     ACK = "ack"
@@ -86,7 +86,7 @@ class TxEvent(enum.Enum):
     TIMER_I = "timer_i"
 
 
-class TxAction(enum.Enum):
+class TxAction(str, enum.Enum):  # str: C-level hash (TABLE lookups)
     SEND_FINAL = "send_final"  # (re)send the final response
     START_G = "start_g"  # arm timer G at T1 (unreliable transports only)
     DOUBLE_G = "double_g"  # re-arm G at min(2*G, T2)
@@ -156,6 +156,7 @@ class InviteServerTransaction:
     sent: int = 0  # number of times ``final`` went out
     retransmit: bool = True  # False: over the destination's budget, no timer G
     counted: bool = False  # counted in TransactionTable._unacked while Completed
+    to_tag: bytes = b""  # the To tag of ``final``: an ACK that names it is this one's
 
 
 class TransactionTable:
@@ -210,9 +211,12 @@ class TransactionTable:
         dest: tuple[str, int],
         transport: str,
         now: float,
+        to_tag: bytes = b"",
     ) -> list[Out]:
-        """Create a transaction for a rejected INVITE and send its final response."""
+        """Create a transaction for a rejected INVITE and send its final response
+        (``to_tag``: the To tag ``final`` carries)."""
         tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
+        tx.to_tag = to_tag
         self._tx[key] = tx
         if self.unacked_limit and not tx.reliable:
             ip = dest[0]
@@ -263,11 +267,20 @@ class TransactionTable:
                     self._push(tx.g_at, tx.key, E.TIMER_G)
             elif act is A.DOUBLE_G:
                 tx.g_interval = min(2 * tx.g_interval, T2)
-                tx.g_at = now + tx.g_interval
-                self._push(tx.g_at, tx.key, E.TIMER_G)
+                at = now + tx.g_interval
+                if tx.h_at is not None and at >= tx.h_at:
+                    # H comes first: the chain of G ends, H is armed now (START_H)
+                    tx.g_at = None
+                    self._push(tx.h_at, tx.key, E.TIMER_H)
+                else:
+                    tx.g_at = at
+                    self._push(at, tx.key, E.TIMER_G)
             elif act is A.START_H:
                 tx.h_at = now + TIMER_H
-                self._push(tx.h_at, tx.key, E.TIMER_H)
+                if tx.g_at is None:
+                    self._push(tx.h_at, tx.key, E.TIMER_H)
+                # else armed by the last G (DOUBLE_G): an ACK usually comes first,
+                # and an H entry per answer would wait 32 s in the heap for nothing
             elif act is A.START_I:
                 tx.g_at = None  # "timer G is ignored" once Confirmed
                 tx.i_at = now + (TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP)

@@ -91,8 +91,15 @@ async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) ->
         assert ans is not None and ans.status == 608
         assert m.invites_blocked[Rule.CALLER_BLOCK]._value.get() == 1
         assert m.invites_blocked[Rule.RMD_GATE]._value.get() == 1
-        assert m.invites_allowed[Rule.DEFAULT]._value.get() == 1
+        # counted on the INVITE path as plain ints, exported by the periodic flush
+        assert m.invites_allowed[Rule.DEFAULT].n == 1
+        assert m.decision_seconds._sum.get() == 0
+        m.flush_counts()
+        assert m.invites_allowed[Rule.DEFAULT].n == 0
+        assert m.invites_allowed[Rule.DEFAULT].child._value.get() == 1
         assert m.decision_seconds._sum.get() > 0
+        buckets = [b.get() for b in m.decision_seconds._buckets]
+        assert sum(buckets) == 3  # three INVITEs decided, one bucket each
         # Blocks are recorded with their rule and citation.
         assert await records.flush() == 2
         recs = await client.xrange(seeded + "records")
