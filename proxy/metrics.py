@@ -279,7 +279,10 @@ class Metrics:
             registry=reg,
         )
         _um = Rule.UNMAPPED_PROVIDER
-        self.unmapped_passed = self.unmapped_provider.labels("passed", _um.label, _um.citation)
+        # every call without a provider, with no trunk map: tallied (flush_counts)
+        self.unmapped_passed = Tally(
+            self.unmapped_provider.labels("passed", _um.label, _um.citation)
+        )
         self.unmapped_blocked = self.unmapped_provider.labels("blocked", _um.label, _um.citation)
         # No snapshot loaded yet (47 CFR rules cannot be applied): a verdict
         # of its own so operators see it.
@@ -535,6 +538,7 @@ class Metrics:
         """Add the plain hot-path counts to their Prometheus children (periodic)."""
         for tally in self.invites_allowed.values():
             tally.flush()
+        self.unmapped_passed.flush()
         self.decision_tally.flush()
         n = self._out_n
         for key, v in n.items():

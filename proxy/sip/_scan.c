@@ -31,6 +31,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ */
@@ -1560,7 +1561,32 @@ scan_request(PyObject *self, PyObject *args)
     return Py_BuildValue("(NnN)", material, hstart, tail);
 }
 
+/* branch_hash(branch) -> int | None: steer.branch_hash (the owner hash the
+ * kernel's steering program computes): h = h * 31 + c (mod 2**32) over at
+ * most 16 bytes after the "z9hG4bK" cookie, then h ^= h >> 16; h ^= h >> 8. */
+static PyObject *
+branch_hash(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "branch_hash() takes bytes");
+        return NULL;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(arg);
+    Py_ssize_t n = PyBytes_GET_SIZE(arg);
+    if (n < 7 || memcmp(b, "z9hG4bK", 7) != 0)
+        Py_RETURN_NONE;
+    Py_ssize_t end = n < 7 + 16 ? n : 7 + 16;
+    uint32_t h = 0;
+    for (Py_ssize_t i = 7; i < end; i++)
+        h = h * 31u + b[i];
+    h ^= h >> 16;
+    h ^= h >> 8;
+    return PyLong_FromUnsignedLong(h);
+}
+
 static PyMethodDef methods[] = {
+    {"branch_hash", branch_hash, METH_O,
+     "branch_hash(branch) -> int | None: steer.branch_hash in C."},
     {"scan_headers", scan_headers, METH_VARARGS,
      "scan_headers(buf, pos, hend, fast) -> dict | None: message._scan_headers in C."},
     {"init", init, METH_VARARGS,

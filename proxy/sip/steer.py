@@ -30,7 +30,9 @@ cookie, or one too short for the program to read safely, is spread at random
 
 from __future__ import annotations
 
+import os
 import zlib
+from collections.abc import Callable
 from operator import mul
 
 __all__ = ["COOKIE", "SCAN", "SPAN", "branch_hash", "key_owner", "program"]
@@ -70,8 +72,9 @@ Insn = tuple[int, int, int, int]  # code, jt, jf, k (struct sock_filter)
 _POWERS = [tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n)) for n in range(SPAN + 1)]
 
 
-def branch_hash(branch: bytes) -> int | None:
-    """The owner hash of an RFC 3261 branch (module docstring); None without the cookie."""
+def _branch_hash_py(branch: bytes) -> int | None:
+    """The owner hash of an RFC 3261 branch (module docstring); None without the cookie.
+    The reference: ``branch_hash`` is its C twin in proxy/sip/_scan.c when built."""
     if not branch.startswith(COOKIE):
         return None
     tail = branch[7 : 7 + SPAN]
@@ -80,6 +83,17 @@ def branch_hash(branch: bytes) -> int | None:
     h ^= h >> 16
     h ^= h >> 8
     return h
+
+
+branch_hash: Callable[[bytes], int | None] = _branch_hash_py
+try:  # the same function in C (proxy/sip/_scan.c); SIPSCREEN_NO_C: this module's
+    if os.environ.get("SIPSCREEN_NO_C"):
+        raise ImportError("SIPSCREEN_NO_C is set")
+    from ._scan import branch_hash as _c_branch_hash
+except ImportError:  # pragma: no cover - no compiler at install time
+    pass
+else:
+    branch_hash = _c_branch_hash
 
 
 def key_owner(key: bytes, workers: int) -> int:

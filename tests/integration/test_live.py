@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sipscreen_testlib import count_received, one_call, run_sipp, wait_for, write_callers
+from sipscreen_testlib import (
+    count_received,
+    one_call,
+    recv_datagram,
+    run_sipp,
+    udp_recorder,
+    wait_for,
+    write_callers,
+)
 
 pytestmark = [pytest.mark.sipp]
 
@@ -155,8 +163,9 @@ def test_two_workers_share_one_port(
     batched: bool,
 ) -> None:
     """SIPp sends from ONE address:port; the CBPF program spreads its
-    datagrams over both workers' SO_REUSEPORT sockets, and a worker hands an
-    initial INVITE it does not own to its owner (both UDP paths of the worker)."""
+    datagrams over both workers' SO_REUSEPORT sockets by branch, each to the
+    worker that owns it, and a worker hands an initial INVITE the program could
+    not place to its owner (both UDP paths of the worker)."""
     redis_client.sadd(key_prefix + "block:caller", "+12127369999")
     uas = sipp_uas("uas_rr.xml")
     proxy = start_proxy(
@@ -183,6 +192,25 @@ def test_two_workers_share_one_port(
     w0 = proxy.metric("sipscreen_worker_datagrams_total", worker="0")
     w1 = proxy.metric("sipscreen_worker_datagrams_total", worker="1")
     assert w0 > 0 and w1 > 0, (w0, w1)
-    # About half of the 50 INVITEs reached the worker that does not own them.
-    assert wait_for(lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0)
     assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 10
+    # The kernel's steering program (proxy/sip/steer.py) delivered every INVITE
+    # and ACK to the worker that owns its branch: nothing was handed over.
+    assert proxy.metric("sipscreen_core_events_total", event="handoffs_in") == 0
+    # RFC 2543 branches (no cookie) are spread at random: about half reach the
+    # worker that does not own them and are handed over; each gets its 603.
+    with udp_recorder() as (sock, port):
+        for i in range(20):
+            sock.sendto(_invite_2543(port, i), ("127.0.0.1", proxy.port))
+        answers = [recv_datagram(sock, 5.0) for _ in range(20)]
+    assert all(a is not None and a.startswith(b"SIP/2.0 603 ") for a in answers), answers
+    assert wait_for(lambda: proxy.metric("sipscreen_core_events_total", event="handoffs_in") > 0)
+
+
+def _invite_2543(port: int, i: int) -> bytes:
+    return (
+        f"INVITE sip:{CALLEE}@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=old{i}\r\n"
+        f"From: <sip:+12127369999@127.0.0.1>;tag=f{i}\r\nTo: <sip:{CALLEE}@127.0.0.1>\r\n"
+        f"Call-ID: rfc2543-{i}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()

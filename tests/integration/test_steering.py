@@ -128,3 +128,11 @@ def test_key_owner_without_a_cookie_is_a_crc() -> None:
     key = b"2543|call|tag|1|h:5060"
     assert steer.key_owner(key, 3) == zlib.crc32(key) % 3
     assert steer.key_owner(b"z9hG4bKx|h", 1) == 0
+
+
+def test_the_c_hash_is_the_reference_hash() -> None:
+    rng = random.Random(7)
+    cases = [b"", b"z9hG4b", b"Z9hG4bKx", b"z9hG4bK", b"z9hG4bK" + b"\xff" * 40]
+    cases += [b"z9hG4bK" + rng.randbytes(rng.randint(0, 40)) for _ in range(5000)]
+    for b in cases:
+        assert steer.branch_hash(b) == steer._branch_hash_py(b), b
