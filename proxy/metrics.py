@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import os
-from bisect import bisect_left
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 

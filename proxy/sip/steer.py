@@ -79,7 +79,7 @@ def _branch_hash_py(branch: bytes) -> int | None:
         return None
     tail = branch[7 : 7 + SPAN]
     # h = (h * 31 + c) mod 2**32 over the tail, without a Python-level loop
-    h = sum(map(mul, tail, _POWERS[len(tail)])) & _MASK
+    h: int = sum(map(mul, tail, _POWERS[len(tail)])) & _MASK
     h ^= h >> 16
     h ^= h >> 8
     return h

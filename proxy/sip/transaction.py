@@ -70,14 +70,14 @@ MAGIC_COOKIE = b"z9hG4bK"  # RFC 3261 §8.1.1.7
 Out = tuple[bytes, tuple[str, int], str]
 
 
-class TxState(str, enum.Enum):  # str: C-level hash (TABLE lookups)
+class TxState(enum.StrEnum):  # str: C-level hash (TABLE lookups)
     PROCEEDING = "proceeding"
     COMPLETED = "completed"
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
 
 
-class TxEvent(str, enum.Enum):  # str: C-level hash (TABLE lookups)
+class TxEvent(enum.StrEnum):  # str: C-level hash (TABLE lookups)
     FINAL_RESPONSE = "final_response"  # the TU (the screen) answered
     INVITE_RETRANSMISSION = "invite_retransmission"
     ACK = "ack"
@@ -86,7 +86,7 @@ class TxEvent(str, enum.Enum):  # str: C-level hash (TABLE lookups)
     TIMER_I = "timer_i"
 
 
-class TxAction(str, enum.Enum):  # str: C-level hash (TABLE lookups)
+class TxAction(enum.StrEnum):  # str: C-level hash (TABLE lookups)
     SEND_FINAL = "send_final"  # (re)send the final response
     START_G = "start_g"  # arm timer G at T1 (unreliable transports only)
     DOUBLE_G = "double_g"  # re-arm G at min(2*G, T2)

@@ -83,7 +83,9 @@ def test_the_kernel_delivers_each_transaction_to_its_owner(n: int) -> None:
     seen = [0] * n
     with group(n) as socks:
         for i in range(150):
-            tail = "".join(rng.choice("abcdefXYZ0123456789-.!%*_+`'~") for _ in range(rng.randint(1, 30)))
+            tail = "".join(
+                rng.choice("abcdefXYZ0123456789-.!%*_+`'~") for _ in range(rng.randint(1, 30))
+            )
             branch = "z9hG4bK" + tail
             invite = message("INVITE", branch, rng.randint(1, 200))
             at = deliver(socks, invite)
