@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import redis
-from sipscreen_testlib import udp_recorder
+from sipscreen_testlib import udp_recorder, wait_for
 
 from proxy.certfetch import cert_key
 from proxy.shaken import cert_file_name
@@ -359,5 +359,6 @@ def test_mark_forwards_with_our_mark_and_strips_forged_ones(
         assert proxy.metric("sipscreen_shaken_marked_total", case="unsigned") == 1
         assert proxy.metric("sipscreen_shaken_marked_total", case="failed") == 1
         allowed = {"verdict": "allowed", "rule": "shaken_policy", "citation": "operator policy"}
-        assert proxy.metric("sipscreen_invites_total", **allowed) == 2
+        # allowed calls are tallied and exported by the worker's periodic flush
+        assert wait_for(lambda: proxy.metric("sipscreen_invites_total", **allowed) == 2)
         assert proxy.stop() == 0
