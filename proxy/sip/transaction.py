@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+from collections import deque
 from dataclasses import dataclass
 
 from .message import Request, Via
@@ -160,13 +161,14 @@ class InviteServerTransaction:
 
 
 class TransactionTable:
-    """All rejected-INVITE server transactions of one core, one heap of timers."""
+    """All rejected-INVITE server transactions of one core and their timers."""
 
     __slots__ = (
         "_tx",
         "live",
         "_heap",
         "_seq",
+        "_fifos",
         "_deadline",
         "_deadline_stale",
         "ack_timeouts",
@@ -185,6 +187,10 @@ class TransactionTable:
         self.live: dict[bytes, InviteServerTransaction] = self._tx
         self._heap: list[tuple[float, int, bytes, TxEvent]] = []
         self._seq = 0
+        # Timers armed at ``now + a constant`` (the first G, I, H) come due in the
+        # order they were armed: one FIFO per constant, O(1) at both ends; the
+        # doubled G (and anything armed out of order) goes to the heap.
+        self._fifos: dict[float, deque[tuple[float, bytes, TxEvent]]] = {}
         # next_deadline() is asked after every message: kept until dispatch or
         # fire changes the table
         self._deadline: float | None = None
@@ -264,7 +270,7 @@ class TransactionTable:
                 if not tx.reliable and tx.retransmit:
                     tx.g_interval = T1
                     tx.g_at = now + T1
-                    self._push(tx.g_at, tx.key, E.TIMER_G)
+                    self._push(tx.g_at, tx.key, E.TIMER_G, T1)
             elif act is A.DOUBLE_G:
                 tx.g_interval = min(2 * tx.g_interval, T2)
                 at = now + tx.g_interval
@@ -278,13 +284,14 @@ class TransactionTable:
             elif act is A.START_H:
                 tx.h_at = now + TIMER_H
                 if tx.g_at is None:
-                    self._push(tx.h_at, tx.key, E.TIMER_H)
+                    self._push(tx.h_at, tx.key, E.TIMER_H, TIMER_H)
                 # else armed by the last G (DOUBLE_G): an ACK usually comes first,
                 # and an H entry per answer would wait 32 s in the heap for nothing
             elif act is A.START_I:
                 tx.g_at = None  # "timer G is ignored" once Confirmed
-                tx.i_at = now + (TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP)
-                self._push(tx.i_at, tx.key, E.TIMER_I)
+                wait = TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP
+                tx.i_at = now + wait
+                self._push(tx.i_at, tx.key, E.TIMER_I, wait)
             elif act is A.COUNT_ACK_TIMEOUT:
                 self.ack_timeouts += 1
                 if self.unacked_limit and not tx.reliable:
@@ -299,7 +306,16 @@ class TransactionTable:
             self.terminated += 1
         return out
 
-    def _push(self, when: float, key: bytes, event: TxEvent) -> None:
+    def _push(self, when: float, key: bytes, event: TxEvent, delay: float | None = None) -> None:
+        """Arm ``event`` for ``key`` at ``when``; ``delay``: ``when`` is ``now + delay``
+        for a constant delay (its FIFO, unless that would put it out of order)."""
+        if delay is not None:
+            q = self._fifos.get(delay)
+            if q is None:
+                q = self._fifos[delay] = deque()
+            if not q or q[-1][0] <= when:
+                q.append((when, key, event))
+                return
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, key, event))
 
@@ -314,23 +330,48 @@ class TransactionTable:
         if not self._deadline_stale:
             return self._deadline
         self._deadline_stale = False
+        best: float | None = None
         heap = self._heap
         while heap:
             when, _, key, event = heap[0]
             if self._live(when, key, event) is not None:
-                self._deadline = when
-                return when
+                best = when
+                break
             heapq.heappop(heap)
-        self._deadline = None
-        return None
+        for q in self._fifos.values():
+            while q:
+                when, key, event = q[0]
+                if self._live(when, key, event) is not None:
+                    if best is None or when < best:
+                        best = when
+                    break
+                q.popleft()
+        self._deadline = best
+        return best
+
+    def _pop_due(self, now: float) -> tuple[float, bytes, TxEvent] | None:
+        """The earliest armed timer due at ``now`` (heap or FIFO), removed; None: none."""
+        src: deque[tuple[float, bytes, TxEvent]] | None = None
+        best: float | None = None
+        heap = self._heap
+        if heap and heap[0][0] <= now:
+            best = heap[0][0]
+        for q in self._fifos.values():
+            if q and q[0][0] <= now and (best is None or q[0][0] < best):
+                best, src = q[0][0], q
+        if best is None:
+            return None
+        if src is not None:
+            return src.popleft()
+        when, _, key, event = heapq.heappop(heap)
+        return when, key, event
 
     def fire(self, now: float) -> list[Out]:
         """Run every timer due at ``now``."""
         out: list[Out] = []
-        heap = self._heap
         self._deadline_stale = True
-        while heap and heap[0][0] <= now:
-            when, _, key, event = heapq.heappop(heap)
+        while (due := self._pop_due(now)) is not None:
+            when, key, event = due
             tx = self._live(when, key, event)
             if tx is None:
                 continue

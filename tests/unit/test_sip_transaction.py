@@ -106,3 +106,54 @@ def test_keys_match_ack_and_cancel_of_the_invite() -> None:
     # RFC 2543 style (no magic cookie): keyed by Call-ID, From tag, CSeq, sent-by
     old = [parse(r.replace(b";branch=z9hG4bKx", b"")) for r in (inv, ack, cancel)]
     assert len({transaction_key(m) for m in old if isinstance(m, Request)}) == 1
+
+
+class _HeapOnly(TransactionTable):
+    """The table with every timer on the heap (no FIFOs): the reference order."""
+
+    __slots__ = ()
+
+    def _push(self, when: float, key: bytes, event: TxEvent, delay: float | None = None) -> None:
+        super()._push(when, key, event, None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),  # which transaction
+            st.sampled_from(["start", "ack", "retransmit", "fire"]),
+            st.floats(-0.4, 3.0),  # time step (negative: a clock that went back)
+            st.sampled_from(["udp", "tcp"]),
+        ),
+        max_size=60,
+    )
+)
+def test_fifo_timers_fire_as_the_heap_would(
+    steps: list[tuple[int, str, float, str]],
+) -> None:
+    """Timers armed at now + a constant go to FIFOs: the same answers, the same
+    deadlines and the same end as with every timer on one heap, for any
+    interleaving of transactions, ACKs and timer calls (also out of order)."""
+    fast, ref = TransactionTable(), _HeapOnly()
+    now = 0.0
+    for k, what, dt, transport in steps:
+        now = max(0.0, now + dt)
+        key = b"k%d" % k
+        outs = []
+        for table in (fast, ref):
+            tx = table.get(key)
+            if what == "start" and tx is None:
+                outs.append(table.start(key, b"F" + key, DEST, transport, now))
+            elif what == "ack" and tx is not None:
+                outs.append(table.dispatch(tx, TxEvent.ACK, now))
+            elif what == "retransmit" and tx is not None:
+                outs.append(table.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
+            else:
+                outs.append(table.fire(now))
+        assert outs[0] == outs[1]
+        assert fast.next_deadline() == ref.next_deadline()
+        assert len(fast) == len(ref)
+    end = now + TIMER_H + T4 + 1
+    assert fast.fire(end) == ref.fire(end)
+    assert len(fast) == 0 == len(ref) and fast.next_deadline() is None
