@@ -11,10 +11,16 @@ How this works:
 - The state machine is data: ``TABLE[(state, event)] -> (actions, next)``.
   ``TransactionTable.dispatch`` looks the pair up and runs the actions; a pair
   not in the table is ignored (a stale timer, an ACK after Terminated ...).
-- All timers of all transactions live in one heap of ``(deadline, seq, key,
+- The timers of all transactions live in a few FIFOs and one heap: a timer
+  armed at ``now`` plus a constant (the first G at T1, I at T4, H at 64*T1)
+  joins the FIFO of that constant, where deadlines come in the order they
+  were armed (O(1) at both ends); the doubled G, and any timer armed out of
+  order (a clock that went back), goes to the heap of ``(deadline, seq, key,
   event)``. Entries are never removed: a popped entry whose transaction has
   gone or whose deadline was re-armed is skipped (lazy deletion), so the core
-  exposes one timer for everything (``next_deadline``/``fire``).
+  exposes one timer for everything (``next_deadline``/``fire``). Over UDP,
+  timer H is armed by the last G rather than at the answer: an ACK usually
+  comes first, and 32 s of dead H entries per answer filled the heap.
 - Transactions are keyed per RFC 3261 §17.2.3 by the top Via branch and
   sent-by (method INVITE implied; the ACK to a non-2xx and the CANCEL carry
   the same branch). RFC 2543 requests without the magic cookie are keyed by
