@@ -90,7 +90,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import initial_via, scan_request, scan_response
+from .relay import initial_via, scan_request, scan_response, top_via
 from .retransmit import RetransmitTable
 from .steer import key_owner
 from .transaction import (
@@ -665,6 +665,8 @@ class ProxyCore:
             if self._over_limit(src[0], now):
                 self._rate_limit(data, src, transport)
                 return
+        if data[:4] == b"ACK " and self._tx.live and self._absorb_ack(data, now):
+            return
         if data[:4] == b"SIP/":
             if self._lean:
                 # proxy/sip/relay.py: a response in its common shape, relayed unparsed
@@ -726,6 +728,24 @@ class ProxyCore:
             self._response(msg, now)
         else:
             self._request(msg, src, transport, now, owned)
+
+    def _absorb_ack(self, data: bytes, now: float) -> bool:
+        """Before the parse: the ACK of one of our 3xx-6xx answers held here,
+        absorbed by its INVITE server transaction (RFC 3261 §17.2.1). It matches
+        by the top Via's branch and sent-by (§17.2.3) and names the To tag of our
+        answer. False: not recognised here (the full path decides: another
+        worker's, not ours, or not in the common shape)."""
+        top = top_via(data)
+        if top is None:
+            return False
+        key = via_key(top)
+        tx = self._tx.get(key) if key is not None else None
+        if tx is None or not tx.to_tag or data.find(b"tag=" + tx.to_tag) < 0:
+            return False
+        self.stats.requests_in["ACK"] += 1
+        self._tx.dispatch(tx, TxEvent.ACK, now)
+        self._drop("ack_absorbed")
+        return True
 
     def _shed(self, data: bytes, top: Via, src: tuple[str, int], transport: str) -> None:
         """Overload: answer a new INVITE 503 with Retry-After (RFC 3261 §21.5.4) from its

@@ -44,7 +44,7 @@ from __future__ import annotations
 from . import message
 from .message import SIPError, Via, parse_via
 
-__all__ = ["initial_via", "scan_request", "scan_response"]
+__all__ = ["initial_via", "scan_request", "scan_response", "top_via"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
@@ -155,6 +155,19 @@ def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, in
     return status, nxt, cut
 
 
+def top_via(data: bytes) -> Via | None:
+    """The top Via in the common shape (the first header line, one value, as the
+    full parser reads it) with an RFC 3261 branch, else None."""
+    eol = data.find(b"\r\n")
+    if data[eol : eol + 7] != b"\r\nVia: ":
+        return None
+    ve = data.find(b"\r\n", eol + 7)
+    top = _via_at(data, eol + 7, ve, (eol + 2, ve + 2))
+    if top is None or top.branch is None or top.branch[:7] != b"z9hG4bK":
+        return None
+    return top
+
+
 def initial_via(data: bytes) -> Via | None:
     """The top Via of an initial request (no To tag) in the common shape, else None.
 
@@ -166,13 +179,10 @@ def initial_via(data: bytes) -> Via | None:
     shape: the top Via the first header line, in the parser's common shape
     with an RFC 3261 branch; a To header spelled ``To:`` without a tag.
     """
-    eol = data.find(b"\r\n")
-    if data[eol : eol + 7] != b"\r\nVia: ":
+    top = top_via(data)
+    if top is None:
         return None
-    ve = data.find(b"\r\n", eol + 7)
-    top = _via_at(data, eol + 7, ve, (eol + 2, ve + 2))
-    if top is None or top.branch is None or top.branch[:7] != b"z9hG4bK":
-        return None
+    ve = top.line[1] - 2
     s, e = _line(data, b"\r\nTo:", ve, len(data))
     if s < 0 or data.find(b";tag=", s, e) >= 0 or data.find(b";TAG=", s, e) >= 0:
         return None

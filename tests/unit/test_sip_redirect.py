@@ -200,3 +200,51 @@ def test_two_workers_hand_the_ack_to_the_owner() -> None:
 )
 def test_contact_uri(ruri: bytes, target: bytes | None, want: bytes) -> None:
     assert contact_uri(ruri, target) == want
+
+
+class _CountingParser:
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def parse(self, data: bytes) -> object:
+        self.calls += 1
+        return self.inner.parse(data)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("answer", [None, REJECT])
+def test_the_ack_of_our_answer_is_absorbed_before_the_parse(answer: Answer | None) -> None:
+    """core._absorb_ack: the ACK that matches a transaction held here by branch and
+    sent-by and names our To tag stops timer G without the full parse; one that
+    names another tag, or none, goes the full way (and is not ours)."""
+    core, _ = make(answer)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    (final,) = [o[0] for o in core.datagrams_to_send()]
+    tag = parse(final).to.tag  # type: ignore[union-attr]
+    counting = _CountingParser(core.parser)
+    core.parser = counting  # type: ignore[assignment]
+    core.datagram_received(invite(method=b"ACK", to_tag=b"other", body=b""), CALLER, "udp", 0.1)
+    assert counting.calls == 1  # not ours: parsed, dropped, and G still runs
+    assert core.get_timer() == pytest.approx(0.5)
+    core.datagram_received(invite(method=b"ACK", to_tag=tag, body=b""), CALLER, "udp", 0.2)
+    assert counting.calls == 1  # ours: absorbed unparsed
+    assert core.stats.dropped["ack_absorbed"] == 2 and core.stats.requests_in["ACK"] == 2
+    tx = next(iter(core.transactions._tx.values()))
+    assert tx.state.value == "confirmed"
+    core.handle_timer(0.5)  # the G armed before the ACK is dead: nothing is sent
+    assert core.datagrams_to_send() == []
+
+
+def test_an_ack_the_fast_path_cannot_read_still_stops_timer_g() -> None:
+    """An ACK not in the common shape (Via not first) is parsed and still absorbed."""
+    core, _ = make(REJECT)
+    core.datagram_received(invite(), CALLER, "udp", 0.0)
+    (final,) = [o[0] for o in core.datagrams_to_send()]
+    tag = parse(final).to.tag  # type: ignore[union-attr]
+    ack = invite(method=b"ACK", to_tag=tag, body=b"")
+    first, rest = ack.split(b"\r\n", 1)
+    via, rest = rest.split(b"\r\n", 1)
+    moved = first + b"\r\nX-First: 1\r\n" + via + b"\r\n" + rest  # Via no longer first
+    core.datagram_received(moved, CALLER, "udp", 0.1)
+    tx = next(iter(core.transactions._tx.values()))
+    assert tx.state.value == "confirmed" and core.stats.dropped["ack_absorbed"] == 1
