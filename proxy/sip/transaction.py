@@ -196,7 +196,10 @@ class TransactionTable:
         # Timers armed at ``now + a constant`` (the first G, I, H) come due in the
         # order they were armed: one FIFO per constant, O(1) at both ends; the
         # doubled G (and anything armed out of order) goes to the heap.
-        self._fifos: dict[float, deque[tuple[float, bytes, TxEvent]]] = {}
+        # Its entries are (deadline, key): a tuple of a float and bytes, which the
+        # collector stops tracking after one pass (a StrEnum inside would keep
+        # every entry of the last seconds in each full collection).
+        self._fifos: dict[tuple[float, TxEvent], deque[tuple[float, bytes]]] = {}
         # next_deadline() is asked after every message: kept until dispatch or
         # fire changes the table
         self._deadline: float | None = None
@@ -316,11 +319,11 @@ class TransactionTable:
         """Arm ``event`` for ``key`` at ``when``; ``delay``: ``when`` is ``now + delay``
         for a constant delay (its FIFO, unless that would put it out of order)."""
         if delay is not None:
-            q = self._fifos.get(delay)
+            q = self._fifos.get((delay, event))
             if q is None:
-                q = self._fifos[delay] = deque()
+                q = self._fifos[(delay, event)] = deque()
             if not q or q[-1][0] <= when:
-                q.append((when, key, event))
+                q.append((when, key))
                 return
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, key, event))
@@ -344,9 +347,9 @@ class TransactionTable:
                 best = when
                 break
             heapq.heappop(heap)
-        for q in self._fifos.values():
+        for (_, event), q in self._fifos.items():
             while q:
-                when, key, event = q[0]
+                when, key = q[0]
                 if self._live(when, key, event) is not None:
                     if best is None or when < best:
                         best = when
@@ -357,18 +360,20 @@ class TransactionTable:
 
     def _pop_due(self, now: float) -> tuple[float, bytes, TxEvent] | None:
         """The earliest armed timer due at ``now`` (heap or FIFO), removed; None: none."""
-        src: deque[tuple[float, bytes, TxEvent]] | None = None
+        src: deque[tuple[float, bytes]] | None = None
+        src_event = E.TIMER_G
         best: float | None = None
         heap = self._heap
         if heap and heap[0][0] <= now:
             best = heap[0][0]
-        for q in self._fifos.values():
+        for (_, event), q in self._fifos.items():
             if q and q[0][0] <= now and (best is None or q[0][0] < best):
-                best, src = q[0][0], q
+                best, src, src_event = q[0][0], q, event
         if best is None:
             return None
         if src is not None:
-            return src.popleft()
+            when, key = src.popleft()
+            return when, key, src_event
         when, _, key, event = heapq.heappop(heap)
         return when, key, event
 
