@@ -405,6 +405,15 @@ def _route_target(entry: bytes) -> tuple[bytes, int | None, bytes | None]:
     return _uri_hostport(_route_uri(entry))
 
 
+def routable_scheme(ruri: bytes) -> bool:
+    """A Request-URI whose scheme the proxy routes (RFC 3261 §16.3 step 2: sip,
+    sips, tel), or an RFC 5031 service URN (urn:service:sos, RFC 6881 §6.2.1);
+    any other is answered 416."""
+    return (
+        ruri[:4] == b"sip:" or ruri[: ruri.find(b":")].lower() in _SCHEMES or is_service_urn(ruri)
+    )
+
+
 class Addresses:
     """What ``_classify_host`` and ``_route_target`` answered, remembered by the
     core that asks (each bounded: cleared past ``limit`` entries). The same few
@@ -693,12 +702,8 @@ class ProxyCore:
                 if self._lean and self._workers > 1 and key is not None:
                     owner = self._owner(key)
                     if owner != self._index:
-                        st = self.stats
-                        st.requests_in[_METHOD_LABELS[data[:6]]] += 1
-                        st.handoffs_out += 1
-                        self._out.append(
-                            (wrap_handoff(data, src, transport), ("worker", owner), "handoff")
-                        )
+                        self.stats.requests_in[_METHOD_LABELS[data[:6]]] += 1
+                        self._hand_over(data, owner, src, transport)
                         return
                     owned = True
         elif (
@@ -829,6 +834,22 @@ class ProxyCore:
         # the hash the kernel's steering program computes (steer.py): no handoff
         return key_owner(key, self._workers)
 
+    def _hand_over(self, data: bytes, owner: int, src: tuple[str, int], transport: str) -> None:
+        """Hand a message to the worker ``owner`` that holds its transaction."""
+        self.stats.handoffs_out += 1
+        self._out.append((wrap_handoff(data, src, transport), ("worker", owner), "handoff"))
+
+    def _hand_if_not_ours(
+        self, req: Request, key: bytes, src: tuple[str, int], transport: str
+    ) -> bool:
+        """An initial INVITE/CANCEL received from the network: handed to the worker
+        that owns transaction ``key`` when that is not this one (True)."""
+        owner = self._owner(key)
+        if owner == self._index:
+            return False
+        self._hand_over(req.raw, owner, src, transport)
+        return True
+
     def _to_tag(self, req: Request, key: bytes, owner: int | None = None) -> bytes:
         """Deterministic To tag: owner index + short keyed hash (any worker agrees)."""
         if owner is None:
@@ -868,8 +889,7 @@ class ProxyCore:
         if owner is None:
             return False
         if owner != self._index and self._workers > 1 and not owned:
-            self.stats.handoffs_out += 1
-            self._out.append((wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff"))
+            self._hand_over(req.raw, owner, src, transport)
             return True
         if tx is not None:  # ours, with another tag (ERROR_TO_TAG): the same transaction
             self._tx.dispatch(tx, TxEvent.ACK, now)
@@ -918,12 +938,7 @@ class ProxyCore:
         if self._workers > 1 and not owned and initial:
             if method == b"INVITE" or method == b"CANCEL":
                 key = transaction_key(req)
-                owner = self._owner(key)
-                if owner != self._index:
-                    st.handoffs_out += 1
-                    self._out.append(
-                        (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
-                    )
+                if self._hand_if_not_ours(req, key, src, transport):
                     return
 
         if method == b"ACK" and to_tag is not None and to_tag[:2] == b"sc":
@@ -960,11 +975,7 @@ class ProxyCore:
         # Screening (initial INVITEs only; in-dialog requests are never screened)
         fwd: Forward | None = None
         if initial and method == b"INVITE":
-            st.screened += 1
-            try:
-                answer = self.screen(req, src, transport)
-            except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
-                answer = self._screen_failed(exc)
+            answer = self._screen_invite(req, src, transport)
             if type(answer) is Forward:
                 fwd, answer = answer, None
             if answer is not None:
@@ -1012,11 +1023,7 @@ class ProxyCore:
         # RFC 3261 §16.3 step 2: URI scheme; RFC 5031 service URNs (urn:service:sos,
         # RFC 6881 §6.2.1 emergency calls) are relayed to the softswitch too
         ruri = req.ruri
-        if (
-            ruri[:4] != b"sip:"
-            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
-            and not is_service_urn(ruri)
-        ):
+        if not routable_scheme(ruri):
             self._reply(req, 416, reason_phrase(416), src, transport)
             return False
 
@@ -1128,15 +1135,43 @@ class ProxyCore:
             key = transaction_key(req)
         tag = self._to_tag(req, key)
         final = build_response(req, answer.status, answer.reason, tag, answer.extra_headers)
+        self._send_final(req, key, tag, final, answer.status, src, transport, now)
+
+    def _send_final(
+        self,
+        req: Request,
+        key: bytes,
+        tag: bytes,
+        final: bytes,
+        status: int,
+        src: tuple[str, int],
+        transport: str,
+        now: float,
+    ) -> None:
+        """Our final answer ``final`` (To tag ``tag``) to an INVITE, sent from a new
+        INVITE server transaction (RFC 3261 §17.2.1: again on timer G until the
+        ACK) to where the top Via says (§18.2.2); never to a broadcast address."""
+        st = self.stats
         rdest = self._local_dest(req.vias[0], src, transport)
         _, bad = self._addr.classify_host(rdest[0].encode())
         if bad:
             self._drop("broadcast")
             return
         lr = st.local_responses
-        lr[answer.status] = lr.get(answer.status, 0) + 1
+        lr[status] = lr.get(status, 0) + 1
         self._out.extend(self._tx.start(key, final, rdest, transport, now, tag))
         st.retransmit_suppressed = self._tx.suppressed
+
+    def _screen_invite(
+        self, req: Request, src: tuple[str, int], transport: str
+    ) -> Answer | Forward | None:
+        """The screen's answer to an initial INVITE (the ``Screen`` contract: a
+        ``ScreenError`` or a bug is settled by ``_screen_failed``)."""
+        self.stats.screened += 1
+        try:
+            return self.screen(req, src, transport)
+        except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
+            return self._screen_failed(exc)
 
     def _screen_failed(self, exc: Exception) -> Answer | None:
         """What the core does when the screen raised (``Screen``, ``ScreenError``):

@@ -39,9 +39,9 @@ from .core import (
     CoreConfig,
     ProxyCore,
     Screen,
-    wrap_handoff,
+    routable_scheme,
 )
-from .message import Request, Via, build_response, is_service_urn, reason_phrase
+from .message import Request, Via, build_response, reason_phrase
 from .transaction import TxEvent, transaction_key
 
 __all__ = ["RedirectConfig", "RedirectCore", "ALLOW", "contact_uri"]
@@ -49,7 +49,6 @@ __all__ = ["RedirectConfig", "RedirectCore", "ALLOW", "contact_uri"]
 # What a redirect server accepts (RFC 3261 §20.5)
 ALLOW = b"Allow: INVITE, ACK, CANCEL, OPTIONS\r\n"
 _OPTIONS_HEADERS = ALLOW + b"Accept: application/sdp\r\n"
-_SCHEMES = frozenset((b"sip", b"sips", b"tel"))
 # RFC 3261 §21.3 (message.reason_phrase knows the statuses the proxy sends)
 _PHRASES_3XX = {
     300: b"Multiple Choices",
@@ -129,8 +128,7 @@ class RedirectCore(ProxyCore):
         self, req: Request, src: tuple[str, int], transport: str, now: float, owned: bool
     ) -> None:
         method = req.method
-        st = self.stats
-        st.requests_in[_METHOD_LABELS.get(method, "other")] += 1
+        self.stats.requests_in[_METHOD_LABELS.get(method, "other")] += 1
         initial = req.to.tag is None
         key: bytes | None = None
         owner: int | None = None
@@ -142,13 +140,10 @@ class RedirectCore(ProxyCore):
             return
         if self._workers > 1 and initial and (method == b"INVITE" or method == b"CANCEL"):
             key = transaction_key(req)
-            owner = self._owner(key)
-            if owner != self._index and not owned:
-                st.handoffs_out += 1
-                self._out.append(
-                    (wrap_handoff(req.raw, src, transport), ("worker", owner), "handoff")
-                )
-                return
+            if not owned:
+                if self._hand_if_not_ours(req, key, src, transport):
+                    return
+                owner = self._index
         if method == b"CANCEL" and initial:
             # RFC 3261 §9.2: the INVITE is already answered (200), or unknown (481)
             tx = self._tx.get(key or transaction_key(req))
@@ -184,18 +179,10 @@ class RedirectCore(ProxyCore):
             self._out.extend(self._tx.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
             return
         ruri = req.ruri
-        if (
-            ruri[:4] != b"sip:"
-            and ruri[: ruri.find(b":")].lower() not in _SCHEMES
-            and not is_service_urn(ruri)
-        ):
+        if not routable_scheme(ruri):
             self._reply(req, 416, reason_phrase(416), src, transport)
             return
-        st.screened += 1
-        try:
-            answer = self.screen(req, src, transport)
-        except Exception as exc:  # the contract's ScreenError, or a bug (core.Screen)
-            answer = self._screen_failed(exc)
+        answer = self._screen_invite(req, src, transport)
         try:
             verdict = self._verdict(self.screen)
         except Exception:
@@ -212,11 +199,4 @@ class RedirectCore(ProxyCore):
                 extra = b"Contact: <" + contact_uri(ruri, self._target) + b">\r\n" + extra
             final = build_response(req, status, self._allow_reason, tag, extra)
             self.redirected += 1
-        rdest = self._local_dest(req.vias[0], src, transport)
-        if self._addr.classify_host(rdest[0].encode())[1]:
-            self._drop("broadcast")
-            return
-        lr = st.local_responses
-        lr[status] = lr.get(status, 0) + 1
-        self._out.extend(self._tx.start(key, final, rdest, transport, now, tag))
-        st.retransmit_suppressed = self._tx.suppressed
+        self._send_final(req, key, tag, final, status, src, transport, now)
