@@ -674,7 +674,12 @@ class ProxyCore:
             if self._over_limit(src[0], now):
                 self._rate_limit(data, src, transport)
                 return
-        if data[:4] == b"ACK " and self._tx.live and self._absorb_ack(data, now):
+        if (
+            data[:4] == b"ACK "
+            and self._tx.live
+            and b"tag=sc" in data  # one of our To tags: not an end-to-end ACK of a 2xx
+            and self._absorb_ack(data, now)
+        ):
             return
         if data[:4] == b"SIP/":
             if self._lean:
