@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1087,3 +1087,43 @@ def table(results: Sequence[StepResult]) -> str:
 def max_clean(results: Sequence[StepResult], system: str) -> int:
     """Highest rate step of system with every call completed and none failed."""
     return max((r.rate for r in results if r.system == system and r.clean), default=0)
+
+
+def run_ladder(
+    systems: Sequence[System],
+    rates: Sequence[int],
+    max_failing: int,
+    step: Callable[[System, int], StepResult],
+) -> list[StepResult]:
+    """Every rate in turn, ``step(system, rate)`` for each system, their order
+    rotated per rate so that no system always runs first; a system leaves the
+    ladder after ``max_failing`` steps in a row that were not clean."""
+    results: list[StepResult] = []
+    failing = {s.name: 0 for s in systems}
+    for i, rate in enumerate(rates):
+        active = [s for s in systems if failing[s.name] < max_failing]
+        if not active:
+            break
+        active = active[i % len(active) :] + active[: i % len(active)]
+        for s in active:
+            r = step(s, rate)
+            results.append(r)
+            failing[s.name] = 0 if r.clean else failing[s.name] + 1
+    return results
+
+
+def report_head(title: str, command: str, started: object, every: str) -> list[str]:
+    """The first lines of a RESULTS.md section a ladder writes: its title, the
+    command and time that wrote it (``started``: a datetime), then a blank line."""
+    return [
+        title,
+        "",
+        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC "
+        f"(this section is overwritten by every {every}).",
+        "",
+    ]
+
+
+def machine_lines() -> list[str]:
+    """``machine_info()`` as Markdown list items."""
+    return [f"- {k}: {v}" for k, v in machine_info().items()]

@@ -102,19 +102,14 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
             if tls:
                 env.transport, env.tls_port = "tls", harness.free_tcp_port()
                 env.tls = harness.make_tls(work / "tls")
-            failing = {s.name: 0 for s in systems}
-            for i, rate in enumerate(rates):
-                active = [s for s in systems if failing[s.name] < a.max_failing]
-                if not active:
-                    break
-                # alternate the order per step so no system always runs first
-                active = active[i % len(active) :] + active[: i % len(active)]
-                for s in active:
-                    print(f"[{rate} calls/s] {s.name} ...", end=" ", flush=True)
-                    r = harness.run_step(s, env, rate, a.duration, f"{s.name}-{rate}")
-                    results.append(r)
-                    failing[s.name] = 0 if r.clean else failing[s.name] + 1
-                    print(step_line(r), flush=True)
+
+            def step(s: harness.System, rate: int) -> harness.StepResult:
+                print(f"[{rate} calls/s] {s.name} ...", end=" ", flush=True)
+                r = harness.run_step(s, env, rate, a.duration, f"{s.name}-{rate}")
+                print(step_line(r), flush=True)
+                return r
+
+            results = harness.run_ladder(systems, rates, a.max_failing, step)
     finally:
         harness.kill_all()
         if tmp is not None:
@@ -166,17 +161,17 @@ def render_report(
     started: dt.datetime,
     ports: harness.Ports,
 ) -> str:
-    info = harness.machine_info()
     names = list(dict.fromkeys(r.system for r in results))
     lines = [
-        "## Side by side: sipscreen vs Kamailio vs SIPp direct (run_compare.py)",
-        "",
-        f"Written by `benchmarks/run_compare.py` on {started:%Y-%m-%d %H:%M} UTC "
-        "(this section is overwritten by every run).",
-        "",
+        *harness.report_head(
+            "## Side by side: sipscreen vs Kamailio vs SIPp direct (run_compare.py)",
+            "benchmarks/run_compare.py",
+            started,
+            "run",
+        ),
         "### Machine and versions",
         "",
-        *[f"- {k}: {v}" for k, v in info.items()],
+        *harness.machine_lines(),
         "",
         "### Setup",
         "",
@@ -242,16 +237,16 @@ def render_tls_report(
     counts: dict[str, int],
     started: dt.datetime,
 ) -> str:
-    info = harness.machine_info()
     names = list(dict.fromkeys(r.system for r in results))
     lines = [
-        "## Side by side over TLS: sipscreen vs Kamailio's tls module (run_compare.py "
-        "--transport tls)",
-        "",
-        f"Written by `benchmarks/run_compare.py --transport tls` on {started:%Y-%m-%d %H:%M} "
-        "UTC (this section is overwritten by every TLS run).",
-        "",
-        *[f"- {k}: {v}" for k, v in info.items()],
+        *harness.report_head(
+            "## Side by side over TLS: sipscreen vs Kamailio's tls module (run_compare.py "
+            "--transport tls)",
+            "benchmarks/run_compare.py --transport tls",
+            started,
+            "TLS run",
+        ),
+        *harness.machine_lines(),
         f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
         f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}` "
         f"and `tcp_children={a.workers}`",
@@ -328,20 +323,16 @@ def compare_signed(a: argparse.Namespace) -> tuple[list[harness.StepResult], dic
         with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
             env = harness.Env(work, sdata.data, ports, a.workers, url, prefix, sample, a.blocked)
             env.uac_xml = "uac_signed.xml"
-            failing = {s.name: 0 for s in systems}
-            for i, rate in enumerate(rates):
-                active = [s for s in systems if failing[s.name] < a.max_failing]
-                if not active:
-                    break
-                active = active[i % len(active) :] + active[: i % len(active)]
-                for s in active:
-                    sdata.fresh()
-                    print(f"[{rate} calls/s signed] {s.name} ...", end=" ", flush=True)
-                    r = harness.run_step(s, env, rate, a.duration, f"signed-{s.name}-{rate}")
-                    signed.account(r, s)
-                    results.append(r)
-                    failing[s.name] = 0 if r.clean else failing[s.name] + 1
-                    print(step_line(r), flush=True)
+
+            def step(s: harness.System, rate: int) -> harness.StepResult:
+                sdata.fresh()
+                print(f"[{rate} calls/s signed] {s.name} ...", end=" ", flush=True)
+                r = harness.run_step(s, env, rate, a.duration, f"signed-{s.name}-{rate}")
+                signed.account(r, s)
+                print(step_line(r), flush=True)
+                return r
+
+            results = harness.run_ladder(systems, rates, a.max_failing, step)
     finally:
         harness.kill_all()
         if tmp is not None:
@@ -372,12 +363,13 @@ def render_signed_report(
 
     names = list(dict.fromkeys(r.system for r in results))
     lines = [
-        "## Signed traffic: sipscreen vs Kamailio secsipid (run_compare.py --signed)",
-        "",
-        f"Written by `benchmarks/run_compare.py --signed` on {started:%Y-%m-%d %H:%M} UTC "
-        "(this section is overwritten by every signed run).",
-        "",
-        *[f"- {k}: {v}" for k, v in harness.machine_info().items()],
+        *harness.report_head(
+            "## Signed traffic: sipscreen vs Kamailio secsipid (run_compare.py --signed)",
+            "benchmarks/run_compare.py --signed",
+            started,
+            "signed run",
+        ),
+        *harness.machine_lines(),
         f"- rates: {a.rates} calls/s, {a.duration:g} s per step, the two systems alternating "
         f"per step; workers: sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
         f"- {n_headers:,} distinct Identity headers; blocklist {counts['blocked']:,} numbers, "

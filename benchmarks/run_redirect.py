@@ -137,33 +137,27 @@ def run_redirect_ladder(
     try:
         with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
             env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
-            failing = {s.name: 0 for s in systems}
-            for i, rate in enumerate(rates):
-                active = [s for s in systems if failing[s.name] < a.max_failing]
-                if not active:
-                    break
-                active = active[i % len(active) :] + active[: i % len(active)]
-                for s in active:
-                    print(f"[{rate}/s] {s.name} ...", end=" ", flush=True)
-                    tag = f"{s.name}-{rate}"
-                    if s.name in REDIRECT:
-                        with redirect_scenario(work):
-                            r = harness.run_step(s, env, rate, a.duration, tag)
-                        moved[(s.name, rate)] = harness.read_answers(work / tag / "uac.log").get(
-                            302, 0
-                        )
-                    else:
+
+            def step(s: harness.System, rate: int) -> harness.StepResult:
+                print(f"[{rate}/s] {s.name} ...", end=" ", flush=True)
+                tag = f"{s.name}-{rate}"
+                if s.name in REDIRECT:
+                    with redirect_scenario(work):
                         r = harness.run_step(s, env, rate, a.duration, tag)
-                    results.append(r)
-                    failing[s.name] = 0 if r.clean else failing[s.name] + 1
-                    n302 = moved.get((s.name, rate), "-")
-                    print(
-                        f"achieved {r.achieved:.0f}/s ok={r.successful}/{r.attempted} "
-                        f"failed={r.failed} retrans={r.retrans} 302={n302} "
-                        f"603={r.declined} p50/p99={r.p50_ms}/{r.p99_ms} ms cpu={r.cpu_s} "
-                        f"{'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
-                        flush=True,
-                    )
+                    moved[(s.name, rate)] = harness.read_answers(work / tag / "uac.log").get(302, 0)
+                else:
+                    r = harness.run_step(s, env, rate, a.duration, tag)
+                n302 = moved.get((s.name, rate), "-")
+                print(
+                    f"achieved {r.achieved:.0f}/s ok={r.successful}/{r.attempted} "
+                    f"failed={r.failed} retrans={r.retrans} 302={n302} "
+                    f"603={r.declined} p50/p99={r.p50_ms}/{r.p99_ms} ms cpu={r.cpu_s} "
+                    f"{'CLEAN' if r.clean else 'NOT CLEAN'} {r.note}",
+                    flush=True,
+                )
+                return r
+
+            results = harness.run_ladder(systems, rates, a.max_failing, step)
     finally:
         harness.kill_all()
         if tmp is not None:
@@ -197,12 +191,13 @@ def render_redirect_report(
 ) -> str:
     names = list(dict.fromkeys(r.system for r in results))
     lines = [
-        "## Redirect (query) mode: sipscreen vs Kamailio answering 302/603 (run_redirect.py)",
-        "",
-        f"Written by `benchmarks/run_redirect.py` on {started:%Y-%m-%d %H:%M} UTC "
-        "(this section is overwritten by every run).",
-        "",
-        *[f"- {k}: {v}" for k, v in harness.machine_info().items()],
+        *harness.report_head(
+            "## Redirect (query) mode: sipscreen vs Kamailio answering 302/603 (run_redirect.py)",
+            "benchmarks/run_redirect.py",
+            started,
+            "run",
+        ),
+        *harness.machine_lines(),
         f"- rates: {a.rates} INVITE/s, {a.duration:g} s per step, systems alternating per "
         f"step; sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
         f"- blocklist: {counts['blocked']:,} numbers, "
