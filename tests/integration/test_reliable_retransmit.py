@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from test_transports import CALLEE, CALLER, _answer
+from test_transports import _answer, tcp_invite
 
 from proxy.sip.message import Request, Response, frame_stream, parse
 
@@ -39,27 +39,7 @@ class Softswitch(asyncio.DatagramProtocol):
 
 
 def _invite(port: int, lport: int) -> bytes:
-    call_id = uuid.uuid4().hex.encode()
-    return (
-        b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
-        b"Via: SIP/2.0/TCP 127.0.0.1:%d;rport;branch=z9hG4bK-%s\r\n"
-        b"Max-Forwards: 70\r\n"
-        b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
-        b"To: <sip:%s@127.0.0.1>\r\n"
-        b"Call-ID: %s\r\n"
-        b"CSeq: 1 INVITE\r\n"
-        b"Contact: <sip:alice@127.0.0.1:%d;transport=tcp>\r\n"
-        b"Content-Length: 0\r\n\r\n"
-    ) % (
-        CALLEE.encode(),
-        port,
-        lport,
-        call_id[:8],
-        CALLER.encode(),
-        CALLEE.encode(),
-        call_id,
-        lport,
-    )
+    return tcp_invite(port, lport, uuid.uuid4().hex.encode())
 
 
 async def _read_response(reader: asyncio.StreamReader, timeout: float) -> Response:

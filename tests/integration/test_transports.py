@@ -26,6 +26,31 @@ CALLEE = "+13125557000"
 CALLER = "+12127368000"
 
 
+def tcp_invite(port: int, lport: int, call_id: bytes) -> bytes:
+    """An initial INVITE from CALLER to CALLEE, sent over TCP from 127.0.0.1:lport
+    to the proxy on ``port`` (rport asked, Contact with transport=tcp)."""
+    return (
+        b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
+        b"Via: SIP/2.0/TCP 127.0.0.1:%d;rport;branch=z9hG4bK-%s\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
+        b"To: <sip:%s@127.0.0.1>\r\n"
+        b"Call-ID: %s\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Contact: <sip:alice@127.0.0.1:%d;transport=tcp>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    ) % (
+        CALLEE.encode(),
+        port,
+        lport,
+        call_id[:8],
+        CALLER.encode(),
+        CALLEE.encode(),
+        call_id,
+        lport,
+    )
+
+
 def _recv_udp(sock: socket.socket, timeout: float = 5.0) -> bytes:
     sock.settimeout(timeout)
     data, _ = sock.recvfrom(65535)
@@ -84,27 +109,7 @@ def test_tcp_caller_gets_double_record_route_and_the_callee_bye(
         proxy = start_proxy(ss.getsockname()[1], redis_url, key_prefix, tcp=True)
         caller.connect(("127.0.0.1", proxy.port))
         call_id = uuid.uuid4().hex.encode()
-        invite = (
-            b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
-            b"Via: SIP/2.0/TCP 127.0.0.1:%d;rport;branch=z9hG4bK-%s\r\n"
-            b"Max-Forwards: 70\r\n"
-            b"From: <sip:%s@127.0.0.1>;tag=caller1\r\n"
-            b"To: <sip:%s@127.0.0.1>\r\n"
-            b"Call-ID: %s\r\n"
-            b"CSeq: 1 INVITE\r\n"
-            b"Contact: <sip:alice@127.0.0.1:%d;transport=tcp>\r\n"
-            b"Content-Length: 0\r\n\r\n"
-        ) % (
-            CALLEE.encode(),
-            proxy.port,
-            lport,
-            call_id[:8],
-            CALLER.encode(),
-            CALLEE.encode(),
-            call_id,
-            lport,
-        )
-        caller.sendall(invite)
+        caller.sendall(tcp_invite(proxy.port, lport, call_id))
 
         fwd = parse(_recv_udp(ss))
         assert isinstance(fwd, Request) and fwd.method == b"INVITE"
