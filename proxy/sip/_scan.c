@@ -1561,6 +1561,101 @@ scan_request(PyObject *self, PyObject *args)
     return Py_BuildValue("(NnN)", material, hstart, tail);
 }
 
+/* top_key(data, initial) -> bytes | False | None: relay.top_key / relay.initial_key
+ * in C. The RFC 3261 section 17.2.3 key (branch + b"|" + sent-by lower-cased,
+ * transaction.via_key) of the top Via when it is the first header line, one
+ * value in the common shape the C Via reader takes (relay._via_at: no comma,
+ * not folded) with a magic-cookie branch; `initial`: and the first "To:" line
+ * after it carries no ";tag="/";TAG=" (relay.initial_via). False: the shape
+ * was read and there is no key (relay's answer is None too); None: declined,
+ * the Python reference decides. */
+static PyObject *
+top_key(PyObject *self, PyObject *args)
+{
+    PyObject *buf_obj;
+    int initial;
+    if (!PyArg_ParseTuple(args, "Sp", &buf_obj, &initial))
+        return NULL;
+    if (!ready)
+        Py_RETURN_NONE;
+    const char *b = PyBytes_AS_STRING(buf_obj);
+    Py_ssize_t n = PyBytes_GET_SIZE(buf_obj);
+    Py_ssize_t eol = find_crlf(b, 0, n);
+    if (eol < 0 || eol + 7 > n || memcmp(b + eol, "\r\nVia: ", 7) != 0)
+        Py_RETURN_FALSE; /* top_via: the first header line is not "Via: " */
+    Py_ssize_t s = eol + 7;
+    Py_ssize_t ve = find_crlf(b, s, n);
+    if (ve < 0)
+        Py_RETURN_NONE;
+    if (memchr(b + s, ',', (size_t)(ve - s)) != NULL ||
+        (ve + 2 < n && (b[ve + 2] == ' ' || b[ve + 2] == '\t')))
+        Py_RETURN_FALSE; /* relay._via_at: several values, or folded */
+    Py_ssize_t vs = s, vend = ve;
+    struct via_at v;
+    if (via_head(b, &vs, &vend, &v) < 0)
+        Py_RETURN_NONE; /* the C Via reader declines: the Python reader decides */
+    if (v.sbe == vend)
+        Py_RETURN_FALSE; /* no parameters: no branch */
+    PyObject *params = params_dict(b, v.sbe + 1, vend);
+    if (params == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    PyObject *branch = PyDict_GetItemWithError(params, k_branch); /* borrowed */
+    if (branch == NULL && PyErr_Occurred()) {
+        Py_DECREF(params);
+        return NULL;
+    }
+    if (branch == NULL || branch == Py_None || PyBytes_GET_SIZE(branch) < 7 ||
+        memcmp(PyBytes_AS_STRING(branch), "z9hG4bK", 7) != 0) {
+        Py_DECREF(params);
+        Py_RETURN_FALSE; /* no RFC 3261 branch: no key from the top Via alone */
+    }
+    if (initial) {
+        /* relay._line(data, b"\r\nTo:", ve, len(data)): the first "\r\nTo:" from the
+         * Via's CRLF on; its value up to the next CRLF (none: up to len - 1, as
+         * Python's find(..., s, -1) reads it) must hold no ";tag=" / ";TAG=" */
+        Py_ssize_t i = ve, ts = -1;
+        while (i + 5 <= n) {
+            const char *p = memchr(b + i, '\r', (size_t)(n - i));
+            if (p == NULL)
+                break;
+            i = p - b;
+            if (i + 5 <= n && memcmp(b + i, "\r\nTo:", 5) == 0) {
+                ts = i + 5;
+                break;
+            }
+            i++;
+        }
+        if (ts < 0) {
+            Py_DECREF(params);
+            Py_RETURN_FALSE;
+        }
+        Py_ssize_t te = find_crlf(b, ts, n);
+        if (te < 0)
+            te = n - 1;
+        for (Py_ssize_t k = ts; k + 5 <= te; k++) {
+            if (b[k] == ';' && (memcmp(b + k, ";tag=", 5) == 0 || memcmp(b + k, ";TAG=", 5) == 0)) {
+                Py_DECREF(params);
+                Py_RETURN_FALSE;
+            }
+        }
+    }
+    Py_ssize_t bl = PyBytes_GET_SIZE(branch), sl = v.sbe - v.hs;
+    PyObject *key = PyBytes_FromStringAndSize(NULL, bl + 1 + sl);
+    if (key == NULL) {
+        Py_DECREF(params);
+        return NULL;
+    }
+    char *kp = PyBytes_AS_STRING(key);
+    memcpy(kp, PyBytes_AS_STRING(branch), (size_t)bl);
+    kp[bl] = '|';
+    for (Py_ssize_t k = 0; k < sl; k++) {
+        unsigned char c = (unsigned char)b[v.hs + k];
+        kp[bl + 1 + k] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    Py_DECREF(params);
+    return key;
+}
+
 /* branch_hash(branch) -> int | None: steer.branch_hash (the owner hash the
  * kernel's steering program computes): h = h * 31 + c (mod 2**32) over at
  * most 16 bytes after the "z9hG4bK" cookie, then h ^= h >> 16; h ^= h >> 8. */
@@ -1585,6 +1680,9 @@ branch_hash(PyObject *self, PyObject *arg)
 }
 
 static PyMethodDef methods[] = {
+    {"top_key", top_key, METH_VARARGS,
+     "top_key(data, initial) -> bytes | False | None: relay.top_key / relay.initial_key "
+     "in C; None declines."},
     {"branch_hash", branch_hash, METH_O,
      "branch_hash(branch) -> int | None: steer.branch_hash in C."},
     {"scan_headers", scan_headers, METH_VARARGS,

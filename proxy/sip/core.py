@@ -90,7 +90,7 @@ from .message import (
     reason_phrase,
     split_commas,
 )
-from .relay import initial_via, scan_request, scan_response, top_via
+from .relay import initial_key, initial_via, scan_request, scan_response, top_key
 from .retransmit import RetransmitTable
 from .steer import key_owner
 from .transaction import (
@@ -99,7 +99,6 @@ from .transaction import (
     TransactionTable,
     TxEvent,
     transaction_key,
-    via_key,
 )
 
 __all__ = [
@@ -698,13 +697,14 @@ class ProxyCore:
             # Before the parse, from the top Via line (proxy/sip/relay.py): shed a
             # new INVITE when overloaded; hand an initial INVITE/CANCEL to the
             # worker that owns its transaction, whose parse then settles it.
-            top = initial_via(data)
-            if top is not None:
-                if self.overloaded and data[:1] == b"I":
+            if self.overloaded and data[:1] == b"I":
+                top = initial_via(data)
+                if top is not None:
                     self._shed(data, top, src, transport)
                     return
-                key = via_key(top)
-                if self._lean and self._workers > 1 and key is not None:
+            elif self._lean and self._workers > 1:
+                key = initial_key(data)  # in C, without a Via object (relay.py)
+                if key is not None:
                     owner = self._owner(key)
                     if owner != self._index:
                         self.stats.requests_in[_METHOD_LABELS[data[:6]]] += 1
@@ -745,10 +745,7 @@ class ProxyCore:
         by the top Via's branch and sent-by (§17.2.3) and names the To tag of our
         answer. False: not recognised here (the full path decides: another
         worker's, not ours, or not in the common shape)."""
-        top = top_via(data)
-        if top is None:
-            return False
-        key = via_key(top)
+        key = top_key(data)  # in C, without a Via object (relay.py)
         tx = self._tx.get(key) if key is not None else None
         if tx is None or not tx.to_tag or data.find(b"tag=" + tx.to_tag) < 0:
             return False

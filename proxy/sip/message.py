@@ -1055,6 +1055,7 @@ _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"
 _RequestFn = Callable[
     ..., "tuple[bytes, int, bytes] | None"
 ]  # (data, host, port, route[, decline])
+_KeyFn = Callable[[bytes, bool], "bytes | bool | None"]  # relay.top_key / initial_key
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     if os.environ.get("SIPSCREEN_NO_C"):  # read once, at import: CI's leg without C
         raise ImportError("SIPSCREEN_NO_C is set: the pure-Python parser runs")
@@ -1065,17 +1066,19 @@ except ImportError:  # pragma: no cover - no compiler at install time
     _C_VIA: _ViaFn | None = None
     _C_RESPONSE: _ResponseFn | None = None
     _C_REQUEST: _RequestFn | None = None
+    _C_KEY: _KeyFn | None = None
 else:
     _C_SCAN = _built.scan_headers
     try:  # the C parse fills these classes' slots; it checks each is a plain slot
         _built.init(Request, Response, Via, NameAddr, _FAST, _CSEQ_MAX, _MF_MAX, _CL_MAX)
     except (TypeError, AttributeError):  # pragma: no cover - a slot renamed without _scan.c
-        _C_PARSE = _C_VIA = _C_RESPONSE = _C_REQUEST = None  # test_sip_cscan.py fails on this
+        _C_PARSE = _C_VIA = _C_RESPONSE = _C_REQUEST = _C_KEY = None  # test_sip_cscan.py fails
     else:
         _C_PARSE = _built.parse
         _C_VIA = _built.parse_via
         _C_RESPONSE = _built.scan_response
         _C_REQUEST = _built.scan_request
+        _C_KEY = _built.top_key
 
 
 class Parser:
@@ -1091,13 +1094,14 @@ class Parser:
     (``init``) that mirrors ``_FAST``.
     """
 
-    __slots__ = ("c_scan", "c_parse", "c_via", "c_response", "c_request")
+    __slots__ = ("c_scan", "c_parse", "c_via", "c_response", "c_request", "c_key")
 
     c_scan: _ScanFn | None
     c_parse: _ParseFn | None
     c_via: _ViaFn | None
     c_response: _ResponseFn | None  # relay.scan_response in C
     c_request: _RequestFn | None  # relay.scan_request (C only)
+    c_key: _KeyFn | None  # relay.top_key / initial_key in C
 
     def __init__(self, accelerated: bool = True) -> None:
         self.c_scan = None
@@ -1116,6 +1120,7 @@ class Parser:
         self.c_via = _C_VIA if on else None
         self.c_response = _C_RESPONSE if on else None
         self.c_request = _C_REQUEST if on else None
+        self.c_key = _C_KEY if on else None
         return old
 
     def parse(self, data: bytes) -> Request | Response:

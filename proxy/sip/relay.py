@@ -43,8 +43,9 @@ from __future__ import annotations
 
 from . import message
 from .message import SIPError, Via, parse_via
+from .transaction import via_key
 
-__all__ = ["initial_via", "scan_request", "scan_response", "top_via"]
+__all__ = ["initial_key", "initial_via", "scan_request", "scan_response", "top_key", "top_via"]
 
 
 def _via_at(data: bytes, s: int, e: int, line: tuple[int, int]) -> Via | None:
@@ -187,3 +188,28 @@ def initial_via(data: bytes) -> Via | None:
     if s < 0 or data.find(b";tag=", s, e) >= 0 or data.find(b";TAG=", s, e) >= 0:
         return None
     return top
+
+
+def top_key(data: bytes) -> bytes | None:
+    """``transaction.via_key(top_via(data))``: the RFC 3261 §17.2.3 key of the top Via
+    in the common shape, else None. In C (_scan.c ``top_key``) when built, without
+    a Via object; where the C reader declines a shape, this Python code decides."""
+    c_key = message.PARSER.c_key
+    if c_key is not None:
+        key = c_key(data, False)
+        if key is not None:
+            return key or None
+    top = top_via(data)
+    return via_key(top) if top is not None else None
+
+
+def initial_key(data: bytes) -> bytes | None:
+    """``transaction.via_key(initial_via(data))`` (``top_key``'s twin for an initial
+    request: no To tag)."""
+    c_key = message.PARSER.c_key
+    if c_key is not None:
+        key = c_key(data, True)
+        if key is not None:
+            return key or None
+    top = initial_via(data)
+    return via_key(top) if top is not None else None

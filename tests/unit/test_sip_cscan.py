@@ -539,3 +539,81 @@ def test_screen_identities_agree_with_and_without_c(
         assert callee == (want_callee or None)
     else:
         assert callee == "+13125557000"
+
+
+# --- relay.top_key / initial_key: the C key reader (_scan.c top_key) ----------
+
+_KEY_SAMPLES = [
+    SAMPLE,
+    SIPP_INVITE.replace(b"INVITE ", b"ACK ", 1).replace(
+        b"To: <sip:+13037621499@127.0.0.1:5060>", b"To: <sip:+13037621499@127.0.0.1:5060>;tag=sc0.ab"
+    ),
+    SIPP_INVITE.replace(b"branch=z9hG4bK-6874-1-0", b"branch=1234"),  # RFC 2543
+    SIPP_INVITE.replace(b"127.0.0.3:5061;branch", b"Carrier.EXAMPLE:5061;received=1.2.3.4;branch"),
+    SIPP_INVITE.replace(b"To: <sip:+13037621499@127.0.0.1:5060>", b"To: <sip:a@b>;TAG=x"),
+    SIPP_INVITE.replace(b";branch=z9hG4bK-6874-1-0", b""),  # no parameters
+    SIPP_INVITE.replace(b";branch=z9hG4bK-6874-1-0", b";branch"),  # a branch without a value
+    SIPP_INVITE.replace(b"Via: SIP/2.0/UDP", b"Via:  SIP/2.0/UDP"),
+    SIPP_INVITE.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/2.0/udp"),  # the C reader declines
+    SIPP_INVITE.replace(b"\r\nTo: ", b"\r\nt: "),  # compact To: initial_via finds no To
+    SIPP_INVITE.replace(b"z9hG4bK-6874-1-0\r\n", b"z9hG4bK-6874-1-0\r\n x=1\r\n"),  # folded
+]
+
+
+def _keys(data: bytes) -> tuple[object, object]:
+    from proxy.sip.relay import initial_key, top_key
+
+    return top_key(data), initial_key(data)
+
+
+def check_key(data: bytes) -> None:
+    """relay.top_key / initial_key give the same with the C reader as the Python
+    reference (transaction.via_key of top_via / initial_via); the C reader itself
+    answers a key, False (no key) or None (declined), never a different key."""
+    from proxy.sip.relay import initial_via, top_via
+    from proxy.sip.transaction import via_key
+
+    top, init = top_via(data), initial_via(data)
+    want = (via_key(top) if top else None, via_key(init) if init else None)
+    assert _keys(data) == want, data
+    ck = message._C_KEY
+    assert ck is not None
+    for initial, w in ((False, want[0]), (True, want[1])):
+        got = ck(data, initial)
+        assert got is None or got == (w if w is not None else False), (initial, data)
+    old = message.PARSER.set_accelerated(False)
+    try:
+        assert _keys(data) == want, data
+    finally:
+        message.PARSER.set_accelerated(old)
+
+
+@needs_c
+def test_c_key_reader_agrees() -> None:
+    taken = 0
+    for data in [*_KEY_SAMPLES, *TORTURE]:
+        check_key(data)
+        for m in _line_mutations(data):
+            check_key(m)
+        taken += isinstance(message._C_KEY(data, False), bytes)  # type: ignore[misc]
+    assert taken >= 5  # the common shapes are read in C
+
+
+@needs_c
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.sampled_from(_KEY_SAMPLES),
+    pos=st.integers(min_value=0, max_value=400),
+    junk=EDIT_JUNK,
+    mode=EDIT_MODE,
+)
+def test_c_key_reader_random_edits(base: bytes, pos: int, junk: bytes, mode: str) -> None:
+    check_key(edit(base, pos, junk, mode))
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_c_key_reader_arbitrary_bytes(data: bytes) -> None:
+    for d in (data, b"ACK sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK" + data):
+        check_key(d)
