@@ -750,7 +750,7 @@ class ProxyCore:
         if tx is None or not tx.to_tag or data.find(b"tag=" + tx.to_tag) < 0:
             return False
         self.stats.requests_in["ACK"] += 1
-        self._tx.dispatch(tx, TxEvent.ACK, now)
+        self._tx.ack(tx, now)
         self._drop("ack_absorbed")
         return True
 
@@ -884,7 +884,7 @@ class ProxyCore:
         key = transaction_key(req)
         tx = self._tx.get(key)
         if tx is not None and tx.to_tag == req.to.tag:
-            self._tx.dispatch(tx, TxEvent.ACK, now)
+            self._tx.ack(tx, now)
             self._drop("ack_absorbed")
             return True
         owner = self._our_tag_owner(req)
@@ -894,7 +894,7 @@ class ProxyCore:
             self._hand_over(req.raw, owner, src, transport)
             return True
         if tx is not None:  # ours, with another tag (ERROR_TO_TAG): the same transaction
-            self._tx.dispatch(tx, TxEvent.ACK, now)
+            self._tx.ack(tx, now)
         self._drop("ack_absorbed")
         return True
 

@@ -241,7 +241,33 @@ class TransactionTable:
                 self.suppressed += 1
             self._unacked[ip] = n + 1
             tx.counted = True
-        return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
+        # dispatch(tx, FINAL_RESPONSE) from Proceeding, the TABLE's row written out
+        # (every answer takes it; tests/unit/test_sip_transaction.py checks the two agree)
+        self._deadline_stale = True
+        tx.sent = 1
+        if not tx.reliable and tx.retransmit:  # START_G
+            tx.g_at = at = now + T1
+            self._push(at, key, E.TIMER_G, T1)
+        tx.h_at = at = now + TIMER_H  # START_H: armed by the last G when G runs
+        if tx.g_at is None:
+            self._push(at, key, E.TIMER_H, TIMER_H)
+        tx.state = S.COMPLETED
+        return [(final, dest, transport)]
+
+    def ack(self, tx: InviteServerTransaction, now: float) -> list[Out]:
+        """``dispatch(tx, ACK, now)``; the row every answered call takes (Completed ->
+        Confirmed: absorb, timer I) written out, the others through the TABLE."""
+        if tx.state is not S.COMPLETED:
+            return self.dispatch(tx, E.ACK, now)
+        self._deadline_stale = True
+        tx.g_at = None  # START_I: "timer G is ignored" once Confirmed
+        wait = TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP
+        tx.i_at = at = now + wait
+        self._push(at, tx.key, E.TIMER_I, wait)
+        if tx.counted:
+            self._left_completed(tx)
+        tx.state = S.CONFIRMED
+        return []
 
     def _held(self, ip: str, now: float) -> bool:
         """``ip`` let a rejection time out less than ``no_ack_hold`` seconds ago."""

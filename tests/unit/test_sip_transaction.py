@@ -11,6 +11,7 @@ from proxy.sip.transaction import (
     T4,
     TABLE,
     TIMER_H,
+    InviteServerTransaction,
     TransactionTable,
     TxEvent,
     TxState,
@@ -109,12 +110,39 @@ def test_keys_match_ack_and_cancel_of_the_invite() -> None:
 
 
 class _HeapOnly(TransactionTable):
-    """The table with every timer on the heap (no FIFOs): the reference order."""
+    """The table with every timer on the heap (no FIFOs): the reference order; and
+    every event through ``dispatch`` and the TABLE (no row written out: ``start``
+    and ``ack`` take the TABLE's rows, as the state machine defines them)."""
 
     __slots__ = ()
 
     def _push(self, when: float, key: bytes, event: TxEvent, delay: float | None = None) -> None:
         super()._push(when, key, event, None)
+
+    def start(
+        self,
+        key: bytes,
+        final: bytes,
+        dest: tuple[str, int],
+        transport: str,
+        now: float,
+        to_tag: bytes = b"",
+    ) -> list[tuple[bytes, tuple[str, int], str]]:
+        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
+        tx.to_tag = to_tag
+        self._tx[key] = tx
+        if self.unacked_limit and not tx.reliable:
+            ip = dest[0]
+            n = self._unacked.get(ip, 0)
+            if n >= self.unacked_limit or self._held(ip, now):
+                tx.retransmit = False
+                self.suppressed += 1
+            self._unacked[ip] = n + 1
+            tx.counted = True
+        return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
+
+    def ack(self, tx: InviteServerTransaction, now: float) -> list[tuple[bytes, tuple[str, int], str]]:
+        return self.dispatch(tx, TxEvent.ACK, now)
 
 
 @settings(max_examples=150, deadline=None)
@@ -127,15 +155,18 @@ class _HeapOnly(TransactionTable):
             st.sampled_from(["udp", "tcp"]),
         ),
         max_size=60,
-    )
+    ),
+    st.sampled_from([0, 2]),  # the retransmission budget: off, or 2 unacked per IP
 )
 def test_fifo_timers_fire_as_the_heap_would(
-    steps: list[tuple[int, str, float, str]],
+    steps: list[tuple[int, str, float, str]], budget: int
 ) -> None:
-    """Timers armed at now + a constant go to FIFOs: the same answers, the same
-    deadlines and the same end as with every timer on one heap, for any
-    interleaving of transactions, ACKs and timer calls (also out of order)."""
-    fast, ref = TransactionTable(), _HeapOnly()
+    """Timers armed at now + a constant go to FIFOs, and the rows every call takes
+    (start, ack) are written out: the same answers, the same states, the same
+    deadlines and the same end as with every timer on one heap and every event
+    through the TABLE, for any interleaving of transactions, ACKs and timer calls
+    (also out of order)."""
+    fast, ref = TransactionTable(budget, 1.0), _HeapOnly(budget, 1.0)
     now = 0.0
     for k, what, dt, transport in steps:
         now = max(0.0, now + dt)
@@ -146,7 +177,7 @@ def test_fifo_timers_fire_as_the_heap_would(
             if what == "start" and tx is None:
                 outs.append(table.start(key, b"F" + key, DEST, transport, now))
             elif what == "ack" and tx is not None:
-                outs.append(table.dispatch(tx, TxEvent.ACK, now))
+                outs.append(table.ack(tx, now))
             elif what == "retransmit" and tx is not None:
                 outs.append(table.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
             else:
@@ -154,6 +185,20 @@ def test_fifo_timers_fire_as_the_heap_would(
         assert outs[0] == outs[1]
         assert fast.next_deadline() == ref.next_deadline()
         assert len(fast) == len(ref)
+        for key in (b"k%d" % i for i in range(6)):
+            a, b = fast.get(key), ref.get(key)
+            assert (a is None) == (b is None)
+            if a is not None and b is not None:
+                assert (a.state, a.g_at, a.h_at, a.i_at, a.sent, a.retransmit, a.counted) == (
+                    b.state,
+                    b.g_at,
+                    b.h_at,
+                    b.i_at,
+                    b.sent,
+                    b.retransmit,
+                    b.counted,
+                )
+        assert (fast._unacked, fast.suppressed) == (ref._unacked, ref.suppressed)
     end = now + TIMER_H + T4 + 1
     assert fast.fire(end) == ref.fire(end)
     assert len(fast) == 0 == len(ref) and fast.next_deadline() is None
