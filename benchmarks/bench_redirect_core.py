@@ -77,7 +77,7 @@ ACK = (
 
 
 def _number(rng: random.Random) -> str:
-    return "+1%d%03d%04d" % (rng.randint(201, 989), rng.randint(200, 999), rng.randint(0, 9999))
+    return f"+1{rng.randint(201, 989)}{rng.randint(200, 999):03d}{rng.randint(0, 9999):04d}"
 
 
 def _messages(n: int, blocked: list[str], pct: float, seed: int) -> list[tuple[bytes, str]]:
@@ -87,7 +87,7 @@ def _messages(n: int, blocked: list[str], pct: float, seed: int) -> list[tuple[b
     i = 0
     while len(out) < n:
         i += 1
-        branch = "z9hG4bK-%d-%d-0" % (seed, i)
+        branch = f"z9hG4bK-{seed}-{i}-0"
         if key_owner((branch + "|127.0.0.1:5090").encode(), 2) != 0:
             continue
         caller = rng.choice(blocked) if rng.random() * 100 < pct else _number(rng)
@@ -154,7 +154,7 @@ def main() -> int:
     ap.add_argument("--blocked-pct", type=float, default=5.0)
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = ap.parse_args()
-    prefix = "sipscreen-bench-core-%s:" % uuid.uuid4().hex[:8]
+    prefix = f"sipscreen-bench-core-{uuid.uuid4().hex[:8]}:"
     r = redis.Redis.from_url(args.redis_url)
     rng = random.Random(7)
     blocked = [_number(rng) for _ in range(args.blocked)]

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from proxy.sip.message import NameAddr, Request, Response, Via
 
 def scan_headers(
@@ -21,3 +23,4 @@ def scan_request(
     data: bytes, src_host: str, src_port: int, route: bytes, /
 ) -> tuple[bytes, int, bytes] | None: ...
 def branch_hash(branch: bytes, /) -> int | None: ...
+def top_key(data: bytes, initial: bool, /) -> bytes | Literal[False] | None: ...

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import Literal
 
 __all__ = [
     "SIPError",
@@ -1055,7 +1056,7 @@ _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"
 _RequestFn = Callable[
     ..., "tuple[bytes, int, bytes] | None"
 ]  # (data, host, port, route[, decline])
-_KeyFn = Callable[[bytes, bool], "bytes | bool | None"]  # relay.top_key / initial_key
+_KeyFn = Callable[[bytes, bool], "bytes | Literal[False] | None"]  # relay.top_key / initial_key
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     if os.environ.get("SIPSCREEN_NO_C"):  # read once, at import: CI's leg without C
         raise ImportError("SIPSCREEN_NO_C is set: the pure-Python parser runs")
