@@ -118,6 +118,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         kw["no_snapshot_policy"] = v
     if (v := _get(p, "overload_queue_kib", "proxy.overload_queue_kib", int)) is not None:
         kw["overload_queue_kib"] = v
+    if (v := _get(p, "overload_hold_ms", "proxy.overload_hold_ms", int)) is not None:
+        kw["overload_hold_ms"] = v
     if (v := _get(p, "batched_udp", "proxy.batched_udp", bool)) is not None:
         kw["batched_udp"] = v
     if (v := p.get("emergency_numbers")) is not None:

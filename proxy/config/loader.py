@@ -35,6 +35,7 @@ _OVERRIDE_KEYS = {
     "no_snapshot_policy",
     "unmapped_provider_policy",
     "overload_queue_kib",
+    "overload_hold_ms",
     "batched_udp",
     "sample_data",
     "redis_embedded",

@@ -44,6 +44,10 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"proxy.overload_queue_kib: must be within 0..1048576 KiB, got {c.overload_queue_kib}"
         )
+    if not 0 <= c.overload_hold_ms <= 10_000:
+        raise ConfigError(
+            f"proxy.overload_hold_ms: must be within 0..10000 ms, got {c.overload_hold_ms}"
+        )
     if is_sentinel(c.redis_url):
         try:
             parse_sentinel_url(c.redis_url)

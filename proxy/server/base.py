@@ -77,8 +77,10 @@ class WorkerBase:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        # (sockets, high, low) for _check_overload, set by _watch_overload
-        self._overload: tuple[list[socket.socket], int, int] | None = None
+        # (sockets, high, low, hold s) for _check_overload, set by _watch_overload;
+        # when (time.monotonic) the queue was first seen above high, None: it is not
+        self._overload: tuple[list[socket.socket], int, int, float] | None = None
+        self._above_since: float | None = None
         self._offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.Server] = []

@@ -85,6 +85,8 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
         ('[notices]\nk4_deadline = "report"\n', "notices.k4_deadline: obsolete"),
         ('[notices]\nk4_deadline = "mitigation"\n', "notices.k4_deadline: obsolete"),
         ("[notices]\nwindow = 2\n", "notices.window"),
+        ("[proxy]\noverload_hold_ms = -1\n", "proxy.overload_hold_ms"),
+        ('[proxy]\noverload_hold_ms = "100"\n', "proxy.overload_hold_ms"),
         ("[records]\nsample_allowed = 1.5\n", "records.sample_allowed"),
         ("[records]\nmax_call_id = -1\n", "records.max_call_id"),
         ('[records]\nmax_header = "512"\n', "records.max_header"),

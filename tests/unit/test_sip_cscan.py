@@ -546,7 +546,8 @@ def test_screen_identities_agree_with_and_without_c(
 _KEY_SAMPLES = [
     SAMPLE,
     SIPP_INVITE.replace(b"INVITE ", b"ACK ", 1).replace(
-        b"To: <sip:+13037621499@127.0.0.1:5060>", b"To: <sip:+13037621499@127.0.0.1:5060>;tag=sc0.ab"
+        b"To: <sip:+13037621499@127.0.0.1:5060>",
+        b"To: <sip:+13037621499@127.0.0.1:5060>;tag=sc0.ab",
     ),
     SIPP_INVITE.replace(b"branch=z9hG4bK-6874-1-0", b"branch=1234"),  # RFC 2543
     SIPP_INVITE.replace(b"127.0.0.3:5061;branch", b"Carrier.EXAMPLE:5061;received=1.2.3.4;branch"),

@@ -141,7 +141,9 @@ class _HeapOnly(TransactionTable):
             tx.counted = True
         return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
 
-    def ack(self, tx: InviteServerTransaction, now: float) -> list[tuple[bytes, tuple[str, int], str]]:
+    def ack(
+        self, tx: InviteServerTransaction, now: float
+    ) -> list[tuple[bytes, tuple[str, int], str]]:
         return self.dispatch(tx, TxEvent.ACK, now)
 
 
