@@ -124,8 +124,14 @@ class Datapath(TcpSide):
                     else:
                         self._foreign_handoff(src)
             else:
+                # _take per datagram, written out (one Python call less each)
+                self.metrics.datagrams_in += len(batch)
+                received = self.core.datagram_received
                 for data, src in batch:
-                    self._take(data, src, "udp", now)
+                    try:
+                        received(data, src, "udp", now)
+                    except Exception:
+                        self._callback_error("datagram_received")
             self._flush()
             if len(batch) < _BATCH:
                 break

@@ -466,6 +466,7 @@ class ProxyCore:
         "_rate_floor",
         "_secret",
         "_branch_mac",
+        "_tag_mac",
         "_record_route",
         "_index",
         "_workers",
@@ -514,6 +515,7 @@ class ProxyCore:
         self._secret = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
         # keyed BLAKE2s with the key block absorbed once; each branch copies it
         self._branch_mac = hashlib.blake2s(digest_size=8, key=self._secret)
+        self._tag_mac = hashlib.blake2s(digest_size=5, key=self._secret)  # _to_tag's
         self._record_route = config.record_route
         self._index = config.worker_index
         self._workers = max(1, config.workers)
@@ -856,7 +858,8 @@ class ProxyCore:
         """Deterministic To tag: owner index + short keyed hash (any worker agrees)."""
         if owner is None:
             owner = self._owner(key)
-        mac = hashlib.blake2s(req.call_id + b"|" + key, digest_size=5, key=self._secret)
+        mac = self._tag_mac.copy()  # the key block already absorbed
+        mac.update(req.call_id + b"|" + key)
         return b"sc%d.%s" % (owner, mac.hexdigest().encode())
 
     def _our_tag_owner(self, req: Request) -> int | None:

@@ -384,34 +384,36 @@ class TransactionTable:
         self._deadline = best
         return best
 
-    def _pop_due(self, now: float) -> tuple[float, bytes, TxEvent] | None:
-        """The earliest armed timer due at ``now`` (heap or FIFO), removed; None: none."""
-        src: deque[tuple[float, bytes]] | None = None
-        src_event = E.TIMER_G
-        best: float | None = None
-        heap = self._heap
-        if heap and heap[0][0] <= now:
-            best = heap[0][0]
-        for (_, event), q in self._fifos.items():
-            if q and q[0][0] <= now and (best is None or q[0][0] < best):
-                best, src, src_event = q[0][0], q, event
-        if best is None:
-            return None
-        if src is not None:
-            when, key = src.popleft()
-            return when, key, src_event
-        when, _, key, event = heapq.heappop(heap)
-        return when, key, event
-
     def fire(self, now: float) -> list[Out]:
-        """Run every timer due at ``now``."""
+        """Run every timer due at ``now``, earliest first (ties: the heap, then the
+        FIFOs in the order they were made); ``_live``'s check written out: most
+        entries are a first G whose ACK came, skipped here."""
         out: list[Out] = []
         self._deadline_stale = True
-        while (due := self._pop_due(now)) is not None:
-            when, key, event = due
-            tx = self._live(when, key, event)
+        heap = self._heap
+        fifos = [(q, event) for (_, event), q in self._fifos.items()]
+        txs = self._tx
+        g, h = E.TIMER_G, E.TIMER_H
+        while True:
+            src: deque[tuple[float, bytes]] | None = None
+            event = g
+            best = heap[0][0] if heap and heap[0][0] <= now else None
+            for q, ev in fifos:
+                if q:
+                    w = q[0][0]
+                    if w <= now and (best is None or w < best):
+                        best, src, event = w, q, ev
+            if best is None:
+                break
+            if src is not None:
+                when, key = src.popleft()
+            else:
+                when, _, key, event = heapq.heappop(heap)
+            tx = txs.get(key)
             if tx is None:
                 continue
+            if (tx.g_at if event is g else tx.h_at if event is h else tx.i_at) != when:
+                continue  # re-armed or disarmed since: a stale entry
             if event is E.TIMER_G:
                 tx.g_at = None
             elif event is E.TIMER_H:
