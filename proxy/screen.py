@@ -56,6 +56,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -114,12 +115,34 @@ _PROVIDER_RULES = frozenset(
 )
 
 
-def _iso_ms(ts: float) -> str:
-    """ISO-8601 UTC with milliseconds, as proxy/records/ exports it."""
+def _iso_ms_reference(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds, as proxy/records/ exports it (``_iso_ms``'s
+    reference: tests/unit/test_screen_identity.py compares the two)."""
     return (
         datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         + "Z"
     )
+
+
+_ISO_SECOND: list[Any] = [None, ""]  # the last whole second formatted, its text
+
+
+def _iso_ms(ts: float) -> str:
+    """``_iso_ms_reference(ts)``, the date and time formatted once per second: the
+    microseconds rounded half-even and carried as ``datetime.fromtimestamp``
+    does, then cut to milliseconds."""
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    if us < 0 or whole < 0:  # before 1970: not a record's time; the reference says
+        return _iso_ms_reference(ts)
+    cache = _ISO_SECOND
+    if cache[0] != whole:
+        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        cache[0] = whole
+    return f"{cache[1]}.{us // 1000:03d}Z"
 
 
 def _text(value: bytes) -> str:
