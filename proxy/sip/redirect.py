@@ -140,10 +140,9 @@ class RedirectCore(ProxyCore):
             return
         if self._workers > 1 and initial and (method == b"INVITE" or method == b"CANCEL"):
             key = transaction_key(req)
-            if not owned:
-                if self._hand_if_not_ours(req, key, src, transport):
-                    return
-                owner = self._index
+            if not owned and self._hand_if_not_ours(req, key, src, transport):
+                return
+            owner = self._index  # checked here, or before the parse / by the handing worker
         if method == b"CANCEL" and initial:
             # RFC 3261 §9.2: the INVITE is already answered (200), or unknown (481)
             tx = self._tx.get(key or transaction_key(req))
