@@ -194,22 +194,20 @@ def top_key(data: bytes) -> bytes | None:
     """``transaction.via_key(top_via(data))``: the RFC 3261 §17.2.3 key of the top Via
     in the common shape, else None. In C (_scan.c ``top_key``) when built, without
     a Via object; where the C reader declines a shape, this Python code decides."""
-    c_key = message.PARSER.c_key
-    if c_key is not None:
-        key = c_key(data, False)
-        if key is not None:
-            return key or None
-    top = top_via(data)
-    return via_key(top) if top is not None else None
+    return _key(data, False)
 
 
 def initial_key(data: bytes) -> bytes | None:
     """``transaction.via_key(initial_via(data))`` (``top_key``'s twin for an initial
     request: no To tag)."""
+    return _key(data, True)
+
+
+def _key(data: bytes, initial: bool) -> bytes | None:
     c_key = message.PARSER.c_key
     if c_key is not None:
-        key = c_key(data, True)
+        key = c_key(data, initial)
         if key is not None:
             return key or None
-    top = initial_via(data)
+    top = initial_via(data) if initial else top_via(data)
     return via_key(top) if top is not None else None

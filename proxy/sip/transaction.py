@@ -230,17 +230,7 @@ class TransactionTable:
     ) -> list[Out]:
         """Create a transaction for a rejected INVITE and send its final response
         (``to_tag``: the To tag ``final`` carries)."""
-        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
-        tx.to_tag = to_tag
-        self._tx[key] = tx
-        if self.unacked_limit and not tx.reliable:
-            ip = dest[0]
-            n = self._unacked.get(ip, 0)
-            if n >= self.unacked_limit or self._held(ip, now):
-                tx.retransmit = False
-                self.suppressed += 1
-            self._unacked[ip] = n + 1
-            tx.counted = True
+        tx = self._new(key, final, dest, transport, now, to_tag)
         # dispatch(tx, FINAL_RESPONSE) from Proceeding, the TABLE's row written out
         # (every answer takes it; tests/unit/test_sip_transaction.py checks the two agree)
         self._deadline_stale = True
@@ -253,6 +243,30 @@ class TransactionTable:
             self._push(at, key, E.TIMER_H, TIMER_H)
         tx.state = S.COMPLETED
         return [(final, dest, transport)]
+
+    def _new(
+        self,
+        key: bytes,
+        final: bytes,
+        dest: tuple[str, int],
+        transport: str,
+        now: float,
+        to_tag: bytes,
+    ) -> InviteServerTransaction:
+        """A new transaction in Proceeding, in the table, within the retransmission
+        budget (module docstring)."""
+        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
+        tx.to_tag = to_tag
+        self._tx[key] = tx
+        if self.unacked_limit and not tx.reliable:
+            ip = dest[0]
+            n = self._unacked.get(ip, 0)
+            if n >= self.unacked_limit or self._held(ip, now):
+                tx.retransmit = False
+                self.suppressed += 1
+            self._unacked[ip] = n + 1
+            tx.counted = True
+        return tx
 
     def ack(self, tx: InviteServerTransaction, now: float) -> list[Out]:
         """``dispatch(tx, ACK, now)``; the row every answered call takes (Completed ->

@@ -92,17 +92,7 @@ def test_a_backed_up_worker_sheds_new_invites_then_recovers(
             finally:
                 os.kill(pid, signal.SIGCONT)
             # the proxy drains its queue: some INVITEs forwarded, some shed
-            shed = 0
-            ua.settimeout(3.0)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    data = ua.recv(70000)
-                except TimeoutError:
-                    break
-                if data.startswith(b"SIP/2.0 503 "):
-                    assert b"\r\nRetry-After: " in data
-                    shed += 1
+            shed = _count_503(ua, 3.0)
             assert shed > 0
             forwarded = 0
             ss.settimeout(0.5)
@@ -123,6 +113,23 @@ def test_a_backed_up_worker_sheds_new_invites_then_recovers(
             ua.close()
     err = proxy.stderr() + proxy.stdout()
     assert "overloaded" in err and "shedding stopped" in err
+
+
+def _count_503(ua: socket.socket, quiet: float) -> int:
+    """The 503 answers (each with Retry-After) ``ua`` receives until ``quiet``
+    seconds pass without a datagram (at most 10 s)."""
+    shed = 0
+    ua.settimeout(quiet)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            data = ua.recv(70000)
+        except TimeoutError:
+            break
+        if data.startswith(b"SIP/2.0 503 "):
+            assert b"\r\nRetry-After: " in data
+            shed += 1
+    return shed
 
 
 def _frozen_burst(pid: int, ua: socket.socket, port: int, n: int) -> None:
@@ -203,14 +210,7 @@ def test_a_standing_queue_is_shed_after_the_hold(
                     ua.sendto(data, ("127.0.0.1", proxy.port))
                 sent += 200
                 burst.append(burst.pop(0))
-            shed = 0
-            ua.settimeout(2.0)
-            while True:
-                try:
-                    if ua.recv(70000).startswith(b"SIP/2.0 503 "):
-                        shed += 1
-                except TimeoutError:
-                    break
+            shed = _count_503(ua, 2.0)
             assert shed > 0
             assert proxy.metric("sipscreen_core_events_total", event="shed") >= shed
         finally:

@@ -128,17 +128,7 @@ class _HeapOnly(TransactionTable):
         now: float,
         to_tag: bytes = b"",
     ) -> list[tuple[bytes, tuple[str, int], str]]:
-        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
-        tx.to_tag = to_tag
-        self._tx[key] = tx
-        if self.unacked_limit and not tx.reliable:
-            ip = dest[0]
-            n = self._unacked.get(ip, 0)
-            if n >= self.unacked_limit or self._held(ip, now):
-                tx.retransmit = False
-                self.suppressed += 1
-            self._unacked[ip] = n + 1
-            tx.counted = True
+        tx = self._new(key, final, dest, transport, now, to_tag)
         return self.dispatch(tx, TxEvent.FINAL_RESPONSE, now)
 
     def ack(
