@@ -186,6 +186,10 @@ class TransactionTable:
         "_no_ack",
     )
 
+    # start, ack and fire take the rows every answered call takes without the
+    # TABLE (tests/unit/test_sip_transaction.py: False there for the reference)
+    ROWS_WRITTEN_OUT = True
+
     def __init__(self, unacked_limit: int = 0, no_ack_hold: float = 300.0) -> None:
         self._tx: dict[bytes, InviteServerTransaction] = {}
         # the same dict, read-only for the core: ``if table.live`` costs no call
@@ -233,16 +237,24 @@ class TransactionTable:
         tx = self._new(key, final, dest, transport, now, to_tag)
         # dispatch(tx, FINAL_RESPONSE) from Proceeding, the TABLE's row written out
         # (every answer takes it; tests/unit/test_sip_transaction.py checks the two agree)
-        self._deadline_stale = True
         tx.sent = 1
+        tx.h_at = h_at = now + TIMER_H  # START_H: armed by the last G when G runs
         if not tx.reliable and tx.retransmit:  # START_G
             tx.g_at = at = now + T1
             self._push(at, key, E.TIMER_G, T1)
-        tx.h_at = at = now + TIMER_H  # START_H: armed by the last G when G runs
-        if tx.g_at is None:
+        else:
+            at = h_at
             self._push(at, key, E.TIMER_H, TIMER_H)
+        self._armed(at)
         tx.state = S.COMPLETED
         return [(final, dest, transport)]
+
+    def _armed(self, at: float) -> None:
+        """A timer was armed at ``at`` (``next_deadline``'s cache: kept while it is
+        not later than ``at``; a timer disarmed since may leave it early, never late)."""
+        d = self._deadline
+        if d is None or at < d:
+            self._deadline_stale = True
 
     def _new(
         self,
@@ -273,11 +285,11 @@ class TransactionTable:
         Confirmed: absorb, timer I) written out, the others through the TABLE."""
         if tx.state is not S.COMPLETED:
             return self.dispatch(tx, E.ACK, now)
-        self._deadline_stale = True
         tx.g_at = None  # START_I: "timer G is ignored" once Confirmed
         wait = TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP
         tx.i_at = at = now + wait
         self._push(at, tx.key, E.TIMER_I, wait)
+        self._armed(at)
         if tx.counted:
             self._left_completed(tx)
         tx.state = S.CONFIRMED
@@ -376,6 +388,10 @@ class TransactionTable:
         return tx if armed == when else None
 
     def next_deadline(self) -> float | None:
+        """When ``fire`` has something to do next, or None: never later than the
+        earliest armed timer; after ``start``/``ack`` it may be earlier (a timer
+        disarmed since), and a call to ``fire`` then finds nothing due and
+        computes it again."""
         if not self._deadline_stale:
             return self._deadline
         self._deadline_stale = False
@@ -408,6 +424,7 @@ class TransactionTable:
         fifos = [(q, event) for (_, event), q in self._fifos.items()]
         txs = self._tx
         g, h = E.TIMER_G, E.TIMER_H
+        written_out = self.ROWS_WRITTEN_OUT
         while True:
             src: deque[tuple[float, bytes]] | None = None
             event = g
@@ -428,12 +445,19 @@ class TransactionTable:
                 continue
             if (tx.g_at if event is g else tx.h_at if event is h else tx.i_at) != when:
                 continue  # re-armed or disarmed since: a stale entry
-            if event is E.TIMER_G:
+            if event is g:
                 tx.g_at = None
-            elif event is E.TIMER_H:
+            elif event is h:
                 tx.h_at = None
             else:
                 tx.i_at = None
+                if tx.state is S.CONFIRMED and written_out:
+                    # the TABLE's (Confirmed, timer I) row, the end of every answered
+                    # call, written out (left Completed at the ACK: nothing counted)
+                    tx.state = S.TERMINATED
+                    del txs[key]
+                    self.terminated += 1
+                    continue
             # timers fire at their deadline: re-arm relative to it, not to a late ``now``
             out.extend(self.dispatch(tx, event, when))
         return out

@@ -115,6 +115,7 @@ class _HeapOnly(TransactionTable):
     and ``ack`` take the TABLE's rows, as the state machine defines them)."""
 
     __slots__ = ()
+    ROWS_WRITTEN_OUT = False  # fire: timer I through the TABLE too
 
     def _push(self, when: float, key: bytes, event: TxEvent, delay: float | None = None) -> None:
         super()._push(when, key, event, None)
@@ -155,9 +156,9 @@ def test_fifo_timers_fire_as_the_heap_would(
 ) -> None:
     """Timers armed at now + a constant go to FIFOs, and the rows every call takes
     (start, ack) are written out: the same answers, the same states, the same
-    deadlines and the same end as with every timer on one heap and every event
-    through the TABLE, for any interleaving of transactions, ACKs and timer calls
-    (also out of order)."""
+    deadlines (or an earlier one that a timer call corrects) and the same end as
+    with every timer on one heap and every event through the TABLE, for any
+    interleaving of transactions, ACKs and timer calls (also out of order)."""
     fast, ref = TransactionTable(budget, 1.0), _HeapOnly(budget, 1.0)
     now = 0.0
     for k, what, dt, transport in steps:
@@ -174,8 +175,17 @@ def test_fifo_timers_fire_as_the_heap_would(
                 outs.append(table.dispatch(tx, TxEvent.INVITE_RETRANSMISSION, now))
             else:
                 outs.append(table.fire(now))
-        assert outs[0] == outs[1]
-        assert fast.next_deadline() == ref.next_deadline()
+        # the same datagrams; two transactions' timers due at the same instant may
+        # come in either order (the heap keeps the order they were armed in, the
+        # FIFOs theirs), which nothing on the wire can tell apart
+        assert sorted(outs[0]) == sorted(outs[1])
+        fd, rd = fast.next_deadline(), ref.next_deadline()
+        # never late; early only by a timer disarmed since (start/ack keep the
+        # cache): a timer call then finds nothing due, and knows the real one
+        assert rd is None or (fd is not None and fd <= rd)
+        if fd is not None and (rd is None or fd < rd):
+            assert fast.fire(fd) == [] == ref.fire(fd)
+            assert fast.next_deadline() == ref.next_deadline()
         assert len(fast) == len(ref)
         for key in (b"k%d" % i for i in range(6)):
             a, b = fast.get(key), ref.get(key)
@@ -190,7 +200,12 @@ def test_fifo_timers_fire_as_the_heap_would(
                     b.retransmit,
                     b.counted,
                 )
-        assert (fast._unacked, fast.suppressed) == (ref._unacked, ref.suppressed)
+        assert (fast._unacked, fast.suppressed, fast.terminated, fast.ack_timeouts) == (
+            ref._unacked,
+            ref.suppressed,
+            ref.terminated,
+            ref.ack_timeouts,
+        )
     end = now + TIMER_H + T4 + 1
-    assert fast.fire(end) == ref.fire(end)
+    assert sorted(fast.fire(end)) == sorted(ref.fire(end))
     assert len(fast) == 0 == len(ref) and fast.next_deadline() is None
