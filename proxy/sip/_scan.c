@@ -1371,7 +1371,8 @@ edited_py(PyObject *self, PyObject *args)
     return edited(PyBytes_AS_STRING(data), from, PyBytes_GET_SIZE(data), ed, (int)k);
 }
 
-/* scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) | None
+/* scan_request(data, src_host, src_port, route[, decline[, decline2]]) -> (material, hstart,
+ * tail) | None
  *
  * An in-dialog ACK or BYE that came over UDP from a caller (not from the
  * softswitch) in its common shape, forwarded exactly as ProxyCore._request and
@@ -1384,21 +1385,25 @@ edited_py(PyObject *self, PyObject *args)
  * (filled in place, RFC 3581 section 4); a To tag not ours ("sc..."); one
  * Max-Forwards, not 0; at most one Route line, exactly `route` (our
  * Record-Route, removed: RFC 3261 section 16.4); a sip: Request-URI; no
- * Proxy-Require; no header named `decline` (a canonical name message.index_header
- * indexes: the core strips it, on the full path); Content-Length equal to the
+ * Proxy-Require; no header named `decline` or `decline2` (canonical names
+ * message.index_header indexes: the core strips them, on the full path); Content-Length equal to the
  * body. Else None. */
 static PyObject *
 scan_request(PyObject *self, PyObject *args)
 {
-    PyObject *data, *route, *decline = NULL;
+    PyObject *data, *route, *decline = NULL, *decline2 = NULL;
     const char *src;
     Py_ssize_t src_len;
     int src_port;
-    if (!PyArg_ParseTuple(args, "Ss#iS|O", &data, &src, &src_len, &src_port, &route, &decline))
+    if (!PyArg_ParseTuple(args, "Ss#iS|OO", &data, &src, &src_len, &src_port, &route, &decline,
+                          &decline2))
         return NULL;
     if (decline == Py_None)
         decline = NULL;
-    else if (decline != NULL && !PyBytes_Check(decline)) {
+    if (decline2 == Py_None)
+        decline2 = NULL;
+    if ((decline != NULL && !PyBytes_Check(decline)) ||
+        (decline2 != NULL && !PyBytes_Check(decline2))) {
         PyErr_SetString(PyExc_TypeError, "scan_request: decline must be bytes or None");
         return NULL;
     }
@@ -1448,9 +1453,11 @@ scan_request(PyObject *self, PyObject *args)
             } else if (same_key(canon, k_date) || same_key(canon, k_proxy_require) ||
                        (same_key(canon, k_contact) &&
                         memchr(b + s, '?', (size_t)(end - s)) != NULL) ||
-                       (decline != NULL && same_key(canon, decline))) {
-                /* the parser's or the core's own answer; `decline`: a header the
-                 * core strips (the trusted provider header from a caller) */
+                       (decline != NULL && same_key(canon, decline)) ||
+                       (decline2 != NULL && same_key(canon, decline2))) {
+                /* the parser's or the core's own answer; `decline`, `decline2`:
+                 * headers the core strips (the trusted provider header from a
+                 * caller, the STIR/SHAKEN mark header from anyone) */
                 Py_RETURN_NONE;
             }
         }
@@ -1696,7 +1703,8 @@ static PyMethodDef methods[] = {
     {"scan_response", scan_response, METH_VARARGS,
      "scan_response(data, our_via) -> (status, Via, cut) | None: relay.scan_response in C."},
     {"scan_request", scan_request, METH_VARARGS,
-     "scan_request(data, src_host, src_port, route[, decline]) -> (material, hstart, tail) "
+     "scan_request(data, src_host, src_port, route[, decline[, decline2]]) -> (material, "
+     "hstart, tail) "
      "| None: the lean forward of an in-dialog ACK/BYE from a caller; None declines."},
     {"_edited", edited_py, METH_VARARGS,
      "_edited(data, from, [(s, e, rep)]) -> bytes: data[from:] with the edits applied "

@@ -721,7 +721,7 @@ class ProxyCore:
         ):
             # proxy/sip/relay.py: the caller's in-dialog ACK/BYE, forwarded to the
             # softswitch unparsed; the same bytes _request/_forward_bytes send
-            fwd = scan_request(data, src[0], src[1], self._lean_route, self._th)
+            fwd = scan_request(data, src[0], src[1], self._lean_route, self._th, self._strip_more)
             if fwd is not None:
                 material, hstart, tail = fwd
                 st = self.stats

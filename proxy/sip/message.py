@@ -1055,7 +1055,7 @@ _ViaFn = Callable[[bytes, int, int, int], "Via | None"]
 _ResponseFn = Callable[[bytes, bytes], "tuple[int, Via, tuple[int, int]] | None"]
 _RequestFn = Callable[
     ..., "tuple[bytes, int, bytes] | None"
-]  # (data, host, port, route[, decline])
+]  # (data, host, port, route[, decline[, decline2]])
 _KeyFn = Callable[[bytes, bool], "bytes | Literal[False] | None"]  # relay.top_key / initial_key
 try:  # built from _scan.c by pip install; the pure-Python code is the reference
     if os.environ.get("SIPSCREEN_NO_C"):  # read once, at import: CI's leg without C

@@ -98,18 +98,26 @@ def scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, int
 
 
 def scan_request(
-    data: bytes, src_host: str, src_port: int, route: bytes, decline: bytes | None = None
+    data: bytes,
+    src_host: str,
+    src_port: int,
+    route: bytes,
+    decline: bytes | None = None,
+    decline2: bytes | None = None,
 ) -> tuple[bytes, int, bytes] | None:
     """(branch material, header start, edited rest) of an in-dialog ACK or BYE from a
     caller over UDP in its common shape (see _scan.c), else None; always None
     without the C code. Forwarded as ``data[:hstart] + our Via line + rest``, where
     our branch hashes the material (ProxyCore._forward_bytes, §16.11). ``route``: our own
-    Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``:
-    a header (canonical name, indexed by ``message.index_header``) whose presence
-    declines, as the core strips it on the full path."""
+    Record-Route value, the one Route entry removed (RFC 3261 §16.4). ``decline``,
+    ``decline2``: headers (canonical names, indexed by ``message.index_header``)
+    whose presence declines, as the core strips them on the full path (the trusted
+    provider header from a caller, the STIR/SHAKEN mark header from anyone)."""
     c_scan = message.PARSER.c_request
     if c_scan is None:
         return None
+    if decline2 is not None:
+        return c_scan(data, src_host, src_port, route, decline, decline2)
     if decline is None:  # cheaper than passing None through the argument parser
         return c_scan(data, src_host, src_port, route)
     return c_scan(data, src_host, src_port, route, decline)

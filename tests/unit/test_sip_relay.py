@@ -246,6 +246,46 @@ def test_an_untrusted_callers_provider_header_is_cut_lean_or_not() -> None:
         assert b"x-upstream-PROVIDER: good\r\n" in fwd
 
 
+def test_a_forged_mark_on_a_callers_ack_or_bye_is_cut_lean_or_not() -> None:
+    """The STIR/SHAKEN mark header ([shaken] mark_header) is the proxy's own: the
+    full path cuts it from every request a caller sends towards the softswitch
+    (test_sip_core_mark.py). The caller's in-dialog ACK/BYE went the lean way
+    with it: the lean forward declined only on the trusted provider header, so
+    a forged mark reached the softswitch. Now it declines on either, and the
+    full path cuts the mark, with or without a trusted header configured."""
+    for kw in (
+        {"strip_header": "X-Sipscreen-Mark"},
+        {
+            "strip_header": "X-Sipscreen-Mark",
+            "trusted_header": "X-Upstream-Provider",
+            "is_trusted_source": lambda ip: ip == "127.0.0.9",
+        },
+    ):
+        for method, cseq in ((b"ACK", 1), (b"BYE", 2)):
+            data = sipp_in_dialog(method, cseq).replace(
+                b"Max-Forwards: 70\r\n",
+                b"Max-Forwards: 70\r\nX-Sipscreen-Mark: shaken-policy;reason=forged\r\n",
+            )
+            ((fwd, dest, _),) = same(data, CALLER, **kw)
+            assert dest == SS and b"forged" not in fwd
+            assert not parse(fwd).has_header(b"x-sipscreen-mark")
+            lean, _ = _cores(**kw)
+            # without the mark the lean forward still takes them (C only)
+            got = scan_request(
+                sipp_in_dialog(method, cseq),
+                CALLER[0],
+                CALLER[1],
+                lean._lean_route,
+                lean._th,
+                lean._strip_more,
+            )
+            assert (got is not None) == (message.PARSER.c_request is not None)
+    c_request = message.PARSER.c_request
+    if c_request is not None:
+        with pytest.raises(TypeError):
+            c_request(sipp_in_dialog(b"BYE", 2), CALLER[0], CALLER[1], b"<x>", None, "x-mark")
+
+
 def test_multi_worker_relay_port() -> None:
     for kw in ({"workers": 2, "worker_index": 1, "relay_port": 5062}, {"record_route": False}):
         lean, _ = _cores(**kw)
