@@ -28,15 +28,42 @@ __all__ = ["make_core", "redirect_config", "verdict_headers"]
 _UNSCREENED = b"X-Sipscreen-Verdict: unscreened\r\n"
 
 
+# verdict_headers' answers by the verdict object (most calls share one of the
+# pre-built verdicts, rules/verdict.py): id -> (verdict, verstat, attest,
+# monitor, lines). The entry holds the verdict, so its id is not reused while
+# it is here; bounded (a verdict built per call, a block's, comes and goes).
+_LINES: dict[int, tuple[Any, Any, Any, bool, bytes]] = {}
+_LINES_MAX = 256
+
+
 def verdict_headers(screener: object) -> bytes:
     """The X-Sipscreen-* lines of ``screener.last`` (module docstring)."""
     last = getattr(screener, "last", None)
     if last is None:
         return _UNSCREENED
     verdict, facts = last
+    monitor = getattr(screener, "_monitor", False)
+    got = _LINES.get(id(verdict))
+    if (
+        got is not None
+        and got[0] is verdict
+        and got[1] == facts.verstat
+        and got[2] == facts.attest
+        and got[3] == monitor
+    ):
+        return got[4]
+    lines = _verdict_lines(verdict, facts, monitor)
+    if len(_LINES) >= _LINES_MAX:
+        _LINES.clear()
+    _LINES[id(verdict)] = (verdict, facts.verstat, facts.attest, monitor, lines)
+    return lines
+
+
+def _verdict_lines(verdict: Any, facts: Any, monitor: bool) -> bytes:
+    """verdict_headers' lines, built (the cache's reference)."""
     rule = verdict.rule
     if verdict.blocked:
-        word = "monitor" if getattr(screener, "_monitor", False) else "block"
+        word = "monitor" if monitor else "block"
     elif verdict.would_block is not None and rule.label != "allowlist":
         word, rule = "would-block", verdict.would_block
     else:
