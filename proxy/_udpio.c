@@ -82,6 +82,26 @@ address(const struct sockaddr_storage *sa)
     return Py_BuildValue("(si)", host, port);
 }
 
+/* a and b give the same address() (family, address, port) */
+static int
+same_peer(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a,
+                                 *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
+                                  *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return 0;
+}
+
 static PyObject *
 recv_batch(PyObject *self, PyObject *args)
 {
@@ -128,7 +148,15 @@ recv_batch(PyObject *self, PyObject *args)
     for (int i = 0; i < got; i++) {
         PyObject *data = PyBytes_FromStringAndSize(rbuf + (size_t)i * DGRAM_MAX,
                                                    (Py_ssize_t)rmsg[i].msg_len);
-        PyObject *addr = data ? address(&raddr[i]) : NULL;
+        PyObject *addr = NULL;
+        if (data != NULL) {
+            /* a batch mostly comes from a few peers (an SBC, SIPp): the datagram
+             * before from the same one shares its (host, port) tuple */
+            if (i > 0 && same_peer(&raddr[i], &raddr[i - 1]))
+                addr = Py_NewRef(PyTuple_GET_ITEM(PyList_GET_ITEM(out, i - 1), 1));
+            else
+                addr = address(&raddr[i]);
+        }
         PyObject *item = addr ? PyTuple_Pack(2, data, addr) : NULL;
         Py_XDECREF(data);
         Py_XDECREF(addr);

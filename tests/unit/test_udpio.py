@@ -72,6 +72,36 @@ def test_recv_batch_takes_every_waiting_datagram(pair: tuple[socket.socket, sock
 
 
 @needs_c
+def test_recv_batch_names_each_sender_when_peers_interleave() -> None:
+    """Consecutive datagrams from one peer share its (host, port) tuple; every
+    datagram still names its own sender, IPv4 and IPv6, peers interleaved."""
+    rx4, rx6 = _udp(), _udp(socket.AF_INET6)
+    peers4 = [_udp() for _ in range(3)]
+    peers6 = [_udp(socket.AF_INET6) for _ in range(2)]
+    try:
+        for rx, peers in ((rx4, peers4), (rx6, peers6)):
+            order = [0, 0, 1, 0, 1, 1, 2, 2, 0] if len(peers) == 3 else [0, 1, 1, 0, 0, 1]
+            for n, k in enumerate(order):
+                peers[k].sendto(b"from %d #%d" % (k, n), rx.getsockname())
+            got: list[tuple[bytes, tuple[str, int]]] = []
+            for _ in range(50):  # bounded
+                got += _udpio.recv_batch(rx.fileno(), 64)
+                if len(got) == len(order):
+                    break
+                _settle(rx)
+            assert len(got) == len(order)
+            for data, src in got:
+                k = int(data.split()[1])
+                assert src == peers[k].getsockname()[:2]
+            for (d1, s1), (d2, s2) in zip(got, got[1:], strict=False):
+                if d1.split()[1] == d2.split()[1]:
+                    assert s1 is s2  # one tuple for a run of one peer's datagrams
+    finally:
+        for s in (rx4, rx6, *peers4, *peers6):
+            s.close()
+
+
+@needs_c
 def test_send_batch_in_order_to_ipv4_and_ipv6(pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     items = [(b"m%d" % i, "127.0.0.1", b.getsockname()[1]) for i in range(150)]
