@@ -76,8 +76,8 @@ class Config:
     # Load shedding: above this many KiB queued on a worker's UDP sockets, new
     # INVITEs are answered 503 + Retry-After until the queue drains; 0 = never.
     overload_queue_kib: int = 2048
-    # ... and only once it has stayed above that for this long: a backlog that a
-    # scheduling hiccup left (drained within the hold) is caught up, not shed.
+    # ... and only once it has stayed above that for this long without shrinking
+    # by a tenth (proxy/server/shedding.py): a backlog being worked off is not shed.
     overload_hold_ms: int = 100
     # UDP through recvmmsg/sendmmsg batches (proxy/_udpio.c) when it is built;
     # false = one event-loop callback and one sendto per datagram.

@@ -21,6 +21,7 @@ from proxy.metrics import Metrics
 from proxy.records import RecordWriter
 from proxy.screen import Screener
 from proxy.server.loops import decision_clock
+from proxy.server.shedding import ShedPolicy
 from proxy.server.sockets import WorkerSockets
 from proxy.sip.core import ProxyCore
 from proxy.store.snapshot_store import SnapshotStore
@@ -77,10 +78,8 @@ class WorkerBase:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        # (sockets, high, low, hold s) for _check_overload, set by _watch_overload;
-        # when (time.monotonic) the queue was first seen above high, None: it is not
-        self._overload: tuple[list[socket.socket], int, int, float] | None = None
-        self._above_since: float | None = None
+        # (sockets, the shedding policy) for _check_overload, set by _watch_overload
+        self._overload: tuple[list[socket.socket], ShedPolicy] | None = None
         self._offset = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.Server] = []

@@ -18,6 +18,7 @@ import time
 from typing import Any, TypeVar, cast
 
 from proxy.server.loops import _is_uvloop
+from proxy.server.shedding import ShedPolicy
 from proxy.server.sockets import _family, receive_queue
 from proxy.server.tcp import _TCP_ALIAS, _TCP_RELAY, TcpSide, _tcp_owner
 from proxy.sip.core import Out
@@ -369,24 +370,17 @@ class Datapath(TcpSide):
         """Load shedding (shared/PERFORMANCE.md: shed early, before parsing).
 
         Every 20 ms, read how many bytes wait in the receive queues of this
-        worker's UDP sockets (``_check_overload``). Above ``overload_queue_kib``
-        for ``overload_hold_ms`` in a row the worker is behind (each queued
+        worker's UDP sockets (``_check_overload``). A standing queue, above
+        ``overload_queue_kib`` for ``overload_hold_ms`` without draining
+        (proxy/server/shedding.py), means the worker is behind (each queued
         datagram ages while it waits, and callers start to retransmit, which
         only adds load): the core answers new INVITEs 503 with Retry-After until
         the queue is under a quarter of that again. Calls already set up keep
         going; in-dialog requests and responses are never shed. The batched
         drain checks too, whenever a batch comes back full: a burst read in one
         readable event must not wait for the tick (the kernel queue is then
-        deeper than one batch).
-
-        The hold tells a standing queue (more arrives than the worker serves)
-        from a backlog a scheduling hiccup left behind: a worker held up for
-        tens of ms by the machine finds a full queue when it runs again and
-        drains it within a few ms. Shedding on the first sight of it refused
-        calls for nothing (RESULTS.md, eighth session: one 31 ms episode at
-        24,000 INVITE/s answered 1,248 INVITEs 503 on a worker with CPU to
-        spare). The hold (100 ms by default) stays below T1 (500 ms), so a
-        worker that is really behind sheds before its callers retransmit.
+        deeper than one batch). A backlog a hiccup of the machine left behind,
+        which the worker is working off, is not shed (shedding.py says why).
         """
         socks = [*self.sockets.udp]
         if self.sockets.relay is not None:
@@ -396,42 +390,36 @@ class Datapath(TcpSide):
         bufs = [q[1] for q in map(receive_queue, socks) if q is not None]
         if bufs:
             high = min(high, min(bufs) // 2)
-        self._overload = (socks, high, high // 4, self.config.overload_hold_ms / 1000.0)
+        self._overload = (socks, ShedPolicy(high, self.config.overload_hold_ms / 1000.0))
         while True:
             await asyncio.sleep(0.02)
             self._check_overload()
 
     def _check_overload(self) -> None:
-        """Enter or leave the overloaded state from the bytes queued now."""
+        """Enter or leave the overloaded state from the bytes queued now
+        (the policy: proxy/server/shedding.py)."""
         if self._overload is None:
             return
-        socks, high, low, hold = self._overload
+        socks, policy = self._overload
         try:
             queued = 0
             for sk in socks:
                 q = receive_queue(sk)
                 queued += q[0] if q is not None else 0
+            now = time.monotonic()
+            since = policy.since
             core = self.core
-            if not core.overloaded:
-                if queued <= high:
-                    self._above_since = None
-                    return
-                now = time.monotonic()
-                since = self._above_since
-                if since is None:
-                    self._above_since = since = now
-                if now - since < hold:
-                    return  # not yet a standing queue (the docstring of _watch_overload)
-                core.overloaded = True
+            was = core.overloaded
+            core.overloaded = policy.update(queued, now)
+            if core.overloaded and not was:
                 log.warning(
-                    "worker %d: overloaded (%d KiB queued for %d ms): answering new INVITEs 503",
+                    "worker %d: overloaded (%d KiB queued for %d ms, not draining): "
+                    "answering new INVITEs 503",
                     self.index,
                     queued // 1024,
-                    (now - since) * 1000,
+                    (now - (since if since is not None else now)) * 1000,
                 )
-            elif queued < low:
-                core.overloaded = False
-                self._above_since = None
+            elif was and not core.overloaded:
                 log.warning("worker %d: load back to normal, shedding stopped", self.index)
         except Exception:
             self._callback_error("watch_overload")

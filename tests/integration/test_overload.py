@@ -219,6 +219,6 @@ def test_a_standing_queue_is_shed_after_the_hold(
         finally:
             ua.close()
     err = proxy.stderr() + proxy.stdout()
-    m = re.search(r"overloaded \(\d+ KiB queued for (\d+) ms\)", err)
+    m = re.search(r"overloaded \(\d+ KiB queued for (\d+) ms, not draining\)", err)
     assert m is not None and int(m.group(1)) >= 100, err[-2000:]
     assert "shedding stopped" in err
