@@ -222,7 +222,11 @@ class RecordWriter:
             while True:
                 wait = self.trim_every_s if self.trim_every_s > 0 else None
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses
+                    # a cancellation that lands as the event is set (the retry
+                    # path sets it), and cancelling run() then never ended it
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 if self.linger_s > 0 and self._queue:
@@ -256,7 +260,8 @@ class RecordWriter:
         except asyncio.CancelledError:
             if self._queue:
                 try:
-                    await asyncio.wait_for(self.flush(), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await self.flush()
                 except (RedisError, OSError, TimeoutError, asyncio.CancelledError):
                     pass
             raise

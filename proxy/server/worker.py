@@ -176,7 +176,8 @@ class Worker(Datapath):
         # so datagrams wait in the kernel while the first snapshot loads. If
         # Redis does not answer in time, no_snapshot_policy applies.
         try:
-            await asyncio.wait_for(store.synced.wait(), _FIRST_SNAPSHOT_WAIT)
+            async with asyncio.timeout(_FIRST_SNAPSHOT_WAIT):  # not wait_for: writer.run
+                await store.synced.wait()
         except TimeoutError:
             log.warning(
                 "worker %d: no snapshot after %.0f s; serving with no_snapshot_policy=%s",

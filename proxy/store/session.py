@@ -220,4 +220,5 @@ class Session(Feed):
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
         """Wait until a session has loaded and is following edits."""
-        await asyncio.wait_for(self.synced.wait(), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for (records/writer.py run)
+            await self.synced.wait()

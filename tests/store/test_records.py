@@ -170,6 +170,23 @@ async def test_queue_bounded_when_redis_down() -> None:
     await dead.aclose()
 
 
+async def test_cancelling_run_as_it_wakes_ends_it() -> None:
+    """run() waits for records on an event; cancelled in the same turn as the event
+    is set (the retry path sets it itself), it must end. On Python 3.11,
+    asyncio.wait_for returned the event's result and lost the cancellation,
+    and run() went on forever: a CI run hung in test_queue_bounded_when_redis_down."""
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    w = RecordWriter(dead, "sipscreen-test-dead:", 100, 60, queue_max=10)
+    for _ in range(20):
+        task = asyncio.create_task(w.run())
+        await asyncio.sleep(0.01)  # run() waits on the event (nothing queued)
+        w._wake.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), 2.0)
+    await dead.aclose()
+
+
 async def test_run_flushes_in_background(prefix: str, operator: aioredis.Redis) -> None:
     w = RecordWriter(operator, prefix, 1000, 3600)
     task = asyncio.create_task(w.run())
