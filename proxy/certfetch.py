@@ -244,7 +244,8 @@ class CertFetcher:
                 except Exception as exc:  # Redis down or a bad value: fetch it
                     log.warning("shaken: Redis read of %s failed: %s", key, exc)
             try:
-                data, ttl = await asyncio.wait_for(self._https(x5u), self.spec.fetch_timeout_s)
+                async with asyncio.timeout(self.spec.fetch_timeout_s):  # not wait_for (writer.py)
+                    data, ttl = await self._https(x5u)
             except TimeoutError:
                 raise FetchError("timeout", "timed out") from None
             try:

@@ -407,7 +407,8 @@ class TcpSide(WorkerBase):
                 )
             else:
                 coro = loop.create_connection(lambda: _TCPProtocol(self), peer[0], peer[1])
-            transport, proto = await asyncio.wait_for(coro, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: records/writer.py run
+                transport, proto = await coro
         except TimeoutError:
             why = "timeout"
         except ssl.SSLError as exc:

@@ -238,4 +238,5 @@ class Feed(LiveEdits):
         # a PING per second notices within PING_INTERVAL + PING_TIMEOUT.
         while True:
             await asyncio.sleep(PING_INTERVAL)
-            await asyncio.wait_for(r.ping(), PING_TIMEOUT)
+            async with asyncio.timeout(PING_TIMEOUT):  # not wait_for: records/writer.py run
+                await r.ping()

@@ -160,7 +160,8 @@ class Session(Feed):
     async def _session(self) -> None:
         data = _client(self.redis_url)
         self._data = data
-        await asyncio.wait_for(data.ping(), PING_TIMEOUT)
+        async with asyncio.timeout(PING_TIMEOUT):  # not wait_for: records/writer.py run
+            await data.ping()
         while not await self._check_generation(data):
             await asyncio.sleep(GENERATION_POLL)
         await self._learn_write_commands(data)
