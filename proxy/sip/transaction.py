@@ -187,7 +187,8 @@ class TransactionTable:
     )
 
     # start, ack and fire take the rows every answered call takes without the
-    # TABLE (tests/unit/test_sip_transaction.py: False there for the reference)
+    # TABLE; False: every event through the TABLE (tests/unit/test_sip_transaction.py's
+    # reference)
     ROWS_WRITTEN_OUT = True
 
     def __init__(self, unacked_limit: int = 0, no_ack_hold: float = 300.0) -> None:
@@ -234,7 +235,19 @@ class TransactionTable:
     ) -> list[Out]:
         """Create a transaction for a rejected INVITE and send its final response
         (``to_tag``: the To tag ``final`` carries)."""
-        tx = self._new(key, final, dest, transport, now, to_tag)
+        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
+        tx.to_tag = to_tag
+        self._tx[key] = tx
+        if self.unacked_limit and not tx.reliable:
+            ip = dest[0]
+            n = self._unacked.get(ip, 0)
+            if n >= self.unacked_limit or self._held(ip, now):
+                tx.retransmit = False
+                self.suppressed += 1
+            self._unacked[ip] = n + 1
+            tx.counted = True
+        if not self.ROWS_WRITTEN_OUT:
+            return self.dispatch(tx, E.FINAL_RESPONSE, now)
         # dispatch(tx, FINAL_RESPONSE) from Proceeding, the TABLE's row written out
         # (every answer takes it; tests/unit/test_sip_transaction.py checks the two agree)
         tx.sent = 1
@@ -256,34 +269,10 @@ class TransactionTable:
         if d is None or at < d:
             self._deadline_stale = True
 
-    def _new(
-        self,
-        key: bytes,
-        final: bytes,
-        dest: tuple[str, int],
-        transport: str,
-        now: float,
-        to_tag: bytes,
-    ) -> InviteServerTransaction:
-        """A new transaction in Proceeding, in the table, within the retransmission
-        budget (module docstring)."""
-        tx = InviteServerTransaction(key, final, dest, transport, transport != "udp")
-        tx.to_tag = to_tag
-        self._tx[key] = tx
-        if self.unacked_limit and not tx.reliable:
-            ip = dest[0]
-            n = self._unacked.get(ip, 0)
-            if n >= self.unacked_limit or self._held(ip, now):
-                tx.retransmit = False
-                self.suppressed += 1
-            self._unacked[ip] = n + 1
-            tx.counted = True
-        return tx
-
     def ack(self, tx: InviteServerTransaction, now: float) -> list[Out]:
         """``dispatch(tx, ACK, now)``; the row every answered call takes (Completed ->
         Confirmed: absorb, timer I) written out, the others through the TABLE."""
-        if tx.state is not S.COMPLETED:
+        if tx.state is not S.COMPLETED or not self.ROWS_WRITTEN_OUT:
             return self.dispatch(tx, E.ACK, now)
         tx.g_at = None  # START_I: "timer G is ignored" once Confirmed
         wait = TIMER_I_RELIABLE if tx.reliable else TIMER_I_UDP
