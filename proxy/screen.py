@@ -117,7 +117,7 @@ _PROVIDER_RULES = frozenset(
 
 def _iso_ms_reference(ts: float) -> str:
     """ISO-8601 UTC with milliseconds, as proxy/records/ exports it (``_iso_ms``'s
-    reference: tests/unit/test_screen_identity.py compares the two)."""
+    reference: tests/unit/test_record_time.py compares the two)."""
     return (
         datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
         + "Z"

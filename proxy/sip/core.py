@@ -748,7 +748,7 @@ class ProxyCore:
         answer. False: not recognised here (the full path decides: another
         worker's, not ours, or not in the common shape)."""
         key = top_key(data)  # in C, without a Via object (relay.py)
-        tx = self._tx.get(key) if key is not None else None
+        tx = self._tx.live.get(key) if key is not None else None
         if tx is None or not tx.to_tag or data.find(b"tag=" + tx.to_tag) < 0:
             return False
         self.stats.requests_in["ACK"] += 1
