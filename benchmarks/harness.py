@@ -236,6 +236,13 @@ def ladder_args(
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown report")
     ap.add_argument("--workdir", default=None, help="keep logs/data here (default: temp dir)")
     ap.add_argument("--redis-url", default=None, help="use this Redis (default: own server)")
+    ap.add_argument(
+        "--records-redis",
+        choices=("shared", "own"),
+        default="shared",
+        help="sipscreen's decision records: on the blocklist's Redis (shared, the default "
+        "config) or on a second Redis of their own ([records] redis_url)",
+    )
     ap.add_argument("--ports", default="5070,5080,5090", help="proxy,uas,uac UDP ports or 'auto'")
     ap.add_argument("--max-failing", type=int, default=2, help="stop a ladder after N failing")
     add_install_flag(ap)
@@ -493,6 +500,8 @@ class Env:
     tls: dict[str, str] | None = None
     # the SIPp UAC scenario in benchmarks/sipp/ (run_compare --signed: uac_signed.xml)
     uac_xml: str = "uac_screen.xml"
+    # --records-redis own: sipscreen's [records] redis_url (None: the blocklist's Redis)
+    records_url: str | None = None
 
 
 class System:
@@ -726,6 +735,8 @@ class Sipscreen(System):
             workers=env.workers,
             metrics=self.metrics_port,
         )
+        if env.records_url:
+            text += f'\n[records]\nredis_url = "{env.records_url}"\n'
         if env.transport == "tls":
             assert env.tls is not None
             text = text.replace(
@@ -756,23 +767,54 @@ SYSTEMS: dict[str, type[System]] = {"sipscreen": Sipscreen, "kamailio": Kamailio
 # Redis for sipscreen: our own throw-away server unless a URL is given
 
 
+def _throwaway_redis(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of the run's own on a free loopback port (nothing saved)."""
+    port = free_tcp_port()
+    proc = spawn(
+        ["redis-server", "--bind", HOST, "--port", str(port), "--save", "",
+         "--appendonly", "no"],
+        log,
+    )  # fmt: skip
+    url = f"redis://{HOST}:{port}/0"
+    for _ in range(100):
+        r = subprocess.run(["redis-cli", "-u", url, "ping"], capture_output=True)
+        if r.stdout.strip() == b"PONG":
+            break
+        time.sleep(0.05)
+    return proc, url
+
+
+@contextlib.contextmanager
+def records_redis(work: Path, where: str) -> Iterator[str | None]:
+    """``--records-redis``: "shared" yields None (the records go to the
+    blocklist's Redis, sipscreen's default); "own" starts a second throw-away
+    server for them (``[records] redis_url``, out of the MONITOR feed)."""
+    if where != "own":
+        yield None
+        return
+    proc, url = _throwaway_redis(work / "redis-records.log")
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+def records_line(where: str) -> str:
+    """The report line saying where sipscreen's decision records went."""
+    if where == "own":
+        return (
+            "- sipscreen's decision records: on a second Redis of their own "
+            "(`--records-redis own`, `[records] redis_url`), out of the workers' MONITOR feed"
+        )
+    return "- sipscreen's decision records: on the blocklist's Redis (the default config)"
+
+
 @contextlib.contextmanager
 def redis_with_blocklist(work: Path, data: Path, url: str | None, prefix: str) -> Iterator[str]:
     """Yield a Redis URL whose ``<prefix>block:caller`` holds the blocklist."""
     proc = None
     if url is None:
-        port = free_tcp_port()
-        proc = spawn(
-            ["redis-server", "--bind", HOST, "--port", str(port), "--save", "",
-             "--appendonly", "no"],
-            work / "redis.log",
-        )  # fmt: skip
-        url = f"redis://{HOST}:{port}/0"
-        for _ in range(100):
-            r = subprocess.run(["redis-cli", "-u", url, "ping"], capture_output=True)
-            if r.stdout.strip() == b"PONG":
-                break
-            time.sleep(0.05)
+        proc, url = _throwaway_redis(work / "redis.log")
     sys.path.insert(0, str(HERE))
     try:
         import gen_data  # noqa: PLC0415

@@ -97,8 +97,12 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
     started = dt.datetime.now(dt.UTC)
     results: list[harness.StepResult] = []
     try:
-        with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
+        with (
+            harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
+            harness.records_redis(work, a.records_redis) as records_url,
+        ):
             env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
+            env.records_url = records_url
             if tls:
                 env.transport, env.tls_port = "tls", harness.free_tcp_port()
                 env.tls = harness.make_tls(work / "tls")
@@ -181,6 +185,7 @@ def render_report(
         f"- blocklist: {counts['blocked']:,} E.164 numbers; SIPp caller file {counts['calls']:,} "
         f"lines, {counts['blocked_calls']:,} ({100 * counts['blocked_calls'] / counts['calls']:.1f}"
         "%) blocked callers; blocked calls answered 603 Decline by both proxies",
+        harness.records_line(a.records_redis),
         f"- ports: proxy udp:127.0.0.1:{ports.proxy}, UAS :{ports.uas}, UAC :{ports.uac}; "
         "SIPp UAC and UAS share the machine's cores with the proxy",
         "",

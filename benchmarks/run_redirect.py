@@ -135,8 +135,12 @@ def run_redirect_ladder(
     results: list[harness.StepResult] = []
     moved: dict[tuple[str, int], int] = {}
     try:
-        with harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url:
+        with (
+            harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
+            harness.records_redis(work, a.records_redis) as records_url,
+        ):
             env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
+            env.records_url = records_url
 
             def step(s: harness.System, rate: int) -> harness.StepResult:
                 print(f"[{rate}/s] {s.name} ...", end=" ", flush=True)
@@ -202,6 +206,7 @@ def render_redirect_report(
         f"step; sipscreen `--workers {a.workers}`, Kamailio `children={a.workers}`",
         f"- blocklist: {counts['blocked']:,} numbers, "
         f"{100 * counts['blocked_calls'] / max(counts['calls'], 1):.1f}% blocked callers",
+        harness.records_line(a.records_redis),
         "- redirect systems: INVITE -> 302 (Contact = Request-URI, X-Sipscreen-* verdict "
         "headers) or 603 -> ACK, nothing forwarded; a call counts once answered and ACKed. "
         "sipscreen: full inline calls through it to the SIPp UAS (INVITE/200/ACK/BYE/200).",

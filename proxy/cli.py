@@ -197,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.screen_config = config
     if getattr(args, "max_removed_share", False) is None:  # import guard: the config's share
         args.max_removed_share = config.import_max_removed_share
-    return int(handler(args, config.redis_url, config.key_prefix, time.time))
+    if config.records_url != config.redis_url:  # [records] redis_url: `report` reads both
+        args.records_url = config.records_url
+    url = config.records_url if getattr(args, "records_store", False) else config.redis_url
+    return int(handler(args, url, config.key_prefix, time.time))
 
 
 if __name__ == "__main__":

@@ -101,4 +101,5 @@ def register(sub: Subparsers) -> None:
         default="csv",
         help="csv (header row) or json (one object per line); default csv",
     )
-    p.set_defaults(handler=wrap(_records_export))
+    # the records' Redis ([records] redis_url; by default the [redis] server)
+    p.set_defaults(handler=wrap(_records_export), records_store=True)

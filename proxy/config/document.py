@@ -227,6 +227,8 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     for name in ("max_call_id", "max_header", "buffer_max", "buffer_max_bytes"):
         if (v := _get(rec, name, f"records.{name}", int)) is not None:
             kw[f"records_{name}"] = v
+    if (v := _get(rec, "redis_url", "records.redis_url", str)) is not None:
+        kw["records_redis_url"] = v
 
     imp = _table(doc, "imports")
     if (v := _get(imp, "max_removed_share", "imports.max_removed_share", float)) is not None:

@@ -93,6 +93,9 @@ class Config:
     # The writer's in-memory buffer (while Redis is slow or down).
     records_buffer_max: int = 100_000
     records_buffer_max_bytes: int = 32 << 20
+    # Where the records go: "" = the [redis] server. Another server keeps their
+    # writes out of the MONITOR feed every worker reads (docs/SCALING.md).
+    records_redis_url: str = ""
     # `rmd import` / `nanpa import` refuse a file that drops more than this
     # share of the entries in force (a truncated download) unless accepted.
     import_max_removed_share: float = 0.05
@@ -157,6 +160,11 @@ class Config:
         except ValueError:
             return False
         return any(addr.version == n.version and addr in n for n in self.trusted_sources)
+
+    @property
+    def records_url(self) -> str:
+        """The Redis the decision records are written to and read from."""
+        return self.records_redis_url or self.redis_url
 
     def block_example(self) -> str:
         """The exact redis-cli line that blocks a number (printed at start)."""

@@ -30,6 +30,19 @@ def _check_redirect(c: Config) -> None:
         raise ConfigError(f"redirect.target: must be 'HOST' or 'HOST:PORT', got {t!r}")
 
 
+def _check_redis_url(url: str, key: str) -> None:
+    if is_sentinel(url):
+        try:
+            parse_sentinel_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    elif not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"{key}: must start with redis://, rediss://, unix:// or "
+            f"redis+sentinel://host:port[,host:port...]/mastername[/db], got {url!r}"
+        )
+
+
 def _validate(c: Config) -> None:
     if c.workers < 1 or c.workers > 64:
         raise ConfigError(f"proxy.workers: must be an integer in 1..64, got {c.workers}")
@@ -48,16 +61,9 @@ def _validate(c: Config) -> None:
         raise ConfigError(
             f"proxy.overload_hold_ms: must be within 0..10000 ms, got {c.overload_hold_ms}"
         )
-    if is_sentinel(c.redis_url):
-        try:
-            parse_sentinel_url(c.redis_url)
-        except ValueError as exc:
-            raise ConfigError(f"redis.url: {exc}") from None
-    elif not c.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(
-            "redis.url: must start with redis://, rediss://, unix:// or "
-            f"redis+sentinel://host:port[,host:port...]/mastername[/db], got {c.redis_url!r}"
-        )
+    _check_redis_url(c.redis_url, "redis.url")
+    if c.records_redis_url:
+        _check_redis_url(c.records_redis_url, "records.redis_url")
     if c.records_max_len < 0:
         raise ConfigError(f"records.max_len: must be >= 0, got {c.records_max_len}")
     if c.records_max_age_s < 0:

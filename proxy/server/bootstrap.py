@@ -142,9 +142,10 @@ def replay_spooled_records(config: Config) -> int:
 
     directory = config.spool_dir or default_spool_dir()
 
-    r = sync_client(config.redis_url, socket_timeout=5)
+    url = config.records_url  # [records] redis_url, else the [redis] server
+    r = sync_client(url, socket_timeout=5)
     try:
-        n = replay_spool(r, config.key_prefix, directory, config.redis_url, config.records_max_len)
+        n = replay_spool(r, config.key_prefix, directory, url, config.records_max_len)
     except Exception as exc:
         log.warning("spooled decision records in %s not replayed yet: %s", directory, exc)
         return 0

@@ -252,7 +252,7 @@ class Worker(Datapath):
         recs = records.take_all()
         directory = self.config.spool_dir or default_spool_dir()
         try:
-            path = spool(recs, directory, self.config.redis_url, self.config.key_prefix)
+            path = spool(recs, directory, self.config.records_url, self.config.key_prefix)
         except OSError as exc:
             log.error(
                 "worker %d: %d decision records lost: cannot write the spool in %s: %s",
@@ -374,7 +374,7 @@ def _make_store(config: Config, metrics: Metrics) -> SnapshotStore:
 
 
 def _make_records(config: Config, metrics: Metrics) -> RecordWriter:
-    client = async_client(config.redis_url, socket_timeout=5)
+    client = async_client(config.records_url, socket_timeout=5)
     return RecordWriter(
         client,
         config.key_prefix,
@@ -392,6 +392,7 @@ _RESTART_ONLY = (
     "softswitch",
     "softswitch_transport",
     "redis_url",
+    "records_redis_url",
     "key_prefix",
     "metrics",
     "loop",

@@ -1,0 +1,154 @@
+"""`[records] redis_url`: the decision records on a Redis of their own.
+
+Why: every worker follows the snapshot's edits through MONITOR, and Redis
+echoes every command it runs to every MONITOR client: with the records on the
+blocklist's server, each record (an XADD and its index writes, about seven
+commands) was read back by every worker of every host, and cost that Redis
+CPU per follower (benchmarks/RESULTS.md, ninth session). With their own
+server they are written there, spooled and replayed there, and read from there
+by `records export` and `report provider`; the blocklist's MONITOR feed sees none
+of them.
+
+Real processes: the proxy (2 workers), the shared Redis for the snapshot, a
+private redis-server for the records, the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from sipscreen_testlib import recv_datagram, udp_recorder, wait_for, write_config
+
+BLOCKED = "+12127364801"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _invite(lport: int, pport: int, n: int) -> bytes:
+    return (
+        f"INVITE sip:+13125550100@127.0.0.1:{pport} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bKrecredis{n}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{BLOCKED}@127.0.0.1>;tag=r{n}\r\n"
+        "To: <sip:+13125550100@127.0.0.1>\r\n"
+        f"Call-ID: recredis-{n}@127.0.0.1\r\n"
+        "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class _Monitor:
+    """MONITOR on a Redis in a thread: the lines that name ``needle``."""
+
+    def __init__(self, url: str, needle: str) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=None)
+        self.needle = needle
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(5)
+
+    def _run(self) -> None:
+        try:
+            with self.client.monitor() as m:
+                self.ready.set()
+                for cmd in m.listen():
+                    line = str(cmd.get("command", ""))
+                    if self.needle in line:
+                        self.lines.append(line)
+        except (redis.ConnectionError, ValueError, OSError):
+            pass  # closed at the end of the test
+
+    def close(self) -> None:
+        self.client.connection_pool.disconnect()
+
+
+def _cli(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *argv, "--config", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
+    tmp_path: Path,
+    redis_url: str,
+    key_prefix: str,
+    redis_client: Any,
+    private_redis: Any,
+    start_proxy: Any,
+) -> None:
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    redis_client.hset(key_prefix + "provider:acme", mapping={"name": "Acme"})
+    rec = redis.Redis.from_url(private_redis.url, socket_timeout=5, decode_responses=True)
+    mon = _Monitor(redis_url, key_prefix + "records")
+    sections = {"records": {"redis_url": private_redis.url, "sample_allowed": 0.0}}
+    trunks = [{"cidr": "127.0.0.0/8", "provider": "acme"}]
+    try:
+        with udp_recorder() as (ss, ss_port):
+            proxy = start_proxy(
+                ss_port, redis_url, key_prefix, workers=2, sections=sections, trunks=trunks
+            )
+            ua = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            ua.bind(("127.0.0.1", 0))
+            lport = ua.getsockname()[1]
+            try:
+                for n in range(4):
+                    ua.sendto(_invite(lport, proxy.port, n), ("127.0.0.1", proxy.port))
+                    got = recv_datagram(ua, 5)
+                    assert got is not None and got.startswith(b"SIP/2.0 603"), got
+                # An edit on the blocklist's server still reaches the workers.
+                redis_client.srem(key_prefix + "block:caller", BLOCKED)
+
+                def forwarded() -> bool:
+                    n = time.monotonic_ns()
+                    ua.sendto(_invite(lport, proxy.port, n), ("127.0.0.1", proxy.port))
+                    got = recv_datagram(ss, 0.5)
+                    return got is not None and f"recredis-{n}@".encode() in got
+
+                wait_for(forwarded, timeout=10)
+            finally:
+                ua.close()
+            rows = wait_for(
+                lambda: (
+                    len(rec.xrange(key_prefix + "records")) == 4
+                    and rec.xrange(key_prefix + "records")
+                ),
+                timeout=10,
+            )
+            seen = list(mon.lines)  # before this test's own reads below
+            assert seen == []
+            assert {f["caller"] for _id, f in rows} == {BLOCKED}
+            assert {f["rule"] for _id, f in rows} == {"caller_block"}
+            # their indexes are there too, and nothing of them on the snapshot's server
+            assert rec.exists(f"{key_prefix}records:ix:caller:{BLOCKED}")
+            assert redis_client.exists(key_prefix + "records") == 0
+            assert not list(redis_client.scan_iter(match=key_prefix + "records*"))
+            cfg = proxy.config_path
+        # The CLI reads them where they are.
+        out = _cli(cfg, "records", "export", "--caller", BLOCKED, "--format", "json")
+        assert out.returncode == 0, out.stderr
+        assert len([json.loads(x) for x in out.stdout.splitlines()]) == 4
+        out = _cli(cfg, "report", "provider", "acme", "--format", "json")
+        assert out.returncode == 0, out.stderr
+        assert "caller_block" in out.stdout
+    finally:
+        mon.close()
+        rec.close()
+
+
+def test_records_redis_url_is_checked(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "bad.toml", records={"redis_url": "http://127.0.0.1:6379"})
+    out = _cli(cfg, "records", "export")
+    assert out.returncode == 2
+    assert "records.redis_url: must start with redis://" in out.stderr
