@@ -514,6 +514,21 @@ async def until(cond: Callable[[], object], timeout: float = 5.0) -> float:
     return time.perf_counter() - t0
 
 
+def udp_invite(lport: int, proxy_port: int, caller: str, n: int = 0, label: str = "t") -> bytes:
+    """A new INVITE from 127.0.0.1:``lport`` to the proxy (its own branch and
+    Call-ID ``<label>-<n>-<random>``)."""
+    return (
+        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:{caller}@127.0.0.1:{lport}>;tag={label}{n}\r\n"
+        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
+        f"Call-ID: {label}-{n}-{uuid.uuid4().hex}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
 def one_call(
     scenario: str, proxy: ProxyProcess, workdir: Path, caller: str, callee: str
 ) -> SippResult:

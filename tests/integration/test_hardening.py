@@ -16,22 +16,13 @@ import uuid
 from typing import Any
 
 import pytest
-from sipscreen_testlib import recv_datagram, udp_recorder, wait_for
+from sipscreen_testlib import recv_datagram, udp_invite, udp_recorder, wait_for
 
 BLOCKED = "+12127369999"
 
 
 def _invite(lport: int, proxy_port: int, caller: str, n: int = 0) -> bytes:
-    return (
-        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:{caller}@127.0.0.1:{lport}>;tag=h{n}\r\n"
-        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
-        f"Call-ID: harden-{n}-{uuid.uuid4().hex}\r\n"
-        "CSeq: 1 INVITE\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+    return udp_invite(lport, proxy_port, caller, n, "harden")
 
 
 def _stat(pid: int) -> list[str] | None:

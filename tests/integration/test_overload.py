@@ -14,26 +14,16 @@ import re
 import signal
 import socket
 import time
-import uuid
 from typing import Any
 
 import pytest
-from sipscreen_testlib import udp_recorder
+from sipscreen_testlib import udp_invite, udp_recorder
 
 from proxy.server.sockets import receive_queue
 
 
 def _invite(lport: int, proxy_port: int, n: int) -> bytes:
-    return (
-        f"INVITE sip:+13125557000@127.0.0.1:{proxy_port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:+12127368{n % 1000:03d}@127.0.0.1:{lport}>;tag=ov{n}\r\n"
-        f"To: <sip:+13125557000@127.0.0.1:{proxy_port}>\r\n"
-        f"Call-ID: overload-{n}-{uuid.uuid4().hex}\r\n"
-        "CSeq: 1 INVITE\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+    return udp_invite(lport, proxy_port, f"+12127368{n % 1000:03d}", n, "overload")
 
 
 def test_receive_queue_reads_the_kernel_queue() -> None:

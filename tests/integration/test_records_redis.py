@@ -25,22 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sipscreen_testlib import recv_datagram, udp_recorder, wait_for, write_config
+from sipscreen_testlib import recv_datagram, udp_invite, udp_recorder, wait_for, write_config
 
 BLOCKED = "+12127364801"
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _invite(lport: int, pport: int, n: int) -> bytes:
-    return (
-        f"INVITE sip:+13125550100@127.0.0.1:{pport} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bKrecredis{n}\r\n"
-        "Max-Forwards: 70\r\n"
-        f"From: <sip:{BLOCKED}@127.0.0.1>;tag=r{n}\r\n"
-        "To: <sip:+13125550100@127.0.0.1>\r\n"
-        f"Call-ID: recredis-{n}@127.0.0.1\r\n"
-        "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
 
 
 class _Monitor:
@@ -104,7 +92,8 @@ def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
             lport = ua.getsockname()[1]
             try:
                 for n in range(4):
-                    ua.sendto(_invite(lport, proxy.port, n), ("127.0.0.1", proxy.port))
+                    inv = udp_invite(lport, proxy.port, BLOCKED, n, "recredis")
+                    ua.sendto(inv, ("127.0.0.1", proxy.port))
                     got = recv_datagram(ua, 5)
                     assert got is not None and got.startswith(b"SIP/2.0 603"), got
                 # An edit on the blocklist's server still reaches the workers.
@@ -112,9 +101,10 @@ def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
 
                 def forwarded() -> bool:
                     n = time.monotonic_ns()
-                    ua.sendto(_invite(lport, proxy.port, n), ("127.0.0.1", proxy.port))
+                    inv = udp_invite(lport, proxy.port, BLOCKED, n, "recredis")
+                    ua.sendto(inv, ("127.0.0.1", proxy.port))
                     got = recv_datagram(ss, 0.5)
-                    return got is not None and f"recredis-{n}@".encode() in got
+                    return got is not None and f"recredis-{n}-".encode() in got
 
                 wait_for(forwarded, timeout=10)
             finally:
