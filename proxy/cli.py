@@ -197,10 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.screen_config = config
     if getattr(args, "max_removed_share", False) is None:  # import guard: the config's share
         args.max_removed_share = config.import_max_removed_share
-    if config.records_url != config.redis_url:  # [records] redis_url: `report` reads both
-        args.records_url = config.records_url
-    url = config.records_url if getattr(args, "records_store", False) else config.redis_url
-    return int(handler(args, url, config.key_prefix, time.time))
+    args.records_url = config.records_redis_url  # "" = the [redis] server (records_client)
+    return int(handler(args, config.redis_url, config.key_prefix, time.time))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import getpass
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -47,6 +48,7 @@ __all__ = [
     "print_row_errors",
     "read_file",
     "recorded_by",
+    "records_client",
     "scan_keys",
     "today_et",
     "when_arg",
@@ -136,6 +138,21 @@ def wrap(job: Job, redis_down: int = 1) -> Handler:
             return redis_down
 
     return handler
+
+
+@contextlib.asynccontextmanager
+async def records_client(args: argparse.Namespace, r: Client) -> AsyncIterator[Client]:
+    """The client for the decision records: ``r``, or one on the config's
+    ``[records] redis_url`` (proxy/cli.py sets ``args.records_url``)."""
+    url = getattr(args, "records_url", None)
+    if not url:
+        yield r
+        return
+    rr = _client(url)
+    try:
+        yield rr
+    finally:
+        await rr.aclose()
 
 
 def make_store(r: Client, prefix: str, now: Clock, config: Config | None = None) -> SnapshotStore:

@@ -12,7 +12,15 @@ import argparse
 import datetime as dt
 import sys
 
-from proxy.commands.common import AdminError, Client, Clock, Subparsers, when_arg, wrap
+from proxy.commands.common import (
+    AdminError,
+    Client,
+    Clock,
+    Subparsers,
+    records_client,
+    when_arg,
+    wrap,
+)
 from proxy.records import export as export_records
 from rules.numbers import normalise
 
@@ -52,20 +60,21 @@ async def _records_export(args: argparse.Namespace, r: Client, prefix: str, now:
             want = ", ".join(RECORD_ACTIONS)
             raise AdminError(f"--action: expected one or more of {want}, got {args.action!r}")
     out = sys.stdout
-    async for line in export_records(
-        r,
-        prefix,
-        since,
-        until,
-        nums["caller"],
-        args.provider,
-        args.rule,
-        args.format,
-        callee=nums["callee"],
-        actions=actions,
-        scan=args.scan,
-    ):
-        out.write(line)
+    async with records_client(args, r) as rr:
+        async for line in export_records(
+            rr,
+            prefix,
+            since,
+            until,
+            nums["caller"],
+            args.provider,
+            args.rule,
+            args.format,
+            callee=nums["callee"],
+            actions=actions,
+            scan=args.scan,
+        ):
+            out.write(line)
     return 0
 
 
@@ -101,5 +110,4 @@ def register(sub: Subparsers) -> None:
         default="csv",
         help="csv (header row) or json (one object per line); default csv",
     )
-    # the records' Redis ([records] redis_url; by default the [redis] server)
-    p.set_defaults(handler=wrap(_records_export), records_store=True)
+    p.set_defaults(handler=wrap(_records_export))

@@ -22,6 +22,7 @@ from proxy.commands.common import (
     Subparsers,
     hgetall_many,
     iso,
+    records_client,
     scan_keys,
     wrap,
 )
@@ -30,7 +31,6 @@ from proxy.commands.order import provider_orders
 from proxy.commands.rmd_filers import provider_filer, provider_hashes
 from proxy.records import summary as records_summary
 from proxy.shakenstats import claim_vs_seen, seen_key
-from proxy.store.state import _client
 from rules import k4 as rk4
 from rules import notices as rnotices
 from rules import traceback as rtraceback
@@ -127,21 +127,6 @@ def _basis(
     return basis
 
 
-async def _records_counts(
-    args: argparse.Namespace, r: Client, prefix: str, pid: str
-) -> dict[tuple[str, str, str], int]:
-    """The provider's record counts, from the records' own Redis when the config
-    names one ([records] redis_url; the CLI sets ``args.records_url``)."""
-    url = getattr(args, "records_url", None)
-    if not url:
-        return await records_summary(r, prefix, pid)
-    rr = _client(url)
-    try:
-        return await records_summary(rr, prefix, pid)
-    finally:
-        await rr.aclose()
-
-
 async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
     pid = args.id
     h = await r.hgetall(prefix + f"provider:{pid}")
@@ -154,7 +139,8 @@ async def _report(args: argparse.Namespace, r: Client, prefix: str, now: Clock) 
     )
     notices = await notices_of(r, prefix, pid)
     traces = await _traces(r, prefix, [pid, *(n.id for n in notices)])
-    counts = await _records_counts(args, r, prefix, pid)
+    async with records_client(args, r) as rr:
+        counts = await records_summary(rr, prefix, pid)
     t = now()
     orders = await provider_orders(r, prefix, pid)
     basis = _basis(pid, h, notices, orders, t)
