@@ -101,8 +101,10 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
             harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
             harness.records_redis(work, a.records_redis) as records_url,
         ):
-            env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
-            env.records_url = records_url
+            env = harness.Env(
+                work, data, ports, a.workers, url, prefix, sample, a.blocked,
+                records_url=records_url,
+            )  # fmt: skip
             if tls:
                 env.transport, env.tls_port = "tls", harness.free_tcp_port()
                 env.tls = harness.make_tls(work / "tls")

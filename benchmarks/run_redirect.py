@@ -139,8 +139,10 @@ def run_redirect_ladder(
             harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
             harness.records_redis(work, a.records_redis) as records_url,
         ):
-            env = harness.Env(work, data, ports, a.workers, url, prefix, sample, a.blocked)
-            env.records_url = records_url
+            env = harness.Env(
+                work, data, ports, a.workers, url, prefix, sample, a.blocked,
+                records_url=records_url,
+            )  # fmt: skip
 
             def step(s: harness.System, rate: int) -> harness.StepResult:
                 print(f"[{rate}/s] {s.name} ...", end=" ", flush=True)
