@@ -529,6 +529,19 @@ def udp_invite(lport: int, proxy_port: int, caller: str, n: int = 0, label: str 
     ).encode()
 
 
+def run_cli(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m proxy --config CONFIG ARGV...`` from the repository, text out."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", str(config), *argv],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
 def one_call(
     scenario: str, proxy: ProxyProcess, workdir: Path, caller: str, callee: str
 ) -> SippResult:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
-from sipscreen_testlib import ROOT, loaded_store, one_call, screener_config, wait_for
+from sipscreen_testlib import loaded_store, one_call, run_cli, screener_config, wait_for
 
 from proxy.metrics import Metrics
 from proxy.screen import Screener
@@ -157,18 +155,6 @@ def test_unmapped_source_follows_the_configured_policy(
         assert proxy.metric("sipscreen_invites_total", verdict="blocked") == 0
 
 
-def _cli(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", "--config", str(config), *argv],
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
-
-
 @pytest.mark.sipp
 def test_fdo_passes_within_30_days_then_blocks(
     tmp_path: Path,
@@ -184,7 +170,7 @@ def test_fdo_passes_within_30_days_then_blocks(
     today = dt.datetime.now(dt.UTC).date()
     recent = (today - dt.timedelta(days=10)).isoformat()
     old = (today - dt.timedelta(days=40)).isoformat()
-    res = _cli(
+    res = run_cli(
         proxy.config_path, "order", "add", "--provider", "up", "--order", "DA 26-101",
         "--released", recent,
     )  # fmt: skip
@@ -201,9 +187,9 @@ def test_fdo_passes_within_30_days_then_blocks(
     assert rec["action"] == "would_block" and rec["detail"] == "DA-26-101"
     assert "30th day" in rec["reason"]
     # The order is recorded as released 40 days ago: blocked from now on.
-    res = _cli(proxy.config_path, "order", "remove", "DA-26-101", "--reason", "wrong date typed")
+    res = run_cli(proxy.config_path, "order", "remove", "DA-26-101", "--reason", "wrong date typed")
     assert res.returncode == 0, res.stderr
-    res = _cli(
+    res = run_cli(
         proxy.config_path, "order", "add", "--provider", "up", "--order", "DA 26-101",
         "--released", old,
     )  # fmt: skip
@@ -231,7 +217,7 @@ def test_fdo_passes_within_30_days_then_blocks(
     ]
     assert events == ["added", "removed", "added"]
     # check agrees with the proxy (same config) and exits 1 for blocked.
-    res = _cli(proxy.config_path, "check", "--caller", CALLER, "--source", "127.0.0.1")
+    res = run_cli(proxy.config_path, "check", "--caller", CALLER, "--source", "127.0.0.1")
     assert res.returncode == 1 and "BLOCKED by fdo" in res.stdout, res.stdout
 
 

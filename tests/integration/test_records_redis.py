@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
-from sipscreen_testlib import recv_datagram, udp_invite, udp_recorder, wait_for, write_config
+from sipscreen_testlib import (
+    recv_datagram,
+    run_cli,
+    udp_invite,
+    udp_recorder,
+    wait_for,
+    write_config,
+)
 
 BLOCKED = "+12127364801"
-REPO = Path(__file__).resolve().parents[2]
 
 
 class _Monitor:
@@ -56,16 +60,6 @@ class _Monitor:
 
     def close(self) -> None:
         self.client.connection_pool.disconnect()
-
-
-def _cli(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "proxy", *argv, "--config", str(config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
@@ -126,10 +120,10 @@ def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
             assert not list(redis_client.scan_iter(match=key_prefix + "records*"))
             cfg = proxy.config_path
         # The CLI reads them where they are.
-        out = _cli(cfg, "records", "export", "--caller", BLOCKED, "--format", "json")
+        out = run_cli(cfg, "records", "export", "--caller", BLOCKED, "--format", "json")
         assert out.returncode == 0, out.stderr
         assert len([json.loads(x) for x in out.stdout.splitlines()]) == 4
-        out = _cli(cfg, "report", "provider", "acme", "--format", "json")
+        out = run_cli(cfg, "report", "provider", "acme", "--format", "json")
         assert out.returncode == 0, out.stderr
         assert "caller_block" in out.stdout
     finally:
@@ -139,6 +133,6 @@ def test_records_go_to_their_own_redis_and_stay_out_of_the_monitor_feed(
 
 def test_records_redis_url_is_checked(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "bad.toml", records={"redis_url": "http://127.0.0.1:6379"})
-    out = _cli(cfg, "records", "export")
+    out = run_cli(cfg, "records", "export")
     assert out.returncode == 2
     assert "records.redis_url: must start with redis://" in out.stderr
