@@ -799,6 +799,21 @@ def records_redis(work: Path, where: str) -> Iterator[str | None]:
         stop(proc)
 
 
+@contextlib.contextmanager
+def ladder_env(
+    a: argparse.Namespace, work: Path, data: Path, ports: Ports, prefix: str, sample: str
+) -> Iterator[Env]:
+    """A ladder's Env (ladder_args' options): the blocklist's Redis, and the
+    records' own one with ``--records-redis own``."""
+    with (
+        redis_with_blocklist(work, data, a.redis_url, prefix) as url,
+        records_redis(work, a.records_redis) as records_url,
+    ):
+        yield Env(
+            work, data, ports, a.workers, url, prefix, sample, a.blocked, records_url=records_url
+        )
+
+
 def records_line(where: str) -> str:
     """The report line saying where sipscreen's decision records went."""
     if where == "own":

@@ -97,14 +97,7 @@ def compare(a: argparse.Namespace) -> tuple[list[harness.StepResult], dict[str, 
     started = dt.datetime.now(dt.UTC)
     results: list[harness.StepResult] = []
     try:
-        with (
-            harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
-            harness.records_redis(work, a.records_redis) as records_url,
-        ):
-            env = harness.Env(
-                work, data, ports, a.workers, url, prefix, sample, a.blocked,
-                records_url=records_url,
-            )  # fmt: skip
+        with harness.ladder_env(a, work, data, ports, prefix, sample) as env:
             if tls:
                 env.transport, env.tls_port = "tls", harness.free_tcp_port()
                 env.tls = harness.make_tls(work / "tls")

@@ -135,14 +135,7 @@ def run_redirect_ladder(
     results: list[harness.StepResult] = []
     moved: dict[tuple[str, int], int] = {}
     try:
-        with (
-            harness.redis_with_blocklist(work, data, a.redis_url, prefix) as url,
-            harness.records_redis(work, a.records_redis) as records_url,
-        ):
-            env = harness.Env(
-                work, data, ports, a.workers, url, prefix, sample, a.blocked,
-                records_url=records_url,
-            )  # fmt: skip
+        with harness.ladder_env(a, work, data, ports, prefix, sample) as env:
 
             def step(s: harness.System, rate: int) -> harness.StepResult:
                 print(f"[{rate}/s] {s.name} ...", end=" ", flush=True)
