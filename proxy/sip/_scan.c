@@ -1371,6 +1371,31 @@ edited_py(PyObject *self, PyObject *args)
     return edited(PyBytes_AS_STRING(data), from, PyBytes_GET_SIZE(data), ed, (int)k);
 }
 
+/* The Route value v[0:vn] is exactly `route` but for a dialog stamp (";sdt=" and
+ * 16 lower-case hex digits, proxy/sip/core.py STAMP_PARAM) right before any of
+ * the entries' closing ">": our Record-Route as the caller echoes it. */
+static int
+same_route(const char *v, Py_ssize_t vn, const char *route, Py_ssize_t rn)
+{
+    Py_ssize_t i = 0, j = 0;
+    while (i < vn && j < rn) {
+        if (v[i] == route[j]) {
+            i++;
+            j++;
+            continue;
+        }
+        if (route[j] != '>' || vn - i < 5 + 16 + 1 || memcmp(v + i, ";sdt=", 5) != 0)
+            return 0;
+        for (Py_ssize_t k = i + 5; k < i + 5 + 16; k++)
+            if (!((v[k] >= '0' && v[k] <= '9') || (v[k] >= 'a' && v[k] <= 'f')))
+                return 0;
+        i += 5 + 16; /* then v[i] must be the '>' of route[j] */
+        if (v[i] != '>')
+            return 0;
+    }
+    return i == vn && j == rn;
+}
+
 /* scan_request(data, src_host, src_port, route[, decline[, decline2]]) -> (material, hstart,
  * tail) | None
  *
@@ -1384,7 +1409,8 @@ edited_py(PyObject *self, PyObject *args)
  * RFC 3261 branch, no received, no parameter twice and "rport" only bare
  * (filled in place, RFC 3581 section 4); a To tag not ours ("sc..."); one
  * Max-Forwards, not 0; at most one Route line, exactly `route` (our
- * Record-Route, removed: RFC 3261 section 16.4); a sip: Request-URI; no
+ * Record-Route, removed: RFC 3261 section 16.4) but for the dialog stamps of its
+ * entries (same_route); a sip: Request-URI; no
  * Proxy-Require; no header named `decline` or `decline2` (canonical names
  * message.index_header indexes: the core strips them, on the full path); Content-Length equal to the
  * body. Else None. */
@@ -1481,8 +1507,7 @@ scan_request(PyObject *self, PyObject *args)
     if (count[H_ROUTE]) {
         Py_ssize_t s = vs[H_ROUTE], e = ve[H_ROUTE];
         strip(b, &s, &e);
-        if (e - s != PyBytes_GET_SIZE(route) ||
-            memcmp(b + s, PyBytes_AS_STRING(route), (size_t)(e - s)) != 0)
+        if (!same_route(b + s, e - s, PyBytes_AS_STRING(route), PyBytes_GET_SIZE(route)))
             Py_RETURN_NONE;
         rls = lst[H_ROUTE];
         rle = ve[H_ROUTE] + 2;

@@ -69,6 +69,7 @@ How this works (aioquic style, no I/O, no clock):
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -127,6 +128,10 @@ _METHOD_LABELS = {m: m.decode() for m in sorted(METHODS)}
 _ALLOW = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, INFO, REFER, NOTIFY\r\n"
 _OPTIONS_HEADERS = _ALLOW + b"Accept: application/sdp\r\nSupported: \r\n"
 _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
+# The URI parameter of our Record-Route entries that names the dialog: a request
+# inside a dialog we admitted carries it back in its Route (ProxyCore._stamped).
+# _scan.c scan_request skips it (and its 16 hex digits) before an entry's ">".
+STAMP_PARAM = b";sdt="
 _first = itemgetter(0)
 
 
@@ -263,6 +268,7 @@ class CoreStats:
         "rate_limited",
         "retransmit_suppressed",
         "ack_timeouts",
+        "in_dialog_screened",
         "relay_retransmit",
         "relay_retransmit_last",
     )
@@ -306,6 +312,8 @@ class CoreStats:
         # copies of TransactionTable.suppressed / .ack_timeouts (for the metrics)
         self.retransmit_suppressed = 0
         self.ack_timeouts = 0
+        # INVITEs with a To tag whose Route did not carry our stamp: screened
+        self.in_dialog_screened = 0
         # requests retransmitted over UDP for a reliable sender (retransmit.py):
         # copies sent again, INVITEs answered 408 (timer B), non-INVITEs expired
         # (timer F), requests not tracked because the table was full
@@ -467,6 +475,7 @@ class ProxyCore:
         "_secret",
         "_branch_mac",
         "_tag_mac",
+        "_stamp_mac",
         "_record_route",
         "_index",
         "_workers",
@@ -516,6 +525,8 @@ class ProxyCore:
         # keyed BLAKE2s with the key block absorbed once; each branch copies it
         self._branch_mac = hashlib.blake2s(digest_size=8, key=self._secret)
         self._tag_mac = hashlib.blake2s(digest_size=5, key=self._secret)  # _to_tag's
+        # the dialog stamp of our Record-Route entries (_stamp)
+        self._stamp_mac = hashlib.blake2s(digest_size=8, key=self._secret, person=b"rrstamp")
         self._record_route = config.record_route
         self._index = config.worker_index
         self._workers = max(1, config.workers)
@@ -533,21 +544,23 @@ class ProxyCore:
         }
         tcp_sent_by = b"%s:%d" % (uri_host, config.tcp_port or config.listen_port)
         tls_sent_by = b"%s:%d" % (uri_host, config.tls_port or config.listen_port)
+        # Our Record-Route entry per transport, cut where the dialog stamp goes
+        # (before the closing ">": _record_route_lines)
         self._rr = {
-            "udp": b"Record-Route: <sip:%s;lr>\r\n" % self._sent_by,
-            "tcp": b"Record-Route: <sip:%s;transport=tcp;lr>\r\n" % tcp_sent_by,
+            "udp": (b"Record-Route: <sip:%s;lr" % self._sent_by, b">\r\n"),
+            "tcp": (b"Record-Route: <sip:%s;transport=tcp;lr" % tcp_sent_by, b">\r\n"),
             # RFC 3261 §16.6 step 4, RFC 5630 §4.3: the entry facing a TLS peer is a
             # sips: URI (transport=tls is deprecated, RFC 3261 §26.2.2); entries of
             # dialogs set up before, <sip:...;transport=tls;lr>, stay ours (_is_self
             # compares host and port only)
-            "tls": b"Record-Route: <sips:%s;lr>\r\n" % tls_sent_by,
+            "tls": (b"Record-Route: <sips:%s;lr" % tls_sent_by, b">\r\n"),
         }
         # RFC 5658 §3.2 double Record-Route when the two sides of a request use
         # different transports: the top entry faces the next hop (the outgoing
         # transport), the second faces the sender (the incoming one), so each
         # side's route set starts with an entry it can reach. Keyed (out, in).
         self._rr2 = {
-            (o, i): self._rr[o] + self._rr[i] for o in self._rr for i in self._rr if o != i
+            (o, i): (self._rr[o], self._rr[i]) for o in self._rr for i in self._rr if o != i
         }
         selves: set[tuple[bytes, int]] = set()
         ports = {config.listen_port, config.tcp_port or config.listen_port}
@@ -572,9 +585,10 @@ class ProxyCore:
         # of their in-dialog ACK/BYE (relay.scan_request) removes exactly this Route
         # line: our UDP entry, then (RFC 5658 double Record-Route towards a TLS
         # softswitch) our sips: entry, both ours (_is_self)
-        rr = self._rr["udp"][14:-2]
+        # (without their dialog stamps, which scan_request skips before each ">")
+        rr = self._rr["udp"][0][14:] + b">"
         if self._ss_t != "udp":
-            rr += b", " + self._rr[self._ss_t][14:-2]
+            rr += b", " + self._rr[self._ss_t][0][14:] + b">"
         ours = all(self._is_self(*_route_target(e)[:2]) for e in split_commas(rr))
         self._lean_route = rr if self._lean and ours else None
         # indexed in the parser's one pass: its presence costs a dict lookup
@@ -678,7 +692,9 @@ class ProxyCore:
         if (
             data[:4] == b"ACK "
             and self._tx.live
-            and b"tag=sc" in data  # one of our To tags: not an end-to-end ACK of a 2xx
+            # one of our To tags (not an end-to-end ACK of a 2xx), or any once an
+            # INVITE with a tag of its own was answered here (_answer_invite)
+            and (b"tag=sc" in data or self.stats.in_dialog_screened)
             and self._absorb_ack(data, now)
         ):
             return
@@ -745,8 +761,9 @@ class ProxyCore:
         """Before the parse: the ACK of one of our 3xx-6xx answers held here,
         absorbed by its INVITE server transaction (RFC 3261 §17.2.1). It matches
         by the top Via's branch and sent-by (§17.2.3) and names the To tag of our
-        answer. False: not recognised here (the full path decides: another
-        worker's, not ours, or not in the common shape)."""
+        answer (ours, ``sc...``, or the one the INVITE came with). False: not
+        recognised here (the full path decides: another worker's, not ours, an
+        end-to-end ACK of a 2xx, or not in the common shape)."""
         key = top_key(data)  # in C, without a Via object (relay.py)
         tx = self._tx.live.get(key) if key is not None else None
         if tx is None or not tx.to_tag or data.find(b"tag=" + tx.to_tag) < 0:
@@ -862,6 +879,38 @@ class ProxyCore:
         mac.update(req.call_id + b"|" + key)
         return b"sc%d.%s" % (owner, mac.hexdigest().encode())
 
+    def _stamp(self, call_id: bytes, from_tag: bytes | None) -> bytes:
+        """The dialog stamp our Record-Route entries carry (``;sdt=``): a keyed hash
+        of the dialog's Call-ID and the caller's From tag, 16 hex digits."""
+        mac = self._stamp_mac.copy()
+        mac.update(call_id + b"|" + (from_tag or b""))
+        return mac.hexdigest().encode()
+
+    def _record_route_lines(self, req: Request, out_transport: str, transport: str) -> bytes:
+        """Our Record-Route line(s) for a dialog-creating request (RFC 3261 §16.6
+        step 4; RFC 5658 §3.2 two when the transports of its sides differ), each
+        entry stamped with the dialog (``_stamp``), so that a request inside the
+        dialog proves, by its Route, that we admitted the dialog (``_stamped``)."""
+        stamp = STAMP_PARAM + self._stamp(req.call_id, req.from_.tag)
+        if transport == out_transport:
+            head, tail = self._rr[out_transport]
+            return head + stamp + tail
+        (h1, t1), (h2, t2) = self._rr2[(out_transport, transport)]
+        return h1 + stamp + t1 + h2 + stamp + t2
+
+    def _stamped(self, req: Request, routes: list[bytes], n_ours: int) -> bool:
+        """One of the Route entries that name us (the first ``n_ours``) carries the
+        stamp of ``req``'s dialog: its Call-ID and From tag, as the caller's side
+        sends them inside a dialog we record-routed."""
+        if not n_ours:
+            return False
+        want = STAMP_PARAM + self._stamp(req.call_id, req.from_.tag) + b">"
+        for entry in routes[:n_ours]:
+            at = entry.rfind(STAMP_PARAM)
+            if at >= 0 and hmac.compare_digest(entry[at : at + len(want)], want):
+                return True
+        return False
+
     def _our_tag_owner(self, req: Request) -> int | None:
         """Owner index if the To tag is one we minted for this transaction."""
         tag = req.to.tag
@@ -946,12 +995,16 @@ class ProxyCore:
                 if self._hand_if_not_ours(req, key, src, transport):
                     return
 
-        if method == b"ACK" and to_tag is not None and to_tag[:2] == b"sc":
+        if (
+            method == b"ACK"
+            and to_tag is not None
+            and (to_tag[:2] == b"sc" or self._tx.live)  # our tag, or an INVITE's own
+        ):
             # RFC 3261 §17.2.1: the ACK to our final response is absorbed, never forwarded
             if self._take_ack(req, src, transport, now, owned):
                 return
 
-        if initial and self._tx.live and (method == b"INVITE" or method == b"CANCEL"):
+        if self._tx.live and (method == b"INVITE" or (initial and method == b"CANCEL")):
             if key is None:
                 key = transaction_key(req)
             tx = self._tx.get(key)
@@ -977,9 +1030,15 @@ class ProxyCore:
             return
         dest, out_transport, strip = target
 
-        # Screening (initial INVITEs only; in-dialog requests are never screened)
+        # Screening: initial INVITEs, and an INVITE with a To tag that does not prove
+        # it belongs to a dialog we admitted (RFC 3261 §12.2.2 lets a UAS take a
+        # request whose To tag matches no dialog as a new one): from anyone but the
+        # softswitch, whose Route lacks our stamp for its Call-ID and From tag.
+        # Other in-dialog requests are never screened.
         fwd: Forward | None = None
-        if initial and method == b"INVITE":
+        if method == b"INVITE" and (
+            initial or self._unproven_in_dialog(req, src, transport, routes, n_ours)
+        ):
             answer = self._screen_invite(req, src, transport)
             if type(answer) is Forward:
                 fwd, answer = answer, None
@@ -996,6 +1055,19 @@ class ProxyCore:
             # a reliable sender runs no timer A/E (RFC 3261 §17.1.1.2, §17.1.2.2):
             # on UDP the proxy retransmits for it (proxy/sip/retransmit.py)
             self._rtx_track(req, data, dest, src, transport, now)
+
+    def _unproven_in_dialog(
+        self, req: Request, src: tuple[str, int], transport: str, routes: list[bytes], n_ours: int
+    ) -> bool:
+        """An INVITE with a To tag, not from the softswitch, without our dialog
+        stamp (``_stamped``): screened as a new call, and counted."""
+        ss = self._ss
+        if transport == self._ss_t and src[1] == ss[1] and src[0] == ss[0]:
+            return False
+        if self._stamped(req, routes, n_ours):
+            return False
+        self.stats.in_dialog_screened += 1
+        return True
 
     def _preprocess_route(self, req: Request) -> tuple[list[bytes], int]:
         """RFC 3261 §16.4 route information preprocessing: the Route entries, and
@@ -1138,7 +1210,9 @@ class ProxyCore:
         st.rejected += 1
         if key is None:
             key = transaction_key(req)
-        tag = self._to_tag(req, key)
+        # an INVITE that came with a To tag keeps it (RFC 3261 §8.2.6.2); its ACK
+        # names that tag (_take_ack)
+        tag = req.to.tag or self._to_tag(req, key)
         final = build_response(req, answer.status, answer.reason, tag, answer.extra_headers)
         self._send_final(req, key, tag, final, answer.status, src, transport, now)
 
@@ -1314,10 +1388,7 @@ class ProxyCore:
         # both entries are ours, so both are removed from the Route of the
         # dialog's requests by the loop above)
         if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
-            if transport == out_transport:
-                added += self._rr[out_transport]
-            else:
-                added += self._rr2[(out_transport, transport)]
+            added += self._record_route_lines(req, out_transport, transport)
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
         parts = [raw[:eol], added]

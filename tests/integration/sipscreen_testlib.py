@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, AnyStr, TypeVar
 
 import pytest
 
@@ -40,6 +41,17 @@ LOOPS = ("uvloop", "asyncio")
 # ---------------------------------------------------------------------------
 # Ports
 # ---------------------------------------------------------------------------
+
+
+_STAMP = re.compile(r";sdt=[0-9a-f]{16}>")
+
+
+def unstamped(entry: AnyStr) -> AnyStr:
+    """A Record-Route / Route entry of ours without its dialog stamp (``;sdt=`` and 16
+    hex digits, proxy/sip/core.py STAMP_PARAM), for comparing entries across dialogs."""
+    if isinstance(entry, bytes):
+        return _STAMP.sub(">", entry.decode("latin-1")).encode("latin-1")
+    return _STAMP.sub(">", entry)
 
 
 def free_udp_port() -> int:

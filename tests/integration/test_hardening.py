@@ -594,3 +594,120 @@ def test_bad_limits_are_refused_naming_the_key(tmp_path: Any, body: str, key: st
     path.write_text(body)
     with pytest.raises(ConfigError, match=key):
         load_config(str(path))
+
+
+# ---------------------------------------------------------------------------
+# A forged in-dialog INVITE: a To tag does not make a new call a re-INVITE
+# ---------------------------------------------------------------------------
+
+
+def _in_dialog(initial: bytes, to_tag: str, route: str | None, cseq: int = 2) -> bytes:
+    """``initial`` (an INVITE from udp_invite) as a request inside its dialog: a new
+    branch, ``To`` with ``to_tag``, CSeq ``cseq``, and a Route line when ``route``."""
+    lines = initial.decode().split("\r\n")
+    out = []
+    for ln in lines:
+        if ln.startswith("Via:"):
+            ln = ln[: ln.index("branch=") + 7] + "z9hG4bK" + uuid.uuid4().hex
+        elif ln.startswith("To:"):
+            ln = f"{ln};tag={to_tag}"
+        elif ln.startswith("CSeq:"):
+            ln = f"CSeq: {cseq} INVITE"
+        out.append(ln)
+        if ln.startswith("Max-Forwards:") and route is not None:
+            out.append(f"Route: {route}")
+    return "\r\n".join(out).encode()
+
+
+def _header(msg: bytes, name: bytes) -> bytes:
+    for ln in msg.split(b"\r\n"):
+        if ln.lower().startswith(name.lower() + b":"):
+            return ln.split(b":", 1)[1].strip()
+    raise AssertionError(f"no {name!r} in {msg[:200]!r}")
+
+
+def _answer_or_forward(
+    ua: socket.socket, ss: socket.socket, msg: bytes, proxy_port: int
+) -> tuple[bytes | None, bytes | None]:
+    """Send ``msg`` from ``ua``: (the proxy's answer to it, what reached the
+    softswitch), each None when nothing came within a second."""
+    call_id = _header(msg, b"Call-ID")
+    ua.sendto(msg, ("127.0.0.1", proxy_port))
+    answer = forwarded = None
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline and (answer is None and forwarded is None):
+        for sock in (ua, ss):
+            d = recv_datagram(sock, 0.05)
+            if d is None or call_id not in d:
+                continue
+            if sock is ua and d.startswith(b"SIP/2.0 ") and not d.startswith(b"SIP/2.0 100"):
+                answer = d
+            elif sock is ss and d.startswith(b"INVITE "):
+                forwarded = d
+    return answer, forwarded
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_forged_in_dialog_invite_is_screened(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
+) -> None:
+    """RFC 3261 §12.2.2 lets a UAS accept a request whose To tag matches no dialog
+    (recovery after a crash), so a blocked caller who adds a To tag to a new INVITE
+    must not be forwarded as a re-INVITE. Only an INVITE whose Route carries the
+    stamp of our Record-Route for its Call-ID and From tag passes unscreened: a
+    forged tag, a forged Route without the stamp, or a stamp copied from another
+    dialog are screened (603), and the 603 is absorbed by its ACK. A real
+    re-INVITE of a dialog we record-routed goes through even after its caller was
+    blocked mid-call."""
+    caller = "+12127368888"
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=workers)
+        ours = f"<sip:127.0.0.1:{proxy.port};lr>"
+
+        # an allowed caller's call: forwarded, record-routed with the stamp
+        first = udp_invite(lport, proxy.port, caller, 1, "dlg")
+        answer, fwd = _answer_or_forward(ua, ss, first, proxy.port)
+        assert answer is None and fwd is not None
+        rr = _header(fwd, b"Record-Route").decode()
+        assert rr.startswith(ours[:-1] + ";") and rr.endswith(">"), rr
+
+        # forged: a blocked caller's new INVITE with a To tag, with no Route,
+        # our Route without the stamp, and the stamp of the allowed call above
+        for n, route in enumerate((None, ours, rr)):
+            forged = _in_dialog(udp_invite(lport, proxy.port, BLOCKED, n, "forged"), "x1", route)
+            answer, fwd = _answer_or_forward(ua, ss, forged, proxy.port)
+            assert fwd is None, (route, fwd[:300] if fwd else None)
+            assert answer is not None and answer.startswith(b"SIP/2.0 603"), (route, answer)
+            assert _header(answer, b"To").endswith(b";tag=x1")  # the request's own tag
+            # its ACK (same branch, the same To tag) is absorbed: no 603 again
+            via = _header(forged, b"Via")
+            ack = (
+                f"ACK sip:+13125557000@127.0.0.1:{proxy.port} SIP/2.0\r\n"
+                f"Via: {via.decode()}\r\nMax-Forwards: 70\r\n"
+                f"From: {_header(forged, b'From').decode()}\r\n"
+                f"To: {_header(answer, b'To').decode()}\r\n"
+                f"Call-ID: {_header(forged, b'Call-ID').decode()}\r\n"
+                "CSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            ua.sendto(ack, ("127.0.0.1", proxy.port))
+        late = [recv_datagram(ua, 0.3) for _ in range(4)]
+        assert late == [None] * 4, late  # timer G: 0.5 s
+        assert recv_datagram(ss, 0.2) is None  # nothing of theirs reached the softswitch
+
+        # mid-call, the allowed caller is blocked: a new call of theirs gets 603 ...
+        redis_client.sadd(key_prefix + "block:caller", caller)
+        probe = iter(range(100, 200))
+        assert wait_for(
+            lambda: (
+                _answer_or_forward(
+                    ua, ss, udp_invite(lport, proxy.port, caller, next(probe), "probe"), proxy.port
+                )[0]
+                or b""
+            ).startswith(b"SIP/2.0 603")
+        )
+        # ... but the re-INVITE of the call already set up, stamped, goes through
+        reinvite = _in_dialog(first, "ss-tag-1", rr)
+        answer, fwd = _answer_or_forward(ua, ss, reinvite, proxy.port)
+        assert answer is None and fwd is not None
+        assert b"Route:" not in fwd  # our entry removed (RFC 3261 §16.4)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
+from proxy.sip import message
 from proxy.sip.core import (
     BRANCH_PREFIX,
     Answer,
@@ -16,6 +18,7 @@ from proxy.sip.core import (
     wrap_handoff,
 )
 from proxy.sip.message import Request, Response, parse
+from proxy.sip.relay import scan_request
 
 PROXY = ("127.0.0.1", 5060)
 SS = ("127.0.0.2", 5070)
@@ -97,6 +100,12 @@ def ss_bye(ruri: bytes, route: bytes = b"", *, to_tag: bytes = b"from-callee", *
     return caller_bye(route, to_tag=to_tag, ruri=ruri, via_host=b"127.0.0.2:5070", **kw)
 
 
+def record_route(msg: Request | Response) -> list[bytes]:
+    """The Record-Route values of ``msg`` without our dialog stamps (``;sdt=``, tested
+    on their own below)."""
+    return [re.sub(rb";sdt=[0-9a-f]{16}>", b">", v) for v in msg.header(b"record-route")]
+
+
 def make(answer: Answer | None = None, **kw: object) -> tuple[ProxyCore, Screen]:
     screen = Screen(answer)
     cfg = CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET, **kw)  # type: ignore[arg-type]
@@ -125,7 +134,7 @@ def test_forward_initial_invite() -> None:
     assert theirs.rport == b"5099"
     assert theirs.branch == b"z9hG4bK-caller-1"
     assert msg.max_forwards == 69
-    assert msg.header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    assert record_route(msg) == [b"<sip:127.0.0.1:5060;lr>"]
     assert msg.body == b"v=0\r\no=- 1 1 IN IP4 127.0.0.3\r\ns=-\r\n"
     assert msg.content_length == len(msg.body)
     assert core.stats.forwarded_requests == 1
@@ -430,6 +439,15 @@ def test_cancel_of_rejected_invite_gets_200() -> None:
     assert dest == CALLER
 
 
+def _our_entry(core: ProxyCore) -> bytes:
+    """Our stamped Record-Route entry for the dialog of ``invite()``, as the
+    caller echoes it in its Route."""
+    allowing, _ = make()
+    allowing.datagram_received(invite(), CALLER, "udp", 0.0)
+    (rr,) = parse(one(allowing)[0]).header(b"record-route")
+    return rr
+
+
 def test_in_dialog_requests_not_screened_and_route_removed() -> None:
     core, screen = make(REJECT)
     bye = caller_bye(b"<sip:127.0.0.1:5060;lr>", cseq=2, ruri=b"sip:ss@127.0.0.2:5070")
@@ -437,10 +455,118 @@ def test_in_dialog_requests_not_screened_and_route_removed() -> None:
     data, dest, _ = one(core)
     assert dest == SS and screen.calls == []
     msg = parse(data)
-    assert msg.header(b"route") == [] and msg.header(b"record-route") == []
-    # a re-INVITE is not screened either
-    core.datagram_received(invite(to_tag=b"ss1", cseq=3), CALLER, "udp", 0.0)
-    assert one(core)[1] == SS and screen.calls == []
+    assert msg.header(b"route") == [] and record_route(msg) == []
+    # a re-INVITE of a dialog we record-routed (its Route carries our stamp) is
+    # not screened either
+    rr = _our_entry(core)
+    core.datagram_received(invite(to_tag=b"ss1", cseq=3, extra=b"Route: " + rr), CALLER, "udp", 0.0)
+    data, dest, _ = one(core)
+    assert dest == SS and screen.calls == [] and b"Route:" not in data
+    assert core.stats.in_dialog_screened == 0
+
+
+def test_record_route_is_stamped_with_the_dialog() -> None:
+    """Each Record-Route entry we add carries ``;sdt=`` and 16 hex digits, a keyed
+    hash of the Call-ID and the caller's From tag: the same dialog gives the same
+    stamp, another Call-ID, From tag or secret another."""
+    core, _ = make()
+    rr = _our_entry(core)
+    assert re.fullmatch(rb"<sip:127\.0\.0\.1:5060;lr;sdt=[0-9a-f]{16}>", rr), rr
+    stamps = set()
+    for other in (
+        invite(),
+        invite().replace(b"call-1@", b"call-2@"),
+        invite().replace(b"tag=from1", b"tag=from2"),
+    ):
+        core.datagram_received(other, CALLER, "udp", 0.0)
+        (entry,) = parse(one(core)[0]).header(b"record-route")
+        stamps.add(entry)
+    assert len(stamps) == 3 and rr in stamps
+    keyed = ProxyCore(CoreConfig(PROXY[0], PROXY[1], SS, secret=b"another"), Screen(None))
+    keyed.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert parse(one(keyed)[0]).header(b"record-route") != [rr]
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        None,  # a To tag alone
+        b"<sip:127.0.0.1:5060;lr>",  # our entry without the stamp
+        b"<sip:127.0.0.1:5060;lr;sdt=0123456789abcdef>",  # a made-up stamp
+        "other-dialog",  # a real stamp of another Call-ID
+        "other-tag",  # a real stamp of the same Call-ID, another From tag
+        "elsewhere",  # the real stamp on an entry that is not ours
+    ],
+)
+def test_an_unstamped_in_dialog_invite_is_screened(route: bytes | str | None) -> None:
+    """RFC 3261 §12.2.2: a UAS may take a request whose To tag matches no dialog as
+    a new one, so an INVITE with a To tag that does not prove (by our stamp) that
+    we admitted its dialog is screened like a new call: rejected here, answered
+    with the To tag it came with, from a server transaction whose ACK is
+    absorbed and whose retransmission is answered again, never forwarded."""
+    core, screen = make(REJECT)
+    if route == "other-dialog":
+        other, _ = make()
+        other.datagram_received(invite().replace(b"call-1@", b"call-9@"), CALLER, "udp", 0.0)
+        (route,) = parse(one(other)[0]).header(b"record-route")
+    elif route == "other-tag":
+        other, _ = make()
+        other.datagram_received(invite().replace(b"tag=from1", b"tag=fromX"), CALLER, "udp", 0.0)
+        (route,) = parse(one(other)[0]).header(b"record-route")
+    elif route == "elsewhere":
+        route = _our_entry(core).replace(b"127.0.0.1:5060", b"127.0.0.2:5070")
+    assert route is None or isinstance(route, bytes)
+    extra = b"Route: " + route if route else b""
+    data = invite(to_tag=b"forged", cseq=3, extra=extra)
+    core.datagram_received(data, CALLER, "udp", 0.0)
+    answer, dest, _ = one(core)
+    assert dest == CALLER and answer.startswith(b"SIP/2.0 603"), answer
+    assert len(screen.calls) == 1 and core.stats.in_dialog_screened == 1
+    resp = parse(answer)
+    assert isinstance(resp, Response) and resp.to.tag == b"forged"
+    # the retransmitted INVITE is answered again, not screened again
+    core.datagram_received(data, CALLER, "udp", 0.1)
+    assert one(core)[0] == answer and len(screen.calls) == 1
+    # its ACK (hop-by-hop, RFC 3261 §17.2.1) is absorbed, before and after the parse
+    ack = invite(method=b"ACK", to_tag=b"forged", cseq=3, body=b"")
+    core.datagram_received(ack, CALLER, "udp", 0.2)
+    assert core.datagrams_to_send() == []
+    assert core.stats.dropped["ack_absorbed"] == 1
+    core.handle_timer(5.0)  # no timer G retransmission after the ACK
+    assert [d for d, _, _ in core.datagrams_to_send() if d.startswith(b"SIP/")] == []
+
+
+def test_an_in_dialog_invite_from_the_softswitch_is_not_screened() -> None:
+    """The softswitch's own re-INVITE towards the caller needs no stamp (it is not
+    what the screen guards against): forwarded by its Route, unscreened."""
+    core, screen = make(REJECT)
+    data = ss_bye(b"sip:alice@127.0.0.3:5061").replace(b"BYE", b"INVITE")
+    core.datagram_received(data, SS, "udp", 0.0)
+    _, dest, _ = one(core)
+    assert dest == CALLER and screen.calls == [] and core.stats.in_dialog_screened == 0
+
+
+def test_the_caller_s_ack_and_bye_with_a_stamped_route_stay_on_the_lean_path() -> None:
+    """The lean C forward of the caller's in-dialog ACK/BYE (relay.scan_request)
+    takes a Route that is our entry with its stamp, and no other stamp shape."""
+    if message.PARSER.c_request is None:
+        pytest.skip("the lean forward is C only (SIPSCREEN_NO_C)")
+    core, _ = make()
+    rr = _our_entry(core)
+    route = core._lean_route
+    assert route is not None
+    for method in (b"ACK", b"BYE"):
+        msg = invite(method=method, to_tag=b"ss1", cseq=2, body=b"", extra=b"Route: " + rr)
+        assert scan_request(msg, "127.0.0.3", 5061, route) is not None
+        for bad in (
+            rr.replace(b";sdt=", b";sdx="),
+            rr[:-2] + b">",  # a digit short
+            rr[:-1] + b"0>",  # a digit long
+            rr.replace(b">", b";x>"),
+            rr[:-2] + b"G>",  # not hex
+        ):
+            odd = invite(method=method, to_tag=b"ss1", cseq=2, body=b"", extra=b"Route: " + bad)
+            assert scan_request(odd, "127.0.0.3", 5061, route) is None, bad
 
 
 SBC = ("127.0.0.9", 5060)
@@ -556,7 +682,7 @@ def test_tcp_forward_records_connection_in_via() -> None:
     assert msg.vias[0].transport == b"UDP"
     assert msg.vias[1].rport == b"40001" and msg.vias[1].received == b"127.0.0.3"
     # RFC 5658 §3.2: the two sides differ, so two entries (the softswitch's, the caller's)
-    assert msg.header(b"record-route") == [
+    assert record_route(msg) == [
         b"<sip:127.0.0.1:5060;lr>",
         b"<sip:127.0.0.1:5060;transport=tcp;lr>",
     ]
@@ -577,12 +703,12 @@ def test_tcp_caller_record_route_names_its_transport_and_tcp_port() -> None:
     raw = invite(via_transport=b"TCP", via_host=b"127.0.0.3:5061;alias")
     core.datagram_received(raw, ("127.0.0.3", 40001), "tcp", 0.0)
     data, dest, transport = one(core)
-    rr = parse(data).header(b"record-route")
+    rr = record_route(parse(data))
     # the caller reverses the list: its first Route is the TCP entry
     assert rr == [b"<sip:127.0.0.1:5060;lr>", b"<sip:127.0.0.1:5062;transport=tcp;lr>"]
     # and UDP on both sides stays a single entry
     core.datagram_received(invite(branch=b"z9hG4bK-2"), CALLER, "udp", 0.0)
-    assert parse(one(core)[0]).header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    assert record_route(parse(one(core)[0])) == [b"<sip:127.0.0.1:5060;lr>"]
 
 
 def test_bye_from_softswitch_to_tcp_caller_removes_both_entries() -> None:
@@ -618,7 +744,7 @@ def test_invite_from_softswitch_to_tcp_target_is_double_record_routed() -> None:
     core.datagram_received(inv, SS, "udp", 0.0)
     data, dest, transport = one(core)
     assert (dest, transport) == (("127.0.0.3", 5061), "tcp")
-    assert parse(data).header(b"record-route") == [
+    assert record_route(parse(data)) == [
         b"<sip:127.0.0.1:5062;transport=tcp;lr>",
         b"<sip:127.0.0.1:5060;lr>",
     ]
@@ -785,7 +911,7 @@ def test_tls_caller_record_route_and_sips_contact() -> None:
     core.datagram_received(raw, ("127.0.0.3", 40001), "tls", 0.0)
     data, dest, transport = one(core)
     assert (dest, transport) == (SS, "udp")
-    assert parse(data).header(b"record-route") == [
+    assert record_route(parse(data)) == [
         b"<sip:127.0.0.1:5060;lr>",
         b"<sips:127.0.0.1:5063;lr>",
     ]

@@ -5,7 +5,17 @@ Sans-I/O, fake clock."""
 from __future__ import annotations
 
 import pytest
-from test_sip_core import CALLER, SS, caller_bye, invite, make, one, response_to, ss_bye
+from test_sip_core import (
+    CALLER,
+    SS,
+    caller_bye,
+    invite,
+    make,
+    one,
+    record_route,
+    response_to,
+    ss_bye,
+)
 
 from proxy.sip import message
 from proxy.sip.message import Request, parse
@@ -21,7 +31,7 @@ def test_invite_to_a_tls_softswitch_and_its_bye_back() -> None:
     assert isinstance(fwd, Request)
     assert fwd.vias[0].transport == b"TLS"
     # RFC 5658 double Record-Route: sips: facing the softswitch, UDP the caller
-    rr = fwd.header(b"record-route")
+    rr = record_route(fwd)
     assert rr == [b"<sips:127.0.0.1:5061;lr>", b"<sip:127.0.0.1:5060;lr>"]
     # the softswitch's 200 comes back on our connection (src = its address)
     core.datagram_received(response_to(data, 200, b"OK"), SS, "tls", 1.1)
@@ -72,7 +82,7 @@ def test_tls_caller_udp_softswitch_gets_a_sips_entry_and_its_bye_pops_both() -> 
     core.datagram_received(_tls_invite(), TLS_CALLER, "tls", 0.0)
     data, dest, transport = one(core)
     assert (dest, transport) == (SS, "udp")
-    assert parse(data).header(b"record-route") == [
+    assert record_route(parse(data)) == [
         b"<sip:127.0.0.1:5060;lr>",
         b"<sips:127.0.0.1:5063;lr>",
     ]
@@ -98,7 +108,7 @@ def test_tls_caller_and_tls_softswitch_one_sips_entry() -> None:
     core.datagram_received(_tls_invite(), TLS_CALLER, "tls", 0.0)
     data, dest, transport = one(core)
     assert (dest, transport) == (SS, "tls")
-    assert parse(data).header(b"record-route") == [b"<sips:127.0.0.1:5061;lr>"]
+    assert record_route(parse(data)) == [b"<sips:127.0.0.1:5061;lr>"]
     # the caller's BYE: its only Route entry, ours, removed (loose routing, §16.4)
     bye = caller_bye(b"<sips:127.0.0.1:5061;lr>", via_transport=b"TLS", branch=b"z9hG4bK-bye")
     core.datagram_received(bye, TLS_CALLER, "tls", 0.1)
@@ -124,7 +134,7 @@ def test_no_sips_entry_towards_udp_or_tcp_peers() -> None:
     core, _ = make(softswitch_transport="tls", tcp_port=5062, tls_port=5061)
     core.datagram_received(invite(), CALLER, "udp", 0.0)
     data, _, _ = one(core)
-    assert parse(data).header(b"record-route") == [
+    assert record_route(parse(data)) == [
         b"<sips:127.0.0.1:5061;lr>",
         b"<sip:127.0.0.1:5060;lr>",
     ]
@@ -132,13 +142,13 @@ def test_no_sips_entry_towards_udp_or_tcp_peers() -> None:
         invite(via_transport=b"TCP", branch=b"z9hG4bK-tcp"), ("127.0.0.3", 40002), "tcp", 0.0
     )
     data, _, _ = one(core)
-    assert parse(data).header(b"record-route") == [
+    assert record_route(parse(data)) == [
         b"<sips:127.0.0.1:5061;lr>",
         b"<sip:127.0.0.1:5062;transport=tcp;lr>",
     ]
     core, _ = make(tcp_port=5062, tls_port=5061)
     core.datagram_received(invite(), CALLER, "udp", 0.0)
-    assert parse(one(core)[0]).header(b"record-route") == [b"<sip:127.0.0.1:5060;lr>"]
+    assert record_route(parse(one(core)[0])) == [b"<sip:127.0.0.1:5060;lr>"]
 
 
 @pytest.mark.parametrize(
