@@ -19,6 +19,7 @@ from proxy.config.values import (
     _get,
     _parse_nets,
     _table,
+    header_name,
     parse_clock,
     parse_hostport,
     parse_listen,
@@ -103,6 +104,11 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
     for name in ("monitor", "record_route"):
         if (v := _get(p, name, f"proxy.{name}", bool)) is not None:
             kw[name] = v
+    if (v := p.get("strip_identity_headers")) is not None:
+        key = "proxy.strip_identity_headers"
+        if not isinstance(v, list):
+            raise ConfigError(f"{key}: must be a list of header names, got {v!r}")
+        kw["strip_identity_headers"] = tuple(header_name(x, f"{key}[{i}]") for i, x in enumerate(v))
     for name in ("tls_cert", "tls_key", "tls_ca", "tls_client_ca"):
         if (v := _get(p, name, f"proxy.{name}", str)) is not None:
             kw[name] = v or None

@@ -37,6 +37,10 @@ class Config:
     workers: int = 1
     monitor: bool = False
     record_route: bool = True
+    # Caller identity headers the screen does not read, cut from every request
+    # forwarded to the softswitch (from every source): a softswitch that shows
+    # one of them as the caller ID would show a number nobody screened.
+    strip_identity_headers: tuple[str, ...] = ("Remote-Party-ID", "P-Preferred-Identity")
     # TLS (a tls:HOST:PORT listen address): our certificate chain and key (PEM
     # files, required with TLS), and the CA file that verifies the peers we
     # connect to (None: the system's CAs)

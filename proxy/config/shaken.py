@@ -10,13 +10,12 @@ upstream provider (the others inherit the default); the `fetch*` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from proxy.config.values import ConfigError, _choice, _get, _table
+from proxy.config.values import RELIED_ON_HEADERS, ConfigError, _choice, _get, _table, header_name
 from rules.shaken import POLICY_ACTIONS, AttestationPolicy
 
 
@@ -144,26 +143,17 @@ def _shaken(doc: Mapping[str, Any], source_path: str | None) -> ShakenSpec | Non
     )
 
 
-# RFC 3261 §25.1 token (a header name); and names the proxy or the softswitch
-# read for routing and identity, which a mark must never replace or strip.
-_HEADER_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
-_MARK_RESERVED = frozenset(
-    "via v from f to t call-id i cseq contact m max-forwards route record-route "
-    "content-length l content-type c identity y p-asserted-identity "
-    "p-preferred-identity privacy".split()
-)
+# The names the proxy or the softswitch read for routing and identity, which a
+# mark must never replace or strip (P-Preferred-Identity too: a mark is added)
+_MARK_RESERVED = RELIED_ON_HEADERS | {"p-preferred-identity"}
 
 
 def _mark_header(name: str) -> str:
     """``shaken.mark_header``: a header name the proxy can add and strip."""
-    if not _HEADER_TOKEN.fullmatch(name) or len(name) > 64:
-        raise ConfigError(f"shaken.mark_header: must be a SIP header name (token), got {name!r}")
-    if name.lower() in _MARK_RESERVED:
-        raise ConfigError(
-            f"shaken.mark_header: {name!r} is a header the proxy or softswitch relies on; "
-            "choose another (e.g. X-Sipscreen-Mark)"
-        )
-    return name
+    try:
+        return header_name(name, "shaken.mark_header", _MARK_RESERVED)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; choose another (e.g. X-Sipscreen-Mark)") from None
 
 
 def _shaken_fetch(vals: Mapping[str, Any], path: Callable[[Any], str | None]) -> dict[str, Any]:

@@ -89,6 +89,25 @@ def parse_clock(value: Any, key: str) -> float:
     return when.timestamp()
 
 
+# RFC 3261 §25.1 token (a header name); and the names the proxy or the softswitch
+# read for routing and identity (a configured header never replaces or strips one)
+HEADER_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+RELIED_ON_HEADERS = frozenset(
+    "via v from f to t call-id i cseq contact m max-forwards route record-route "
+    "content-length l content-type c identity y p-asserted-identity privacy".split()
+)
+
+
+def header_name(name: Any, key: str, relied_on: frozenset[str] = RELIED_ON_HEADERS) -> str:
+    """A SIP header name (token, at most 64 characters) that is not in ``relied_on``;
+    else a ConfigError naming ``key``."""
+    if not isinstance(name, str) or not HEADER_TOKEN.fullmatch(name) or len(name) > 64:
+        raise ConfigError(f"{key}: must be a SIP header name (token), got {name!r}")
+    if name.lower() in relied_on:
+        raise ConfigError(f"{key}: {name!r} is a header the proxy or softswitch relies on")
+    return name
+
+
 def _get(table: Mapping[str, Any], name: str, key: str, kind: type | tuple[type, ...]) -> Any:
     v = table.get(name)
     if v is None:

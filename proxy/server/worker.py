@@ -345,6 +345,7 @@ def _make_core_config(
         is_trusted_source=config.is_trusted_source,
         on_screen_bug=_log_screen_bug,
         strip_header=config.shaken.mark_header if config.shaken else None,
+        strip_identity=config.strip_identity_headers,
     )
 
 

@@ -235,6 +235,11 @@ class CoreConfig:
     # request forwarded there, in-dialog ones included (the screen cuts it from
     # initial INVITEs with its own edits; the same line is cut once). None = none.
     strip_header: str | None = None
+    # Caller identity headers the screen does not read (config [proxy]
+    # strip_identity_headers: Remote-Party-ID, P-Preferred-Identity): cut from
+    # every request forwarded to the softswitch, from every source, so that the
+    # softswitch cannot show a caller ID the screen did not decide on.
+    strip_identity: tuple[str, ...] = ()
     is_trusted_source: Callable[[str], bool] = field(default=lambda ip: False)
     # At most this many requests retransmitted at once for reliable senders whose
     # request leaves over UDP (proxy/sip/retransmit.py); more go out untracked
@@ -495,6 +500,7 @@ class ProxyCore:
         "_rtx_pending",
         "_th",
         "_strip_more",
+        "_strip_ids",
         "_is_trusted",
     )
 
@@ -597,8 +603,15 @@ class ProxyCore:
         self._is_trusted = config.is_trusted_source
         sh = config.strip_header
         self._strip_more = index_header(sh.encode("ascii")) if sh else None
+        self._strip_ids = self._identity_strip(config)
 
     # --- adapter API -------------------------------------------------------
+
+    def _identity_strip(self, config: CoreConfig) -> tuple[bytes, ...]:
+        """The canonical names of ``config.strip_identity`` but those cut already
+        (the trusted provider header, the mark header): each line is cut once."""
+        names = [index_header(h.encode("ascii")) for h in config.strip_identity]
+        return tuple(n for n in dict.fromkeys(names) if n not in (self._th, self._strip_more))
 
     def set_limits(self, config: CoreConfig) -> None:
         """Take the per-source limits and the trusted provider header (name and
@@ -616,12 +629,14 @@ class ProxyCore:
             trusted_header=config.trusted_header,
             is_trusted_source=config.is_trusted_source,
             strip_header=config.strip_header,
+            strip_identity=config.strip_identity,
         )
         # the header cut from untrusted sources follows the screen's (reloaded) one
         th = config.trusted_header
         self._th = index_header(th.encode("ascii")) if th else None
         sh = config.strip_header
         self._strip_more = index_header(sh.encode("ascii")) if sh else None
+        self._strip_ids = self._identity_strip(config)
         self._is_trusted = config.is_trusted_source
         self._rate_window = config.invite_window
         lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
@@ -1167,6 +1182,10 @@ class ProxyCore:
             more = self._strip_more
             if more is not None:
                 cut = req.indexed.get(more)  # the proxy's own header: from no one
+                if cut is not None:
+                    strip = cut if strip is None else sorted(strip + cut)
+            for name in self._strip_ids:  # identities the screen did not read
+                cut = req.indexed.get(name)
                 if cut is not None:
                     strip = cut if strip is None else sorted(strip + cut)
         else:

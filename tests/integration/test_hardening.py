@@ -711,3 +711,31 @@ def test_a_forged_in_dialog_invite_is_screened(
         answer, fwd = _answer_or_forward(ua, ss, reinvite, proxy.port)
         assert answer is None and fwd is not None
         assert b"Route:" not in fwd  # our entry removed (RFC 3261 §16.4)
+
+
+@pytest.mark.parametrize("strip", [None, []])
+def test_a_blocked_number_in_remote_party_id_does_not_reach_the_softswitch(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, strip: Any
+) -> None:
+    """The screen decides on P-Asserted-Identity, else From. A blocked caller who
+    sends a clean From and the blocked number in Remote-Party-ID (or
+    P-Preferred-Identity) is allowed on the clean number, and a softswitch that
+    shows RPID as the caller ID (Asterisk's trust_id_inbound, FreeSWITCH) would show
+    the blocked one. By default ([proxy] strip_identity_headers) both headers are
+    cut from what reaches the softswitch; with the list empty they go through."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    sections = None if strip is None else {"proxy": {"strip_identity_headers": strip}}
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, sections=sections)
+        msg = udp_invite(lport, proxy.port, "+13015551234", 1, "rpid").replace(
+            b"Max-Forwards: 70\r\n",
+            b"Max-Forwards: 70\r\n"
+            + f"Remote-Party-ID: <sip:{BLOCKED}@127.0.0.1>;party=calling\r\n".encode()
+            + f"P-Preferred-Identity: <sip:{BLOCKED}@127.0.0.1>\r\n".encode(),
+        )
+        answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
+        assert answer is None and fwd is not None  # allowed: From is clean
+        if strip is None:
+            assert BLOCKED.encode() not in fwd, fwd
+        else:
+            assert fwd.count(BLOCKED.encode()) == 2, fwd

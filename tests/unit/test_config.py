@@ -85,6 +85,13 @@ def test_cli_overrides_win(tmp_path: Path) -> None:
         ('[notices]\nk4_deadline = "report"\n', "notices.k4_deadline: obsolete"),
         ('[notices]\nk4_deadline = "mitigation"\n', "notices.k4_deadline: obsolete"),
         ("[notices]\nwindow = 2\n", "notices.window"),
+        ('[proxy]\nstrip_identity_headers = "Remote-Party-ID"\n', "proxy.strip_identity_headers"),
+        ('[proxy]\nstrip_identity_headers = ["From"]\n', "proxy.strip_identity_headers.0."),
+        ('[proxy]\nstrip_identity_headers = ["RPID", "a b"]\n', "proxy.strip_identity_headers.1."),
+        (
+            '[proxy]\nstrip_identity_headers = ["P-Asserted-Identity"]\n',
+            "proxy.strip_identity_headers.0.: 'P-Asserted-Identity' is a header the proxy",
+        ),
         ("[proxy]\noverload_hold_ms = -1\n", "proxy.overload_hold_ms"),
         ('[proxy]\noverload_hold_ms = "100"\n', "proxy.overload_hold_ms"),
         ("[records]\nsample_allowed = 1.5\n", "records.sample_allowed"),

@@ -922,3 +922,41 @@ def test_tls_caller_record_route_and_sips_contact() -> None:
     data, dest, transport = one(core)
     assert (dest, transport) == (("127.0.0.3", 5061), "tls")
     assert parse(data).header(b"route") == [] and parse(data).vias[0].transport == b"TLS"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        b"Remote-Party-ID: <sip:+12127369999@example.net>;party=calling;screen=no",
+        b"remote-party-id:<sip:+12127369999@example.net>",
+        b"REMOTE-PARTY-ID : <sip:+12127369999@example.net>\r\nRemote-Party-ID: <tel:+12127369999>",
+        b"P-Preferred-Identity: <sip:+12127369999@example.net>",
+        b"Remote-Party-ID: <sip:+12127369999@example.net>,\r\n <tel:+12127369999>",  # folded
+    ],
+)
+def test_identity_headers_the_screen_does_not_read_are_cut(lines: bytes) -> None:
+    """A caller whose From is clean and whose Remote-Party-ID (or P-Preferred-Identity)
+    names a blocked number: the screen decides on From (PAI, else From), so a
+    softswitch that shows RPID as the caller ID would show a number nobody screened.
+    Those headers are cut from every request forwarded to the softswitch (the rest
+    byte-identical); with the list empty they go through."""
+    core, _ = make(strip_identity=("Remote-Party-ID", "P-Preferred-Identity"))
+    data = invite(extra=lines)
+    core.datagram_received(data, CALLER, "udp", 0.0)
+    fwd, dest, _ = one(core)
+    assert dest == SS
+    assert b"12127369999" not in fwd, fwd
+    plain, _ = make(strip_identity=("Remote-Party-ID", "P-Preferred-Identity"))
+    plain.datagram_received(invite(), CALLER, "udp", 0.0)
+    assert fwd == one(plain)[0]
+    # a stamped re-INVITE and an UPDATE of the dialog lose them too
+    for method in (b"INVITE", b"UPDATE"):
+        extra = b"Route: " + _our_entry(core) + b"\r\n" + lines
+        core.datagram_received(
+            invite(method=method, to_tag=b"ss1", cseq=5, extra=extra), CALLER, "udp", 1.0
+        )
+        out, dest, _ = one(core)
+        assert dest == SS and b"12127369999" not in out, out
+    kept, _ = make()
+    kept.datagram_received(data, CALLER, "udp", 0.0)
+    assert b"12127369999" in one(kept)[0]
