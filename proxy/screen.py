@@ -179,6 +179,25 @@ def caller_from_request(req: Request) -> str | None:
     return _number(req.from_)
 
 
+def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
+    """(caller ID as ``caller_from_request`` reads it, the other numbers the
+    identity headers carry: further P-Asserted-Identity entries, and From when
+    a PAI gave the caller ID; each once, the caller excluded)."""
+    pais: list[str] = []
+    for raw in req.pai:
+        user = name_addr_user(raw)
+        if user is not None:
+            num = normalise(_text(user))
+            if num is not None:
+                pais.append(num)
+    frm = _number(req.from_)
+    if not pais:
+        return frm, ()
+    caller = pais[0]
+    rest = pais[1:] + ([frm] if frm is not None else [])
+    return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
+
+
 def _callee(req: Request) -> str | None:
     """Callee: the Request-URI's number, or its RFC 5031 emergency service URN.
 
@@ -333,8 +352,12 @@ class Screener(Screen):
 
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
-        return CallFacts(
-            caller_from_request(req),
+        if req.pai:
+            caller, others = caller_identities(req)
+        else:  # the common case: From alone, no other identity
+            caller, others = _number(req.from_), ()
+        facts = CallFacts(
+            caller,
             _callee(req),
             self.provider_override or self.provider_for(req, source_ip),
             source_ip,
@@ -342,6 +365,9 @@ class Screener(Screen):
             None,  # OCN: from a verified SHAKEN Identity only (RFC 8588)
             _private(req.privacy),
         )
+        if others:
+            facts.other_callers = others
+        return facts
 
     def _verify(
         self, verifier: Verifier, req: Request, facts: CallFacts, now: float

@@ -33,7 +33,12 @@ call"):
 4. do-not-originate (47 CFR 64.1200(o), mandatory since 2025-12-15): invalid
    NANP number, unallocated area code / NPA-NXX (only when NANPA data is
    loaded), inbound-only number;
-5. operator block lists: caller, longest caller prefix, provider; then the
+5. operator block lists: caller, longest caller prefix; (5b) the same number
+   lists (and the inbound-only DNO list) against the call's other identity
+   headers (``facts.other_callers``: a second P-Asserted-Identity, From when
+   a PAI gave the caller ID), each a block with its list's rule and a reason
+   naming the header's number, because a softswitch may show that number;
+   then provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
    policy, operator policy: unsigned / C-attested / failed verification,
    each "pass" by default, "mark" (forwarded with a mark header: never a
@@ -139,6 +144,31 @@ def _number_key(caller: str) -> int | str:
     if caller[:1] == "+" and body.isdigit() and body.isascii() and body[0] != "0":
         return int(body)
     return caller
+
+
+def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> Verdict | None:
+    """Step 5b: ``other``, a number another identity header of the call carries
+    (rules/facts.py ``other_callers``), on the inbound-only DNO list or an
+    operator blocklist: the verdict of that list, naming the header's number.
+    Only the lists: a From that is not a valid number (``anonymous``, a PBX
+    extension) is common on legitimate calls whose P-Asserted-Identity is real."""
+    key = _number_key(other)
+    also = (
+        "another identity header of the call (From or a second P-Asserted-Identity) "
+        f"carries {other}"
+    )
+    if caller is not None:
+        also += f"; the caller ID screened first was {caller}"
+    if key in snap.dno_caller:
+        base = BLOCK_DNO_INBOUND_ONLY
+    elif key in snap.block_caller:
+        base = BLOCK_CALLER
+    else:
+        prefix = snap.block_prefix.longest_match(other) if snap.block_prefix.lengths else None
+        if prefix is None:
+            return None
+        base = _prefix_verdict(prefix)
+    return Verdict(True, base.rule, f"{base.reason} ({also})", detail=f"identity:{other}")
 
 
 def _provider_name(provider_id: str, name: str) -> str:
@@ -551,6 +581,12 @@ def _after_allowlist(
             prefix = block_prefix.longest_match(caller)
             if prefix is not None:
                 return _prefix_verdict(prefix)
+    if facts is not None and facts.other_callers:
+        # 5b. The same number lists against the call's other identities.
+        for other in facts.other_callers:
+            v = _other_identity_verdict(snap, other, caller)
+            if v is not None:
+                return v
     if provider is not None:
         # 5. Operator policy: provider blocklist.
         if provider in snap.block_provider:
@@ -846,6 +882,15 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         checks.append(Check(Rule.PREFIX_BLOCK, True, _prefix_verdict(prefix).reason))
     else:
         checks.append(Check(Rule.PREFIX_BLOCK, False, "no blocked prefix matches"))
+
+    # 5b. the call's other identities against the same number lists
+    for other in facts.other_callers:
+        ov = _other_identity_verdict(snap, other, caller)
+        if ov is not None:
+            checks.append(Check(ov.rule, True, ov.reason))
+        else:
+            why = f"{other} (another identity header of the call) is on no number list"
+            checks.append(Check(Rule.CALLER_BLOCK, False, why))
 
     no_provider = "upstream provider unknown; provider rules skipped"
     if provider is None:

@@ -739,3 +739,38 @@ def test_a_blocked_number_in_remote_party_id_does_not_reach_the_softswitch(
             assert BLOCKED.encode() not in fwd, fwd
         else:
             assert fwd.count(BLOCKED.encode()) == 2, fwd
+
+
+def test_a_blocked_from_behind_a_clean_p_asserted_identity_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """The caller ID screened is P-Asserted-Identity, else From; a softswitch that
+    does not trust the PAI shows From. A blocked From behind a clean PAI (and a
+    blocked second PAI entry) is blocked by the caller blocklist, the reason
+    naming the number; a From with no number behind a PAI is not a block."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        clean = "<sip:+13015551234@127.0.0.1>"
+        cases = [
+            (BLOCKED, f"P-Asserted-Identity: {clean}\r\n", True),
+            ("+13015559876", f"P-Asserted-Identity: {clean}, <tel:{BLOCKED}>\r\n", True),
+            ("anonymous", f"P-Asserted-Identity: {clean}\r\n", False),
+        ]
+        for n, (frm, pai, blocked) in enumerate(cases):
+            msg = udp_invite(lport, proxy.port, frm, n, "ids").replace(
+                b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + pai.encode()
+            )
+            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
+            if blocked:
+                assert fwd is None and answer is not None, (frm, pai)
+                assert answer.startswith(b"SIP/2.0 603"), answer
+            else:
+                assert answer is None and fwd is not None, (frm, pai, answer)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
+    assert len(lines) == 2 and all(f"carries {BLOCKED}" in ln for ln in lines), lines

@@ -980,3 +980,47 @@ def test_shaken_mark_exemptions_and_later_blocks(shaken_snap: Snapshot) -> None:
     shaken_snap.apply("allow:caller", "remove", [GOOD])
     shaken_snap.apply("block:caller", "add", [GOOD])
     assert decide(shaken_snap, f, 0.0).rule is Rule.CALLER_BLOCK
+
+
+# -- 5b: the call's other identities against the number lists -----------------
+
+
+def _two_ids(caller: str | None, *others: str, callee: str = CALLEE) -> CallFacts:
+    return CallFacts(caller=caller, callee=callee, provider="up", other_callers=others)
+
+
+@pytest.mark.parametrize(
+    ("other", "rule", "list_reason"),
+    [
+        ("+12025552001", Rule.CALLER_BLOCK, BLOCK_CALLER.reason),
+        ("+18007721213", Rule.DNO_INBOUND_ONLY, BLOCK_DNO_INBOUND_ONLY.reason),
+        ("+19005551234", Rule.PREFIX_BLOCK, "blocked prefix +1900"),
+    ],
+)
+def test_a_listed_number_in_another_identity_header_blocks(
+    snap: Snapshot, other: str, rule: Rule, list_reason: str
+) -> None:
+    """A clean P-Asserted-Identity does not carry a From (or second PAI) that is on
+    the inbound-only DNO list or an operator blocklist past the screen: the block
+    has that list's rule and citation, and the reason names both numbers."""
+    v = decide(snap, _two_ids(GOOD, "+13015559876", other), 0.0)
+    assert v.blocked and v.rule is rule and v.detail == f"identity:{other}"
+    assert list_reason in v.reason and other in v.reason and GOOD in v.reason
+    checks = explain(snap, _two_ids(GOOD, "+13015559876", other), 0.0)
+    assert [c.matched for c in checks if other in c.why] == [True]
+    assert [c.matched for c in checks if "+13015559876" in c.why] == [False]
+
+
+def test_other_identities_are_checked_against_the_lists_only(snap: Snapshot) -> None:
+    """An invalid or unallocated From behind a real PAI (a PBX extension, 555-01XX)
+    is common on legitimate calls: the DNO validity rules judge the caller ID
+    alone. The allowlist (on the caller ID) passes over a listed other identity,
+    counted; emergency calls are never blocked."""
+    assert decide(snap, _two_ids(GOOD, "+12025550150", "+1555"), 0.0) is ALLOW_DEFAULT
+    snap.apply("allow:caller", "add", [GOOD])
+    v = decide(snap, _two_ids(GOOD, "+12025552001"), 0.0)
+    assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
+    assert decide(snap, _two_ids(GOOD, "+12025552001", callee="911"), 0.0) is ALLOW_EMERGENCY
+    # the caller ID's own block comes first
+    v = decide(snap, _two_ids("+19005551234", "+12025552001"), 0.0)
+    assert v.rule is Rule.PREFIX_BLOCK and v.detail == "+1900"

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.screen import _callee, caller_from_request
+from proxy.screen import _callee, caller_from_request, caller_identities
 from proxy.sip import message
 from proxy.sip.message import Request, parse
 
@@ -182,3 +182,29 @@ def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
     else:
         want = na.user or na.uri
     assert message.name_addr_user(value) == want
+
+
+@pytest.mark.parametrize(
+    ("frm", "pai", "caller", "others"),
+    [
+        ("<sip:+13125558000@h>", None, "+13125558000", ()),
+        ("<sip:+13125558000@h>", ["<sip:+13125559000@h>"], "+13125559000", ("+13125558000",)),
+        ("<sip:+13125559000@h>", ["<sip:+13125559000@h>"], "+13125559000", ()),
+        ("<sip:anonymous@anonymous.invalid>", ["<tel:+13125559000>"], "+13125559000", ()),
+        (
+            "<sip:+13125558000@h>",
+            ["<sip:+13125559000@h>, <tel:+13125557777>"],
+            "+13125559000",
+            ("+13125557777", "+13125558000"),
+        ),
+        ("<sip:+1%33125558000@h>", ["<sip:+13125559000@h>"], "+13125559000", ("+13125558000",)),
+    ],
+)
+def test_caller_identities_are_every_number_the_headers_carry(
+    frm: str, pai: list[str] | None, caller: str, others: tuple[str, ...]
+) -> None:
+    """The caller ID (PAI, else From) and the other numbers (further PAI entries,
+    From behind a PAI), each once, read by the same name-addr reader."""
+    req = invite(frm=frm, pai=pai)
+    assert caller_identities(req) == (caller, others)
+    assert caller_from_request(req) == caller
