@@ -894,36 +894,84 @@ class ProxyCore:
         mac.update(req.call_id + b"|" + key)
         return b"sc%d.%s" % (owner, mac.hexdigest().encode())
 
-    def _stamp(self, call_id: bytes, from_tag: bytes | None) -> bytes:
+    def _stamp(self, material: bytes) -> bytes:
         """The dialog stamp our Record-Route entries carry (``;sdt=``): a keyed hash
-        of the dialog's Call-ID and the caller's From tag, 16 hex digits."""
+        of ``material`` (``_stamp_material``), 16 hex digits."""
         mac = self._stamp_mac.copy()
-        mac.update(call_id + b"|" + (from_tag or b""))
+        mac.update(material)
         return mac.hexdigest().encode()
 
-    def _record_route_lines(self, req: Request, out_transport: str, transport: str) -> bytes:
+    def _stamp_material(self, req: Request, src: tuple[str, int], from_ss: bool) -> bytes:
+        """What a dialog's stamp binds, read from the request that set it up or
+        from an INVITE inside it coming from the caller's side.
+
+        A dialog a caller set up (``from_ss`` False): its Call-ID, the caller's
+        From tag, From URI and P-Asserted-Identity values (the identities the
+        screen decided on), and the upstream it came from (the trunk the source
+        address maps to, else the address), so that a stamp copied from an
+        allowed call cannot carry another caller ID or another provider's
+        traffic past the screen. A dialog the softswitch set up (``from_ss``):
+        its Call-ID and the softswitch's From tag, which the far side's requests
+        carry in their To tag."""
+        if from_ss:
+            return b"ss|" + req.call_id + b"|" + (req.from_.tag or b"")
+        trunk_of = self.config.trunk_of
+        trunk = trunk_of(src[0]) if trunk_of is not None else None
+        upstream = str(trunk if trunk is not None else src[0]).encode("utf-8", "replace")
+        return b"|".join(
+            (
+                b"up",
+                req.call_id,
+                req.from_.tag or b"",
+                req.from_.uri,
+                b",".join(req.pai),
+                upstream,
+            )
+        )
+
+    def _from_softswitch(self, src: tuple[str, int], transport: str) -> bool:
+        """The request came from the softswitch: over its transport, from its very
+        address and port (over TLS: on our connection to it)."""
+        ss = self._ss
+        return transport == self._ss_t and src[1] == ss[1] and src[0] == ss[0]
+
+    def _record_route_lines(
+        self, req: Request, src: tuple[str, int], out_transport: str, transport: str
+    ) -> bytes:
         """Our Record-Route line(s) for a dialog-creating request (RFC 3261 §16.6
         step 4; RFC 5658 §3.2 two when the transports of its sides differ), each
         entry stamped with the dialog (``_stamp``), so that a request inside the
         dialog proves, by its Route, that we admitted the dialog (``_stamped``)."""
-        stamp = STAMP_PARAM + self._stamp(req.call_id, req.from_.tag)
+        material = self._stamp_material(req, src, self._from_softswitch(src, transport))
+        stamp = STAMP_PARAM + self._stamp(material)
         if transport == out_transport:
             head, tail = self._rr[out_transport]
             return head + stamp + tail
         (h1, t1), (h2, t2) = self._rr2[(out_transport, transport)]
         return h1 + stamp + t1 + h2 + stamp + t2
 
-    def _stamped(self, req: Request, routes: list[bytes], n_ours: int) -> bool:
+    def _stamped(
+        self, req: Request, src: tuple[str, int], routes: list[bytes], n_ours: int
+    ) -> bool:
         """One of the Route entries that name us (the first ``n_ours``) carries the
-        stamp of ``req``'s dialog: its Call-ID and From tag, as the caller's side
-        sends them inside a dialog we record-routed."""
+        stamp of ``req``'s dialog (``_stamp_material``): one a caller set up, with
+        the same identities and upstream; or one the softswitch set up, whose
+        From tag ``req`` names in its To tag."""
         if not n_ours:
             return False
-        want = STAMP_PARAM + self._stamp(req.call_id, req.from_.tag) + b">"
+        wants = [STAMP_PARAM + self._stamp(self._stamp_material(req, src, False)) + b">"]
+        tag = req.to.tag
+        if tag is not None:
+            ss = b"ss|" + req.call_id + b"|" + tag
+            wants.append(STAMP_PARAM + self._stamp(ss) + b">")
         for entry in routes[:n_ours]:
             at = entry.rfind(STAMP_PARAM)
-            if at >= 0 and hmac.compare_digest(entry[at : at + len(want)], want):
-                return True
+            if at < 0:
+                continue
+            got = entry[at:]
+            for want in wants:
+                if hmac.compare_digest(got[: len(want)], want):
+                    return True
         return False
 
     def _our_tag_owner(self, req: Request) -> int | None:
@@ -1076,10 +1124,9 @@ class ProxyCore:
     ) -> bool:
         """An INVITE with a To tag, not from the softswitch, without our dialog
         stamp (``_stamped``): screened as a new call, and counted."""
-        ss = self._ss
-        if transport == self._ss_t and src[1] == ss[1] and src[0] == ss[0]:
+        if self._from_softswitch(src, transport):
             return False
-        if self._stamped(req, routes, n_ours):
+        if self._stamped(req, src, routes, n_ours):
             return False
         self.stats.in_dialog_screened += 1
         return True
@@ -1407,7 +1454,7 @@ class ProxyCore:
         # both entries are ours, so both are removed from the Route of the
         # dialog's requests by the loop above)
         if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
-            added += self._record_route_lines(req, out_transport, transport)
+            added += self._record_route_lines(req, src, out_transport, transport)
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
         parts = [raw[:eol], added]

@@ -536,6 +536,69 @@ def test_an_unstamped_in_dialog_invite_is_screened(route: bytes | str | None) ->
     assert [d for d, _, _ in core.datagrams_to_send() if d.startswith(b"SIP/")] == []
 
 
+@pytest.mark.parametrize(
+    ("change", "src"),
+    [
+        ((b"<sip:+13035551111@example.net>", b"<sip:+12025552001@example.net>"), CALLER),
+        (
+            (b"Max-Forwards: 70", b"Max-Forwards: 70\r\nP-Asserted-Identity: <tel:+12025552001>"),
+            CALLER,
+        ),
+        (None, ("127.0.0.4", 5061)),  # another upstream address (no trunk maps either)
+    ],
+)
+def test_a_stamp_binds_the_caller_s_identities_and_upstream(
+    change: tuple[bytes, bytes] | None, src: tuple[str, int]
+) -> None:
+    """A stamp obtained on an allowed call cannot carry another caller ID (From,
+    P-Asserted-Identity) or another upstream's traffic: an INVITE with that
+    dialog's Call-ID, From tag and stamp but a changed identity or source is
+    screened as a new call."""
+    core, screen = make(REJECT)
+    rr = _our_entry(core)
+    data = invite(to_tag=b"forged", cseq=3, extra=b"Route: " + rr)
+    if change is not None:
+        data = data.replace(*change)
+    core.datagram_received(data, src, "udp", 0.0)
+    answer, dest, _ = one(core)
+    assert answer.startswith(b"SIP/2.0 603") and len(screen.calls) == 1
+    # the unchanged re-INVITE from the caller passes unscreened
+    again = invite(to_tag=b"ss1", cseq=4, extra=b"Route: " + rr, branch=b"z9hG4bK-re-2")
+    core.datagram_received(again, CALLER, "udp", 0.1)
+    assert one(core)[1] == SS and len(screen.calls) == 1
+
+
+def test_the_far_side_s_re_invite_in_a_dialog_the_softswitch_set_up() -> None:
+    """An outbound call (the softswitch's INVITE, forwarded by its Request-URI) is
+    stamped with the softswitch's From tag; the far side's re-INVITE names that
+    tag in its To tag and passes unscreened; with another To tag it is screened."""
+    core, screen = make()
+    out = (
+        ss_bye(b"sip:alice@127.0.0.3:5061")
+        .replace(b"BYE", b"INVITE")
+        .replace(b";tag=from-callee", b"")
+    )
+    assert b";tag=" in out.split(b"\r\nTo:")[0]  # the softswitch's From tag: from1
+    core.datagram_received(out, SS, "udp", 0.0)
+    fwd, dest, _ = one(core)
+    assert dest == CALLER and screen.calls != []  # screened, as every initial INVITE
+    screen.calls.clear()
+    (rr,) = parse(fwd).header(b"record-route")
+    # the far side (127.0.0.3) answers; later its re-INVITE: From = the callee, To
+    # tag = the softswitch's From tag
+    back = invite(to_tag=b"from1", cseq=7, extra=b"Route: " + rr, branch=b"z9hG4bK-far-1").replace(
+        b'From: "Alice" <sip:+13035551111@example.net>;tag=from1',
+        b"From: <sip:+12025550123@example.com>;tag=far1",
+    )
+    screen.answer = REJECT
+    core.datagram_received(back, CALLER, "udp", 1.0)
+    assert one(core)[1] == SS and screen.calls == []
+    core.datagram_received(
+        back.replace(b";tag=from1", b";tag=other").replace(b"far-1", b"far-2"), CALLER, "udp", 1.1
+    )
+    assert one(core)[0].startswith(b"SIP/2.0 603") and len(screen.calls) == 1
+
+
 def test_an_in_dialog_invite_from_the_softswitch_is_not_screened() -> None:
     """The softswitch's own re-INVITE towards the caller needs no stamp (it is not
     what the screen guards against): forwarded by its Route, unscreened."""
