@@ -907,17 +907,14 @@ class ProxyCore:
 
         A dialog a caller set up (``from_ss`` False): its Call-ID, the caller's
         From tag, From URI and P-Asserted-Identity values (the identities the
-        screen decided on), and the upstream it came from (the trunk the source
-        address maps to, else the address), so that a stamp copied from an
-        allowed call cannot carry another caller ID or another provider's
-        traffic past the screen. A dialog the softswitch set up (``from_ss``):
-        its Call-ID and the softswitch's From tag, which the far side's requests
-        carry in their To tag."""
+        screen decided on), and the address it came from (stricter than its
+        provider: the RMD gate and the orders judge providers), so that a stamp
+        copied from an allowed call cannot carry another caller ID or another
+        provider's traffic past the screen. A dialog the softswitch set up
+        (``from_ss``): its Call-ID and the softswitch's From tag, which the far
+        side's requests carry in their To tag (``_softswitch_material``)."""
         if from_ss:
-            return b"ss|" + req.call_id + b"|" + (req.from_.tag or b"")
-        trunk_of = self.config.trunk_of
-        trunk = trunk_of(src[0]) if trunk_of is not None else None
-        upstream = str(trunk if trunk is not None else src[0]).encode("utf-8", "replace")
+            return self._softswitch_material(req.call_id, req.from_.tag)
         return b"|".join(
             (
                 b"up",
@@ -925,9 +922,13 @@ class ProxyCore:
                 req.from_.tag or b"",
                 req.from_.uri,
                 b",".join(req.pai),
-                upstream,
+                src[0].encode(),
             )
         )
+
+    @staticmethod
+    def _softswitch_material(call_id: bytes, tag: bytes | None) -> bytes:
+        return b"ss|" + call_id + b"|" + (tag or b"")
 
     def _from_softswitch(self, src: tuple[str, int], transport: str) -> bool:
         """The request came from the softswitch: over its transport, from its very
@@ -962,7 +963,7 @@ class ProxyCore:
         wants = [STAMP_PARAM + self._stamp(self._stamp_material(req, src, False)) + b">"]
         tag = req.to.tag
         if tag is not None:
-            ss = b"ss|" + req.call_id + b"|" + tag
+            ss = self._softswitch_material(req.call_id, tag)
             wants.append(STAMP_PARAM + self._stamp(ss) + b">")
         for entry in routes[:n_ours]:
             at = entry.rfind(STAMP_PARAM)

@@ -544,7 +544,7 @@ def test_an_unstamped_in_dialog_invite_is_screened(route: bytes | str | None) ->
             (b"Max-Forwards: 70", b"Max-Forwards: 70\r\nP-Asserted-Identity: <tel:+12025552001>"),
             CALLER,
         ),
-        (None, ("127.0.0.4", 5061)),  # another upstream address (no trunk maps either)
+        (None, ("127.0.0.4", 5061)),  # another upstream address
     ],
 )
 def test_a_stamp_binds_the_caller_s_identities_and_upstream(
