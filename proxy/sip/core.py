@@ -921,7 +921,7 @@ class ProxyCore:
                 req.call_id,
                 req.from_.tag or b"",
                 req.from_.uri,
-                b",".join(req.pai),
+                b"\n".join(req.header(b"p-asserted-identity")),  # its lines, as sent
                 src[0].encode(),
             )
         )
