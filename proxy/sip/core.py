@@ -911,10 +911,11 @@ class ProxyCore:
         provider: the RMD gate and the orders judge providers), so that a stamp
         copied from an allowed call cannot carry another caller ID or another
         provider's traffic past the screen. A dialog the softswitch set up
-        (``from_ss``): its Call-ID and the softswitch's From tag, which the far
-        side's requests carry in their To tag (``_softswitch_material``)."""
+        (``from_ss``): its Call-ID, the softswitch's From tag and the To URI (the
+        far side), which the far side's requests carry as their To tag and From
+        URI (RFC 3261 §12.1.1, §12.2.1.1; ``_softswitch_material``)."""
         if from_ss:
-            return self._softswitch_material(req.call_id, req.from_.tag)
+            return self._softswitch_material(req.call_id, req.from_.tag, req.to.uri)
         return b"|".join(
             (
                 b"up",
@@ -927,8 +928,8 @@ class ProxyCore:
         )
 
     @staticmethod
-    def _softswitch_material(call_id: bytes, tag: bytes | None) -> bytes:
-        return b"ss|" + call_id + b"|" + (tag or b"")
+    def _softswitch_material(call_id: bytes, tag: bytes | None, far: bytes) -> bytes:
+        return b"|".join((b"ss", call_id, tag or b"", far))
 
     def _from_softswitch(self, src: tuple[str, int], transport: str) -> bool:
         """The request came from the softswitch: over its transport, from its very
@@ -963,7 +964,7 @@ class ProxyCore:
         wants = [STAMP_PARAM + self._stamp(self._stamp_material(req, src, False)) + b">"]
         tag = req.to.tag
         if tag is not None:
-            ss = self._softswitch_material(req.call_id, tag)
+            ss = self._softswitch_material(req.call_id, tag, req.from_.uri)
             wants.append(STAMP_PARAM + self._stamp(ss) + b">")
         for entry in routes[:n_ours]:
             at = entry.rfind(STAMP_PARAM)

@@ -570,8 +570,9 @@ def test_a_stamp_binds_the_caller_s_identities_and_upstream(
 
 def test_the_far_side_s_re_invite_in_a_dialog_the_softswitch_set_up() -> None:
     """An outbound call (the softswitch's INVITE, forwarded by its Request-URI) is
-    stamped with the softswitch's From tag; the far side's re-INVITE names that
-    tag in its To tag and passes unscreened; with another To tag it is screened."""
+    stamped with the softswitch's From tag and the To URI; the far side's
+    re-INVITE names that tag in its To tag and that URI in its From and passes
+    unscreened; with another To tag, or another From URI, it is screened."""
     core, screen = make()
     out = (
         ss_bye(b"sip:alice@127.0.0.3:5061")
@@ -597,6 +598,9 @@ def test_the_far_side_s_re_invite_in_a_dialog_the_softswitch_set_up() -> None:
         back.replace(b";tag=from1", b";tag=other").replace(b"far-1", b"far-2"), CALLER, "udp", 1.1
     )
     assert one(core)[0].startswith(b"SIP/2.0 603") and len(screen.calls) == 1
+    other = back.replace(b"+12025550123@example.com>;tag=far1", b"+12025552001@x>;tag=far1")
+    core.datagram_received(other.replace(b"far-1", b"far-3"), CALLER, "udp", 1.2)
+    assert one(core)[0].startswith(b"SIP/2.0 603") and len(screen.calls) == 2
 
 
 def test_an_in_dialog_invite_from_the_softswitch_is_not_screened() -> None:
