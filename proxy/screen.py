@@ -160,7 +160,17 @@ def _number(na: NameAddr) -> str | None:
 
 
 def caller_from_request(req: Request) -> str | None:
-    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From.
+    """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From
+    (``caller_identities``, whose first item it is)."""
+    return caller_identities(req)[0]
+
+
+def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
+    """(caller ID, the other numbers the identity headers carry).
+
+    The caller ID is the first P-Asserted-Identity entry with a number (RFC
+    3325 §9.1), else From's. The others: further PAI entries with a number,
+    and From's when a PAI gave the caller ID; each once, the caller excluded.
 
     Every identity header is read by the one name-addr reader the From
     header gets (proxy/sip/message.py `parse_name_addr`, through
@@ -168,24 +178,11 @@ def caller_from_request(req: Request) -> str | None:
     holds the same value.
     """
     # The parser splits comma-separated entries outside quotes and <>
-    # (RFC 3325 §9.1 allows one sip: and one tel: identity): take the first
-    # one with a number; an entry the reader refuses is skipped.
-    for raw in req.pai:
-        user = name_addr_user(raw)  # parse_name_addr's reading, None if it refuses
-        if user is not None:
-            num = normalise(_text(user))
-            if num is not None:
-                return num
-    return _number(req.from_)
-
-
-def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
-    """(caller ID as ``caller_from_request`` reads it, the other numbers the
-    identity headers carry: further P-Asserted-Identity entries, and From when
-    a PAI gave the caller ID; each once, the caller excluded)."""
+    # (RFC 3325 §9.1 allows one sip: and one tel: identity); an entry the
+    # reader refuses is skipped.
     pais: list[str] = []
     for raw in req.pai:
-        user = name_addr_user(raw)
+        user = name_addr_user(raw)  # parse_name_addr's reading, None if it refuses
         if user is not None:
             num = normalise(_text(user))
             if num is not None:
