@@ -500,7 +500,7 @@ class ProxyCore:
         "_rtx_pending",
         "_th",
         "_strip_more",
-        "_strip_ids",
+        "_cut_always",
         "_is_trusted",
     )
 
@@ -603,15 +603,19 @@ class ProxyCore:
         self._is_trusted = config.is_trusted_source
         sh = config.strip_header
         self._strip_more = index_header(sh.encode("ascii")) if sh else None
-        self._strip_ids = self._identity_strip(config)
+        self._cut_always = self._always_cut(config)
 
     # --- adapter API -------------------------------------------------------
 
-    def _identity_strip(self, config: CoreConfig) -> tuple[bytes, ...]:
-        """The canonical names of ``config.strip_identity`` but those cut already
-        (the trusted provider header, the mark header): each line is cut once."""
-        names = [index_header(h.encode("ascii")) for h in config.strip_identity]
-        return tuple(n for n in dict.fromkeys(names) if n not in (self._th, self._strip_more))
+    def _always_cut(self, config: CoreConfig) -> tuple[bytes, ...]:
+        """The canonical names of the headers cut from every request forwarded to
+        the softswitch, from every source: the mark header, then the identity
+        headers the screen does not read but the trusted provider header (cut
+        from untrusted sources only); each once."""
+        mark = self._strip_more
+        ids = [index_header(h.encode("ascii")) for h in config.strip_identity]
+        ids = [n for n in dict.fromkeys(ids) if n not in (self._th, mark)]
+        return (mark, *ids) if mark is not None else tuple(ids)
 
     def set_limits(self, config: CoreConfig) -> None:
         """Take the per-source limits and the trusted provider header (name and
@@ -636,7 +640,7 @@ class ProxyCore:
         self._th = index_header(th.encode("ascii")) if th else None
         sh = config.strip_header
         self._strip_more = index_header(sh.encode("ascii")) if sh else None
-        self._strip_ids = self._identity_strip(config)
+        self._cut_always = self._always_cut(config)
         self._is_trusted = config.is_trusted_source
         self._rate_window = config.invite_window
         lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
@@ -1228,12 +1232,9 @@ class ProxyCore:
                 strip = req.indexed.get(th)
                 if strip is not None and self._is_trusted(src[0]):
                     strip = None  # the trusted SBC's own stamp goes through
-            more = self._strip_more
-            if more is not None:
-                cut = req.indexed.get(more)  # the proxy's own header: from no one
-                if cut is not None:
-                    strip = cut if strip is None else sorted(strip + cut)
-            for name in self._strip_ids:  # identities the screen did not read
+            # the proxy's own mark header and the identities the screen did not
+            # read: from no one
+            for name in self._cut_always:
                 cut = req.indexed.get(name)
                 if cut is not None:
                     strip = cut if strip is None else sorted(strip + cut)
