@@ -19,18 +19,29 @@ the worker's Python, without the system calls. Compare runs of two trees
 on the same machine, not absolute figures. Not a test: it never gates CI.
 
     python3 benchmarks/bench_redirect_core.py --calls 20000 --rounds 7
+
+With ``--callgrind`` the same calls are instead counted in instructions under
+Valgrind's callgrind, stable on a noisy machine: the script reruns itself with
+``--calls N`` and ``2N`` (one round each, the same seeds, PYTHONHASHSEED=0)
+and prints the difference per call, start-up and the Redis load cancelled.
+
+    python3 benchmarks/bench_redirect_core.py --callgrind --calls 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -146,6 +157,46 @@ def _round(core, records, msgs, now: float) -> tuple[float, float]:  # type: ign
     return t1 - t0, now
 
 
+def _instructions(calls: int, blocked: int, pct: float, redis_url: str) -> int:
+    """Instructions callgrind counts for one run of this script (one round of ``calls``)."""
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--calls",
+        str(calls),
+        "--rounds",
+        "0",
+        "--blocked",
+        str(blocked),
+        "--blocked-pct",
+        str(pct),
+        "--redis-url",
+        redis_url,
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800, env=env)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if m is None:
+        raise RuntimeError("no callgrind total in: " + out.stderr[-500:])
+    return int(m.group(1))
+
+
+def _callgrind(args: argparse.Namespace) -> int:
+    n = args.calls
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.map(
+            lambda c: _instructions(c, args.blocked, args.blocked_pct, args.redis_url), (n, 2 * n)
+        )
+    print(
+        f"redirect core, callgrind: {(b - a) / n:.0f} instructions per call "
+        f"(INVITE + ACK + timers; {n} vs {2 * n} calls)"
+    )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calls", type=int, default=20000)
@@ -153,7 +204,10 @@ def main() -> int:
     ap.add_argument("--blocked", type=int, default=10000, help="blocklist size")
     ap.add_argument("--blocked-pct", type=float, default=5.0)
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--callgrind", action="store_true", help="count instructions per call")
     args = ap.parse_args()
+    if args.callgrind:
+        return _callgrind(args)
     prefix = f"sipscreen-bench-core-{uuid.uuid4().hex[:8]}:"
     r = redis.Redis.from_url(args.redis_url)
     rng = random.Random(7)
@@ -170,6 +224,8 @@ def main() -> int:
             cpu, now = _round(core, records, msgs, now)
             if k:  # the first round warms up
                 per_call.append(cpu / args.calls * 1e6)
+        if not per_call:  # --rounds 0: the one round ran (the callgrind runs)
+            return 0
         # the ACK's To line is rebuilt from the answer in the loop: measured apart
         t0 = time.process_time()
         for inv, ack in msgs:
