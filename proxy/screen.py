@@ -68,11 +68,11 @@ from proxy.records import clip
 from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
-from proxy.sip.message import NameAddr, Request, name_addr_user, uri_user
+from proxy.sip.message import NameAddr, Request, name_addr_uri, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
 from rules.engine import decide, shaken_mark
 from rules.facts import CallFacts
-from rules.numbers import normalise, sos_urn
+from rules.numbers import in_context, normalise, sos_urn
 from rules.shaken import Verifier
 from rules.verdict import Rule, Verdict
 
@@ -170,29 +170,49 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
 
     The caller ID is the first P-Asserted-Identity entry with a number (RFC
     3325 §9.1), else From's. The others: further PAI entries with a number,
-    and From's when a PAI gave the caller ID; each once, the caller excluded.
+    From's when a PAI gave the caller ID, and the global numbers a local
+    number names through its phone-context (``_contexts``); each once, the
+    caller excluded.
 
     Every identity header is read by the one name-addr reader the From
     header gets (proxy/sip/message.py `parse_name_addr`, through
-    `name_addr_user`), so a PAI cannot be read differently from a From that
+    `name_addr_uri`), so a PAI cannot be read differently from a From that
     holds the same value.
     """
     # The parser splits comma-separated entries outside quotes and <>
     # (RFC 3325 §9.1 allows one sip: and one tel: identity); an entry the
     # reader refuses is skipped.
     pais: list[str] = []
+    local: list[str] = []
     for raw in req.pai:
-        user = name_addr_user(raw)  # parse_name_addr's reading, None if it refuses
-        if user is not None:
-            num = normalise(_text(user))
+        uri = name_addr_uri(raw)  # parse_name_addr's reading, None if it refuses
+        if uri is not None:
+            num = normalise(_text(uri_user(uri)[1] or uri))
             if num is not None:
                 pais.append(num)
+            local += _contexts(uri)
     frm = _number(req.from_)
-    if not pais:
+    local += _contexts(req.from_.uri)
+    caller: str | None
+    if pais:
+        caller = pais[0]
+        rest = pais[1:] + ([frm] if frm is not None else []) + local
+    elif local:
+        caller, rest = frm, local
+    else:
         return frm, ()
-    caller = pais[0]
-    rest = pais[1:] + ([frm] if frm is not None else [])
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
+
+
+def _contexts(uri: bytes) -> tuple[str, ...]:
+    """The global numbers a local number in ``uri`` names through its phone-context
+    (RFC 3966 §5.1.5; rules/numbers.py ``in_context``): ``tel:736-9999;phone-context=+1-212``
+    is +12127369999 to a softswitch that resolves it, a number the caller ID
+    (``normalise``, which ignores the parameter) does not show. () for the
+    usual URI, which has none."""
+    if b"phone-context" not in uri.lower():
+        return ()
+    return in_context(_text(uri))
 
 
 def _callee(req: Request) -> str | None:
@@ -349,10 +369,11 @@ class Screener(Screen):
 
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
-        if req.pai:
+        frm = req.from_
+        if req.pai or b"phone-context" in frm.uri.lower():
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
-            caller, others = _number(req.from_), ()
+            caller, others = _number(frm), ()
         facts = CallFacts(
             caller,
             _callee(req),

@@ -147,15 +147,16 @@ def _number_key(caller: str) -> int | str:
 
 
 def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> Verdict | None:
-    """Step 5b: ``other``, a number another identity header of the call carries
-    (rules/facts.py ``other_callers``), on the inbound-only DNO list or an
-    operator blocklist: the verdict of that list, naming the header's number.
+    """Step 5b: ``other``, a number another identity of the call names (rules/facts.py
+    ``other_callers``: another identity header, or a local number's phone-context),
+    on the inbound-only DNO list or an operator blocklist: the verdict of that
+    list, naming the number.
     Only the lists: a From that is not a valid number (``anonymous``, a PBX
     extension) is common on legitimate calls whose P-Asserted-Identity is real."""
     key = _number_key(other)
     also = (
-        "another identity header of the call (From or a second P-Asserted-Identity) "
-        f"carries {other}"
+        "another identity of the call (From behind a P-Asserted-Identity, a second "
+        f"P-Asserted-Identity, or a local number's phone-context, RFC 3966 §5.1.5) is {other}"
     )
     if caller is not None:
         also += f"; the caller ID screened first was {caller}"
@@ -889,7 +890,7 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         if ov is not None:
             checks.append(Check(ov.rule, True, ov.reason))
         else:
-            why = f"{other} (another identity header of the call) is on no number list"
+            why = f"{other} (another identity of the call) is on no number list"
             checks.append(Check(Rule.CALLER_BLOCK, False, why))
 
     no_provider = "upstream provider unknown; provider rules skipped"

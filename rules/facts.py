@@ -48,8 +48,9 @@ class CallFacts:
     verstat: str | None = None
     shaken_reason: str = ""
     # The other numbers the call's identity headers carry (a further
-    # P-Asserted-Identity, From when a PAI gave ``caller``), normalised, each
-    # once, ``caller`` excluded: a softswitch may show one of them, so the
+    # P-Asserted-Identity, From when a PAI gave ``caller``, the global number a
+    # local number names through its phone-context), normalised, each once,
+    # ``caller`` excluded: a softswitch may show one of them, so the
     # operator's number lists (DNO inbound-only, caller and prefix blocklists)
     # are checked against them too (rules/engine.py, step 5b).
     other_callers: tuple[str, ...] = ()

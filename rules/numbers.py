@@ -38,7 +38,7 @@ comes from NANPA data (``rules/nanpa.py``), not from here.
 
 from __future__ import annotations
 
-__all__ = ["EMERGENCY_DEFAULT", "nanp_invalid_reason", "normalise", "sos_urn"]
+__all__ = ["EMERGENCY_DEFAULT", "in_context", "nanp_invalid_reason", "normalise", "sos_urn"]
 
 # 47 CFR 64.1200(k): calls to emergency numbers are never blocked. 911 and
 # 933 (the 911 test number, 47 CFR 9.11 / 9.16 dispatchable-location test).
@@ -113,6 +113,67 @@ def normalise(raw: str) -> str | None:
     if s.isdigit() and s.isascii():
         return _classify_digits(s)
     return None
+
+
+def in_context(raw: str) -> tuple[str, ...]:
+    """The global numbers a local number names through its ``phone-context``.
+
+    RFC 3966 §5.1.5: a local number carries a ``phone-context`` parameter, and
+    a context that is a global number prefix (``+`` and digits, with visual
+    separators) names the numbering plan it belongs to; networks that resolve
+    it (3GPP TS 24.229 §5.1.2A.1.5, geo-local numbers) read
+    ``tel:736-9999;phone-context=+1-212`` as +12127369999, the context's
+    digits followed by the local number's. ``raw`` is what ``normalise``
+    takes (a whole ``sip:``/``sips:``/``tel:`` URI or a user part); the
+    result holds one E.164 number per such context (a second context is
+    the sender's ambiguity, so each reading counts), each with 7-15 digits,
+    the first not 0, and 11 digits under country code 1; a domain context
+    (``phone-context=example.com``) names no global number. ``normalise``
+    itself ignores the parameter: the caller ID stays what it was, and the
+    screen checks these numbers as the call's other identities.
+    """
+    s = raw.strip()
+    head = s[:5].lower()
+    if head.startswith("sip:") or head.startswith("tel:"):
+        s = s[4:]
+    elif head == "sips:":
+        s = s[5:]
+    at = s.find("@")
+    if at >= 0:
+        s = s[:at]
+    local, *params = s.split(";")
+    out: list[str] = []
+    for param in params:
+        name, _, ctx = param.partition("=")
+        if name.strip().lower() != "phone-context":
+            continue
+        digits = _global_digits(ctx, local)
+        if digits is not None and "+" + digits not in out:
+            out.append("+" + digits)
+    return tuple(out)
+
+
+def _global_digits(ctx: str, local: str) -> str | None:
+    """The digits of context ``ctx`` then of local number ``local``, when they make
+    an E.164 number (``in_context``), else None."""
+    if "%" in ctx or "%" in local:
+        u, v = _unescape(ctx), _unescape(local)
+        if u is None or v is None:
+            return None
+        ctx, local = u, v
+    ctx = ctx.strip().translate(_DROP_SEPARATORS)
+    local = local.strip().translate(_DROP_SEPARATORS)
+    if ctx[:1] != "+" or not local.isdigit() or not local.isascii():
+        return None
+    prefix = ctx[1:]
+    if not prefix.isdigit() or not prefix.isascii():
+        return None
+    digits = prefix + local
+    if digits[0] == "0" or not _MIN_E164_DIGITS <= len(digits) <= _MAX_E164_DIGITS:
+        return None
+    if digits[0] == "1" and len(digits) != 11:
+        return None  # NANP: +1 and ten digits
+    return digits
 
 
 # RFC 5031 §4.2: service = top-level *("." sub-service), each a let-dig-hyp

@@ -37,6 +37,7 @@ __all__ = [
     "Via",
     "NameAddr",
     "parse_name_addr",
+    "name_addr_uri",
     "name_addr_user",
     "uri_user",
     "index_header",
@@ -549,19 +550,27 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
     return NameAddr(display, uri, params, v)
 
 
-def name_addr_user(v: bytes) -> bytes | None:
-    """What ``parse_name_addr(v)`` reads as the identity: ``NameAddr.user`` (the sip:
-    user without ``:password``, the tel: number), else the whole URI; None when
-    ``v`` does not parse. The P-Asserted-Identity entries are read with it, so
-    they are read exactly as From is; the common shape skips building a NameAddr."""
+def name_addr_uri(v: bytes) -> bytes | None:
+    """The URI ``parse_name_addr(v)`` reads (``NameAddr.uri``); None when ``v`` does
+    not parse. The P-Asserted-Identity entries are read with it, so they are
+    read exactly as From is; the common shape skips building a NameAddr."""
     m = _NAME_ADDR_RE.match(v)
     if m is not None:
         uri: bytes = m.group(3)
-    else:
-        try:
-            uri = parse_name_addr(v).uri
-        except SIPError:
-            return None
+        return uri
+    try:
+        return parse_name_addr(v).uri
+    except SIPError:
+        return None
+
+
+def name_addr_user(v: bytes) -> bytes | None:
+    """What ``parse_name_addr(v)`` reads as the identity: ``NameAddr.user`` (the sip:
+    user without ``:password``, the tel: number), else the whole URI; None when
+    ``v`` does not parse (``name_addr_uri``, then ``uri_user``)."""
+    uri = name_addr_uri(v)
+    if uri is None:
+        return None
     return _uri_user(uri)[1] or uri
 
 

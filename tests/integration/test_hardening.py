@@ -773,4 +773,51 @@ def test_a_blocked_from_behind_a_clean_p_asserted_identity_is_blocked(
             )
         )
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
-    assert len(lines) == 2 and all(f"carries {BLOCKED}" in ln for ln in lines), lines
+    assert len(lines) == 2 and all(f"is {BLOCKED}" in ln for ln in lines), lines
+
+
+def test_a_blocked_number_written_as_a_local_number_with_its_phone_context_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """RFC 3966 §5.1.5: a local number carries a phone-context, and a context that
+    is a global number prefix makes it a global number (3GPP TS 24.229 resolves
+    ``tel:736-9999;phone-context=+1-212`` to +12127369999). A softswitch that
+    resolves it shows the blocked number: the caller and prefix blocklists are
+    checked against it, in From and P-Asserted-Identity, in tel: and sip: URIs,
+    escaped or not. A domain context names no global number (forwarded), and
+    so does a clean number in a context."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    redis_client.sadd(key_prefix + "block:prefix", "+1213555")
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        clean = "<sip:+13015551234@127.0.0.1>"
+        cases = [
+            ("<tel:736-9999;phone-context=+1-212>", "", "caller_block"),
+            ("<sip:7369999;phone-context=%2B1212@127.0.0.1;user=phone>", "", "caller_block"),
+            ("<tel:9999;Phone-Context=+1212736>", "", "caller_block"),
+            (clean, "P-Asserted-Identity: <tel:7369999;phone-context=+1212>\r\n", "caller_block"),
+            ("<tel:555-1234;phone-context=+1-213>", "", "prefix_block"),
+            ("<sip:7369999;phone-context=example.com@127.0.0.1;user=phone>", "", None),
+            ("<tel:555-1234;phone-context=+1-301>", "", None),
+        ]
+        for n, (frm, pai, rule) in enumerate(cases):
+            msg = udp_invite(lport, proxy.port, "+13015550000", n, "ctx")
+            head, _, rest = msg.partition(b"From: ")
+            line, _, tail = rest.partition(b"\r\n")
+            tag = line[line.rfind(b";tag=") :]
+            msg = head + b"From: " + frm.encode() + tag + b"\r\n" + pai.encode() + tail
+            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
+            if rule is not None:
+                assert fwd is None and answer is not None, (frm, pai, fwd)
+                assert answer.startswith(b"SIP/2.0 603"), answer
+            else:
+                assert answer is None and fwd is not None, (frm, pai, answer)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
+                and proxy.metric("sipscreen_invites_total", verdict="blocked", rule="prefix_block")
+                == 1
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
+    assert len(lines) == 4 and all(f"identity:{BLOCKED}" in ln for ln in lines), lines

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.numbers import EMERGENCY_DEFAULT, nanp_invalid_reason, normalise, sos_urn
+from rules.numbers import EMERGENCY_DEFAULT, in_context, nanp_invalid_reason, normalise, sos_urn
 
 
 @pytest.mark.parametrize(
@@ -222,3 +222,39 @@ def test_real_area_codes_pass() -> None:
     # A sample of assigned NPAs across the US, Canada and the Caribbean.
     for npa in ("201", "212", "310", "416", "604", "787", "809", "876", "939", "989"):
         assert nanp_invalid_reason(f"+1{npa}2345678") is None, npa
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        # RFC 3966 §5.1.5: the context's digits, then the local number's
+        ("tel:736-9999;phone-context=+1-212", ("+12127369999",)),
+        ("sip:7369999;phone-context=%2B1212@h;user=phone", ("+12127369999",)),
+        ("7369999;Phone-Context=+1.212", ("+12127369999",)),
+        ("tel:9999;phone-context=+1212736", ("+12127369999",)),
+        ("tel:7369999;phone-context=+44207", ("+442077369999",)),
+        # two contexts: each reading
+        ("tel:7369999;phone-context=+1212;phone-context=+1646", ("+12127369999", "+16467369999")),
+        # no global number: a domain context, a global number, NANP lengths, 0
+        ("tel:7369999;phone-context=example.com", ()),
+        ("tel:+12127369999;phone-context=+1", ()),
+        ("tel:863-1234;phone-context=+1-914-555", ()),
+        ("tel:911;phone-context=+1", ()),
+        ("tel:7369999;phone-context=+0212", ()),
+        ("tel:73a9999;phone-context=+1212", ()),
+        ("tel:7369999;phone-context=+1%2", ()),
+        ("sip:+12127369999@h;user=phone", ()),
+        # a parameter of the sip: URI, not of its user part
+        ("sip:7369999@h;phone-context=+1212", ()),
+    ],
+)
+def test_in_context(raw: str, want: tuple[str, ...]) -> None:
+    assert in_context(raw) == want
+
+
+@given(st.text())
+def test_in_context_never_raises(raw: str) -> None:
+    for got in in_context(raw):
+        body = got[1:]
+        assert got[0] == "+" and body.isascii() and body.isdigit() and body[0] != "0"
+        assert 7 <= len(body) <= 15 and (body[0] != "1" or len(body) == 11)

@@ -198,13 +198,32 @@ def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
             ("+13125557777", "+13125558000"),
         ),
         ("<sip:+1%33125558000@h>", ["<sip:+13125559000@h>"], "+13125559000", ("+13125558000",)),
+        # RFC 3966 §5.1.5: a local number's global-prefix phone-context
+        ("<tel:555-8000;phone-context=+1-312>", None, None, ("+13125558000",)),
+        ("<sip:5558000;phone-context=%2B1312@h;user=phone>", None, None, ("+13125558000",)),
+        ("<tel:8000;PHONE-CONTEXT=+1312555>", None, "8000", ("+13125558000",)),
+        ("<tel:5558000;phone-context=example.com>", None, None, ()),
+        ("<tel:3125558000;phone-context=example.com>", None, "+13125558000", ()),
+        (
+            "<sip:+13125558000@h>",
+            ["<tel:5559000;phone-context=+1312>"],
+            "+13125558000",
+            ("+13125559000",),
+        ),
+        (
+            "<tel:5558000;phone-context=+1312>",
+            ["<sip:+13125559000@h>"],
+            "+13125559000",
+            ("+13125558000",),
+        ),
     ],
 )
 def test_caller_identities_are_every_number_the_headers_carry(
     frm: str, pai: list[str] | None, caller: str, others: tuple[str, ...]
 ) -> None:
     """The caller ID (PAI, else From) and the other numbers (further PAI entries,
-    From behind a PAI), each once, read by the same name-addr reader."""
+    From behind a PAI, a local number's phone-context), each once, read by the
+    same name-addr reader; the screen's facts hold the same."""
     req = invite(frm=frm, pai=pai)
     assert caller_identities(req) == (caller, others)
     assert caller_from_request(req) == caller
