@@ -5,7 +5,8 @@ How this works: :func:`normalise` takes the user part of a SIP URI, a whole
 host (``@...``) and the URI parameters (``;npdi``, ``;rn=``, ``;isub=``,
 ``;phone-context=``, ``;user=phone``; RFC 3966 §5.1, RFC 4694), undoes
 ``%HH`` escapes (RFC 3261 §19.1.4: ``sip:+1%32025550123@h`` is the same URI
-as ``sip:+12025550123@h``; a malformed escape makes it not a number), deletes
+as ``sip:+12025550123@h``; a malformed escape makes it not a number; an
+escaped NUL ends it, as it ends a C string), deletes
 the RFC 3966 visual separators ``- . ( )`` and spaces with one
 ``str.translate``, and then classifies the digits:
 
@@ -75,14 +76,21 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _unescape(s: str) -> str | None:
-    """``s`` with its ``%HH`` escapes decoded (RFC 3261 §19.1.4); None if one is malformed."""
+    """``s`` with its ``%HH`` escapes decoded (RFC 3261 §19.1.4); None if one is malformed.
+
+    An escaped NUL (``%00``) ends the text: a softswitch written in C decodes
+    the user part into a C string, which ends there, so
+    ``+12127369999%00x`` is +12127369999 to it and must be to the screen."""
     parts = s.split("%")
     out = [parts[0]]
     hexd = _HEX
     for p in parts[1:]:
         if len(p) < 2 or p[0] not in hexd or p[1] not in hexd:
             return None  # "%", "%4", "%zz": not an escape, so not a number
-        out.append(chr(int(p[:2], 16)))
+        c = chr(int(p[:2], 16))
+        if c == "\0":
+            break
+        out.append(c)
         out.append(p[2:])
     return "".join(out)
 

@@ -891,8 +891,8 @@ scan_response(PyObject *self, PyObject *args)
     if (ve < 0)
         Py_RETURN_NONE;
     Py_ssize_t hend = blank_line(b, ve, n);
-    if (hend < 0 || !length_ok(b, n, eol, hend))
-        Py_RETURN_NONE;
+    if (hend < 0 || !length_ok(b, n, eol, hend) || memchr(b, '\0', (size_t)hend) != NULL)
+        Py_RETURN_NONE; /* a raw NUL: the full parse decides */
     /* relay._via_at: one value on the line, not folded onto the next */
     if (memchr(b + v0, ',', (size_t)(ve - v0)) != NULL ||
         (ve + 2 < n && (b[ve + 2] == ' ' || b[ve + 2] == '\t')))
@@ -1134,6 +1134,9 @@ parse(PyObject *self, PyObject *data)
     Py_ssize_t hend = blank_line(b, eol, n);
     if (hend < 0 || eol + 2 >= hend)
         Py_RETURN_NONE;
+    if (memchr(b, '\0', (size_t)hend) != NULL)
+        Py_RETURN_NONE; /* a raw NUL in the header block: the Python code decides (400
+                           unless a quoted-pair's) */
     Py_ssize_t body_start = hend + 4, hstart = eol + 2;
     const Py_ssize_t *off = is_request ? off_req : off_resp;
 
@@ -1443,8 +1446,8 @@ scan_request(PyObject *self, PyObject *args)
     if (eol <= 0)
         Py_RETURN_NONE;
     Py_ssize_t hend = blank_line(b, eol, n);
-    if (hend < 0 || eol + 2 >= hend)
-        Py_RETURN_NONE;
+    if (hend < 0 || eol + 2 >= hend || memchr(b, '\0', (size_t)hend) != NULL)
+        Py_RETURN_NONE; /* a raw NUL: the full parse decides */
     Py_ssize_t m, us, ue;
     if (request_line_at(b, eol, &m, &us, &ue) < 0 || ue - us < 4 ||
         memcmp(b + us, "sip:", 4) != 0)

@@ -1202,6 +1202,25 @@ def set_accelerated(on: bool) -> bool:
     return PARSER.set_accelerated(on)
 
 
+def _quoted_pair_at(data: bytes, p: int) -> bool:
+    """True when octet ``p`` is the second octet of a quoted-pair (``\\`` and one
+    octet) inside a quoted string of its header line (RFC 3261 §25.1)."""
+    ls = data.rfind(b"\r\n", 0, p)
+    i = 0 if ls < 0 else ls + 2
+    quoted = False
+    while i < p:
+        c = data[i]
+        if quoted and c == 0x5C:  # backslash: a quoted-pair
+            if i + 1 == p:
+                return True
+            i += 2
+            continue
+        if c == 0x22:  # DQUOTE
+            quoted = not quoted
+        i += 1
+    return False
+
+
 def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | Response:
     """The Python reference parse (RFC 3261 §7), one step per helper: start line
     (§7.1, §7.2), header index (§7.3), mandatory headers (§8.1.1), then each
@@ -1216,6 +1235,15 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
         body_start = len(data)
     else:
         body_start = hend + 4
+    nul = data.find(b"\0", 0, body_start)
+    while nul >= 0:
+        # RFC 3261 §25.1: a raw NUL is only a quoted-pair's second octet in a
+        # quoted string (RFC 4475 §3.1.1.2 "intmeth": a display name); anywhere
+        # else a C reader of the header would end the value there and read
+        # another caller ID than the screen
+        if not _quoted_pair_at(data, nul):
+            raise _bad("bad_header", "NUL byte outside a quoted string")
+        nul = data.find(b"\0", nul + 1, body_start)
     msg: Request | Response
     if is_request:
         msg = _request_line(data[:eol])

@@ -156,8 +156,8 @@ def _scan_response(data: bytes, our_via: bytes) -> tuple[int, Via, tuple[int, in
     hend = data.find(b"\r\n\r\n", ve)
     if ve < 0 or hend < 0:
         return None
-    if not _length_ok(data, eol, hend):
-        return None
+    if not _length_ok(data, eol, hend) or data.find(b"\0", 0, hend) >= 0:
+        return None  # a raw NUL: the full parse decides
     nxt = _via_at(data, v0, ve, (line0, ve + 2))
     if nxt is None:
         return None

@@ -821,3 +821,38 @@ def test_a_blocked_number_written_as_a_local_number_with_its_phone_context_is_bl
         )
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
     assert len(lines) == 4 and all(f"identity:{BLOCKED}" in ln for ln in lines), lines
+
+
+def test_a_nul_byte_does_not_hide_a_blocked_number(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """A softswitch written in C reads a header value as a C string: an escaped
+    NUL (``%00``, RFC 3261 §19.1.4) ends the number it decodes, so
+    ``sip:+12127369999%00x@h`` is +12127369999 to it; the screen reads it the
+    same way (blocked). A raw NUL byte is no part of any header's grammar
+    (RFC 3261 §25.1): the request is answered 400 and never forwarded."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            (f"<sip:{BLOCKED}%00x@127.0.0.1>".encode(), b"603"),
+            (f"<tel:{BLOCKED}%00>".encode(), b"603"),
+            (f"<sip:{BLOCKED}\x00x@127.0.0.1>".encode(), b"400"),
+            (b"<sip:+13015551234@127.0.0.1>", None),
+        ]
+        for n, (frm, status) in enumerate(cases):
+            msg = udp_invite(lport, proxy.port, "+13015550000", n, "nul")
+            head, _, rest = msg.partition(b"From: ")
+            line, _, tail = rest.partition(b"\r\n")
+            msg = head + b"From: " + frm + line[line.rfind(b";tag=") :] + b"\r\n" + tail
+            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
+            if status is not None:
+                assert fwd is None and answer is not None, (frm, fwd)
+                assert answer.startswith(b"SIP/2.0 " + status), answer
+            else:
+                assert answer is None and fwd is not None, (frm, answer)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
+            )
+        )

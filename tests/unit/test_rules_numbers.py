@@ -258,3 +258,17 @@ def test_in_context_never_raises(raw: str) -> None:
         body = got[1:]
         assert got[0] == "+" and body.isascii() and body.isdigit() and body[0] != "0"
         assert 7 <= len(body) <= 15 and (body[0] != "1" or len(body) == 11)
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        # an escaped NUL ends the number, as it ends a C string
+        ("sip:+12127369999%00x@h", "+12127369999"),
+        ("tel:2127369999%00", "+12127369999"),
+        ("+1212736%009999", "+1212736"),  # a C reader shows seven digits
+        ("%00", None),
+    ],
+)
+def test_an_escaped_nul_ends_the_number(raw: str, want: str | None) -> None:
+    assert normalise(raw) == want

@@ -160,6 +160,33 @@ def test_sample_and_its_mutations() -> None:
 
 
 @needs_c
+def test_a_raw_nul_in_the_header_block_is_a_400_with_and_without_c() -> None:
+    """A NUL byte in the start line or a header outside a quoted string (RFC 3261
+    §25.1: only a quoted-pair holds one): the C parse declines it and both
+    readers answer 400 bad_header; as a quoted-pair in a display name (RFC 4475
+    "intmeth") it parses; in the body (any octets, RFC 3261 §7.4) it is data."""
+    parse(SAMPLE)  # remembers X-Unknown-Header: the C scan knows remembered spellings only
+    head, _, body = SAMPLE.partition(b"\r\n\r\n")
+    for i in (head.find(b"From:") + 12, head.find(b"Call-ID:") + 10, 8):
+        data = head[:i] + b"\0" + head[i:] + b"\r\n\r\n" + body
+        assert not c_parse_answers(data)
+        check_parse(data)
+        with pytest.raises(SIPError) as exc:
+            parse(data)
+        assert (exc.value.status, exc.value.kind) == (400, "bad_header")
+    for quoted, ok in ((b'"a\\\0b" <sip:', True), (b'"a\0b" <sip:', False), (b"\\\0<sip:", False)):
+        data = head.replace(b"<sip:", quoted, 1) + b"\r\n\r\n" + body
+        check_parse(data)
+        if ok:
+            assert parse(data).from_.uri.startswith(b"sip:")
+        else:
+            with pytest.raises(SIPError):
+                parse(data)
+    binary = head.replace(b"Content-Length: ", b"Subject: ") + b"\r\nContent-Length: 3\r\n\r\na\0b"
+    assert check_parse(binary) and parse(binary).body == b"a\0b"
+
+
+@needs_c
 def test_bounds_are_clamped() -> None:
     buf = b"INVITE sip:a SIP/2.0\r\nVia: x"
     assert C_SCAN(buf, 22, 10_000, message._FAST) is None
