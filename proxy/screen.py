@@ -210,7 +210,7 @@ def _contexts(uri: bytes) -> tuple[str, ...]:
     is +12127369999 to a softswitch that resolves it, a number the caller ID
     (``normalise``, which ignores the parameter) does not show. () for the
     usual URI, which has none."""
-    if b"phone-context" not in uri.lower():
+    if b";" not in uri or b"phone-context" not in uri.lower():
         return ()
     return in_context(_text(uri))
 
@@ -370,7 +370,8 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or b"phone-context" in frm.uri.lower():
+        uri = frm.uri
+        if req.pai or (b";" in uri and b"phone-context" in uri.lower()):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()
