@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import callgrind_instructions  # noqa: E402
 
 from proxy.sip.core import Answer, CoreConfig, ProxyCore  # noqa: E402
 from proxy.sip.message import Request, parse  # noqa: E402
@@ -164,22 +164,10 @@ def _cases(
 
 def _instructions(case: int, iters: int) -> int:
     """Instructions callgrind counts for one run of this script with ``iters`` operations."""
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--case",
-        str(case),
-        "--iters",
-        str(iters),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if m is None:
-        raise RuntimeError("no callgrind total in: " + out.stderr[-500:])
-    return int(m.group(1))
+    script = str(Path(__file__).resolve())
+    return callgrind_instructions(
+        [sys.executable, script, "--case", str(case), "--iters", str(iters)]
+    )
 
 
 def _callgrind(cases: list[tuple[str, Callable[[], object]]], iters: int) -> None:

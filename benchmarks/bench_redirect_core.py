@@ -34,9 +34,7 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
+from harness import callgrind_instructions  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from proxy.config import load_config  # noqa: E402
@@ -159,29 +158,9 @@ def _round(core, records, msgs, now: float) -> tuple[float, float]:  # type: ign
 
 def _instructions(calls: int, blocked: int, pct: float, redis_url: str) -> int:
     """Instructions callgrind counts for one run of this script (one round of ``calls``)."""
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--calls",
-        str(calls),
-        "--rounds",
-        "0",
-        "--blocked",
-        str(blocked),
-        "--blocked-pct",
-        str(pct),
-        "--redis-url",
-        redis_url,
-    ]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800, env=env)
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if m is None:
-        raise RuntimeError("no callgrind total in: " + out.stderr[-500:])
-    return int(m.group(1))
+    argv = [sys.executable, str(Path(__file__).resolve()), "--calls", str(calls), "--rounds", "0"]
+    argv += ["--blocked", str(blocked), "--blocked-pct", str(pct), "--redis-url", redis_url]
+    return callgrind_instructions(argv, dict(os.environ, PYTHONHASHSEED="0"))
 
 
 def _callgrind(args: argparse.Namespace) -> int:

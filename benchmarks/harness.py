@@ -175,6 +175,18 @@ def _children_cpu(p: subprocess.Popen[bytes]) -> float:
     return _RUSAGE.get(p.pid, 0.0)
 
 
+def callgrind_instructions(argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Instructions Valgrind's callgrind counts for one run of ``argv`` (the
+    ``--callgrind`` modes of bench_parse.py and bench_redirect_core.py: a run
+    with N operations and one with 2N, the difference per operation)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=1800, env=env)
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if m is None:
+        raise RuntimeError("no callgrind total in: " + out.stderr[-500:])
+    return int(m.group(1))
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((HOST, 0))

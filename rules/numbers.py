@@ -55,17 +55,24 @@ _MAX_E164_DIGITS = 15  # ITU-T E.164 §6.1
 _MIN_E164_DIGITS = 7
 
 
-def _strip_uri(raw: str) -> str:
-    """Drop a sip:/sips:/tel: scheme, the host part and URI parameters."""
+def _user_part(raw: str) -> str:
+    """Drop a sip:/sips:/tel: scheme and the host part (RFC 3261 §19.1.1: the user
+    part ends at '@'); the telephone-subscriber's parameters stay."""
     head = raw[:5].lower()
     if head.startswith("sip:") or head.startswith("tel:"):
         raw = raw[4:]
     elif head == "sips:":
         raw = raw[5:]
-    # RFC 3261 §19.1.1: user part ends at '@'; RFC 3966 §3: parameters at ';'.
     at = raw.find("@")
     if at >= 0:
         raw = raw[:at]
+    return raw
+
+
+def _strip_uri(raw: str) -> str:
+    """Drop a sip:/sips:/tel: scheme, the host part and URI parameters."""
+    raw = _user_part(raw)
+    # RFC 3966 §3: parameters at ';'.
     semi = raw.find(";")
     if semi >= 0:
         raw = raw[:semi]
@@ -140,16 +147,7 @@ def in_context(raw: str) -> tuple[str, ...]:
     itself ignores the parameter: the caller ID stays what it was, and the
     screen checks these numbers as the call's other identities.
     """
-    s = raw.strip()
-    head = s[:5].lower()
-    if head.startswith("sip:") or head.startswith("tel:"):
-        s = s[4:]
-    elif head == "sips:":
-        s = s[5:]
-    at = s.find("@")
-    if at >= 0:
-        s = s[:at]
-    local, *params = s.split(";")
+    local, *params = _user_part(raw.strip()).split(";")
     out: list[str] = []
     for param in params:
         name, _, ctx = param.partition("=")

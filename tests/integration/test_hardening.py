@@ -647,6 +647,28 @@ def _answer_or_forward(
     return answer, forwarded
 
 
+def _expect(
+    ua: socket.socket, ss: socket.socket, msg: bytes, proxy_port: int, status: bytes | None
+) -> None:
+    """Send ``msg``: answered ``status`` by the proxy and not forwarded, or (None)
+    forwarded to the softswitch and not answered."""
+    answer, fwd = _answer_or_forward(ua, ss, msg, proxy_port)
+    if status is not None:
+        assert fwd is None and answer is not None, (msg, fwd)
+        assert answer.startswith(b"SIP/2.0 " + status), answer
+    else:
+        assert answer is None and fwd is not None, (msg, answer)
+
+
+def _invite_from(lport: int, proxy_port: int, frm: bytes, n: int, extra: bytes = b"") -> bytes:
+    """``udp_invite`` with the From value ``frm`` (its tag kept) and ``extra`` header
+    lines after it."""
+    msg = udp_invite(lport, proxy_port, "+13015550000", n, "from")
+    head, _, rest = msg.partition(b"From: ")
+    line, _, tail = rest.partition(b"\r\n")
+    return head + b"From: " + frm + line[line.rfind(b";tag=") :] + b"\r\n" + extra + tail
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_forged_in_dialog_invite_is_screened(
     key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
@@ -761,12 +783,7 @@ def test_a_blocked_from_behind_a_clean_p_asserted_identity_is_blocked(
             msg = udp_invite(lport, proxy.port, frm, n, "ids").replace(
                 b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + pai.encode()
             )
-            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
-            if blocked:
-                assert fwd is None and answer is not None, (frm, pai)
-                assert answer.startswith(b"SIP/2.0 603"), answer
-            else:
-                assert answer is None and fwd is not None, (frm, pai, answer)
+            _expect(ua, ss, msg, proxy.port, b"603" if blocked else None)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
@@ -801,17 +818,8 @@ def test_a_blocked_number_written_as_a_local_number_with_its_phone_context_is_bl
             ("<tel:555-1234;phone-context=+1-301>", "", None),
         ]
         for n, (frm, pai, rule) in enumerate(cases):
-            msg = udp_invite(lport, proxy.port, "+13015550000", n, "ctx")
-            head, _, rest = msg.partition(b"From: ")
-            line, _, tail = rest.partition(b"\r\n")
-            tag = line[line.rfind(b";tag=") :]
-            msg = head + b"From: " + frm.encode() + tag + b"\r\n" + pai.encode() + tail
-            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
-            if rule is not None:
-                assert fwd is None and answer is not None, (frm, pai, fwd)
-                assert answer.startswith(b"SIP/2.0 603"), answer
-            else:
-                assert answer is None and fwd is not None, (frm, pai, answer)
+            msg = _invite_from(lport, proxy.port, frm.encode(), n, pai.encode())
+            _expect(ua, ss, msg, proxy.port, b"603" if rule is not None else None)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
@@ -841,16 +849,7 @@ def test_a_nul_byte_does_not_hide_a_blocked_number(
             (b"<sip:+13015551234@127.0.0.1>", None),
         ]
         for n, (frm, status) in enumerate(cases):
-            msg = udp_invite(lport, proxy.port, "+13015550000", n, "nul")
-            head, _, rest = msg.partition(b"From: ")
-            line, _, tail = rest.partition(b"\r\n")
-            msg = head + b"From: " + frm + line[line.rfind(b";tag=") :] + b"\r\n" + tail
-            answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
-            if status is not None:
-                assert fwd is None and answer is not None, (frm, fwd)
-                assert answer.startswith(b"SIP/2.0 " + status), answer
-            else:
-                assert answer is None and fwd is not None, (frm, answer)
+            _expect(ua, ss, _invite_from(lport, proxy.port, frm, n), proxy.port, status)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
