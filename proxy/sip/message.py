@@ -134,7 +134,8 @@ def _canonical_name(name: bytes) -> bytes:
 
 # The exact spellings seen on the wire, mapped once to their canonical name:
 # the per-line work of the parser is then one dict lookup (a miss falls back to
-# ``_canonical_name`` and is remembered, up to _NAMES_MAX spellings).
+# ``_canonical_name`` and is remembered; at _NAMES_MAX spellings the learned
+# ones are forgotten, ``_forget_learned``).
 # ``_FAST`` maps to the canonical name for the _EAGER headers and to b"" for
 # the others; ``_CANON`` maps every spelling to its canonical name.
 _NAMES_MAX = 4096
@@ -199,8 +200,24 @@ _FAST: dict[bytes, bytes] = {}
 
 
 def _remember(spelling: bytes, canon: bytes) -> None:
-    if len(_CANON) < _NAMES_MAX:
-        _CANON[spelling] = canon
+    if len(_CANON) >= _NAMES_MAX:
+        _forget_learned()
+    _CANON[spelling] = canon
+    _FAST[spelling] = canon if canon in _EAGER else b""
+
+
+def _forget_learned() -> None:
+    """Back to the seeded spellings when _NAMES_MAX are remembered: made-up names
+    would otherwise fill the table for good, and every message with a name
+    learned too late would take the slow path (the C parse declines unknown
+    spellings) forever. ``_FAST`` is rebuilt from ``_CANON`` and ``_EAGER``, so
+    the headers ``index_header`` made eager stay eager. The C name table may
+    keep answers for forgotten spellings: still right (a spelling's canonical
+    name never changes, and ``index_header`` empties it)."""
+    _CANON.clear()
+    _CANON.update(_SEEDED)
+    _FAST.clear()
+    for spelling, canon in _CANON.items():
         _FAST[spelling] = canon if canon in _EAGER else b""
 
 
@@ -208,6 +225,7 @@ for _n in (*_COMMON_NAMES, *_COMPACT):
     for _sp in (_n, _n.lower(), _n.upper(), _n.title()):
         _remember(_sp, _canonical_name(_sp))
 del _n, _sp
+_SEEDED: dict[bytes, bytes] = dict(_CANON)
 
 _CSEQ_MAX = 2**31 - 1  # RFC 3261 §8.1.1.5: "MUST be ... less than 2**31"
 _MF_MAX = 255  # RFC 3261 §20.22 (RFC 4475 §3.1.2.4 scalar02)
@@ -1016,16 +1034,18 @@ class _Folded(Exception):
     """Raised by ``_scan_headers`` when the header block uses line folding."""
 
 
-def _odd_line(hline: bytes, colon: int, buf: bytes, detect: bool) -> bytes:
+def _has_folding(buf: bytes) -> bool:
+    """Whether ``buf`` holds a continuation line (RFC 3261 §7.3.1: CRLF then SP/HTAB)."""
+    return buf.find(b"\r\n ") >= 0 or buf.find(b"\r\n\t") >= 0
+
+
+def _odd_line(hline: bytes, colon: int) -> bytes:
     """A header line whose name is not a remembered spelling (or that has no colon).
 
-    A continuation line (RFC 3261 §7.3.1 folding: CRLF followed by SP/HTAB)
-    always lands here, as no remembered spelling starts with SP/HTAB: with
-    ``detect`` set, any folding in the block restarts the scan on the unfolded
-    block, exactly as if it had been unfolded up front.
+    A continuation line (RFC 3261 §7.3.1 folding) always lands here too, as no
+    remembered spelling starts with SP/HTAB: ``_scan_headers`` looks for
+    folding in the whole block at the first such line, once per message.
     """
-    if detect and (buf.find(b"\r\n ") >= 0 or buf.find(b"\r\n\t") >= 0):
-        raise _Folded
     if colon <= 0:
         raise _bad("bad_header", "header line without name or colon")
     spelling = hline[:colon]
@@ -1046,7 +1066,15 @@ def _scan_headers(
         colon = hline.find(b":")
         name = fast.get(hline[:colon]) if colon > 0 else None
         if name is None:
-            name = _odd_line(hline, colon, buf, detect)
+            if detect:
+                # with ``detect`` set, any folding in the block restarts the scan
+                # on the unfolded block, exactly as if it had been unfolded up
+                # front; looked for once (per line, a block of made-up names
+                # cost its length times its lines)
+                if _has_folding(buf):
+                    raise _Folded
+                detect = False
+            name = _odd_line(hline, colon)
         end = pos + len(hline)
         if name:
             got = hdrs.get(name)
