@@ -100,8 +100,10 @@ span_tuple(Py_ssize_t s, Py_ssize_t e)
  * and the answers for message._FAST itself are kept in a small fixed-size
  * table, so that a known spelling costs a hash of its octets and one compare
  * instead of a bytes object and a dict lookup. Safe because an answer never
- * goes stale: message._FAST only gains entries, and when it changes one
- * (message.index_header) it calls init(), which empties the table.
+ * goes stale: a spelling's canonical name never changes; message._FAST may
+ * forget learned spellings (message._forget_learned: an answer kept here is
+ * still right), and when it changes one (message.index_header) it calls
+ * init(), which empties the table.
  *
  * The table is bounded (NAME_SLOTS entries, NAME_PROBES places a name may
  * stand in), and traffic with made-up names cannot crowd the real ones out:
