@@ -204,15 +204,19 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
 
 
+def _has_context(uri: bytes) -> bool:
+    """``uri`` may carry a phone-context (one memchr for the usual URI, which has
+    no parameter before its host)."""
+    return b";" in uri and b"phone-context" in uri.lower()
+
+
 def _contexts(uri: bytes) -> tuple[str, ...]:
     """The global numbers a local number in ``uri`` names through its phone-context
     (RFC 3966 §5.1.5; rules/numbers.py ``in_context``): ``tel:736-9999;phone-context=+1-212``
     is +12127369999 to a softswitch that resolves it, a number the caller ID
     (``normalise``, which ignores the parameter) does not show. () for the
     usual URI, which has none."""
-    if b";" not in uri or b"phone-context" not in uri.lower():
-        return ()
-    return in_context(_text(uri))
+    return in_context(_text(uri)) if _has_context(uri) else ()
 
 
 def _callee(req: Request) -> str | None:
@@ -370,8 +374,7 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        uri = frm.uri
-        if req.pai or (b";" in uri and b"phone-context" in uri.lower()):
+        if req.pai or _has_context(frm.uri):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()

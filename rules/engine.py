@@ -34,10 +34,11 @@ call"):
    NANP number, unallocated area code / NPA-NXX (only when NANPA data is
    loaded), inbound-only number;
 5. operator block lists: caller, longest caller prefix; (5b) the same number
-   lists (and the inbound-only DNO list) against the call's other identity
-   headers (``facts.other_callers``: a second P-Asserted-Identity, From when
-   a PAI gave the caller ID), each a block with its list's rule and a reason
-   naming the header's number, because a softswitch may show that number;
+   lists (and the inbound-only DNO list) against the call's other identities
+   (``facts.other_callers``: a second P-Asserted-Identity, From when a PAI
+   gave the caller ID, the global number a local number's phone-context
+   names), each a block with its list's rule and a reason naming the number,
+   because a softswitch may show that number;
    then provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
    policy, operator policy: unsigned / C-attested / failed verification,
@@ -154,12 +155,6 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
     Only the lists: a From that is not a valid number (``anonymous``, a PBX
     extension) is common on legitimate calls whose P-Asserted-Identity is real."""
     key = _number_key(other)
-    also = (
-        "another identity of the call (From behind a P-Asserted-Identity, a second "
-        f"P-Asserted-Identity, or a local number's phone-context, RFC 3966 §5.1.5) is {other}"
-    )
-    if caller is not None:
-        also += f"; the caller ID screened first was {caller}"
     if key in snap.dno_caller:
         base = BLOCK_DNO_INBOUND_ONLY
     elif key in snap.block_caller:
@@ -169,6 +164,12 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
         if prefix is None:
             return None
         base = _prefix_verdict(prefix)
+    also = (
+        "another identity of the call (From behind a P-Asserted-Identity, a second "
+        f"P-Asserted-Identity, or a local number's phone-context, RFC 3966 §5.1.5) is {other}"
+    )
+    if caller is not None:
+        also += f"; the caller ID screened first was {caller}"
     return Verdict(True, base.rule, f"{base.reason} ({also})", detail=f"identity:{other}")
 
 

@@ -488,7 +488,6 @@ class ProxyCore:
         "_via_host",
         "_via",
         "_rr",
-        "_rr2",
         "_selves",
         "_ss",
         "_ss_t",
@@ -560,13 +559,6 @@ class ProxyCore:
             # dialogs set up before, <sip:...;transport=tls;lr>, stay ours (_is_self
             # compares host and port only)
             "tls": (b"Record-Route: <sips:%s;lr" % tls_sent_by, b">\r\n"),
-        }
-        # RFC 5658 §3.2 double Record-Route when the two sides of a request use
-        # different transports: the top entry faces the next hop (the outgoing
-        # transport), the second faces the sender (the incoming one), so each
-        # side's route set starts with an entry it can reach. Keyed (out, in).
-        self._rr2 = {
-            (o, i): (self._rr[o], self._rr[i]) for o in self._rr for i in self._rr if o != i
         }
         selves: set[tuple[bytes, int]] = set()
         ports = {config.listen_port, config.tcp_port or config.listen_port}
@@ -936,25 +928,34 @@ class ProxyCore:
         return b"|".join((b"ss", call_id, tag or b"", far))
 
     def _from_softswitch(self, src: tuple[str, int], transport: str) -> bool:
-        """The request came from the softswitch: over its transport, from its very
-        address and port (over TLS: on our connection to it)."""
+        """The request came from the softswitch (reached over UDP or TLS,
+        CoreConfig.softswitch): over its transport, from its very address and port
+        (over TLS: on our connection to it). Decided once per request."""
         ss = self._ss
         return transport == self._ss_t and src[1] == ss[1] and src[0] == ss[0]
 
     def _record_route_lines(
-        self, req: Request, src: tuple[str, int], out_transport: str, transport: str
+        self,
+        req: Request,
+        src: tuple[str, int],
+        out_transport: str,
+        transport: str,
+        from_ss: bool,
     ) -> bytes:
         """Our Record-Route line(s) for a dialog-creating request (RFC 3261 §16.6
-        step 4; RFC 5658 §3.2 two when the transports of its sides differ), each
-        entry stamped with the dialog (``_stamp``), so that a request inside the
-        dialog proves, by its Route, that we admitted the dialog (``_stamped``)."""
-        material = self._stamp_material(req, src, self._from_softswitch(src, transport))
-        stamp = STAMP_PARAM + self._stamp(material)
-        if transport == out_transport:
-            head, tail = self._rr[out_transport]
-            return head + stamp + tail
-        (h1, t1), (h2, t2) = self._rr2[(out_transport, transport)]
-        return h1 + stamp + t1 + h2 + stamp + t2
+        step 4), each entry stamped with the dialog (``_stamp``), so that a
+        request inside the dialog proves, by its Route, that we admitted the
+        dialog (``_stamped``). RFC 5658 §3.2: two entries when the two sides use
+        different transports, the top one facing the next hop (the outgoing
+        transport), the second the sender (the incoming one), so each side's
+        route set starts with an entry it can reach."""
+        stamp = STAMP_PARAM + self._stamp(self._stamp_material(req, src, from_ss))
+        head, tail = self._rr[out_transport]
+        lines = head + stamp + tail
+        if transport != out_transport:
+            head, tail = self._rr[transport]
+            lines += head + stamp + tail
+        return lines
 
     def _stamped(
         self, req: Request, src: tuple[str, int], routes: list[bytes], n_ours: int
@@ -1094,7 +1095,8 @@ class ProxyCore:
             routes, n_ours = [], 0
         if not self._validate(req, src, transport, routes, n_ours):  # §16.3
             return
-        target = self._determine_target(req, src, transport, routes, n_ours)  # §16.5
+        from_ss = self._from_softswitch(src, transport)
+        target = self._determine_target(req, src, transport, from_ss, routes, n_ours)  # §16.5
         if target is None:
             return
         dest, out_transport, strip = target
@@ -1106,7 +1108,7 @@ class ProxyCore:
         # Other in-dialog requests are never screened.
         fwd: Forward | None = None
         if method == b"INVITE" and (
-            initial or self._unproven_in_dialog(req, src, transport, routes, n_ours)
+            initial or self._unproven_in_dialog(req, src, from_ss, routes, n_ours)
         ):
             answer = self._screen_invite(req, src, transport)
             if type(answer) is Forward:
@@ -1117,7 +1119,7 @@ class ProxyCore:
                 return
 
         # RFC 3261 §16.6: forward (the request processing of each target)
-        data = self._forward_bytes(req, src, transport, out_transport, n_ours, strip, fwd)
+        data = self._forward_bytes(req, src, transport, out_transport, n_ours, from_ss, strip, fwd)
         self._out.append((data, dest, out_transport))
         st.forwarded_requests += 1
         if transport != "udp" and out_transport == "udp" and method != b"ACK":
@@ -1126,11 +1128,11 @@ class ProxyCore:
             self._rtx_track(req, data, dest, src, transport, now)
 
     def _unproven_in_dialog(
-        self, req: Request, src: tuple[str, int], transport: str, routes: list[bytes], n_ours: int
+        self, req: Request, src: tuple[str, int], from_ss: bool, routes: list[bytes], n_ours: int
     ) -> bool:
         """An INVITE with a To tag, not from the softswitch, without our dialog
         stamp (``_stamped``): screened as a new call, and counted."""
-        if self._from_softswitch(src, transport):
+        if from_ss:
             return False
         if self._stamped(req, src, routes, n_ours):
             return False
@@ -1210,22 +1212,19 @@ class ProxyCore:
         req: Request,
         src: tuple[str, int],
         transport: str,
+        from_ss: bool,
         routes: list[bytes],
         n_ours: int,
     ) -> tuple[tuple[str, int], str, list[tuple[int, int]] | None] | None:
         """RFC 3261 §16.5 determining request targets (one: no DNS, no forking):
         (destination, outgoing transport, trusted-header spans to cut), or None
         when the request was dropped."""
-        # Where does it go?
-        # The softswitch is reached over UDP or TLS (CoreConfig.softswitch): a
-        # request is "from the softswitch" only when it comes over that transport
-        # from that very address and port (over TLS: on our connection to it);
-        # anything else, TCP callers included, goes to it.
-        ss = self._ss
+        # Where does it go? Anything not from the softswitch (``_from_softswitch``),
+        # TCP callers included, goes to it.
         out_transport = transport
         strip: list[tuple[int, int]] | None = None
-        if transport != self._ss_t or src[1] != ss[1] or src[0] != ss[0]:
-            dest: tuple[str, int] = ss
+        if not from_ss:
+            dest: tuple[str, int] = self._ss
             out_transport = self._ss_t
             th = self._th
             if th is not None:
@@ -1357,6 +1356,7 @@ class ProxyCore:
         transport: str,
         out_transport: str,
         n_ours: int,
+        from_ss: bool,
         strip: list[tuple[int, int]] | None = None,
         fwd: Forward | None = None,
     ) -> bytes:
@@ -1457,7 +1457,7 @@ class ProxyCore:
         # both entries are ours, so both are removed from the Route of the
         # dialog's requests by the loop above)
         if self._record_route and req.to.tag is None and req.method in _DIALOG_CREATING:
-            added += self._record_route_lines(req, src, out_transport, transport)
+            added += self._record_route_lines(req, src, out_transport, transport, from_ss)
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
         parts = [raw[:eol], added]

@@ -38,7 +38,6 @@ __all__ = [
     "NameAddr",
     "parse_name_addr",
     "name_addr_uri",
-    "name_addr_user",
     "uri_user",
     "index_header",
     "is_service_urn",
@@ -494,7 +493,7 @@ def _close_quote(v: bytes, start: int) -> int:
 # ";tag=" parameter. A match gives exactly what the general code below would
 # (same display, uri, params); anything else takes the general code.
 # It stays beside the reference (unlike Via's, which _scan.c mirrors) because
-# the screen reads every P-Asserted-Identity entry with ``name_addr_user`` in
+# the screen reads every P-Asserted-Identity entry with ``name_addr_uri`` in
 # Python, C or not: 2.5 times the general code's time without it (tests/unit/
 # test_sip_fastpath.py checks both give the same answer).
 _NAME_ADDR_RE = re.compile(
@@ -580,16 +579,6 @@ def name_addr_uri(v: bytes) -> bytes | None:
         return parse_name_addr(v).uri
     except SIPError:
         return None
-
-
-def name_addr_user(v: bytes) -> bytes | None:
-    """What ``parse_name_addr(v)`` reads as the identity: ``NameAddr.user`` (the sip:
-    user without ``:password``, the tel: number), else the whole URI; None when
-    ``v`` does not parse (``name_addr_uri``, then ``uri_user``)."""
-    uri = name_addr_uri(v)
-    if uri is None:
-        return None
-    return _uri_user(uri)[1] or uri
 
 
 def _parse_sent_by(sb: bytes) -> tuple[bytes, int | None]:

@@ -173,7 +173,7 @@ def test_pai_on_two_lines_and_unreadable_entries(accel: bool) -> None:
         b"",
     ],
 )
-def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
+def test_name_addr_uri_is_parse_name_addrs_reading(value: bytes) -> None:
     """The PAI shortcut reads exactly what parse_name_addr (From's reader) reads."""
     try:
         na = message.parse_name_addr(value)
@@ -181,7 +181,8 @@ def test_name_addr_user_is_parse_name_addrs_reading(value: bytes) -> None:
         want = None
     else:
         want = na.user or na.uri
-    assert message.name_addr_user(value) == want
+    uri = message.name_addr_uri(value)
+    assert (None if uri is None else message.uri_user(uri)[1] or uri) == want
 
 
 @pytest.mark.parametrize(
