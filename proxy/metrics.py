@@ -268,6 +268,16 @@ class Metrics:
         self.allowlist_overrides_by_rule: _ChildMap = {
             rule: self.allowlist_overrides.labels(rule.label, rule.citation) for rule in Rule
         }
+        # In-dialog UPDATEs whose identities the dialog's stamp did not prove,
+        # screened against the number lists (rules/engine.py decide_update):
+        # "refused" (answered with the list's block answer, not forwarded),
+        # "would_refuse" (--monitor: forwarded), "allowed".
+        self.updates = Counter(
+            "sipscreen_updates_screened",
+            "In-dialog UPDATEs with identities the call was not admitted with, by verdict",
+            ["verdict", "rule", "citation"],
+            registry=reg,
+        )
         # Calls whose upstream provider cannot be judged against the RMD (no
         # trunk entry, no provider record, rmd_status unknown), by what the
         # unmapped_provider_policy did: "passed" (monitor; the call also counts

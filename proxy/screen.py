@@ -46,6 +46,13 @@ the SIP core (proxy/sip/core.py) calls for each initial INVITE. It
    allowed/default, recorded as would_block unmapped_provider at the allow
    sample rate and not logged: a configuration state, not a per-call event).
 
+`Screener.update` is the core's second call: an in-dialog UPDATE from a caller
+whose identities (From, P-Asserted-Identity) its dialog's Record-Route stamp
+does not prove (proxy/sip/core.py) is checked against the number lists
+(`rules.engine.decide_update`), since an UPDATE can change the caller ID a
+phone shows; a match is answered like a blocked call, counted in
+`sipscreen_updates_screened_total`, logged and recorded (`reject_update`).
+
 If the store never loaded a snapshot, the `no_snapshot_policy` decides:
 "open" forwards and counts, "closed" answers 503 (RFC 3261 §21.5.4) with a
 Retry-After.
@@ -70,7 +77,7 @@ from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
 from proxy.sip.message import NameAddr, Request, name_addr_uri, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
-from rules.engine import decide, shaken_mark
+from rules.engine import decide, decide_update, shaken_mark
 from rules.facts import CallFacts
 from rules.numbers import in_context, normalise, sos_urn
 from rules.shaken import Verifier
@@ -538,6 +545,40 @@ class Screener(Screen):
             self._unmapped_blocked.inc()
         answer = self._answer_by_rule[verdict.rule]
         self._record(req, src, transport, facts, verdict, "reject", snap, now, answer=answer)
+        return answer
+
+    def update(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+        """An in-dialog UPDATE whose identities the dialog's stamp does not prove
+        (proxy/sip/core.py, the ``Screen`` contract's ``update``): its caller ID
+        and other identities against the number lists (rules/engine.py
+        ``decide_update``). A match is answered as the list's rule answers a
+        call, counted in ``sipscreen_updates_screened_total``, logged and
+        recorded (action ``reject_update``; ``--monitor``: ``monitor_update``
+        and forwarded). None: forwarded (no snapshot yet: as it is)."""
+        store = self.store
+        if not store.loaded:
+            return None
+        snap = store.snapshot
+        try:
+            facts = self.facts_for(req, src)
+        except AmbiguousProvider:  # no provider rule applies to an UPDATE
+            caller, others = caller_identities(req)
+            facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
+            facts.other_callers = others
+        now = self._clock()
+        verdict = decide_update(snap, facts, now)
+        rule = verdict.rule
+        updates = self.metrics.updates
+        if not verdict.blocked:
+            updates.labels("allowed", rule.label, rule.citation).inc()
+            return None
+        if self._monitor:
+            updates.labels("would_refuse", rule.label, rule.citation).inc()
+            self._record(req, src, transport, facts, verdict, "monitor_update", snap, now)
+            return None
+        updates.labels("refused", rule.label, rule.citation).inc()
+        answer = self._answer_by_rule[rule]
+        self._record(req, src, transport, facts, verdict, "reject_update", snap, now, answer=answer)
         return answer
 
     def _refuse_ambiguous(

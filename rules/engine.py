@@ -107,7 +107,7 @@ from rules.verdict import (
     Verdict,
 )
 
-__all__ = ["Check", "decide", "explain", "is_emergency_callee", "shaken_mark"]
+__all__ = ["Check", "decide", "decide_update", "explain", "is_emergency_callee", "shaken_mark"]
 
 
 @dataclass(slots=True)
@@ -147,6 +147,18 @@ def _number_key(caller: str) -> int | str:
     return caller
 
 
+def _listed(snap: Snapshot, number: str) -> Verdict | None:
+    """``number`` on the inbound-only DNO list, the caller blocklist or the prefix
+    blocklist (the number lists of steps 4-5): that list's verdict, else None."""
+    key = _number_key(number)
+    if key in snap.dno_caller:
+        return BLOCK_DNO_INBOUND_ONLY
+    if key in snap.block_caller:
+        return BLOCK_CALLER
+    prefix = snap.block_prefix.longest_match(number) if snap.block_prefix.lengths else None
+    return None if prefix is None else _prefix_verdict(prefix)
+
+
 def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> Verdict | None:
     """Step 5b: ``other``, a number another identity of the call names (rules/facts.py
     ``other_callers``: another identity header, or a local number's phone-context),
@@ -154,16 +166,9 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
     list, naming the number.
     Only the lists: a From that is not a valid number (``anonymous``, a PBX
     extension) is common on legitimate calls whose P-Asserted-Identity is real."""
-    key = _number_key(other)
-    if key in snap.dno_caller:
-        base = BLOCK_DNO_INBOUND_ONLY
-    elif key in snap.block_caller:
-        base = BLOCK_CALLER
-    else:
-        prefix = snap.block_prefix.longest_match(other) if snap.block_prefix.lengths else None
-        if prefix is None:
-            return None
-        base = _prefix_verdict(prefix)
+    base = _listed(snap, other)
+    if base is None:
+        return None
     also = (
         "another identity of the call (From behind a P-Asserted-Identity, a second "
         f"P-Asserted-Identity, or a local number's phone-context, RFC 3966 §5.1.5) is {other}"
@@ -720,6 +725,48 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     if v is not None:
         return v
     return unjudged if unjudged is not None else ALLOW_DEFAULT
+
+
+def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
+    """The verdict on the identities an in-dialog UPDATE presents (RFC 3311) that
+    the dialog's stamp does not prove it was set up with (proxy/sip/core.py).
+
+    A UPDATE can change the caller ID a phone shows while it rings or during
+    the call (RFC 4916 §4 connected identity: From; P-Asserted-Identity, which
+    Asterisk's trust_connected_line and most phones honour), so a blocked
+    number must not arrive that way. Its caller ID and other identities
+    (``facts.caller``, ``facts.other_callers``) are checked against the number
+    lists every identity of the INVITE was checked against (steps 4-5 and 5b:
+    inbound-only DNO, caller and prefix blocklists), after the exemptions of a
+    call (the emergency-caller lists, 47 CFR 64.1200(k)(6); the allowlist).
+    Only those lists: an UPDATE that repeats the identities the call was
+    admitted with (a session refresh, RFC 4028) is then never refused, while
+    validity rules such as DNO invalid-number (which the From behind a
+    P-Asserted-Identity never faced) or the attestation policy (an UPDATE is
+    not signed, RFC 8224 §4) would refuse lawful refreshes. Refusing an UPDATE
+    leaves the call as it was (RFC 3311 §5.2): it blocks no call, emergency
+    calls included."""
+    caller = facts.caller
+    if caller is not None:
+        key = _number_key(caller)
+        ec = snap.emergency_caller
+        if key in snap.emergency_caller_config or (
+            (ec._added or ec._cap) and key in ec  # noqa: SLF001
+        ):
+            return ALLOW_EMERGENCY_CALLER
+        if key in snap.allow_caller:
+            expires = snap.allow_expiry.get(caller)
+            if expires is None or now < expires:
+                return ALLOW_LISTED
+    for number in (caller, *facts.other_callers) if caller is not None else facts.other_callers:
+        base = _listed(snap, number)
+        if base is not None:
+            why = (
+                f"{base.reason} (an in-dialog UPDATE presented {number} as the caller's "
+                "identity, which the call was not admitted with; RFC 3311, RFC 4916 §4)"
+            )
+            return Verdict(True, base.rule, why, detail=f"update:{number}")
+    return ALLOW_DEFAULT
 
 
 # -- explain (sipscreen check) -------------------------------------------------

@@ -25,7 +25,8 @@ FIELDS = (
     "citation",
     "reason",
     "detail",  # notice id (k4; n2 id:campaign), order id (fdo, RMD removal), prefix
-    "action",  # reject / would_block / monitor / allow
+    "action",  # reject / would_block / monitor / allow / allowlist_override / mark /
+    # reject_update / monitor_update (an in-dialog UPDATE's identities, screen.update)
     "monitor",  # 1 when the proxy ran with --monitor
     "status",  # SIP status sent (reject only)
     "snapshot_version",

@@ -179,6 +179,13 @@ class Screen(Protocol):
     transaction), a ``Forward`` (forwarded with its byte edits), or None
     (forwarded as it is); raises ``ScreenError`` when it cannot decide.
     ``proxy/screen.py``'s ``Screener`` is the production one.
+
+    Optionally, ``update(req, src, transport) -> Answer | None``: called for an
+    in-dialog UPDATE from a caller (not the softswitch) whose Route does not
+    prove, by our dialog stamp, that the call was admitted with its identities
+    and upstream (``ProxyCore._stamped``); an ``Answer`` refuses the UPDATE
+    (answered, not forwarded), None forwards it. A screen without it leaves
+    UPDATEs unscreened.
     """
 
     def __call__(
@@ -274,6 +281,8 @@ class CoreStats:
         "retransmit_suppressed",
         "ack_timeouts",
         "in_dialog_screened",
+        "updates_screened",
+        "updates_refused",
         "relay_retransmit",
         "relay_retransmit_last",
     )
@@ -319,6 +328,10 @@ class CoreStats:
         self.ack_timeouts = 0
         # INVITEs with a To tag whose Route did not carry our stamp: screened
         self.in_dialog_screened = 0
+        # in-dialog UPDATEs from a caller whose stamp did not prove their
+        # identities: screened on them (Screen.update), and refused
+        self.updates_screened = 0
+        self.updates_refused = 0
         # requests retransmitted over UDP for a reliable sender (retransmit.py):
         # copies sent again, INVITEs answered 408 (timer B), non-INVITEs expired
         # (timer F), requests not tracked because the table was full
@@ -501,11 +514,15 @@ class ProxyCore:
         "_strip_more",
         "_cut_always",
         "_is_trusted",
+        "_screen_update",
     )
 
     def __init__(self, config: CoreConfig, screen: Screen, parser: Parser | None = None) -> None:
         self.config = config
         self.screen = screen
+        # the contract's optional second call: an in-dialog UPDATE's identities
+        # (Screen; proxy/screen.py Screener.update); None: UPDATEs pass unscreened
+        self._screen_update = getattr(screen, "update", None)
         # the parser (C or the Python reference, message.Parser) and the
         # decoded-address caches are this core's own state
         self.parser = PARSER if parser is None else parser
@@ -1117,6 +1134,24 @@ class ProxyCore:
                 assert type(answer) is Answer
                 self._answer_invite(req, answer, src, transport, now, key)
                 return
+        elif (
+            method == b"UPDATE"
+            and not initial
+            and not from_ss
+            and self._screen_update is not None
+            and not self._stamped(req, src, routes, n_ours)
+        ):
+            # An UPDATE can change the caller ID the callee's phone shows (RFC
+            # 4916 §4; P-Asserted-Identity): one whose identities or upstream
+            # differ from those its dialog was admitted with (no stamp proves
+            # them) is screened on them; a refusal leaves the call as it was
+            # (RFC 3311 §5.2).
+            refusal = self._screen_update_identities(req, src, transport)
+            if refusal is not None:
+                self._reply(
+                    req, refusal.status, refusal.reason, src, transport, refusal.extra_headers
+                )
+                return
 
         # RFC 3261 §16.6: forward (the request processing of each target)
         data = self._forward_bytes(req, src, transport, out_transport, n_ours, from_ss, strip, fwd)
@@ -1319,6 +1354,24 @@ class ProxyCore:
             return self.screen(req, src, transport)
         except Exception as exc:  # the contract's ScreenError, or a bug (Screen)
             return self._screen_failed(exc)
+
+    def _screen_update_identities(
+        self, req: Request, src: tuple[str, int], transport: str
+    ) -> Answer | None:
+        """The screen's answer to an in-dialog UPDATE's identities (``Screen``):
+        an ``Answer`` refuses it; None, a ``ScreenError`` or a bug forwards it (a
+        fault never refuses an UPDATE: the call was admitted; counted)."""
+        st = self.stats
+        st.updates_screened += 1
+        try:
+            answer = self._screen_update(req, src, transport)  # type: ignore[misc]
+        except Exception as exc:
+            self._screen_failed(exc)
+            return None
+        if type(answer) is Answer:
+            st.updates_refused += 1
+            return answer
+        return None
 
     def _screen_failed(self, exc: Exception) -> Answer | None:
         """What the core does when the screen raised (``Screen``, ``ScreenError``):

@@ -632,6 +632,7 @@ def _answer_or_forward(
     """Send ``msg`` from ``ua``: (the proxy's answer to it, what reached the
     softswitch), each None when nothing came within a second."""
     call_id = _header(msg, b"Call-ID")
+    method = msg[: msg.index(b" ") + 1]
     ua.sendto(msg, ("127.0.0.1", proxy_port))
     answer = forwarded = None
     deadline = time.monotonic() + 1.0
@@ -642,7 +643,7 @@ def _answer_or_forward(
                 continue
             if sock is ua and d.startswith(b"SIP/2.0 ") and not d.startswith(b"SIP/2.0 100"):
                 answer = d
-            elif sock is ss and d.startswith(b"INVITE "):
+            elif sock is ss and d.startswith(method):
                 forwarded = d
     return answer, forwarded
 
@@ -855,3 +856,75 @@ def test_a_nul_byte_does_not_hide_a_blocked_number(
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
             )
         )
+
+
+def _update(initial: bytes, route: str, cseq: int, frm: str | None = None, pai: str = "") -> bytes:
+    """An in-dialog UPDATE (RFC 3311) of ``initial``'s dialog from its caller:
+    stamped ``route``, the From URI ``frm`` (its tag kept) and a
+    P-Asserted-Identity line ``pai`` when given."""
+    msg = _in_dialog(initial, "ss-tag-1", route, cseq)
+    msg = msg.replace(b"INVITE ", b"UPDATE ", 1).replace(b" INVITE\r\n", b" UPDATE\r\n")
+    if frm is not None:
+        head, _, rest = msg.partition(b"From: <")
+        msg = head + b"From: <" + frm.encode() + rest[rest.index(b">") :]
+    if pai:
+        msg = msg.replace(b"Max-Forwards: 70\r\n", f"Max-Forwards: 70\r\n{pai}\r\n".encode())
+    return msg
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
+) -> None:
+    """A phone updates the caller ID it shows from an in-dialog UPDATE's
+    P-Asserted-Identity or From (RFC 4916 §4; Asterisk's trust_connected_line),
+    while it rings or during the call. A caller admitted on a clean number that
+    sends an UPDATE naming a blocked one is refused (603, not forwarded; the call
+    stays as it was, RFC 3311 §5.2), counted, logged and recorded. An UPDATE
+    with the identities the call was admitted with (a session refresh) goes
+    through unscreened, and one naming another clean number goes through."""
+    caller = "+13015551234"
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    redis_client.sadd(key_prefix + "block:prefix", "+1212555")
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, workers=workers)
+        first = udp_invite(lport, proxy.port, caller, 1, "upd")
+        answer, fwd = _answer_or_forward(ua, ss, first, proxy.port)
+        assert answer is None and fwd is not None
+        rr = _header(fwd, b"Record-Route").decode()
+
+        same = f"sip:{caller}@127.0.0.1:{lport}"
+        cases = [
+            (None, "", None),  # a refresh: unchanged, stamped
+            (None, f"P-Asserted-Identity: <sip:{BLOCKED}@127.0.0.1>", b"603"),
+            (f"sip:{BLOCKED}@127.0.0.1", "", b"603"),  # From changed (RFC 4916)
+            (same, f"P-Asserted-Identity: <tel:{caller}>, <tel:{BLOCKED}>", b"603"),
+            (same, "P-Asserted-Identity: <tel:+12125550100>", b"603"),  # the prefix list
+            (same, "P-Asserted-Identity: <tel:+13015559999>", None),  # another clean number
+        ]
+        for n, (frm, pai, status) in enumerate(cases):
+            upd = _update(first, rr, 2 + n, frm, pai)
+            answer, fwd = _answer_or_forward(ua, ss, upd, proxy.port)
+            if status is None:
+                assert answer is None and fwd is not None, (n, answer)
+                assert b"Route:" not in fwd
+            else:
+                assert fwd is None, (n, fwd)
+                assert answer is not None and answer.startswith(b"SIP/2.0 " + status), answer
+                assert _header(answer, b"To").endswith(b";tag=ss-tag-1")  # the dialog's
+                assert _header(answer, b"CSeq") == b"%d UPDATE" % (2 + n)
+        assert wait_for(
+            lambda: (
+                proxy.metric(
+                    "sipscreen_updates_screened_total", verdict="refused", rule="caller_block"
+                )
+                == 3
+                and proxy.metric(
+                    "sipscreen_updates_screened_total", verdict="refused", rule="prefix_block"
+                )
+                == 1
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if '"action":"reject_update"' in ln]
+    assert len(lines) == 4, lines
+    assert all('"status":"603"' in ln and "UPDATE" in ln for ln in lines), lines

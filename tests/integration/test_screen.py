@@ -292,3 +292,46 @@ async def test_monitor_only_provider_without_rmd_identity_under_block_policy(
     # an unmapped source under the block policy is still blocked
     ans = s(_invite("sip:+12127368000@x"), ("10.200.0.1", 5060), "udp")
     assert ans is not None and m.unmapped_blocked._value.get() == 1
+
+
+def _update(frm: str, pai: str | None = None, extra: str = "") -> Any:
+    req = _invite(frm, pai=pai, extra=extra).raw
+    return parse(
+        req.replace(b"INVITE", b"UPDATE").replace(
+            b"<sip:+13125557000@127.0.0.1>\r\n", b"<sip:+13125557000@127.0.0.1>;tag=ss\r\n"
+        )
+    )
+
+
+@pytest.mark.parametrize("monitor", [False, True])
+async def test_an_update_s_identities_are_screened_against_the_lists(
+    tmp_path: Path, redis_url: str, seeded: str, monitor: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Screener.update: a blocked number in an UPDATE's P-Asserted-Identity (or
+    From) gets the answer of its rule's class, counted apart from INVITEs
+    (sipscreen_updates_screened_total), logged and recorded as reject_update;
+    under --monitor forwarded, counted would_refuse, recorded monitor_update.
+    Provider rules do not judge an UPDATE: one from a trunk removed from the
+    RMD, or with two trusted provider values, is judged by its numbers."""
+    body = '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n'
+    cfg = _config(tmp_path, seeded, body + ("[proxy]\nmonitor = true\n" if monitor else ""))
+    store = await loaded_store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    clean = "sip:+12127368000@10.1.2.3"
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        ans = s.update(_update(clean, pai=f"<tel:{BLOCKED}>"), SRC, "udp")
+        assert (ans is None) if monitor else (ans is not None and ans.status == 603)
+        line = json.loads(caplog.records[-1].getMessage())
+        assert line["action"] == ("monitor_update" if monitor else "reject_update")
+        assert line["rule"] == "caller_block" and line["detail"] == f"update:{BLOCKED}"
+        assert line["status"] == ("" if monitor else "603") and "UPDATE" in line["reason"]
+        ans = s.update(_update(f"sip:{BLOCKED}@x", extra="X-Upstream: a, b\r\n"), SRC, "udp")
+        assert (ans is None) == monitor
+    verdict = "would_refuse" if monitor else "refused"
+    counted = m.updates.labels(verdict, "caller_block", "operator policy")._value.get()
+    assert counted == 2 and m.invites_blocked[Rule.CALLER_BLOCK]._value.get() == 0
+    # the RMD gate and the number's validity do not judge an UPDATE
+    assert s.update(_update(clean), ("10.9.9.9", 5060), "udp") is None
+    assert s.update(_update("sip:+10005551234@x"), SRC, "udp") is None
+    assert m.updates.labels("allowed", "default", "operator policy")._value.get() == 2

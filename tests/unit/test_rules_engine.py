@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.engine import Check, decide, explain, shaken_mark
+from rules.engine import Check, decide, decide_update, explain, shaken_mark
 from rules.facts import CallFacts
 from rules.orders import fdo_blocks_from
 from rules.shaken import AttestationPolicy
@@ -1024,3 +1024,48 @@ def test_other_identities_are_checked_against_the_lists_only(snap: Snapshot) -> 
     # the caller ID's own block comes first
     v = decide(snap, _two_ids("+19005551234", "+12025552001"), 0.0)
     assert v.rule is Rule.PREFIX_BLOCK and v.detail == "+1900"
+
+
+# -- an in-dialog UPDATE's identities (decide_update) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("ids", "rule", "number"),
+    [
+        (("+12025552001",), Rule.CALLER_BLOCK, "+12025552001"),  # the caller ID
+        ((GOOD, "+18007721213"), Rule.DNO_INBOUND_ONLY, "+18007721213"),  # another identity
+        ((GOOD, "+13015559876", "+19005551234"), Rule.PREFIX_BLOCK, "+19005551234"),
+    ],
+)
+def test_an_update_naming_a_listed_number_is_refused(
+    snap: Snapshot, ids: tuple[str, ...], rule: Rule, number: str
+) -> None:
+    """Each identity an UPDATE presents is checked against the number lists: a
+    match refuses it with that list's rule (its citation and answer class), the
+    reason and detail naming the number and the UPDATE."""
+    v = decide_update(snap, _two_ids(*ids), 0.0)
+    assert v.blocked and v.rule is rule and v.detail == f"update:{number}"
+    assert number in v.reason and "UPDATE" in v.reason and "RFC 3311" in v.reason
+
+
+def test_an_update_is_judged_by_the_lists_alone(snap: Snapshot) -> None:
+    """Only the number lists: an UPDATE repeating what a call was admitted with
+    (a session refresh) is never refused by a rule the INVITE's other identities
+    never faced: an invalid or unallocated From (a PBX extension), no number, a
+    provider removed from the RMD or on the provider blocklist. The exemptions
+    of a call hold: an allowlisted caller ID (unexpired) or an emergency caller
+    passes; an expired allowlist entry does not."""
+    for ids in ((GOOD,), (GOOD, "+12025550150", "+1555"), (None,), ("+10005551234",)):
+        assert decide_update(snap, _two_ids(*ids), 0.0) is ALLOW_DEFAULT
+    for provider in ("gone", "bad", None):
+        f = CallFacts(caller=GOOD, callee=None, provider=provider)
+        assert decide_update(snap, f, 0.0) is ALLOW_DEFAULT
+    assert decide_update(snap, _two_ids(None, "+12025552001"), 0.0).blocked
+    listed = _two_ids("+12025552001", "+19005551234")
+    snap.apply("allow:caller", "add", ["+12025552001"])
+    assert decide_update(snap, listed, 0.0) is ALLOW_LISTED
+    snap.allow_expiry["+12025552001"] = 100.0
+    assert decide_update(snap, listed, 99.0) is ALLOW_LISTED
+    assert decide_update(snap, listed, 100.0).rule is Rule.CALLER_BLOCK
+    snap.apply("emergency:caller", "add", ["+12025552001"])
+    assert decide_update(snap, listed, 100.0) is ALLOW_EMERGENCY_CALLER

@@ -614,6 +614,82 @@ def test_an_in_dialog_invite_from_the_softswitch_is_not_screened() -> None:
     assert dest == CALLER and screen.calls == [] and core.stats.in_dialog_screened == 0
 
 
+class UpdateScreen(Screen):
+    """A screen with the contract's optional ``update`` call."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        super().__init__()
+        self.update_answer = answer
+        self.updates: list[bytes] = []
+
+    def update(self, req: Request, src: tuple[str, int], transport: str) -> Answer | None:
+        self.updates.append(b"\n".join(req.header(b"p-asserted-identity")))
+        if isinstance(self.update_answer, Exception):
+            raise self.update_answer
+        return self.update_answer
+
+
+def _caller_update(rr: bytes | None, cseq: int, extra: bytes = b"") -> bytes:
+    route = b"Route: " + rr + b"\r\n" if rr else b""
+    return invite(
+        method=b"UPDATE",
+        to_tag=b"ss1",
+        cseq=cseq,
+        branch=b"z9hG4bK-up-%d" % cseq,
+        extra=route + extra,
+    )
+
+
+def test_an_update_whose_identities_the_stamp_does_not_prove_is_screened() -> None:
+    """An UPDATE can change the caller ID the callee's phone shows (RFC 4916 §4):
+    one from the caller whose From, P-Asserted-Identity or upstream differ from
+    the dialog's stamp (or with no stamp) goes to ``Screen.update``; its Answer
+    refuses it (answered with the dialog's To tag, not forwarded, no server
+    transaction), None forwards it. The unchanged UPDATE, the softswitch's, and
+    an UPDATE whose screen fails are forwarded; a screen without ``update``
+    screens no UPDATE."""
+    screen = UpdateScreen(REJECT)
+    core = ProxyCore(CoreConfig(PROXY[0], PROXY[1], SS, secret=SECRET), screen)
+    rr = _our_entry(core)
+    core.datagram_received(_caller_update(rr, 2), CALLER, "udp", 0.0)
+    assert one(core)[1] == SS and screen.updates == []
+    pai = b"P-Asserted-Identity: <tel:+12025552001>"
+    for n, (route, extra, src) in enumerate(
+        [
+            (rr, pai, CALLER),
+            (rr, b"", ("127.0.0.4", 5061)),  # another upstream
+            (None, b"", CALLER),  # no stamp at all
+        ]
+    ):
+        core.datagram_received(_caller_update(route, 3 + n, extra), src, "udp", 1.0)
+        answer, dest, _ = one(core)
+        assert dest == src and answer.startswith(b"SIP/2.0 603 Decline\r\n"), answer
+        resp = parse(answer)
+        assert isinstance(resp, Response) and resp.to.tag == b"ss1"
+        assert b"Reason: SIP;cause=603" in answer and resp.cseq == (3 + n, b"UPDATE")
+    assert len(screen.updates) == 3 and screen.updates[0] == pai[21:]
+    assert core.stats.updates_screened == 3 and core.stats.updates_refused == 3
+    assert len(core.transactions) == 0  # no server transaction for a non-INVITE
+    # allowed by the screen: forwarded with the PAI
+    screen.update_answer = None
+    core.datagram_received(_caller_update(rr, 9, pai), CALLER, "udp", 2.0)
+    data, dest, _ = one(core)
+    assert dest == SS and pai in data and core.stats.updates_refused == 3
+    # a failing screen never refuses an UPDATE (the call was admitted): counted
+    screen.update_answer = RuntimeError("bug")
+    core.datagram_received(_caller_update(rr, 10, pai), CALLER, "udp", 2.0)
+    assert one(core)[1] == SS and core.stats.screen_bugs == 1
+    # the softswitch's UPDATE towards the caller is not screened
+    core.datagram_received(
+        ss_bye(b"sip:alice@127.0.0.3:5061").replace(b"BYE", b"UPDATE"), SS, "udp", 3.0
+    )
+    assert one(core)[1] == CALLER and len(screen.updates) == 5
+    # a screen without update(): UPDATEs pass as before
+    plain, _ = make(REJECT)
+    plain.datagram_received(_caller_update(None, 3, pai), CALLER, "udp", 0.0)
+    assert one(plain)[1] == SS
+
+
 def test_the_caller_s_ack_and_bye_with_a_stamped_route_stay_on_the_lean_path() -> None:
     """The lean C forward of the caller's in-dialog ACK/BYE (relay.scan_request)
     takes a Route that is our entry with its stamp, and no other stamp shape."""
