@@ -166,10 +166,26 @@ def _number(na: NameAddr) -> str | None:
     return normalise(_text(na.user or na.uri))
 
 
+# The rule label and citation of a refused unreadable P-Asserted-Identity entry
+_UNREADABLE = ("unreadable_identity_header", "RFC 3325 §9.1")
+
+
+class UnreadableIdentity(Exception):
+    """A P-Asserted-Identity entry the name-addr reader refuses (`raw`)."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
 def caller_from_request(req: Request) -> str | None:
     """Caller ID: first P-Asserted-Identity (RFC 3325 §9.1), else From
-    (``caller_identities``, whose first item it is)."""
-    return caller_identities(req)[0]
+    (``caller_identities``, whose first item it is); with an unreadable PAI
+    entry, From's (the records of a refused request)."""
+    try:
+        return caller_identities(req)[0]
+    except UnreadableIdentity:
+        return _number(req.from_)
 
 
 def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
@@ -187,17 +203,19 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     holds the same value.
     """
     # The parser splits comma-separated entries outside quotes and <>
-    # (RFC 3325 §9.1 allows one sip: and one tel: identity); an entry the
-    # reader refuses is skipped.
+    # (RFC 3325 §9.1 allows one sip: and one tel: identity). An entry the
+    # reader refuses raises UnreadableIdentity: skipped, it could hide a
+    # number a more lenient softswitch reads from it (the request is refused).
     pais: list[str] = []
     local: list[str] = []
     for raw in req.pai:
         uri = name_addr_uri(raw)  # parse_name_addr's reading, None if it refuses
-        if uri is not None:
-            num = normalise(_text(uri_user(uri)[1] or uri))
-            if num is not None:
-                pais.append(num)
-            local += _contexts(uri)
+        if uri is None:
+            raise UnreadableIdentity(raw)
+        num = normalise(_text(uri_user(uri)[1] or uri))
+        if num is not None:
+            pais.append(num)
+        local += _contexts(uri)
     frm = _number(req.from_)
     local += _contexts(req.from_.uri)
     caller: str | None
@@ -312,6 +330,12 @@ class Screener(Screen):
             "would_block" if config.monitor else "blocked",
             "ambiguous_provider_header",
             "RFC 3261 §21.4.1",
+        )
+        # A P-Asserted-Identity entry the name-addr reader refuses: 400 (RFC 3325
+        # §9.1), never skipped (_refuse_unreadable).
+        self._unreadable_identity = Answer(400, b"Bad P-Asserted-Identity", b"")
+        self._unreadable_count = metrics.invites.labels(
+            "would_block" if config.monitor else "blocked", *_UNREADABLE
         )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
@@ -469,6 +493,9 @@ class Screener(Screen):
             facts = self.facts_for(req, src)
         except AmbiguousProvider as exc:
             return self._refuse_ambiguous(req, src, transport, exc)
+        except UnreadableIdentity as exc:
+            self._unreadable_count.inc()
+            return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
         mark: Verdict | None = None
@@ -560,11 +587,17 @@ class Screener(Screen):
             return None
         snap = store.snapshot
         try:
-            facts = self.facts_for(req, src)
-        except AmbiguousProvider:  # no provider rule applies to an UPDATE
-            caller, others = caller_identities(req)
-            facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
-            facts.other_callers = others
+            try:
+                facts = self.facts_for(req, src)
+            except AmbiguousProvider:  # no provider rule applies to an UPDATE
+                caller, others = caller_identities(req)
+                facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
+                facts.other_callers = others
+        except UnreadableIdentity as exc:
+            self.metrics.updates.labels(
+                "would_refuse" if self._monitor else "refused", *_UNREADABLE
+            ).inc()
+            return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         verdict = decide_update(snap, facts, now)
         rule = verdict.rule
@@ -584,18 +617,64 @@ class Screener(Screen):
     def _refuse_ambiguous(
         self, req: Request, src: tuple[str, int], transport: str, exc: AmbiguousProvider
     ) -> Answer | None:
-        """The trusted SBC sent more than one provider: 400, counted, logged, recorded
-        (`--monitor`: forwarded, counted as would_block, recorded as "monitor").
+        """The trusted SBC sent more than one provider: 400 (``_refuse_header``).
 
         Taking the first (or any) value would let a provider header the SBC
         passed through from a caller pick the provider, and an unknown
         provider skips the RMD gate (47 CFR 64.6305(g)): refuse instead. The
-        record has every field of a blocked call's, received strings clipped
-        as theirs (the values come from the caller, through the SBC).
+        values come from the caller, through the SBC.
         """
         self._ambiguous_count.inc()
+        return self._refuse_header(
+            req,
+            src,
+            transport,
+            "ambiguous_provider_header",
+            "RFC 3261 §21.4.1",
+            "more than one value in the trusted provider header "
+            "(RMD gate, 47 CFR 64.6305(g), cannot be applied)",
+            exc.values,
+            self._ambiguous_provider,
+        )
+
+    def _refuse_unreadable(
+        self, req: Request, src: tuple[str, int], transport: str, exc: UnreadableIdentity
+    ) -> Answer | None:
+        """A P-Asserted-Identity entry that is not a name-addr or addr-spec (RFC 3325
+        §9.1): 400 (``_refuse_header``). Skipping it would screen the call on
+        another identity while a softswitch with a more lenient reader shows
+        the number it finds in the entry (``"unbalanced <sip:+1...@h>``,
+        ``< tel:+1... >``): a caller ID the screen never judged. The caller
+        counts it."""
+        return self._refuse_header(
+            req,
+            src,
+            transport,
+            *_UNREADABLE,
+            "a P-Asserted-Identity entry is not a name-addr or addr-spec; "
+            "the caller ID cannot be screened",
+            exc.raw,
+            self._unreadable_identity,
+        )
+
+    def _refuse_header(
+        self,
+        req: Request,
+        src: tuple[str, int],
+        transport: str,
+        rule: str,
+        citation: str,
+        reason: str,
+        detail_raw: bytes,
+        answer: Answer,
+    ) -> Answer | None:
+        """A request refused for a header the screen cannot read one way only:
+        ``answer`` (a 400), logged and recorded (`--monitor`: forwarded,
+        recorded as "monitor"; the caller counts it). The record has every
+        field of a blocked call's, received strings clipped as theirs, the
+        header's value in ``detail``."""
         raw = self._raw_fields(req, _text(req.call_id), "")
-        detail = _text(exc.values)
+        detail = _text(detail_raw)
         cap_hdr = self.config.records_max_header
         if 0 < cap_hdr < len(detail):
             detail = clip(detail, cap_hdr)
@@ -616,14 +695,13 @@ class Screener(Screen):
             "pai": raw["pai"],
             "from": raw["from"],
             "identity": raw["identity"],
-            "rule": "ambiguous_provider_header",
-            "citation": "RFC 3261 §21.4.1",
-            "reason": "more than one value in the trusted provider header "
-            "(RMD gate, 47 CFR 64.6305(g), cannot be applied)",
+            "rule": rule,
+            "citation": citation,
+            "reason": reason,
             "detail": detail,
             "action": "monitor" if self._monitor else "reject",
             "monitor": "1" if self._monitor else "0",
-            "status": "" if self._monitor else "400",
+            "status": "" if self._monitor else str(answer.status),
             "snapshot_version": str(getattr(self.store.snapshot, "version", "")),
             "attest": "",
             "verstat": "",
@@ -639,7 +717,7 @@ class Screener(Screen):
                 self.records.append(rec)
             except Exception:  # a full queue must never fail a call
                 self.metrics.records_dropped_children["error"].inc()
-        return None if self._monitor else self._ambiguous_provider
+        return None if self._monitor else answer
 
     def _raw_fields(self, req: Request, call_id: str, provider: str) -> dict[str, str]:
         """The received strings of a record, each clipped to its configured size

@@ -44,7 +44,6 @@ static unsigned char uri_bad[256];   /* CTL, SP, DEL, '<', '>', '"' */
 static unsigned char is_space[256];  /* what bytes.strip()/split() remove */
 static unsigned char dn_token[256];  /* token / SP / HTAB (display name) */
 static unsigned char na_uri_bad[256]; /* '<', '>', '"', SP, HTAB */
-static unsigned char tag_bad[256];   /* ';', '=', SP, HTAB, CR, LF, VT, FF */
 
 static void
 init_classes(void)
@@ -68,8 +67,6 @@ init_classes(void)
     dn_token[' '] = dn_token['\t'] = 1;
     for (const char *p = "<>\" \t"; *p; p++)
         na_uri_bad[(unsigned char)*p] = 1;
-    for (const char *p = ";= \t\r\n\x0b\x0c"; *p; p++)
-        tag_bad[(unsigned char)*p] = 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -953,7 +950,7 @@ na_spans(const char *b, Py_ssize_t s, Py_ssize_t e, struct na_at *a)
             return -1;
         ts = i + 5;
         i = ts;
-        while (i < e && !tag_bad[(unsigned char)b[i]])
+        while (i < e && is_token[(unsigned char)b[i]])
             i++;
         if (i != e)
             return -1;

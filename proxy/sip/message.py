@@ -498,8 +498,12 @@ def _close_quote(v: bytes, start: int) -> int:
 # test_sip_fastpath.py checks both give the same answer).
 _NAME_ADDR_RE = re.compile(
     rb'(?:("[^"\\]*")[ \t]*|([-A-Za-z0-9.!%*_+`\'~ \t]*))'
-    rb'<([^<>" \t:]*:[^<>" \t]*)>(?:;tag=([^;= \t\r\n\x0b\x0c]*))?\Z'
+    rb'<([^<>" \t:]*:[^<>" \t]*)>(?:;tag=([-A-Za-z0-9.!%*_+`\'~]*))?\Z'
 )
+# A From/To parameter's value unquoted (RFC 3261 §25.1 gen-value = token / host
+# / quoted-string; a host may be an IPv6 reference): anything else, a ',' or
+# '<' above all, is refused, so that no reader takes a second URI from it
+_GEN_VALUE = _TOKEN + b"[]:"
 
 
 def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
@@ -562,6 +566,19 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
             raise _bad(kind, "junk after URI")
         else:
             params = _params(rest[1:], kind)
+        for pname, pvalue in params.items():
+            if pname.translate(None, _TOKEN) or (
+                pvalue
+                and pvalue.translate(None, _GEN_VALUE)
+                and not (
+                    len(pvalue) > 1
+                    and pvalue[:1] == b'"'
+                    and _close_quote(pvalue, 0) == len(pvalue) - 1
+                )
+            ):
+                # RFC 3261 §20.10/§20.20 and §25.1: e.g. ";tag=1, <sip:...>" is one
+                # header with two URIs to a reader that splits at the comma
+                raise _bad(kind, "parameter not a token, host or quoted string")
     else:
         params = {}
     return NameAddr(display, uri, params, v)

@@ -928,3 +928,41 @@ def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
     lines = [ln for ln in proxy.stdout().splitlines() if '"action":"reject_update"' in ln]
     assert len(lines) == 4, lines
     assert all('"status":"603"' in ln and "UPDATE" in ln for ln in lines), lines
+
+
+def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """An identity header the screen's reader refuses was skipped: a blocked
+    number in a malformed P-Asserted-Identity entry (an unbalanced quote, spaces
+    inside <>, a parameter holding a URI), or behind a comma in From's tag
+    (``;tag=1, <sip:...>``: one header with two URIs to a reader that splits at
+    the comma), was screened on the clean From and forwarded, for a softswitch
+    with a lenient reader to show. Each is answered 400 now, counted, logged and
+    recorded; a well-formed PAI with a quoted comma still passes."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            (f'P-Asserted-Identity: "unbalanced <sip:{BLOCKED}@127.0.0.1>\r\n', b"400"),
+            (f"P-Asserted-Identity: < tel:{BLOCKED} >\r\n", b"400"),
+            (f"P-Asserted-Identity: <tel:+13015551234>;x=<tel:{BLOCKED}>\r\n", b"400"),
+            ('P-Asserted-Identity: "a, b" <tel:+13015551234>\r\n', None),
+        ]
+        for n, (pai, status) in enumerate(cases):
+            msg = _invite_from(lport, proxy.port, b"<sip:+13015551234@127.0.0.1>", n, pai.encode())
+            _expect(ua, ss, msg, proxy.port, status)
+        frm = udp_invite(lport, proxy.port, "+13015551234", 9, "tag").replace(
+            b";tag=tag9\r\n", f";tag=tag9, <sip:{BLOCKED}@127.0.0.1>\r\n".encode()
+        )
+        _expect(ua, ss, frm, proxy.port, b"400")
+        assert wait_for(
+            lambda: (
+                proxy.metric(
+                    "sipscreen_invites_total", verdict="blocked", rule="unreadable_identity_header"
+                )
+                == 3
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_identity_header" in ln]
+    assert len(lines) == 3 and all('"status":"400"' in ln for ln in lines), lines

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.screen import _callee, caller_from_request, caller_identities
+from proxy.screen import UnreadableIdentity, _callee, caller_from_request, caller_identities
 from proxy.sip import message
 from proxy.sip.message import Request, parse
 
@@ -149,9 +149,15 @@ def test_pai_read_as_from(accel: bool, pai: str) -> None:
 def test_pai_on_two_lines_and_unreadable_entries(accel: bool) -> None:
     req = invite(pai=["<sip:bob@h>", f"<tel:{BLOCKED}>"])
     assert caller_from_request(req) == BLOCKED
-    # an entry the reader refuses is skipped, then From
-    req = invite(frm=f"<sip:{BLOCKED}@h>", pai=['"unbalanced <sip:+14158675309@h>'])
-    assert caller_from_request(req) == BLOCKED
+    # an entry the reader refuses is not skipped (a lenient softswitch may read
+    # a number from it): UnreadableIdentity, the screen answers 400; the
+    # records of such a request name From's number
+    for bad in (f'"unbalanced <sip:{BLOCKED}@h>', f"< tel:{BLOCKED} >", f"<tel:{BLOCKED}>;x=<y>"):
+        req = invite(frm="<sip:+13125558000@h>", pai=["<sip:bob@h>", bad])
+        with pytest.raises(UnreadableIdentity) as exc:
+            caller_identities(req)
+        assert exc.value.raw == bad.encode()
+        assert caller_from_request(req) == "+13125558000"
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,46 @@ def test_a_raw_nul_in_the_header_block_is_a_400_with_and_without_c() -> None:
 
 
 @needs_c
+@pytest.mark.parametrize("header", [b"From:", b"To:"])
+def test_a_from_or_to_parameter_that_is_no_gen_value_is_a_400_with_and_without_c(
+    header: bytes,
+) -> None:
+    """RFC 3261 §25.1: a From/To parameter's value is a token, a host or a quoted
+    string. ``;tag=1, <sip:+1...@h>`` (or another parameter holding ``<``, ``>``
+    or a space) is a second URI to a reader that splits at the comma: 400
+    bad_header, the C parse declining it; quoted strings and IPv6 references
+    still parse, the same with and without C."""
+    parse(SAMPLE)
+    head, _, body = SAMPLE.partition(b"\r\n\r\n")
+    start = head.find(b"\r\n" + header) + 2
+    end = head.find(b"\r\n", start)
+    line = head[start:end]
+    cut = line.find(b";tag=")
+    base = line if cut < 0 else line[:cut]
+    for params, ok in (
+        (b";tag=a1, <sip:+12127369999@h>", False),
+        (b";tag=a1,<sip:+12127369999@h>", False),
+        (b";tag=a1 <sip:+12127369999@h>", False),
+        (b";tag=a1;x=<sip:+12127369999@h>", False),
+        (b";tag=a<b", False),
+        (b';x=a"b', False),
+        (b';tag=a1;x="a, <sip:+1@h>"', True),
+        (b";tag=a1;maddr=[2001:db8::1]", True),
+        (b";tag=a1-B.2!%*_+`'~", True),
+        (b";tag=a1 ; x = y", True),
+    ):
+        data = head[:start] + base + params + head[end:] + b"\r\n\r\n" + body
+        check_parse(data)
+        if ok:
+            parse(data)
+        else:
+            assert not c_parse_answers(data)
+            with pytest.raises(SIPError) as exc:
+                parse(data)
+            assert (exc.value.status, exc.value.kind) == (400, "bad_header"), params
+
+
+@needs_c
 def test_bounds_are_clamped() -> None:
     buf = b"INVITE sip:a SIP/2.0\r\nVia: x"
     assert C_SCAN(buf, 22, 10_000, message._FAST) is None
