@@ -79,7 +79,7 @@ from proxy.sip.message import NameAddr, Request, name_addr_uri, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
 from rules.engine import decide, decide_update, shaken_mark
 from rules.facts import CallFacts
-from rules.numbers import in_context, normalise, sos_urn
+from rules.numbers import escaped_reading, in_context, normalise, sos_urn
 from rules.shaken import Verifier
 from rules.verdict import Rule, Verdict
 
@@ -193,8 +193,9 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
 
     The caller ID is the first P-Asserted-Identity entry with a number (RFC
     3325 §9.1), else From's. The others: further PAI entries with a number,
-    From's when a PAI gave the caller ID, and the global numbers a local
-    number names through its phone-context (``_contexts``); each once, the
+    From's when a PAI gave the caller ID, and the numbers a URI names that
+    its caller-ID reading does not show (``_hidden``: a local number's
+    phone-context, the number before an escaped delimiter); each once, the
     caller excluded.
 
     Every identity header is read by the one name-addr reader the From
@@ -215,9 +216,9 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
         num = normalise(_text(uri_user(uri)[1] or uri))
         if num is not None:
             pais.append(num)
-        local += _contexts(uri)
+        local += _hidden(uri)
     frm = _number(req.from_)
-    local += _contexts(req.from_.uri)
+    local += _hidden(req.from_.uri)
     caller: str | None
     if pais:
         caller = pais[0]
@@ -229,19 +230,28 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
 
 
-def _has_context(uri: bytes) -> bool:
-    """``uri`` may carry a phone-context (one memchr for the usual URI, which has
-    no parameter before its host)."""
-    return b";" in uri and b"phone-context" in uri.lower()
+def _may_hide(uri: bytes) -> bool:
+    """``uri`` may name a number its caller-ID reading does not: a phone-context
+    or a %HH escape (two memchr for the usual URI, which has neither)."""
+    return (b";" in uri and b"phone-context" in uri.lower()) or b"%" in uri
 
 
-def _contexts(uri: bytes) -> tuple[str, ...]:
-    """The global numbers a local number in ``uri`` names through its phone-context
-    (RFC 3966 §5.1.5; rules/numbers.py ``in_context``): ``tel:736-9999;phone-context=+1-212``
-    is +12127369999 to a softswitch that resolves it, a number the caller ID
-    (``normalise``, which ignores the parameter) does not show. () for the
-    usual URI, which has none."""
-    return in_context(_text(uri)) if _has_context(uri) else ()
+def _hidden(uri: bytes) -> tuple[str, ...]:
+    """The numbers ``uri`` names that its caller-ID reading (``normalise``) does not
+    show, for a softswitch that reads it another way: the global number of a
+    local number's phone-context (RFC 3966 §5.1.5; rules/numbers.py
+    ``in_context``): ``tel:736-9999;phone-context=+1-212`` is +12127369999 to a
+    softswitch that resolves it; and the number before an escaped delimiter
+    (``escaped_reading``): ``sip:+12127369999%40evil@h`` is +12127369999 to one
+    that decodes the user part and parses it again. () for the usual URI."""
+    if not _may_hide(uri):
+        return ()
+    text = _text(uri)
+    found = in_context(text)
+    again = escaped_reading(text)
+    if again is not None and again not in found:
+        found += (again,)
+    return found
 
 
 def _callee(req: Request) -> str | None:
@@ -405,7 +415,7 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or _has_context(frm.uri):
+        if req.pai or _may_hide(frm.uri):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()

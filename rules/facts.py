@@ -49,7 +49,8 @@ class CallFacts:
     shaken_reason: str = ""
     # The other numbers the call's identity headers carry (a further
     # P-Asserted-Identity, From when a PAI gave ``caller``, the global number a
-    # local number names through its phone-context), normalised, each once,
+    # local number names through its phone-context, the number before an
+    # escaped delimiter in a user part), normalised, each once,
     # ``caller`` excluded: a softswitch may show one of them, so the
     # operator's number lists (DNO inbound-only, caller and prefix blocklists)
     # are checked against them too (rules/engine.py, step 5b).

@@ -39,7 +39,14 @@ comes from NANPA data (``rules/nanpa.py``), not from here.
 
 from __future__ import annotations
 
-__all__ = ["EMERGENCY_DEFAULT", "in_context", "nanp_invalid_reason", "normalise", "sos_urn"]
+__all__ = [
+    "EMERGENCY_DEFAULT",
+    "escaped_reading",
+    "in_context",
+    "nanp_invalid_reason",
+    "normalise",
+    "sos_urn",
+]
 
 # 47 CFR 64.1200(k): calls to emergency numbers are never blocked. 911 and
 # 933 (the 911 test number, 47 CFR 9.11 / 9.16 dispatchable-location test).
@@ -127,6 +134,40 @@ def normalise(raw: str) -> str | None:
         return None
     if s.isdigit() and s.isascii():
         return _classify_digits(s)
+    return None
+
+
+# Where a reader that parses a decoded user part as a URI again ends the number:
+# the delimiters of RFC 3261 §19.1.1 / §25.1 (user:password@host;params?headers,
+# a name-addr's <> and a list's comma) and what ends a header line or a token.
+_REREAD_ENDS = frozenset('@;?:,<>"\r\n\t ')
+
+
+def escaped_reading(raw: str) -> str | None:
+    """The number a reader that decodes ``%HH`` escapes before it splits the URI
+    finds in ``raw`` (a whole sip:/sips:/tel: URI or a user part), where the
+    escapes hide a delimiter; None when there is none, or it names no number.
+
+    RFC 3261 §19.1.2: an escaped delimiter is data, so ``sip:+12127369999%40evil@h``
+    has the user ``+12127369999@evil``, no number to ``normalise``. A softswitch
+    that decodes the user part and parses it again (or re-emits it unescaped,
+    or turns it into an ISUP calling number) reads +12127369999, as it reads
+    ``+12127369999%3Bext=1`` (``;``), ``%3F``, ``%3A``, ``%2C``, ``%3C``, ``%3E``,
+    ``%22``, ``%20`` and ``%0D%0A``. The screen checks that number as one of
+    the call's other identities (the number lists, step 5b)."""
+    user = _user_part(raw.strip())
+    if "%" not in user:
+        return None
+    semi = user.find(";")  # a real parameter: not part of the number
+    if semi >= 0:
+        user = user[:semi]
+    decoded = _unescape(user)
+    if decoded is None:
+        return None
+    ends = _REREAD_ENDS
+    for i, c in enumerate(decoded):
+        if c in ends:
+            return normalise(decoded[:i]) if i else None
     return None
 
 

@@ -966,3 +966,40 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
         )
     lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_identity_header" in ln]
     assert len(lines) == 3 and all('"status":"400"' in ln for ln in lines), lines
+
+
+def test_a_blocked_number_before_an_escaped_delimiter_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """RFC 3261 §19.1.2: an escaped delimiter is data, so
+    ``sip:+12127369999%40evil@h`` has the user ``+12127369999@evil``, no caller
+    ID, and passed every caller rule. A softswitch that decodes the user part
+    and parses it again (or writes it out unescaped) reads +12127369999; so it
+    is one of the call's other identities (step 5b): blocked by the caller and
+    prefix lists, in From and in PAI. A clean number so written passes."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    redis_client.sadd(key_prefix + "block:prefix", "+1213555")
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            (f"<sip:{BLOCKED}%40evil@127.0.0.1>", "", "caller_block"),
+            (f"<sip:{BLOCKED}%3Bext=1@127.0.0.1;user=phone>", "", "caller_block"),
+            (f"<sip:{BLOCKED}%0D%0AX-A:%20b@127.0.0.1>", "", "caller_block"),
+            ("<sip:+12135550100%3F@127.0.0.1>", "", "prefix_block"),
+            (
+                "<sip:+13015551234@127.0.0.1>",
+                f"P-Asserted-Identity: <sip:{BLOCKED}%3A1@127.0.0.1>\r\n",
+                "caller_block",
+            ),
+            ("<sip:+13015551234%40x@127.0.0.1>", "", None),
+        ]
+        for n, (frm, extra, rule) in enumerate(cases):
+            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
+            _expect(ua, ss, msg, proxy.port, b"603" if rule else None)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
+                and proxy.metric("sipscreen_invites_total", verdict="blocked", rule="prefix_block")
+                == 1
+            )
+        )

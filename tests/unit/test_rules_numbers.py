@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.numbers import EMERGENCY_DEFAULT, in_context, nanp_invalid_reason, normalise, sos_urn
+from rules.numbers import (
+    EMERGENCY_DEFAULT,
+    escaped_reading,
+    in_context,
+    nanp_invalid_reason,
+    normalise,
+    sos_urn,
+)
 
 
 @pytest.mark.parametrize(
@@ -272,3 +279,43 @@ def test_in_context_never_raises(raw: str) -> None:
 )
 def test_an_escaped_nul_ends_the_number(raw: str, want: str | None) -> None:
     assert normalise(raw) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        # RFC 3261 §19.1.2: an escaped delimiter is data to normalise (no number);
+        # a reader that decodes first and parses again ends the number there
+        ("sip:+12127369999%40evil@h", "+12127369999"),
+        ("sip:+12127369999%3Bext=1@h;user=phone", "+12127369999"),
+        ("sip:+12127369999%3b@h", "+12127369999"),
+        ("sip:+12127369999%3Fx=1@h", "+12127369999"),
+        ("sip:+12127369999%3Apw@h", "+12127369999"),
+        ("sip:+12127369999%2C+13015551234@h", "+12127369999"),
+        ("sip:+12127369999%3E@h", "+12127369999"),
+        ("sip:+12127369999%3C@h", "+12127369999"),
+        ("sip:+12127369999%22@h", "+12127369999"),
+        ("sip:+12127369999%0D%0AX-Evil:%201@h", "+12127369999"),
+        ("sip:+12127369999%20x@h", "+12127369999"),
+        ("sip:%2B1212736%39999%40x@h", "+12127369999"),
+        ("tel:2127369999%40x", "+12127369999"),
+        ("+12127369999%40evil", "+12127369999"),
+        # nothing hidden: no escape, an escape that is no delimiter, the delimiter
+        # first, no number before it, a malformed escape, a real parameter
+        ("sip:+12127369999@h", None),
+        ("sip:%2B12127369999@h", None),
+        ("sip:%40+12127369999@h", None),
+        ("sip:alice%40x@h", None),
+        ("sip:+1%20212%20736%209999@h", None),
+        ("sip:+12127369999%4@h", None),
+        ("sip:+12127369999;x=%40@h", None),
+    ],
+)
+def test_escaped_reading(raw: str, want: str | None) -> None:
+    assert escaped_reading(raw) == want
+
+
+@given(st.text())
+def test_escaped_reading_never_raises(raw: str) -> None:
+    got = escaped_reading(raw)
+    assert got is None or got == normalise(got)

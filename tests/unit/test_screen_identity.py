@@ -223,6 +223,17 @@ def test_name_addr_uri_is_parse_name_addrs_reading(value: bytes) -> None:
             "+13125559000",
             ("+13125558000",),
         ),
+        # the number before an escaped delimiter (rules/numbers.escaped_reading)
+        ("<sip:+13125558000%40x@h>", None, None, ("+13125558000",)),
+        ("<sip:+13125558000%3Bext=1@h;user=phone>", None, None, ("+13125558000",)),
+        (
+            "<sip:+13125558000@h>",
+            ["<sip:+13125559000%3F@h>"],
+            "+13125558000",
+            ("+13125559000",),
+        ),
+        ("<sip:+13125558000@h>", ["<tel:+13125559000%0D%0A>"], "+13125558000", ("+13125559000",)),
+        ("<sip:alice%40x@h>", None, None, ()),
     ],
 )
 def test_caller_identities_are_every_number_the_headers_carry(
