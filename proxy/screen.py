@@ -170,12 +170,20 @@ def _number(na: NameAddr) -> str | None:
 _UNREADABLE = ("unreadable_identity_header", "RFC 3325 §9.1")
 
 
-class UnreadableIdentity(Exception):
-    """A P-Asserted-Identity entry the name-addr reader refuses (`raw`)."""
+# RFC 3325 §9.1 allows two P-Asserted-Identity values (a sip:/sips: and a
+# tel:); more than this many are refused unread (each entry costs a name-addr
+# read: thousands in one request would stall a worker).
+PAI_MAX = 10
 
-    def __init__(self, raw: bytes) -> None:
+
+class UnreadableIdentity(Exception):
+    """P-Asserted-Identity the screen cannot read one way only: an entry the
+    name-addr reader refuses (`raw`, `why`), or more than PAI_MAX entries."""
+
+    def __init__(self, raw: bytes, why: str = "") -> None:
         super().__init__(raw)
         self.raw = raw
+        self.why = why or "a P-Asserted-Identity entry is not a name-addr or addr-spec"
 
 
 def caller_from_request(req: Request) -> str | None:
@@ -209,7 +217,13 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     # number a more lenient softswitch reads from it (the request is refused).
     pais: list[str] = []
     local: list[str] = []
-    for raw in req.pai:
+    entries = req.pai
+    if len(entries) > PAI_MAX:
+        raise UnreadableIdentity(
+            b"%d entries" % len(entries),
+            f"more than {PAI_MAX} P-Asserted-Identity entries (RFC 3325 §9.1 allows two)",
+        )
+    for raw in entries:
         uri = name_addr_uri(raw)  # parse_name_addr's reading, None if it refuses
         if uri is None:
             raise UnreadableIdentity(raw)
@@ -661,8 +675,7 @@ class Screener(Screen):
             src,
             transport,
             *_UNREADABLE,
-            "a P-Asserted-Identity entry is not a name-addr or addr-spec; "
-            "the caller ID cannot be screened",
+            f"{exc.why}; the caller ID cannot be screened",
             exc.raw,
             self._unreadable_identity,
         )

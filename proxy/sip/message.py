@@ -421,8 +421,15 @@ def is_service_urn(uri: bytes) -> bool:
 uri_user = _uri_user  # public: proxy/screen.py reads the Request-URI user this way too
 
 
+# What split_commas looks at: quotes, backslash (quoted-pair), <> and commas
+_LIST_SPECIALS = re.compile(rb'[",<>\\]')
+
+
 def split_commas(value: bytes) -> list[bytes]:
-    """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1)."""
+    """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1).
+
+    Only the special characters are visited (a regex finds them): a value of
+    thousands of entries costs their count, not its length in Python steps."""
     if value.find(b",") < 0:  # one value: the common case
         value = value.strip()
         return [value] if value else []
@@ -430,15 +437,17 @@ def split_commas(value: bytes) -> list[bytes]:
         return [p.strip() for p in value.split(b",") if p.strip()]
     out: list[bytes] = []
     start = 0
-    i = 0
-    n = len(value)
+    skip = -1  # the character a quoted-pair's backslash escapes
     inq = False
     inangle = False
-    while i < n:
+    for m in _LIST_SPECIALS.finditer(value):
+        i = m.start()
+        if i == skip:
+            continue
         c = value[i]
         if inq:
             if c == 0x5C:  # backslash: quoted-pair
-                i += 1
+                skip = i + 1
             elif c == 0x22:
                 inq = False
         elif c == 0x22:
@@ -452,7 +461,6 @@ def split_commas(value: bytes) -> list[bytes]:
             if part:
                 out.append(part)
             start = i + 1
-        i += 1
     part = value[start:].strip()
     if part:
         out.append(part)
@@ -1236,22 +1244,32 @@ def set_accelerated(on: bool) -> bool:
     return PARSER.set_accelerated(on)
 
 
-def _quoted_pair_at(data: bytes, p: int) -> bool:
-    """True when octet ``p`` is the second octet of a quoted-pair (``\\`` and one
-    octet) inside a quoted string of its header line (RFC 3261 §25.1)."""
-    ls = data.rfind(b"\r\n", 0, p)
-    i = 0 if ls < 0 else ls + 2
+# What _stray_nul looks at: line ends, quotes, backslashes and NULs
+_NUL_WALK = re.compile(b'\r\n|["\\\\\x00]')
+
+
+def _stray_nul(data: bytes, start: int, end: int) -> bool:
+    """A NUL in ``data[start:end]`` that is not the second octet of a quoted-pair
+    (``\\`` and one octet) inside a quoted string of its header line (RFC 3261
+    §25.1). One pass that visits only line ends, quotes, backslashes and
+    NULs: a line of thousands of escaped NULs costs their count, not their
+    count times the line."""
     quoted = False
-    while i < p:
+    skip = -1  # the octet a quoted-pair's backslash escapes
+    for m in _NUL_WALK.finditer(data, start, end):
+        i = m.start()
         c = data[i]
-        if quoted and c == 0x5C:  # backslash: a quoted-pair
-            if i + 1 == p:
-                return True
-            i += 2
+        if c == 0x0D:  # CRLF: a new header line (or a folded continuation)
+            quoted = False
+            skip = -1
+        elif i == skip:
             continue
-        if c == 0x22:  # DQUOTE
+        elif c == 0:
+            return True
+        elif c == 0x22:  # DQUOTE
             quoted = not quoted
-        i += 1
+        elif quoted:  # a backslash inside a quoted string: a quoted-pair
+            skip = i + 1
     return False
 
 
@@ -1270,14 +1288,12 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
     else:
         body_start = hend + 4
     nul = data.find(b"\0", 0, body_start)
-    while nul >= 0:
-        # RFC 3261 §25.1: a raw NUL is only a quoted-pair's second octet in a
-        # quoted string (RFC 4475 §3.1.1.2 "intmeth": a display name); anywhere
-        # else a C reader of the header would end the value there and read
-        # another caller ID than the screen
-        if not _quoted_pair_at(data, nul):
-            raise _bad("bad_header", "NUL byte outside a quoted string")
-        nul = data.find(b"\0", nul + 1, body_start)
+    # RFC 3261 §25.1: a raw NUL is only a quoted-pair's second octet in a quoted
+    # string (RFC 4475 §3.1.1.2 "intmeth": a display name); anywhere else a C
+    # reader of the header would end the value there and read another caller
+    # ID than the screen
+    if nul >= 0 and _stray_nul(data, data.rfind(b"\r\n", 0, nul) + 1, body_start):
+        raise _bad("bad_header", "NUL byte outside a quoted string")
     msg: Request | Response
     if is_request:
         msg = _request_line(data[:eol])

@@ -939,7 +939,8 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
     (``;tag=1, <sip:...>``: one header with two URIs to a reader that splits at
     the comma), was screened on the clean From and forwarded, for a softswitch
     with a lenient reader to show. Each is answered 400 now, counted, logged and
-    recorded; a well-formed PAI with a quoted comma still passes."""
+    recorded; a well-formed PAI with a quoted comma still passes. More than
+    PAI_MAX (10) entries are refused unread too (RFC 3325 §9.1 allows two)."""
     redis_client.sadd(key_prefix + "block:caller", BLOCKED)
     with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
         proxy = start_proxy(ss_port, redis_url, key_prefix)
@@ -948,6 +949,8 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
             (f"P-Asserted-Identity: < tel:{BLOCKED} >\r\n", b"400"),
             (f"P-Asserted-Identity: <tel:+13015551234>;x=<tel:{BLOCKED}>\r\n", b"400"),
             ('P-Asserted-Identity: "a, b" <tel:+13015551234>\r\n', None),
+            # RFC 3325 §9.1 allows two; more than PAI_MAX (10) are refused unread
+            ("P-Asserted-Identity: " + ", ".join(["<tel:+13015551234>"] * 11) + "\r\n", b"400"),
         ]
         for n, (pai, status) in enumerate(cases):
             msg = _invite_from(lport, proxy.port, b"<sip:+13015551234@127.0.0.1>", n, pai.encode())
@@ -961,11 +964,11 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
                 proxy.metric(
                     "sipscreen_invites_total", verdict="blocked", rule="unreadable_identity_header"
                 )
-                == 3
+                == 4
             )
         )
     lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_identity_header" in ln]
-    assert len(lines) == 3 and all('"status":"400"' in ln for ln in lines), lines
+    assert len(lines) == 4 and all('"status":"400"' in ln for ln in lines), lines
 
 
 def test_a_blocked_number_before_an_escaped_delimiter_is_blocked(

@@ -14,7 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from proxy.screen import UnreadableIdentity, _callee, caller_from_request, caller_identities
+from proxy.screen import (
+    PAI_MAX,
+    UnreadableIdentity,
+    _callee,
+    caller_from_request,
+    caller_identities,
+)
 from proxy.sip import message
 from proxy.sip.message import Request, parse
 
@@ -158,6 +164,19 @@ def test_pai_on_two_lines_and_unreadable_entries(accel: bool) -> None:
             caller_identities(req)
         assert exc.value.raw == bad.encode()
         assert caller_from_request(req) == "+13125558000"
+
+
+def test_more_pai_entries_than_the_cap_are_refused_unread(accel: bool) -> None:
+    """RFC 3325 §9.1 allows two P-Asserted-Identity values; PAI_MAX are read, one
+    more (on one line or several) is refused before any is read: thousands of
+    entries would cost a worker a name-addr read each."""
+    entries = [f"<tel:+1312555{i:04d}>" for i in range(PAI_MAX)]
+    caller, others = caller_identities(invite(pai=[", ".join(entries)]))
+    assert caller == "+13125550000" and len(others) == PAI_MAX
+    for pai in ([", ".join(entries + ["<tel:+13125559999>"])], entries + ["<sip:x@h>"]):
+        with pytest.raises(UnreadableIdentity) as exc:
+            caller_identities(invite(pai=pai))
+        assert exc.value.raw == b"%d entries" % (PAI_MAX + 1) and "RFC 3325" in exc.value.why
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from proxy.metrics import Metrics
@@ -173,6 +175,38 @@ def test_lazy_index_of_other_headers() -> None:
     ((s, e),) = msg.header_spans(b"x-trunk")
     assert msg.raw[s:e] == b" t1"
     assert msg.header(b"via") == [b"SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK-1"]
+
+
+def _split_commas_by_byte(value: bytes) -> list[bytes]:
+    """The reference: RFC 3261 §7.3.1 walked one byte at a time."""
+    out, start, i, inq, inangle = [], 0, 0, False, False
+    while i < len(value):
+        c = value[i]
+        if inq:
+            if c == 0x5C:
+                i += 1
+            elif c == 0x22:
+                inq = False
+        elif c == 0x22:
+            inq = True
+        elif c == 0x3C:
+            inangle = True
+        elif c == 0x3E:
+            inangle = False
+        elif c == 0x2C and not inangle:
+            if value[start:i].strip():
+                out.append(value[start:i].strip())
+            start = i + 1
+        i += 1
+    if value[start:].strip():
+        out.append(value[start:].strip())
+    return out
+
+
+@given(st.lists(st.sampled_from([b'"', b"\\", b"<", b">", b",", b" ", b"a", b'\\"']), max_size=40))
+def test_split_commas_agrees_with_the_byte_walk(parts: list[bytes]) -> None:
+    value = b"".join(parts)
+    assert split_commas(value) == _split_commas_by_byte(value)
 
 
 def test_split_commas_single_value_fast_path() -> None:
