@@ -730,12 +730,15 @@ def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
         return out
     start = s
     inq = False
-    i = s
-    while i < e:
+    skip = -1  # the octet a quoted-pair's backslash escapes
+    for m in _VIA_SPECIALS.finditer(buf, s, e):  # quotes, backslashes, commas only
+        i = m.start()
+        if i == skip:
+            continue
         c = buf[i]
         if inq:
             if c == 0x5C:
-                i += 1
+                skip = i + 1
             elif c == 0x22:
                 inq = False
         elif c == 0x22:
@@ -743,9 +746,11 @@ def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
         elif c == 0x2C:
             out.append((start, i))
             start = i + 1
-        i += 1
     out.append((start, e))
     return out
+
+
+_VIA_SPECIALS = re.compile(rb'[",\\]')
 
 
 def _digits(v: bytes, kind: str, limit: int) -> int:

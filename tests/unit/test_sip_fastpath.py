@@ -209,6 +209,16 @@ def test_split_commas_agrees_with_the_byte_walk(parts: list[bytes]) -> None:
     assert split_commas(value) == _split_commas_by_byte(value)
 
 
+@given(st.lists(st.sampled_from([b'"', b"\\", b",", b" ", b"a", b'\\"']), max_size=40))
+def test_the_via_split_agrees_with_the_byte_walk(parts: list[bytes]) -> None:
+    """Via values hold no <>: their split is the list split without them."""
+    value = b"".join(parts)
+    spans = message._split_via_values(value, 0, len(value))
+    assert [value[a:b].strip() for a, b in spans if value[a:b].strip()] == (
+        _split_commas_by_byte(value)
+    )
+
+
 def test_split_commas_single_value_fast_path() -> None:
     assert split_commas(b" <sip:10.0.0.1:5060;lr> ") == [b"<sip:10.0.0.1:5060;lr>"]
     assert split_commas(b'"a" <sip:x>') == [b'"a" <sip:x>']
