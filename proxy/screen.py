@@ -65,6 +65,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -75,7 +76,7 @@ from proxy.records import clip
 from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
-from proxy.sip.message import NameAddr, Request, name_addr_uri, uri_user
+from proxy.sip.message import NameAddr, Request, name_addr_parts, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
 from rules.engine import decide, decide_update, shaken_mark
 from rules.facts import CallFacts
@@ -201,14 +202,15 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
 
     The caller ID is the first P-Asserted-Identity entry with a number (RFC
     3325 §9.1), else From's. The others: further PAI entries with a number,
-    From's when a PAI gave the caller ID, and the numbers a URI names that
-    its caller-ID reading does not show (``_hidden``: a local number's
-    phone-context, the number before an escaped delimiter); each once, the
-    caller excluded.
+    From's when a PAI gave the caller ID, the numbers a URI names that its
+    caller-ID reading does not show (``_hidden``: a local number's
+    phone-context, the number before an escaped delimiter), and a display
+    name that spells a number (``_display_number``); each once, the caller
+    excluded.
 
     Every identity header is read by the one name-addr reader the From
     header gets (proxy/sip/message.py `parse_name_addr`, through
-    `name_addr_uri`), so a PAI cannot be read differently from a From that
+    `name_addr_parts`), so a PAI cannot be read differently from a From that
     holds the same value.
     """
     # The parser splits comma-separated entries outside quotes and <>
@@ -224,15 +226,22 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
             f"more than {PAI_MAX} P-Asserted-Identity entries (RFC 3325 §9.1 allows two)",
         )
     for raw in entries:
-        uri = name_addr_uri(raw)  # parse_name_addr's reading, None if it refuses
-        if uri is None:
+        parts = name_addr_parts(raw)  # parse_name_addr's reading, None if it refuses
+        if parts is None:
             raise UnreadableIdentity(raw)
+        display, uri = parts
         num = normalise(_text(uri_user(uri)[1] or uri))
         if num is not None:
             pais.append(num)
         local += _hidden(uri)
+        shown = _display_number(display)
+        if shown is not None:
+            local.append(shown)
     frm = _number(req.from_)
     local += _hidden(req.from_.uri)
+    shown = _display_number(req.from_.display)
+    if shown is not None:
+        local.append(shown)
     caller: str | None
     if pais:
         caller = pais[0]
@@ -242,6 +251,24 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     else:
         return frm, ()
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
+
+
+_DIGIT = re.compile(rb"[0-9]")
+_QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def _display_number(display: bytes) -> str | None:
+    """The number a display name spells when it is nothing but a number (visual
+    separators allowed: ``"+1 (212) 736-9999"``), else None. A phone shows the
+    display name, often above the number: a blocked number written there is
+    shown as the caller's, whatever the URI says."""
+    if not display or _DIGIT.search(display) is None:
+        return None
+    if display[:1] == b'"':
+        display = display[1:-1]
+        if b"\\" in display:
+            display = _QUOTED_PAIR.sub(rb"\1", display)  # RFC 3261 §25.1 quoted-pair
+    return normalise(_text(display))
 
 
 def _may_hide(uri: bytes) -> bool:
@@ -429,7 +456,7 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or _may_hide(frm.uri):
+        if req.pai or _may_hide(frm.uri) or (frm.display and _DIGIT.search(frm.display)):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()

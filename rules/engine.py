@@ -37,7 +37,8 @@ call"):
    lists (and the inbound-only DNO list) against the call's other identities
    (``facts.other_callers``: a second P-Asserted-Identity, From when a PAI
    gave the caller ID, the global number a local number's phone-context
-   names, the number before an escaped delimiter), each a block with its
+   names, the number before an escaped delimiter, a display name that spells
+   a number), each a block with its
    list's rule and a reason naming the number, because a softswitch may show
    that number;
    then provider; then the
@@ -172,8 +173,9 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
         return None
     also = (
         "another identity of the call (From behind a P-Asserted-Identity, a second "
-        f"P-Asserted-Identity, a local number's phone-context (RFC 3966 §5.1.5), or the "
-        f"number before an escaped delimiter (RFC 3261 §19.1.2)) is {other}"
+        f"P-Asserted-Identity, a local number's phone-context (RFC 3966 §5.1.5), the "
+        f"number before an escaped delimiter (RFC 3261 §19.1.2), or a display name "
+        f"that spells a number) is {other}"
     )
     if caller is not None:
         also += f"; the caller ID screened first was {caller}"

@@ -50,7 +50,8 @@ class CallFacts:
     # The other numbers the call's identity headers carry (a further
     # P-Asserted-Identity, From when a PAI gave ``caller``, the global number a
     # local number names through its phone-context, the number before an
-    # escaped delimiter in a user part), normalised, each once,
+    # escaped delimiter in a user part, a display name that spells a number),
+    # normalised, each once,
     # ``caller`` excluded: a softswitch may show one of them, so the
     # operator's number lists (DNO inbound-only, caller and prefix blocklists)
     # are checked against them too (rules/engine.py, step 5b).

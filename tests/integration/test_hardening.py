@@ -1006,3 +1006,32 @@ def test_a_blocked_number_before_an_escaped_delimiter_is_blocked(
                 == 1
             )
         )
+
+
+def test_a_blocked_number_in_a_display_name_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """A phone shows the display name, often above the number: a caller with a
+    clean URI and a blocked number as its display name (``"+1 (212) 736-9999"
+    <sip:+13015551234@h>``, in From or in PAI) was forwarded and shown as the
+    blocked number. A display name that spells a number is one of the call's
+    other identities (step 5b) now; a name, or the caller's own number, passes."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        clean = "<sip:+13015551234@127.0.0.1>"
+        cases = [
+            (f'"+1 (212) 736-9999" {clean}', "", b"603"),
+            ("2127369999 <sip:anonymous@anonymous.invalid>", "", b"603"),
+            (clean, f'P-Asserted-Identity: "{BLOCKED}" <tel:+13015551234>\r\n', b"603"),
+            (f'"Alice" {clean}', "", None),
+            (f'"+1 301 555 1234" {clean}', "", None),
+        ]
+        for n, (frm, extra, status) in enumerate(cases):
+            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
+            _expect(ua, ss, msg, proxy.port, status)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 3
+            )
+        )

@@ -198,16 +198,16 @@ def test_more_pai_entries_than_the_cap_are_refused_unread(accel: bool) -> None:
         b"",
     ],
 )
-def test_name_addr_uri_is_parse_name_addrs_reading(value: bytes) -> None:
-    """The PAI shortcut reads exactly what parse_name_addr (From's reader) reads."""
+def test_name_addr_parts_is_parse_name_addrs_reading(value: bytes) -> None:
+    """The PAI shortcut reads exactly what parse_name_addr (From's reader) reads:
+    the display name and the URI."""
     try:
         na = message.parse_name_addr(value)
     except message.SIPError:
         want = None
     else:
-        want = na.user or na.uri
-    uri = message.name_addr_uri(value)
-    assert (None if uri is None else message.uri_user(uri)[1] or uri) == want
+        want = (na.display, na.uri)
+    assert message.name_addr_parts(value) == want
 
 
 @pytest.mark.parametrize(
@@ -253,14 +253,28 @@ def test_name_addr_uri_is_parse_name_addrs_reading(value: bytes) -> None:
         ),
         ("<sip:+13125558000@h>", ["<tel:+13125559000%0D%0A>"], "+13125558000", ("+13125559000",)),
         ("<sip:alice%40x@h>", None, None, ()),
+        # a display name that spells a number (a phone shows it)
+        ('"+1 (312) 555-9000" <sip:+13125558000@h>', None, "+13125558000", ("+13125559000",)),
+        ("3125559000 <sip:anonymous@anonymous.invalid>", None, None, ("+13125559000",)),
+        ('"+13125558000" <sip:+13125558000@h>', None, "+13125558000", ()),  # the same number
+        ('"Alice" <sip:+13125558000@h>', None, "+13125558000", ()),
+        ('"Suite 100" <sip:+13125558000@h>', None, "+13125558000", ()),
+        ('"\\+13125559000" <sip:+13125558000@h>', None, "+13125558000", ("+13125559000",)),
+        (
+            "<sip:+13125558000@h>",
+            ['"+1-312-555-7777" <sip:+13125559000@h>'],
+            "+13125559000",
+            ("+13125558000", "+13125557777"),
+        ),
     ],
 )
 def test_caller_identities_are_every_number_the_headers_carry(
     frm: str, pai: list[str] | None, caller: str, others: tuple[str, ...]
 ) -> None:
     """The caller ID (PAI, else From) and the other numbers (further PAI entries,
-    From behind a PAI, a local number's phone-context), each once, read by the
-    same name-addr reader; the screen's facts hold the same."""
+    From behind a PAI, a local number's phone-context, the number before an
+    escaped delimiter, a display name that spells a number), each once, read by
+    the same name-addr reader; the screen's facts hold the same."""
     req = invite(frm=frm, pai=pai)
     assert caller_identities(req) == (caller, others)
     assert caller_from_request(req) == caller
