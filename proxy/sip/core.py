@@ -919,8 +919,8 @@ class ProxyCore:
         from an INVITE inside it coming from the caller's side.
 
         A dialog a caller set up (``from_ss`` False): its Call-ID, the caller's
-        From tag, From URI and P-Asserted-Identity values (the identities the
-        screen decided on), and the address it came from (stricter than its
+        From tag, From URI and display name and P-Asserted-Identity values (the
+        identities the screen decided on), and the address it came from (stricter than its
         provider: the RMD gate and the orders judge providers), so that a stamp
         copied from an allowed call cannot carry another caller ID or another
         provider's traffic past the screen. A dialog the softswitch set up
@@ -929,12 +929,14 @@ class ProxyCore:
         URI (RFC 3261 §12.1.1, §12.2.1.1; ``_softswitch_material``)."""
         if from_ss:
             return self._softswitch_material(req.call_id, req.from_.tag, req.to.uri)
+        frm = req.from_
         return b"|".join(
             (
                 b"up",
                 req.call_id,
-                req.from_.tag or b"",
-                req.from_.uri,
+                frm.tag or b"",
+                frm.uri,
+                frm.display,  # a phone shows it (a number there is screened)
                 b"\n".join(req.header(b"p-asserted-identity")),  # its lines, as sent
                 src[0].encode(),
             )

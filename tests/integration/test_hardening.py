@@ -864,9 +864,10 @@ def _update(initial: bytes, route: str, cseq: int, frm: str | None = None, pai: 
     P-Asserted-Identity line ``pai`` when given."""
     msg = _in_dialog(initial, "ss-tag-1", route, cseq)
     msg = msg.replace(b"INVITE ", b"UPDATE ", 1).replace(b" INVITE\r\n", b" UPDATE\r\n")
-    if frm is not None:
+    if frm is not None:  # a URI, or a display name and "<" and a URI
         head, _, rest = msg.partition(b"From: <")
-        msg = head + b"From: <" + frm.encode() + rest[rest.index(b">") :]
+        frm = frm if "<" in frm else "<" + frm
+        msg = head + b"From: " + frm.encode() + rest[rest.index(b">") :]
     if pai:
         msg = msg.replace(b"Max-Forwards: 70\r\n", f"Max-Forwards: 70\r\n{pai}\r\n".encode())
     return msg
@@ -877,7 +878,8 @@ def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
     key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, workers: int
 ) -> None:
     """A phone updates the caller ID it shows from an in-dialog UPDATE's
-    P-Asserted-Identity or From (RFC 4916 §4; Asterisk's trust_connected_line),
+    P-Asserted-Identity or From, its display name too (RFC 4916 §4; Asterisk's
+    trust_connected_line),
     while it rings or during the call. A caller admitted on a clean number that
     sends an UPDATE naming a blocked one is refused (603, not forwarded; the call
     stays as it was, RFC 3311 §5.2), counted, logged and recorded. An UPDATE
@@ -901,6 +903,7 @@ def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
             (same, f"P-Asserted-Identity: <tel:{caller}>, <tel:{BLOCKED}>", b"603"),
             (same, "P-Asserted-Identity: <tel:+12125550100>", b"603"),  # the prefix list
             (same, "P-Asserted-Identity: <tel:+13015559999>", None),  # another clean number
+            (f'"{BLOCKED}" <{same}', "", b"603"),  # the display name (the URI unchanged)
         ]
         for n, (frm, pai, status) in enumerate(cases):
             upd = _update(first, rr, 2 + n, frm, pai)
@@ -918,7 +921,7 @@ def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
                 proxy.metric(
                     "sipscreen_updates_screened_total", verdict="refused", rule="caller_block"
                 )
-                == 3
+                == 4
                 and proxy.metric(
                     "sipscreen_updates_screened_total", verdict="refused", rule="prefix_block"
                 )
@@ -926,7 +929,7 @@ def test_an_update_cannot_change_the_caller_id_to_a_blocked_number(
             )
         )
     lines = [ln for ln in proxy.stdout().splitlines() if '"action":"reject_update"' in ln]
-    assert len(lines) == 4, lines
+    assert len(lines) == 5, lines
     assert all('"status":"603"' in ln and "UPDATE" in ln for ln in lines), lines
 
 

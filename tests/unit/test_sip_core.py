@@ -630,19 +630,28 @@ class UpdateScreen(Screen):
 
 
 def _caller_update(rr: bytes | None, cseq: int, extra: bytes = b"") -> bytes:
+    """The caller's UPDATE in the dialog of ``invite()``; ``extra``: more header
+    lines, or a From line that replaces the dialog's."""
     route = b"Route: " + rr + b"\r\n" if rr else b""
-    return invite(
+    frm = None
+    if extra.startswith(b"From:"):
+        frm, extra = extra, b""
+    msg = invite(
         method=b"UPDATE",
         to_tag=b"ss1",
         cseq=cseq,
         branch=b"z9hG4bK-up-%d" % cseq,
         extra=route + extra,
     )
+    if frm is not None:
+        msg = msg.replace(b'From: "Alice" <sip:+13035551111@example.net>;tag=from1', frm)
+    return msg
 
 
 def test_an_update_whose_identities_the_stamp_does_not_prove_is_screened() -> None:
     """An UPDATE can change the caller ID the callee's phone shows (RFC 4916 §4):
-    one from the caller whose From, P-Asserted-Identity or upstream differ from
+    one from the caller whose From (its display name too), P-Asserted-Identity
+    or upstream differ from
     the dialog's stamp (or with no stamp) goes to ``Screen.update``; its Answer
     refuses it (answered with the dialog's To tag, not forwarded, no server
     transaction), None forwards it. The unchanged UPDATE, the softswitch's, and
@@ -654,9 +663,11 @@ def test_an_update_whose_identities_the_stamp_does_not_prove_is_screened() -> No
     core.datagram_received(_caller_update(rr, 2), CALLER, "udp", 0.0)
     assert one(core)[1] == SS and screen.updates == []
     pai = b"P-Asserted-Identity: <tel:+12025552001>"
+    renamed = b'From: "+12025552001" <sip:+13035551111@example.net>;tag=from1'
     for n, (route, extra, src) in enumerate(
         [
             (rr, pai, CALLER),
+            (rr, renamed, CALLER),  # the From display name (the URI unchanged)
             (rr, b"", ("127.0.0.4", 5061)),  # another upstream
             (None, b"", CALLER),  # no stamp at all
         ]
@@ -667,14 +678,14 @@ def test_an_update_whose_identities_the_stamp_does_not_prove_is_screened() -> No
         resp = parse(answer)
         assert isinstance(resp, Response) and resp.to.tag == b"ss1"
         assert b"Reason: SIP;cause=603" in answer and resp.cseq == (3 + n, b"UPDATE")
-    assert len(screen.updates) == 3 and screen.updates[0] == pai[21:]
-    assert core.stats.updates_screened == 3 and core.stats.updates_refused == 3
+    assert len(screen.updates) == 4 and screen.updates[0] == pai[21:]
+    assert core.stats.updates_screened == 4 and core.stats.updates_refused == 4
     assert len(core.transactions) == 0  # no server transaction for a non-INVITE
     # allowed by the screen: forwarded with the PAI
     screen.update_answer = None
     core.datagram_received(_caller_update(rr, 9, pai), CALLER, "udp", 2.0)
     data, dest, _ = one(core)
-    assert dest == SS and pai in data and core.stats.updates_refused == 3
+    assert dest == SS and pai in data and core.stats.updates_refused == 4
     # a failing screen never refuses an UPDATE (the call was admitted): counted
     screen.update_answer = RuntimeError("bug")
     core.datagram_received(_caller_update(rr, 10, pai), CALLER, "udp", 2.0)
@@ -683,7 +694,7 @@ def test_an_update_whose_identities_the_stamp_does_not_prove_is_screened() -> No
     core.datagram_received(
         ss_bye(b"sip:alice@127.0.0.3:5061").replace(b"BYE", b"UPDATE"), SS, "udp", 3.0
     )
-    assert one(core)[1] == CALLER and len(screen.updates) == 5
+    assert one(core)[1] == CALLER and len(screen.updates) == 6
     # a screen without update(): UPDATEs pass as before
     plain, _ = make(REJECT)
     plain.datagram_received(_caller_update(None, 3, pai), CALLER, "udp", 0.0)
