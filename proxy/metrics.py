@@ -115,6 +115,12 @@ RECORD_CLIPPED_FIELDS = (
     "detail",  # the ambiguous provider header's values (received, through the SBC)
 )
 
+# The rules that refuse an in-dialog UPDATE (rules/engine.py decide_update: the
+# number lists), and the rule label and citation of an unreadable
+# P-Asserted-Identity (proxy/screen.py: a 400 for an INVITE or an UPDATE)
+UPDATE_RULES = (Rule.CALLER_BLOCK, Rule.PREFIX_BLOCK, Rule.DNO_INBOUND_ONLY)
+UNREADABLE_IDENTITY = ("unreadable_identity_header", "RFC 3325 §9.1")
+
 # sipscreen_core_events_total{event} children created at start (CoreStats names)
 WATCHED_CORE_EVENTS = (
     "shed",
@@ -278,6 +284,22 @@ class Metrics:
             ["verdict", "rule", "citation"],
             registry=reg,
         )
+        # every series the screen can count, at 0 from the start (a dashboard
+        # panel shows a flat line, not "no data"): (verdict, rule label) -> child
+        self.updates_by: _ChildMap = {}
+        for verdict, rules in (
+            ("refused", UPDATE_RULES),
+            ("would_refuse", UPDATE_RULES),
+            ("allowed", (Rule.DEFAULT, Rule.ALLOWLIST, Rule.EMERGENCY)),
+        ):
+            for rule in rules:
+                self.updates_by[(verdict, rule.label)] = self.updates.labels(
+                    verdict, rule.label, rule.citation
+                )
+        for verdict in ("refused", "would_refuse"):
+            self.updates_by[(verdict, UNREADABLE_IDENTITY[0])] = self.updates.labels(
+                verdict, *UNREADABLE_IDENTITY
+            )
         # Calls whose upstream provider cannot be judged against the RMD (no
         # trunk entry, no provider record, rmd_status unknown), by what the
         # unmapped_provider_policy did: "passed" (monitor; the call also counts

@@ -71,7 +71,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from proxy.config import Config
-from proxy.metrics import Metrics
+from proxy.metrics import UNREADABLE_IDENTITY, Metrics
 from proxy.records import clip
 from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
@@ -168,7 +168,7 @@ def _number(na: NameAddr) -> str | None:
 
 
 # The rule label and citation of a refused unreadable P-Asserted-Identity entry
-_UNREADABLE = ("unreadable_identity_header", "RFC 3325 §9.1")
+_UNREADABLE = UNREADABLE_IDENTITY
 
 
 # RFC 3325 §9.1 allows two P-Asserted-Identity values (a sip:/sips: and a
@@ -645,25 +645,28 @@ class Screener(Screen):
                 facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
                 facts.other_callers = others
         except UnreadableIdentity as exc:
-            self.metrics.updates.labels(
-                "would_refuse" if self._monitor else "refused", *_UNREADABLE
-            ).inc()
+            self._count_update("would_refuse" if self._monitor else "refused", *_UNREADABLE)
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         verdict = decide_update(snap, facts, now)
         rule = verdict.rule
-        updates = self.metrics.updates
         if not verdict.blocked:
-            updates.labels("allowed", rule.label, rule.citation).inc()
+            self._count_update("allowed", rule.label, rule.citation)
             return None
         if self._monitor:
-            updates.labels("would_refuse", rule.label, rule.citation).inc()
+            self._count_update("would_refuse", rule.label, rule.citation)
             self._record(req, src, transport, facts, verdict, "monitor_update", snap, now)
             return None
-        updates.labels("refused", rule.label, rule.citation).inc()
+        self._count_update("refused", rule.label, rule.citation)
         answer = self._answer_by_rule[rule]
         self._record(req, src, transport, facts, verdict, "reject_update", snap, now, answer=answer)
         return answer
+
+    def _count_update(self, verdict: str, rule: str, citation: str) -> None:
+        """One UPDATE in sipscreen_updates_screened_total (its child made at start)."""
+        m = self.metrics
+        child = m.updates_by.get((verdict, rule))
+        (child if child is not None else m.updates.labels(verdict, rule, citation)).inc()
 
     def _refuse_ambiguous(
         self, req: Request, src: tuple[str, int], transport: str, exc: AmbiguousProvider

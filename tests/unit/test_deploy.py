@@ -98,6 +98,7 @@ def test_dashboard_selectors_match_exported_labels() -> None:
         "sipscreen_core_events_total",
         "sipscreen_records_dropped_total",
         "sipscreen_records_truncated_total",
+        "sipscreen_updates_screened_total",
     ):
         assert name in text, name
     assert "rate_limited" in text and "retransmit_suppressed" in text
