@@ -38,9 +38,8 @@ call"):
    (``facts.other_callers``: a second P-Asserted-Identity, From when a PAI
    gave the caller ID, the global number a local number's phone-context
    names, the number before an escaped delimiter, a display name that spells
-   a number), each a block with its
-   list's rule and a reason naming the number, because a softswitch may show
-   that number;
+   a number), each a block with its list's rule and a reason naming the
+   number, because a softswitch may show that number;
    then provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
    policy, operator policy: unsigned / C-attested / failed verification,
@@ -735,7 +734,7 @@ def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     """The verdict on the identities an in-dialog UPDATE presents (RFC 3311) that
     the dialog's stamp does not prove it was set up with (proxy/sip/core.py).
 
-    A UPDATE can change the caller ID a phone shows while it rings or during
+    An UPDATE can change the caller ID a phone shows while it rings or during
     the call (RFC 4916 §4 connected identity: From; P-Asserted-Identity, which
     Asterisk's trust_connected_line and most phones honour), so a blocked
     number must not arrive that way. Its caller ID and other identities

@@ -920,8 +920,9 @@ class ProxyCore:
 
         A dialog a caller set up (``from_ss`` False): its Call-ID, the caller's
         From tag, From URI and display name and P-Asserted-Identity values (the
-        identities the screen decided on), and the address it came from (stricter than its
-        provider: the RMD gate and the orders judge providers), so that a stamp
+        identities the screen decided on), and the address it came from
+        (stricter than its provider: the RMD gate and the orders judge
+        providers), so that a stamp
         copied from an allowed call cannot carry another caller ID or another
         provider's traffic past the screen. A dialog the softswitch set up
         (``from_ss``): its Call-ID, the softswitch's From tag and the To URI (the
