@@ -78,11 +78,11 @@ from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
 from proxy.sip.message import NameAddr, Request, name_addr_parts, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
-from rules.engine import decide, decide_update, shaken_mark
+from rules.engine import decide, decide_update, is_emergency_callee, shaken_mark
 from rules.facts import CallFacts
 from rules.numbers import escaped_reading, in_context, normalise, sos_urn
 from rules.shaken import Verifier
-from rules.verdict import Rule, Verdict
+from rules.verdict import ALLOW_EMERGENCY, Rule, Verdict
 
 __all__ = ["DECISION_LOGGER", "Screener", "caller_from_request"]
 
@@ -542,9 +542,16 @@ class Screener(Screen):
         snap = store.snapshot
         try:
             facts = self.facts_for(req, src)
-        except AmbiguousProvider as exc:
-            return self._refuse_ambiguous(req, src, transport, exc)
-        except UnreadableIdentity as exc:
+        except (AmbiguousProvider, UnreadableIdentity) as exc:
+            callee = _callee(req)
+            if callee is not None and is_emergency_callee(snap, callee):
+                # 47 CFR 64.1200(k)(5): an emergency call is never blocked, a header
+                # the screen cannot read included (step 1 needs only the callee)
+                self.last = (ALLOW_EMERGENCY, CallFacts(None, callee, None, src[0]))
+                self._allowed[Rule.EMERGENCY].inc()
+                return None
+            if isinstance(exc, AmbiguousProvider):
+                return self._refuse_ambiguous(req, src, transport, exc)
             self._unreadable_count.inc()
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()

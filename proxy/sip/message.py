@@ -508,10 +508,12 @@ _NAME_ADDR_RE = re.compile(
     rb'(?:("[^"\\]*")[ \t]*|([-A-Za-z0-9.!%*_+`\'~ \t]*))'
     rb'<([^<>" \t:]*:[^<>" \t]*)>(?:;tag=([-A-Za-z0-9.!%*_+`\'~]*))?\Z'
 )
-# A From/To parameter's value unquoted (RFC 3261 §25.1 gen-value = token / host
-# / quoted-string; a host may be an IPv6 reference): anything else, a ',' or
-# '<' above all, is refused, so that no reader takes a second URI from it
-_GEN_VALUE = _TOKEN + b"[]:"
+# What no From/To parameter may hold outside a quoted string (RFC 3261 §25.1:
+# gen-value = token / host / quoted-string): a comma, <, > or a quote would let a
+# reader that splits the header at the comma take a second URI from it; a space
+# ends the value. Other odd octets (a vendor's unquoted URI with '@' or '/')
+# are left as they were, for interop.
+_PARAM_BREAKS = re.compile(rb'[,<>"\s]')
 
 
 def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
@@ -575,9 +577,9 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
         else:
             params = _params(rest[1:], kind)
         for pname, pvalue in params.items():
-            if pname.translate(None, _TOKEN) or (
+            if _PARAM_BREAKS.search(pname) or (
                 pvalue
-                and pvalue.translate(None, _GEN_VALUE)
+                and _PARAM_BREAKS.search(pvalue)
                 and not (
                     len(pvalue) > 1
                     and pvalue[:1] == b'"'
@@ -586,7 +588,7 @@ def parse_name_addr(v: bytes, kind: str = "bad_header") -> NameAddr:
             ):
                 # RFC 3261 §20.10/§20.20 and §25.1: e.g. ";tag=1, <sip:...>" is one
                 # header with two URIs to a reader that splits at the comma
-                raise _bad(kind, "parameter not a token, host or quoted string")
+                raise _bad(kind, "parameter value with a comma, <, >, quote or space")
     else:
         params = {}
     return NameAddr(display, uri, params, v)

@@ -943,7 +943,8 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
     the comma), was screened on the clean From and forwarded, for a softswitch
     with a lenient reader to show. Each is answered 400 now, counted, logged and
     recorded; a well-formed PAI with a quoted comma still passes. More than
-    PAI_MAX (10) entries are refused unread too (RFC 3325 §9.1 allows two)."""
+    PAI_MAX (10) entries are refused unread too (RFC 3325 §9.1 allows two). A
+    call to 911 with an unreadable entry is forwarded (47 CFR 64.1200(k)(5))."""
     redis_client.sadd(key_prefix + "block:caller", BLOCKED)
     with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
         proxy = start_proxy(ss_port, redis_url, key_prefix)
@@ -962,6 +963,16 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
             b";tag=tag9\r\n", f";tag=tag9, <sip:{BLOCKED}@127.0.0.1>\r\n".encode()
         )
         _expect(ua, ss, frm, proxy.port, b"400")
+        # 47 CFR 64.1200(k)(5): a call to 911 is forwarded all the same
+        pai = cases[0][0].encode()
+        sos = _invite_from(lport, proxy.port, b"<sip:+13015551234@127.0.0.1>", 10, pai)
+        _expect(
+            ua,
+            ss,
+            sos.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1),
+            proxy.port,
+            None,
+        )
         assert wait_for(
             lambda: (
                 proxy.metric(

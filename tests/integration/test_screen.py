@@ -335,3 +335,34 @@ async def test_an_update_s_identities_are_screened_against_the_lists(
     assert s.update(_update(clean), ("10.9.9.9", 5060), "udp") is None
     assert s.update(_update("sip:+10005551234@x"), SRC, "udp") is None
     assert m.updates.labels("allowed", "default", "operator policy")._value.get() == 2
+
+
+async def test_an_emergency_call_is_never_refused_for_a_header_the_screen_cannot_read(
+    tmp_path: Path, redis_url: str, seeded: str
+) -> None:
+    """47 CFR 64.1200(k)(5): a call to 911 (or urn:service:sos) is forwarded even
+    when the trusted SBC's provider header is ambiguous or a P-Asserted-Identity
+    entry is unreadable, the two cases the screen answers 400 for other calls;
+    counted as allowed by the emergency rule."""
+    cfg = _config(
+        tmp_path,
+        seeded,
+        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
+    )
+    store = await loaded_store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    s = Screener(cfg, store, m)
+    ambiguous = "X-Upstream: acme, gone\r\n"
+    unreadable = f'P-Asserted-Identity: "unbalanced <sip:{BLOCKED}@h>\r\n'
+    for extra in (ambiguous, unreadable):
+        for ruri in (b"sip:911@127.0.0.1", b"urn:service:sos.police"):
+            req = parse(
+                _invite(f"sip:{BLOCKED}@x", extra=extra).raw.replace(
+                    b"sip:+13125557000@127.0.0.1 SIP/2.0", ruri + b" SIP/2.0", 1
+                )
+            )
+            assert s(req, SRC, "udp") is None, (extra, ruri)
+            assert s.last is not None and s.last[0].rule is Rule.EMERGENCY
+        ans = s(_invite(f"sip:{BLOCKED}@x", extra=extra), SRC, "udp")
+        assert ans is not None and ans.status == 400  # any other call
+    assert m.invites_allowed[Rule.EMERGENCY].n == 4

@@ -192,10 +192,11 @@ def test_a_from_or_to_parameter_that_is_no_gen_value_is_a_400_with_and_without_c
     header: bytes,
 ) -> None:
     """RFC 3261 §25.1: a From/To parameter's value is a token, a host or a quoted
-    string. ``;tag=1, <sip:+1...@h>`` (or another parameter holding ``<``, ``>``
-    or a space) is a second URI to a reader that splits at the comma: 400
-    bad_header, the C parse declining it; quoted strings and IPv6 references
-    still parse, the same with and without C."""
+    string. ``;tag=1, <sip:+1...@h>`` (or another parameter holding ``<``, ``>``,
+    a quote or a space) is a second URI to a reader that splits at the comma:
+    400 bad_header, the C parse declining it; quoted strings, IPv6 references
+    and other odd octets (a vendor's unquoted URI) still parse, the same with
+    and without C."""
     parse(SAMPLE)
     head, _, body = SAMPLE.partition(b"\r\n\r\n")
     start = head.find(b"\r\n" + header) + 2
@@ -214,6 +215,8 @@ def test_a_from_or_to_parameter_that_is_no_gen_value_is_a_400_with_and_without_c
         (b";tag=a1;maddr=[2001:db8::1]", True),
         (b";tag=a1-B.2!%*_+`'~", True),
         (b";tag=a1 ; x = y", True),
+        # odd but harmless octets stay accepted (a vendor's unquoted URI, braces)
+        (b";tag={a1};x-orig=sip:+13015551234@h", True),
     ):
         data = head[:start] + base + params + head[end:] + b"\r\n\r\n" + body
         check_parse(data)
