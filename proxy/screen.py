@@ -167,10 +167,6 @@ def _number(na: NameAddr) -> str | None:
     return normalise(_text(na.user or na.uri))
 
 
-# The rule label and citation of a refused unreadable P-Asserted-Identity entry
-_UNREADABLE = UNREADABLE_IDENTITY
-
-
 # RFC 3325 §9.1 allows two P-Asserted-Identity values (a sip:/sips: and a
 # tel:); more than this many are refused unread (each entry costs a name-addr
 # read: thousands in one request would stall a worker).
@@ -202,11 +198,10 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
 
     The caller ID is the first P-Asserted-Identity entry with a number (RFC
     3325 §9.1), else From's. The others: further PAI entries with a number,
-    From's when a PAI gave the caller ID, the numbers a URI names that its
-    caller-ID reading does not show (``_hidden``: a local number's
-    phone-context, the number before an escaped delimiter), and a display
-    name that spells a number (``_display_number``); each once, the caller
-    excluded.
+    From's when a PAI gave the caller ID, and the numbers each name-addr shows
+    that its caller-ID reading does not (``_other_readings``: a local number's
+    phone-context, the number before an escaped delimiter, a display name that
+    spells a number); each once, the caller excluded.
 
     Every identity header is read by the one name-addr reader the From
     header gets (proxy/sip/message.py `parse_name_addr`, through
@@ -233,15 +228,9 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
         num = normalise(_text(uri_user(uri)[1] or uri))
         if num is not None:
             pais.append(num)
-        local += _hidden(uri)
-        shown = _display_number(display)
-        if shown is not None:
-            local.append(shown)
+        local += _other_readings(display, uri)
     frm = _number(req.from_)
-    local += _hidden(req.from_.uri)
-    shown = _display_number(req.from_.display)
-    if shown is not None:
-        local.append(shown)
+    local += _other_readings(req.from_.display, req.from_.uri)
     caller: str | None
     if pais:
         caller = pais[0]
@@ -271,27 +260,34 @@ def _display_number(display: bytes) -> str | None:
     return normalise(_text(display))
 
 
-def _may_hide(uri: bytes) -> bool:
-    """``uri`` may name a number its caller-ID reading does not: a phone-context
-    or a %HH escape (two memchr for the usual URI, which has neither)."""
-    return (b";" in uri and b"phone-context" in uri.lower()) or b"%" in uri
+def _may_hide(display: bytes, uri: bytes) -> bool:
+    """A name-addr may name a number its caller-ID reading does not: its URI has a
+    phone-context or a %HH escape, or its display name a digit (a memchr or
+    two for the usual From, which has none of them)."""
+    return (
+        (b";" in uri and b"phone-context" in uri.lower())
+        or b"%" in uri
+        or (bool(display) and _DIGIT.search(display) is not None)
+    )
 
 
-def _hidden(uri: bytes) -> tuple[str, ...]:
-    """The numbers ``uri`` names that its caller-ID reading (``normalise``) does not
-    show, for a softswitch that reads it another way: the global number of a
-    local number's phone-context (RFC 3966 §5.1.5; rules/numbers.py
-    ``in_context``): ``tel:736-9999;phone-context=+1-212`` is +12127369999 to a
-    softswitch that resolves it; and the number before an escaped delimiter
-    (``escaped_reading``): ``sip:+12127369999%40evil@h`` is +12127369999 to one
-    that decodes the user part and parses it again. () for the usual URI."""
-    if not _may_hide(uri):
+def _other_readings(display: bytes, uri: bytes) -> tuple[str, ...]:
+    """The numbers a name-addr shows that its caller-ID reading (``normalise`` of
+    the URI's user) does not, to a softswitch or phone that reads it another
+    way: the global number of a local number's phone-context (RFC 3966
+    §5.1.5; rules/numbers.py ``in_context``): ``tel:736-9999;phone-context=+1-212``
+    is +12127369999 to a softswitch that resolves it; the number before an
+    escaped delimiter (``escaped_reading``): ``sip:+12127369999%40evil@h`` is
+    +12127369999 to one that decodes the user part and parses it again; and a
+    display name that spells a number (``_display_number``), which a phone
+    shows. () for the usual name-addr."""
+    if not _may_hide(display, uri):
         return ()
     text = _text(uri)
     found = in_context(text)
-    again = escaped_reading(text)
-    if again is not None and again not in found:
-        found += (again,)
+    for more in (escaped_reading(text), _display_number(display)):
+        if more is not None and more not in found:
+            found += (more,)
     return found
 
 
@@ -386,7 +382,7 @@ class Screener(Screen):
         # §9.1), never skipped (_refuse_unreadable).
         self._unreadable_identity = Answer(400, b"Bad P-Asserted-Identity", b"")
         self._unreadable_count = metrics.invites.labels(
-            "would_block" if config.monitor else "blocked", *_UNREADABLE
+            "would_block" if config.monitor else "blocked", *UNREADABLE_IDENTITY
         )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
@@ -456,7 +452,7 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or _may_hide(frm.uri) or (frm.display and _DIGIT.search(frm.display)):
+        if req.pai or _may_hide(frm.display, frm.uri):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()
@@ -652,7 +648,7 @@ class Screener(Screen):
                 facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
                 facts.other_callers = others
         except UnreadableIdentity as exc:
-            self._count_update("would_refuse" if self._monitor else "refused", *_UNREADABLE)
+            self._count_update("would_refuse" if self._monitor else "refused", *UNREADABLE_IDENTITY)
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         verdict = decide_update(snap, facts, now)
@@ -711,7 +707,7 @@ class Screener(Screen):
             req,
             src,
             transport,
-            *_UNREADABLE,
+            *UNREADABLE_IDENTITY,
             f"{exc.why}; the caller ID cannot be screened",
             exc.raw,
             self._unreadable_identity,

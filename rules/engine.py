@@ -148,6 +148,12 @@ def _number_key(caller: str) -> int | str:
     return caller
 
 
+def _unexpired(snap: Snapshot, caller: str, now: float) -> bool:
+    """``caller``'s allowlist entry has no expiry, or has not reached it."""
+    expires = snap.allow_expiry.get(caller)
+    return expires is None or now < expires
+
+
 def _listed(snap: Snapshot, number: str) -> Verdict | None:
     """``number`` on the inbound-only DNO list, the caller blocklist or the prefix
     blocklist (the number lists of steps 4-5): that list's verdict, else None."""
@@ -709,15 +715,13 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
                         pending = v
 
     # 3. Operator allowlist: exempts from 4-6; a pass over a rule is counted.
-    if caller is not None and key in snap.allow_caller:
-        expires = snap.allow_expiry.get(caller)
-        if expires is None or now < expires:
-            if pending is not None:
-                return pending  # a gate's would-block outranks the allowlist
-            over = _after_allowlist(snap, caller, key, provider, now, facts)
-            if over is not None and over.blocked:
-                return _allow_over_verdict(over)
-            return unjudged if unjudged is not None else ALLOW_LISTED
+    if caller is not None and key in snap.allow_caller and _unexpired(snap, caller, now):
+        if pending is not None:
+            return pending  # a gate's would-block outranks the allowlist
+        over = _after_allowlist(snap, caller, key, provider, now, facts)
+        if over is not None and over.blocked:
+            return _allow_over_verdict(over)
+        return unjudged if unjudged is not None else ALLOW_LISTED
 
     # 4-6. DNO, operator block lists, notices.
     v = _after_allowlist(snap, caller, key, provider, now, facts)
@@ -752,15 +756,10 @@ def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     caller = facts.caller
     if caller is not None:
         key = _number_key(caller)
-        ec = snap.emergency_caller
-        if key in snap.emergency_caller_config or (
-            (ec._added or ec._cap) and key in ec  # noqa: SLF001
-        ):
+        if key in snap.emergency_caller_config or key in snap.emergency_caller:
             return ALLOW_EMERGENCY_CALLER
-        if key in snap.allow_caller:
-            expires = snap.allow_expiry.get(caller)
-            if expires is None or now < expires:
-                return ALLOW_LISTED
+        if key in snap.allow_caller and _unexpired(snap, caller, now):
+            return ALLOW_LISTED
     for number in (caller, *facts.other_callers) if caller is not None else facts.other_callers:
         base = _listed(snap, number)
         if base is not None:

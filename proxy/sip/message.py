@@ -421,30 +421,29 @@ def is_service_urn(uri: bytes) -> bool:
 uri_user = _uri_user  # public: proxy/screen.py reads the Request-URI user this way too
 
 
-# What split_commas looks at: quotes, backslash (quoted-pair), <> and commas
+# What the comma walk (``_comma_spans``) visits in a list header: quotes,
+# backslashes (quoted-pair), <> and commas; in a Via value, where no <> stand,
+# quotes, backslashes and commas
 _LIST_SPECIALS = re.compile(rb'[",<>\\]')
+_VIA_SPECIALS = re.compile(rb'[",\\]')
 
 
-def split_commas(value: bytes) -> list[bytes]:
-    """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1).
-
-    Only the special characters are visited (a regex finds them): a value of
-    thousands of entries costs their count, not its length in Python steps."""
-    if value.find(b",") < 0:  # one value: the common case
-        value = value.strip()
-        return [value] if value else []
-    if b'"' not in value and b"<" not in value:
-        return [p.strip() for p in value.split(b",") if p.strip()]
-    out: list[bytes] = []
-    start = 0
-    skip = -1  # the character a quoted-pair's backslash escapes
+def _comma_spans(buf: bytes, s: int, e: int, specials: re.Pattern[bytes]) -> list[tuple[int, int]]:
+    """Offsets of the comma-separated values in ``buf[s:e]``: a comma inside a
+    quoted string (or inside <>, when ``specials`` finds them) separates
+    nothing (RFC 3261 §7.3.1). Only what ``specials`` finds is visited: a
+    value of thousands of entries costs their count, not its length in
+    Python steps."""
+    out: list[tuple[int, int]] = []
+    start = s
+    skip = -1  # the octet a quoted-pair's backslash escapes
     inq = False
     inangle = False
-    for m in _LIST_SPECIALS.finditer(value):
+    for m in specials.finditer(buf, s, e):
         i = m.start()
         if i == skip:
             continue
-        c = value[i]
+        c = buf[i]
         if inq:
             if c == 0x5C:  # backslash: quoted-pair
                 skip = i + 1
@@ -457,14 +456,21 @@ def split_commas(value: bytes) -> list[bytes]:
         elif c == 0x3E:
             inangle = False
         elif c == 0x2C and not inangle:
-            part = value[start:i].strip()
-            if part:
-                out.append(part)
+            out.append((start, i))
             start = i + 1
-    part = value[start:].strip()
-    if part:
-        out.append(part)
+    out.append((start, e))
     return out
+
+
+def split_commas(value: bytes) -> list[bytes]:
+    """Split a header value on commas outside quotes and <> (RFC 3261 §7.3.1)."""
+    if value.find(b",") < 0:  # one value: the common case
+        value = value.strip()
+        return [value] if value else []
+    if b'"' not in value and b"<" not in value:
+        return [p.strip() for p in value.split(b",") if p.strip()]
+    spans = _comma_spans(value, 0, len(value), _LIST_SPECIALS)
+    return [p for a, b in spans if (p := value[a:b].strip())]
 
 
 def _params(text: bytes, kind: str) -> dict[bytes, bytes | None]:
@@ -723,8 +729,8 @@ def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
     comma = buf.find(b",", s, e)
     if comma < 0:
         return [(s, e)]
-    out: list[tuple[int, int]] = []
     if buf.find(b'"', s, e) < 0:
+        out: list[tuple[int, int]] = []
         start = s
         while comma >= 0:
             out.append((start, comma))
@@ -732,29 +738,7 @@ def _split_via_values(buf: bytes, s: int, e: int) -> list[tuple[int, int]]:
             comma = buf.find(b",", start, e)
         out.append((start, e))
         return out
-    start = s
-    inq = False
-    skip = -1  # the octet a quoted-pair's backslash escapes
-    for m in _VIA_SPECIALS.finditer(buf, s, e):  # quotes, backslashes, commas only
-        i = m.start()
-        if i == skip:
-            continue
-        c = buf[i]
-        if inq:
-            if c == 0x5C:
-                skip = i + 1
-            elif c == 0x22:
-                inq = False
-        elif c == 0x22:
-            inq = True
-        elif c == 0x2C:
-            out.append((start, i))
-            start = i + 1
-    out.append((start, e))
-    return out
-
-
-_VIA_SPECIALS = re.compile(rb'[",\\]')
+    return _comma_spans(buf, s, e, _VIA_SPECIALS)
 
 
 def _digits(v: bytes, kind: str, limit: int) -> int:

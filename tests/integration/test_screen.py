@@ -49,6 +49,21 @@ def _config(tmp_path: Path, prefix: str, body: str = "") -> Any:
     )
 
 
+# A trusted SBC (10.1.2.0/24) names the provider in X-Upstream
+_TRUSTED = '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n'
+
+
+async def _trusted_screener(
+    tmp_path: Path, redis_url: str, prefix: str, more: str = ""
+) -> tuple[Screener, Metrics]:
+    """A Screener (and its metrics) on the seeded snapshot, with the trusted SBC
+    header configured and the config lines ``more``."""
+    cfg = _config(tmp_path, prefix, more + _TRUSTED)
+    store = await loaded_store(cfg, redis_url)
+    m = Metrics(CollectorRegistry())
+    return Screener(cfg, store, m), m
+
+
 @pytest.fixture
 def seeded(redis_client: Any, key_prefix: str) -> str:
     redis_client.sadd(key_prefix + "block:caller", BLOCKED)
@@ -114,13 +129,7 @@ async def test_facts_and_answers(tmp_path: Path, redis_url: str, seeded: str) ->
 async def test_trusted_header_only_from_trusted_sources(
     tmp_path: Path, redis_url: str, seeded: str
 ) -> None:
-    cfg = _config(
-        tmp_path,
-        seeded,
-        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
-    )
-    store = await loaded_store(cfg, redis_url)
-    s = Screener(cfg, store, Metrics(CollectorRegistry()))
+    s, _ = await _trusted_screener(tmp_path, redis_url, seeded)
     req = _invite("sip:+12127368000@x", extra="X-Upstream: gone\r\n")
     assert s.facts_for(req, SRC).provider == "gone"
     assert s(req, SRC, "udp") is not None  # RMD gate via the SBC header
@@ -142,14 +151,7 @@ async def test_more_than_one_trusted_provider_is_refused(
     tmp_path: Path, redis_url: str, seeded: str, headers: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Issue 10 item 5: two provider values from the trusted SBC never pass (400)."""
-    cfg = _config(
-        tmp_path,
-        seeded,
-        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
-    )
-    store = await loaded_store(cfg, redis_url)
-    m = Metrics(CollectorRegistry())
-    s = Screener(cfg, store, m)
+    s, m = await _trusted_screener(tmp_path, redis_url, seeded)
     req = _invite("sip:+12127368000@x", extra=headers)
     with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
         ans = s(req, SRC, "udp")
@@ -202,15 +204,7 @@ async def test_no_snapshot_policy(
 async def test_more_than_one_trusted_provider_in_monitor_mode(
     tmp_path: Path, redis_url: str, seeded: str
 ) -> None:
-    cfg = _config(
-        tmp_path,
-        seeded,
-        "[proxy]\nmonitor = true\n"
-        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
-    )
-    store = await loaded_store(cfg, redis_url)
-    m = Metrics(CollectorRegistry())
-    s = Screener(cfg, store, m)
+    s, m = await _trusted_screener(tmp_path, redis_url, seeded, "[proxy]\nmonitor = true\n")
     assert s(_invite("sip:+12127368000@x", extra="X-Upstream: acme, gone\r\n"), SRC, "udp") is None
     child = m.invites.labels("would_block", "ambiguous_provider_header", "RFC 3261 §21.4.1")
     assert child._value.get() == 1
@@ -224,14 +218,7 @@ async def test_ambiguous_provider_record_is_clipped_and_complete(
     strings clipped like every record: the values come from the caller
     through the SBC, so a 30 KB header is an attacker-sized record otherwise.
     A writer that raises is counted as dropped (error), never fails the call."""
-    cfg = _config(
-        tmp_path,
-        seeded,
-        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
-    )
-    store = await loaded_store(cfg, redis_url)
-    m = Metrics(CollectorRegistry())
-    s = Screener(cfg, store, m)
+    s, m = await _trusted_screener(tmp_path, redis_url, seeded)
     big = "r" * 30000
     req = parse(
         _invite("sip:+12127368000@x", pai="<sip:+12127368000@x>")
@@ -313,11 +300,8 @@ async def test_an_update_s_identities_are_screened_against_the_lists(
     under --monitor forwarded, counted would_refuse, recorded monitor_update.
     Provider rules do not judge an UPDATE: one from a trunk removed from the
     RMD, or with two trusted provider values, is judged by its numbers."""
-    body = '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n'
-    cfg = _config(tmp_path, seeded, body + ("[proxy]\nmonitor = true\n" if monitor else ""))
-    store = await loaded_store(cfg, redis_url)
-    m = Metrics(CollectorRegistry())
-    s = Screener(cfg, store, m)
+    more = "[proxy]\nmonitor = true\n" if monitor else ""
+    s, m = await _trusted_screener(tmp_path, redis_url, seeded, more)
     clean = "sip:+12127368000@10.1.2.3"
     with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
         ans = s.update(_update(clean, pai=f"<tel:{BLOCKED}>"), SRC, "udp")
@@ -344,14 +328,7 @@ async def test_an_emergency_call_is_never_refused_for_a_header_the_screen_cannot
     when the trusted SBC's provider header is ambiguous or a P-Asserted-Identity
     entry is unreadable, the two cases the screen answers 400 for other calls;
     counted as allowed by the emergency rule."""
-    cfg = _config(
-        tmp_path,
-        seeded,
-        '[trusted_header]\nname = "X-Upstream"\nsources = ["10.1.2.0/24"]\n',
-    )
-    store = await loaded_store(cfg, redis_url)
-    m = Metrics(CollectorRegistry())
-    s = Screener(cfg, store, m)
+    s, m = await _trusted_screener(tmp_path, redis_url, seeded)
     ambiguous = "X-Upstream: acme, gone\r\n"
     unreadable = f'P-Asserted-Identity: "unbalanced <sip:{BLOCKED}@h>\r\n'
     for extra in (ambiguous, unreadable):
