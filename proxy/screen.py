@@ -78,11 +78,17 @@ from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
 from proxy.sip.message import NameAddr, Request, name_addr_parts, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
-from rules.engine import decide, decide_update, is_emergency_callee, shaken_mark
+from rules.engine import (
+    decide,
+    decide_update,
+    is_emergency_callee,
+    is_emergency_caller,
+    shaken_mark,
+)
 from rules.facts import CallFacts
-from rules.numbers import escaped_reading, in_context, normalise, sos_urn
+from rules.numbers import in_context, normalise, numbers_written, sos_urn, user_readings
 from rules.shaken import Verifier
-from rules.verdict import ALLOW_EMERGENCY, Rule, Verdict
+from rules.verdict import ALLOW_EMERGENCY, ALLOW_EMERGENCY_CALLER, Rule, Verdict
 
 __all__ = ["DECISION_LOGGER", "Screener", "caller_from_request"]
 
@@ -200,8 +206,8 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     3325 §9.1), else From's. The others: further PAI entries with a number,
     From's when a PAI gave the caller ID, and the numbers each name-addr shows
     that its caller-ID reading does not (``_other_readings``: a local number's
-    phone-context, the number before an escaped delimiter, a display name that
-    spells a number); each once, the caller excluded.
+    phone-context, the user part read another way, a number written in the
+    display name); each once, the caller excluded.
 
     Every identity header is read by the one name-addr reader the From
     header gets (proxy/sip/message.py `parse_name_addr`, through
@@ -225,12 +231,14 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
         if parts is None:
             raise UnreadableIdentity(raw)
         display, uri = parts
-        num = normalise(_text(uri_user(uri)[1] or uri))
+        user = uri_user(uri)[1]
+        num = normalise(_text(user or uri))
         if num is not None:
             pais.append(num)
-        local += _other_readings(display, uri)
-    frm = _number(req.from_)
-    local += _other_readings(req.from_.display, req.from_.uri)
+        local += _other_readings(display, uri, user)
+    f = req.from_
+    frm = _number(f)
+    local += _other_readings(f.display, f.uri, f.user)
     caller: str | None
     if pais:
         caller = pais[0]
@@ -242,52 +250,75 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
 
 
+def _emergency_caller(snap: Any, req: Request) -> str | None:
+    """The first identity of ``req`` the screen can read (From, each readable
+    P-Asserted-Identity entry, at most PAI_MAX of them) that is on the
+    emergency-caller lists (47 CFR 64.1200(k)(6)), else None: for a request
+    whose other headers cannot be read."""
+    numbers = [_number(req.from_)]
+    for raw in req.pai[:PAI_MAX]:
+        parts = name_addr_parts(raw)
+        if parts is not None:
+            numbers.append(normalise(_text(uri_user(parts[1])[1] or parts[1])))
+    for num in numbers:
+        if num is not None and is_emergency_caller(snap, num):
+            return num
+    return None
+
+
 _DIGIT = re.compile(rb"[0-9]")
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+# what a number may be written with (rules/numbers.py normalise)
+_NUMBER_CHARS = b"+0123456789-.() \t"
 
 
-def _display_number(display: bytes) -> str | None:
-    """The number a display name spells when it is nothing but a number (visual
-    separators allowed: ``"+1 (212) 736-9999"``), else None. A phone shows the
-    display name, often above the number: a blocked number written there is
-    shown as the caller's, whatever the URI says."""
-    if not display or _DIGIT.search(display) is None:
-        return None
+def _display_text(display: bytes) -> str:
+    """A display name as a phone shows it: its quotes and quoted-pairs undone
+    (RFC 3261 §25.1), its octets read as UTF-8 (RFC 3261 §25.1 UTF8-NONASCII)."""
     if display[:1] == b'"':
         display = display[1:-1]
         if b"\\" in display:
-            display = _QUOTED_PAIR.sub(rb"\1", display)  # RFC 3261 §25.1 quoted-pair
-    return normalise(_text(display))
+            display = _QUOTED_PAIR.sub(rb"\1", display)
+    return display.decode("utf-8", "replace")
 
 
-def _may_hide(display: bytes, uri: bytes) -> bool:
+def _may_hide(display: bytes, uri: bytes, user: bytes) -> bool:
     """A name-addr may name a number its caller-ID reading does not: its URI has a
-    phone-context or a %HH escape, or its display name a digit (a memchr or
-    two for the usual From, which has none of them)."""
+    phone-context or a %HH escape, its user part a digit beside a character a
+    number cannot hold, or its display name a digit or a non-ASCII octet (a
+    fullwidth or other-script digit). A memchr or two and a translate for the
+    usual From, which has none of them."""
     return (
-        (b";" in uri and b"phone-context" in uri.lower())
-        or b"%" in uri
-        or (bool(display) and _DIGIT.search(display) is not None)
+        b"%" in uri
+        or (b";" in uri and b"phone-context" in uri.lower())
+        or (bool(user.translate(None, _NUMBER_CHARS)) and _DIGIT.search(user) is not None)
+        or (bool(display) and (_DIGIT.search(display) is not None or not display.isascii()))
     )
 
 
-def _other_readings(display: bytes, uri: bytes) -> tuple[str, ...]:
+def _other_readings(display: bytes, uri: bytes, user: bytes) -> tuple[str, ...]:
     """The numbers a name-addr shows that its caller-ID reading (``normalise`` of
-    the URI's user) does not, to a softswitch or phone that reads it another
-    way: the global number of a local number's phone-context (RFC 3966
-    §5.1.5; rules/numbers.py ``in_context``): ``tel:736-9999;phone-context=+1-212``
-    is +12127369999 to a softswitch that resolves it; the number before an
-    escaped delimiter (``escaped_reading``): ``sip:+12127369999%40evil@h`` is
-    +12127369999 to one that decodes the user part and parses it again; and a
-    display name that spells a number (``_display_number``), which a phone
-    shows. () for the usual name-addr."""
-    if not _may_hide(display, uri):
+    the URI's user) may not, to a softswitch or phone that reads it another
+    way (rules/numbers.py): the global number of a local number's
+    phone-context (RFC 3966 §5.1.5; ``in_context``):
+    ``tel:736-9999;phone-context=+1-212`` is +12127369999 to a softswitch that
+    resolves it; the numbers other readers of the user part find
+    (``user_readings``): the number before an escaped delimiter
+    (``sip:+12127369999%40evil@h``) or before any character a number cannot
+    hold (``+12127369999x``), and its digits alone (``+1212x736y9999``); and
+    the numbers written in the display name (``numbers_written``), which a
+    phone shows, fullwidth and other-script digits included. () for the
+    usual name-addr."""
+    if not _may_hide(display, uri, user):
         return ()
     text = _text(uri)
     found = in_context(text)
-    for more in (escaped_reading(text), _display_number(display)):
-        if more is not None and more not in found:
-            found += (more,)
+    more = user_readings(text)
+    if display:
+        more += numbers_written(_display_text(display))
+    for num in more:
+        if num not in found:
+            found += (num,)
     return found
 
 
@@ -452,7 +483,7 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or _may_hide(frm.display, frm.uri):
+        if req.pai or _may_hide(frm.display, frm.uri, frm.user):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()
@@ -544,6 +575,15 @@ class Screener(Screen):
                 # 47 CFR 64.1200(k)(5): an emergency call is never blocked, a header
                 # the screen cannot read included (step 1 needs only the callee)
                 self.last = (ALLOW_EMERGENCY, CallFacts(None, callee, None, src[0]))
+                self._allowed[Rule.EMERGENCY].inc()
+                return None
+            psap = _emergency_caller(snap, req)
+            if psap is not None:
+                # 47 CFR 64.1200(k)(6): a PSAP calling back is not blocked for a
+                # header the screen cannot read either, when an identity it can
+                # read names the PSAP (a caller may present a PSAP's number as
+                # its caller ID anyway: step 1 passes it)
+                self.last = (ALLOW_EMERGENCY_CALLER, CallFacts(psap, callee, None, src[0]))
                 self._allowed[Rule.EMERGENCY].inc()
                 return None
             if isinstance(exc, AmbiguousProvider):

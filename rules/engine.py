@@ -37,8 +37,9 @@ call"):
    lists (and the inbound-only DNO list) against the call's other identities
    (``facts.other_callers``: a second P-Asserted-Identity, From when a PAI
    gave the caller ID, the global number a local number's phone-context
-   names, the number before an escaped delimiter, a display name that spells
-   a number), each a block with its list's rule and a reason naming the
+   names, the numbers other readers find in a user part: before an escaped
+   delimiter or any character a number cannot hold, or its digits alone; a
+   number written in a display name), each a block with its list's rule and a reason naming the
    number, because a softswitch may show that number;
    then provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
@@ -108,7 +109,15 @@ from rules.verdict import (
     Verdict,
 )
 
-__all__ = ["Check", "decide", "decide_update", "explain", "is_emergency_callee", "shaken_mark"]
+__all__ = [
+    "Check",
+    "decide",
+    "decide_update",
+    "explain",
+    "is_emergency_callee",
+    "is_emergency_caller",
+    "shaken_mark",
+]
 
 
 @dataclass(slots=True)
@@ -138,6 +147,14 @@ def is_emergency_callee(snap: Snapshot, callee: str) -> bool:
     if callee in snap.emergency or callee in EMERGENCY_DEFAULT:
         return True
     return callee.startswith(_SOS) and (len(callee) == 15 or callee[15] == ".")
+
+
+def is_emergency_caller(snap: Snapshot, caller: str) -> bool:
+    """Step 1: ``caller`` on the emergency-caller lists (PSAPs, government
+    emergency numbers: config ``emergency_callers`` and ``emergency:caller``;
+    47 CFR 64.1200(k)(6))."""
+    key = _number_key(caller)
+    return key in snap.emergency_caller_config or key in snap.emergency_caller
 
 
 def _number_key(caller: str) -> int | str:
@@ -178,9 +195,10 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
         return None
     also = (
         "another identity of the call (From behind a P-Asserted-Identity, a second "
-        f"P-Asserted-Identity, a local number's phone-context (RFC 3966 §5.1.5), the "
-        f"number before an escaped delimiter (RFC 3261 §19.1.2), or a display name "
-        f"that spells a number) is {other}"
+        f"P-Asserted-Identity, a local number's phone-context (RFC 3966 §5.1.5), a "
+        f"user part read another way (an escaped delimiter, RFC 3261 §19.1.2; a "
+        f"character a number cannot hold; its digits alone), or a number written in "
+        f"a display name) is {other}"
     )
     if caller is not None:
         also += f"; the caller ID screened first was {caller}"
@@ -755,9 +773,9 @@ def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     calls included."""
     caller = facts.caller
     if caller is not None:
-        key = _number_key(caller)
-        if key in snap.emergency_caller_config or key in snap.emergency_caller:
+        if is_emergency_caller(snap, caller):
             return ALLOW_EMERGENCY_CALLER
+        key = _number_key(caller)
         if key in snap.allow_caller and _unexpired(snap, caller, now):
             return ALLOW_LISTED
     for number in (caller, *facts.other_callers) if caller is not None else facts.other_callers:

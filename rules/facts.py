@@ -49,8 +49,9 @@ class CallFacts:
     shaken_reason: str = ""
     # The other numbers the call's identity headers carry (a further
     # P-Asserted-Identity, From when a PAI gave ``caller``, the global number a
-    # local number names through its phone-context, the number before an
-    # escaped delimiter in a user part, a display name that spells a number),
+    # local number names through its phone-context, the numbers other readers
+    # find in a user part (rules/numbers.py user_readings), a number written
+    # in a display name),
     # normalised, each once,
     # ``caller`` excluded: a softswitch may show one of them, so the
     # operator's number lists (DNO inbound-only, caller and prefix blocklists)

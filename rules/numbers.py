@@ -39,13 +39,18 @@ comes from NANPA data (``rules/nanpa.py``), not from here.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from typing import TypeGuard
+
 __all__ = [
     "EMERGENCY_DEFAULT",
-    "escaped_reading",
     "in_context",
     "nanp_invalid_reason",
     "normalise",
+    "numbers_written",
     "sos_urn",
+    "user_readings",
 ]
 
 # 47 CFR 64.1200(k): calls to emergency numbers are never blocked. 911 and
@@ -137,38 +142,119 @@ def normalise(raw: str) -> str | None:
     return None
 
 
-# Where a reader that parses a decoded user part as a URI again ends the number:
-# the delimiters of RFC 3261 §19.1.1 / §25.1 (user:password@host;params?headers,
-# a name-addr's <> and a list's comma) and what ends a header line or a token.
-_REREAD_ENDS = frozenset('@;?:,<>"\r\n\t ')
+# A number as written among other text: an optional "+", then digits with the
+# visual separators and spaces between them (rules: _DROP_SEPARATORS), from a
+# digit to a digit.
+_WRITTEN = re.compile(r"\+?[0-9](?:[0-9\-.() \t]*[0-9])?")
+_NOT_DIGIT = re.compile(r"[^0-9]+")
 
 
-def escaped_reading(raw: str) -> str | None:
-    """The number a reader that decodes ``%HH`` escapes before it splits the URI
-    finds in ``raw`` (a whole sip:/sips:/tel: URI or a user part), where the
-    escapes hide a delimiter; None when there is none, or it names no number.
+def _fold(s: str) -> str:
+    """``s`` with the characters a screen shows as digits, separators or nothing
+    made ASCII: NFKC (fullwidth ``１``, mathematical ``𝟏``, ``＋``, no-break
+    spaces), then any other script's decimal digits (Arabic-Indic ``١``...)
+    as ASCII digits, dashes (Unicode Pd: ``‐ – —``) as ``-`` and format characters
+    (Cf: zero-width spaces and joiners, direction marks) dropped. ASCII text
+    is returned as it is."""
+    if s.isascii():
+        return s
+    out = []
+    for c in unicodedata.normalize("NFKC", s):
+        if c < "\x80":
+            out.append(c)
+            continue
+        d = unicodedata.decimal(c, None)
+        if d is not None:
+            out.append(_ASCII_DIGITS[d])
+            continue
+        cat = unicodedata.category(c)
+        if cat == "Pd":
+            out.append("-")
+        elif cat == "Zs":
+            out.append(" ")
+        elif cat != "Cf":
+            out.append(c)
+    return "".join(out)
 
-    RFC 3261 §19.1.2: an escaped delimiter is data, so ``sip:+12127369999%40evil@h``
-    has the user ``+12127369999@evil``, no number to ``normalise``. A softswitch
-    that decodes the user part and parses it again (or re-emits it unescaped,
-    or turns it into an ISUP calling number) reads +12127369999, as it reads
-    ``+12127369999%3Bext=1`` (``;``), ``%3F``, ``%3A``, ``%2C``, ``%3C``, ``%3E``,
-    ``%22``, ``%20`` and ``%0D%0A``. The screen checks that number as one of
-    the call's other identities (the number lists, step 5b)."""
+
+_ASCII_DIGITS = "0123456789"
+
+
+def numbers_written(text: str) -> tuple[str, ...]:
+    """The E.164 numbers written in ``text``, each once, in order: every run of
+    digits (an optional ``+`` first, visual separators and spaces between)
+    that ``normalise`` makes a ``+`` number, after ``_fold`` (fullwidth and
+    other-script digits, dashes, invisible characters), ``+1`` ones with ten
+    digits (``_global``). What a phone shows as
+    a number in a display name (``"Call +1 (212) 736-9999"``), or a reader
+    that ends a caller ID at the first character a number cannot hold finds
+    (``+12127369999x``). Short codes and 7-digit local numbers are no E.164
+    number: not given."""
+    found: list[str] = []
+    for m in _WRITTEN.finditer(_fold(text)):
+        num = normalise(m.group())
+        if _global(num) and num not in found:
+            found.append(num)
+    return tuple(found)
+
+
+def _global(num: str | None) -> TypeGuard[str]:
+    """An E.164 number a list may hold: ``+`` and digits, ``+1`` and ten of them
+    (NANP; ``+121273699991`` is no number a softswitch shows)."""
+    return num is not None and num[:1] == "+" and (num[:2] != "+1" or len(num) == 12)
+
+
+def user_readings(raw: str) -> tuple[str, ...]:
+    """The E.164 numbers other readers find in the user part of ``raw`` (a whole
+    sip:/sips:/tel: URI or a user part), which ``normalise`` may not: the
+    caller-ID screen must check them too (the number lists, step 5b).
+
+    The user part is read as a reader that decodes ``%HH`` escapes first sees
+    it (an escaped NUL ends it, ``_unescape``; UTF-8 escapes give their
+    characters, ``_fold`` their digits), and gives:
+
+    * the numbers written in it before its first real parameter (``;``), each
+      ending at a character a number cannot hold (``numbers_written``): RFC
+      3261 §19.1.2 makes an escaped delimiter data, so ``sip:+12127369999%40evil@h``
+      has the user ``+12127369999@evil`` and no caller ID, but a softswitch
+      that parses the decoded user part again reads +12127369999; as does a
+      gateway that ends an ISUP calling number at the first non-digit in
+      ``+12127369999x``;
+    * all its digits, parameters of a sip: user included, with the ``+`` it
+      starts with (a softswitch that filters the caller ID to its digits,
+      Asterisk's ``FILTER(0-9,...)``: ``sip:+1212x736y9999@h`` and
+      ``sip:+1212;a=736;b=9999@h`` are +12127369999 to it); not for a user
+      part with a ``phone-context`` (a local number: ``in_context``), and not
+      a tel: URI's parameters (RFC 3966 §5.1: they are not its number).
+
+    The caller ID's own reading may be among them; the caller excludes it."""
     user = _user_part(raw.strip())
+    head = raw.lstrip()[:4].lower()
+    semi = user.find(";")
+    number = user if semi < 0 else user[:semi]
+    whole = number if head == "tel:" or "phone-context" in user.lower() else user
+    found = list(numbers_written(_decoded(number)))
+    digits_from = _decoded(whole).lstrip()
+    if digits_from:
+        d = _NOT_DIGIT.sub("", _fold(digits_from))
+        num = normalise(("+" + d) if digits_from[0] == "+" and d else d) if d else None
+        if _global(num) and num not in found:
+            found.append(num)
+    return tuple(found)
+
+
+def _decoded(user: str) -> str:
+    """``user`` with its ``%HH`` escapes undone (``_unescape``; a malformed one
+    stays as written) and, when the octets are UTF-8, read as UTF-8."""
     if "%" not in user:
-        return None
-    semi = user.find(";")  # a real parameter: not part of the number
-    if semi >= 0:
-        user = user[:semi]
-    decoded = _unescape(user)
-    if decoded is None:
-        return None
-    ends = _REREAD_ENDS
-    for i, c in enumerate(decoded):
-        if c in ends:
-            return normalise(decoded[:i]) if i else None
-    return None
+        return user
+    u = _unescape(user)
+    if u is None:
+        return user
+    try:
+        return u.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return u
 
 
 def in_context(raw: str) -> tuple[str, ...]:

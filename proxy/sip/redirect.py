@@ -79,11 +79,21 @@ class RedirectConfig:
 
 def contact_uri(ruri: bytes, target: bytes | None) -> bytes:
     """The Contact URI of an allow answer: ``ruri``, or ``ruri`` with its host
-    part replaced by ``target`` (a tel: URI becomes ``sip:<number>@target;user=phone``)."""
-    if target is None:
-        return ruri
+    part replaced by ``target`` (a tel: URI becomes ``sip:<number>@target;user=phone``).
+
+    A ``?`` in a sip:/sips: user part (legal there, RFC 3261 §25.1
+    user-unreserved) is written ``%3F``: an SBC that follows the 302 with a
+    lax reader would otherwise split the URI there and copy what follows into
+    its new INVITE as headers (RFC 3261 §19.1.5), a ``P-Asserted-Identity``
+    the caller chose, past the screen."""
     colon = ruri.find(b":")
     scheme = ruri[:colon].lower()
+    if b"?" in ruri and (scheme == b"sip" or scheme == b"sips"):
+        at = ruri.rfind(b"@")
+        if at > colon:
+            ruri = ruri[: colon + 1] + ruri[colon + 1 : at].replace(b"?", b"%3F") + ruri[at:]
+    if target is None:
+        return ruri
     rest = ruri[colon + 1 :]
     if scheme == b"tel":
         semi = rest.find(b";")

@@ -565,7 +565,12 @@ def one_call(
 async def loaded_store(cfg: Any, redis_url: str) -> SnapshotStore:
     """A SnapshotStore for the config `cfg` with what Redis holds loaded once
     (no MONITOR: the Screener tests drive it directly)."""
-    store = SnapshotStore(redis_url, cfg.key_prefix, emergency=cfg.emergency_numbers)
+    store = SnapshotStore(
+        redis_url,
+        cfg.key_prefix,
+        emergency=cfg.emergency_numbers,
+        emergency_callers=cfg.emergency_callers,
+    )
     await store.load_full()
     return store
 

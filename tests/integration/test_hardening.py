@@ -1049,3 +1049,43 @@ def test_a_blocked_number_in_a_display_name_is_blocked(
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 3
             )
         )
+
+
+def test_a_blocked_number_among_other_characters_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """A caller ID with a character a number cannot hold is no caller ID, so
+    every caller rule passed it: ``sip:+12127369999x@h``, ``sip:+1212x736y9999@h``,
+    ``sip:+1212;a=736;b=9999@h``. A softswitch that filters the caller ID to its
+    digits (Asterisk's ``FILTER(0-9,...)``, an ISUP gateway dropping what is no
+    digit) or ends it at the first non-digit reads +12127369999; a phone shows
+    a display name written in fullwidth or other-script digits, or with a
+    number inside a longer name, as that number. Each is now one of the call's
+    other identities (step 5b). Names, a PBX extension and the caller's own
+    number with ``;npdi`` still pass. Every blocked case was forwarded before."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        clean = "<sip:+13015551234@127.0.0.1>"
+        fullwidth = "＋１ (２１２) ７３６-９９９９"
+        cases = [
+            (f"<sip:{BLOCKED}x@127.0.0.1>", "", b"603"),
+            ("<sip:+1212x736y9999@127.0.0.1>", "", b"603"),
+            ("<sip:+1212;a=736;b=9999@127.0.0.1>", "", b"603"),
+            ("<sip:%EF%BC%8B%EF%BC%912127369999@127.0.0.1>", "", b"603"),
+            (f'"{fullwidth}" {clean}', "", b"603"),
+            (f'"Call +1 212-736-9999 now" {clean}', "", b"603"),
+            ('"+1 212\u200b736 9999" <sip:anonymous@anonymous.invalid>', "", b"603"),
+            (clean, f"P-Asserted-Identity: <sip:{BLOCKED}-ext@127.0.0.1>\r\n", b"603"),
+            (f'"Suite 100" {clean}', "", None),
+            ("<sip:+13015551234;npdi@127.0.0.1;user=phone>", "", None),
+            ('"Front desk" <sip:2001x@127.0.0.1>', "", None),
+        ]
+        for n, (frm, extra, status) in enumerate(cases):
+            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
+            _expect(ua, ss, msg, proxy.port, status)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 8
+            )
+        )

@@ -66,6 +66,17 @@ def test_redirect_process_answers_everything_itself(
             assert _status(reg) == 405 and reg is not None
             assert b"Allow: INVITE, ACK, CANCEL, OPTIONS" in reg
             assert _status(ask(_req("BYE", port, lp, "bye1", to_tag="x1"))) == 481
+            # a ? in the Request-URI's user part (legal there) is escaped in the
+            # Contact: a lax SBC would copy what follows into its new INVITE
+            # as headers (RFC 3261 §19.1.5), a P-Asserted-Identity of the caller's
+            user = "+13125557000?P-Asserted-Identity=%3Ctel%3A+12127369999%3E"
+            ans = ask(
+                _req("INVITE", port, lp, "inv3").replace(b"+13125557000@", user.encode() + b"@", 1)
+            )
+            assert _status(ans) == 302 and ans is not None
+            contact = next(ln for ln in ans.split(b"\r\n") if ln.startswith(b"Contact:"))
+            assert b"?" not in contact and b"%3FP-Asserted-Identity=" in contact, contact
+            s.sendto(_req("ACK", port, lp, "inv3", to_tag=_to_tag(ans)), dst)
             # the ACK drew no answer and stopped the 302's retransmissions
             s.settimeout(1.2)
             extra = []
@@ -76,7 +87,7 @@ def test_redirect_process_answers_everything_itself(
                 pass
             assert extra == [], extra
         assert wait_for(
-            lambda: proxy.metric("sipscreen_dropped_total", reason="ack_absorbed") == 1, 5
+            lambda: proxy.metric("sipscreen_dropped_total", reason="ack_absorbed") == 2, 5
         )
         assert proxy.metric("sipscreen_core_events_total", event="forwarded_requests") == 0
         assert recv_datagram(softswitch, 0.2) is None  # nothing reached the softswitch

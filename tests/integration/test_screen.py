@@ -290,6 +290,35 @@ def _update(frm: str, pai: str | None = None, extra: str = "") -> Any:
     )
 
 
+async def test_a_psap_calling_back_is_never_refused_for_a_header_the_screen_cannot_read(
+    tmp_path: Path, redis_url: str, seeded: str, redis_client: Any
+) -> None:
+    """47 CFR 64.1200(k)(6): a call whose From (or a readable P-Asserted-Identity
+    entry) is on the emergency-caller lists, a PSAP calling back, is forwarded
+    even when the trusted SBC's provider header is ambiguous or another PAI
+    entry is unreadable; it got the 400 before. Counted as allowed by the
+    emergency rule. A caller not on the lists still gets the 400."""
+    psap, listed = "+13125550911", "+13125550912"
+    redis_client.sadd(seeded + "emergency:caller", listed)
+    s, m = await _trusted_screener(
+        tmp_path, redis_url, seeded, f'[proxy]\nemergency_callers = ["{psap}"]\n'
+    )
+    ambiguous = "X-Upstream: acme, gone\r\n"
+    unreadable = f'P-Asserted-Identity: "unbalanced <sip:{BLOCKED}@h>\r\n'
+    readable_then_not = f"P-Asserted-Identity: <tel:{listed}>, <  sip:{BLOCKED}@h >\r\n"
+    cases = [(psap, ambiguous), (psap, unreadable), (listed, unreadable)]
+    cases += [("+13125557777", readable_then_not)]
+    for frm, extra in cases:
+        req = _invite(f"sip:{frm}@x", extra=extra)
+        assert s(req, SRC, "udp") is None, (frm, extra)
+        assert s.last is not None and s.last[0].rule is Rule.EMERGENCY
+        assert s.last[0].detail == "emergency_caller"
+    for extra in (ambiguous, unreadable):
+        ans = s(_invite("sip:+13125557777@x", extra=extra), SRC, "udp")
+        assert ans is not None and ans.status == 400
+    assert m.invites_allowed[Rule.EMERGENCY].n == 4
+
+
 @pytest.mark.parametrize("monitor", [False, True])
 async def test_an_update_s_identities_are_screened_against_the_lists(
     tmp_path: Path, redis_url: str, seeded: str, monitor: bool, caplog: pytest.LogCaptureFixture

@@ -253,6 +253,29 @@ def test_name_addr_parts_is_parse_name_addrs_reading(value: bytes) -> None:
         ),
         ("<sip:+13125558000@h>", ["<tel:+13125559000%0D%0A>"], "+13125558000", ("+13125559000",)),
         ("<sip:alice%40x@h>", None, None, ()),
+        # the user part read another way (rules/numbers.user_readings): before a
+        # character a number cannot hold, its digits alone, UTF-8 escapes
+        ("<sip:+13125558000x@h>", None, None, ("+13125558000",)),
+        ("<sip:+1312x555y8000@h>", None, None, ("+13125558000",)),
+        ("<sip:+1312;a=555;b=8000@h>", None, None, ("+13125558000",)),
+        ("<sip:%EF%BC%8B%EF%BC%913125558000@h>", None, None, ("+13125558000",)),
+        ("<sip:+13125558000@h>", ["<sip:+13125559000-ext@h>"], "+13125558000", ("+13125559000",)),
+        ("<sip:+13125558000;npdi@h;user=phone>", None, "+13125558000", ()),
+        ("<sip:2001x@h>", None, None, ()),
+        # a number written in the display name (a phone shows it)
+        (
+            '"Call +1 312-555-9000 now" <sip:+13125558000@h>',
+            None,
+            "+13125558000",
+            ("+13125559000",),
+        ),
+        (
+            '"＋１ (３１２) ５５５-９０００" <sip:+13125558000@h>',
+            None,
+            "+13125558000",
+            ("+13125559000",),
+        ),
+        ('"José" <sip:+13125558000@h>', None, "+13125558000", ()),
         # a display name that spells a number (a phone shows it)
         ('"+1 (312) 555-9000" <sip:+13125558000@h>', None, "+13125558000", ("+13125559000",)),
         ("3125559000 <sip:anonymous@anonymous.invalid>", None, None, ("+13125559000",)),

@@ -196,6 +196,13 @@ def test_two_workers_hand_the_ack_to_the_owner() -> None:
         (b"sip:gw.example", b"10.0.0.5:5080", b"sip:10.0.0.5:5080"),
         (b"tel:+12025550123;npdi", b"10.0.0.5", b"sip:+12025550123@10.0.0.5;user=phone"),
         (b"urn:service:sos", b"10.0.0.5", b"urn:service:sos"),
+        # a ? in the user part is escaped: a lax SBC would read headers after it
+        (
+            b"sip:+12025550123?P-Asserted-Identity=%3Ctel%3A+12127369999%3E@h:5070",
+            None,
+            b"sip:+12025550123%3FP-Asserted-Identity=%3Ctel%3A+12127369999%3E@h:5070",
+        ),
+        (b"sips:a?b?c@h", b"gw", b"sips:a%3Fb%3Fc@gw"),
     ],
 )
 def test_contact_uri(ruri: bytes, target: bytes | None, want: bytes) -> None:
