@@ -120,6 +120,8 @@ RECORD_CLIPPED_FIELDS = (
 # P-Asserted-Identity (proxy/screen.py: a 400 for an INVITE or an UPDATE)
 UPDATE_RULES = (Rule.CALLER_BLOCK, Rule.PREFIX_BLOCK, Rule.DNO_INBOUND_ONLY)
 UNREADABLE_IDENTITY = ("unreadable_identity_header", "RFC 3325 §9.1")
+# an ISUP body (SIP-T, RFC 3204) the screen cannot read (proxy/sip/isup.py): a 400
+UNREADABLE_ISUP = ("unreadable_isup_body", "RFC 3204")
 
 # sipscreen_core_events_total{event} children created at start (CoreStats names)
 WATCHED_CORE_EVENTS = (
@@ -297,9 +299,8 @@ class Metrics:
                     verdict, rule.label, rule.citation
                 )
         for verdict in ("refused", "would_refuse"):
-            self.updates_by[(verdict, UNREADABLE_IDENTITY[0])] = self.updates.labels(
-                verdict, *UNREADABLE_IDENTITY
-            )
+            for labels in (UNREADABLE_IDENTITY, UNREADABLE_ISUP):
+                self.updates_by[(verdict, labels[0])] = self.updates.labels(verdict, *labels)
         # Calls whose upstream provider cannot be judged against the RMD (no
         # trunk entry, no provider record, rmd_status unknown), by what the
         # unmapped_provider_policy did: "passed" (monitor; the call also counts

@@ -71,11 +71,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from proxy.config import Config
-from proxy.metrics import UNREADABLE_IDENTITY, Metrics
+from proxy.metrics import UNREADABLE_IDENTITY, UNREADABLE_ISUP, Metrics
 from proxy.records import clip
 from proxy.shaken import mark_edits, mark_value
 from proxy.shakenstats import OTHER, ShakenStats
 from proxy.sip.core import RETRY_AFTER, Answer, Forward, Screen
+from proxy.sip.isup import BadIsup, calling_numbers, may_carry_isup
 from proxy.sip.message import NameAddr, Request, name_addr_parts, uri_user
 from proxy.sip.verstat import Edits, verstat_edits
 from rules.engine import (
@@ -86,7 +87,14 @@ from rules.engine import (
     shaken_mark,
 )
 from rules.facts import CallFacts
-from rules.numbers import in_context, normalise, numbers_written, sos_urn, user_readings
+from rules.numbers import (
+    global_number,
+    in_context,
+    normalise,
+    numbers_written,
+    sos_urn,
+    user_readings,
+)
 from rules.shaken import Verifier
 from rules.verdict import ALLOW_EMERGENCY, ALLOW_EMERGENCY_CALLER, Rule, Verdict
 
@@ -180,13 +188,16 @@ PAI_MAX = 10
 
 
 class UnreadableIdentity(Exception):
-    """P-Asserted-Identity the screen cannot read one way only: an entry the
-    name-addr reader refuses (`raw`, `why`), or more than PAI_MAX entries."""
+    """An identity the screen cannot read one way only: a P-Asserted-Identity
+    entry the name-addr reader refuses (`raw`, `why`), more than PAI_MAX
+    entries, or (``isup``) an ISUP body (SIP-T) the reader cannot follow."""
 
-    def __init__(self, raw: bytes, why: str = "") -> None:
+    def __init__(self, raw: bytes, why: str = "", isup: bool = False) -> None:
         super().__init__(raw)
         self.raw = raw
         self.why = why or "a P-Asserted-Identity entry is not a name-addr or addr-spec"
+        self.isup = isup
+        self.labels = UNREADABLE_ISUP if isup else UNREADABLE_IDENTITY
 
 
 def caller_from_request(req: Request) -> str | None:
@@ -239,6 +250,8 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     f = req.from_
     frm = _number(f)
     local += _other_readings(f.display, f.uri, f.user)
+    if req.indexed.get(b"content-type") is not None:
+        local += _isup_numbers(req)
     caller: str | None
     if pais:
         caller = pais[0]
@@ -248,6 +261,48 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
     else:
         return frm, ()
     return caller, tuple(n for n in dict.fromkeys(rest) if n != caller)
+
+
+_SDP = b"application/sdp"
+
+
+def _isup_content(req: Request) -> list[bytes]:
+    """The Content-Type values under which ``req``'s body may hold an ISUP IAM."""
+    buf = req.header_block
+    out = []
+    for s, e in req.indexed.get(b"content-type") or ():
+        ct = buf[s:e].strip()
+        if may_carry_isup(ct):
+            out.append(ct)
+    return out
+
+
+def _isup_numbers(req: Request) -> tuple[str, ...]:
+    """The calling numbers of the ISUP IAM a SIP-T / SIP-I INVITE carries
+    (proxy/sip/isup.py), as E.164 numbers: nature of address 4 (international)
+    gets its ``+``, others are read as ``normalise`` reads digits (a national
+    number of ten digits is NANP). A softswitch that interworks to the PSTN
+    sends the IAM on, and the called party's phone shows its number; a body
+    the reader cannot follow raises UnreadableIdentity."""
+    found: list[str] = []
+    for ct in _isup_content(req):
+        for enc in req.header(b"content-encoding"):
+            if enc.strip().lower() not in (b"", b"identity"):
+                # RFC 3261 §20.12: a softswitch that decodes it reads the IAM
+                raise UnreadableIdentity(
+                    ct, f"an ISUP body under Content-Encoding {_text(enc)}", isup=True
+                )
+        try:
+            pairs = calling_numbers(ct, req.body)
+        except BadIsup as exc:
+            raise UnreadableIdentity(
+                ct, f"{exc} (an ISUP body, RFC 3204, SIP-T)", isup=True
+            ) from None
+        for noa, digits in pairs:
+            num = global_number(("+" + digits) if noa == 4 else digits) if digits else None
+            if num is not None and num not in found:
+                found.append(num)
+    return tuple(found)
 
 
 def _emergency_caller(snap: Any, req: Request) -> str | None:
@@ -270,6 +325,7 @@ _DIGIT = re.compile(rb"[0-9]")
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
 # what a number may be written with (rules/numbers.py normalise)
 _NUMBER_CHARS = b"+0123456789-.() \t"
+_PLUS_DIGITS = b"+0123456789"
 
 
 def _display_text(display: bytes) -> str:
@@ -286,12 +342,16 @@ def _may_hide(display: bytes, uri: bytes, user: bytes) -> bool:
     """A name-addr may name a number its caller-ID reading does not: its URI has a
     phone-context or a %HH escape, its user part a digit beside a character a
     number cannot hold, or its display name a digit or a non-ASCII octet (a
-    fullwidth or other-script digit). A memchr or two and a translate for the
-    usual From, which has none of them."""
+    fullwidth or other-script digit). Two memchr and an lstrip for the usual
+    From (``+`` and digits), which has none of them."""
     return (
         b"%" in uri
         or (b";" in uri and b"phone-context" in uri.lower())
-        or (bool(user.translate(None, _NUMBER_CHARS)) and _DIGIT.search(user) is not None)
+        or (
+            bool(user.lstrip(_PLUS_DIGITS))
+            and bool(user.translate(None, _NUMBER_CHARS))
+            and _DIGIT.search(user) is not None
+        )
         or (bool(display) and (_DIGIT.search(display) is not None or not display.isascii()))
     )
 
@@ -415,6 +475,11 @@ class Screener(Screen):
         self._unreadable_count = metrics.invites.labels(
             "would_block" if config.monitor else "blocked", *UNREADABLE_IDENTITY
         )
+        # An ISUP body (SIP-T) the reader cannot follow: 400 too (RFC 3204).
+        self._unreadable_isup = Answer(400, b"Bad ISUP Body", b"")
+        self._unreadable_isup_count = metrics.invites.labels(
+            "would_block" if config.monitor else "blocked", *UNREADABLE_ISUP
+        )
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
         for cls, spec in config.answers.items():
@@ -483,7 +548,16 @@ class Screener(Screen):
     def facts_for(self, req: Request, src: tuple[str, int]) -> CallFacts:
         source_ip = src[0]
         frm = req.from_
-        if req.pai or _may_hide(frm.display, frm.uri, frm.user):
+        ct = req.indexed.get(b"content-type")
+        if (
+            req.pai
+            or _may_hide(frm.display, frm.uri, frm.user)
+            or (
+                ct is not None  # a body other than one SDP may hold an ISUP IAM (SIP-T)
+                and (len(ct) > 1 or req.header_block[ct[0][0] : ct[0][1]].strip() != _SDP)
+                and _isup_content(req)
+            )
+        ):
             caller, others = caller_identities(req)
         else:  # the common case: From alone, no other identity
             caller, others = _number(frm), ()
@@ -588,7 +662,7 @@ class Screener(Screen):
                 return None
             if isinstance(exc, AmbiguousProvider):
                 return self._refuse_ambiguous(req, src, transport, exc)
-            self._unreadable_count.inc()
+            (self._unreadable_isup_count if exc.isup else self._unreadable_count).inc()
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
@@ -688,7 +762,7 @@ class Screener(Screen):
                 facts = CallFacts(caller, None, None, src[0], _text(req.call_id))
                 facts.other_callers = others
         except UnreadableIdentity as exc:
-            self._count_update("would_refuse" if self._monitor else "refused", *UNREADABLE_IDENTITY)
+            self._count_update("would_refuse" if self._monitor else "refused", *exc.labels)
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         verdict = decide_update(snap, facts, now)
@@ -747,10 +821,10 @@ class Screener(Screen):
             req,
             src,
             transport,
-            *UNREADABLE_IDENTITY,
+            *exc.labels,
             f"{exc.why}; the caller ID cannot be screened",
             exc.raw,
-            self._unreadable_identity,
+            self._unreadable_isup if exc.isup else self._unreadable_identity,
         )
 
     def _refuse_header(

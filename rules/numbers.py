@@ -45,6 +45,7 @@ from typing import TypeGuard
 
 __all__ = [
     "EMERGENCY_DEFAULT",
+    "global_number",
     "in_context",
     "nanp_invalid_reason",
     "normalise",
@@ -196,6 +197,12 @@ def numbers_written(text: str) -> tuple[str, ...]:
         if _global(num) and num not in found:
             found.append(num)
     return tuple(found)
+
+
+def global_number(raw: str) -> str | None:
+    """``normalise(raw)`` when it is an E.164 number a list may hold (``_global``), else None."""
+    num = normalise(raw)
+    return num if _global(num) else None
 
 
 def _global(num: str | None) -> TypeGuard[str]:

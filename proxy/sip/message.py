@@ -114,6 +114,7 @@ _EAGER = frozenset(
         b"p-asserted-identity",
         b"identity",
         b"privacy",
+        b"content-type",  # the screen looks for an ISUP body (proxy/sip/isup.py)
     )
 )
 

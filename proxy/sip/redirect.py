@@ -86,14 +86,15 @@ def contact_uri(ruri: bytes, target: bytes | None) -> bytes:
     lax reader would otherwise split the URI there and copy what follows into
     its new INVITE as headers (RFC 3261 §19.1.5), a ``P-Asserted-Identity``
     the caller chose, past the screen."""
-    colon = ruri.find(b":")
-    scheme = ruri[:colon].lower()
-    if b"?" in ruri and (scheme == b"sip" or scheme == b"sips"):
+    if b"?" in ruri:
+        colon = ruri.find(b":")
         at = ruri.rfind(b"@")
-        if at > colon:
+        if at > colon and ruri[:colon].lower() in (b"sip", b"sips"):
             ruri = ruri[: colon + 1] + ruri[colon + 1 : at].replace(b"?", b"%3F") + ruri[at:]
     if target is None:
         return ruri
+    colon = ruri.find(b":")
+    scheme = ruri[:colon].lower()
     rest = ruri[colon + 1 :]
     if scheme == b"tel":
         semi = rest.find(b";")

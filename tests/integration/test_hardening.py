@@ -16,7 +16,14 @@ import uuid
 from typing import Any
 
 import pytest
-from sipscreen_testlib import recv_datagram, udp_invite, udp_recorder, wait_for
+from sipscreen_testlib import (
+    isup_iam,
+    recv_datagram,
+    sip_t_body,
+    udp_invite,
+    udp_recorder,
+    wait_for,
+)
 
 BLOCKED = "+12127369999"
 
@@ -1089,3 +1096,98 @@ def test_a_blocked_number_among_other_characters_is_blocked(
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 8
             )
         )
+
+
+_SDP = (
+    b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\n"
+)
+
+
+def _with_body(msg: bytes, content_type: bytes, body: bytes) -> bytes:
+    """``msg`` (no body) with a Content-Type and the body."""
+    head = msg[: msg.index(b"Content-Length: 0\r\n")]
+    return head + b"Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+        content_type,
+        len(body),
+        body,
+    )
+
+
+def test_a_blocked_number_in_an_isup_body_is_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """SIP-T (RFC 3372) and SIP-I carry the ISUP IAM of the call in an
+    ``application/ISUP`` body (RFC 3204), usually beside the SDP in a
+    multipart body; a softswitch that interworks to the PSTN sends that IAM on,
+    and the called party's phone shows its Calling Party Number. A clean
+    From with the blocked number there was forwarded. Now the IAM's calling
+    numbers (Calling Party Number, a Generic Number naming a calling number;
+    ANSI and ITU layouts; a base64 part; a bare ISUP body) are the call's
+    other identities (step 5b), and a body the reader cannot follow gets
+    ``400 Bad ISUP Body`` (a call to 911 is forwarded all the same). A clean
+    IAM, and an IAM with no calling number, pass; a compressed ISUP body
+    (Content-Encoding) is a 400."""
+    import base64
+
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        ansi = sip_t_body(_SDP, isup_iam("2127369999"))
+        itu = sip_t_body(_SDP, isup_iam("12127369999", noa=4, ansi=False), "itu-t92+")
+        generic = sip_t_body(_SDP, isup_iam("3015551234", generic=((6, "2127369999", 3),)))
+        b64_iam = base64.b64encode(isup_iam("2127369999")) + b"\r\n"
+        b64 = (
+            b"multipart/mixed; boundary=b2",
+            b"--b2\r\nContent-Type: application/sdp\r\n\r\n" + _SDP
+            + b"\r\n--b2\r\nContent-Type: application/isup;version=gr317\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + b64_iam + b"\r\n--b2--\r\n",
+        )  # fmt: skip
+        bare = (b"application/ISUP; version=ansi00", isup_iam("2127369999"))
+        clean = sip_t_body(_SDP, isup_iam("3015551234"))
+        no_calling = sip_t_body(_SDP, isup_iam(None))
+        cut = (ansi[0], ansi[1][:-40])  # no close delimiter, the IAM cut short
+        short = (b"application/ISUP;version=ansi00", isup_iam("2127369999")[:-6])
+        bare_lf = (
+            b"multipart/mixed; boundary=b3",
+            b"--b3\nContent-Type: application/ISUP\n\n" + isup_iam("2127369999") + b"\n--b3--\n",
+        )
+        cases = [
+            (ansi, b"603"),
+            (itu, b"603"),
+            (generic, b"603"),
+            (b64, b"603"),
+            (bare, b"603"),
+            (clean, None),
+            (no_calling, None),
+            (cut, b"400"),
+            (short, b"400"),
+            (bare_lf, b"400"),
+        ]
+        for n, ((ctype, body), status) in enumerate(cases):
+            msg = _with_body(udp_invite(lport, proxy.port, "+13015551234", n, "isup"), ctype, body)
+            _expect(ua, ss, msg, proxy.port, status)
+        # a compressed ISUP body: a softswitch that decodes it reads the IAM
+        msg = _with_body(udp_invite(lport, proxy.port, "+13015551234", 98, "isup"), *bare)
+        msg = msg.replace(b"Content-Length:", b"Content-Encoding: gzip\r\nContent-Length:", 1)
+        _expect(ua, ss, msg, proxy.port, b"400")
+        # a call to 911 is never refused for a body the screen cannot read
+        msg = _with_body(udp_invite(lport, proxy.port, "+13015551234", 99, "isup"), *cut)
+        _expect(
+            ua,
+            ss,
+            msg.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1),
+            proxy.port,
+            None,
+        )
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 5
+                and proxy.metric(
+                    "sipscreen_invites_total", verdict="blocked", rule="unreadable_isup_body"
+                )
+                == 4
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_isup_body" in ln]
+    assert len(lines) == 4 and all('"citation":"RFC 3204"' in ln for ln in lines), lines
