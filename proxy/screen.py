@@ -92,6 +92,7 @@ from rules.numbers import (
     in_context,
     normalise,
     numbers_written,
+    overlong_nanp,
     sos_urn,
     user_readings,
 )
@@ -178,7 +179,13 @@ def _number(na: NameAddr) -> str | None:
     `:password` (RFC 3261 §19.1.1) or the number of a tel: URI; `normalise`
     undoes %HH escapes (RFC 3261 §19.1.4) and drops URI parameters.
     """
-    return normalise(_text(na.user or na.uri))
+    return _caller_number(_text(na.user or na.uri))
+
+
+def _caller_number(text: str) -> str | None:
+    """``normalise(text)``, or a ``+1`` caller ID longer than E.164 allows as it is
+    (``overlong_nanp``: an invalid NANP number, 47 CFR 64.1200(o), not no number)."""
+    return normalise(text) or overlong_nanp(text)
 
 
 # RFC 3325 §9.1 allows two P-Asserted-Identity values (a sip:/sips: and a
@@ -243,7 +250,7 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
             raise UnreadableIdentity(raw)
         display, uri = parts
         user = uri_user(uri)[1]
-        num = normalise(_text(user or uri))
+        num = _caller_number(_text(user or uri))
         if num is not None:
             pais.append(num)
         local += _other_readings(display, uri, user)

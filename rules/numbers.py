@@ -50,6 +50,7 @@ __all__ = [
     "nanp_invalid_reason",
     "normalise",
     "numbers_written",
+    "overlong_nanp",
     "sos_urn",
     "user_readings",
 ]
@@ -203,6 +204,25 @@ def global_number(raw: str) -> str | None:
     """``normalise(raw)`` when it is an E.164 number a list may hold (``_global``), else None."""
     num = normalise(raw)
     return num if _global(num) else None
+
+
+def overlong_nanp(raw: str) -> str | None:
+    """``+1`` and the digits of ``raw`` (what ``normalise`` takes) when they are
+    more than E.164 allows (``+1`` and 15 or more digits after it, visual
+    separators dropped), else None. ``normalise`` reads no number there;
+    a caller ID so written purports to be a NANP number and is an invalid one
+    (``nanp_invalid_reason``: wrong length), as a shorter overlong one is."""
+    s = _strip_uri(raw.strip())
+    if "%" in s:
+        u = _unescape(s)
+        if u is None:
+            return None
+        s = u
+    s = s.translate(_DROP_SEPARATORS)
+    body = s[2:]
+    if s[:2] != "+1" or len(body) < _MAX_E164_DIGITS or not (body.isdigit() and body.isascii()):
+        return None
+    return s
 
 
 def _global(num: str | None) -> TypeGuard[str]:

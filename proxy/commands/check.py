@@ -38,7 +38,7 @@ from rules import orders as rorders
 from rules import rmd as rrmd
 from rules.engine import Check, decide, explain
 from rules.facts import CallFacts
-from rules.numbers import normalise
+from rules.numbers import normalise, overlong_nanp
 from rules.snapshot import Snapshot
 from rules.verdict import Verdict
 
@@ -67,7 +67,8 @@ def _check_callee(raw: str | None) -> str | None:
 
 
 async def _check(args: argparse.Namespace, r: Client, prefix: str, now: Clock) -> int:
-    caller = normalise(args.caller)
+    # a +1 caller ID longer than E.164 allows is judged as the proxy judges it
+    caller = normalise(args.caller) or overlong_nanp(args.caller)
     if caller is None:
         raise AdminError(f"--caller: not a phone number: {args.caller!r}")
     callee = _check_callee(args.callee)

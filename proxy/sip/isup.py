@@ -15,8 +15,8 @@ IAM in the body as ``(nature_of_address, digits)`` pairs: the Calling Party
 Number (parameter 0x0A, ITU-T Q.763 §3.10, ANSI T1.113) and each Generic
 Number / Generic Address (0xC0, Q.763 §3.26) whose qualifier names a calling
 number (2 and 3: supplemental user-provided calling number; 6: additional
-calling party number). A body that is not ISUP, or an ISUP message that is
-not an IAM, gives ``[]``. A body the reader cannot follow raises
+calling party number). A body that is not ISUP, a multipart body that never
+names ISUP, or an ISUP message that is not an IAM, gives ``[]``. A body the reader cannot follow raises
 ``BadIsup``: an IAM cut short, an optional part that does not end, a
 multipart body without its boundary, nesting deeper than ``_MAX_DEPTH``, a
 part encoding other than binary/7bit/8bit/base64, or a multipart body that
@@ -101,7 +101,9 @@ def _numbers(content_type: bytes, body: bytes, depth: int) -> tuple[list[tuple[i
     media, params = _media(content_type)
     if media == b"application/isup":
         return _iam_numbers(body), True
-    if not media.startswith(b"multipart/"):
+    if not media.startswith(b"multipart/") or b"isup" not in body.lower():
+        # a part's Content-Type is text even when its content is base64: a
+        # multipart body that never names ISUP holds none (and is not read)
         return [], False
     if depth >= _MAX_DEPTH:
         raise BadIsup(f"multipart bodies nested more than {_MAX_DEPTH} deep")
@@ -116,7 +118,7 @@ def _numbers(content_type: bytes, body: bytes, depth: int) -> tuple[list[tuple[i
             more, isup = _numbers(ctype, _decoded(headers, part), depth + 1)
             found += more
             seen = seen or isup
-    if not seen and b"isup" in body.lower():
+    if not seen:
         raise BadIsup("a multipart body names ISUP but no ISUP part could be read")
     return found, seen
 

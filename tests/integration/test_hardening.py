@@ -1191,3 +1191,30 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
         )
     lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_isup_body" in ln]
     assert len(lines) == 4 and all('"citation":"RFC 3204"' in ln for ln in lines), lines
+
+
+def test_a_caller_id_longer_than_e164_allows_is_an_invalid_nanp_number(
+    key_prefix: str, redis_url: str, start_proxy: Any
+) -> None:
+    """47 CFR 64.1200(o): a caller ID of +1 and 11 to 14 digits is blocked as an
+    invalid NANP number (wrong length); one of +1 and 15 or more digits was no
+    number at all to the screen (E.164 allows 15), so it passed every caller
+    rule, though a switch that takes a NANP number's first ten digits reads
+    a real number from it. It is the same invalid +1 number now. Other
+    overlong digit strings (no +1) stay no caller ID."""
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            ("<sip:+120255501234@127.0.0.1>", b"603"),  # 12 digits: blocked before too
+            ("<sip:+1212736999912345@127.0.0.1>", b"603"),
+            ("<tel:+1-212-736-9999-1234-5678>", b"603"),
+            ("<sip:+4420712345678901234@127.0.0.1>", None),
+        ]
+        for n, (frm, status) in enumerate(cases):
+            msg = _invite_from(lport, proxy.port, frm.encode(), n)
+            _expect(ua, ss, msg, proxy.port, status)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="dno_invalid") == 3
+            )
+        )

@@ -12,6 +12,7 @@ from rules.numbers import (
     nanp_invalid_reason,
     normalise,
     numbers_written,
+    overlong_nanp,
     sos_urn,
     user_readings,
 )
@@ -379,3 +380,22 @@ def test_the_other_readings_are_linear_in_the_text() -> None:
 
     small, big = cost(16384), cost(65536)
     assert big < 10 * max(small, 1e-4), (small, big)
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("+1212736999912345", "+1212736999912345"),
+        ("sip:+1-212-736-9999-12345@h;user=phone", "+1212736999912345"),
+        ("tel:+1212736999912345;npdi", "+1212736999912345"),
+        ("+1%32127369999123456", "+12127369999123456"),
+        ("+121273699991234", None),  # 15 digits: E.164 (normalise reads it)
+        ("+4420712345678901234", None),  # not +1
+        ("1212736999912345", None),  # no +
+        ("+1212736999912345x", None),
+    ],
+)
+def test_overlong_nanp(raw: str, want: str | None) -> None:
+    assert overlong_nanp(raw) == want
+    if want is not None:
+        assert normalise(raw) is None and nanp_invalid_reason(want) == "wrong length for NANP"

@@ -62,6 +62,9 @@ def test_the_calling_party_number_and_calling_generic_numbers(ansi: bool) -> Non
             [(3, "2127369999")],
         ),
         (*sip_t_body(SDP, isup_iam(None)), []),
+        # a multipart body that never names ISUP is not read (S/MIME, a vendor's)
+        (b"multipart/signed; boundary=x", b"--x\nContent-Type: text/plain\n\nhi\n", []),
+        (b"multipart/mixed", b"no boundary at all", []),
     ],
 )
 def test_calling_numbers(ctype: bytes, body: bytes, want: list[tuple[int, str]]) -> None:
@@ -75,10 +78,10 @@ def test_calling_numbers(ctype: bytes, body: bytes, want: list[tuple[int, str]])
         (ISUP, isup_iam("2127369999")[:7]),  # shorter than the mandatory part
         (ISUP, isup_iam("2127369999")[:-1]),  # the optional part does not end
         (ISUP, isup_iam("2127369999")[:-6]),  # a parameter runs past the message
-        (b"multipart/mixed", b"--x\r\n\r\n--x--"),  # no boundary parameter
-        (b"multipart/mixed; boundary=y", b"--x\r\n\r\n--x--"),  # no delimiter
+        (b"multipart/mixed", b"--x\r\nContent-Type: application/isup\r\n\r\n--x--"),
+        (b"multipart/mixed; boundary=y", b"--x\r\nContent-Type: application/ISUP\r\n\r\n--x--"),
         (b"multipart/mixed; boundary=x", b"--x\r\nContent-Type: application/isup\r\n\r\nab"),
-        (b"multipart/mixed; boundary=x", b"--x junk\r\n\r\n--x--"),
+        (b"multipart/mixed; boundary=x", b"--x junk\r\nContent-Type: application/isup\r\n\r\n"),
         (b"multipart/mixed; boundary=x", b"--x\r\nContent-Type application/isup\r\n\r\n\r\n--x--"),
         (
             b"multipart/mixed; boundary=x",
@@ -87,7 +90,7 @@ def test_calling_numbers(ctype: bytes, body: bytes, want: list[tuple[int, str]])
         ),
         # ISUP named, but the part cannot be delimited here (bare LF lines)
         (b"multipart/mixed; boundary=x", b"--x\nContent-Type: application/isup\n\n\x01\n--x--\n"),
-        (b'multipart/mixed; boundary="x', b"--x\r\n\r\n--x--"),
+        (b'multipart/mixed; boundary="x', b"--x\r\nContent-Type: application/isup\r\n\r\n--x--"),
     ],
 )
 def test_a_body_the_reader_cannot_follow_is_bad(ctype: bytes, body: bytes) -> None:
