@@ -16,13 +16,13 @@ Number (parameter 0x0A, ITU-T Q.763 §3.10, ANSI T1.113) and each Generic
 Number / Generic Address (0xC0, Q.763 §3.26) whose qualifier names a calling
 number (2 and 3: supplemental user-provided calling number; 6: additional
 calling party number). A body that is not ISUP, a multipart body that never
-names ISUP, or an ISUP message that is not an IAM, gives ``[]``. A body the reader cannot follow raises
-``BadIsup``: an IAM cut short, an optional part that does not end, a
-multipart body without its boundary, nesting deeper than ``_MAX_DEPTH``, a
-part encoding other than binary/7bit/8bit/base64, or a multipart body that
-names ISUP (``isup`` anywhere in it, any case) where no ISUP part was found
-(a part this reader cannot delimit, e.g. one with bare-LF lines, that a
-lenient softswitch may still read). The screen refuses what it cannot read
+names ISUP, or an ISUP message that is not an IAM, gives ``[]``. A body
+the reader cannot follow raises ``BadIsup``: an IAM cut short, an optional
+part that does not end, a multipart body that names ISUP (``isup``
+anywhere in it, any case) without its boundary or where no ISUP part was
+found (a part this reader cannot delimit, e.g. one with bare-LF lines, that
+a lenient softswitch may still read), nesting deeper than ``_MAX_DEPTH``,
+a part encoding other than binary/7bit/8bit/base64. The screen refuses what it cannot read
 rather than skip it (proxy/screen.py).
 
 The layouts: RFC 3204 §4 encapsulates the message from its message type code
