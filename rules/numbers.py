@@ -144,42 +144,48 @@ def normalise(raw: str) -> str | None:
     return None
 
 
-# A number as written among other text: an optional "+", then digits with the
-# visual separators and spaces between them (rules: _DROP_SEPARATORS), from a
-# digit to a digit.
-_WRITTEN = re.compile(r"\+?[0-9](?:[0-9\-.() \t]*[0-9])?")
+# A number as written among other text: an optional "+", then at least seven
+# digits (_MIN_E164_DIGITS) with the visual separators and spaces between them
+# (_DROP_SEPARATORS), from a digit to a digit. Each digit is one group, so the
+# match is linear and a run of fewer digits costs no normalise.
+_WRITTEN = re.compile(r"\+?[0-9](?:[\-.() \t]*[0-9]){6,}")
 _NOT_DIGIT = re.compile(r"[^0-9]+")
+# numbers_written reads at most this many numbers in one text: a phone shows
+# the start of a display name, and a text of thousands of numbers would stall
+# a worker
+_MAX_WRITTEN = 16
+
+
+class _FoldTable(dict[int, str | None]):
+    """``str.translate`` table of ``_fold``, filled per code point on first use."""
+
+    def __missing__(self, cp: int) -> str | None:
+        c = chr(cp)
+        d = unicodedata.decimal(c, None)
+        if d is not None:
+            got: str | None = "0123456789"[d]
+        else:
+            cat = unicodedata.category(c)
+            got = "-" if cat == "Pd" else " " if cat == "Zs" else None if cat == "Cf" else c
+        if len(self) < 65536:  # bounded: a text of every code point cannot grow it on
+            self[cp] = got
+        return got
+
+
+_FOLD = _FoldTable()
 
 
 def _fold(s: str) -> str:
     """``s`` with the characters a screen shows as digits, separators or nothing
     made ASCII: NFKC (fullwidth ``１``, mathematical ``𝟏``, ``＋``, no-break
     spaces), then any other script's decimal digits (Arabic-Indic ``١``...)
-    as ASCII digits, dashes (Unicode Pd: ``‐ – —``) as ``-`` and format characters
-    (Cf: zero-width spaces and joiners, direction marks) dropped. ASCII text
-    is returned as it is."""
+    as ASCII digits, dashes (Unicode Pd: ``‐ – —``) as ``-``, other spaces as
+    a space and format characters (Cf: zero-width spaces and joiners,
+    direction marks) dropped: one ``str.translate``. ASCII text is returned
+    as it is."""
     if s.isascii():
         return s
-    out = []
-    for c in unicodedata.normalize("NFKC", s):
-        if c < "\x80":
-            out.append(c)
-            continue
-        d = unicodedata.decimal(c, None)
-        if d is not None:
-            out.append(_ASCII_DIGITS[d])
-            continue
-        cat = unicodedata.category(c)
-        if cat == "Pd":
-            out.append("-")
-        elif cat == "Zs":
-            out.append(" ")
-        elif cat != "Cf":
-            out.append(c)
-    return "".join(out)
-
-
-_ASCII_DIGITS = "0123456789"
+    return unicodedata.normalize("NFKC", s).translate(_FOLD)
 
 
 def numbers_written(text: str) -> tuple[str, ...]:
@@ -193,7 +199,9 @@ def numbers_written(text: str) -> tuple[str, ...]:
     (``+12127369999x``). Short codes and 7-digit local numbers are no E.164
     number: not given."""
     found: list[str] = []
-    for m in _WRITTEN.finditer(_fold(text)):
+    for k, m in enumerate(_WRITTEN.finditer(_fold(text))):
+        if k == _MAX_WRITTEN:
+            break
         num = normalise(m.group())
         if _global(num) and num not in found:
             found.append(num)

@@ -368,7 +368,15 @@ def test_the_other_readings_are_linear_in_the_text() -> None:
     import time
 
     def cost(n: int) -> float:
-        texts = ("1" + " " * n + "x", "1 " * (n // 2) + "x", "9" * n, "+1-" * (n // 3))
+        texts = (
+            "1" + " " * n + "x",
+            "1 " * (n // 2) + "x",
+            "9" * n,
+            "+1-" * (n // 3),
+            "1a" * (n // 2),
+            "\u0661a" * (n // 2),
+            "1234567a" * (n // 8),
+        )
         best = []
         for _ in range(3):
             t0 = time.process_time()
