@@ -866,9 +866,13 @@ class _Message:
     @property
     def pai(self) -> list[bytes]:
         """P-Asserted-Identity values (RFC 3325 §9.1), one per comma-separated entry."""
+        spans = self.indexed.get(b"p-asserted-identity")  # eager: no second pass
+        if spans is None:
+            return []
+        buf = self.header_block
         out: list[bytes] = []
-        for v in self.header(b"p-asserted-identity"):
-            out.extend(split_commas(v))
+        for s, e in spans:
+            out.extend(split_commas(buf[s:e].strip()))
         return out
 
     @property
@@ -880,8 +884,11 @@ class _Message:
     @property
     def privacy(self) -> bytes | None:
         """The Privacy header value (RFC 3323 §4.2), or None."""
-        vals = self.header(b"privacy")
-        return b";".join(vals) if vals else None
+        spans = self.indexed.get(b"privacy")  # eager: no second pass
+        if spans is None:
+            return None
+        buf = self.header_block
+        return b";".join(buf[s:e].strip() for s, e in spans)
 
 
 class Request(_Message):
