@@ -116,6 +116,19 @@ def _unescape(s: str) -> str | None:
     return "".join(out)
 
 
+def _bare(raw: str) -> str | None:
+    """``raw`` without scheme, host and URI parameters, its ``%HH`` escapes undone
+    (RFC 3261 §19.1.4: escaped and unescaped characters compare equal) and its
+    visual separators dropped; None for a malformed escape."""
+    s = _strip_uri(raw.strip())
+    if "%" in s:
+        u = _unescape(s)
+        if u is None:
+            return None
+        s = u
+    return s.translate(_DROP_SEPARATORS)
+
+
 def normalise(raw: str) -> str | None:
     """Return the E.164 form of ``raw`` (or the digits of a short code), or None."""
     # Fast path: the forms a clean trunk sends.
@@ -126,14 +139,9 @@ def normalise(raw: str) -> str | None:
     elif raw.isdigit() and raw.isascii():
         return _classify_digits(raw)
 
-    s = _strip_uri(raw.strip())
-    if "%" in s:
-        # RFC 3261 §19.1.4: escaped and unescaped characters compare equal
-        u = _unescape(s)
-        if u is None:
-            return None
-        s = u
-    s = s.translate(_DROP_SEPARATORS)
+    s = _bare(raw)
+    if s is None:
+        return None
     if s[:1] == "+":
         body = s[1:]
         if body.isdigit() and body.isascii() and _MIN_E164_DIGITS <= len(body) <= _MAX_E164_DIGITS:
@@ -220,13 +228,9 @@ def overlong_nanp(raw: str) -> str | None:
     separators dropped), else None. ``normalise`` reads no number there;
     a caller ID so written purports to be a NANP number and is an invalid one
     (``nanp_invalid_reason``: wrong length), as a shorter overlong one is."""
-    s = _strip_uri(raw.strip())
-    if "%" in s:
-        u = _unescape(s)
-        if u is None:
-            return None
-        s = u
-    s = s.translate(_DROP_SEPARATORS)
+    s = _bare(raw)
+    if s is None:
+        return None
     body = s[2:]
     if s[:2] != "+1" or len(body) < _MAX_E164_DIGITS or not (body.isdigit() and body.isascii()):
         return None

@@ -668,6 +668,11 @@ def _expect(
         assert answer is None and fwd is not None, (msg, answer)
 
 
+def _to_911(msg: bytes) -> bytes:
+    """``msg`` (an INVITE of ``udp_invite``) addressed to 911 (47 CFR 64.1200(k)(5))."""
+    return msg.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1)
+
+
 def _invite_from(lport: int, proxy_port: int, frm: bytes, n: int, extra: bytes = b"") -> bytes:
     """``udp_invite`` with the From value ``frm`` (its tag kept) and ``extra`` header
     lines after it."""
@@ -973,13 +978,7 @@ def test_a_blocked_number_in_an_identity_the_screen_cannot_read_is_refused(
         # 47 CFR 64.1200(k)(5): a call to 911 is forwarded all the same
         pai = cases[0][0].encode()
         sos = _invite_from(lport, proxy.port, b"<sip:+13015551234@127.0.0.1>", 10, pai)
-        _expect(
-            ua,
-            ss,
-            sos.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1),
-            proxy.port,
-            None,
-        )
+        _expect(ua, ss, _to_911(sos), proxy.port, None)
         assert wait_for(
             lambda: (
                 proxy.metric(
@@ -1173,13 +1172,7 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
         _expect(ua, ss, msg, proxy.port, b"400")
         # a call to 911 is never refused for a body the screen cannot read
         msg = _with_body(udp_invite(lport, proxy.port, "+13015551234", 99, "isup"), *cut)
-        _expect(
-            ua,
-            ss,
-            msg.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1),
-            proxy.port,
-            None,
-        )
+        _expect(ua, ss, _to_911(msg), proxy.port, None)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 5
