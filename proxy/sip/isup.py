@@ -125,36 +125,55 @@ def _numbers(content_type: bytes, body: bytes, depth: int) -> tuple[list[tuple[i
 
 def _parts(body: bytes, boundary: bytes) -> list[tuple[dict[bytes, bytes], bytes]]:
     """The (headers, content) of each part of a multipart body (RFC 2046 §5.1.1):
-    delimiters are ``--boundary`` at the start of the body or after a CRLF;
-    the preamble before the first and the epilogue after ``--boundary--`` are
-    ignored. Header names lower-cased; a part with no close delimiter after
-    it is an error."""
+    a delimiter is a line of ``--boundary`` (then only spaces or tabs) at the
+    start of the body or after a CRLF, the close delimiter ``--boundary--``;
+    ``--boundary`` followed by anything else is content (binary ISUP may hold
+    those octets). The preamble before the first delimiter and the epilogue
+    after the close one are ignored. Header names lower-cased; a part with no
+    delimiter after it is an error."""
     delim = b"--" + boundary
-    if body.startswith(delim):
-        pos = 0
-    else:
-        at = body.find(b"\r\n" + delim)
-        if at < 0:
-            raise BadIsup("no boundary delimiter in a multipart body")
-        pos = at + 2
+    pos = 0 if _delimiter_line(body, 0, delim) else _next_delimiter(body, delim, 0)
     parts: list[tuple[dict[bytes, bytes], bytes]] = []
     while True:
-        pos += len(delim)
-        if body[pos : pos + 2] == b"--":
-            return parts  # the close delimiter
-        eol = body.find(b"\r\n", pos)
-        if eol < 0 or body[pos:eol].strip(b" \t"):
-            raise BadIsup("a boundary delimiter line holds more than the boundary")
-        start = eol + 2
-        nxt = body.find(b"\r\n" + delim, start - 2)
-        if nxt < 0:
+        if pos < 0:
             raise BadIsup("a multipart body without its close delimiter")
-        parts.append(_part(body[start:nxt]))
-        pos = nxt + 2
+        end = pos + len(delim)
+        if body[end : end + 2] == b"--":
+            return parts  # the close delimiter
+        start = body.find(b"\r\n", end) + 2
+        nxt = _next_delimiter(body, delim, start)
+        if nxt >= 0:
+            parts.append(_part(body[start : nxt - 2]))
+        pos = nxt
+
+
+def _delimiter_line(body: bytes, at: int, delim: bytes) -> bool:
+    """``body[at:]`` starts a delimiter line: ``delim`` then ``--``, or only
+    spaces and tabs to a CRLF."""
+    if not body.startswith(delim, at):
+        return False
+    end = at + len(delim)
+    if body[end : end + 2] == b"--":
+        return True
+    eol = body.find(b"\r\n", end)
+    return eol >= 0 and not body[end:eol].strip(b" \t")
+
+
+def _next_delimiter(body: bytes, delim: bytes, start: int) -> int:
+    """Where the next delimiter line after ``start`` begins (past its CRLF), or -1."""
+    needle = b"\r\n" + delim
+    at = body.find(needle, max(start - 2, 0))
+    while at >= 0:
+        if _delimiter_line(body, at + 2, delim):
+            return at + 2
+        at = body.find(needle, at + 2)
+    return -1
 
 
 def _part(raw: bytes) -> tuple[dict[bytes, bytes], bytes]:
     """One part: its header fields (RFC 2045/822 style, folded lines joined) and content."""
+    if not raw:
+        return {}, b""
     if raw.startswith(b"\r\n"):
         return {}, raw[2:]
     end = raw.find(b"\r\n\r\n")

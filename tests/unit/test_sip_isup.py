@@ -62,6 +62,22 @@ def test_the_calling_party_number_and_calling_generic_numbers(ansi: bool) -> Non
             [(3, "2127369999")],
         ),
         (*sip_t_body(SDP, isup_iam(None)), []),
+        # content that holds "CRLF--boundary" but no delimiter line; an empty part
+        (
+            b"multipart/mixed; boundary=x",
+            b"--x\r\nContent-Type: application/isup\r\n\r\n"
+            + isup_iam("2127369999")[:-1]
+            + b"\x99\x06\r\n--xy\x00"  # a parameter whose value holds CRLF--xy
+            + b"\r\n--x--",
+            [(3, "2127369999")],
+        ),
+        (
+            b"multipart/mixed; boundary=x",
+            b"--x\r\n--x\r\nContent-Type: application/isup\r\n\r\n"
+            + isup_iam("2127369999")
+            + b"\r\n--x--",
+            [(3, "2127369999")],
+        ),
         # a multipart body that never names ISUP is not read (S/MIME, a vendor's)
         (b"multipart/signed; boundary=x", b"--x\nContent-Type: text/plain\n\nhi\n", []),
         (b"multipart/mixed", b"no boundary at all", []),
