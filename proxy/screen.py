@@ -88,6 +88,7 @@ from rules.engine import (
 )
 from rules.facts import CallFacts
 from rules.numbers import (
+    dialled_service_code,
     global_number,
     in_context,
     normalise,
@@ -395,14 +396,20 @@ def _callee(req: Request) -> str | None:
     Only the Request-URI: the softswitch routes on it (RFC 3261 §16.5), and
     the To header is whatever the caller wrote (RFC 3261 §8.1.1.2). A
     `urn:service:sos[.<sub>]` Request-URI (RFC 6881 §6.2.1) gives the URN
-    lower-cased; anything else that is not a number gives None.
+    lower-cased; a three-digit code dialled with the NANP prefix (``1-911``,
+    ``+1911``) gives the code (``dialled_service_code``); anything else that
+    is not a number gives None.
     """
     ruri = req.ruri
     # the user part as From's is read (no `:password`), else the whole URI
     user = uri_user(ruri)[1]
-    num = normalise(_text(user or ruri))
-    if num is None and ruri[:4].lower() == b"urn:":
-        return sos_urn(_text(ruri))
+    text = _text(user or ruri)
+    num = normalise(text)
+    if num is None or num[:1] != "+":
+        if num is None and ruri[:4].lower() == b"urn:":
+            return sos_urn(_text(ruri))
+        # 1-911 / +1911: the code (47 CFR 64.1200(k)(5): never block a 911 call)
+        return dialled_service_code(text) or num
     return num
 
 

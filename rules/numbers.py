@@ -45,6 +45,7 @@ from typing import TypeGuard
 
 __all__ = [
     "EMERGENCY_DEFAULT",
+    "dialled_service_code",
     "global_number",
     "in_context",
     "nanp_invalid_reason",
@@ -220,6 +221,23 @@ def global_number(raw: str) -> str | None:
     """``normalise(raw)`` when it is an E.164 number a list may hold (``_global``), else None."""
     num = normalise(raw)
     return num if _global(num) else None
+
+
+def dialled_service_code(raw: str) -> str | None:
+    """The three-digit code (an N11 service code such as 911, 933, 988) that
+    ``raw`` dials with the NANP prefix, ``1-911`` or ``+1911`` (a device that
+    writes every dialled number in E.164 form), else None. Switches route
+    1+N11 as N11, so a callee so written is 911 to the emergency rule (47 CFR
+    64.1200(k)(5)), and a configured short emergency number is matched the
+    same way; ``normalise`` reads no number (``+1911``) or a four-digit code
+    (``1911``) there."""
+    s = _bare(raw)
+    if s is None:
+        return None
+    code = s[2:] if s[:2] == "+1" else s[1:] if s[:1] == "1" else ""
+    if len(code) == 3 and code.isdigit() and code.isascii() and code[0] not in "01":
+        return code  # N11, 933, 988...: a three-digit code starts with 2-9
+    return None
 
 
 def overlong_nanp(raw: str) -> str | None:

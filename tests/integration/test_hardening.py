@@ -1211,3 +1211,33 @@ def test_a_caller_id_longer_than_e164_allows_is_an_invalid_nanp_number(
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="dno_invalid") == 3
             )
         )
+
+
+def test_a_call_to_911_dialled_with_the_nanp_prefix_is_never_blocked(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """47 CFR 64.1200(k)(5): 911 dialled as 1-911, or written +1911 by a
+    device that puts every dialled number into E.164 form, reaches the PSAP
+    on switches that route 1+N11 as N11, but the screen read no callee there
+    and blocked a blocked caller's emergency call (603). The callee of
+    ``+1``/``1`` and an N11 code or 933 is that code now. A call to +1411
+    (directory assistance) is not exempt."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            (b"sip:+1911@", None),
+            (b"sip:1-911@", None),
+            (b"sip:+1933@", None),
+            (b"sip:+1411@", b"603"),
+            (b"sip:+13125557000@", b"603"),
+        ]
+        for n, (ruri, status) in enumerate(cases):
+            msg = _invite(lport, proxy.port, BLOCKED, n)
+            msg = msg.replace(b"INVITE sip:+13125557000@", b"INVITE " + ruri, 1)
+            _expect(ua, ss, msg, proxy.port, status)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="allowed", rule="emergency") == 3
+            )
+        )

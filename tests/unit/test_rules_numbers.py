@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from rules.numbers import (
     EMERGENCY_DEFAULT,
+    dialled_service_code,
     in_context,
     nanp_invalid_reason,
     normalise,
@@ -407,3 +408,24 @@ def test_overlong_nanp(raw: str, want: str | None) -> None:
     assert overlong_nanp(raw) == want
     if want is not None:
         assert normalise(raw) is None and nanp_invalid_reason(want) == "wrong length for NANP"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("+1911", "911"),
+        ("1911", "911"),
+        ("1-911", "911"),
+        ("sip:+1911@h;user=phone", "911"),
+        ("tel:+1-933", "933"),
+        ("+1411", "411"),
+        ("+1988", "988"),  # a configured short emergency number matches so
+        ("+1111", None),
+        ("+1011", None),
+        ("911", None),  # no prefix: normalise reads it
+        ("+19115551234", None),
+        ("+44911", None),
+    ],
+)
+def test_dialled_service_code(raw: str, want: str | None) -> None:
+    assert dialled_service_code(raw) == want
