@@ -180,7 +180,13 @@ def _number(na: NameAddr) -> str | None:
     `:password` (RFC 3261 §19.1.1) or the number of a tel: URI; `normalise`
     undoes %HH escapes (RFC 3261 §19.1.4) and drops URI parameters.
     """
-    return _caller_number(_text(na.user or na.uri))
+    return _caller_number(_text(na.user or na.uri))  # _uri_number's, one call less per INVITE
+
+
+def _uri_number(uri: bytes, user: bytes) -> str | None:
+    """``_number`` of a URI read apart from a NameAddr (a P-Asserted-Identity
+    entry, ``name_addr_parts``), ``user`` its ``uri_user``."""
+    return _caller_number(_text(user or uri))
 
 
 def _caller_number(text: str) -> str | None:
@@ -204,7 +210,7 @@ class UnreadableIdentity(Exception):
         super().__init__(raw)
         self.raw = raw
         self.why = why or "a P-Asserted-Identity entry is not a name-addr or addr-spec"
-        self.isup = isup
+        # (rule label, citation): which 400 it is (Screener._unreadable)
         self.labels = UNREADABLE_ISUP if isup else UNREADABLE_IDENTITY
 
 
@@ -251,7 +257,7 @@ def caller_identities(req: Request) -> tuple[str | None, tuple[str, ...]]:
             raise UnreadableIdentity(raw)
         display, uri = parts
         user = uri_user(uri)[1]
-        num = _caller_number(_text(user or uri))
+        num = _uri_number(uri, user)
         if num is not None:
             pais.append(num)
         local += _other_readings(display, uri, user)
@@ -322,7 +328,7 @@ def _emergency_caller(snap: Any, req: Request) -> str | None:
     for raw in req.pai[:PAI_MAX]:
         parts = name_addr_parts(raw)
         if parts is not None:
-            numbers.append(normalise(_text(uri_user(parts[1])[1] or parts[1])))
+            numbers.append(_uri_number(parts[1], uri_user(parts[1])[1]))
     for num in numbers:
         if num is not None and is_emergency_caller(snap, num):
             return num
@@ -483,17 +489,20 @@ class Screener(Screen):
             "ambiguous_provider_header",
             "RFC 3261 §21.4.1",
         )
-        # A P-Asserted-Identity entry the name-addr reader refuses: 400 (RFC 3325
-        # §9.1), never skipped (_refuse_unreadable).
-        self._unreadable_identity = Answer(400, b"Bad P-Asserted-Identity", b"")
-        self._unreadable_count = metrics.invites.labels(
-            "would_block" if config.monitor else "blocked", *UNREADABLE_IDENTITY
-        )
-        # An ISUP body (SIP-T) the reader cannot follow: 400 too (RFC 3204).
-        self._unreadable_isup = Answer(400, b"Bad ISUP Body", b"")
-        self._unreadable_isup_count = metrics.invites.labels(
-            "would_block" if config.monitor else "blocked", *UNREADABLE_ISUP
-        )
+        # An identity the screen cannot read, never skipped (_refuse_unreadable):
+        # a P-Asserted-Identity entry the name-addr reader refuses (RFC 3325
+        # §9.1), an ISUP body (SIP-T) the reader cannot follow (RFC 3204). By
+        # UnreadableIdentity.labels: (the 400, its sipscreen_invites_total child)
+        self._unreadable: dict[tuple[str, str], tuple[Answer, Any]] = {
+            labels: (
+                Answer(400, reason, b""),
+                metrics.invites.labels("would_block" if config.monitor else "blocked", *labels),
+            )
+            for labels, reason in (
+                (UNREADABLE_IDENTITY, b"Bad P-Asserted-Identity"),
+                (UNREADABLE_ISUP, b"Bad ISUP Body"),
+            )
+        }
         # Answer per answer class, built once from the configured AnswerSpec.
         self._answers: dict[str, Answer] = {}
         for cls, spec in config.answers.items():
@@ -676,7 +685,7 @@ class Screener(Screen):
                 return None
             if isinstance(exc, AmbiguousProvider):
                 return self._refuse_ambiguous(req, src, transport, exc)
-            (self._unreadable_isup_count if exc.isup else self._unreadable_count).inc()
+            self._unreadable[exc.labels][1].inc()
             return self._refuse_unreadable(req, src, transport, exc)
         now = self._clock()
         fwd: Forward | None = None
@@ -838,7 +847,7 @@ class Screener(Screen):
             *exc.labels,
             f"{exc.why}; the caller ID cannot be screened",
             exc.raw,
-            self._unreadable_isup if exc.isup else self._unreadable_identity,
+            self._unreadable[exc.labels][0],
         )
 
     def _refuse_header(

@@ -39,8 +39,9 @@ call"):
    gave the caller ID, the global number a local number's phone-context
    names, the numbers other readers find in a user part: before an escaped
    delimiter or any character a number cannot hold, or its digits alone; a
-   number written in a display name), each a block with its list's rule and a reason naming the
-   number, because a softswitch may show that number;
+   number written in a display name; an ISUP body's calling numbers), each a
+   block with its list's rule and a reason naming the number, because a
+   softswitch may show that number;
    then provider; then the
    STIR/SHAKEN attestation policy of the upstream provider (``[shaken]``
    policy, operator policy: unsigned / C-attested / failed verification,
@@ -808,9 +809,7 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
                 "47 CFR 64.1200(k)(5): never blocked",
             )
         )
-    elif caller is not None and (
-        key in snap.emergency_caller_config or key in snap.emergency_caller
-    ):
+    elif caller is not None and is_emergency_caller(snap, caller):
         checks.append(
             Check(
                 Rule.EMERGENCY,

@@ -668,6 +668,19 @@ def _expect(
         assert answer is None and fwd is not None, (msg, answer)
 
 
+def _expect_each(
+    ua: socket.socket,
+    ss: socket.socket,
+    lport: int,
+    proxy_port: int,
+    cases: list[tuple[str, str, bytes | None]],
+) -> None:
+    """``_expect`` for an INVITE per case: (From value, extra header lines, status)."""
+    for n, (frm, extra, status) in enumerate(cases):
+        msg = _invite_from(lport, proxy_port, frm.encode(), n, extra.encode())
+        _expect(ua, ss, msg, proxy_port, status)
+
+
 def _to_911(msg: bytes) -> bytes:
     """``msg`` (an INVITE of ``udp_invite``) addressed to 911 (47 CFR 64.1200(k)(5))."""
     return msg.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1)
@@ -1016,9 +1029,9 @@ def test_a_blocked_number_before_an_escaped_delimiter_is_blocked(
             ),
             ("<sip:+13015551234%40x@127.0.0.1>", "", None),
         ]
-        for n, (frm, extra, rule) in enumerate(cases):
-            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
-            _expect(ua, ss, msg, proxy.port, b"603" if rule else None)
+        _expect_each(
+            ua, ss, lport, proxy.port, [(f, e, b"603" if r else None) for f, e, r in cases]
+        )
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
@@ -1047,9 +1060,7 @@ def test_a_blocked_number_in_a_display_name_is_blocked(
             (f'"Alice" {clean}', "", None),
             (f'"+1 301 555 1234" {clean}', "", None),
         ]
-        for n, (frm, extra, status) in enumerate(cases):
-            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
-            _expect(ua, ss, msg, proxy.port, status)
+        _expect_each(ua, ss, lport, proxy.port, cases)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 3
@@ -1087,9 +1098,7 @@ def test_a_blocked_number_among_other_characters_is_blocked(
             ("<sip:+13015551234;npdi@127.0.0.1;user=phone>", "", None),
             ('"Front desk" <sip:2001x@127.0.0.1>', "", None),
         ]
-        for n, (frm, extra, status) in enumerate(cases):
-            msg = _invite_from(lport, proxy.port, frm.encode(), n, extra.encode())
-            _expect(ua, ss, msg, proxy.port, status)
+        _expect_each(ua, ss, lport, proxy.port, cases)
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 8
@@ -1203,9 +1212,7 @@ def test_a_caller_id_longer_than_e164_allows_is_an_invalid_nanp_number(
             ("<tel:+1-212-736-9999-1234-5678>", b"603"),
             ("<sip:+4420712345678901234@127.0.0.1>", None),
         ]
-        for n, (frm, status) in enumerate(cases):
-            msg = _invite_from(lport, proxy.port, frm.encode(), n)
-            _expect(ua, ss, msg, proxy.port, status)
+        _expect_each(ua, ss, lport, proxy.port, [(f, "", st) for f, st in cases])
         assert wait_for(
             lambda: (
                 proxy.metric("sipscreen_invites_total", verdict="blocked", rule="dno_invalid") == 3
