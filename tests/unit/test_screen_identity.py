@@ -242,7 +242,7 @@ def test_name_addr_parts_is_parse_name_addrs_reading(value: bytes) -> None:
             "+13125559000",
             ("+13125558000",),
         ),
-        # the number before an escaped delimiter (rules/numbers.escaped_reading)
+        # the number before an escaped delimiter (rules/numbers.user_readings)
         ("<sip:+13125558000%40x@h>", None, None, ("+13125558000",)),
         ("<sip:+13125558000%3Bext=1@h;user=phone>", None, None, ("+13125558000",)),
         (
