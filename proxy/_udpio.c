@@ -18,6 +18,14 @@
  * caller can count it, skip it and go on. A host that is not a numeric IPv4
  * or IPv6 address raises ValueError.
  *
+ * IPv4 on an IPv6 socket: a socket of AF_INET6 that is not IPV6_V6ONLY
+ * (Linux's default) also carries IPv4, its peers named by their IPv4-mapped
+ * address ::ffff:a.b.c.d (RFC 4291 §2.5.5.2, RFC 3493 §3.7). recv_batch names
+ * such a peer by its IPv4 address, as an AF_INET socket would, so the proxy
+ * knows one name per peer (the trunk map, trusted sources and per-source
+ * limits judge a.b.c.d, never a second spelling of it); send_batch(fd, items,
+ * 1) maps an IPv4 host back for such a socket.
+ *
  * Reentrancy: both calls keep the GIL. With MSG_DONTWAIT neither system call
  * waits, so releasing the GIL would buy nothing, and holding it keeps the
  * bytes objects of send_batch's list alive while the kernel reads them. The
@@ -72,7 +80,11 @@ address(const struct sockaddr_storage *sa)
         port = ntohs(a->sin_port);
     } else if (sa->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host) == NULL)
+        /* an IPv4 peer of a dual-stack socket: its IPv4 address (header comment) */
+        const char *got = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)
+                              ? inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], host, sizeof host)
+                              : inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        if (got == NULL)
             return PyErr_SetFromErrno(PyExc_OSError);
         port = ntohs(a->sin6_port);
     } else {
@@ -171,9 +183,10 @@ recv_batch(PyObject *self, PyObject *args)
     return out;
 }
 
-/* sockaddr of a numeric host; 0, or -1 with ValueError set */
+/* sockaddr of a numeric host (an IPv4 one IPv4-mapped when `mapped`); 0, or
+ * -1 with ValueError set */
 static int
-sockaddr_of(PyObject *host, long port, struct sockaddr_storage *sa, socklen_t *len)
+sockaddr_of(PyObject *host, long port, int mapped, struct sockaddr_storage *sa, socklen_t *len)
 {
     const char *h = PyUnicode_AsUTF8(host);
     if (h == NULL)
@@ -184,7 +197,18 @@ sockaddr_of(PyObject *host, long port, struct sockaddr_storage *sa, socklen_t *l
     }
     memset(sa, 0, sizeof *sa);
     struct sockaddr_in *a4 = (struct sockaddr_in *)sa;
-    if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+    if (mapped) {
+        struct sockaddr_in6 *m6 = (struct sockaddr_in6 *)sa;
+        if (inet_pton(AF_INET, h, &m6->sin6_addr.s6_addr[12]) == 1) {
+            m6->sin6_addr.s6_addr[10] = 0xff;
+            m6->sin6_addr.s6_addr[11] = 0xff;
+            m6->sin6_family = AF_INET6;
+            m6->sin6_port = htons((uint16_t)port);
+            *len = sizeof *m6;
+            return 0;
+        }
+        memset(sa, 0, sizeof *sa);
+    } else if (inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)port);
         *len = sizeof *a4;
@@ -204,9 +228,9 @@ sockaddr_of(PyObject *host, long port, struct sockaddr_storage *sa, socklen_t *l
 static PyObject *
 send_batch(PyObject *self, PyObject *args)
 {
-    int fd;
+    int fd, mapped = 0;
     PyObject *items;
-    if (!PyArg_ParseTuple(args, "iO!", &fd, &PyList_Type, &items))
+    if (!PyArg_ParseTuple(args, "iO!|p", &fd, &PyList_Type, &items, &mapped))
         return NULL;
     struct mmsghdr smsg[BATCH];
     struct iovec siov[BATCH];
@@ -230,7 +254,7 @@ send_batch(PyObject *self, PyObject *args)
             if (port == -1 && PyErr_Occurred())
                 return NULL;
             socklen_t alen;
-            if (sockaddr_of(PyTuple_GET_ITEM(it, 1), port, &saddr[i], &alen) < 0)
+            if (sockaddr_of(PyTuple_GET_ITEM(it, 1), port, mapped, &saddr[i], &alen) < 0)
                 return NULL;
             PyObject *data = PyTuple_GET_ITEM(it, 0);
             siov[i].iov_base = PyBytes_AS_STRING(data);
@@ -265,7 +289,8 @@ static PyMethodDef methods[] = {
     {"recv_batch", recv_batch, METH_VARARGS,
      "recv_batch(fd, n) -> list[(bytes, (host, port))]: up to n waiting datagrams."},
     {"send_batch", send_batch, METH_VARARGS,
-     "send_batch(fd, [(bytes, host, port)]) -> int: how many went out, in order."},
+     "send_batch(fd, [(bytes, host, port)], mapped=False) -> int: how many went out, in order;\n"
+     "mapped: fd is a dual-stack AF_INET6 socket, an IPv4 host goes as ::ffff:a.b.c.d."},
     {NULL, NULL, 0, NULL},
 };
 

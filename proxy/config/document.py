@@ -19,6 +19,7 @@ from proxy.config.values import (
     _get,
     _parse_nets,
     _table,
+    canonical_ip,
     header_name,
     parse_clock,
     parse_hostport,
@@ -97,7 +98,7 @@ def _from_doc(doc: Mapping[str, Any], source_path: str | None) -> dict[str, Any]
         t, h, port = parse_listen(v, "proxy.softswitch")
         if t not in ("udp", "tls"):
             raise ConfigError("proxy.softswitch: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
-        kw["softswitch"] = (h, port)
+        kw["softswitch"] = (canonical_ip(h), port)  # as its datagrams name it
         kw["softswitch_transport"] = t
     if (v := _get(p, "workers", "proxy.workers", int)) is not None:
         kw["workers"] = v

@@ -12,7 +12,13 @@ from typing import Any
 from proxy.config.document import _from_doc
 from proxy.config.model import Config
 from proxy.config.validate import _validate
-from proxy.config.values import ConfigError, parse_clock, parse_hostport, parse_listen
+from proxy.config.values import (
+    ConfigError,
+    canonical_ip,
+    parse_clock,
+    parse_hostport,
+    parse_listen,
+)
 
 
 def default_config_path() -> str:
@@ -63,7 +69,7 @@ def _apply_overrides(kw: dict[str, Any], overrides: Mapping[str, Any]) -> None:
             )
             if t not in ("udp", "tls"):
                 raise ConfigError(f"{flag}: must be 'udp:HOST:PORT' or 'tls:HOST:PORT'")
-            kw["softswitch"] = (h, port)
+            kw["softswitch"] = (canonical_ip(h), port)  # as its datagrams name it
             kw["softswitch_transport"] = t
         elif k == "metrics":
             if isinstance(v, str):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from proxy.config.answers import AnswerSpec, build_answer
 from proxy.config.shaken import ShakenSpec
 from proxy.config.trunks import TrunkMap
-from proxy.config.values import Listen, _Net
+from proxy.config.values import Listen, _Net, canonical_ip
 from proxy.redis_url import is_sentinel, parse_sentinel_url
 from rules.shaken import AttestationPolicy
 
@@ -160,7 +160,7 @@ class Config:
         if not self.trusted_sources:
             return False
         try:
-            addr = ipaddress.ip_address(ip)
+            addr = ipaddress.ip_address(canonical_ip(ip))
         except ValueError:
             return False
         return any(addr.version == n.version and addr in n for n in self.trusted_sources)

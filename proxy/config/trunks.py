@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from proxy.config.values import ConfigError, _Net
+from proxy.config.values import ConfigError, _Net, canonical_ip, ipv4_net
 
 
 class TrunkMap:
@@ -34,7 +34,7 @@ class TrunkMap:
         items: list[tuple[str, str]] = []
         for i, (cidr, provider) in enumerate(entries):
             try:
-                net = ipaddress.ip_network(cidr, strict=False)
+                net = ipv4_net(ipaddress.ip_network(cidr, strict=False))
             except ValueError as exc:
                 raise ConfigError(f"trunk[{i}].cidr: {exc}") from None
             if not provider or not isinstance(provider, str):
@@ -63,12 +63,14 @@ class TrunkMap:
         return result
 
     def _slow_lookup(self, ip: str) -> str | None:
-        if not self._nets:
-            return None
         try:
-            addr = ipaddress.ip_address(ip)
+            # an IPv4 peer named IPv4-mapped is its IPv4 address (values.canonical_ip)
+            addr = ipaddress.ip_address(canonical_ip(ip))
         except ValueError:
             return None
+        hit = self._exact.get(str(addr))  # a /32 or /128 entry, spelt as ipaddress spells it
+        if hit is not None:
+            return hit
         for net, provider in self._nets:
             if addr.version == net.version and addr in net:
                 return provider

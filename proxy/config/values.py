@@ -135,13 +135,44 @@ def _choice(v: Any, key: str, choices: tuple[str, ...]) -> str:
     return str(v)
 
 
+def canonical_ip(host: str) -> str:
+    """``host`` as the proxy names a peer: an IPv4-mapped IPv6 address
+    (``::ffff:a.b.c.d``, RFC 4291 §2.5.5.2) as its IPv4 address, any other
+    host as it is.
+
+    An IPv6 socket that is not IPV6_V6ONLY (Linux's default) carries IPv4
+    too, and the kernel names its IPv4 peers so (RFC 3493 §3.7). The peer is
+    the same host either way, and the trunk map, the trusted sources and the
+    per-source limits must judge it as one: read as written, a trunk reaching
+    a ``[::]`` listen address matched no IPv4 CIDR. proxy/_udpio.c does the
+    same in C for the batched receive."""
+    if host[:7].lower() != "::ffff:":
+        return host
+    try:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+    except ValueError:
+        return host
+    return host if mapped is None else str(mapped)
+
+
+def ipv4_net(net: _Net) -> _Net:
+    """``net`` as the IPv4 network it is when it lies in ``::ffff:0:0/96`` (a trunk
+    or trusted source written IPv4-mapped matches the IPv4 address
+    ``canonical_ip`` names its peers by); any other network as it is."""
+    if net.version == 6 and net.prefixlen >= 96:
+        mapped = net.network_address.ipv4_mapped
+        if mapped is not None:
+            return ipaddress.IPv4Network((mapped, net.prefixlen - 96))
+    return net
+
+
 def _parse_nets(values: Any, key: str) -> tuple[_Net, ...]:
     if not isinstance(values, list):
         raise ConfigError(f"{key}: must be a list of CIDR strings")
     out: list[_Net] = []
     for i, v in enumerate(values):
         try:
-            out.append(ipaddress.ip_network(str(v), strict=False))
+            out.append(ipv4_net(ipaddress.ip_network(str(v), strict=False)))
         except ValueError as exc:
             raise ConfigError(f"{key}[{i}]: {exc}") from None
     return tuple(out)

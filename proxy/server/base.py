@@ -73,6 +73,9 @@ class WorkerBase:
         self._udp_fd: dict[int, int] = {}  # family -> fd of a listen socket
         self._relay_fd: int | None = None
         self._handoff_fd: int | None = None
+        # the IPv6 sockets (fds, or transports when not batched) that also carry
+        # IPv4 (sockets.carries_ipv4): an IPv4 destination leaves them IPv4-mapped
+        self._mapped: set[Any] = set()
         self._readers: list[int] = []
         self._softswitch = (config.softswitch[0], int(config.softswitch[1]))
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any, TypeVar, cast
 
+from proxy.config.values import canonical_ip
 from proxy.server.loops import _is_uvloop
 from proxy.server.shedding import ShedPolicy
 from proxy.server.sockets import _family, receive_queue
@@ -57,7 +58,8 @@ class _UDPProtocol(asyncio.DatagramProtocol):
             transport.max_size = 65536
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.worker.on_datagram(data, (addr[0], addr[1]), "udp")
+        # an IPv4 peer of a dual-stack socket by its IPv4 address (as _udpio names it)
+        self.worker.on_datagram(data, (canonical_ip(addr[0]), addr[1]), "udp")
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable etc. on a connectionless socket: not fatal.
@@ -261,9 +263,10 @@ class Datapath(TcpSide):
 
     def _send_items(self, fd: int, items: list[tuple[bytes, str, int]]) -> None:
         send = _udpio.send_batch
+        mapped = fd in self._mapped  # IPv4 hosts by a dual-stack socket: ::ffff:a.b.c.d
         while items:
             try:
-                n = send(fd, items)
+                n = send(fd, items, mapped)
             except (OSError, ValueError):  # this datagram cannot go: count it, send the rest
                 self.metrics.drop("send_error")
                 items = items[1:]
@@ -294,7 +297,10 @@ class Datapath(TcpSide):
             if t is None:
                 return
             m.count_out(data)
-            t.sendto(data, (dest[0], dest[1]))
+            host = dest[0]
+            if t in self._mapped and ":" not in host:
+                host = "::ffff:" + host  # an IPv4 peer by a dual-stack socket
+            t.sendto(data, (host, dest[1]))
         elif transport == "tcp" or transport == "tls":
             peer = (dest[0], dest[1])
             conn = self.tcp_conns.get(peer)

@@ -103,6 +103,23 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def carries_ipv4(sock: socket.socket) -> bool:
+    """``sock`` is an IPv6 socket that IPv4 reaches too: not IPV6_V6ONLY (Linux's
+    default, net.ipv6.bindv6only) and bound to ``::`` or an IPv4-mapped address
+    (RFC 3493 §3.7). Its IPv4 peers are named by their IPv4 address
+    (proxy/_udpio.c, values.canonical_ip), and datagrams to an IPv4 host leave
+    by it IPv4-mapped when the worker has no IPv4 socket."""
+    if sock.family != socket.AF_INET6:
+        return False
+    try:
+        if sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+            return False
+        host: str = sock.getsockname()[0]
+    except OSError:
+        return False
+    return host == "::" or host[:7].lower() == "::ffff:"
+
+
 @dataclass
 class WorkerSockets:
     """The sockets one worker serves, bound by the parent (or itself)."""

@@ -24,6 +24,7 @@ import zlib
 from typing import cast
 
 from proxy.config import cert_names, client_tls_context
+from proxy.config.values import canonical_ip
 from proxy.server.base import WorkerBase
 from proxy.sip.alias import alias_target, cert_identities
 from proxy.sip.framing import frame_common
@@ -93,7 +94,7 @@ class _TCPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self.peer = (peer[0], peer[1])
+        self.peer = (canonical_ip(peer[0]), peer[1])  # as a UDP peer is named
         if self.kind == "tls" and not self.worker.tls_client(self, transport):
             self.transport.abort()
             return

@@ -10,16 +10,19 @@ import contextlib
 import gc
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from proxy.config import Config, server_tls_context
+from proxy.config.values import canonical_ip
 from proxy.metrics import Metrics
 from proxy.records import RecordWriter
 from proxy.redis_url import async_client
 from proxy.screen import Screener
 from proxy.server.datapath import BATCHED_UDP, Datapath, _HandoffProtocol, _UDPProtocol
+from proxy.server.sockets import carries_ipv4
 from proxy.server.tcp import _TCPProtocol
 from proxy.sip.core import CoreConfig
 from proxy.store.snapshot_store import SnapshotStore
@@ -196,6 +199,16 @@ class Worker(Datapath):
             _t, up = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), sock=s)
             assert up.transport is not None
             self.udp_out.setdefault(s.family, up.transport)
+        for s in self.sockets.udp:
+            # an IPv6 listen socket that IPv4 reaches too (``[::]``) is the way out
+            # to IPv4 peers when no IPv4 socket is
+            if carries_ipv4(s):
+                out = s.fileno() if self._batched else self.udp_out[s.family]
+                self._mapped.add(out)
+                if self._batched:
+                    self._udp_fd.setdefault(socket.AF_INET, s.fileno())
+                else:
+                    self.udp_out.setdefault(socket.AF_INET, self.udp_out[s.family])
         if self.sockets.relay is not None:
             if self._batched:
                 fd = self.sockets.relay.fileno()
@@ -207,6 +220,8 @@ class Worker(Datapath):
                     lambda: _UDPProtocol(self), sock=self.sockets.relay
                 )
                 self.relay_transport = rp.transport
+            if carries_ipv4(self.sockets.relay):
+                self._mapped.add(self._relay_fd if self._batched else self.relay_transport)
         if self.sockets.handoff is not None:
             if self._batched:
                 fd = self.sockets.handoff.fileno()
@@ -322,7 +337,9 @@ def _make_core_config(
     tls_port: int | None = None,
 ) -> CoreConfig:
     return CoreConfig(
-        listen_host=host,
+        # a listen address written IPv4-mapped serves IPv4 peers: our Via and
+        # Record-Route name its IPv4 address, the one they reach us by
+        listen_host=canonical_ip(host),
         listen_port=port,
         softswitch=config.softswitch,
         softswitch_transport=config.softswitch_transport,

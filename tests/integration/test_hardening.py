@@ -1248,3 +1248,58 @@ def test_a_call_to_911_dialled_with_the_nanp_prefix_is_never_blocked(
                 proxy.metric("sipscreen_invites_total", verdict="allowed", rule="emergency") == 3
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("mode", "workers", "batched"),
+    [("redirect", 1, True), ("inline", 1, True), ("inline", 2, True), ("inline", 1, False)],
+)
+def test_a_trunk_reaching_a_dual_stack_listen_address_is_still_its_provider(
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    start_proxy: Any,
+    mode: str,
+    workers: int,
+    batched: bool,
+) -> None:
+    """An IPv6 socket that is not IPV6_V6ONLY (Linux's default) takes IPv4 traffic
+    too, and the kernel names its sender by the IPv4-mapped address
+    ``::ffff:a.b.c.d`` (RFC 4291 §2.5.5.2, RFC 3493 §3.7). A listen address of
+    ``[::]`` (here ``[::ffff:127.0.0.1]``, which stays on loopback) named every
+    IPv4 trunk so, which no IPv4 trunk CIDR matched: the provider was
+    unmapped, and a provider removed from the RMD (47 CFR 64.6305(g)) was
+    let through under the default ``unmapped_provider_policy``. The trunk
+    map and the trusted sources read a mapped address as its IPv4 address
+    now, and answers and forwards still reach an IPv4 peer (by the listen
+    socket, a worker's relay socket, or the event loop's transport when UDP
+    is not batched)."""
+    redis_client.hset(
+        key_prefix + "provider:gone", mapping={"name": "Gone", "rmd_status": "removed"}
+    )
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(
+            ss_port,
+            redis_url,
+            key_prefix,
+            args=["--mode", mode],
+            workers=workers,
+            sections={"proxy": {"batched_udp": batched}},
+            trunks=[{"cidr": "127.0.0.1/32", "provider": "gone"}],
+            start=False,
+        )
+        cfg = proxy.config_path.read_text()
+        v4 = f'"udp:127.0.0.1:{proxy.port}"'
+        assert v4 in cfg
+        proxy.config_path.write_text(cfg.replace(v4, f'"udp:[::ffff:127.0.0.1]:{proxy.port}"'))
+        proxy.start()
+        msg = udp_invite(lport, proxy.port, "+13015550000", 0, "mapped")
+        _expect(ua, ss, msg, proxy.port, b"603")
+        assert wait_for(
+            lambda: proxy.metric("sipscreen_invites_total", verdict="blocked", rule="rmd_gate") == 1
+        )
+        # an allowed call still reaches the softswitch (inline) or gets its 302
+        redis_client.hset(key_prefix + "provider:gone", "rmd_status", "listed")
+        time.sleep(0.5)  # the store follows MONITOR
+        msg = udp_invite(lport, proxy.port, "+13015550000", 1, "mapped")
+        _expect(ua, ss, msg, proxy.port, b"302" if mode == "redirect" else None)

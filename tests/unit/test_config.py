@@ -14,6 +14,7 @@ from proxy.config import (
     default_config_path,
     load_config,
 )
+from proxy.config.values import canonical_ip
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -271,3 +272,44 @@ def test_unmapped_policy_and_emergency_callers(tmp_path: Path) -> None:
 
     assert 'unmapped_provider_policy = "monitor"' in Path(default_config_path()).read_text()
     assert load_config(None, {}).unmapped_provider_policy == "monitor"
+
+
+def test_an_ipv4_mapped_source_is_its_ipv4_address(tmp_path: Path) -> None:
+    """A dual-stack listen socket's IPv4 peers may reach the trunk map and the
+    trusted sources as ``::ffff:a.b.c.d``; an entry written mapped is its IPv4
+    network. Either spelling finds the same trunk."""
+    assert canonical_ip("::ffff:10.1.2.3") == "10.1.2.3"
+    assert canonical_ip("::FFFF:10.1.2.3") == "10.1.2.3"
+    assert canonical_ip("::ffff:a01:203") == "10.1.2.3"
+    assert canonical_ip("::ffff:zz") == "::ffff:zz"  # not an address: as it is
+    for ip in ("10.1.2.3", "2001:db8::1", "::1", "::"):
+        assert canonical_ip(ip) == ip
+    tm = TrunkMap(
+        [
+            ("10.1.0.0/16", "narrow"),
+            ("10.1.2.3/32", "exact"),
+            ("::ffff:192.0.2.0/120", "mapped-net"),
+            ("::ffff:198.51.100.7/128", "mapped-exact"),
+            ("2001:db8::1/128", "v6"),
+        ]
+    )
+    assert tm.lookup("::ffff:10.1.2.3") == "exact"
+    assert tm.lookup("::ffff:10.1.9.9") == "narrow"
+    assert tm.lookup("192.0.2.44") == "mapped-net"
+    assert tm.lookup("::ffff:192.0.2.44") == "mapped-net"
+    assert tm.lookup("198.51.100.7") == "mapped-exact"
+    assert tm.lookup("2001:0db8:0::1") == "v6"  # another spelling of the /128
+    assert tm.lookup("::ffff:203.0.113.1") is None
+    cfg = load_config(
+        _write(
+            tmp_path,
+            '[trusted_header]\nname = "X-Upstream"\n'
+            'sources = ["::ffff:10.9.0.0/112", "10.8.0.0/16"]\n'
+            '[proxy]\nsoftswitch = "udp:[::ffff:127.0.0.1]:5080"\n',
+        ),
+        {},
+    )
+    assert cfg.softswitch == ("127.0.0.1", 5080)  # as its datagrams name it
+    assert cfg.is_trusted_source("10.9.1.1") and cfg.is_trusted_source("::ffff:10.9.1.1")
+    assert cfg.is_trusted_source("::ffff:10.8.0.1")
+    assert not cfg.is_trusted_source("::ffff:10.7.0.1")

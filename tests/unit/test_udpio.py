@@ -154,3 +154,33 @@ def test_send_batch_reports_the_item_that_cannot_go(
     assert [d for d, _ in _udpio.recv_batch(b.fileno(), 8)] == [b"ok", b"after"]
     with pytest.raises(OSError):
         _udpio.recv_batch(-1, 8)
+
+
+@needs_c
+def test_an_ipv4_peer_of_a_dual_stack_socket_is_named_by_its_ipv4_address() -> None:
+    """An IPv6 socket that is not IPV6_V6ONLY carries IPv4, the kernel naming its
+    peers ``::ffff:a.b.c.d``. recv_batch names them ``a.b.c.d`` (the trunk map
+    and trusted sources match one spelling), and send_batch(..., mapped=True)
+    reaches an IPv4 host by that socket; a plain IPv6 host goes as it is."""
+    d = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    d.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    d.bind(("::ffff:127.0.0.1", 0))  # IPv4 loopback only, by an IPv6 socket
+    d.setblocking(False)
+    v4, v6 = _udp(), _udp(socket.AF_INET6)
+    try:
+        port = d.getsockname()[1]
+        v4.sendto(b"hello", ("127.0.0.1", port))
+        _settle(d)
+        ((data, src),) = _udpio.recv_batch(d.fileno(), 8)
+        assert data == b"hello" and src == ("127.0.0.1", v4.getsockname()[1])
+        assert _udpio.send_batch(d.fileno(), [(b"back", "127.0.0.1", src[1])], True) == 1
+        _settle(v4)
+        assert v4.recvfrom(100) == (b"back", ("127.0.0.1", port))
+        # an IPv6 host by the same socket is not mapped (and ::1 is not reachable from
+        # a socket bound to ::ffff:127.0.0.1: the kernel says so, not a ValueError)
+        with pytest.raises(OSError):
+            _udpio.send_batch(d.fileno(), [(b"x", "::1", v6.getsockname()[1])], True)
+    finally:
+        d.close()
+        v4.close()
+        v6.close()
