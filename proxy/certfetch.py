@@ -21,7 +21,16 @@ refused. The lifetime is ``Cache-Control: max-age`` (``no-store``/``no-cache``
 ``cert_ttl_max_s``; the certificate goes to memory and to Redis with that TTL.
 
 Only ``https`` URLs whose host is in ``fetch_hosts`` (when not empty) are
-fetched. A failed fetch is backed off per URL: ``fetch_backoff_s`` doubled at
+fetched. The ``x5u`` is the caller's to write, so a host not named in
+``fetch_hosts`` is reached only at a public address (``public_address``): one
+that resolves only to loopback, private, link-local (169.254.169.254, the
+cloud metadata service), shared, reserved or multicast addresses is refused
+(``host_not_allowed``) and never connected to, and the connection goes to
+the address that was checked, not to a second lookup (DNS rebinding).
+Otherwise any caller could make every worker open connections into the
+carrier's own network, at up to ``MAX_INFLIGHT`` at once, one per URL.
+
+A failed fetch is backed off per URL: ``fetch_backoff_s`` doubled at
 each failure up to ``fetch_backoff_max_s``; a refused host waits the maximum.
 At most ``MAX_INFLIGHT`` fetches run at once. Every outcome is counted in
 ``sipscreen_shaken_cert_fetches_total{result}`` (:data:`RESULTS`). Redis
@@ -35,8 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
 import re
+import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +57,7 @@ from urllib.parse import urlsplit
 from proxy.config import ShakenSpec
 from rules.shaken import load_certificates
 
-__all__ = ["MAX_INFLIGHT", "RESULTS", "CertFetcher", "FetchError", "cert_key"]
+__all__ = ["MAX_INFLIGHT", "RESULTS", "CertFetcher", "FetchError", "cert_key", "public_address"]
 
 log = logging.getLogger("sipscreen.shaken")
 
@@ -73,6 +84,29 @@ class FetchError(Exception):
     def __init__(self, result: str, detail: str) -> None:
         super().__init__(detail)
         self.result = result
+
+
+# RFC 6052: IPv6 addresses a NAT64 gateway turns into the IPv4 address in their
+# last 32 bits
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def public_address(ip: str) -> bool:
+    """``ip`` is an address a certificate repository on the Internet can have:
+    global (not loopback, private, link-local, shared 100.64/10, reserved or
+    documentation: ``ipaddress``'s ``is_global``) and not multicast; an IPv6
+    address that stands for an IPv4 one (IPv4-mapped, NAT64) is judged by it."""
+    try:
+        a = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(a, ipaddress.IPv6Address):
+        v4 = a.ipv4_mapped
+        if v4 is None and a in _NAT64:
+            v4 = ipaddress.IPv4Address(int(a) & 0xFFFFFFFF)
+        if v4 is not None:
+            a = v4
+    return a.is_global and not a.is_multicast
 
 
 def cert_key(prefix: str, x5u: str) -> str:
@@ -282,12 +316,7 @@ class CertFetcher:
         port = u.port or 443
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         limit = self.spec.fetch_max_bytes
-        try:
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=self._context(), server_hostname=host, limit=limit + 8192
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise FetchError("error", f"connect: {exc}") from None
+        reader, writer = await self._connect(host, port, limit + 8192)
         try:
             hosthdr = host if port == 443 else f"{host}:{port}"
             writer.write(
@@ -322,6 +351,45 @@ class CertFetcher:
             raise FetchError("error", f"read: {exc}") from None
         finally:
             writer.close()
+
+    async def _connect(
+        self, host: str, port: int, limit: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TLS connection to ``host`` (verified as ``host``) at the first of
+        ``_addresses`` that answers."""
+        addrs = await self._addresses(host, port)
+        for addr in addrs[:-1]:
+            try:
+                return await asyncio.open_connection(
+                    addr, port, ssl=self._context(), server_hostname=host, limit=limit
+                )
+            except (OSError, ssl.SSLError):
+                continue
+        try:
+            return await asyncio.open_connection(
+                addrs[-1], port, ssl=self._context(), server_hostname=host, limit=limit
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise FetchError("error", f"connect: {exc}") from None
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses ``host`` may be reached at (module docstring): every one
+        it resolves to when ``fetch_hosts`` names it, else its public ones;
+        FetchError when there is none."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError) as exc:
+            raise FetchError("error", f"resolve: {exc}") from None
+        addrs = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if host.lower() not in self._hosts:
+            addrs = [a for a in addrs if public_address(a)]
+            if not addrs:
+                raise FetchError("host_not_allowed", f"{host} has no public address")
+        if not addrs:
+            raise FetchError("error", f"resolve: no address for {host}")
+        return addrs
 
     @staticmethod
     async def _body(reader: asyncio.StreamReader, hdrs: Mapping[bytes, bytes], limit: int) -> bytes:

@@ -36,8 +36,10 @@ class Server:
     routes: dict[str, tuple[int, str, bytes, float]]
     hits: list[str] = field(default_factory=list)
     port: int = 0
+    connections: int = 0
 
     async def handle(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             head = await r.readuntil(b"\r\n\r\n")
             path = head.split(b" ", 2)[1].decode()
@@ -99,6 +101,9 @@ class Clock:
 def _fetcher(
     tls: tuple[str, str, str], redis_url: str | None, prefix: str, clock: Clock, **kw: Any
 ) -> tuple[CertFetcher, Metrics]:
+    # the test's repository is on loopback: named in fetch_hosts, as an operator
+    # names a repository of their own network (certfetch.public_address)
+    kw.setdefault("fetch_hosts", ("127.0.0.1",))
     spec = replace(ShakenSpec(trust_anchors="-"), fetch=True, fetch_ca=tls[0], **kw)
     m = Metrics()
     f = CertFetcher(
@@ -330,3 +335,77 @@ def test_a_reloaded_fetcher_keeps_what_was_fetched(
     srv = _run(tls, routes, body)
     assert srv.hits == ["/signer.pem"]
     assert _count(m, "redis") == 0 and _count(m, "fetched") == 0
+
+
+def test_an_x5u_at_no_public_address_is_never_connected_to(key_prefix: str) -> None:
+    """The caller writes the x5u. With fetch_hosts empty (any repository), one
+    naming loopback, a private or link-local address (the cloud metadata
+    service), or a name that resolves only to such, made every worker open a
+    TLS connection there: a way into the carrier's own network for anyone who
+    can send an INVITE. Refused now, with no connection made (a TCP listener
+    counts them); a host named in fetch_hosts is still connected to wherever
+    it is."""
+    clock = Clock()
+    tls = ("", "", "")
+    f, m = _fetcher(tls, None, key_prefix, clock, fetch_hosts=(), fetch_timeout_s=2.0)
+    named, mn = _fetcher(tls, None, key_prefix, clock, fetch_hosts=("localhost",))
+    accepted: list[int] = []
+
+    async def main() -> None:
+        def count(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            accepted.append(1)
+            w.close()  # no TLS here: a client that connects gets an error
+
+        server = await asyncio.start_server(count, "127.0.0.1", 0)
+        p = server.sockets[0].getsockname()[1]
+        try:
+            for x5u in (
+                f"https://127.0.0.1:{p}/signer.pem",
+                f"https://localhost:{p}/signer.pem",
+                f"https://[::ffff:127.0.0.1]:{p}/signer.pem",
+                f"https://[64:ff9b::7f00:1]:{p}/signer.pem",
+                f"https://10.0.0.1:{p}/signer.pem",
+                f"https://169.254.169.254:{p}/signer.pem",
+            ):
+                assert f.get(x5u) is None
+            await f.idle()
+            await f.close()
+            assert accepted == []
+            assert named.get(f"https://localhost:{p}/signer.pem") is None
+            await named.idle()
+            await named.close()
+            assert accepted == [1]
+        finally:
+            server.close()
+
+    asyncio.run(main())
+    assert _count(m, "host_not_allowed") == 6
+    assert _count(m, "error") == 0
+    assert _count(mn, "error") == 1 and _count(mn, "host_not_allowed") == 0
+
+
+def test_public_address() -> None:
+    from proxy.certfetch import public_address
+
+    for ip in ("8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "::ffff:8.8.8.8"):
+        assert public_address(ip), ip
+    for ip in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1%eth0",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "not-an-address",
+    ):
+        assert not public_address(ip), ip
