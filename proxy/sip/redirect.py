@@ -79,7 +79,8 @@ class RedirectConfig:
 
 def contact_uri(ruri: bytes, target: bytes | None) -> bytes:
     """The Contact URI of an allow answer: ``ruri``, or ``ruri`` with its host
-    part replaced by ``target`` (a tel: URI becomes ``sip:<number>@target;user=phone``).
+    part replaced by ``target`` (a tel: URI becomes ``sip:<number>@target;user=phone``;
+    a ``maddr`` parameter, which would override ``target``, is dropped).
 
     A ``?`` in a sip:/sips: user part (legal there, RFC 3261 §25.1
     user-unreserved) is written ``%3F``: an SBC that follows the 302 with a
@@ -109,7 +110,20 @@ def contact_uri(ruri: bytes, target: bytes | None) -> bytes:
     start = hostpart.find(b"]") + 1 if hostpart[:1] == b"[" else 0
     ends = [i for i in (hostpart.find(b";", start), hostpart.find(b"?", start)) if i >= 0]
     tail = hostpart[min(ends) :] if ends else b""
+    if b"maddr" in tail.lower():
+        tail = _without_maddr(tail)
     return ruri[: colon + 1] + user + target + tail
+
+
+def _without_maddr(tail: bytes) -> bytes:
+    """``tail`` (a URI's ``;params?headers`` after its host) without its ``maddr``
+    parameters: ``maddr`` overrides the host as the address a request is sent
+    to (RFC 3261 §19.1.1), so a caller's ``;maddr=`` in the Request-URI would
+    send the SBC that follows the 302 somewhere other than ``target``."""
+    q = tail.find(b"?")
+    params, headers = (tail, b"") if q < 0 else (tail[:q], tail[q:])
+    kept = [p for p in params.split(b";")[1:] if p.split(b"=", 1)[0].strip().lower() != b"maddr"]
+    return b"".join(b";" + p for p in kept) + headers
 
 
 class RedirectCore(ProxyCore):

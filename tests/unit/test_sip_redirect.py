@@ -203,6 +203,15 @@ def test_two_workers_hand_the_ack_to_the_owner() -> None:
             b"sip:+12025550123%3FP-Asserted-Identity=%3Ctel%3A+12127369999%3E@h:5070",
         ),
         (b"sips:a?b?c@h", b"gw", b"sips:a%3Fb%3Fc@gw"),
+        # maddr would send the SBC that follows the 302 elsewhere than the target
+        (b"sip:+1202@h;maddr=203.0.113.9", b"10.0.0.5", b"sip:+1202@10.0.0.5"),
+        (
+            b"sip:+1202@h;user=phone;MADDR = 203.0.113.9;lr?x=y",
+            b"10.0.0.5",
+            b"sip:+1202@10.0.0.5;user=phone;lr?x=y",
+        ),
+        (b"sip:+1202@h;maddr=203.0.113.9", None, b"sip:+1202@h;maddr=203.0.113.9"),
+        (b"sip:+1202@h;x-maddr=1", b"gw", b"sip:+1202@gw;x-maddr=1"),
     ],
 )
 def test_contact_uri(ruri: bytes, target: bytes | None, want: bytes) -> None:
