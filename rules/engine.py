@@ -29,7 +29,9 @@ call"):
    the caller from steps 4-6, never from 1-2. A pass it grants over a rule
    of 4-6 that would otherwise have blocked is an ALLOWLIST verdict whose
    ``would_block`` names that rule (the proxy counts it in
-   ``sipscreen_allowlist_overrides_total``);
+   ``sipscreen_allowlist_overrides_total``). It exempts the number it lists,
+   not the other numbers the call shows: one of those on a number list (step
+   5b) still blocks unless it is allowlisted too (``_others_listed``);
 4. do-not-originate (47 CFR 64.1200(o), mandatory since 2025-12-15): invalid
    NANP number, unallocated area code / NPA-NXX (only when NANPA data is
    loaded), inbound-only number;
@@ -204,6 +206,26 @@ def _other_identity_verdict(snap: Snapshot, other: str, caller: str | None) -> V
     if caller is not None:
         also += f"; the caller ID screened first was {caller}"
     return Verdict(True, base.rule, f"{base.reason} ({also})", detail=f"identity:{other}")
+
+
+def _allowlisted(snap: Snapshot, number: str, now: float) -> bool:
+    """``number`` has an allowlist entry that has not expired."""
+    return _number_key(number) in snap.allow_caller and _unexpired(snap, number, now)
+
+
+def _others_listed(snap: Snapshot, facts: CallFacts, caller: str, now: float) -> Verdict | None:
+    """Step 5b under an allowlisted caller ID: the first other identity of the call
+    on a number list that is not allowlisted itself, as a block. The allowlist
+    vouches for the number it lists; a call that also shows a blocked number
+    (a From behind the allowlisted P-Asserted-Identity, a number in the
+    display name) would otherwise put that number on the callee's phone on
+    the strength of another's entry."""
+    for other in facts.other_callers:
+        v = _other_identity_verdict(snap, other, caller)
+        if v is not None and not _allowlisted(snap, other, now):
+            why = f"{v.reason}; {caller}'s allowlist entry exempts {caller}, not {other}"
+            return Verdict(True, v.rule, why, detail=v.detail)
+    return None
 
 
 def _provider_name(provider_id: str, name: str) -> str:
@@ -735,6 +757,10 @@ def decide(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
 
     # 3. Operator allowlist: exempts from 4-6; a pass over a rule is counted.
     if caller is not None and key in snap.allow_caller and _unexpired(snap, caller, now):
+        if facts.other_callers:
+            v = _others_listed(snap, facts, caller, now)
+            if v is not None:
+                return v  # another number the call shows is listed: not exempt
         if pending is not None:
             return pending  # a gate's would-block outranks the allowlist
         over = _after_allowlist(snap, caller, key, provider, now, facts)
@@ -764,7 +790,8 @@ def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     (``facts.caller``, ``facts.other_callers``) are checked against the number
     lists every identity of the INVITE was checked against (steps 4-5 and 5b:
     inbound-only DNO, caller and prefix blocklists), after the exemptions of a
-    call (the emergency-caller lists, 47 CFR 64.1200(k)(6); the allowlist).
+    call (an emergency caller ID, 47 CFR 64.1200(k)(6), passes the UPDATE; an
+    allowlisted number is exempt itself, as in ``decide``, not the others).
     Only those lists: an UPDATE that repeats the identities the call was
     admitted with (a session refresh, RFC 4028) is then never refused, while
     validity rules such as DNO invalid-number (which the From behind a
@@ -773,20 +800,18 @@ def decide_update(snap: Snapshot, facts: CallFacts, now: float) -> Verdict:
     leaves the call as it was (RFC 3311 §5.2): it blocks no call, emergency
     calls included."""
     caller = facts.caller
-    if caller is not None:
-        if is_emergency_caller(snap, caller):
-            return ALLOW_EMERGENCY_CALLER
-        key = _number_key(caller)
-        if key in snap.allow_caller and _unexpired(snap, caller, now):
-            return ALLOW_LISTED
+    if caller is not None and is_emergency_caller(snap, caller):
+        return ALLOW_EMERGENCY_CALLER
     for number in (caller, *facts.other_callers) if caller is not None else facts.other_callers:
         base = _listed(snap, number)
-        if base is not None:
+        if base is not None and not _allowlisted(snap, number, now):
             why = (
                 f"{base.reason} (an in-dialog UPDATE presented {number} as the caller's "
                 "identity, which the call was not admitted with; RFC 3311, RFC 4916 §4)"
             )
             return Verdict(True, base.rule, why, detail=f"update:{number}")
+    if caller is not None and _allowlisted(snap, caller, now):
+        return ALLOW_LISTED
     return ALLOW_DEFAULT
 
 
@@ -895,8 +920,11 @@ def explain(snap: Snapshot, facts: CallFacts, now: float) -> list[Check]:
         else:
             until = "no expiry" if expires is None else f"until {_iso(expires)}"
             why = f"{caller} is allowlisted ({until}); exempt from DNO, block lists, notices"
+            others = _others_listed(snap, facts, caller, now) if facts.other_callers else None
             over = _after_allowlist(snap, caller, key, provider, now, facts)
-            if over is not None and over.blocked:
+            if others is not None:
+                why += f"; not {others.detail.split(':', 1)[1]}, which the call also shows"
+            elif over is not None and over.blocked:
                 why += f"; passes over {over.rule.label} ({over.rule.citation}), counted"
             checks.append(Check(Rule.ALLOWLIST, True, why))
     else:

@@ -1303,3 +1303,32 @@ def test_a_trunk_reaching_a_dual_stack_listen_address_is_still_its_provider(
         time.sleep(0.5)  # the store follows MONITOR
         msg = udp_invite(lport, proxy.port, "+13015550000", 1, "mapped")
         _expect(ua, ss, msg, proxy.port, b"302" if mode == "redirect" else None)
+
+
+def test_an_allowlisted_caller_id_does_not_carry_a_blocked_number_through(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """The allowlist vouches for the number it lists. An allowlisted
+    P-Asserted-Identity with a blocked From, or an allowlisted From with the
+    blocked number in its display name, was forwarded (counted as an
+    allowlist override), and a softswitch that shows From, or a phone that
+    shows the display name, showed the blocked number. Blocked now; the
+    allowlisted caller alone still passes."""
+    allowed = "+14155550100"
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    redis_client.sadd(key_prefix + "allow:caller", allowed)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        cases = [
+            (f"<sip:{BLOCKED}@127.0.0.1>", f"P-Asserted-Identity: <tel:{allowed}>\r\n", b"603"),
+            (f'"+1 (212) 736-9999" <sip:{allowed}@127.0.0.1>', "", b"603"),
+            (f"<sip:{allowed}@127.0.0.1>", "", None),
+        ]
+        _expect_each(ua, ss, lport, proxy.port, cases)
+        assert wait_for(
+            lambda: (
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
+            )
+        )
+    lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
+    assert len(lines) == 2 and all(f"exempts {allowed}, not {BLOCKED}" in ln for ln in lines)

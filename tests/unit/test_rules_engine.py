@@ -1014,12 +1014,9 @@ def test_a_listed_number_in_another_identity_header_blocks(
 def test_other_identities_are_checked_against_the_lists_only(snap: Snapshot) -> None:
     """An invalid or unallocated From behind a real PAI (a PBX extension, 555-01XX)
     is common on legitimate calls: the DNO validity rules judge the caller ID
-    alone. The allowlist (on the caller ID) passes over a listed other identity,
-    counted; emergency calls are never blocked."""
+    alone. Emergency calls are never blocked."""
     assert decide(snap, _two_ids(GOOD, "+12025550150", "+1555"), 0.0) is ALLOW_DEFAULT
     snap.apply("allow:caller", "add", [GOOD])
-    v = decide(snap, _two_ids(GOOD, "+12025552001"), 0.0)
-    assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
     assert decide(snap, _two_ids(GOOD, "+12025552001", callee="911"), 0.0) is ALLOW_EMERGENCY
     # the caller ID's own block comes first
     v = decide(snap, _two_ids("+19005551234", "+12025552001"), 0.0)
@@ -1053,19 +1050,52 @@ def test_an_update_is_judged_by_the_lists_alone(snap: Snapshot) -> None:
     (a session refresh) is never refused by a rule the INVITE's other identities
     never faced: an invalid or unallocated From (a PBX extension), no number, a
     provider removed from the RMD or on the provider blocklist. The exemptions
-    of a call hold: an allowlisted caller ID (unexpired) or an emergency caller
-    passes; an expired allowlist entry does not."""
+    of a call hold: an emergency caller passes; an allowlisted number
+    (unexpired) is exempt itself, not another number the UPDATE shows; an
+    expired allowlist entry exempts nothing."""
     for ids in ((GOOD,), (GOOD, "+12025550150", "+1555"), (None,), ("+10005551234",)):
         assert decide_update(snap, _two_ids(*ids), 0.0) is ALLOW_DEFAULT
     for provider in ("gone", "bad", None):
         f = CallFacts(caller=GOOD, callee=None, provider=provider)
         assert decide_update(snap, f, 0.0) is ALLOW_DEFAULT
     assert decide_update(snap, _two_ids(None, "+12025552001"), 0.0).blocked
-    listed = _two_ids("+12025552001", "+19005551234")
+    listed = _two_ids("+12025552001", "+13015559876")
     snap.apply("allow:caller", "add", ["+12025552001"])
     assert decide_update(snap, listed, 0.0) is ALLOW_LISTED
+    # the allowlisted caller ID does not carry a listed other identity
+    v = decide_update(snap, _two_ids("+12025552001", "+19005551234"), 0.0)
+    assert v.rule is Rule.PREFIX_BLOCK and v.detail == "update:+19005551234"
     snap.allow_expiry["+12025552001"] = 100.0
     assert decide_update(snap, listed, 99.0) is ALLOW_LISTED
     assert decide_update(snap, listed, 100.0).rule is Rule.CALLER_BLOCK
     snap.apply("emergency:caller", "add", ["+12025552001"])
     assert decide_update(snap, listed, 100.0) is ALLOW_EMERGENCY_CALLER
+
+
+def test_an_allowlisted_caller_id_does_not_carry_a_listed_other_identity(snap: Snapshot) -> None:
+    """The allowlist vouches for the number it lists. A call whose allowlisted
+    P-Asserted-Identity came with a blocked From, or a blocked number in the
+    display name, put that number on the callee's phone: the allowlist passed
+    over it as over a rule about the caller. Now a listed other identity
+    blocks with its list's rule, the reason saying whose entry exempts whom,
+    unless that number is allowlisted too (or the call is an emergency
+    call). A rule about the caller ID itself is still passed over, counted."""
+    snap.apply("allow:caller", "add", [GOOD])
+    for other, rule in (
+        ("+12025552001", Rule.CALLER_BLOCK),
+        ("+18007721213", Rule.DNO_INBOUND_ONLY),
+    ):
+        v = decide(snap, _two_ids(GOOD, "+13015559876", other), 0.0)
+        assert v.blocked and v.rule is rule and v.detail == f"identity:{other}"
+        assert f"{GOOD}'s allowlist entry exempts {GOOD}, not {other}" in v.reason
+        checks = explain(snap, _two_ids(GOOD, other), 0.0)
+        allow = next(c for c in checks if c.rule is Rule.ALLOWLIST)
+        assert allow.matched and f"not {other}, which the call also shows" in allow.why
+    snap.apply("allow:caller", "add", ["+12025552001"])  # vouched for too: passes, counted
+    v = decide(snap, _two_ids(GOOD, "+12025552001"), 0.0)
+    assert not v.blocked and v.rule is Rule.ALLOWLIST and v.would_block is Rule.CALLER_BLOCK
+    snap.allow_expiry["+12025552001"] = 100.0  # ... until its entry expires
+    assert decide(snap, _two_ids(GOOD, "+12025552001"), 100.0).rule is Rule.CALLER_BLOCK
+    snap.apply("block:caller", "add", [GOOD])  # the caller ID's own block: passed over
+    v = decide(snap, _two_ids(GOOD, "+13015559876"), 0.0)
+    assert not v.blocked and v.would_block is Rule.CALLER_BLOCK
