@@ -1488,6 +1488,14 @@ class ProxyCore:
             s, e = req.indexed[b"max-forwards"][0]
             edits.append((s, e, b" %d" % (mf - 1)))
 
+        # RFC 3261 §18.3, §20.14: a request over UDP may come without
+        # Content-Length (its body is the rest of the datagram), one on a
+        # stream must carry it. Sent on to a TCP/TLS softswitch without one, the
+        # body was read there as the next message on the connection: a request
+        # (an INVITE with a blocked caller) that nobody screened.
+        if req.content_length is None and out_transport != "udp":
+            added += b"Content-Length: %d\r\n" % len(req.body)
+
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
             removed = 0

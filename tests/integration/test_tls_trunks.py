@@ -500,6 +500,54 @@ def test_full_call_to_a_tls_softswitch(
         lsock.close()
 
 
+def test_a_udp_invite_without_content_length_is_framed_for_a_tls_softswitch(
+    pki: dict[str, Any], key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """RFC 3261 §18.3: over UDP a request may leave Content-Length out (its body is
+    the rest of the datagram); on a stream it must carry it (§20.14). A caller's
+    INVITE with none, whose body is a second INVITE from a blocked number, went
+    to the TLS softswitch as it came: a stream reader ends that message at its
+    headers and reads the body as a second request the screen never saw (this
+    test's reader refused the stream outright). The forward carries the
+    body's length now: the softswitch reads one INVITE, the other its body."""
+    redis_client.sadd(key_prefix + "block:caller", "+12127369999")
+    ctx, lsock = _tls_softswitch(pki, "server")
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", 0))
+    try:
+        proxy, _tport = _ss_proxy(start_proxy, pki, key_prefix, redis_url, lsock.getsockname()[1])
+        cport = caller.getsockname()[1]
+        smuggled = (
+            b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
+            b"Via: SIP/2.0/TLS 127.0.0.1:%d;branch=z9hG4bK-smuggled\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:+12127369999@127.0.0.1>;tag=s1\r\n"
+            b"To: <sip:%s@127.0.0.1>\r\nCall-ID: smuggled\r\nCSeq: 1 INVITE\r\n"
+            b"Content-Length: 0\r\n\r\n"
+        ) % (CALLEE.encode(), proxy.port, cport, CALLEE.encode())
+        invite = (
+            b"INVITE sip:%s@127.0.0.1:%d SIP/2.0\r\n"
+            b"Via: SIP/2.0/UDP 127.0.0.1:%d;rport;branch=z9hG4bK-clean\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:%s@127.0.0.1>;tag=c1\r\n"
+            b"To: <sip:%s@127.0.0.1>\r\nCall-ID: clean-no-length\r\nCSeq: 1 INVITE\r\n"
+            b"Contact: <sip:alice@127.0.0.1:%d>\r\nContent-Type: message/sip\r\n\r\n"
+        ) % (CALLEE.encode(), proxy.port, cport, CALLER.encode(), CALLEE.encode(), cport)
+        caller.sendto(invite + smuggled, ("127.0.0.1", proxy.port))
+        raw, _ = lsock.accept()
+        with ctx.wrap_socket(raw, server_side=True) as conn:
+            buf = bytearray()
+            fwd = _recv_tls(conn, buf)
+            assert isinstance(fwd, Request) and fwd.call_id == b"clean-no-length"
+            assert fwd.content_length == len(smuggled) and fwd.body == smuggled
+            conn.settimeout(0.5)
+            with pytest.raises(TimeoutError):  # nothing after it on the stream
+                conn.recv(65535)
+            assert buf == b""
+        assert proxy.metric("sipscreen_invites_total", verdict="allowed", rule="default") == 1
+    finally:
+        caller.close()
+        lsock.close()
+
+
 def test_tls_softswitch_with_an_unknown_certificate_is_not_sent_to(
     pki: dict[str, Any], key_prefix: str, redis_url: str, start_proxy: Any
 ) -> None:

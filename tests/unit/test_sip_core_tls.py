@@ -191,3 +191,37 @@ def test_lean_and_full_forward_of_a_udp_callers_bye_behind_a_tls_softswitch() ->
         assert (dest, transport) == (SS, "tls") and parse(out).header(b"route") == []
         outs.append(out)
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("method", [b"INVITE", b"BYE"])
+def test_a_udp_request_without_content_length_gets_one_towards_a_stream(method: bytes) -> None:
+    """Over UDP Content-Length may be left out: the body is the rest of the
+    datagram (RFC 3261 §18.3). On a stream it must be there (§20.14), or the
+    reader takes the message to end with its headers. A caller's INVITE with
+    no Content-Length and a second INVITE as its body was sent on to a TLS
+    softswitch as it came, and the softswitch read a second request, from a
+    blocked caller, that the screen never saw. The forward carries the
+    body's length now; over UDP nothing is added."""
+    smuggled = (
+        b"INVITE sip:+12025550123@127.0.0.2:5070 SIP/2.0\r\n"
+        b"Via: SIP/2.0/TLS 10.0.0.9;branch=z9hG4bKsmuggled\r\n"
+        b"From: <sip:+12127369999@10.0.0.9>;tag=1\r\nTo: <sip:+12025550123@x>\r\n"
+        b"Call-ID: smuggled\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    route = b"<sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5061;lr>" if method == b"BYE" else b""
+    extra = b"Route: " + route if route else b""
+    msg = invite(method=method, body=smuggled, extra=extra, to_tag=b"t1" if route else None)
+    msg = msg.replace(b"Content-Length: %d\r\n" % len(smuggled), b"")
+    assert b"Content-Length" not in msg.split(b"\r\n\r\n", 1)[0]
+    for transport, want in (("tls", True), ("udp", False)):
+        core, screen = make(softswitch_transport=transport, tls_port=5061)
+        core.datagram_received(msg, CALLER, "udp", 1.0)
+        data, dest, out = one(core)
+        assert dest == SS and out == transport
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert body == smuggled
+        lengths = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")]
+        assert lengths == ([b"Content-Length: %d" % len(smuggled)] if want else [])
+        if want:
+            # a stream reader takes the forwarded request whole, the smuggled one as its body
+            assert message.frame_stream(data + b"x") == (data, len(data))
