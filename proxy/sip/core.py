@@ -377,6 +377,15 @@ def _classify_host(host: bytes) -> tuple[str | None, bool]:
     return res
 
 
+def _plain_length(data: bytes) -> bool:
+    """``data`` (a whole message) carries its body's length in a header line spelt
+    ``Content-Length: N``: what a stream needs (``ProxyCore._stream_length``);
+    else the lean relay leaves a response bound for a stream to the full path."""
+    end = data.find(b"\r\n\r\n")
+    line = b"\r\nContent-Length: %d\r\n" % (len(data) - end - 4)
+    return end >= 0 and data.find(line, 0, end + 2) >= 0
+
+
 def _uri_hostport(uri: bytes) -> tuple[bytes, int | None, bytes | None]:
     """(lower-case host, port, transport param) of a sip:/sips: URI (RFC 3261 §19.1.1)."""
     colon = uri.find(b":")
@@ -730,7 +739,11 @@ class ProxyCore:
             if self._lean:
                 # proxy/sip/relay.py: a response in its common shape, relayed unparsed
                 r = scan_response(data, self._our_via)
-                if r is not None and not (self._rtx_pending and self._rtx_branch(data)):
+                if (
+                    r is not None
+                    and not (self._rtx_pending and self._rtx_branch(data))
+                    and (r[1].transport == b"UDP" or _plain_length(data))
+                ):
                     status, nxt, cut = r
                     self.stats.responses_in[_CLASS_LABELS[status // 100]] += 1
                     self._relay_response(data, nxt, cut)
@@ -1492,9 +1505,12 @@ class ProxyCore:
         # Content-Length (its body is the rest of the datagram), one on a
         # stream must carry it. Sent on to a TCP/TLS softswitch without one, the
         # body was read there as the next message on the connection: a request
-        # (an INVITE with a blocked caller) that nobody screened.
-        if req.content_length is None and out_transport != "udp":
-            added += b"Content-Length: %d\r\n" % len(req.body)
+        # (an INVITE with a blocked caller) that nobody screened. So is a body
+        # whose length a stream reader reads otherwise than we did: the line
+        # goes on a stream in one plain spelling (not folded, not compact ``l``,
+        # no space before the colon, no leading zeros).
+        if out_transport != "udp":
+            self._stream_length(req, edits)
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
@@ -1535,6 +1551,22 @@ class ProxyCore:
         parts.append(raw[pos:])
         return b"".join(parts)
 
+    @staticmethod
+    def _stream_length(req: Request | Response, edits: list[tuple[int, int, bytes]]) -> None:
+        """The edit that makes ``req``'s Content-Length line ``Content-Length: N``
+        (N the length of its body) on a stream (``_forward_bytes``, ``_response``),
+        if it is not that already."""
+        line = b"Content-Length: %d" % len(req.body)
+        spans = req.indexed.get(b"content-length")
+        if spans is None:
+            eol = req.headers_start
+            edits.append((eol, eol, line + b"\r\n"))
+            return
+        s, e = spans[0]  # the parser refuses a second one
+        start = req.header_line_start(s)
+        if req.raw[start:e] != line:
+            edits.append((start, e + 2, line + b"\r\n"))
+
     def _response(self, resp: Response, now: float) -> None:
         st = self.stats
         st.responses_in[_CLASS_LABELS[resp.status // 100]] += 1
@@ -1560,7 +1592,23 @@ class ProxyCore:
             cut = (top.span[0], nxt.span[0])
         else:
             cut = top.line
-        self._relay_response(resp.raw, nxt, cut)
+        raw = resp.raw
+        if nxt.transport != b"UDP":
+            # towards a stream (the softswitch over TLS, a TCP caller): one plain
+            # Content-Length line, as for requests (_forward_bytes). A far end that
+            # answered over UDP with none could put a request on that connection.
+            edits = [(cut[0], cut[1], b"")]
+            self._stream_length(resp, edits)
+            if len(edits) > 1:
+                edits.sort(key=_first)
+                parts: list[bytes] = []
+                pos = 0
+                for s, e, rep in edits:
+                    parts += (raw[pos:s], rep)
+                    pos = e
+                parts.append(raw[pos:])
+                raw, cut = b"".join(parts), (0, 0)
+        self._relay_response(raw, nxt, cut)
 
     def _relay_response(self, raw: bytes, nxt: Via, cut: tuple[int, int]) -> None:
         """Send ``raw`` without ``raw[cut]`` (our Via) to the next Via (RFC 3261 §16.7)."""

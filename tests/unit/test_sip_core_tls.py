@@ -225,3 +225,42 @@ def test_a_udp_request_without_content_length_gets_one_towards_a_stream(method: 
         if want:
             # a stream reader takes the forwarded request whole, the smuggled one as its body
             assert message.frame_stream(data + b"x") == (data, len(data))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [b"Content-Length:\r\n %d", b"l: %d", b"Content-Length : %d", b"content-length:\t00%d"],
+)
+def test_the_content_length_line_goes_on_a_stream_in_one_plain_spelling(spelling: bytes) -> None:
+    """Folded, compact, a space before the colon, leading zeros: all legal (RFC
+    3261 §7.3.1, §20.14) and all read by our parser, but a stream reader that
+    frames messages by a simpler reading of Content-Length would take another
+    length and read the rest of the body as a next request. Towards a stream
+    the line is written ``Content-Length: N``; over UDP the bytes stay."""
+    body = b"v=0\r\n"
+    msg = invite(body=body).replace(b"Content-Length: 5", spelling % 5)
+    for transport in ("tls", "udp"):
+        core, _ = make(softswitch_transport=transport, tls_port=5061)
+        core.datagram_received(msg, CALLER, "udp", 1.0)
+        data, _, _ = one(core)
+        assert parse(data).body == body
+        plain = b"\r\nContent-Length: 5\r\n" in data and (spelling % 5) not in data
+        assert plain == (transport == "tls"), data
+
+
+def test_a_far_end_response_without_content_length_is_framed_for_a_tls_softswitch() -> None:
+    """The softswitch (over TLS) calls out through the proxy; the far end answers
+    over UDP with no Content-Length and a request as the body. Relayed on the
+    softswitch's TLS connection as it came, that request would be read there
+    as one the proxy sent. The relayed response carries the body's length."""
+    core, _ = make(softswitch_transport="tls", tls_port=5061)
+    out = invite(ruri=b"sip:bob@127.0.0.3:5061", via_host=b"127.0.0.2:5070", via_transport=b"TLS")
+    core.datagram_received(out, SS, "tls", 1.0)
+    fwd, dest, _ = one(core)
+    smuggled = invite(method=b"BYE", to_tag=b"t9", body=b"")
+    resp = response_to(fwd, 200, b"OK").replace(b"Content-Length: 0\r\n", b"") + smuggled
+    core.datagram_received(resp, dest, "udp", 1.1)
+    data, back, transport = one(core)
+    assert (back, transport) == (SS, "tls")
+    assert message.frame_stream(data + b"x") == (data, len(data))
+    assert parse(data).body == smuggled
