@@ -775,6 +775,8 @@ class ProxyCore:
             and self._lean_route is not None
             and transport == "udp"
             and (src[1] != self._ss[1] or src[0] != self._ss[0])
+            # towards a stream only with a plain Content-Length line (_stream_length)
+            and (self._ss_t == "udp" or _plain_length(data))
         ):
             # proxy/sip/relay.py: the caller's in-dialog ACK/BYE, forwarded to the
             # softswitch unparsed; the same bytes _request/_forward_bytes send

@@ -191,6 +191,16 @@ def test_lean_and_full_forward_of_a_udp_callers_bye_behind_a_tls_softswitch() ->
         assert (dest, transport) == (SS, "tls") and parse(out).header(b"route") == []
         outs.append(out)
     assert outs[0] == outs[1]
+    # a Content-Length line in another spelling: the full path writes it plainly
+    # for the stream (_stream_length), and the lean forward leaves it to it
+    for spelling in (b"Content-Length:  0", b"Content-Length: 00", b"l: 0", b"content-length: 0"):
+        outs = []
+        for lean in (True, False):
+            core, _ = make(softswitch_transport="tls", tls_port=5061, lean_relay=lean)
+            bye = caller_bye(b"<sip:127.0.0.1:5060;lr>, <sips:127.0.0.1:5061;lr>")
+            core.datagram_received(bye.replace(b"Content-Length: 0", spelling), CALLER, "udp", 0.0)
+            outs.append(one(core)[0])
+        assert outs[0] == outs[1] and b"\r\nContent-Length: 0\r\n" in outs[0], spelling
 
 
 @pytest.mark.parametrize("method", [b"INVITE", b"BYE"])
