@@ -274,6 +274,28 @@ find_crlf(const char *s, Py_ssize_t from, Py_ssize_t n)
     return -1;
 }
 
+/* a CR or LF in b[0:end] that is not one half of a CRLF: RFC 3261 section 25.1
+ * allows them nowhere else (not even in a quoted-pair), and a reader that ends
+ * lines at a bare LF would find a header line the screen read as part of
+ * another (message._stray_line_end) */
+static int
+stray_line_end(const char *b, Py_ssize_t end)
+{
+    const char *p = b, *stop = b + end;
+    while (p < stop && (p = memchr(p, '\n', (size_t)(stop - p))) != NULL) {
+        if (p == b || p[-1] != '\r')
+            return 1;
+        p++;
+    }
+    p = b;
+    while (p < stop && (p = memchr(p, '\r', (size_t)(stop - p))) != NULL) {
+        if (p + 1 >= stop || p[1] != '\n')
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
 /* the blank line ending the header block: the first CRLF CRLF at or after the
  * CRLF at `crlf` (bytes.find(b"\r\n\r\n", crlf)), or -1 */
 static Py_ssize_t
@@ -890,8 +912,9 @@ scan_response(PyObject *self, PyObject *args)
     if (ve < 0)
         Py_RETURN_NONE;
     Py_ssize_t hend = blank_line(b, ve, n);
-    if (hend < 0 || !length_ok(b, n, eol, hend) || memchr(b, '\0', (size_t)hend) != NULL)
-        Py_RETURN_NONE; /* a raw NUL: the full parse decides */
+    if (hend < 0 || !length_ok(b, n, eol, hend) || memchr(b, '\0', (size_t)hend) != NULL ||
+        stray_line_end(b, hend + 4))
+        Py_RETURN_NONE; /* a raw NUL, a bare CR or LF: the full parse decides */
     /* relay._via_at: one value on the line, not folded onto the next */
     if (memchr(b + v0, ',', (size_t)(ve - v0)) != NULL ||
         (ve + 2 < n && (b[ve + 2] == ' ' || b[ve + 2] == '\t')))
@@ -1133,9 +1156,9 @@ parse(PyObject *self, PyObject *data)
     Py_ssize_t hend = blank_line(b, eol, n);
     if (hend < 0 || eol + 2 >= hend)
         Py_RETURN_NONE;
-    if (memchr(b, '\0', (size_t)hend) != NULL)
-        Py_RETURN_NONE; /* a raw NUL in the header block: the Python code decides (400
-                           unless a quoted-pair's) */
+    if (memchr(b, '\0', (size_t)hend) != NULL || stray_line_end(b, hend + 4))
+        Py_RETURN_NONE; /* a raw NUL (400 unless a quoted-pair's) or a bare CR or LF
+                           (400) in the header block: the Python code decides */
     Py_ssize_t body_start = hend + 4, hstart = eol + 2;
     const Py_ssize_t *off = is_request ? off_req : off_resp;
 
@@ -1445,8 +1468,9 @@ scan_request(PyObject *self, PyObject *args)
     if (eol <= 0)
         Py_RETURN_NONE;
     Py_ssize_t hend = blank_line(b, eol, n);
-    if (hend < 0 || eol + 2 >= hend || memchr(b, '\0', (size_t)hend) != NULL)
-        Py_RETURN_NONE; /* a raw NUL: the full parse decides */
+    if (hend < 0 || eol + 2 >= hend || memchr(b, '\0', (size_t)hend) != NULL ||
+        stray_line_end(b, hend + 4))
+        Py_RETURN_NONE; /* a raw NUL, a bare CR or LF: the full parse decides */
     Py_ssize_t m, us, ue;
     if (request_line_at(b, eol, &m, &us, &ue) < 0 || ue - us < 4 ||
         memcmp(b + us, "sip:", 4) != 0)

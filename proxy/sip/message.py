@@ -1274,6 +1274,16 @@ def _stray_nul(data: bytes, start: int, end: int) -> bool:
     return False
 
 
+def _stray_line_end(data: bytes, end: int) -> bool:
+    """A CR or LF in ``data[:end]`` (the start line and headers) that is not one
+    half of a CRLF. RFC 3261 §25.1 allows them nowhere else, not in a quoted
+    string or a quoted-pair either; a softswitch that ends lines at a bare LF
+    (many do) would read ``Subject: x<LF>P-Asserted-Identity: <blocked>`` as a
+    second header the screen read as part of the first."""
+    crlf = data.count(b"\r\n", 0, end)
+    return data.count(b"\n", 0, end) != crlf or data.count(b"\r", 0, end) != crlf
+
+
 def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | Response:
     """The Python reference parse (RFC 3261 §7), one step per helper: start line
     (§7.1, §7.2), header index (§7.3), mandatory headers (§8.1.1), then each
@@ -1295,6 +1305,8 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
     # ID than the screen
     if nul >= 0 and _stray_nul(data, data.rfind(b"\r\n", 0, nul) + 1, body_start):
         raise _bad("bad_header", "NUL byte outside a quoted string")
+    if _stray_line_end(data, body_start):
+        raise _bad("bad_header", "a CR or LF that is not part of a CRLF")
     msg: Request | Response
     if is_request:
         msg = _request_line(data[:eol])

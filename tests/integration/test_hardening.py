@@ -1332,3 +1332,29 @@ def test_an_allowlisted_caller_id_does_not_carry_a_blocked_number_through(
         )
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
     assert len(lines) == 2 and all(f"exempts {allowed}, not {BLOCKED}" in ln for ln in lines)
+
+
+def test_a_bare_cr_or_lf_cannot_hide_a_header_line(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """RFC 3261 §25.1 ends a header line with CRLF and allows a bare CR or LF
+    nowhere else. The screen read ``Subject: hi<LF>P-Asserted-Identity:
+    <blocked>`` as one Subject header and forwarded it, while a softswitch that
+    ends lines at a bare LF (as many parsers do) read a P-Asserted-Identity
+    with the blocked number. Answered 400 now, in every header; a clean call
+    still passes."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        clean = "<sip:+13015551234@127.0.0.1>"
+        cases = [
+            (clean, f"Subject: hi\nP-Asserted-Identity: <tel:{BLOCKED}>\r\n", b"400"),
+            (clean, f"Subject: hi\rP-Asserted-Identity: <tel:{BLOCKED}>\r\n", b"400"),
+            (clean, f"Subject: hi\nFrom: <sip:{BLOCKED}@127.0.0.1>;tag=x\r\n", b"400"),
+            (f'"Alice\n" {clean}', "", b"400"),
+            (clean, "Subject: hi\r\n", None),
+        ]
+        _expect_each(ua, ss, lport, proxy.port, cases)
+        assert wait_for(
+            lambda: proxy.metric("sipscreen_parse_errors_total", kind="bad_header") == 4
+        )

@@ -187,6 +187,31 @@ def test_a_raw_nul_in_the_header_block_is_a_400_with_and_without_c() -> None:
 
 
 @needs_c
+def test_a_bare_cr_or_lf_in_the_header_block_is_a_400_with_and_without_c() -> None:
+    """RFC 3261 §25.1: CR and LF only as the CRLF that ends a line (a quoted-pair
+    holds neither). A bare one inside a header value is a line end to a reader
+    that ends lines at LF, which would then find a header (a
+    P-Asserted-Identity) the screen read as part of another: the C parse and
+    the lean relays decline, and the Python reader answers 400 bad_header. In
+    the body (any octets, §7.4) they are data."""
+    parse(SAMPLE)
+    head, _, body = SAMPLE.partition(b"\r\n\r\n")
+    for junk in (b"\n", b"\r", b"\n\r", b"\r\r\n"):
+        for i in (head.find(b"Subject:") + 10, head.find(b"Call-ID:") + 10, 8):
+            data = head[:i] + junk + head[i:] + b"\r\n\r\n" + body
+            assert not c_parse_answers(data)
+            check_parse(data)
+            with pytest.raises(SIPError) as exc:
+                parse(data)
+            assert (exc.value.status, exc.value.kind) == (400, "bad_header"), (junk, i)
+    quoted = head.replace(b'"', b'"a\\\n', 1) + b"\r\n\r\n" + body  # "a\<LF>: not a quoted-pair
+    with pytest.raises(SIPError):
+        parse(quoted)
+    binary = head.replace(b"Content-Length: ", b"Subject: ") + b"\r\nContent-Length: 3\r\n\r\na\nb"
+    assert check_parse(binary) and parse(binary).body == b"a\nb"
+
+
+@needs_c
 @pytest.mark.parametrize("header", [b"From:", b"To:"])
 def test_a_from_or_to_parameter_that_is_no_gen_value_is_a_400_with_and_without_c(
     header: bytes,
