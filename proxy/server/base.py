@@ -98,7 +98,7 @@ class WorkerBase:
         # TCP connections (issue 10.6): the open ones, their count per source IP,
         # the per-worker cap in force (config, clipped below RLIMIT_NOFILE by serve)
         self._tcp_protos: set[_TCPProtocol] = set()
-        self._tcp_per_ip: dict[str, int] = {}
+        self._tcp_per_ip: dict[str | bytes, int] = {}  # source_key -> open connections
         self._tcp_cap = config.tcp_max_connections
         self._log_at: dict[str, float] = {}  # rate-limited warnings: key -> next allowed
         # Outgoing TCP connections being opened: peer -> the messages waiting for it

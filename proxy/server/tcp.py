@@ -27,6 +27,7 @@ from proxy.config import cert_names, client_tls_context
 from proxy.config.values import canonical_ip
 from proxy.server.base import WorkerBase
 from proxy.sip.alias import alias_target, cert_identities
+from proxy.sip.core import source_key
 from proxy.sip.framing import frame_common
 from proxy.sip.message import frame_stream
 
@@ -166,14 +167,15 @@ class TcpSide(WorkerBase):
         """A new connection: False (refused, counted, logged) when it is over the
         worker's cap or its source's (``[limits] tcp_max_*``)."""
         ip = proto.peer[0]
-        n_ip = self._tcp_per_ip.get(ip, 0)
+        key = source_key(ip)  # an IPv6 peer: its /64
+        n_ip = self._tcp_per_ip.get(key, 0)
         per_source = self.config.tcp_max_per_source
         if len(self._tcp_protos) >= self._tcp_cap:
             reason = "worker_cap"
         elif per_source and n_ip >= per_source:
             reason = "source_cap"
         else:
-            self._tcp_per_ip[ip] = n_ip + 1
+            self._tcp_per_ip[key] = n_ip + 1
             self._tcp_protos.add(proto)
             proto.counted = True
             proto.last = self.loop_time()
@@ -279,12 +281,12 @@ class TcpSide(WorkerBase):
             return
         proto.counted = False
         self._tcp_protos.discard(proto)
-        ip = proto.peer[0]
-        n = self._tcp_per_ip.get(ip, 1) - 1
+        key = source_key(proto.peer[0])
+        n = self._tcp_per_ip.get(key, 1) - 1
         if n > 0:
-            self._tcp_per_ip[ip] = n
+            self._tcp_per_ip[key] = n
         else:
-            self._tcp_per_ip.pop(ip, None)
+            self._tcp_per_ip.pop(key, None)
         self.metrics.tcp_open.dec()
 
     async def _sweep_tcp(self) -> None:
@@ -384,7 +386,7 @@ class TcpSide(WorkerBase):
         if len(self._tcp_protos) + len(self._tcp_pending) >= self._tcp_cap:
             self._tcp_send_failed(peer, "worker_cap", 1)
             return
-        if per_source and self._tcp_per_ip.get(peer[0], 0) >= per_source:
+        if per_source and self._tcp_per_ip.get(source_key(peer[0]), 0) >= per_source:
             self._tcp_send_failed(peer, "source_cap", 1)
             return
         self._tcp_pending[peer] = [data]

@@ -73,6 +73,7 @@ import hmac
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from operator import itemgetter
 from typing import Protocol
 
@@ -362,6 +363,26 @@ def unwrap_handoff(data: bytes) -> tuple[bytes, tuple[str, int], str]:
 # --- addresses --------------------------------------------------------------
 
 
+def source_key(ip: str) -> str | bytes:
+    """What the per-source limits count ``ip`` under: an IPv4 address as it is;
+    an IPv6 address by its /64, the network one subscriber's host is given
+    (RFC 7421). A host may send from any of its 2**64 addresses (RFC 4941
+    temporary addresses; a flooder, one per INVITE): counted one by one, each
+    would be under every limit. (The /64 as packed octets: any spelling of
+    the address gives the same key.)"""
+    if ":" not in ip:
+        return ip
+    return _prefix64(ip)
+
+
+@lru_cache(maxsize=4096)
+def _prefix64(ip: str) -> str | bytes:
+    try:
+        return ipaddress.IPv6Address(ip.partition("%")[0]).packed[:8]
+    except ValueError:
+        return ip
+
+
 def _classify_host(host: bytes) -> tuple[str | None, bool]:
     """(normalised IP text or None for a hostname, forbidden destination?)."""
     try:
@@ -545,7 +566,7 @@ class ProxyCore:
         self._rtx_pending = self._rtx.pending
         # Per-source INVITE counts of the current fixed window (cleared at its end,
         # so the dict holds one window's sources at most)
-        self._rate: dict[str, int] = {}
+        self._rate: dict[str | bytes, int] = {}  # source_key -> INVITEs this window
         self._rate_end = 0.0
         self._rate_window = config.invite_window
         lim = [n for n in (config.invite_limit, config.trunk_invite_limit) if n > 0]
@@ -838,8 +859,9 @@ class ProxyCore:
             self._rate.clear()
             self._rate_end = now + self._rate_window
         rate = self._rate
-        n = rate.get(ip, 0) + 1
-        rate[ip] = n
+        key = ip if ":" not in ip else source_key(ip)  # an IPv6 source: its /64
+        n = rate.get(key, 0) + 1
+        rate[key] = n
         if n <= self._rate_floor:
             return False
         cfg = self.config

@@ -110,3 +110,19 @@ def test_over_limit_503_and_trunk_sources_have_their_own_limit() -> None:
     assert out[0][0].startswith(b"SIP/2.0 603")
     assert out[1][0].startswith(b"SIP/2.0 503") and b"Retry-After:" in out[1][0]
     assert core.stats.rate_limited == 1
+
+
+def test_an_ipv6_source_is_counted_by_its_64_prefix() -> None:
+    """One IPv6 host holds a /64 (RFC 7421): counted address by address, a
+    flooder that sends each INVITE from another address of its /64 (RFC 4941
+    makes that ordinary) was under every per-source limit. The limit counts
+    the /64, however the address is spelt; another /64 has its own count."""
+    core, screen = make(invite_limit=3, invite_window=10.0)
+    for i in range(6):
+        src = (f"2001:db8:0:7::{i + 1:x}", 5061)
+        core.datagram_received(invite(branch=b"z9hG4bK-v6%d" % i), src, "udp", 1.0)
+    assert len(screen.calls) == 3 and core.stats.rate_limited == 3
+    spelt = ("2001:0db8:0000:0007:ffff::1", 5061)  # the same /64, written out
+    core.datagram_received(invite(branch=b"z9hG4bK-v6s"), spelt, "udp", 1.0)
+    core.datagram_received(invite(branch=b"z9hG4bK-v6o"), ("2001:db8:0:8::1", 5061), "udp", 1.0)
+    assert len(screen.calls) == 4 and core.stats.rate_limited == 4
