@@ -134,7 +134,7 @@ class NumberSet:
     it, a build puts the entries in the ``array('q')`` hash table.
     """
 
-    __slots__ = ("_table", "_cap", "_base_len", "_added", "_removed")
+    __slots__ = ("_table", "_cap", "_base_len", "_added", "_removed", "spellings")
 
     # Largest size kept as a plain set of ints (~66 bytes an entry, ~17 MiB).
     SET_MAX = 262_144
@@ -149,6 +149,39 @@ class NumberSet:
         # Invariants: _added is disjoint from the table; _removed ⊆ table.
         self._added: set[int] = set()
         self._removed: set[int] = set()
+        # The Redis members of a number spelt otherwise than its E.164 form
+        # (``+1 212-736-9999``), with the E.164 form itself when that is a member
+        # too: number -> spellings. A number with none is one canonical member.
+        # See ``add_member``.
+        self.spellings: dict[int, set[str]] = {}
+
+    def add_member(self, member: str, n: int) -> None:
+        """Redis SADD of ``member``, a spelling of the number ``n``.
+
+        A set holds a number as long as any spelling of it is a member of the
+        Redis set, as a full load reads it: removing one spelling (SREM of
+        ``+12127369999``) leaves the number in while another (``+1 212 736
+        9999``) is still there, and removing a spelling that is no member
+        changes nothing."""
+        sp = self.spellings.get(n)
+        if sp is not None:
+            sp.add(member)
+        elif member != f"+{n}":
+            # the canonical member is there iff the number is (no spelling known)
+            self.spellings[n] = {member, f"+{n}"} if n in self else {member}
+        self.add(n)
+
+    def remove_member(self, member: str, n: int) -> None:
+        """Redis SREM of ``member``, a spelling of the number ``n`` (``add_member``)."""
+        sp = self.spellings.get(n)
+        if sp is None:
+            if member == f"+{n}":
+                self.discard(n)
+            return
+        sp.discard(member)
+        if not sp:
+            del self.spellings[n]
+            self.discard(n)
 
     @classmethod
     def from_iterable(cls, numbers: Iterable[str | int]) -> NumberSet:

@@ -84,13 +84,14 @@ class LiveEdits(Loader):
             return True
         if kind == "numbers" and cmd in ("sadd", "srem"):
             ns: NumberSet = getattr(snap, NUMBER_SETS[rel])
-            op = ns.add if cmd == "sadd" else ns.discard
+            # by member: one number may be a member under several spellings
+            op = ns.add_member if cmd == "sadd" else ns.remove_member
             for m in members:
                 n = _number(m)
                 if n is None:
                     self._warn(key, m, "not a phone number")
                 else:
-                    op(n)
+                    op(m, int(n[1:]))
             return True
         if kind == "prefix" and cmd in ("sadd", "srem"):
             ps = snap.block_prefix

@@ -129,9 +129,11 @@ class Readers(StoreState):
         return out
 
     async def _read_numbers(self, r: aioredis.Redis, key: str) -> NumberSet:
-        vals: array[int] = array("q")
+        vals: array[int] = array("q")  # the canonical members
         extend = vals.extend
         bad = _BadCount(self, key, "not a phone number")
+        # members spelt otherwise (NumberSet.spellings): number -> spellings
+        spellings: dict[int, set[str]] = {}
 
         def take(batch: list[bytes]) -> None:
             if _canonical_joined(batch) is not None:
@@ -139,15 +141,25 @@ class Readers(StoreState):
                 extend(map(int, batch))
                 return
             for m in batch:
-                n = _number(m.decode("utf-8", "replace"))
+                text = m.decode("utf-8", "replace")
+                n = _number(text)
                 if n is None:
-                    bad(m.decode("utf-8", "replace"))
-                else:
+                    bad(text)
+                elif n == text:
                     vals.append(int(n[1:]))
+                else:
+                    spellings.setdefault(int(n[1:]), set()).add(text)
 
         await self._scan_raw(r, key, take)
         bad.summary()
-        return NumberSet.from_ints(vals)
+        if spellings:
+            # (one pass over the canonical members, no set of them all)
+            for n in set(spellings).intersection(vals):
+                spellings[n].add(f"+{n}")  # its canonical spelling is a member too
+            extend(spellings)
+        out = NumberSet.from_ints(vals)
+        out.spellings = spellings
+        return out
 
     async def _read_prefixes(self, r: aioredis.Redis, key: str) -> PrefixSet:
         good: list[str] = []

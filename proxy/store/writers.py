@@ -22,6 +22,7 @@ from proxy.store.keys import (
     RMD_STATUSES,
     StoreError,
     _iso,
+    _number,
     _numbers_or_raise,
     _valid_plain,
     valid_prefix,
@@ -75,15 +76,38 @@ class Writers(StoreState):
         return nums
 
     async def unblock_caller(self, numbers: Iterable[str]) -> list[str]:
+        """SREM block:caller: each number in E.164 and under any other spelling a
+        redis-cli SADD gave it (``+1 (212) 736-9999``): a number stays blocked
+        while any spelling of it is a member (NumberSet.add_member)."""
         nums = _numbers_or_raise(numbers)
+        members = nums + await self._other_spellings(K_BLOCK_CALLER, nums)
 
         def ops(p: Any) -> None:
-            p.srem(self.key(K_BLOCK_CALLER), *nums)
-            self._journal(p, "srem", K_BLOCK_CALLER, nums)
+            p.srem(self.key(K_BLOCK_CALLER), *members)
+            self._journal(p, "srem", K_BLOCK_CALLER, members)
             p.delete(*[self.key(f"{P_META}{K_BLOCK_CALLER}:{n}") for n in nums])
 
         await self._write(ops)
         return nums
+
+    async def _other_spellings(self, rel: str, nums: list[str]) -> list[str]:
+        """The members of set ``rel`` that spell one of the E.164 ``nums`` otherwise.
+        An SSCAN whose MATCH pattern is each number's last ten digits in order
+        (a spelling may drop +1, or add separators): Redis visits the whole set
+        but sends back only those candidates, which ``_number`` then reads."""
+        r = self._data or _client(self.redis_url)
+        found: list[str] = []
+        try:
+            for n in nums:
+                pattern = "*" + "*".join(n[1:][-10:]) + "*"
+                async for raw in r.sscan_iter(self.key(rel), match=pattern, count=10000):
+                    m = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                    if m != n and _number(m) == n:
+                        found.append(m)
+        finally:
+            if r is not self._data:
+                await r.aclose()
+        return found
 
     async def allow_caller(
         self, number: str, until: float | None = None, meta: Mapping[str, str] | None = None

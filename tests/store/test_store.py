@@ -145,6 +145,63 @@ async def test_live_set_edits_within_100ms(
     await until(lambda: len(running.snapshot.allow_caller) == 0)
 
 
+async def test_a_number_spelt_twice_stays_blocked_until_its_last_spelling_goes(
+    prefix: str, operator: aioredis.Redis
+) -> None:
+    """A number is on a list while any spelling of it is a member of the Redis set,
+    live as at a full load. ``SADD "+1 212-736-9999"`` and ``SADD +12127369999``
+    are two members of one number: SREM of one of them unblocked the number
+    live (it came back at the next reload), and SREM of a spelling that was no
+    member unblocked it too. Now each SREM takes one spelling away, and the
+    number leaves with the last; a full load agrees."""
+    p = prefix
+    await operator.sadd(p + "block:caller", "+1 (212) 736-9999", "+13035550100")
+    store = make_store(prefix)
+    task = asyncio.create_task(store.run())
+    try:
+        await store.wait_synced(10)
+        snap = lambda: store.snapshot.block_caller  # noqa: E731
+        assert "+12127369999" in snap()
+        await operator.sadd(p + "block:caller", "+12127369999")  # a second spelling
+        await operator.srem(p + "block:caller", "+1 212 736 9999")  # no member: no change
+        await operator.srem(p + "block:caller", "+12127369999")
+        await operator.sadd(p + "block:caller", "+14155550100")  # a marker: the edits above applied
+        await until(lambda: "+14155550100" in snap())
+        assert "+12127369999" in snap()  # "+1 (212) 736-9999" is still a member
+        await operator.srem(p + "block:caller", "+13035550199")  # no member: no change
+        await operator.srem(p + "block:caller", "+1 (212) 736-9999")
+        await until(lambda: "+12127369999" not in snap())
+        assert "+13035550100" in snap()
+        # a full load reads the same: both spellings, then one removed
+        await operator.sadd(p + "block:caller", "+1.212.736.9999", "+12127369999")
+        await operator.srem(p + "block:caller", "+12127369999")
+        fresh = make_store(prefix)
+        fresh_task = asyncio.create_task(fresh.run())
+        try:
+            await fresh.wait_synced(10)
+            assert "+12127369999" in fresh.snapshot.block_caller
+            assert fresh.snapshot.block_caller.spellings == {12127369999: {"+1.212.736.9999"}}
+            # `sipscreen unblock caller` takes every spelling of the number away
+            await operator.sadd(p + "block:caller", "2127369999", "+1 (212) 736-9990")
+            await fresh.unblock_caller(["(212) 736-9999"])
+            assert await operator.smembers(p + "block:caller") == {
+                "+13035550100",
+                "+14155550100",
+                "+1 (212) 736-9990",
+            }
+            await until(lambda: "+12127369999" not in fresh.snapshot.block_caller)
+            await until(lambda: "+12127369999" not in snap())
+            assert "+12127369990" in snap()
+        finally:
+            fresh_task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await fresh_task
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_live_hash_and_transaction_edits(
     running: SnapshotStore, operator: aioredis.Redis
 ) -> None:
