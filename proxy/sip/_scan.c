@@ -1089,8 +1089,9 @@ request_line_at(const char *b, Py_ssize_t eol, Py_ssize_t *mp, Py_ssize_t *usp, 
     if (eol - ue - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0)
         return -1;
     for (Py_ssize_t i = 0; i < m; i++)
-        if (!is_token[(unsigned char)b[i]])
-            return -1;
+        if (!is_token[(unsigned char)b[i]] || (b[i] >= 'a' && b[i] <= 'z'))
+            return -1; /* a lower-case letter: maybe a standard method in another
+                          case (message._request_line answers 400) */
     if (ue <= us || !((b[us] | 0x20) >= 'a' && (b[us] | 0x20) <= 'z'))
         return -1;
     Py_ssize_t i = us;

@@ -990,8 +990,14 @@ def _request_line(line: bytes) -> Request:
         method = line[:sp1]
         ruri = line[sp1 + 1 : sp2]
         version = line[sp2 + 1 :]
-    if method not in METHODS and method.translate(None, _TOKEN):
-        raise _bad("bad_request_line", "method is not a token")
+    if method not in METHODS:
+        if method.translate(None, _TOKEN):
+            raise _bad("bad_request_line", "method is not a token")
+        if method.upper() in METHODS:
+            # RFC 3261 §7.1: methods are case-sensitive, so ``invite`` is an
+            # extension method here, forwarded unscreened, while Kamailio
+            # (strncasecmp) and other parsers read an INVITE
+            raise _bad("bad_request_line", "a standard method in another case")
     if version != b"SIP/2.0":
         # RFC 3261 §8.2.2... badvers: a well-formed other version is 505
         if (

@@ -1358,3 +1358,29 @@ def test_a_bare_cr_or_lf_cannot_hide_a_header_line(
         assert wait_for(
             lambda: proxy.metric("sipscreen_parse_errors_total", kind="bad_header") == 4
         )
+
+
+@pytest.mark.parametrize("mode", ["inline", "redirect"])
+def test_a_method_in_another_case_is_not_an_unscreened_call(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any, mode: str
+) -> None:
+    """RFC 3261 §7.1 makes methods case-sensitive, so ``invite`` is an extension
+    method to the screen, and an initial request of one is forwarded unscreened.
+    Kamailio's parser (parse_method_name, strncasecmp) and others read it as
+    an INVITE: a blocked caller's call. A standard method in another case is
+    answered 400 now; a real extension method still passes."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix, args=["--mode", mode])
+        for n, method in enumerate((b"invite", b"Invite", b"iNVITE", b"bye")):
+            msg = _invite(lport, proxy.port, BLOCKED, n)
+            msg = msg.replace(b"INVITE ", method + b" ", 1).replace(
+                b"CSeq: 1 INVITE", b"CSeq: 1 " + method, 1
+            )
+            _expect(ua, ss, msg, proxy.port, b"400")
+        if mode == "inline":
+            msg = _invite(lport, proxy.port, BLOCKED, 9)
+            msg = msg.replace(b"INVITE ", b"X-PING ", 1).replace(
+                b"CSeq: 1 INVITE", b"CSeq: 1 X-PING"
+            )
+            _expect(ua, ss, msg, proxy.port, None)

@@ -187,6 +187,27 @@ def test_a_raw_nul_in_the_header_block_is_a_400_with_and_without_c() -> None:
 
 
 @needs_c
+@pytest.mark.parametrize("method", [b"invite", b"Invite", b"bYE", b"ack", b"Options"])
+def test_a_standard_method_in_another_case_is_a_400_with_and_without_c(method: bytes) -> None:
+    """RFC 3261 §7.1: methods are case-sensitive, so ``invite`` would be an
+    extension method, forwarded unscreened, while Kamailio and others read an
+    INVITE. The C parse declines a method with a lower-case letter and the
+    Python reader answers 400 bad_request_line; an extension method in any
+    case still parses."""
+    parse(SAMPLE)
+    first, rest = SAMPLE.split(b" ", 1)
+    data = method + b" " + rest.replace(b"CSeq: 1 " + first, b"CSeq: 1 " + method, 1)
+    assert not c_parse_answers(data)
+    check_parse(data)
+    with pytest.raises(SIPError) as exc:
+        parse(data)
+    assert (exc.value.status, exc.value.kind) == (400, "bad_request_line")
+    ext = b"xPing " + rest.replace(b"CSeq: 1 " + first, b"CSeq: 1 xPing", 1)
+    check_parse(ext)  # C declines it (a lower-case letter), Python parses it
+    assert parse(ext).method == b"xPing"
+
+
+@needs_c
 def test_a_bare_cr_or_lf_in_the_header_block_is_a_400_with_and_without_c() -> None:
     """RFC 3261 §25.1: CR and LF only as the CRLF that ends a line (a quoted-pair
     holds neither). A bare one inside a header value is a line end to a reader
