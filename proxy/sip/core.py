@@ -133,7 +133,20 @@ _DEFAULT_SECRET = b"sipscreen-default-secret-change-me"
 # inside a dialog we admitted carries it back in its Route (ProxyCore._stamped).
 # _scan.c scan_request skips it (and its 16 hex digits) before an entry's ">".
 STAMP_PARAM = b";sdt="
-_first = itemgetter(0)
+_span = itemgetter(0, 1)  # edits in order; an insertion before a cut at the same offset
+
+
+def _splice(raw: bytes, edits: list[tuple[int, int, bytes]], parts: list[bytes], pos: int) -> bytes:
+    """``raw`` from ``pos`` with each edit ``(start, end, replacement)`` applied
+    (none overlapping another), after ``parts``."""
+    if len(edits) > 1:
+        edits.sort(key=_span)
+    for s, e, rep in edits:
+        parts.append(raw[pos:s])
+        parts.append(rep)
+        pos = e
+    parts.append(raw[pos:])
+    return b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1534,7 +1547,7 @@ class ProxyCore:
         # goes on a stream in one plain spelling (not folded, not compact ``l``,
         # no space before the colon, no leading zeros).
         if out_transport != "udp":
-            self._stream_length(req, edits)
+            raw = self._stream_length(req, edits)
 
         # RFC 3261 §16.4: remove our own Route entries
         if n_ours:
@@ -1564,32 +1577,30 @@ class ProxyCore:
             added += self._record_route_lines(req, src, out_transport, transport, from_ss)
 
         # RFC 3261 §16.6 step 8: our Via on top (first header line)
-        parts = [raw[:eol], added]
-        pos = eol
-        if len(edits) > 1:
-            edits.sort(key=_first)
-        for s, e, rep in edits:
-            parts.append(raw[pos:s])
-            parts.append(rep)
-            pos = e
-        parts.append(raw[pos:])
-        return b"".join(parts)
+        return _splice(raw, edits, [raw[:eol], added], eol)
 
     @staticmethod
-    def _stream_length(req: Request | Response, edits: list[tuple[int, int, bytes]]) -> None:
-        """The edit that makes ``req``'s Content-Length line ``Content-Length: N``
-        (N the length of its body) on a stream (``_forward_bytes``, ``_response``),
-        if it is not that already."""
-        line = b"Content-Length: %d" % len(req.body)
-        spans = req.indexed.get(b"content-length")
+    def _stream_length(msg: Request | Response, edits: list[tuple[int, int, bytes]]) -> bytes:
+        """``msg`` made ready for a stream (``_forward_bytes``, ``_response``): its
+        raw bytes, with the blank line that ends its headers completed when a
+        datagram ended with its last header line (else the reader would take
+        the next message on the connection for more headers), and in ``edits``
+        the edit that makes its Content-Length line ``Content-Length: N`` (N the
+        length of its body) when it is not that already."""
+        raw = msg.raw
+        hend = msg.headers_end
+        if raw[hend : hend + 4] != b"\r\n\r\n":  # appended: no offset moves
+            raw += b"\r\n" if raw.endswith(b"\r\n") else b"\r\n\r\n"
+        line = b"Content-Length: %d\r\n" % len(msg.body)
+        spans = msg.indexed.get(b"content-length")
         if spans is None:
-            eol = req.headers_start
-            edits.append((eol, eol, line + b"\r\n"))
-            return
-        s, e = spans[0]  # the parser refuses a second one
-        start = req.header_line_start(s)
-        if req.raw[start:e] != line:
-            edits.append((start, e + 2, line + b"\r\n"))
+            edits.append((hend + 2, hend + 2, line))  # the last header line
+        else:
+            s, e = spans[0]  # the parser refuses a second one
+            start = msg.header_line_start(s)
+            if raw[start : e + 2] != line:
+                edits.append((start, e + 2, line))
+        return raw
 
     def _response(self, resp: Response, now: float) -> None:
         st = self.stats
@@ -1622,16 +1633,9 @@ class ProxyCore:
             # Content-Length line, as for requests (_forward_bytes). A far end that
             # answered over UDP with none could put a request on that connection.
             edits = [(cut[0], cut[1], b"")]
-            self._stream_length(resp, edits)
-            if len(edits) > 1:
-                edits.sort(key=_first)
-                parts: list[bytes] = []
-                pos = 0
-                for s, e, rep in edits:
-                    parts += (raw[pos:s], rep)
-                    pos = e
-                parts.append(raw[pos:])
-                raw, cut = b"".join(parts), (0, 0)
+            stream = self._stream_length(resp, edits)
+            if len(edits) > 1 or stream is not raw:
+                raw, cut = _splice(stream, edits, [], 0), (0, 0)
         self._relay_response(raw, nxt, cut)
 
     def _relay_response(self, raw: bytes, nxt: Via, cut: tuple[int, int]) -> None:

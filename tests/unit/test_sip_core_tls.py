@@ -273,4 +273,28 @@ def test_a_far_end_response_without_content_length_is_framed_for_a_tls_softswitc
     data, back, transport = one(core)
     assert (back, transport) == (SS, "tls")
     assert message.frame_stream(data + b"x") == (data, len(data))
-    assert parse(data).body == smuggled
+    relayed = parse(data)
+    assert relayed.body == smuggled
+    assert [v.host for v in relayed.vias] == [b"127.0.0.2"]  # ours removed
+    # without a body and without Content-Length: the line goes in, our Via still out
+    core.datagram_received(out.replace(b"caller-1", b"caller-2"), SS, "tls", 2.0)
+    fwd, dest, _ = one(core)
+    resp = response_to(fwd, 180, b"Ringing").replace(b"Content-Length: 0\r\n", b"")
+    core.datagram_received(resp, dest, "udp", 2.1)
+    data, _, _ = one(core)
+    assert message.frame_stream(data + b"x") == (data, len(data))
+    assert [v.host for v in parse(data).vias] == [b"127.0.0.2"]
+
+
+@pytest.mark.parametrize("end", [b"Content-Length: 0", b"Content-Length: 0\r\n", b""])
+def test_a_datagram_without_its_blank_line_is_completed_for_a_stream(end: bytes) -> None:
+    """A datagram may end with its last header line (the parser takes it). On a
+    stream the blank line is what ends the headers: without it the reader
+    would take the next message on the connection for more headers. It is
+    added (with a Content-Length when none came)."""
+    msg = invite(body=b"").replace(b"Content-Length: 0\r\n\r\n", end)
+    core, _ = make(softswitch_transport="tls", tls_port=5061)
+    core.datagram_received(msg, CALLER, "udp", 1.0)
+    data, _, transport = one(core)
+    assert transport == "tls" and data.endswith(b"\r\nContent-Length: 0\r\n\r\n")
+    assert message.frame_stream(data + b"INVITE") == (data, len(data))
