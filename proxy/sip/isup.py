@@ -69,7 +69,10 @@ def may_carry_isup(content_type: bytes) -> bool:
 
 def _media(content_type: bytes) -> tuple[bytes, dict[bytes, bytes]]:
     """(type/subtype lower-cased, parameters with lower-cased names) of a
-    Content-Type value (RFC 2045 §5.1; a quoted value loses its quotes)."""
+    Content-Type value (RFC 2045 §5.1; a quoted value loses its quotes). The
+    type/subtype loses any whitespace: SIP's SLASH allows it on either side
+    of the ``/`` (RFC 3261 §25.1), and ``application / ISUP`` is application/ISUP
+    to a softswitch."""
     head, _, rest = content_type.partition(b";")
     params: dict[bytes, bytes] = {}
     while rest:
@@ -86,7 +89,7 @@ def _media(content_type: bytes) -> tuple[bytes, dict[bytes, bytes]]:
         else:
             value, _, rest = rest.partition(b";")
         params[name.strip().lower()] = value.strip()
-    return head.strip().lower(), params
+    return b"".join(head.split()).lower(), params
 
 
 def calling_numbers(content_type: bytes, body: bytes) -> list[tuple[int, str]]:

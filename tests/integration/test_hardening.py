@@ -1152,6 +1152,9 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
             b"Content-Transfer-Encoding: base64\r\n\r\n" + b64_iam + b"\r\n--b2--\r\n",
         )  # fmt: skip
         bare = (b"application/ISUP; version=ansi00", isup_iam("2127369999"))
+        # RFC 3261 §25.1: SLASH = SWS "/" SWS, so this is application/ISUP too
+        spaced = (b"application / ISUP", isup_iam("2127369999"))
+        spaced_mp = (ansi[0].replace(b"multipart/", b"multipart\t/ "), ansi[1])
         clean = sip_t_body(_SDP, isup_iam("3015551234"))
         no_calling = sip_t_body(_SDP, isup_iam(None))
         cut = (ansi[0], ansi[1][:-40])  # no close delimiter, the IAM cut short
@@ -1166,6 +1169,8 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
             (generic, b"603"),
             (b64, b"603"),
             (bare, b"603"),
+            (spaced, b"603"),
+            (spaced_mp, b"603"),
             (clean, None),
             (no_calling, None),
             (cut, b"400"),
@@ -1184,7 +1189,7 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
         _expect(ua, ss, _to_911(msg), proxy.port, None)
         assert wait_for(
             lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 5
+                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 7
                 and proxy.metric(
                     "sipscreen_invites_total", verdict="blocked", rule="unreadable_isup_body"
                 )

@@ -148,3 +148,18 @@ def test_any_iam_tail_gives_numbers_or_bad_isup(tail: bytes) -> None:
         calling_numbers(ISUP, b"\x01" + tail)
     except BadIsup:
         pass
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [b"application / ISUP", b"Application\t/isup; version=ansi00", b"application/ isup"],
+)
+def test_whitespace_around_the_slash_is_still_isup(ctype: bytes) -> None:
+    """RFC 3261 §25.1: SLASH = SWS "/" SWS, so ``application / ISUP`` is an ISUP
+    body to a softswitch; it was no media type the reader knew, and the
+    calling number went unread. Multipart types likewise."""
+    iam = isup_iam("2127369999")
+    assert may_carry_isup(ctype) and calling_numbers(ctype, iam) == [(3, "2127369999")]
+    mct, body = sip_t_body(b"v=0\r\n", iam)
+    spaced = mct.replace(b"multipart/", b"multipart / ")
+    assert calling_numbers(spaced, body.replace(b"application/ISUP", ctype)) == [(3, "2127369999")]
