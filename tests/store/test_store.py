@@ -4,6 +4,7 @@ from a separate client, reload built aside, and Redis going down and up."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -23,15 +24,24 @@ def make_store(prefix: str, url: str = REDIS_URL, **kw: object) -> SnapshotStore
     return SnapshotStore(url, prefix, emergency=EMERG, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def running(prefix: str) -> AsyncIterator[SnapshotStore]:
+@contextlib.asynccontextmanager
+async def started(prefix: str) -> AsyncIterator[SnapshotStore]:
+    """A store on ``prefix``, running and synced; stopped on the way out."""
     store = make_store(prefix)
     task = asyncio.create_task(store.run())
-    await store.wait_synced(10)
-    yield store
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    try:
+        await store.wait_synced(10)
+        yield store
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def running(prefix: str) -> AsyncIterator[SnapshotStore]:
+    async with started(prefix) as store:
+        yield store
 
 
 # -- full load ---------------------------------------------------------------
@@ -156,10 +166,7 @@ async def test_a_number_spelt_twice_stays_blocked_until_its_last_spelling_goes(
     number leaves with the last; a full load agrees."""
     p = prefix
     await operator.sadd(p + "block:caller", "+1 (212) 736-9999", "+13035550100")
-    store = make_store(prefix)
-    task = asyncio.create_task(store.run())
-    try:
-        await store.wait_synced(10)
+    async with started(prefix) as store:
         snap = lambda: store.snapshot.block_caller  # noqa: E731
         assert "+12127369999" in snap()
         await operator.sadd(p + "block:caller", "+12127369999")  # a second spelling
@@ -175,10 +182,7 @@ async def test_a_number_spelt_twice_stays_blocked_until_its_last_spelling_goes(
         # a full load reads the same: both spellings, then one removed
         await operator.sadd(p + "block:caller", "+1.212.736.9999", "+12127369999")
         await operator.srem(p + "block:caller", "+12127369999")
-        fresh = make_store(prefix)
-        fresh_task = asyncio.create_task(fresh.run())
-        try:
-            await fresh.wait_synced(10)
+        async with started(prefix) as fresh:
             assert "+12127369999" in fresh.snapshot.block_caller
             assert fresh.snapshot.block_caller.spellings == {12127369999: {"+1.212.736.9999"}}
             # `sipscreen unblock caller` takes every spelling of the number away
@@ -192,14 +196,6 @@ async def test_a_number_spelt_twice_stays_blocked_until_its_last_spelling_goes(
             await until(lambda: "+12127369999" not in fresh.snapshot.block_caller)
             await until(lambda: "+12127369999" not in snap())
             assert "+12127369990" in snap()
-        finally:
-            fresh_task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await fresh_task
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
 
 
 async def test_live_hash_and_transaction_edits(
