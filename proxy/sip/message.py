@@ -1322,7 +1322,15 @@ def _parse(data: bytes, is_request: bool, c_scan: _ScanFn | None) -> Request | R
         method = None
 
     hstart = eol + 2
-    buf, hdrs = _index_headers(data[:hend], hstart, hend, c_scan)
+    block = data[:hend]
+    buf, hdrs = _index_headers(block, hstart, hend, c_scan)
+    if buf is not block and is_request:
+        # Folded lines (RFC 3261 §7.3.1), joined by spaces at the same offsets: a
+        # request is forwarded so (the RFC lets a proxy unfold), and a softswitch
+        # that does not unfold and trims a continuation line's leading space
+        # cannot find a header (a P-Asserted-Identity) the screen read as the
+        # tail of another
+        data = buf + data[hend:]
     _check_mandatory(hdrs)
     via_sp = hdrs[b"via"]
     from_sp = hdrs[b"from"]

@@ -1389,3 +1389,26 @@ def test_a_method_in_another_case_is_not_an_unscreened_call(
                 b"CSeq: 1 INVITE", b"CSeq: 1 X-PING"
             )
             _expect(ua, ss, msg, proxy.port, None)
+
+
+def test_a_folded_header_is_forwarded_unfolded(
+    key_prefix: str, redis_url: str, redis_client: Any, start_proxy: Any
+) -> None:
+    """RFC 3261 §7.3.1: a header line may continue on lines that start with a
+    space or tab, and the screen reads them as one value. Forwarded folded,
+    ``Subject: hi<CRLF> P-Asserted-Identity: <blocked>`` showed the blocked
+    number to a softswitch that does not unfold and trims the continuation
+    line's space. The RFC lets a proxy unfold before forwarding, and the
+    proxy does: one line goes on, whose value the screen read."""
+    redis_client.sadd(key_prefix + "block:caller", BLOCKED)
+    with udp_recorder() as (ss, ss_port), udp_recorder() as (ua, lport):
+        proxy = start_proxy(ss_port, redis_url, key_prefix)
+        folded = f"Subject: hi\r\n P-Asserted-Identity: <tel:{BLOCKED}>\r\n".encode()
+        msg = _invite(lport, proxy.port, "+13015551234", 1).replace(
+            b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + folded, 1
+        )
+        answer, fwd = _answer_or_forward(ua, ss, msg, proxy.port)
+        assert answer is None and fwd is not None
+        head = fwd.split(b"\r\n\r\n", 1)[0]
+        assert b"\r\n " not in head and b"\r\n\t" not in head
+        assert f"Subject: hi   P-Asserted-Identity: <tel:{BLOCKED}>".encode() in head
