@@ -357,20 +357,15 @@ class CertFetcher:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A TLS connection to ``host`` (verified as ``host``) at the first of
         ``_addresses`` that answers."""
-        addrs = await self._addresses(host, port)
-        for addr in addrs[:-1]:
+        failed: BaseException | None = None
+        for addr in await self._addresses(host, port):
             try:
                 return await asyncio.open_connection(
                     addr, port, ssl=self._context(), server_hostname=host, limit=limit
                 )
-            except (OSError, ssl.SSLError):
-                continue
-        try:
-            return await asyncio.open_connection(
-                addrs[-1], port, ssl=self._context(), server_hostname=host, limit=limit
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise FetchError("error", f"connect: {exc}") from None
+            except (OSError, ssl.SSLError) as exc:
+                failed = exc
+        raise FetchError("error", f"connect: {failed}")
 
     async def _addresses(self, host: str, port: int) -> list[str]:
         """The addresses ``host`` may be reached at (module docstring): every one

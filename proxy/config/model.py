@@ -7,14 +7,13 @@ one.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from proxy.config.answers import AnswerSpec, build_answer
 from proxy.config.shaken import ShakenSpec
 from proxy.config.trunks import TrunkMap
-from proxy.config.values import Listen, _Net, canonical_ip
+from proxy.config.values import Listen, _Net, peer_address
 from proxy.redis_url import is_sentinel, parse_sentinel_url
 from rules.shaken import AttestationPolicy
 
@@ -159,9 +158,8 @@ class Config:
     def is_trusted_source(self, ip: str) -> bool:
         if not self.trusted_sources:
             return False
-        try:
-            addr = ipaddress.ip_address(canonical_ip(ip))
-        except ValueError:
+        addr = peer_address(ip)
+        if addr is None:
             return False
         return any(addr.version == n.version and addr in n for n in self.trusted_sources)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from proxy.config.values import ConfigError, _Net, canonical_ip, ipv4_net
+from proxy.config.values import ConfigError, _Net, ipv4_net, peer_address
 
 
 class TrunkMap:
@@ -63,10 +63,8 @@ class TrunkMap:
         return result
 
     def _slow_lookup(self, ip: str) -> str | None:
-        try:
-            # an IPv4 peer named IPv4-mapped is its IPv4 address (values.canonical_ip)
-            addr = ipaddress.ip_address(canonical_ip(ip))
-        except ValueError:
+        addr = peer_address(ip)  # an IPv4 peer named IPv4-mapped: its IPv4 address
+        if addr is None:
             return None
         hit = self._exact.get(str(addr))  # a /32 or /128 entry, spelt as ipaddress spells it
         if hit is not None:

@@ -148,11 +148,20 @@ def canonical_ip(host: str) -> str:
     same in C for the batched receive."""
     if host[:7].lower() != "::ffff:":
         return host
+    addr = peer_address(host)
+    return host if addr is None or addr.version == 6 else str(addr)
+
+
+def peer_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` parsed as the proxy names a peer (``canonical_ip``: an
+    IPv4-mapped IPv6 address is its IPv4 address, however it is spelt); None
+    when it is no address."""
     try:
-        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        addr = ipaddress.ip_address(host)
     except ValueError:
-        return host
-    return host if mapped is None else str(mapped)
+        return None
+    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+    return addr if mapped is None else mapped
 
 
 def ipv4_net(net: _Net) -> _Net:

@@ -681,6 +681,17 @@ def _expect_each(
         _expect(ua, ss, msg, proxy_port, status)
 
 
+def _blocked(proxy: Any, **counts: int) -> bool:
+    """Wait until ``sipscreen_invites_total{verdict="blocked"}`` reads ``counts``
+    (rule label -> INVITEs); False when it does not in time."""
+    return wait_for(
+        lambda: all(
+            proxy.metric("sipscreen_invites_total", verdict="blocked", rule=rule) == n
+            for rule, n in counts.items()
+        )
+    )
+
+
 def _to_911(msg: bytes) -> bytes:
     """``msg`` (an INVITE of ``udp_invite``) addressed to 911 (47 CFR 64.1200(k)(5))."""
     return msg.replace(b"INVITE sip:+13125557000@", b"INVITE sip:911@", 1)
@@ -810,11 +821,7 @@ def test_a_blocked_from_behind_a_clean_p_asserted_identity_is_blocked(
                 b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + pai.encode()
             )
             _expect(ua, ss, msg, proxy.port, b"603" if blocked else None)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
-            )
-        )
+        assert _blocked(proxy, caller_block=2)
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
     assert len(lines) == 2 and all(f"is {BLOCKED}" in ln for ln in lines), lines
 
@@ -846,13 +853,7 @@ def test_a_blocked_number_written_as_a_local_number_with_its_phone_context_is_bl
         for n, (frm, pai, rule) in enumerate(cases):
             msg = _invite_from(lport, proxy.port, frm.encode(), n, pai.encode())
             _expect(ua, ss, msg, proxy.port, b"603" if rule is not None else None)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
-                and proxy.metric("sipscreen_invites_total", verdict="blocked", rule="prefix_block")
-                == 1
-            )
-        )
+        assert _blocked(proxy, caller_block=4, prefix_block=1)
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
     assert len(lines) == 4 and all(f"identity:{BLOCKED}" in ln for ln in lines), lines
 
@@ -876,11 +877,7 @@ def test_a_nul_byte_does_not_hide_a_blocked_number(
         ]
         for n, (frm, status) in enumerate(cases):
             _expect(ua, ss, _invite_from(lport, proxy.port, frm, n), proxy.port, status)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
-            )
-        )
+        assert _blocked(proxy, caller_block=2)
 
 
 def _update(initial: bytes, route: str, cseq: int, frm: str | None = None, pai: str = "") -> bytes:
@@ -1032,13 +1029,7 @@ def test_a_blocked_number_before_an_escaped_delimiter_is_blocked(
         _expect_each(
             ua, ss, lport, proxy.port, [(f, e, b"603" if r else None) for f, e, r in cases]
         )
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 4
-                and proxy.metric("sipscreen_invites_total", verdict="blocked", rule="prefix_block")
-                == 1
-            )
-        )
+        assert _blocked(proxy, caller_block=4, prefix_block=1)
 
 
 def test_a_blocked_number_in_a_display_name_is_blocked(
@@ -1061,11 +1052,7 @@ def test_a_blocked_number_in_a_display_name_is_blocked(
             (f'"+1 301 555 1234" {clean}', "", None),
         ]
         _expect_each(ua, ss, lport, proxy.port, cases)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 3
-            )
-        )
+        assert _blocked(proxy, caller_block=3)
 
 
 def test_a_blocked_number_among_other_characters_is_blocked(
@@ -1099,11 +1086,7 @@ def test_a_blocked_number_among_other_characters_is_blocked(
             ('"Front desk" <sip:2001x@127.0.0.1>', "", None),
         ]
         _expect_each(ua, ss, lport, proxy.port, cases)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 8
-            )
-        )
+        assert _blocked(proxy, caller_block=8)
 
 
 _SDP = (
@@ -1187,15 +1170,7 @@ def test_a_blocked_number_in_an_isup_body_is_blocked(
         # a call to 911 is never refused for a body the screen cannot read
         msg = _with_body(udp_invite(lport, proxy.port, "+13015551234", 99, "isup"), *cut)
         _expect(ua, ss, _to_911(msg), proxy.port, None)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 7
-                and proxy.metric(
-                    "sipscreen_invites_total", verdict="blocked", rule="unreadable_isup_body"
-                )
-                == 4
-            )
-        )
+        assert _blocked(proxy, caller_block=7, unreadable_isup_body=4)
     lines = [ln for ln in proxy.stdout().splitlines() if "unreadable_isup_body" in ln]
     assert len(lines) == 4 and all('"citation":"RFC 3204"' in ln for ln in lines), lines
 
@@ -1218,11 +1193,7 @@ def test_a_caller_id_longer_than_e164_allows_is_an_invalid_nanp_number(
             ("<sip:+4420712345678901234@127.0.0.1>", None),
         ]
         _expect_each(ua, ss, lport, proxy.port, [(f, "", st) for f, st in cases])
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="dno_invalid") == 3
-            )
-        )
+        assert _blocked(proxy, dno_invalid=3)
 
 
 def test_a_call_to_911_dialled_with_the_nanp_prefix_is_never_blocked(
@@ -1300,9 +1271,7 @@ def test_a_trunk_reaching_a_dual_stack_listen_address_is_still_its_provider(
         proxy.start()
         msg = udp_invite(lport, proxy.port, "+13015550000", 0, "mapped")
         _expect(ua, ss, msg, proxy.port, b"603")
-        assert wait_for(
-            lambda: proxy.metric("sipscreen_invites_total", verdict="blocked", rule="rmd_gate") == 1
-        )
+        assert _blocked(proxy, rmd_gate=1)
         # an allowed call still reaches the softswitch (inline) or gets its 302
         redis_client.hset(key_prefix + "provider:gone", "rmd_status", "listed")
         time.sleep(0.5)  # the store follows MONITOR
@@ -1330,11 +1299,7 @@ def test_an_allowlisted_caller_id_does_not_carry_a_blocked_number_through(
             (f"<sip:{allowed}@127.0.0.1>", "", None),
         ]
         _expect_each(ua, ss, lport, proxy.port, cases)
-        assert wait_for(
-            lambda: (
-                proxy.metric("sipscreen_invites_total", verdict="blocked", rule="caller_block") == 2
-            )
-        )
+        assert _blocked(proxy, caller_block=2)
     lines = [ln for ln in proxy.stdout().splitlines() if '"rule":"caller_block"' in ln]
     assert len(lines) == 2 and all(f"exempts {allowed}, not {BLOCKED}" in ln for ln in lines)
 
